@@ -1,0 +1,30 @@
+"""lstmviz: record every gate, cell and hidden state of a PyTorch LSTM/GRU/RNN, and look at them.
+
+Public API (torch is imported only when a recording function is first used)::
+
+    output, cache = lstmviz.run_with_cache(model, ids)      # notebook: one forward, every activation
+    run_dir = lstmviz.record_corpus(model, token_ids, out)  # stream a corpus into a run directory
+    run = lstmviz.open_run(run_dir)                         # lazy reader: run.tokens, run.activations(...)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .store import Run, RunError, open_run, write_run
+
+__version__ = "0.1.0"
+__all__ = ["Run", "RunError", "__version__", "load_model", "open_run", "record_corpus", "run_with_cache",
+           "write_run"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("run_with_cache", "record_corpus"):
+        from . import recorder
+
+        return getattr(recorder, name)
+    if name == "load_model":
+        from .models import loading
+
+        return loading.load_model
+    raise AttributeError(f"module 'lstmviz' has no attribute {name!r}")

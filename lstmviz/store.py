@@ -1,0 +1,436 @@
+"""The run directory: written atomically, opened lazily. docs/FORMAT.md is the specification.
+
+A run is a folder of plain parquet files plus ``manifest.json``::
+
+    <run>/manifest.json           what is here; "complete": true is written last
+    <run>/tokens.parquet          one row per token, in corpus order
+    <run>/acts/<name>.parquet     one file per activation, wide float16 columns u0000…, same rows as tokens
+    <run>/stats.parquet           per activation, per unit: count, mean, std, min, max, saturation, histogram
+    <run>/cache/                  derived data, safe to delete
+
+:class:`RunWriter` fills ``<run>.partial/`` and renames it to ``<run>`` only when every file is written, so an
+interrupted recording never looks complete, and writing again simply starts over.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import names as _names
+
+SCHEMA_VERSION = 1
+ROW_GROUP = 16384
+LOW, HIGH = 0.1, 0.9
+HIST_BINS = 32
+TOKEN_COLUMNS = ("idx", "doc", "pos", "token_id", "token")
+_PARQUET_OPTS = dict(compression="zstd", use_dictionary=False, write_statistics=False)
+
+
+class RunError(ValueError):
+    """A run directory that cannot be opened or written; the message is one line that names the problem."""
+
+
+def unit_columns(units: int) -> list[str]:
+    """Column names of an activation file: ``["u0000", "u0001", …]``."""
+    return [f"u{u:04d}" for u in range(units)]
+
+
+@dataclass(frozen=True)
+class Activation:
+    """One entry of the manifest's activation list."""
+
+    name: str
+    module: str
+    layer: int
+    dir: str
+    kind: str
+    units: int
+    dtype: str = "float16"
+
+    @property
+    def file(self) -> str:
+        return f"acts/{self.name}.parquet"
+
+    def to_json(self) -> dict:
+        return {**self.__dict__, "file": self.file}
+
+    @classmethod
+    def from_name(cls, name: str, units: int) -> Activation:
+        n = _names.parse(name)
+        return cls(name, n.module, n.layer, n.dir, n.kind + ("_grad" if n.grad else ""), units)
+
+
+def _hist_range(kind: str, first: np.ndarray) -> tuple[float, float]:
+    """Histogram range: the kind's bounds for bounded kinds, else ±1.5·max|x| of the first values seen."""
+    if kind in ("i", "f", "o", "r", "z"):
+        return 0.0, 1.0
+    bound = float(np.abs(first).max()) if first.size else 1.0
+    if kind in ("g", "n") or bound <= 1.0:
+        return -1.0, 1.0
+    return -1.5 * bound, 1.5 * bound
+
+
+class _Stats:
+    """Per-unit streaming aggregates of one activation, over the float16 values as stored."""
+
+    def __init__(self, act: Activation):
+        u = act.units
+        self.act = act
+        self.count = 0
+        self.sum = np.zeros(u)
+        self.sumsq = np.zeros(u)
+        self.min = np.full(u, np.inf)
+        self.max = np.full(u, -np.inf)
+        self.n_low = np.zeros(u, np.int64)
+        self.n_high = np.zeros(u, np.int64)
+        self.hist = np.zeros((u, HIST_BINS), np.int64)
+        self.range: tuple[float, float] | None = None
+
+    def update(self, x: np.ndarray) -> None:
+        """x: float32 ``[n, units]`` of values already rounded to float16."""
+        if not len(x):
+            return
+        x64 = x.astype(np.float64)
+        self.count += len(x)
+        self.sum += x64.sum(0)
+        self.sumsq += np.square(x64).sum(0)
+        np.minimum(self.min, x.min(0), out=self.min)
+        np.maximum(self.max, x.max(0), out=self.max)
+        self.n_low += (x < LOW).sum(0)
+        self.n_high += (x > HIGH).sum(0)
+        if self.range is None:
+            self.range = _hist_range(self.act.kind, x)
+        lo, hi = self.range
+        b = np.clip(((x - lo) * (HIST_BINS / (hi - lo))).astype(np.int64), 0, HIST_BINS - 1)  # [n, units]
+        offsets = np.arange(self.act.units) * HIST_BINS
+        self.hist += np.bincount((b + offsets).ravel(), minlength=self.act.units * HIST_BINS).reshape(
+            self.act.units, HIST_BINS
+        )
+
+    def frame(self) -> pd.DataFrame:
+        n = max(self.count, 1)
+        mean = self.sum / n
+        var = np.maximum(self.sumsq / n - mean**2, 0.0)
+        lo, hi = self.range or (0.0, 1.0)
+        return pd.DataFrame(
+            {
+                "name": self.act.name,
+                "unit": np.arange(self.act.units, dtype=np.int32),
+                "count": np.full(self.act.units, self.count, np.int64),
+                "mean": mean,
+                "std": np.sqrt(var),
+                "min": self.min,
+                "max": self.max,
+                "n_low": self.n_low,
+                "n_high": self.n_high,
+                "hist": list(self.hist),
+                "hist_lo": lo,
+                "hist_hi": hi,
+            }
+        )
+
+
+class RunWriter:
+    """Writes a run directory. Activations may arrive in any row order; rows are stored in corpus order.
+
+    Values are spilled to raw float16 files under ``<run>.partial/spill/`` with positioned writes (so memory
+    stays flat however long the corpus is), then converted to parquet in 16k-row groups by :meth:`close`.
+
+    Usage::
+
+        with RunWriter(out, tokens, activations, manifest) as w:
+            w.write(name, start, values)        # values: float [n, units] for rows [start, start+n)
+        # on a clean exit the run is complete and renamed into place; on an exception nothing looks complete
+    """
+
+    def __init__(
+        self,
+        out_dir: str | os.PathLike,
+        tokens: pd.DataFrame,
+        activations: Sequence[Activation],
+        manifest: Mapping | None = None,
+        *,
+        overwrite: bool = False,
+    ):
+        self.out = Path(out_dir)
+        if self.out.exists() and not overwrite:
+            raise RunError(f"output directory {self.out} already exists (pass overwrite to replace it)")
+        missing = [c for c in TOKEN_COLUMNS if c not in tokens.columns]
+        if missing:
+            raise RunError(f"tokens table lacks columns {missing}")
+        self.partial = self.out.with_name(self.out.name + ".partial")
+        if self.partial.exists():
+            shutil.rmtree(self.partial)  # a previous recording was interrupted: start over
+        (self.partial / "acts").mkdir(parents=True)
+        (self.partial / "spill").mkdir()
+        self.tokens = tokens.reset_index(drop=True)
+        self.n = len(self.tokens)
+        self.acts = {a.name: a for a in activations}
+        self.manifest = dict(manifest or {})
+        self.stats = {a.name: _Stats(a) for a in activations}
+        self._spill = {
+            a.name: open(self.partial / "spill" / f"{a.name}.f16", "w+b")  # noqa: SIM115 - closed in close()
+            for a in activations
+        }
+        for a in activations:
+            self._spill[a.name].truncate(self.n * a.units * 2)
+        self.columns: dict[str, np.ndarray] = {}
+
+    def write(self, name: str, start: int, values: np.ndarray) -> None:
+        """Store rows ``[start, start + len(values))`` of activation ``name``; values: float ``[n, units]``."""
+        act = self.acts[name]
+        if values.ndim != 2 or values.shape[1] != act.units:
+            raise ValueError(f"{name}: expected [n, {act.units}] values, got {list(values.shape)}")
+        if start < 0 or start + len(values) > self.n:
+            raise ValueError(f"{name}: rows [{start}, {start + len(values)}) outside [0, {self.n})")
+        half = np.ascontiguousarray(values, dtype=np.float16)
+        self.stats[name].update(half.astype(np.float32))
+        os.pwrite(self._spill[name].fileno(), half.data, start * act.units * 2)
+
+    def set_column(self, column: str, start: int, values: np.ndarray) -> None:
+        """Fill rows of an extra token column (e.g. ``loss``); values: ``[n]`` or ``[n, k]``."""
+        values = np.asarray(values)
+        if column not in self.columns:
+            self.columns[column] = np.zeros((self.n, *values.shape[1:]), values.dtype)
+        self.columns[column][start : start + len(values)] = values
+
+    def close(self) -> Path:
+        """Convert spills to parquet, write tokens, stats and the manifest (last), and rename into place."""
+        for name, act in self.acts.items():
+            self._spill[name].close()
+            spill = self.partial / "spill" / f"{name}.f16"
+            _spill_to_parquet(spill, self.partial / act.file, self.n, act.units)
+            spill.unlink()
+        (self.partial / "spill").rmdir()
+        tokens = self.tokens.copy()
+        for column, values in self.columns.items():
+            tokens[column] = list(values) if values.ndim > 1 else values
+        pq.write_table(pa.Table.from_pandas(tokens, preserve_index=False), self.partial / "tokens.parquet")
+        stats = [s.frame() for s in self.stats.values()]
+        if stats:
+            pq.write_table(pa.Table.from_pandas(pd.concat(stats, ignore_index=True), preserve_index=False),
+                           self.partial / "stats.parquet")
+        from . import __version__
+
+        manifest = {
+            "schema_version": SCHEMA_VERSION,
+            "lstmviz_version": __version__,
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            **self.manifest,
+            "n_tokens": self.n,
+            "activations": [a.to_json() for a in self.acts.values()],
+            "stats": {"file": "stats.parquet", "low": LOW, "high": HIGH, "hist_bins": HIST_BINS},
+            "complete": True,
+        }
+        (self.partial / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str))
+        if self.out.exists():
+            shutil.rmtree(self.out)
+        self.partial.rename(self.out)
+        return self.out
+
+    def abort(self) -> None:
+        """Remove the partial directory."""
+        for f in self._spill.values():
+            f.close()
+        shutil.rmtree(self.partial, ignore_errors=True)
+
+    def __enter__(self) -> RunWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def _spill_to_parquet(spill: Path, dest: Path, n: int, units: int) -> None:
+    """Raw float16 ``[n, units]`` row-major file → wide parquet with ROW_GROUP-row groups."""
+    schema = pa.schema([(c, pa.float16()) for c in unit_columns(units)])
+    with pq.ParquetWriter(dest, schema, **_PARQUET_OPTS) as writer, open(spill, "rb") as f:
+        for start in range(0, max(n, 1), ROW_GROUP):
+            rows = min(ROW_GROUP, n - start)
+            block = np.fromfile(f, np.float16, rows * units).reshape(rows, units)  # [rows, units]
+            cols = [pa.array(block[:, u]) for u in range(units)]
+            writer.write_table(pa.Table.from_arrays(cols, schema=schema), row_group_size=ROW_GROUP)
+
+
+def write_run(
+    out_dir: str | os.PathLike,
+    tokens: pd.DataFrame | Sequence[str],
+    acts: Mapping[str, np.ndarray],
+    manifest: Mapping | None = None,
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """Write a complete run from in-memory arrays (tests, importers). acts: name → ``[tokens, units]``.
+
+    ``tokens`` is a table with at least :data:`TOKEN_COLUMNS` plus any annotation columns, or a plain list of
+    display strings (one document, ids 0…).
+    """
+    if not isinstance(tokens, pd.DataFrame):
+        tokens = tokens_frame(list(tokens))
+    activations = [Activation.from_name(name, a.shape[1]) for name, a in acts.items()]
+    with RunWriter(out_dir, tokens, activations, manifest, overwrite=overwrite) as w:
+        for name, a in acts.items():
+            w.write(name, 0, a)
+    return Path(out_dir)
+
+
+def tokens_frame(
+    display: Sequence[str], token_ids: Iterable[int] | None = None, docs: Iterable[int] | None = None
+) -> pd.DataFrame:
+    """The base tokens table: ``idx, doc, pos, token_id, token`` for tokens in corpus order."""
+    n = len(display)
+    doc = np.zeros(n, np.int32) if docs is None else np.asarray(list(docs), np.int32)
+    starts = np.r_[0, np.flatnonzero(np.diff(doc)) + 1] if n else np.zeros(0, np.int64)
+    pos = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n])) if n else np.zeros(0, np.int64)
+    ids = np.arange(n) if token_ids is None else np.asarray(list(token_ids))
+    return pd.DataFrame(
+        {
+            "idx": np.arange(n, dtype=np.int64),
+            "doc": doc,
+            "pos": pos.astype(np.int32),
+            "token_id": ids.astype(np.int32),
+            "token": pd.array(list(display), dtype="string"),
+        }
+    )
+
+
+class Run:
+    """A recorded run, opened lazily. Use :func:`open_run`."""
+
+    def __init__(self, path: Path, manifest: dict):
+        self.path = path
+        self.manifest = manifest
+        self._acts = {a["name"]: a for a in manifest["activations"]}
+        self._files: dict[str, pq.ParquetFile] = {}
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r}, tokens={self.n_tokens}, activations={len(self.names)})"
+
+    @property
+    def names(self) -> list[str]:
+        """Activation names, in recording order."""
+        return list(self._acts)
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.manifest["n_tokens"])
+
+    def info(self, name: str) -> dict:
+        """The manifest entry of one activation: name, module, layer, dir, kind, units, dtype, file."""
+        try:
+            return self._acts[name]
+        except KeyError:
+            raise RunError(f"run {self.path} has no activation {name!r}; it has {len(self._acts)}, "
+                           f"e.g. {', '.join(self.names[:4])}") from None
+
+    def units(self, name: str) -> int:
+        return int(self.info(name)["units"])
+
+    @cached_property
+    def tokens(self) -> pd.DataFrame:
+        """One row per token: idx, doc, pos, token_id, token, then annotation and prediction columns."""
+        return pd.read_parquet(self.path / "tokens.parquet")
+
+    @cached_property
+    def stats(self) -> pd.DataFrame:
+        """Per activation, per unit: count, mean, std, min, max, n_low, n_high, hist, hist_lo, hist_hi."""
+        f = self.path / "stats.parquet"
+        return pd.read_parquet(f) if f.exists() else pd.DataFrame()
+
+    @property
+    def cache_dir(self) -> Path:
+        """``<run>/cache``: derived data, created on demand, safe to delete."""
+        d = self.path / "cache"
+        d.mkdir(exist_ok=True)
+        return d
+
+    def _file(self, name: str) -> pq.ParquetFile:
+        if name not in self._files:
+            path = self.path / self.info(name)["file"]
+            try:
+                self._files[name] = pq.ParquetFile(path)
+            except (OSError, pa.ArrowException) as e:
+                raise RunError(f"activation file {path} is unreadable: {e}") from None
+        return self._files[name]
+
+    def activations(
+        self,
+        name: str,
+        units: Sequence[int] | np.ndarray | None = None,
+        start: int | None = None,
+        stop: int | None = None,
+    ) -> np.ndarray:
+        """Values of ``name`` for tokens ``[start, stop)`` and the given units: float32 ``[tokens, units]``.
+
+        Reads only the row groups that overlap the range and only the requested columns.
+        """
+        n_units = self.units(name)
+        start, stop, _ = slice(start, stop).indices(self.n_tokens)
+        stop = max(stop, start)
+        units = np.arange(n_units) if units is None else np.asarray(units, dtype=np.int64).reshape(-1)
+        if units.size and (units.min() < 0 or units.max() >= n_units):
+            raise RunError(f"{name} has units 0…{n_units - 1}; asked for {units.min()}…{units.max()}")
+        out = np.empty((stop - start, len(units)), np.float32)
+        if stop == start or not len(units):
+            return out
+        f = self._file(name)
+        md = f.metadata
+        columns = [f"u{u:04d}" for u in units]
+        row0 = 0
+        groups, first = [], None
+        for g in range(md.num_row_groups):
+            rows = md.row_group(g).num_rows
+            if row0 + rows > start and row0 < stop:
+                groups.append(g)
+                first = row0 if first is None else first
+            row0 += rows
+        table = f.read_row_groups(groups, columns=columns)
+        lo, hi = start - first, stop - first
+        for j, col in enumerate(table.columns):
+            out[:, j] = col.slice(lo, hi - lo).to_numpy()
+        return out
+
+
+def open_run(path: str | os.PathLike) -> Run:
+    """Open a run directory. Raises :class:`RunError` (one line) for a missing, incomplete or corrupt run."""
+    p = Path(path)
+    if not p.exists():
+        raise RunError(f"no run at {p}: the directory does not exist")
+    if not p.is_dir():
+        raise RunError(f"{p} is a file, not a run directory")
+    mf = p / "manifest.json"
+    if not mf.exists():
+        hint = " (an interrupted recording: record it again)" if p.name.endswith(".partial") else ""
+        raise RunError(f"{p} is not a run: it has no manifest.json{hint}")
+    try:
+        manifest = json.loads(mf.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RunError(f"{mf} is corrupt: {e}") from None
+    if not isinstance(manifest, dict) or not manifest.get("complete"):
+        raise RunError(f"{p} is an incomplete run (its manifest is not marked complete): record it again")
+    version = manifest.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise RunError(f"{p} has run format version {version}; this lstmviz reads version {SCHEMA_VERSION}")
+    for key in ("n_tokens", "activations"):
+        if key not in manifest:
+            raise RunError(f"{mf} is corrupt: it lacks {key!r}")
+    needed = ["tokens.parquet"] + [a["file"] for a in manifest["activations"]]
+    absent = [f for f in needed if not (p / f).is_file()]
+    if absent:
+        raise RunError(f"{p} is corrupt: missing {', '.join(absent[:3])}{' …' if len(absent) > 3 else ''}")
+    return Run(p, manifest)
