@@ -199,6 +199,17 @@ class RunWriter:
         self.stats[name].update(half.astype(np.float32))
         os.pwrite(self._spill[name].fileno(), half.data, start * act.units * 2)
 
+    def write_blocks(self, name: str, starts: np.ndarray, values: np.ndarray, counts: np.ndarray) -> None:
+        """Store ``values[b, :counts[b]]`` at rows ``starts[b]…`` for each b. values: float ``[B, T, units]``."""
+        act = self.acts[name]
+        half = values.astype(np.float16)  # (B, T, units)
+        valid = np.arange(half.shape[1])[None, :] < np.asarray(counts)[:, None]
+        self.stats[name].update(half[valid].astype(np.float32))
+        fd = self._spill[name].fileno()
+        for b, (start, count) in enumerate(zip(starts, counts, strict=True)):
+            if count:
+                os.pwrite(fd, np.ascontiguousarray(half[b, :count]).data, int(start) * act.units * 2)
+
     def set_column(self, column: str, start: int, values: np.ndarray) -> None:
         """Fill rows of an extra token column (e.g. ``loss``); values: ``[n]`` or ``[n, k]``."""
         values = np.asarray(values)

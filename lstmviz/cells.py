@@ -1,0 +1,245 @@
+r"""Exact per-layer cell math for PyTorch's ``nn.LSTM``, ``nn.GRU`` and ``nn.RNN``.
+
+Shape letters: ``B`` batch, ``T`` time, ``I`` layer input size, ``H`` hidden size, ``P`` projection size
+(``P = H`` without projection). Every tensor here is batch-first, ``[B, T, ·]``.
+
+LSTM (fused weights are stacked ``(W_ii|W_if|W_ig|W_io)``, biases likewise)::
+
+    i_t = σ(W_ii x_t + b_ii + W_hi h_{t-1} + b_hi)
+    f_t = σ(W_if x_t + b_if + W_hf h_{t-1} + b_hf)
+    g_t = tanh(W_ig x_t + b_ig + W_hg h_{t-1} + b_hg)
+    o_t = σ(W_io x_t + b_io + W_ho h_{t-1} + b_ho)
+    c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t
+    h_t = o_t ⊙ tanh(c_t)                    (with proj_size > 0: h_t = W_hr (o_t ⊙ tanh(c_t)), so h is [B, T, P])
+
+GRU (``(W_ir|W_iz|W_in)``). PyTorch's update gate is the *opposite* of Chung et al. (2014) and of Karpathy et
+al. (2015): z close to 1 keeps the old state::
+
+    r_t = σ(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)
+    z_t = σ(W_iz x_t + b_iz + W_hz h_{t-1} + b_hz)
+    n_t = tanh(W_in x_t + b_in + r_t ⊙ (W_hn h_{t-1} + b_hn))
+    h_t = (1 − z_t) ⊙ n_t + z_t ⊙ h_{t-1}
+
+RNN: ``h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)`` (or relu).
+
+Two ways to get the gates, both exact to float rounding:
+
+* :func:`lstm_replay` / :func:`gru_replay` take the hidden states that torch's fused kernel already produced and
+  rebuild every gate in one batched GEMM over all steps (``h_{t-1}`` is known for every t), then c by the linear
+  recurrence :func:`linear_scan`. Cheap when the fused kernel is latency-bound (batch 1, GPU).
+* :func:`lstm_loop` / :func:`gru_loop` run the recurrence themselves: one GEMM for every step's input
+  projection, then a tight loop that keeps the gates as it goes. Same FLOPs as the plain forward, so this wins
+  when the plain forward is GEMM-bound (many streams on a CPU).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+CELL_TYPES = {nn.LSTM: "LSTM", nn.GRU: "GRU", nn.RNN: "RNN"}
+
+
+@dataclass(frozen=True)
+class LayerParams:
+    """The weights of one layer and direction. w_ih ``[G·H, I]``, w_hh ``[G·H, P]``, w_hr ``[P, H]``."""
+
+    w_ih: Tensor
+    w_hh: Tensor
+    b_ih: Tensor | None
+    b_hh: Tensor | None
+    w_hr: Tensor | None = None
+
+
+def cell_type(module: nn.Module) -> str | None:
+    """``"LSTM" | "GRU" | "RNN"`` for torch's recurrent modules (and subclasses), else None."""
+    for cls, name in CELL_TYPES.items():
+        if isinstance(module, cls):
+            return name
+    return None
+
+
+def layer_params(module: nn.RNNBase, layer: int, reverse: bool) -> LayerParams:
+    """The parameters of ``layer`` (and direction) of a torch recurrent module."""
+    sfx = f"_l{layer}{'_reverse' if reverse else ''}"
+
+    def get(kind: str) -> Tensor | None:
+        return getattr(module, f"{kind}{sfx}", None)
+
+    return LayerParams(get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"), get("weight_hr"))
+
+
+def shift_prev(h: Tensor, h0: Tensor) -> Tensor:
+    """``h_{t-1}`` for every t: ``[h0, h_0, …, h_{T-2}]``. h ``[B, T, P]``, h0 ``[B, P]`` → ``[B, T, P]``."""
+    return torch.cat([h0.unsqueeze(1), h[:, :-1]], dim=1)
+
+
+def linear_scan(a: Tensor, b: Tensor, s0: Tensor, chunk: int | None = None) -> Tensor:
+    """Solve ``s_t = a_t ⊙ s_{t-1} + b_t`` for all t, with ``s_{-1} = s0``. a, b ``[B, T, H]``, s0 ``[B, H]``.
+
+    A chunked scan: a sequential pass inside chunks of length L (all chunks at once), a pass over the T/L chunk
+    ends, then one vectorised fix-up. About 2√T small steps instead of T, with no division (so no blow-up when
+    forget gates are tiny, as a log-space cumulative product would have).
+    """
+    B, T, H = a.shape
+    if T == 0:
+        return b.clone()
+    L = chunk or max(1, int(T**0.5))
+    n = -(-T // L)
+    pad = n * L - T
+    if pad:
+        a = torch.cat([a, a.new_ones(B, pad, H)], dim=1)
+        b = torch.cat([b, b.new_zeros(B, pad, H)], dim=1)
+    a = a.reshape(B, n, L, H)
+    b = b.reshape(B, n, L, H)
+    local = torch.empty_like(b)  # scan inside each chunk from a zero start  # (B, n, L, H)
+    local[:, :, 0] = b[:, :, 0]
+    for j in range(1, L):
+        torch.addcmul(b[:, :, j], a[:, :, j], local[:, :, j - 1], out=local[:, :, j])
+    decay = torch.cumprod(a, dim=2)  # product of a within the chunk up to j  # (B, n, L, H)
+    starts = torch.empty(B, n, H, dtype=b.dtype, device=b.device)  # s just before each chunk
+    s = s0
+    for k in range(n):
+        starts[:, k] = s
+        s = torch.addcmul(local[:, k, -1], decay[:, k, -1], s)
+    out = torch.addcmul(local, decay, starts.unsqueeze(2))
+    return out.reshape(B, n * L, H)[:, :T]
+
+
+def _gemm_in(x: Tensor, p: LayerParams) -> Tensor:
+    return F.linear(x, p.w_ih, p.b_ih)
+
+
+def _gemm_hh(h: Tensor, p: LayerParams) -> Tensor:
+    return F.linear(h, p.w_hh, p.b_hh)
+
+
+def lstm_replay(x: Tensor, h: Tensor, h0: Tensor, c0: Tensor, p: LayerParams) -> dict[str, Tensor]:
+    """Rebuild i, f, g, o, c (and hp) of one LSTM layer from its known outputs.
+
+    x ``[B, T, I]`` layer input; h ``[B, T, P]`` the layer's output from torch's kernel; h0 ``[B, P]``;
+    c0 ``[B, H]``. Returns ``{"i","f","g","o","c"[,"hp"]}`` each ``[B, T, H]``.
+    """
+    z = _gemm_in(x, p).add_(_gemm_hh(shift_prev(h, h0), p))  # (B, T, 4H)
+    i, f, g, o = z.chunk(4, dim=2)
+    i, f, g, o = i.sigmoid(), f.sigmoid(), g.tanh(), o.sigmoid()
+    c = linear_scan(f, i * g, c0)
+    out = {"i": i, "f": f, "g": g, "o": o, "c": c}
+    if p.w_hr is not None:
+        out["hp"] = o * c.tanh()
+    return out
+
+
+def gru_replay(x: Tensor, h: Tensor, h0: Tensor, p: LayerParams) -> dict[str, Tensor]:
+    """Rebuild r, z, n of one GRU layer. x ``[B, T, I]``, h ``[B, T, H]``, h0 ``[B, H]`` → each ``[B, T, H]``."""
+    gi = _gemm_in(x, p)  # (B, T, 3H)
+    gh = _gemm_hh(shift_prev(h, h0), p)  # (B, T, 3H)
+    i_r, i_z, i_n = gi.chunk(3, dim=2)
+    h_r, h_z, h_n = gh.chunk(3, dim=2)
+    r = (i_r + h_r).sigmoid_()
+    z = (i_z + h_z).sigmoid_()
+    n = torch.addcmul(i_n, r, h_n).tanh_()
+    return {"r": r, "z": z, "n": n}
+
+
+class _Hh:
+    """``h @ W_hh^T + b_hh`` for one step, through oneDNN with pre-packed weights when that is available."""
+
+    def __init__(self, p: LayerParams, batch: int):
+        self.w, self.b, self.packed = p.w_hh, p.b_hh, None
+        w = p.w_hh
+        if (w.device.type == "cpu" and w.dtype == torch.float32 and torch.backends.mkldnn.is_available()
+                and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")):
+            try:
+                self.packed = torch.ops.mkldnn._reorder_linear_weight(w.detach(), batch)
+            except RuntimeError:
+                self.packed = None
+
+    def __call__(self, h: Tensor) -> Tensor:
+        if self.packed is not None:
+            return torch.ops.mkldnn._linear_pointwise(h, self.packed, self.b, "none", [], "")
+        return F.linear(h, self.w, self.b)
+
+
+def lstm_loop(x: Tensor, h0: Tensor, c0: Tensor, p: LayerParams) -> dict[str, Tensor]:
+    """Run one LSTM layer step by step, keeping every gate. x ``[B, T, I]`` → dict of ``[B, T, ·]``.
+
+    Returns ``{"i","f","g","o","c","h"[,"hp"]}``; h is ``[B, T, P]``, the others ``[B, T, H]``.
+    """
+    B, T, _ = x.shape
+    H = p.w_hh.shape[0] // 4
+    xp = _gemm_in(x, p).transpose(0, 1).contiguous()  # (T, B, 4H): one GEMM for every step's input
+    gates = torch.empty(T, B, 4 * H, dtype=x.dtype, device=x.device)
+    cs = torch.empty(T, B, H, dtype=x.dtype, device=x.device)
+    hps = torch.empty(T, B, H, dtype=x.dtype, device=x.device) if p.w_hr is not None else None
+    hs = torch.empty(T, B, h0.shape[-1], dtype=x.dtype, device=x.device)
+    hh = _Hh(p, B)
+    h, c = h0, c0
+    for t, (xt, gt, ct, ht) in enumerate(zip(xp.unbind(0), gates.unbind(0), cs.unbind(0), hs.unbind(0),
+                                             strict=True)):
+        torch.add(hh(h), xt, out=gt)
+        torch.sigmoid(gt[:, : 2 * H], out=gt[:, : 2 * H])
+        torch.tanh(gt[:, 2 * H : 3 * H], out=gt[:, 2 * H : 3 * H])
+        torch.sigmoid(gt[:, 3 * H :], out=gt[:, 3 * H :])
+        i, f, g, o = gt.unsafe_chunk(4, 1)
+        torch.mul(f, c, out=ct).addcmul_(i, g)
+        if hps is None:
+            torch.tanh(ct, out=ht).mul_(o)
+        else:
+            hp = torch.tanh(ct, out=hps[t]).mul_(o)
+            torch.mm(hp, p.w_hr.t(), out=ht)
+        h, c = ht, ct
+    i, f, g, o = gates.transpose(0, 1).chunk(4, dim=2)
+    out = {"i": i, "f": f, "g": g, "o": o, "c": cs.transpose(0, 1), "h": hs.transpose(0, 1)}
+    if hps is not None:
+        out["hp"] = hps.transpose(0, 1)
+    return out
+
+
+def gru_loop(x: Tensor, h0: Tensor, p: LayerParams) -> dict[str, Tensor]:
+    """Run one GRU layer step by step, keeping every gate. x ``[B, T, I]`` → ``{"r","z","n","h"}``."""
+    B, T, _ = x.shape
+    H = p.w_hh.shape[0] // 3
+    gi = _gemm_in(x, p).transpose(0, 1).contiguous()  # (T, B, 3H)
+    gates = torch.empty(T, B, 3 * H, dtype=x.dtype, device=x.device)
+    hs = torch.empty(T, B, H, dtype=x.dtype, device=x.device)
+    hh = _Hh(p, B)
+    h = h0
+    for gi_t, gt, ht in zip(gi.unbind(0), gates.unbind(0), hs.unbind(0), strict=True):
+        gh = hh(h)  # (B, 3H)
+        rz = gt[:, : 2 * H]
+        torch.add(gi_t[:, : 2 * H], gh[:, : 2 * H], out=rz).sigmoid_()
+        r, z, n = gt.unsafe_chunk(3, 1)
+        torch.addcmul(gi_t[:, 2 * H :], r, gh[:, 2 * H :], out=n).tanh_()
+        torch.sub(h, n, out=ht).mul_(z).add_(n)  # h = n + z ⊙ (h₋₁ − n)
+        h = ht
+    r, z, n = gates.transpose(0, 1).chunk(3, dim=2)
+    return {"r": r, "z": z, "n": n, "h": hs.transpose(0, 1)}
+
+
+def lstm_step(x: Tensor, h: Tensor, c: Tensor, p: LayerParams) -> tuple[Tensor, Tensor]:
+    """One differentiable LSTM step. x ``[B, I]``, h ``[B, P]``, c ``[B, H]`` → (h, c)."""
+    i, f, g, o = (_gemm_in(x, p) + _gemm_hh(h, p)).chunk(4, dim=1)
+    c = f.sigmoid() * c + i.sigmoid() * g.tanh()
+    h = o.sigmoid() * c.tanh()
+    if p.w_hr is not None:
+        h = h @ p.w_hr.t()
+    return h, c
+
+
+def gru_step(x: Tensor, h: Tensor, p: LayerParams) -> Tensor:
+    """One differentiable GRU step. x ``[B, I]``, h ``[B, H]`` → h."""
+    i_r, i_z, i_n = _gemm_in(x, p).chunk(3, dim=1)
+    h_r, h_z, h_n = _gemm_hh(h, p).chunk(3, dim=1)
+    r, z = (i_r + h_r).sigmoid(), (i_z + h_z).sigmoid()
+    n = (i_n + r * h_n).tanh()
+    return (1 - z) * n + z * h
+
+
+def rnn_step(x: Tensor, h: Tensor, p: LayerParams, nonlinearity: str = "tanh") -> Tensor:
+    """One differentiable Elman RNN step. x ``[B, I]``, h ``[B, H]`` → h."""
+    pre = _gemm_in(x, p) + _gemm_hh(h, p)
+    return pre.tanh() if nonlinearity == "tanh" else pre.relu()

@@ -1,0 +1,597 @@
+"""Record every gate, cell and hidden state of the LSTM / GRU / RNN modules inside any PyTorch model.
+
+The recorder finds each ``nn.LSTM``, ``nn.GRU`` and ``nn.RNN`` with ``named_modules()`` and, for the duration of
+a ``with`` block, replaces its ``forward`` by an instrumented one that runs the layers one at a time:
+
+* ``h`` of every layer and direction comes from torch's own fused kernel (the same ``_VF`` call the module makes,
+  one layer at a time), so it *is* the module's output;
+* gates and ``c`` are then rebuilt exactly from ``(x_t, h_{t-1})`` in one batched GEMM plus a chunked linear scan
+  (strategy ``"replay"``), or the layer is run by a tight step loop that keeps the gates as it goes (strategy
+  ``"loop"``, same FLOPs as the plain forward; it wins on a CPU when many streams make the forward GEMM-bound).
+
+See :mod:`lstmviz.cells` for the equations and :mod:`lstmviz.names` for the activation names and shapes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import _VF, Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
+
+from . import cells
+from . import names as _names
+from .store import Activation, RunError, RunWriter, tokens_frame
+
+NameFilter = Iterable[str] | Callable[[str], bool] | None
+STRATEGIES = ("auto", "replay", "loop")
+_KERNELS = {"LSTM": _VF.lstm, "GRU": _VF.gru, ("RNN", "tanh"): _VF.rnn_tanh, ("RNN", "relu"): _VF.rnn_relu}
+
+
+@dataclass(frozen=True)
+class RecurrentModule:
+    """A recurrent module found inside a model, with what determines its activation names and shapes."""
+
+    path: str
+    module: nn.RNNBase
+    cell: str  # "LSTM" | "GRU" | "RNN"
+
+    @property
+    def layers(self) -> int:
+        return self.module.num_layers
+
+    @property
+    def dirs(self) -> tuple[str, ...]:
+        return ("fwd", "rev") if self.module.bidirectional else ("fwd",)
+
+    @property
+    def hidden(self) -> int:
+        return self.module.hidden_size
+
+    @property
+    def out_size(self) -> int:
+        """Size of h: proj_size for a projected LSTM, else hidden_size."""
+        return getattr(self.module, "proj_size", 0) or self.module.hidden_size
+
+    def kinds(self) -> tuple[str, ...]:
+        return _names.cell_kinds(self.cell, getattr(self.module, "proj_size", 0))
+
+    def activations(self) -> list[Activation]:
+        """Every activation this module yields, in recording order."""
+        return [
+            Activation(_names.build(self.path, layer, d, k), self.path, layer, d, k,
+                       self.out_size if k == "h" else self.hidden)
+            for layer in range(self.layers) for d in self.dirs for k in self.kinds()
+        ]
+
+    def describe(self) -> dict:
+        m = self.module
+        return {"path": self.path, "cell": self.cell, "input_size": m.input_size, "hidden_size": m.hidden_size,
+                "num_layers": m.num_layers, "bidirectional": m.bidirectional, "batch_first": m.batch_first,
+                "proj_size": getattr(m, "proj_size", 0), "bias": m.bias, "dropout": m.dropout,
+                "nonlinearity": getattr(m, "nonlinearity", None)}
+
+
+def find_recurrent(model: nn.Module) -> list[RecurrentModule]:
+    """Every ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` in ``model``, by ``named_modules()`` path (``""`` → ``"rnn"``)."""
+    found = []
+    for path, m in model.named_modules():
+        cell = cells.cell_type(m)
+        if cell is not None:
+            found.append(RecurrentModule(path or cell.lower(), m, cell))
+    return found
+
+
+def _name_filter(names: NameFilter) -> Callable[[str], bool]:
+    if names is None:
+        return lambda _: True
+    if callable(names):
+        return names
+    wanted = set(names)
+    return wanted.__contains__
+
+
+class ActivationCache(dict):
+    """Recorded activations: name → tensor ``[batch, time, units]`` (batch-first), detached.
+
+    ``lengths[module_path]`` is a LongTensor ``[batch]`` of valid lengths (all ``time`` unless the input was a
+    PackedSequence, whose padded positions are zero). ``final[module_path]`` is the state the module returned.
+    A module called several times in one forward (e.g. a decoder stepped token by token) has its calls
+    concatenated along time.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lengths: dict[str, Tensor] = {}
+        self.final: dict[str, Tensor | tuple[Tensor, Tensor]] = {}
+        self.modules: list[RecurrentModule] = []
+
+    def add(self, name: str, value: Tensor) -> None:
+        prev = self.get(name)
+        self[name] = value if prev is None else torch.cat([prev, value], dim=1)
+
+
+def _reverse_within(x: Tensor, lengths: Tensor | None) -> Tensor:
+    """Reverse each sequence in time within its length. x ``[B, T, ·]``; positions past a length stay put."""
+    if lengths is None:
+        return x.flip(1)
+    T = x.shape[1]
+    t = torch.arange(T, device=x.device)
+    lens = lengths.to(x.device).unsqueeze(1)
+    idx = torch.where(t < lens, lens - 1 - t, t)  # (B, T)
+    return x.gather(1, idx.unsqueeze(2).expand_as(x))
+
+
+def _permute(state, index: Tensor | None):
+    """Reorder a state tensor (or tuple of them, ``[L·D, B, ·]``) along batch, as PyTorch's permute_hidden."""
+    if state is None or index is None:
+        return state
+    if isinstance(state, tuple):
+        return tuple(s.index_select(1, index) for s in state)
+    return state.index_select(1, index)
+
+
+class Recorder(contextlib.AbstractContextManager):
+    """Context manager that instruments every recurrent module of ``model`` and collects a fresh cache per forward.
+
+    Args:
+        model: any module containing nn.LSTM / nn.GRU / nn.RNN submodules.
+        names: which activation names to keep (iterable, predicate, or None for all). Gates that nothing asks
+            for are not computed.
+        strategy: ``"auto"``, ``"replay"`` or ``"loop"`` (see the module docstring).
+        carry: if True, a module called with ``hx=None`` starts from the state it ended with on the previous
+            forward (stateful streaming over a long corpus); ``reset()`` forgets it.
+    """
+
+    def __init__(self, model: nn.Module, names: NameFilter = None, strategy: str = "auto", carry: bool = False):
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+        self.model = model
+        self.modules = find_recurrent(model)
+        if not self.modules:
+            raise RunError(f"{type(model).__name__} contains no nn.LSTM, nn.GRU or nn.RNN module to record")
+        self.keep = _name_filter(names)
+        self.strategy = strategy
+        self.carry = carry
+        self.state: dict[str, object] = {}
+        self.cache = ActivationCache()
+        self._installed: list[tuple[nn.Module, object]] = []
+
+    def reset(self) -> None:
+        """Forget carried states."""
+        self.state.clear()
+
+    def new_cache(self) -> ActivationCache:
+        """Start collecting into a fresh cache, and return it."""
+        self.cache = ActivationCache()
+        self.cache.modules = self.modules
+        return self.cache
+
+    def __enter__(self) -> Recorder:
+        self.new_cache()
+        try:
+            for rm in self.modules:
+                self._installed.append((rm.module, rm.module.__dict__.get("forward")))
+                rm.module.forward = self._instrumented(rm)
+        except BaseException:
+            self._uninstall()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._uninstall()
+
+    def _uninstall(self) -> None:
+        while self._installed:
+            module, previous = self._installed.pop()
+            if previous is None:
+                module.__dict__.pop("forward", None)
+            else:
+                module.forward = previous
+
+    def _instrumented(self, rm: RecurrentModule) -> Callable:
+        def forward(input, hx=None):
+            return self._forward(rm, input, hx)
+
+        return forward
+
+    def _pick_strategy(self, rm: RecurrentModule, x: Tensor, packed: bool) -> str:
+        if rm.cell == "RNN" or packed or torch.is_grad_enabled():
+            return "replay"  # the kernel's output keeps its autograd graph; the step loop would not
+        if self.strategy != "auto":
+            return self.strategy
+        # On a CPU with many streams the fused forward is GEMM-bound and replaying the gates would double its
+        # FLOPs, so run the recurrence ourselves; at small batch or on a GPU the replay GEMM is nearly free.
+        # The crossover was measured by bench/record.py.
+        batch = x.shape[0] if rm.module.batch_first else x.shape[1]
+        return "loop" if x.device.type == "cpu" and batch >= 16 else "replay"
+
+    def _forward(self, rm: RecurrentModule, input, hx):
+        m = rm.module
+        packed = isinstance(input, PackedSequence)
+        unbatched = not packed and input.dim() == 2
+        if unbatched:
+            input = input.unsqueeze(1 if not m.batch_first else 0)
+            if hx is not None:
+                hx = tuple(h.unsqueeze(1) for h in hx) if isinstance(hx, tuple) else hx.unsqueeze(1)
+        if packed:
+            x_bf, lengths = pad_packed_sequence(input, batch_first=True)  # (B, T, I), original order
+            B = x_bf.shape[0]
+        else:
+            x_bf = input if m.batch_first else input.transpose(0, 1)
+            B, lengths = x_bf.shape[0], None
+        h0, c0 = self._initial_state(rm, hx, B, x_bf)
+        strategy = self._pick_strategy(rm, input if not packed else x_bf, packed)
+        lens = (lengths if lengths is not None else torch.full((B,), x_bf.shape[1], dtype=torch.long))
+        self.cache.lengths[rm.path] = lens
+        output, h_n, c_n = self._run_layers(rm, input, x_bf, lengths, h0, c0, strategy)
+        if unbatched:
+            output = output.squeeze(1 if not m.batch_first else 0)
+            h_n = h_n.squeeze(1)
+            c_n = c_n.squeeze(1) if c_n is not None else None
+        state = (h_n, c_n) if rm.cell == "LSTM" else h_n
+        if self.carry:
+            self.state[rm.path] = (h_n.detach(), c_n.detach()) if rm.cell == "LSTM" else h_n.detach()
+        self.cache.final[rm.path] = state
+        return output, state
+
+    def _initial_state(self, rm: RecurrentModule, hx, B: int, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(h0 ``[L·D, B, P]``, c0 ``[L·D, B, H]`` or None), in the caller's batch order."""
+        if hx is None and self.carry and rm.path in self.state:
+            hx = self.state[rm.path]
+        n = rm.layers * len(rm.dirs)
+        if hx is None:
+            h0 = x.new_zeros(n, B, rm.out_size)
+            return h0, (x.new_zeros(n, B, rm.hidden) if rm.cell == "LSTM" else None)
+        if rm.cell == "LSTM":
+            return hx[0], hx[1]
+        return hx, None
+
+    def _run_layers(self, rm, input, x_bf, lengths, h0, c0, strategy):
+        """Run every layer; record; return (output in the module's layout, h_n, c_n)."""
+        m = rm.module
+        packed = isinstance(input, PackedSequence)
+        D = len(rm.dirs)
+        per = len(m._flat_weights) // (m.num_layers * D)
+        kernel = _KERNELS[rm.cell] if rm.cell != "RNN" else _KERNELS[("RNN", m.nonlinearity)]
+        layer_in = input.data if packed else input
+        layer_in_bf = x_bf
+        h_ns, c_ns = [], []
+        for layer in range(m.num_layers):
+            sl = slice(layer * D, (layer + 1) * D)
+            if strategy == "loop":
+                out_bf, h_n, c_n, rec = self._loop_layer(rm, layer, layer_in_bf, h0[sl], c0[sl] if c0 is not None
+                                                        else None)
+                layer_out = out_bf if m.batch_first else out_bf.transpose(0, 1)
+            else:
+                weights = m._flat_weights[layer * D * per : (layer + 1) * D * per]
+                hx = (h0[sl], c0[sl]) if rm.cell == "LSTM" else h0[sl]
+                if packed:
+                    hx = _permute(hx, input.sorted_indices)
+                    res = kernel(layer_in, input.batch_sizes, hx, weights, m.bias, 1, 0.0, m.training, D == 2)
+                else:
+                    res = kernel(layer_in, hx, weights, m.bias, 1, 0.0, m.training, D == 2, m.batch_first)
+                layer_out = res[0]
+                h_n = res[1]
+                c_n = res[2] if rm.cell == "LSTM" else None
+                if packed:
+                    h_n, c_n = _permute(h_n, input.unsorted_indices), _permute(c_n, input.unsorted_indices)
+                out_bf = self._to_batch_first(rm, input, layer_out)
+                rec = self._replay_layer(rm, layer, layer_in_bf, out_bf, lengths, h0[sl], c0[sl] if c0 is not None
+                                         else None)
+            for name, value in rec.items():
+                self.cache.add(name, value.detach())
+            h_ns.append(h_n)
+            if c_n is not None:
+                c_ns.append(c_n)
+            if m.training and m.dropout > 0 and layer < m.num_layers - 1:
+                # Same semantics as the module's inter-layer dropout, though not the same random draws.
+                layer_out = F.dropout(layer_out, m.dropout, True)
+                out_bf = self._to_batch_first(rm, input, layer_out)
+            layer_in, layer_in_bf = layer_out, out_bf
+        h_n = torch.cat(h_ns, 0)
+        c_n = torch.cat(c_ns, 0) if c_ns else None
+        if packed:
+            output = PackedSequence(layer_in, input.batch_sizes, input.sorted_indices, input.unsorted_indices)
+        else:
+            output = layer_in
+        return output, h_n, c_n
+
+    @staticmethod
+    def _to_batch_first(rm: RecurrentModule, input, layer_out: Tensor) -> Tensor:
+        """A layer's output in the kernel's layout → padded batch-first ``[B, T, ·]`` in the caller's order."""
+        if isinstance(input, PackedSequence):
+            seq = PackedSequence(layer_out, input.batch_sizes, input.sorted_indices, input.unsorted_indices)
+            return pad_packed_sequence(seq, batch_first=True)[0]
+        return layer_out if rm.module.batch_first else layer_out.transpose(0, 1)
+
+    def _wanted(self, rm: RecurrentModule, layer: int, d: str) -> dict[str, str]:
+        return {k: n for k in rm.kinds() if self.keep(n := _names.build(rm.path, layer, d, k))}
+
+    def _replay_layer(self, rm, layer, x_bf, out_bf, lengths, h0, c0) -> dict[str, Tensor]:
+        """Activations of one layer from its input x ``[B, T, I]`` and kernel output ``[B, T, D·P]``."""
+        P = rm.out_size
+        rec: dict[str, Tensor] = {}
+        for di, d in enumerate(rm.dirs):
+            wanted = self._wanted(rm, layer, d)
+            if not wanted:
+                continue
+            h = out_bf[..., di * P : (di + 1) * P]
+            vals = {"h": h}
+            if set(wanted) - {"h"}:
+                vals.update(self._replay_gates(rm, layer, d, di, x_bf, h, lengths, h0, c0))
+            for k, name in wanted.items():
+                v = vals[k]
+                if lengths is not None and k != "h":
+                    mask = torch.arange(v.shape[1], device=v.device) < lengths.to(v.device).unsqueeze(1)
+                    v = v * mask.unsqueeze(2)
+                rec[name] = v
+        return rec
+
+    @staticmethod
+    @torch.no_grad()
+    def _replay_gates(rm, layer, d, di, x_bf, h, lengths, h0, c0) -> dict[str, Tensor]:
+        """Gates (and c) of one layer and direction, rebuilt from x ``[B, T, I]`` and h ``[B, T, P]``."""
+        p = cells.layer_params(rm.module, layer, d == "rev")
+        rev = d == "rev"
+        xs = _reverse_within(x_bf, lengths) if rev else x_bf
+        hs = _reverse_within(h, lengths) if rev else h
+        if rm.cell == "LSTM":
+            g = cells.lstm_replay(xs, hs, h0[di], c0[di], p)
+        else:
+            g = cells.gru_replay(xs, hs, h0[di], p)
+        return {k: _reverse_within(v, lengths) if rev else v for k, v in g.items()}
+
+    def _loop_layer(self, rm, layer, x_bf, h0, c0):
+        """Run one layer with the step loop. Returns (out ``[B, T, D·P]``, h_n, c_n, activations)."""
+        outs, h_ns, c_ns, rec = [], [], [], {}
+        for di, d in enumerate(rm.dirs):
+            rev = d == "rev"
+            p = cells.layer_params(rm.module, layer, rev)
+            xs = x_bf.flip(1) if rev else x_bf
+            if rm.cell == "LSTM":
+                vals = cells.lstm_loop(xs, h0[di], c0[di], p)
+                c_ns.append(vals["c"][:, -1])
+            else:
+                vals = cells.gru_loop(xs, h0[di], p)
+            h_ns.append(vals["h"][:, -1])
+            if rev:
+                vals = {k: v.flip(1) for k, v in vals.items()}
+            outs.append(vals["h"])
+            for k, name in self._wanted(rm, layer, d).items():
+                rec[name] = vals[k]
+        out = torch.cat(outs, dim=2) if len(outs) > 1 else outs[0]
+        return out, torch.stack(h_ns), (torch.stack(c_ns) if c_ns else None), rec
+
+
+def run_with_cache(model: nn.Module, *args, names: NameFilter = None, strategy: str = "auto",
+                   **kwargs) -> tuple[object, ActivationCache]:
+    """Run ``model(*args, **kwargs)`` once and return ``(output, cache)``.
+
+    ``output`` is what the model returns; the recorded ``h`` is the modules' own output. ``cache`` maps every
+    activation name (``rnn.l0.fwd.f`` …; see :mod:`lstmviz.names`) to a detached ``[batch, time, units]``
+    tensor; ``names`` keeps a subset (an iterable of names, or a predicate). Hooks are removed even if the
+    forward raises.
+    """
+    with Recorder(model, names=names, strategy=strategy) as rec:
+        output = model(*args, **kwargs)
+    return output, rec.cache
+
+
+Call = Callable[[nn.Module, Tensor], object]
+
+
+def default_call(model: nn.Module, ids: Tensor) -> object:
+    """The default calling convention: ``model(ids)`` with ids ``[batch, time]``."""
+    return model(ids)
+
+
+def _logits(output: object, batch: int, time: int) -> Tensor | None:
+    """The ``[B, T, V]`` float logits in a model's output (itself, or the first element of a tuple), if any."""
+    if isinstance(output, tuple | list) and output:
+        output = output[0]
+    if isinstance(output, Tensor) and output.is_floating_point() and output.dim() == 3 \
+            and output.shape[:2] == (batch, time):
+        return output
+    return None
+
+
+@dataclass
+class _Predictions:
+    """Per-token next-token loss and top-k predictions, filled as chunks are recorded."""
+
+    n: int
+    k: int = 5
+    loss: np.ndarray = field(init=False)
+    top_ids: np.ndarray = field(init=False)
+    top_p: np.ndarray = field(init=False)
+    seen: bool = False
+
+    def __post_init__(self) -> None:
+        self.loss = np.full(self.n, np.nan, np.float32)
+        self.top_ids = np.zeros((self.n, self.k), np.int32)
+        self.top_p = np.zeros((self.n, self.k), np.float32)
+
+    def add(self, logits: Tensor, targets: Tensor, rows: np.ndarray) -> None:
+        """logits ``[M, V]`` for corpus rows ``rows [M]``; targets ``[M]`` (−1 where there is no next token)."""
+        self.seen = True
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        valid = targets >= 0
+        loss = -logp.gather(1, targets.clamp(min=0).unsqueeze(1)).squeeze(1)
+        loss = torch.where(valid, loss, torch.full_like(loss, float("nan")))
+        top = logp.topk(min(self.k, logp.shape[-1]), dim=-1)
+        k = top.indices.shape[1]
+        self.loss[rows] = loss.cpu().numpy()
+        self.top_ids[rows, :k] = top.indices.cpu().numpy()
+        self.top_p[rows, :k] = top.values.exp().cpu().numpy()
+
+
+def _manifest(model: nn.Module, modules: Sequence[RecurrentModule], extra: Mapping | None, **recording) -> dict:
+    return {
+        "model": {"class": f"{type(model).__module__}.{type(model).__qualname__}",
+                  "params": sum(p.numel() for p in model.parameters()),
+                  "modules": [rm.describe() for rm in modules]},
+        "recording": recording,
+        **(extra or {}),
+    }
+
+
+def record_corpus(
+    model: nn.Module,
+    token_ids: Sequence[int] | np.ndarray | Tensor,
+    out_dir: str | Path,
+    *,
+    streams: int = 64,
+    chunk: int = 128,
+    device: str | torch.device | None = None,
+    display: Sequence[str] | None = None,
+    docs: Sequence[int] | np.ndarray | None = None,
+    mode: str = "stateful",
+    call: Call | None = None,
+    names: NameFilter = None,
+    strategy: str = "auto",
+    tokens_extra: pd.DataFrame | None = None,
+    manifest: Mapping | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Stream a token sequence through ``model`` and write a run directory (see docs/FORMAT.md).
+
+    ``mode="stateful"`` splits the corpus into ``streams`` contiguous parallel streams (as char-rnn trains) and
+    feeds them ``chunk`` steps at a time, carrying every recurrent module's state from chunk to chunk; memory is
+    flat in corpus length. ``mode="sequences"`` records each document (``docs``: a document id per token,
+    contiguous) independently from a zero state, batching up to ``streams`` documents (right-padded; a
+    bidirectional layer sees that padding).
+
+    Args:
+        model: any module with nn.LSTM / nn.GRU / nn.RNN inside, called as ``call(model, ids)`` with ids
+            ``[streams, chunk]`` (default ``model(ids)``). If it returns ``[B, T, V]`` logits, tokens.parquet
+            gets ``loss`` (next-token cross-entropy, nats) and ``top_ids`` / ``top_p`` (top-5) columns.
+        token_ids: ``[N]`` ints. display: ``[N]`` display strings (default: the ids).
+        out_dir: the run directory; written as ``<out_dir>.partial`` and renamed when complete.
+        device: ``"cuda"`` when available, else ``"cpu"``, unless given. The model is moved there.
+        names / strategy: as for :func:`run_with_cache`.
+        tokens_extra: annotation columns aligned to the tokens, stored in tokens.parquet.
+        manifest: extra manifest entries (tokenizer, corpus source, checkpoint metrics…).
+    """
+    ids = torch.as_tensor(np.asarray(token_ids), dtype=torch.long).reshape(-1)
+    n = len(ids)
+    if n == 0:
+        raise RunError("the corpus is empty: there are no tokens to record")
+    if mode not in ("stateful", "sequences"):
+        raise ValueError(f"mode must be 'stateful' or 'sequences', got {mode!r}")
+    if streams < 1 or chunk < 1:
+        raise ValueError("streams and chunk must be positive")
+    if display is not None and len(display) != n:
+        raise RunError(f"display has {len(display)} entries for {n} tokens")
+    if tokens_extra is not None and len(tokens_extra) != n:
+        raise RunError(f"annotations have {len(tokens_extra)} rows for {n} tokens")
+    doc_ids = np.zeros(n, np.int64) if docs is None else np.asarray(docs, np.int64)
+    if len(doc_ids) != n:
+        raise RunError(f"docs has {len(doc_ids)} entries for {n} tokens")
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    call = call or default_call
+    was_training = model.training
+    model.to(device).eval()
+    try:
+        with Recorder(model, names=names, strategy=strategy, carry=(mode == "stateful")) as rec:
+            tokens = tokens_frame(list(display) if display is not None else [str(i) for i in ids.tolist()],
+                                  ids.numpy(), doc_ids)
+            if tokens_extra is not None:
+                for col in tokens_extra.columns:
+                    tokens[col] = tokens_extra[col].to_numpy()
+            activations = [a for rm in rec.modules for a in rm.activations() if rec.keep(a.name)]
+            meta = _manifest(model, rec.modules, manifest, mode=mode, streams=streams, chunk=chunk,
+                             device=str(device), strategy=strategy)
+            preds = _Predictions(n)
+            with RunWriter(out_dir, tokens, activations, meta, overwrite=overwrite) as writer:
+                batches = _stateful_batches(ids, streams, chunk) if mode == "stateful" \
+                    else _sequence_batches(ids, doc_ids, streams)
+                for batch, starts, counts, targets, fresh in _progress(batches, progress):
+                    if fresh:
+                        rec.reset()
+                    cache = rec.new_cache()
+                    with torch.inference_mode():
+                        out = call(model, batch.to(device))
+                    _write_chunk(writer, cache, starts, counts)
+                    logits = _logits(out, *batch.shape)
+                    if logits is not None:
+                        rows, sel = _rows(starts, counts, batch.shape[1])
+                        preds.add(logits.reshape(-1, logits.shape[-1])[sel], targets.reshape(-1)[sel], rows)
+                if preds.seen:
+                    writer.set_column("loss", 0, preds.loss)
+                    writer.set_column("top_ids", 0, preds.top_ids)
+                    writer.set_column("top_p", 0, preds.top_p)
+                return writer.out
+    finally:
+        model.train(was_training)
+
+
+def _rows(starts: np.ndarray, counts: np.ndarray, T: int) -> tuple[np.ndarray, Tensor]:
+    """Corpus rows of the valid cells of a ``[B, T]`` batch, and their flat indices into it."""
+    t = np.arange(T)
+    valid = t[None, :] < counts[:, None]  # (B, T)
+    rows = (starts[:, None] + t[None, :])[valid]
+    return rows, torch.from_numpy(np.flatnonzero(valid))
+
+
+def _write_chunk(writer: RunWriter, cache: ActivationCache, starts: np.ndarray, counts: np.ndarray) -> None:
+    """Write each stream's valid rows of every cached activation ``[B, T, U]`` at its corpus position."""
+    for name, value in cache.items():
+        if name in writer.acts:
+            writer.write_blocks(name, starts, value.float().cpu().numpy(), counts)
+
+
+BatchItem = tuple[Tensor, np.ndarray, np.ndarray, Tensor, bool]
+
+
+def _stateful_batches(ids: Tensor, streams: int, chunk: int) -> Iterator[BatchItem]:
+    """Split ids ``[N]`` into ``S`` contiguous streams of length ``L = ceil(N/S)`` and yield ``[S, chunk]`` steps.
+
+    Yields (ids ``[S, c]``, corpus start of each row ``[S]``, valid count per row ``[S]``, next-token targets
+    ``[S, c]`` (−1 past the corpus end), reset flag).
+    """
+    n = len(ids)
+    S = min(streams, n)
+    L = -(-n // S)
+    padded = torch.cat([ids, ids.new_zeros(S * L - n)]).reshape(S, L)  # (S, L)
+    nxt = torch.cat([ids[1:], ids.new_full((S * L - n + 1,), -1)]).reshape(S, L)  # (S, L)
+    base = np.arange(S) * L
+    for k in range(0, L, chunk):
+        c = min(chunk, L - k)
+        starts = base + k
+        counts = np.clip(n - starts, 0, c)
+        yield padded[:, k : k + c], starts, counts, nxt[:, k : k + c], k == 0
+
+
+def _sequence_batches(ids: Tensor, docs: np.ndarray, streams: int) -> Iterator[BatchItem]:
+    """Batch whole documents (up to ``streams`` at a time, similar lengths together), right-padded."""
+    bounds = np.r_[0, np.flatnonzero(np.diff(docs)) + 1, len(docs)]
+    spans = sorted(itertools.pairwise(bounds), key=lambda s: s[1] - s[0])
+    for i in range(0, len(spans), streams):
+        group = spans[i : i + streams]
+        T = max(b - a for a, b in group)
+        batch = ids.new_zeros(len(group), T)
+        targets = ids.new_full((len(group), T), -1)
+        for r, (a, b) in enumerate(group):
+            batch[r, : b - a] = ids[a:b]
+            targets[r, : b - a - 1] = ids[a + 1 : b]
+        starts = np.array([a for a, _ in group])
+        counts = np.array([b - a for a, b in group])
+        yield batch, starts, counts, targets, True
+
+
+def _progress(items: Iterable, enabled: bool) -> Iterable:
+    if not enabled:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc="recording", unit="chunk")

@@ -1,0 +1,183 @@
+"""Streaming a corpus into a run directory, and reading it back."""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from conftest import TinyCharModel
+from torch import nn
+
+import lstmviz
+from lstmviz.store import HIGH, LOW, RunError
+
+N = 517  # not a multiple of the stream count
+
+
+@pytest.fixture(params=[nn.LSTM, nn.GRU, nn.RNN], ids=["lstm", "gru", "rnn"])
+def model(request):
+    torch.manual_seed(1)
+    return TinyCharModel(cell=request.param).eval()
+
+
+def streams_oracle(model, ids, S):
+    """torch's own forward over each whole stream: h of the top layer ``[N, H]`` and the logits."""
+    L = -(-len(ids) // S)
+    padded = torch.cat([ids, ids.new_zeros(S * L - len(ids))]).reshape(S, L)
+    with torch.no_grad():
+        h, _ = model.rnn(model.embed(padded))
+        logits = model.decoder(h)
+    return h.reshape(S * L, -1)[: len(ids)], logits.reshape(S * L, -1)[: len(ids)]
+
+
+def test_stateful_chunks_equal_a_forward_over_whole_streams(model, tmp_path):
+    ids = torch.randint(0, 12, (N,))
+    path = lstmviz.record_corpus(model, ids, tmp_path / "run", streams=4, chunk=13, progress=False)
+    run = lstmviz.open_run(path)
+    h, logits = streams_oracle(model, ids, 4)
+    got = run.activations("rnn.l1.fwd.h")
+    assert got.shape == (N, 8)
+    np.testing.assert_allclose(got, h.numpy().astype(np.float16).astype(np.float32), atol=1e-6)
+    loss = torch.nn.functional.cross_entropy(logits[:-1], ids[1:], reduction="none")
+    np.testing.assert_allclose(run.tokens["loss"].to_numpy()[:-1], loss.numpy(), atol=1e-5)
+    assert np.isnan(run.tokens["loss"].iloc[-1])
+    top = logits.topk(5, dim=1)
+    assert np.array_equal(np.stack(run.tokens["top_ids"].to_numpy()), top.indices.numpy())
+
+
+def test_sequences_mode_records_each_document_from_a_zero_state(tmp_path):
+    torch.manual_seed(2)
+    model = TinyCharModel().eval()
+    lengths = [5, 9, 1, 7, 9]
+    ids = torch.randint(0, 12, (sum(lengths),))
+    docs = np.repeat(np.arange(len(lengths)), lengths)
+    run = lstmviz.open_run(lstmviz.record_corpus(model, ids, tmp_path / "r", mode="sequences", docs=docs,
+                                                 streams=2, progress=False))
+    got = run.activations("rnn.l0.fwd.c")
+    start = 0
+    for n in lengths:
+        _, cache = lstmviz.run_with_cache(model, ids[start : start + n].unsqueeze(0))
+        np.testing.assert_allclose(got[start : start + n], cache["rnn.l0.fwd.c"][0].numpy(), atol=2e-3)
+        start += n
+    assert run.tokens["pos"].tolist() == [p for n in lengths for p in range(n)]
+
+
+def test_stats_equal_a_direct_computation(tiny_run):
+    stats = tiny_run.stats
+    for name in tiny_run.names:
+        x = tiny_run.activations(name)
+        s = stats[stats["name"] == name].sort_values("unit")
+        np.testing.assert_allclose(s["mean"], x.mean(0), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(s["std"], x.std(0), rtol=1e-4, atol=1e-6)
+        np.testing.assert_array_equal(s["min"], x.min(0))
+        np.testing.assert_array_equal(s["max"], x.max(0))
+        np.testing.assert_array_equal(s["n_low"], (x < LOW).sum(0))
+        np.testing.assert_array_equal(s["n_high"], (x > HIGH).sum(0))
+        assert (np.stack(s["hist"]).sum(1) == len(x)).all()
+
+
+def test_lazy_reads_match_full_reads(tiny_run):
+    full = tiny_run.activations("rnn.l0.fwd.g")
+    part = tiny_run.activations("rnn.l0.fwd.g", units=[5, 1], start=123, stop=321)
+    np.testing.assert_array_equal(part, full[123:321][:, [5, 1]])
+    assert tiny_run.activations("rnn.l0.fwd.g", start=10, stop=10).shape == (0, 8)
+
+
+def test_files_open_with_duckdb_polars_and_pandas(tiny_run):
+    f = tiny_run.path / tiny_run.info("rnn.l1.fwd.o")["file"]
+    expected = tiny_run.activations("rnn.l1.fwd.o", units=[3])[:, 0]
+    got = duckdb.sql(f"select u0003 from read_parquet('{f}')").fetchnumpy()["u0003"]
+    np.testing.assert_allclose(got.astype(np.float32), expected)
+    assert pl.read_parquet(f).shape == (600, 8)
+    tokens = duckdb.sql(f"select token from read_parquet('{tiny_run.path / 'tokens.parquet'}')").fetchall()
+    assert [t for (t,) in tokens] == tiny_run.tokens["token"].tolist()
+
+
+def test_interrupted_recording_never_looks_complete_and_rerun_restarts(tmp_path):
+    torch.manual_seed(0)
+    model = TinyCharModel().eval()
+    calls = {"n": 0}
+
+    def dying(model, ids):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return model(ids)
+
+    out = tmp_path / "run"
+    ids = torch.randint(0, 12, (300,))
+    with pytest.raises(KeyboardInterrupt):
+        lstmviz.record_corpus(model, ids, out, streams=2, chunk=20, call=dying, progress=False)
+    assert not out.exists()
+    with pytest.raises(RunError, match=r"does not exist"):
+        lstmviz.open_run(out)
+    lstmviz.record_corpus(model, ids, out, streams=2, chunk=20, progress=False)
+    assert lstmviz.open_run(out).n_tokens == 300
+    assert not (tmp_path / "run.partial").exists()
+
+
+def test_a_partial_directory_is_refused(tmp_path):
+    part = tmp_path / "run.partial"
+    part.mkdir()
+    with pytest.raises(RunError, match="interrupted recording"):
+        lstmviz.open_run(part)
+
+
+def test_existing_output_is_not_overwritten_without_asking(tiny_run, tiny_model):
+    with pytest.raises(RunError, match="already exists"):
+        lstmviz.record_corpus(tiny_model, [1, 2, 3], tiny_run.path, progress=False)
+    assert lstmviz.open_run(tiny_run.path).n_tokens == 600
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda p: (p / "manifest.json").write_text("{not json"), "corrupt"),
+        (lambda p: (p / "manifest.json").write_bytes(b"\xff\xfe\x00"), "corrupt"),
+        (lambda p: (p / "manifest.json").unlink(), "no manifest.json"),
+        (lambda p: (p / "tokens.parquet").unlink(), "missing tokens.parquet"),
+        (lambda p: (p / "acts" / "rnn.l0.fwd.h.parquet").unlink(), "missing acts/rnn.l0.fwd.h.parquet"),
+        (lambda p: _edit(p, complete=False), "incomplete"),
+        (lambda p: _edit(p, schema_version=99), "version 99"),
+    ],
+)
+def test_open_run_names_the_problem(tiny_run, tmp_path, damage, message):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_run.path, copy)
+    damage(copy)
+    with pytest.raises(RunError, match=message) as err:
+        lstmviz.open_run(copy)
+    assert "\n" not in str(err.value)
+
+
+def test_truncated_activation_file_is_a_clear_error(tiny_run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_run.path, copy)
+    f = copy / "acts" / "rnn.l0.fwd.h.parquet"
+    f.write_bytes(f.read_bytes()[:100])
+    run = lstmviz.open_run(copy)
+    with pytest.raises(RunError, match="unreadable"):
+        run.activations("rnn.l0.fwd.h")
+
+
+def test_bad_inputs(tiny_model, tmp_path):
+    with pytest.raises(RunError, match="empty"):
+        lstmviz.record_corpus(tiny_model, [], tmp_path / "a", progress=False)
+    with pytest.raises(RunError, match="display has 2 entries for 3 tokens"):
+        lstmviz.record_corpus(tiny_model, [1, 2, 3], tmp_path / "b", display=["a", "b"], progress=False)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def _edit(path, **changes):
+    mf = path / "manifest.json"
+    manifest = json.loads(mf.read_text())
+    manifest.update(changes)
+    mf.write_text(json.dumps(manifest))
