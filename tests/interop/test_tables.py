@@ -62,9 +62,7 @@ def test_duckdb_and_polars_read_parquet(run_dir: Path, tmp_path: Path) -> None:
     long = export_table(run_dir, tmp_path / "l.parquet", fmt="parquet", layout="long")
     total = duckdb.sql(f"select sum(\"rnn.l0.fwd.h.u0001\") from '{wide}'").fetchall()[0][0]
     assert total == pytest.approx(float(H[:, 1].sum()))
-    row = duckdb.sql(
-        f"select value from '{long}' where name = 'rnn.l0.fwd.h' and idx = 2 and unit = 1"
-    ).fetchall()
+    row = duckdb.sql(f"select value from '{long}' where name = 'rnn.l0.fwd.h' and idx = 2 and unit = 1").fetchall()
     assert row == [(0.75,)]
     frame = pl.read_parquet(long)
     assert frame.height == 5 * 3  # 5 tokens × (2 + 1) units
