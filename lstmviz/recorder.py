@@ -208,11 +208,15 @@ class Recorder(contextlib.AbstractContextManager):
             return "replay"  # the kernel's output keeps its autograd graph; the step loop would not
         if self.strategy != "auto":
             return self.strategy
-        # On a CPU with many streams the fused forward is GEMM-bound and replaying the gates would double its
-        # FLOPs, so run the recurrence ourselves; at small batch or on a GPU the replay GEMM is nearly free.
-        # The crossover was measured by bench/record.py.
+        # Measured by bench/record.py on a 2-core CPU: torch's own CPU GRU is not a fused oneDNN kernel, so our
+        # step loop (packed GEMM + a few elementwise ops) beats replaying its gates at any batch. torch's LSTM is
+        # fused; replaying its gates costs one extra GEMM over all steps, which is cheap at batch 1 (the fused
+        # kernel is latency-bound there) but doubles the FLOPs with many streams, where the loop wins instead.
+        # On a GPU, replay: cuDNN's kernel is far faster than any Python step loop.
+        if x.device.type != "cpu":
+            return "replay"
         batch = x.shape[0] if rm.module.batch_first else x.shape[1]
-        return "loop" if x.device.type == "cpu" and batch >= 16 else "replay"
+        return "loop" if rm.cell == "GRU" or batch >= 16 else "replay"
 
     def _forward(self, rm: RecurrentModule, input, hx):
         m = rm.module
@@ -231,7 +235,8 @@ class Recorder(contextlib.AbstractContextManager):
         h0, c0 = self._initial_state(rm, hx, B, x_bf)
         strategy = self._pick_strategy(rm, input if not packed else x_bf, packed)
         lens = (lengths if lengths is not None else torch.full((B,), x_bf.shape[1], dtype=torch.long))
-        self.cache.lengths[rm.path] = lens
+        prev = self.cache.lengths.get(rm.path)
+        self.cache.lengths[rm.path] = lens if prev is None else prev + lens  # calls concatenate in time
         output, h_n, c_n = self._run_layers(rm, input, x_bf, lengths, h0, c0, strategy)
         if unbatched:
             output = output.squeeze(1 if not m.batch_first else 0)
@@ -344,10 +349,7 @@ class Recorder(contextlib.AbstractContextManager):
         rev = d == "rev"
         xs = _reverse_within(x_bf, lengths) if rev else x_bf
         hs = _reverse_within(h, lengths) if rev else h
-        if rm.cell == "LSTM":
-            g = cells.lstm_replay(xs, hs, h0[di], c0[di], p)
-        else:
-            g = cells.gru_replay(xs, hs, h0[di], p)
+        g = cells.lstm_replay(xs, hs, h0[di], c0[di], p) if rm.cell == "LSTM" else cells.gru_replay(xs, hs, h0[di], p)
         return {k: _reverse_within(v, lengths) if rev else v for k, v in g.items()}
 
     def _loop_layer(self, rm, layer, x_bf, h0, c0):
