@@ -41,7 +41,7 @@ def test_stateful_chunks_equal_a_forward_over_whole_streams(model, tmp_path):
     h, logits = streams_oracle(model, ids, 4)
     got = run.activations("rnn.l1.fwd.h")
     assert got.shape == (N, 8)
-    np.testing.assert_allclose(got, h.numpy().astype(np.float16).astype(np.float32), atol=1e-6)
+    np.testing.assert_allclose(got, h.numpy(), rtol=2**-11, atol=1e-6)  # float16 keeps 11 significant bits
     loss = torch.nn.functional.cross_entropy(logits[:-1], ids[1:], reduction="none")
     np.testing.assert_allclose(run.tokens["loss"].to_numpy()[:-1], loss.numpy(), atol=1e-5)
     assert np.isnan(run.tokens["loss"].iloc[-1])
