@@ -67,17 +67,29 @@ class RecurrentModule:
     def activations(self) -> list[Activation]:
         """Every activation this module yields, in recording order."""
         return [
-            Activation(_names.build(self.path, layer, d, k), self.path, layer, d, k,
-                       self.out_size if k == "h" else self.hidden)
-            for layer in range(self.layers) for d in self.dirs for k in self.kinds()
+            Activation(
+                _names.build(self.path, layer, d, k), self.path, layer, d, k, self.out_size if k == "h" else self.hidden
+            )
+            for layer in range(self.layers)
+            for d in self.dirs
+            for k in self.kinds()
         ]
 
     def describe(self) -> dict:
         m = self.module
-        return {"path": self.path, "cell": self.cell, "input_size": m.input_size, "hidden_size": m.hidden_size,
-                "num_layers": m.num_layers, "bidirectional": m.bidirectional, "batch_first": m.batch_first,
-                "proj_size": getattr(m, "proj_size", 0), "bias": m.bias, "dropout": m.dropout,
-                "nonlinearity": getattr(m, "nonlinearity", None)}
+        return {
+            "path": self.path,
+            "cell": self.cell,
+            "input_size": m.input_size,
+            "hidden_size": m.hidden_size,
+            "num_layers": m.num_layers,
+            "bidirectional": m.bidirectional,
+            "batch_first": m.batch_first,
+            "proj_size": getattr(m, "proj_size", 0),
+            "bias": m.bias,
+            "dropout": m.dropout,
+            "nonlinearity": getattr(m, "nonlinearity", None),
+        }
 
 
 def find_recurrent(model: nn.Module) -> list[RecurrentModule]:
@@ -234,7 +246,7 @@ class Recorder(contextlib.AbstractContextManager):
             B, lengths = x_bf.shape[0], None
         h0, c0 = self._initial_state(rm, hx, B, x_bf)
         strategy = self._pick_strategy(rm, input if not packed else x_bf, packed)
-        lens = (lengths if lengths is not None else torch.full((B,), x_bf.shape[1], dtype=torch.long))
+        lens = lengths if lengths is not None else torch.full((B,), x_bf.shape[1], dtype=torch.long)
         prev = self.cache.lengths.get(rm.path)
         self.cache.lengths[rm.path] = lens if prev is None else prev + lens  # calls concatenate in time
         output, h_n, c_n = self._run_layers(rm, input, x_bf, lengths, h0, c0, strategy)
@@ -273,8 +285,9 @@ class Recorder(contextlib.AbstractContextManager):
         for layer in range(m.num_layers):
             sl = slice(layer * D, (layer + 1) * D)
             if strategy == "loop":
-                out_bf, h_n, c_n, rec = self._loop_layer(rm, layer, layer_in_bf, h0[sl], c0[sl] if c0 is not None
-                                                        else None)
+                out_bf, h_n, c_n, rec = self._loop_layer(
+                    rm, layer, layer_in_bf, h0[sl], c0[sl] if c0 is not None else None
+                )
                 layer_out = out_bf if m.batch_first else out_bf.transpose(0, 1)
             else:
                 weights = m._flat_weights[layer * D * per : (layer + 1) * D * per]
@@ -290,8 +303,9 @@ class Recorder(contextlib.AbstractContextManager):
                 if packed:
                     h_n, c_n = _permute(h_n, input.unsorted_indices), _permute(c_n, input.unsorted_indices)
                 out_bf = self._to_batch_first(rm, input, layer_out)
-                rec = self._replay_layer(rm, layer, layer_in_bf, out_bf, lengths, h0[sl], c0[sl] if c0 is not None
-                                         else None)
+                rec = self._replay_layer(
+                    rm, layer, layer_in_bf, out_bf, lengths, h0[sl], c0[sl] if c0 is not None else None
+                )
             for name, value in rec.items():
                 self.cache.add(name, value.detach())
             h_ns.append(h_n)
@@ -374,8 +388,9 @@ class Recorder(contextlib.AbstractContextManager):
         return out, torch.stack(h_ns), (torch.stack(c_ns) if c_ns else None), rec
 
 
-def run_with_cache(model: nn.Module, *args, names: NameFilter = None, strategy: str = "auto",
-                   **kwargs) -> tuple[object, ActivationCache]:
+def run_with_cache(
+    model: nn.Module, *args, names: NameFilter = None, strategy: str = "auto", **kwargs
+) -> tuple[object, ActivationCache]:
     """Run ``model(*args, **kwargs)`` once and return ``(output, cache)``.
 
     ``output`` is what the model returns; the recorded ``h`` is the modules' own output. ``cache`` maps every
@@ -400,8 +415,12 @@ def _logits(output: object, batch: int, time: int) -> Tensor | None:
     """The ``[B, T, V]`` float logits in a model's output (itself, or the first element of a tuple), if any."""
     if isinstance(output, tuple | list) and output:
         output = output[0]
-    if isinstance(output, Tensor) and output.is_floating_point() and output.dim() == 3 \
-            and output.shape[:2] == (batch, time):
+    if (
+        isinstance(output, Tensor)
+        and output.is_floating_point()
+        and output.dim() == 3
+        and output.shape[:2] == (batch, time)
+    ):
         return output
     return None
 
@@ -438,9 +457,11 @@ class _Predictions:
 
 def _manifest(model: nn.Module, modules: Sequence[RecurrentModule], extra: Mapping | None, **recording) -> dict:
     return {
-        "model": {"class": f"{type(model).__module__}.{type(model).__qualname__}",
-                  "params": sum(p.numel() for p in model.parameters()),
-                  "modules": [rm.describe() for rm in modules]},
+        "model": {
+            "class": f"{type(model).__module__}.{type(model).__qualname__}",
+            "params": sum(p.numel() for p in model.parameters()),
+            "modules": [rm.describe() for rm in modules],
+        },
         "recording": recording,
         **(extra or {}),
     }
@@ -505,18 +526,30 @@ def record_corpus(
     model.to(device).eval()
     try:
         with Recorder(model, names=names, strategy=strategy, carry=(mode == "stateful")) as rec:
-            tokens = tokens_frame(list(display) if display is not None else [str(i) for i in ids.tolist()],
-                                  ids.numpy(), doc_ids)
+            tokens = tokens_frame(
+                list(display) if display is not None else [str(i) for i in ids.tolist()], ids.numpy(), doc_ids
+            )
             if tokens_extra is not None:
                 for col in tokens_extra.columns:
                     tokens[col] = tokens_extra[col].to_numpy()
             activations = [a for rm in rec.modules for a in rm.activations() if rec.keep(a.name)]
-            meta = _manifest(model, rec.modules, manifest, mode=mode, streams=streams, chunk=chunk,
-                             device=str(device), strategy=strategy)
+            meta = _manifest(
+                model,
+                rec.modules,
+                manifest,
+                mode=mode,
+                streams=streams,
+                chunk=chunk,
+                device=str(device),
+                strategy=strategy,
+            )
             preds = _Predictions(n)
             with RunWriter(out_dir, tokens, activations, meta, overwrite=overwrite) as writer:
-                batches = _stateful_batches(ids, streams, chunk) if mode == "stateful" \
+                batches = (
+                    _stateful_batches(ids, streams, chunk)
+                    if mode == "stateful"
                     else _sequence_batches(ids, doc_ids, streams)
+                )
                 for batch, starts, counts, targets, fresh in _progress(batches, progress):
                     if fresh:
                         rec.reset()
@@ -549,7 +582,8 @@ def _write_chunk(writer: RunWriter, cache: ActivationCache, starts: np.ndarray, 
     """Write each stream's valid rows of every cached activation ``[B, T, U]`` at its corpus position."""
     for name, value in cache.items():
         if name in writer.acts:
-            writer.write_blocks(name, starts, value.float().cpu().numpy(), counts)
+            half = value.to("cpu", torch.float16)  # torch converts ~8× faster than numpy
+            writer.write_blocks(name, starts, half.numpy(), counts, rounded=half.float().numpy())
 
 
 BatchItem = tuple[Tensor, np.ndarray, np.ndarray, Tensor, bool]

@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -102,22 +103,19 @@ class _Stats:
         """x: float32 ``[n, units]`` of values already rounded to float16."""
         if not len(x):
             return
-        x64 = x.astype(np.float64)
         self.count += len(x)
-        self.sum += x64.sum(0)
-        self.sumsq += np.square(x64).sum(0)
+        self.sum += x.sum(0, dtype=np.float64)
+        self.sumsq += np.einsum("ij,ij->j", x, x, dtype=np.float64)
         np.minimum(self.min, x.min(0), out=self.min)
         np.maximum(self.max, x.max(0), out=self.max)
-        self.n_low += (x < LOW).sum(0)
-        self.n_high += (x > HIGH).sum(0)
+        self.n_low += np.count_nonzero(x < LOW, axis=0)
+        self.n_high += np.count_nonzero(x > HIGH, axis=0)
         if self.range is None:
             self.range = _hist_range(self.act.kind, x)
         lo, hi = self.range
-        b = np.clip(((x - lo) * (HIST_BINS / (hi - lo))).astype(np.int64), 0, HIST_BINS - 1)  # [n, units]
-        offsets = np.arange(self.act.units) * HIST_BINS
-        self.hist += np.bincount((b + offsets).ravel(), minlength=self.act.units * HIST_BINS).reshape(
-            self.act.units, HIST_BINS
-        )
+        b = np.clip((x - lo) * (HIST_BINS / (hi - lo)), 0, HIST_BINS - 1).astype(np.int32)  # (n, units)
+        b += np.arange(self.act.units, dtype=np.int32) * HIST_BINS
+        self.hist += np.bincount(b.ravel(), minlength=self.act.units * HIST_BINS).reshape(self.act.units, HIST_BINS)
 
     def frame(self) -> pd.DataFrame:
         n = max(self.count, 1)
@@ -199,12 +197,20 @@ class RunWriter:
         self.stats[name].update(half.astype(np.float32))
         os.pwrite(self._spill[name].fileno(), half.data, start * act.units * 2)
 
-    def write_blocks(self, name: str, starts: np.ndarray, values: np.ndarray, counts: np.ndarray) -> None:
-        """Store ``values[b, :counts[b]]`` at rows ``starts[b]…`` for each b. values: float ``[B, T, units]``."""
+    def write_blocks(
+        self, name: str, starts: np.ndarray, values: np.ndarray, counts: np.ndarray, rounded: np.ndarray | None = None
+    ) -> None:
+        """Store ``values[b, :counts[b]]`` at rows ``starts[b]…`` for each b. values: ``[B, T, units]``.
+
+        ``values`` may already be float16, with ``rounded`` the same values as float32 (callers with a faster
+        converter, e.g. torch, pass both); otherwise both are derived here.
+        """
         act = self.acts[name]
-        half = values.astype(np.float16)  # (B, T, units)
+        half = values.astype(np.float16, copy=False)  # (B, T, units)
+        if rounded is None:
+            rounded = half.astype(np.float32)
         valid = np.arange(half.shape[1])[None, :] < np.asarray(counts)[:, None]
-        self.stats[name].update(half[valid].astype(np.float32))
+        self.stats[name].update(rounded[valid] if not valid.all() else rounded.reshape(-1, act.units))
         fd = self._spill[name].fileno()
         for b, (start, count) in enumerate(zip(starts, counts, strict=True)):
             if count:
@@ -219,11 +225,17 @@ class RunWriter:
 
     def close(self) -> Path:
         """Convert spills to parquet, write tokens, stats and the manifest (last), and rename into place."""
-        for name, act in self.acts.items():
-            self._spill[name].close()
-            spill = self.partial / "spill" / f"{name}.f16"
+        for f in self._spill.values():
+            f.close()
+
+        def convert(act: Activation) -> None:
+            spill = self.partial / "spill" / f"{act.name}.f16"
             _spill_to_parquet(spill, self.partial / act.file, self.n, act.units)
             spill.unlink()
+
+        # pyarrow encodes and compresses without the GIL, so files convert in parallel.
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            list(pool.map(convert, self.acts.values()))
         (self.partial / "spill").rmdir()
         tokens = self.tokens.copy()
         for column, values in self.columns.items():
@@ -231,8 +243,10 @@ class RunWriter:
         pq.write_table(pa.Table.from_pandas(tokens, preserve_index=False), self.partial / "tokens.parquet")
         stats = [s.frame() for s in self.stats.values()]
         if stats:
-            pq.write_table(pa.Table.from_pandas(pd.concat(stats, ignore_index=True), preserve_index=False),
-                           self.partial / "stats.parquet")
+            pq.write_table(
+                pa.Table.from_pandas(pd.concat(stats, ignore_index=True), preserve_index=False),
+                self.partial / "stats.parquet",
+            )
         from . import __version__
 
         manifest = {
@@ -346,8 +360,10 @@ class Run:
         try:
             return self._acts[name]
         except KeyError:
-            raise RunError(f"run {self.path} has no activation {name!r}; it has {len(self._acts)}, "
-                           f"e.g. {', '.join(self.names[:4])}") from None
+            raise RunError(
+                f"run {self.path} has no activation {name!r}; it has {len(self._acts)}, "
+                f"e.g. {', '.join(self.names[:4])}"
+            ) from None
 
     def units(self, name: str) -> int:
         return int(self.info(name)["units"])
