@@ -64,12 +64,14 @@ def naive(module: nn.RNNBase, x: torch.Tensor, chunk: int) -> None:
             inp = state[layer][0]
 
 
-def timed(fn, *args, repeat: int = 3) -> float:
-    best = float("inf")
+def interleaved(fns: dict[str, object], repeat: int) -> dict[str, float]:
+    """Best wall time of each zero-argument function, run in turn ``repeat`` times (so load hits all alike)."""
+    best = dict.fromkeys(fns, float("inf"))
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn(*args)
-        best = min(best, time.perf_counter() - t0)
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
     return best
 
 
@@ -77,14 +79,15 @@ def speed(cell: str, streams: int, tokens: int, chunk: int, hidden: int, with_na
     torch.manual_seed(0)
     module = getattr(nn, cell)(hidden, hidden, 2, batch_first=True).eval()
     x = torch.randn(streams, tokens // streams, hidden)
-    out = {}
+    fns = {"plain": lambda: plain(module, x, chunk)}
+    for strategy in ("auto", "replay", "loop"):
+        fns[strategy] = lambda s=strategy: lstmviz_record(module, x, chunk, s)
     with torch.inference_mode():
-        t_plain = timed(plain, module, x, chunk)
-        for strategy in ("auto", "replay", "loop"):
-            out[strategy] = timed(lstmviz_record, module, x, chunk, strategy) / t_plain
+        best = interleaved(fns, repeat=5)
         if with_naive:
-            out["naive"] = timed(naive, module, x, chunk, repeat=1) / t_plain
-    out["plain_s"] = t_plain
+            best["naive"] = interleaved({"naive": lambda: naive(module, x, chunk)}, repeat=1)["naive"]
+    out = {k: v / best["plain"] for k, v in best.items() if k != "plain"}
+    out["plain_s"] = best["plain"]
     return out
 
 
