@@ -1,0 +1,54 @@
+"""The lstmviz dashboard: look inside a recorded LSTM / GRU / RNN in the browser.
+
+    streamlit run app.py                          # runs under ./runs (recorded from the samples on first start)
+    streamlit run app.py -- --runs /data/runs     # or LSTMVIZ_RUNS=/data/runs streamlit run app.py
+
+This file is the frame: page config, the sidebar run picker and ``st.navigation``. The pages live in
+``lstmviz/dashboard/pages/``; the state of a view (run, activation, unit, window, span, θ) is in the URL.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import streamlit as st
+
+from lstmviz.dashboard import data, widgets
+from lstmviz.errors import UserError
+from lstmviz.store import RunError
+
+st.set_page_config(page_title="lstmviz", page_icon=":material/memory:", layout="wide")
+
+root = data.runs_root()
+if not data.find_runs(root) and not st.session_state.get("_samples_failed"):
+    st.title("lstmviz")
+    st.write(f"No recorded runs under `{root}` yet: recording the bundled sample models once (about a minute).")
+    bar = st.progress(0.0, text="Starting…")
+    try:
+        data.record_samples(root, lambda fraction, message: bar.progress(fraction, text=message))
+    except (UserError, RunError, OSError) as e:
+        st.session_state["_samples_failed"] = str(e)
+    st.rerun()
+if st.session_state.get("_samples_failed"):
+    st.sidebar.warning(f"Could not record the samples: {st.session_state['_samples_failed']}")
+
+pages = [
+    st.Page(widgets.page_file(key), title=title, icon=icon, url_path=key, default=key == "overview")
+    for key, (title, icon) in widgets.PAGES.items()
+]
+page = st.navigation(pages)
+st.sidebar.title("lstmviz")
+widgets.run_picker(root)
+try:
+    page.run()
+except (RunError, UserError) as e:
+    st.error(
+        f"{e}\n\nPick another run or fix the input above; other pages and sessions are unaffected.",
+        icon=":material/error:",
+    )
+except (OSError, pa.ArrowException) as e:
+    reason = getattr(e, "strerror", None) or e
+    st.error(
+        f"Could not read a file of this run ({reason}). It may be incomplete or was moved: record it again "
+        f"with `lstmviz record`.",
+        icon=":material/error:",
+    )

@@ -1,0 +1,395 @@
+"""Cached loaders for the dashboard: runs and models with ``st.cache_resource``, results with ``st.cache_data``.
+
+Every cached function is keyed by a :data:`RunRef` ``(path, mtime of manifest.json)``, so a run recorded again
+under the same path is read afresh. Figures are never cached: they are cheap to build and plotly objects are
+mutable. Nothing here writes ``st.session_state``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from ..analysis import select_match
+from ..errors import UserError
+from ..store import Run, open_run
+
+RunRef = tuple[str, float]
+"""``(resolved run path, mtime of its manifest.json)``: the cache key of a run."""
+
+MAX_OVERVIEW_CELLS = 2_000_000
+OVERVIEW_BINS = 1_500
+LIVE_MAX_CHARS = 5_000
+REPO = Path(__file__).resolve().parents[2]
+
+
+# --- where runs live ------------------------------------------------------------------------------------------
+
+
+def runs_root(argv: Sequence[str] | None = None) -> Path:
+    """The runs root: ``--runs DIR`` after ``streamlit run app.py --``, else ``$LSTMVIZ_RUNS``, else ``runs/``."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    for i, arg in enumerate(argv):
+        if arg == "--runs" and i + 1 < len(argv):
+            return Path(argv[i + 1]).expanduser()
+        if arg.startswith("--runs="):
+            return Path(arg.split("=", 1)[1]).expanduser()
+    return Path(os.environ.get("LSTMVIZ_RUNS", "runs")).expanduser()
+
+
+def find_runs(root: Path, depth: int = 3) -> list[Path]:
+    """Run directories (holding a manifest.json) under ``root``, at most ``depth`` levels down, sorted."""
+    found: list[Path] = []
+
+    def walk(d: Path, level: int) -> None:
+        if (d / "manifest.json").is_file():
+            found.append(d)
+            return
+        if level >= depth:
+            return
+        try:
+            children = sorted(c for c in d.iterdir() if c.is_dir() and not c.name.startswith("."))
+        except OSError:
+            return
+        for c in children:
+            if c.name not in ("cache", "acts") and not c.name.endswith(".partial"):
+                walk(c, level + 1)
+
+    if root.is_dir():
+        walk(root, 0)
+    return found
+
+
+def ref(path: str | os.PathLike) -> RunRef:
+    """The cache key of the run at ``path``; a missing manifest gives mtime 0 (open_run then explains)."""
+    p = Path(path).expanduser().resolve()
+    try:
+        mtime = (p / "manifest.json").stat().st_mtime
+    except OSError:
+        mtime = 0.0
+    return str(p), mtime
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _open(path: str, mtime: float) -> Run:
+    return open_run(path)
+
+
+def run_of(key: RunRef) -> Run:
+    """The open :class:`Run` of a key (one shared object per path and mtime, across sessions)."""
+    return _open(*key)
+
+
+def load_run(path: str | os.PathLike) -> tuple[Run, RunRef]:
+    """Open (cached) the run at ``path``; raises :class:`RunError` with a one-line reason."""
+    key = ref(path)
+    return run_of(key), key
+
+
+# --- activations ----------------------------------------------------------------------------------------------
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def window(key: RunRef, name: str, start: int, stop: int, units: tuple[int, ...] | None = None) -> np.ndarray:
+    """float32 ``[stop-start, units]`` values of one activation for a token window."""
+    return run_of(key).activations(name, None if units is None else list(units), start, stop)
+
+
+@st.cache_data(max_entries=16, show_spinner="Downsampling the whole run…")
+def overview(key: RunRef, name: str, max_cells: int = MAX_OVERVIEW_CELLS) -> tuple[np.ndarray, int]:
+    """A downsampled picture of a whole activation: (float32 ``[bins, units]`` bin means, tokens per bin).
+
+    Tokens are grouped into equal bins, at most :data:`OVERVIEW_BINS` (about a screen's width of pixels) and so
+    that bins × units ≤ max_cells; each cell is the mean of its bin.
+    """
+    run = run_of(key)
+    n, units = run.n_tokens, run.units(name)
+    bins = max(1, min(n, max_cells // max(units, 1), OVERVIEW_BINS))
+    per = -(-n // bins)  # ceil
+    bins = -(-n // per)
+    out = np.empty((bins, units), np.float32)
+    for cols, x in select_match.unit_blocks(run, name):  # x: (T, block)
+        pad = bins * per - n
+        xs = np.concatenate([x, np.full((pad, len(cols)), np.nan, np.float32)]) if pad else x
+        out[:, cols] = np.nanmean(xs.reshape(bins, per, len(cols)), axis=1)
+    return out, per
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def tokens_window(key: RunRef, start: int, stop: int) -> pd.DataFrame:
+    """Rows ``[start, stop)`` of the tokens table."""
+    return run_of(key).tokens.iloc[start:stop].reset_index(drop=True)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def joined_text(key: RunRef) -> tuple[str, np.ndarray]:
+    """The corpus as one string and int64 ``[tokens]`` character offsets of each token, for text search."""
+    run = run_of(key)
+    tok = run.tokens["token"].astype(str).tolist()
+    sep = select_match.token_joiner(run)
+    lengths = np.fromiter((len(t) + len(sep) for t in tok), np.int64, len(tok))
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]) if len(tok) else np.zeros(0, np.int64)
+    return sep.join(tok), offsets
+
+
+def find_text(key: RunRef, needle: str, after: int) -> int | None:
+    """Token index of the first occurrence of ``needle`` starting after token ``after`` (wrapping), or None."""
+    text, offsets = joined_text(key)
+    if not needle:
+        return None
+    begin = int(offsets[after + 1]) if after + 1 < len(offsets) else 0
+    at = text.find(needle, begin)
+    if at < 0:
+        at = text.find(needle)
+    if at < 0:
+        return None
+    return int(np.searchsorted(offsets, at, side="right") - 1)
+
+
+def vocab(run: Run) -> list[str] | None:
+    """The run's vocabulary (id → display string) from its manifest, if recorded with a tokenizer."""
+    tok = run.manifest.get("tokenizer") or {}
+    v = tok.get("vocab")
+    return list(v) if isinstance(v, list) else None
+
+
+def _analysis(module: str, function: str) -> Callable:
+    """``lstmviz.analysis.<module>.<function>``, or a :class:`UserError` saying that analysis is not available."""
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(f"lstmviz.analysis.{module}"), function)
+    except (ImportError, AttributeError) as e:
+        raise UserError(f"the {module} analysis is not available in this lstmviz ({e})") from None
+
+
+# --- analyses (thin cached wrappers; the analysis modules hold the logic and the help text) ---------------------
+
+
+@st.cache_data(max_entries=64, show_spinner="Selecting units…")
+def select(
+    key: RunRef, name: str, span: tuple[int, int], theta: float, quantile: bool, pad_before: int, pad_after: int
+) -> select_match.Selection:
+    """:func:`lstmviz.analysis.select_match.select`, cached."""
+    th = select_match.Threshold(theta, quantile)
+    return select_match.select(run_of(key), name, span, th, pad_before, pad_after)
+
+
+@st.cache_data(max_entries=64, show_spinner="Matching across the corpus…")
+def match(
+    key: RunRef,
+    name: str,
+    units: tuple[int, ...],
+    theta: float,
+    quantile: bool,
+    pad_before: int,
+    pad_after: int,
+    top: int = 20,
+) -> pd.DataFrame:
+    """:func:`lstmviz.analysis.select_match.match`, cached."""
+    th = select_match.Threshold(theta, quantile)
+    return select_match.match(run_of(key), name, list(units), th, pad_before=pad_before, pad_after=pad_after, top=top)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def on_counts(key: RunRef, name: str, units: tuple[int, ...], theta: float, quantile: bool) -> np.ndarray:
+    """int ``[tokens]``: how many of ``units`` are on (≥ θ) at each step, from the match index."""
+    index = select_match.on_index(run_of(key), name, select_match.Threshold(theta, quantile))
+    return index.on(list(units)).sum(1)
+
+
+# --- models and live recording ----------------------------------------------------------------------------------
+
+
+def checkpoint_of(run: Run) -> Path | None:
+    """The checkpoint a run was recorded from, when its manifest names one that still exists."""
+    source = run.manifest.get("model_source") or {}
+    ckpt = source.get("checkpoint")
+    if not ckpt:
+        return None
+    for p in (Path(ckpt), REPO / ckpt, run.path / ckpt):
+        if p.is_file():
+            return p.resolve()
+    return None
+
+
+@st.cache_resource(max_entries=8, show_spinner="Loading the model…")
+def _model(path: str, mtime: float):
+    from ..models.loading import load_model
+
+    return load_model(path)
+
+
+def load_model(path: str | os.PathLike):
+    """The :class:`~lstmviz.models.loading.LoadedModel` of a checkpoint (cached by path and mtime)."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise UserError(f"no checkpoint file at {p}")
+    return _model(str(p.resolve()), p.stat().st_mtime)
+
+
+def live_dir() -> Path:
+    """Where live recordings go: a per-user folder under the system temp directory."""
+    return Path(tempfile.gettempdir()) / f"lstmviz-live-{os.getuid() if hasattr(os, 'getuid') else 0}"
+
+
+def live_run(checkpoint: str | os.PathLike, text: str, annotate: str = "none") -> str:
+    """Record ``text`` with the checkpoint's model into a temporary run directory; returns its path.
+
+    ``annotate`` is ``"code"`` (Python tokenize tracks, when the text parses), ``"parens"`` or ``"none"``.
+    The directory is named by a hash of (checkpoint, its mtime, text), so the same text is recorded once.
+    """
+    if not text.strip():
+        raise UserError("the text is empty: type or paste something to record")
+    if len(text) > LIVE_MAX_CHARS:
+        raise UserError(f"the text has {len(text):,} characters; live mode records at most {LIVE_MAX_CHARS:,}")
+    p = Path(checkpoint).expanduser()
+    if not p.is_file():
+        raise UserError(f"no checkpoint file at {p}")
+    return _live_run(str(p.resolve()), p.stat().st_mtime, text, annotate)
+
+
+@st.cache_data(max_entries=32, show_spinner="Recording your text…")
+def _live_run(checkpoint: str, mtime: float, text: str, annotate: str) -> str:
+    from ..cli import record_text
+
+    digest = hashlib.sha1(f"{checkpoint}\0{mtime}\0{annotate}\0{text}".encode()).hexdigest()[:16]
+    out = live_dir() / digest
+    if (out / "manifest.json").is_file():
+        return str(out)
+    loaded = load_model(checkpoint)
+    if annotate == "code":
+        try:
+            compile(text, "<live>", "exec")
+        except (SyntaxError, ValueError):
+            annotate = "none"  # Python tracks need code that tokenizes; plain text gets none
+    record_text(
+        loaded,
+        text,
+        out,
+        annotate=annotate,
+        manifest={"corpus": {"live": True, "chars": len(text)}},
+        streams=1,
+        chunk=256,
+        device="cpu",
+        overwrite=True,
+        progress=False,
+    )
+    return str(out)
+
+
+# --- first start ------------------------------------------------------------------------------------------------
+
+
+def record_samples(root: Path, on_progress: Callable[[float, str], None], chars: int = 20000) -> list[Path]:
+    """Record every bundled sample model whose checkpoint exists into ``root`` (as ``lstmviz samples`` does).
+
+    ``on_progress(fraction, message)`` is called before each sample and once at the end.
+    """
+    from ..cli import record_text
+    from ..models import samples
+    from ..models.loading import load_model as load
+    from ..models.tokenizers import read_text
+
+    todo = [
+        s
+        for s in samples.SAMPLES
+        if (samples.SAMPLES_DIR / s.checkpoint).is_file() and (samples.SAMPLES_DIR / s.corpus).is_file()
+    ]
+    if not todo:
+        raise UserError(
+            f"no sample checkpoints in {samples.SAMPLES_DIR}: train them with "
+            f"sample_models/train_all.sh, or record a run with `lstmviz record`"
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    done = []
+    for i, s in enumerate(todo):
+        on_progress(i / len(todo), f"Recording sample {s.name} ({i + 1}/{len(todo)})…")
+        out = root / s.name
+        if not (out / "manifest.json").is_file():
+            corpus = samples.SAMPLES_DIR / s.corpus
+            text = s.excerpt(read_text(corpus), chars)
+            record_text(
+                load(samples.SAMPLES_DIR / s.checkpoint),
+                text,
+                out,
+                annotate=s.annotate,
+                manifest={
+                    "corpus": {"file": str(corpus), "excerpt": "held-out tail", "chars": len(text)},
+                    "sample": s.name,
+                },
+                streams=4,
+                chunk=256,
+                device="cpu",
+                overwrite=True,
+                progress=False,
+            )
+        done.append(out)
+    on_progress(1.0, "Samples recorded.")
+    return done
+
+
+@st.cache_data(max_entries=32, show_spinner="Backpropagating through time…")
+def _gradient_flow(key: RunRef, checkpoint: str, mtime: float, K: int, n_targets: int) -> pd.DataFrame:
+    from ..analysis.gradients import gradient_flow as flow
+
+    ids = run_of(key).tokens["token_id"].to_numpy().copy()
+    return flow(_model(checkpoint, mtime).module, ids, K=K, n_targets=n_targets).summary
+
+
+def gradient_flow(run: Run, K: int, n_targets: int) -> pd.DataFrame:
+    """:func:`lstmviz.analysis.gradients.gradient_flow` summary for a run's model over its own tokens, cached."""
+    ckpt = checkpoint_of(run)
+    if ckpt is None:
+        raise UserError(f"{run.path.name} names no checkpoint that still exists: gradient flow needs the model")
+    return _gradient_flow(ref(run.path), str(ckpt), ckpt.stat().st_mtime, K, n_targets)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def unit_trace(
+    key: RunRef, name: str, unit: int, start: int, stop: int, weights: tuple[np.ndarray, np.ndarray] | None
+) -> pd.DataFrame:
+    """:func:`lstmviz.dashboard.cellview.unit_trace`, cached."""
+    from .cellview import unit_trace as trace
+
+    w_hh, b_hh = weights if weights is not None else (None, None)
+    return trace(run_of(key), name, unit, start, stop, w_hh, b_hh)
+
+
+@st.cache_data(max_entries=32, show_spinner="Counting saturated gates…")
+def saturation(key: RunRef, low: float, high: float) -> pd.DataFrame:
+    """:func:`lstmviz.analysis.saturation.saturation`: per gate unit, fractions below ``low`` and above ``high``."""
+    sat = _analysis("saturation", "saturation")
+
+    return sat(run_of(key), low=low, high=high)
+
+
+@st.cache_data(max_entries=32, show_spinner="Projecting token states…")
+def projection(key: RunRef, name: str, method: str, n: int) -> pd.DataFrame:
+    """:func:`lstmviz.analysis.projection.project` of ``n`` sampled token states (seeded), with a hover column."""
+    project = _analysis("projection", "project")
+
+    table = project(run_of(key), name, method=method, n=n, seed=0)
+    return table.assign(hover=[f"#{i} {c}" for i, c in zip(table["idx"], table["context"], strict=True)])
+
+
+@st.cache_data(max_entries=32, show_spinner="Scoring every unit…")
+def probe(key: RunRef, name: str, track: str) -> pd.DataFrame:
+    """:func:`lstmviz.analysis.probes.rank_units`: units of ``name`` ranked against an annotation track."""
+    rank_units = _analysis("probes", "rank_units")
+
+    return rank_units(run_of(key), name, track)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def values_at(key: RunRef, name: str, unit: int, idx: tuple[int, ...]) -> np.ndarray:
+    """float32 ``[len(idx)]``: one unit's values at the given token positions."""
+    return run_of(key).activations(name, [unit])[np.asarray(idx, np.int64), 0]

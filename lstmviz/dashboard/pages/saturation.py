@@ -1,0 +1,41 @@
+"""Gate saturation (Karpathy, Johnson & Fei-Fei 2015, §4.2): how often each gate unit is nearly shut or open."""
+
+import streamlit as st
+
+from lstmviz.dashboard import data, figures, widgets
+
+st.title("Gate saturation")
+st.write(
+    "Each dot is one gate unit. Its x is the fraction of steps where the gate is above *high* (wide open), "
+    "its y the fraction below *low* (shut). Dots in the corners are gates that act like switches; dots near "
+    "the origin are gates that stay in between. Click a dot to see that unit colour the text."
+)
+st.caption(
+    "PyTorch's GRU computes h = (1−z)⊙n + z⊙h₋₁, the opposite of Chung et al. and of the paper's figures: "
+    "here z near 1 *keeps* the old state."
+)
+
+run, key = widgets.current_run()
+cols = st.columns(2)
+low = cols[0].slider("low", 0.0, 0.5, 0.1, 0.05, key="sat_low")
+high = cols[1].slider("high", 0.5, 1.0, 0.9, 0.05, key="sat_high")
+table = data.saturation(key, low, high)
+if table.empty:
+    widgets.empty("This run has no sigmoid gates (i, f, o of an LSTM; r, z of a GRU): a vanilla RNN has none.")
+
+
+def open_unit() -> None:
+    """Remember the clicked unit; the page switch happens in the script body (not allowed in a callback)."""
+    points = st.session_state["sat_fig"].selection.points
+    if points:
+        name, u = points[0]["customdata"]
+        st.session_state["_sat_open"] = (str(name), int(u))
+
+
+st.plotly_chart(
+    figures.saturation_figure(table), width="stretch", key="sat_fig", on_select=open_unit, selection_mode="points"
+)
+widgets.csv_download(table, "saturation.csv")
+if "_sat_open" in st.session_state:
+    name, u = st.session_state.pop("_sat_open")
+    widgets.goto("text", act=name, unit=u)

@@ -1,0 +1,99 @@
+"""Text heatmap: the text coloured by one unit, a units × tokens window, and an overview of the whole run."""
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from lstmviz.dashboard import data, figures, widgets
+from lstmviz.errors import UserError
+
+st.title("Text heatmap")
+st.write(
+    "Each character (or word) is coloured by the value of one unit as the model read it: red is positive, blue "
+    "negative, white near zero. A unit that lights up inside strings, or counts brackets, shows up as stripes "
+    "that follow the text. Hover a token for its value, its annotations and the model's next-token guesses."
+)
+
+run, key = widgets.current_run()
+live = st.toggle(
+    "Live mode: type your own text",
+    key="live",
+    help="Records your text on the spot with the model of this run (its checkpoint).",
+)
+if live:
+    ckpt = data.checkpoint_of(run)
+    path = st.text_input(
+        "Checkpoint",
+        value=str(ckpt or ""),
+        key="live_ckpt",
+        help="The native checkpoint to record with (defaults to the one this run came from).",
+    )
+    text = st.text_area("Your text", key="live_text", height=120, placeholder="def f(x):\n    return (x + 1)")
+    if not text.strip():
+        widgets.empty("Type or paste some text above; it is recorded as soon as you press Ctrl+Enter.")
+    if not path:
+        widgets.fail(
+            "This run names no checkpoint that still exists, so there is no model to record with.",
+            "Type the path of a native checkpoint (from `lstmviz train`) above.",
+        )
+    ann = "code" if "in_string" in run.tokens else "parens" if "depth" in run.tokens else "none"
+    try:
+        live_path = data.live_run(path, text, ann)
+    except UserError as e:
+        widgets.fail(
+            f"Cannot record this text: {e}", "Check the checkpoint path, or remove symbols the model does not know."
+        )
+    run, key = data.load_run(live_path)
+
+c1, c2 = st.columns([3, 1])
+name = widgets.activation(run, where=c1)
+u = widgets.unit(run, name, where=c2)
+start, stop = (0, min(run.n_tokens, max(widgets.WIDTHS))) if live else widgets.window(run)
+track_names = widgets.tracks(run)
+
+tokens = data.tokens_window(key, start, stop)
+values = data.window(key, name, start, stop)  # (T, U)
+if not len(tokens):
+    widgets.empty("This run has no tokens in this window.")
+hover = figures.token_hover(tokens, data.vocab(run), track_names)
+tracks = tokens[track_names] if track_names else None
+stats = run.stats[(run.stats["name"] == name) & (run.stats["unit"] == u)] if not run.stats.empty else None
+zrange = None if stats is None or stats.empty else figures.symmetric_range(stats[["min", "max"]].to_numpy(np.float32))
+
+st.subheader(f"Unit {u} of {name}")
+st.plotly_chart(
+    figures.text_figure(tokens["token"].tolist(), values[:, u], hover=hover, tracks=tracks, zrange=zrange),
+    width="stretch",
+    key="text_fig",
+)
+widgets.csv_download(
+    pd.DataFrame({"idx": tokens["idx"], "token": tokens["token"], "value": values[:, u]}),
+    f"{name}.u{u}.{start}-{stop}.csv",
+)
+
+st.subheader("All units in this window")
+st.plotly_chart(
+    figures.units_heatmap(values, start, range(values.shape[1]), tokens["token"].tolist(), tracks=tracks, select=False),
+    width="stretch",
+    key="units_fig",
+)
+widgets.csv_download(
+    pd.DataFrame(values, columns=[f"u{j}" for j in range(values.shape[1])]).assign(
+        idx=tokens["idx"].to_numpy(), token=tokens["token"].to_numpy()
+    ),
+    f"{name}.{start}-{stop}.csv",
+    key="dl_window",
+)
+
+if not live:
+    st.subheader("The whole run, downsampled")
+    binned, per = data.overview(key, name)
+    st.caption(f"Each column is the mean of {per} tokens; the box is the window above.")
+    st.plotly_chart(figures.overview_figure(binned, per, (start, stop)), width="stretch", key="ov_fig")
+    widgets.csv_download(
+        pd.DataFrame(binned, columns=[f"u{j}" for j in range(binned.shape[1])]).assign(
+            first_token=np.arange(len(binned)) * per
+        ),
+        f"{name}.overview.csv",
+        key="dl_overview",
+    )

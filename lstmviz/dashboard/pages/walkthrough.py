@@ -1,0 +1,66 @@
+"""Cell walkthrough (for class): step through a text one token at a time and watch one unit's gates and states."""
+
+import numpy as np
+import streamlit as st
+
+from lstmviz.dashboard import cellview, data, figures, widgets
+from lstmviz.errors import UserError
+
+EQUATIONS = {
+    "LSTM": r"""\begin{aligned} i &= \sigma(W_{ii}x + b_{ii} + W_{hi}h_{-1} + b_{hi}) \\
+f &= \sigma(W_{if}x + b_{if} + W_{hf}h_{-1} + b_{hf}) \\ g &= \tanh(W_{ig}x + b_{ig} + W_{hg}h_{-1} + b_{hg}) \\
+o &= \sigma(W_{io}x + b_{io} + W_{ho}h_{-1} + b_{ho}) \\ c &= f \odot c_{-1} + i \odot g \\
+h &= o \odot \tanh(c) \end{aligned}""",
+    "GRU": r"""\begin{aligned} r &= \sigma(W_{ir}x + b_{ir} + W_{hr}h_{-1} + b_{hr}) \\
+z &= \sigma(W_{iz}x + b_{iz} + W_{hz}h_{-1} + b_{hz}) \\ n &= \tanh(W_{in}x + b_{in} + r \odot (W_{hn}h_{-1} + b_{hn}))
+\\ h &= (1 - z) \odot n + z \odot h_{-1} \end{aligned}""",
+    "RNN": r"h = \tanh(W_{ih}x + b_{ih} + W_{hh}h_{-1} + b_{hh})",
+}
+SPAN = 60
+
+st.title("Cell walkthrough")
+st.write(
+    "Pick one unit and read the text with it, one token at a time. The diagram shows that unit's numbers at "
+    "the current token: how much the input pushes (x), what it remembers (h₋₁, c₋₁), each gate, and the new "
+    "cell and hidden state. The lines below show the same numbers over the text so far."
+)
+
+run, key = widgets.current_run()
+c1, c2 = st.columns([3, 1])
+name = widgets.activation(run, key="walk_act", where=c1)
+u = widgets.unit(run, name, key="walk_unit", where=c2)
+group = cellview.layer_group(run, name)
+cell = cellview.cell_type(group)
+
+step = widgets.stepper(run, "step")
+
+weights = None
+ckpt = data.checkpoint_of(run)
+if ckpt is not None:
+    try:
+        weights = cellview.recurrent_weights(data.load_model(ckpt).module, name)
+    except UserError as e:
+        st.caption(f"Without the model ({e}), the input's part x is not shown.")
+start = max(step - SPAN + 1, 0)
+trace = data.unit_trace(key, name, u, start, step + 1, weights)
+tokens = data.tokens_window(key, start, step + 1)["token"].astype(str).tolist()
+now = trace.iloc[-1]
+reading = "".join(figures.show_token(t) for t in tokens[-30:-1])
+st.markdown(f"Reading: `{reading}` **`{figures.show_token(tokens[-1])}`** (token {step:,})")
+
+left, right = st.columns([3, 2])
+values = {k: float(now[k]) for k in trace.columns if k != "idx" and np.isfinite(now[k])}
+left.plotly_chart(
+    figures.cell_figure(cell, values, f"{cell} unit {u}, layer {run.info(name)['layer']}"),
+    width="stretch",
+    key="cell_fig",
+)
+right.latex(EQUATIONS[cell])
+if cell == "GRU":
+    right.caption("PyTorch's GRU: z near 1 keeps the old state (the paper's z is 1 − z here).")
+st.plotly_chart(
+    figures.sparklines({k: trace[k].to_numpy() for k in trace.columns if k != "idx"}, len(trace) - 1, tokens),
+    width="stretch",
+    key="spark_fig",
+)
+widgets.csv_download(trace.assign(token=tokens), f"walkthrough.{name}.u{u}.csv")

@@ -1,0 +1,344 @@
+"""Shared pickers, bound to ``st.query_params`` so that a copied URL reproduces the view.
+
+Each picker owns one session-state key (``run``, ``act``, ``unit``, ``start``, ``width``, ``span``, ``theta``, …).
+On a session's first run its value comes from the URL; afterwards from the widget, and every run writes it back to
+the URL. A value is also kept under ``_keep_<key>`` so it survives a page switch (Streamlit forgets the state of
+widgets a page does not draw), and :func:`goto` hands values to another page before switching to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from ..store import Run, RunError
+from . import data
+
+PAGES_DIR = "lstmviz/dashboard/pages"
+PAGES = {
+    "overview": ("Overview", ":material/dashboard:"),
+    "text": ("Text heatmap", ":material/text_fields:"),
+    "select": ("Select & match", ":material/select_all:"),
+    "saturation": ("Gate saturation", ":material/scatter_plot:"),
+    "gradients": ("Gradient flow", ":material/trending_down:"),
+    "projection": ("Projection", ":material/bubble_chart:"),
+    "neurons": ("Neuron search", ":material/search:"),
+    "compare": ("Compare", ":material/compare:"),
+    "walkthrough": ("Cell walkthrough", ":material/school:"),
+}
+"""url path → (title, icon); the page lives in ``lstmviz/dashboard/pages/<url path>.py``."""
+
+WIDTHS = (100, 200, 500, 1000, 2000)
+
+
+def page_file(page: str) -> str:
+    """The page's script path, relative to app.py (what ``st.Page`` and ``st.switch_page`` take)."""
+    return f"{PAGES_DIR}/{page}.py"
+
+
+# --- state plumbing ---------------------------------------------------------------------------------------------
+
+
+def _init(
+    key: str,
+    default: Any,
+    parse: Callable[[str], Any],
+    valid: Callable[[Any], bool] = lambda v: True,
+    url: str | None = None,
+) -> None:
+    """Give ``key`` its value before its widget is drawn: a pending :func:`goto` value, else the current one, else
+    the URL's (parameter ``url``, default ``key``), else the kept one, else ``default``; anything not ``valid``
+    falls back to ``default``."""
+    pending = st.session_state.get("_goto", {})
+    if key in pending:
+        st.session_state[key] = pending.pop(key)
+    elif key not in st.session_state:
+        raw = st.query_params.get(url or key)
+        value = st.session_state.get(f"_keep_{key}", default)
+        if raw is not None:
+            try:
+                value = parse(raw)
+            except ValueError:
+                value = default
+        st.session_state[key] = value
+    if not valid(st.session_state[key]):
+        st.session_state[key] = default
+
+
+def _publish(key: str, value: Any, fmt: Callable[[Any], str] = str) -> None:
+    """Write a picker's value to the URL and keep it for other pages."""
+    st.session_state[f"_keep_{key}"] = value
+    text = fmt(value)
+    if st.query_params.get(key) != text:
+        st.query_params[key] = text
+
+
+def goto(page: str, **state: Any) -> NoReturn:
+    """Switch to another page with some pickers preset (e.g. ``goto("text", act=name, unit=3, start=120)``)."""
+    st.session_state["_goto"] = dict(state)
+    for key, value in state.items():
+        st.session_state[f"_keep_{key}"] = value
+    st.switch_page(page_file(page))
+
+
+def fail(message: str, hint: str = "") -> NoReturn:
+    """Show a one-line error with guidance, and stop the page (never a traceback)."""
+    st.error(message + (f"\n\n{hint}" if hint else ""), icon=":material/error:")
+    st.stop()
+
+
+def empty(message: str) -> NoReturn:
+    """An explicit empty state: say what is missing and how to get it, then stop the page."""
+    st.info(message, icon=":material/info:")
+    st.stop()
+
+
+def csv_download(table: pd.DataFrame, filename: str, label: str = "Download CSV", key: str | None = None) -> None:
+    """A download button for the data behind a figure."""
+    st.download_button(
+        label,
+        table.to_csv(index=False).encode(),
+        file_name=filename,
+        mime="text/csv",
+        key=key or f"dl_{filename}",
+        icon=":material/download:",
+    )
+
+
+# --- the run ----------------------------------------------------------------------------------------------------
+
+
+def choice(
+    key: str, options: Sequence[str], label: str, format_func: Callable[[str], str] = str, where: Any = st
+) -> str:
+    """A selectbox over ``options`` bound to the URL parameter ``key``."""
+    _init(key, options[0], str, lambda v: v in options)
+    value = where.selectbox(label, options, key=key, format_func=format_func)
+    _publish(key, value)
+    return value
+
+
+def run_picker(root: Path) -> str:
+    """Sidebar: pick a run found under ``root``, or type a run directory. Returns the chosen path ("" if none)."""
+    found = [str(p) for p in data.find_runs(root)]
+    _init("run", found[0] if found else "", str)
+    current = st.session_state["run"]
+    options = found + ([current] if current and current not in found else [])
+
+    def label(path: str) -> str:
+        p = Path(path)
+        try:
+            return str(p.relative_to(root))
+        except ValueError:
+            return str(p)
+
+    def use_typed() -> None:
+        typed = st.session_state.get("run_typed", "").strip()
+        if typed:
+            st.session_state["run"] = typed
+            st.session_state["run_typed"] = ""
+
+    if options:
+        st.sidebar.selectbox(
+            "Run",
+            options,
+            key="run",
+            format_func=label,
+            help=f"Runs found under {root}. Set LSTMVIZ_RUNS or pass `-- --runs DIR` to change.",
+        )
+    st.sidebar.text_input(
+        "…or open a run directory",
+        key="run_typed",
+        on_change=use_typed,
+        placeholder="/path/to/run",
+        help="Type a path and press Enter.",
+    )
+    _publish("run", st.session_state["run"])
+    return st.session_state["run"]
+
+
+def current_run() -> tuple[Run, data.RunRef]:
+    """The run picked in the sidebar, opened (cached); an empty state or a guided error otherwise."""
+    path = st.session_state.get("run", "")
+    if not path:
+        empty(
+            "No run is open. Pick one in the sidebar, type a run directory, or record one with "
+            "`lstmviz record model.pt --text file.txt --out runs/mine`."
+        )
+    try:
+        return data.load_run(path)
+    except RunError as e:
+        fail(str(e), "Pick another run in the sidebar, or record this one again with `lstmviz record`.")
+
+
+# --- activation, unit, window, span, θ -------------------------------------------------------------------------
+
+
+def activation(
+    run: Run, key: str = "act", kinds: Sequence[str] | None = None, label: str = "Activation", where: Any = st
+) -> str:
+    """Pick an activation name (optionally only of some kinds, e.g. gates). Defaults to the last layer's c or h."""
+    names = [n for n in run.names if kinds is None or run.info(n)["kind"] in kinds]
+    if not names:
+        empty(f"This run has no activations of kind {', '.join(kinds or [])}.")
+    preferred = (
+        [n for n in names if run.info(n)["kind"] == "c"] or [n for n in names if run.info(n)["kind"] == "h"] or names
+    )
+    _init(key, preferred[-1], str, lambda v: v in names)
+    name = where.selectbox(label, names, key=key, format_func=lambda n: f"{n}  ({run.info(n)['units']} units)")
+    _publish(key, name)
+    return name
+
+
+def unit(run: Run, name: str, key: str = "unit", where: Any = st, default: int = 0) -> int:
+    """Pick one unit of ``name``."""
+    n = run.units(name)
+    _init(key, default, int, lambda v: isinstance(v, int) and 0 <= v < n)
+    u = where.number_input(f"Unit (0…{n - 1})", min_value=0, max_value=n - 1, step=1, key=key)
+    _publish(key, int(u))
+    return int(u)
+
+
+def _shift(key: str, delta: int, top: int) -> None:
+    st.session_state[key] = int(min(max(st.session_state[key] + delta, 0), top))
+
+
+def window(run: Run, key: str = "start") -> tuple[int, int]:
+    """A window of tokens: jump to a position, step previous/next, or search the text. Returns (start, stop)."""
+    n = run.n_tokens
+    _init("width", 500 if n > 500 else 100, int, lambda v: v in WIDTHS)
+    _init(key, 0, int, lambda v: isinstance(v, int) and 0 <= v < max(n, 1))
+    cols = st.columns([2, 2, 1, 1, 3])
+    width = cols[1].selectbox("Window (tokens)", WIDTHS, key="width")
+    top = max(n - 1, 0)
+    cols[2].button("◀ Prev", key=f"{key}_prev", on_click=_shift, args=(key, -width, top), width="stretch")
+    cols[3].button("Next ▶", key=f"{key}_next", on_click=_shift, args=(key, width, top), width="stretch")
+    start = cols[0].number_input(f"Start token (0…{top:,})", min_value=0, max_value=top, step=width, key=key)
+
+    def search() -> None:
+        needle = st.session_state.get(f"{key}_find", "")
+        hit = data.find_text(data.ref(run.path), needle, int(st.session_state[key]))
+        st.session_state[f"{key}_found"] = hit
+        if hit is not None:
+            st.session_state[key] = max(hit - width // 4, 0)
+
+    cols[4].text_input(
+        "Find in text",
+        key=f"{key}_find",
+        on_change=search,
+        placeholder="e.g. def ",
+        help="Press Enter to jump to the next occurrence.",
+    )
+    if st.session_state.get(f"{key}_find") and st.session_state.get(f"{key}_found", 0) is None:
+        st.caption(f"“{st.session_state[f'{key}_find']}” does not occur in this run.")
+    _publish(key, int(start))
+    _publish("width", int(width))
+    return int(start), int(min(start + width, n))
+
+
+def stepper(run: Run, key: str = "step") -> int:
+    """One token at a time: back / step buttons and a slider over the whole run. Returns the token index."""
+    top = max(run.n_tokens - 1, 0)
+    _init(key, 0, int, lambda v: isinstance(v, int) and 0 <= v <= top)
+    cols = st.columns([1, 1, 4])
+    cols[0].button("◀ Back", key=f"{key}_back", on_click=_shift, args=(key, -1, top), width="stretch")
+    cols[1].button("Step ▶", key=f"{key}_fwd", on_click=_shift, args=(key, 1, top), width="stretch")
+    step = int(cols[2].slider("Token", 0, max(top, 1), key=key))
+    _publish(key, step)
+    return min(step, top)
+
+
+def _parse_span(raw: str) -> tuple[int, int]:
+    a, b = (int(v) for v in raw.split("-"))
+    return a, b
+
+
+def span(run: Run, start: int, stop: int, key: str = "span") -> tuple[int, int]:
+    """The selected span [a, b): typed, or brushed on the heatmap (see :func:`set_span_from_box`).
+
+    Defaults to three tokens a third into the window. In the URL as ``span=a-b``.
+    """
+    n = run.n_tokens
+    a0 = min(start + (stop - start) // 3, max(n - 1, 0))
+    b0 = min(a0 + 3, n)
+    _init(f"{key}_a", a0, lambda raw: _parse_span(raw)[0], lambda v: isinstance(v, int) and 0 <= v < n, url=key)
+    _init(f"{key}_b", b0, lambda raw: _parse_span(raw)[1], lambda v: isinstance(v, int) and 0 < v <= n, url=key)
+    cols = st.columns(2)
+    a = int(cols[0].number_input("Span start", min_value=0, max_value=max(n - 1, 0), step=1, key=f"{key}_a"))
+    b = int(cols[1].number_input("Span end (exclusive)", min_value=1, max_value=max(n, 1), step=1, key=f"{key}_b"))
+    if b <= a:
+        st.warning(f"The span end must come after its start; using [{a}, {a + 1}).")
+        b = a + 1
+    _publish(key, (a, b), lambda v: f"{v[0]}-{v[1]}")
+    return a, b
+
+
+def set_span_from_box(chart_key: str = "brush", span_key: str = "span") -> None:
+    """on_select callback: a box brush on a units × tokens heatmap sets the span to the tokens it covers."""
+    event = st.session_state.get(chart_key) or {}
+    boxes = (event.get("selection") or {}).get("box") or []
+    xs = boxes[-1].get("x") or [] if boxes else []
+    if len(xs) < 2:
+        return
+    a, b = int(np.ceil(min(xs))), int(np.floor(max(xs))) + 1
+    if b > a:
+        st.session_state[f"{span_key}_a"], st.session_state[f"{span_key}_b"] = a, b
+
+
+def theta(key: str = "theta") -> tuple[float, bool]:
+    """θ for "on", absolute or as a per-unit quantile. Returns (value, quantile)."""
+    _init(f"{key}_q", False, lambda raw: raw in ("1", "true", "True"), lambda v: isinstance(v, bool))
+    _init(key, 0.3, float, lambda v: isinstance(v, float))
+    cols = st.columns(2)
+    quantile = cols[1].toggle(
+        "θ as a per-unit quantile",
+        key=f"{key}_q",
+        help="For unbounded activations (c) one absolute θ fits no unit; a quantile does.",
+    )
+    if quantile and not 0.0 <= st.session_state[key] <= 1.0:
+        st.session_state[key] = 0.9
+    value = cols[0].number_input(
+        "θ (on when value ≥ θ)",
+        min_value=0.0 if quantile else -100.0,
+        max_value=1.0 if quantile else 100.0,
+        step=0.05,
+        key=key,
+        format="%.2f",
+    )
+    _publish(key, float(value))
+    _publish(f"{key}_q", bool(quantile), lambda v: "1" if v else "0")
+    return float(value), bool(quantile)
+
+
+def padding(key: str = "pad") -> tuple[int, int]:
+    """Steps before and after the span where selected units must be off."""
+    _init(f"{key}_before", 1, int, lambda v: isinstance(v, int) and v >= 0)
+    _init(f"{key}_after", 1, int, lambda v: isinstance(v, int) and v >= 0)
+    cols = st.columns(2)
+    before = cols[0].number_input("Padding before", min_value=0, max_value=50, step=1, key=f"{key}_before")
+    after = cols[1].number_input("Padding after", min_value=0, max_value=50, step=1, key=f"{key}_after")
+    _publish(f"{key}_before", int(before))
+    _publish(f"{key}_after", int(after))
+    return int(before), int(after)
+
+
+def tracks(run: Run, key: str = "tracks", default: int = 2) -> list[str]:
+    """Pick annotation columns of the tokens table to draw under the text."""
+    skip = {"idx", "doc", "pos", "token_id", "token", "loss", "top_ids", "top_p"}
+    columns = [c for c in run.tokens.columns if c not in skip]
+    if not columns:
+        return []
+    _init(
+        key,
+        columns[:default],
+        lambda raw: [c for c in raw.split(",") if c],
+        lambda v: isinstance(v, list) and all(c in columns for c in v),
+    )
+    chosen = st.multiselect("Annotation tracks", columns, key=key)
+    _publish(key, list(chosen), ",".join)
+    return list(chosen)

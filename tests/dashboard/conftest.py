@@ -1,0 +1,62 @@
+"""Fixtures for the dashboard tests: a runs root holding two tiny recorded runs of native checkpoints.
+
+``build_runs(root)`` trains nothing: it saves randomly initialised tiny char models (an LSTM and a GRU) as native
+checkpoints and records them on a short Python text with code annotation tracks, as ``lstmviz samples`` would.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+TEXT = '''def greet(name):
+    """Say hello."""
+    words = ["hello", name]  # a list
+    return " ".join(words) + f"({len(name)})"
+
+
+class Box:
+    def __init__(self, items=None):
+        self.items = list(items or [])
+
+    def add(self, x):
+        self.items.append((x, [x * 2, {"k": x}]))
+        return len(self.items)
+'''
+
+
+def build_runs(root: Path) -> Path:
+    """Write ``root/tiny_lstm``, ``root/tiny_gru`` and their checkpoints under ``root/../ckpt``; returns root."""
+    from lstmviz.cli import record_text
+    from lstmviz.models.charrnn import CharRNN, CharRNNConfig
+    from lstmviz.models.loading import load_model
+    from lstmviz.models.tokenizers import Tokenizer
+    from lstmviz.models.train import save_checkpoint
+
+    ckpt_dir = root.parent / "ckpt"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    tok = Tokenizer.char(TEXT + "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,;:!?'\n")
+    for arch in ("lstm", "gru"):
+        torch.manual_seed(0)
+        model = CharRNN(CharRNNConfig(arch=arch, vocab_size=len(tok), hidden=12, layers=2, embed=8)).eval()
+        ckpt = ckpt_dir / f"tiny_{arch}.pt"
+        save_checkpoint(ckpt, model, tok, {"val_bpc": 4.2}, {"steps": 0})
+        record_text(
+            load_model(ckpt),
+            TEXT * 2,
+            root / f"tiny_{arch}",
+            annotate="code",
+            streams=2,
+            chunk=64,
+            device="cpu",
+            progress=False,
+        )
+    return root
+
+
+@pytest.fixture(scope="session")
+def runs_root(tmp_path_factory) -> Path:
+    """A runs root with two tiny recorded runs (LSTM and GRU) of native checkpoints."""
+    return build_runs(tmp_path_factory.mktemp("dash") / "runs")

@@ -1,0 +1,179 @@
+"""A real browser: Debian's chromium, driven by Playwright, against ``streamlit run app.py`` on 127.0.0.1.
+
+It visits every page (no error element, no exception text), brushes a span on the Select & match heatmap and
+checks that units get selected, types live text and checks that the heatmap shows it. Screenshots go to
+``test-artifacts/`` (gitignored). Needs ``apt-get install chromium``; Playwright never downloads a browser here.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lstmviz.dashboard import widgets
+
+pytestmark = pytest.mark.browser
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(runs_root: Path) -> Iterator[str]:
+    """``streamlit run app.py`` on a free localhost port, serving the tiny runs; yields its URL."""
+    port = free_port()
+    env = {**os.environ, "LSTMVIZ_RUNS": str(runs_root), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+            "--server.fileWatcherType",
+            "none",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).status == 200:
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            raise RuntimeError(f"streamlit did not start: {proc.stdout.read1(4000).decode(errors='replace')}")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def page(server: str):
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+        yield tab
+        browser.close()
+
+
+BUSY = """() => {
+  const running = [...document.querySelectorAll('[data-testid="stStatusWidget"]')]
+      .some(e => /Running|Connecting/i.test(e.innerText));
+  const waiting = document.querySelectorAll('[data-testid="stSkeleton"], [data-testid="stSpinner"]').length;
+  const charts = [...document.querySelectorAll('[data-testid="stPlotlyChart"]')];
+  const unrendered = charts.filter(c => !c.querySelector('.main-svg')).length;
+  return running || waiting > 0 || unrendered > 0;
+}"""
+
+
+def settle(tab, timeout: float = 90) -> None:
+    """Wait until the script run is over and every chart is drawn, and stays so for a second."""
+    tab.wait_for_selector('[data-testid="stMain"] h1', timeout=timeout * 1000)
+    end, calm_since = time.time() + timeout, None
+    while time.time() < end:
+        if tab.evaluate(BUSY):
+            calm_since = None
+        elif calm_since is None:
+            calm_since = time.time()
+        elif time.time() - calm_since > 1.0:
+            return
+        time.sleep(0.2)
+    raise AssertionError("the app did not settle")
+
+
+def assert_clean(tab, where: str) -> None:
+    assert tab.locator(ERRORS).count() == 0, f"{where}: {tab.locator(ERRORS).first.inner_text()}"
+    text = tab.locator('[data-testid="stMain"]').inner_text()
+    assert "Traceback" not in text and "Error" not in text, f"{where}: {text[:500]}"
+
+
+@pytest.mark.parametrize("key", list(widgets.PAGES))
+def test_every_page_renders(page, server, key):
+    page.goto(f"{server}/{'' if key == 'overview' else key}")
+    settle(page)
+    title = page.locator('[data-testid="stMain"] h1').first
+    title.wait_for(timeout=30_000)
+    assert widgets.PAGES[key][0] in title.inner_text()
+    assert_clean(page, key)
+    page.screenshot(path=str(ARTIFACTS / f"page-{key}.png"), full_page=True)
+
+
+def test_box_select_brush_selects_units(page, server):
+    page.goto(f"{server}/select?theta=0.0&pad_before=0&pad_after=0&width=100")
+    settle(page)
+    plot = page.locator('[data-testid="stPlotlyChart"]').first
+    plot.scroll_into_view_if_needed()
+    area = plot.locator(".nsewdrag").first
+    box = area.bounding_box()
+    y = box["y"] + box["height"] * 0.5
+    page.mouse.move(box["x"] + box["width"] * 0.52, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.56, y + 5, steps=8)
+    page.mouse.up()
+    settle(page)
+    page.screenshot(path=str(ARTIFACTS / "select-brush.png"), full_page=True)
+    span = page.locator('[data-testid="stNumberInput"]').filter(has_text="Span start").locator("input")
+    assert span.input_value() != "33", "the brush did not move the span"  # default: a third into the window
+    assert page.get_by_text("unit(s) selected").count(), "no unit selected after the brush"
+    assert_clean(page, "select after brush")
+
+
+def test_live_text_is_drawn(page, server):
+    page.goto(f"{server}/text")
+    settle(page)
+    page.get_by_text("Live mode: type your own text").click()
+    settle(page)
+    area = page.locator("textarea").first
+    area.fill("print('zebra')\n")
+    area.press("Control+Enter")
+    settle(page)
+    heat = page.locator('[data-testid="stPlotlyChart"]').first
+    heat.scroll_into_view_if_needed()
+    texts = heat.locator("text").evaluate_all("els => els.map(e => e.textContent)")
+    assert {"z", "e", "b", "r", "a"} <= set(texts), texts[:40]
+    assert_clean(page, "live text")
+    page.screenshot(path=str(ARTIFACTS / "text-live.png"), full_page=True)

@@ -1,0 +1,110 @@
+"""figures.py builds plain plotly figures from arrays: shapes, ranges, casts and layout, without streamlit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from lstmviz.dashboard import figures
+
+
+def test_text_figure_wraps_lines_and_colours_by_value():
+    tokens = list("ab\ncd")
+    fig = figures.text_figure(tokens, np.array([1, -1, 0, 0.5, 2], np.float16), cols=10)
+    heat = fig.data[0]
+    z = np.asarray(heat.z, float)
+    assert z.shape == (2, 10)  # the newline ends the first line
+    assert z[0, :3].tolist() == [1, -1, 0] and z[1, :2].tolist() == [0.5, 2]
+    assert heat.text[0][2] == "↵"
+    assert (fig.layout.coloraxis.cmin, fig.layout.coloraxis.cmax) == (-2, 2)
+
+
+def test_text_figure_draws_tracks_under_each_line():
+    tokens = list("abcd")
+    tracks = pd.DataFrame({"in_string": [False, True, True, False], "kind": ["A", "B", "A", "C"]})
+    fig = figures.text_figure(tokens, np.zeros(4), tracks=tracks, cols=2)
+    tz = np.asarray(fig.data[1].z, float)
+    assert tz.shape == (6, 2)  # 2 lines × (text + 2 tracks)
+    assert tz[1].tolist() == [0, 1] and tz[4].tolist() == [1, 0]  # in_string under each line
+    assert np.isnan(tz[0]).all()
+
+
+def test_units_heatmap_is_box_select_over_tokens():
+    values = np.random.default_rng(0).normal(size=(30, 4)).astype(np.float16)
+    fig = figures.units_heatmap(values, 100, range(4), list("x" * 30), span=(105, 108))
+    heat = fig.data[0]
+    assert np.asarray(heat.z).shape == (4, 30) and np.asarray(heat.z).dtype == np.float32
+    assert list(heat.x[[0, -1]]) == [100, 129]
+    assert fig.layout.dragmode == "select"
+    shape = fig.layout.shapes[0]
+    assert (shape.x0, shape.x1) == (104.5, 107.5)
+
+
+def test_units_heatmap_adds_track_rows():
+    tracks = pd.DataFrame({"depth": np.arange(10)})
+    fig = figures.units_heatmap(np.zeros((10, 3)), 0, range(3), tracks=tracks, select=False)
+    assert len(fig.data) == 2 and fig.layout.dragmode == "zoom"
+    assert np.asarray(fig.data[1].z).max() == 1.0
+
+
+def test_overview_figure_x_is_token_position():
+    fig = figures.overview_figure(np.ones((5, 3)), 200, (400, 600))
+    assert list(fig.data[0].x) == [0, 200, 400, 600, 800]
+    assert fig.layout.shapes[0].x0 == 400
+
+
+def test_saturation_figure_one_panel_per_gate_and_a_trace_per_layer():
+    table = pd.DataFrame(
+        {
+            "name": ["a.l0.fwd.f", "a.l1.fwd.f", "a.l0.fwd.i"],
+            "layer": [0, 1, 0],
+            "kind": ["f", "f", "i"],
+            "unit": [0, 0, 0],
+            "frac_low": [0.1, 0.2, 0.3],
+            "frac_high": [0.5, 0.4, 0.3],
+        }
+    )
+    fig = figures.saturation_figure(table)
+    assert [a.text for a in fig.layout.annotations] == ["gate f", "gate i"]
+    f_layer0 = fig.data[0]
+    assert list(f_layer0.x) == [0.5] and list(f_layer0.y) == [0.1]
+
+
+def test_gradient_figure_is_log_scale_with_bands():
+    table = pd.DataFrame(
+        {"series": ["h"] * 3, "k": [0, 1, 2], "mean": [1, 0.1, 0.01], "lo": [0.5, 0.05, 0.005], "hi": [2, 0.2, 0.02]}
+    )
+    fig = figures.gradient_figure(table)
+    assert fig.layout.yaxis.type == "log"
+    assert fig.data[0].fill == "toself" and list(fig.data[1].y) == [1, 0.1, 0.01]
+
+
+def test_projection_figure_uses_webgl_and_lasso():
+    table = pd.DataFrame({"x": [0, 1], "y": [1, 0], "c": ["a", "b"], "hover": ["h0", "h1"]})
+    fig = figures.projection_figure(table, "c")
+    assert {type(t).__name__ for t in fig.data} == {"Scattergl"} and fig.layout.dragmode == "lasso"
+    numeric = figures.projection_figure(table.assign(v=[0.5, 1.5]), "v")
+    assert len(numeric.data) == 1
+
+
+def test_cell_figure_marks_missing_values():
+    fig = figures.cell_figure("LSTM", {"f": 0.9, "c": -0.4})
+    text = dict(zip(["x", "h₋₁", "c₋₁", "f", "i", "g", "o", "c", "h"], fig.data[0].text, strict=True))
+    assert "+0.90" in text["f"] and "–" in text["i"]
+
+
+def test_token_class_and_hover():
+    assert figures.token_class(["a", "1", " ", "\n", "(", '"', ";"]) == [
+        "letter",
+        "digit",
+        "space",
+        "newline",
+        "bracket",
+        "quote",
+        "punctuation",
+    ]
+    tokens = pd.DataFrame(
+        {"idx": [0], "token": ["a"], "loss": [1.0], "top_ids": [[1, 0]], "top_p": [[0.6, 0.3]], "depth": [2]}
+    )
+    (line,) = figures.token_hover(tokens, ["a", "b"], ["depth"])
+    assert "depth=2" in line and "next: b:0.60 a:0.30" in line

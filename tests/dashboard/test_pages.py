@@ -1,0 +1,160 @@
+"""AppTest: every page runs on a tiny recorded run without an exception, and widgets change what is drawn."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from lstmviz.dashboard import widgets
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+PAGES = list(widgets.PAGES)
+
+
+def app(runs_root: Path, monkeypatch, **params: str) -> AppTest:
+    """The app on ``runs_root``, run once (on the Overview page), with URL query parameters."""
+    monkeypatch.setenv("LSTMVIZ_RUNS", str(runs_root))
+    at = AppTest.from_file(APP, default_timeout=120)
+    for k, v in params.items():
+        at.query_params[k] = v
+    return at.run()
+
+
+def visit(at: AppTest, page: str) -> AppTest:
+    return at.switch_page(widgets.page_file(page)).run()
+
+
+def figure(at: AppTest, index: int = 0) -> dict:
+    """The plotly spec of the index-th chart on the page."""
+    charts = [e for e in at.main if getattr(e, "type", "") == "plotly_chart"] or at.get("plotly_chart")
+    return json.loads(charts[index].proto.spec)
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_runs(runs_root, monkeypatch, page):
+    at = visit(app(runs_root, monkeypatch), page)
+    assert_clean(at)
+    assert at.title[0].value == widgets.PAGES[page][0]
+
+
+def test_no_runs_and_no_samples_is_an_empty_state(tmp_path, monkeypatch):
+    monkeypatch.setattr("lstmviz.models.samples.SAMPLES_DIR", tmp_path / "none")
+    at = app(tmp_path / "empty", monkeypatch)
+    assert not at.exception
+    assert any("No run is open" in i.value for i in at.info)
+
+
+def test_corrupt_run_shows_guidance(runs_root, tmp_path, monkeypatch):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "manifest.json").write_text("{not json")
+    at = app(runs_root, monkeypatch, run=str(bad))
+    assert not at.exception
+    assert any("corrupt" in e.value for e in at.error)
+
+
+def test_incomplete_run_shows_guidance(runs_root, tmp_path, monkeypatch):
+    bad = tmp_path / "half"
+    bad.mkdir()
+    (bad / "manifest.json").write_text(json.dumps({"schema_version": 1, "n_tokens": 3, "activations": []}))
+    at = visit(app(runs_root, monkeypatch, run=str(bad)), "text")
+    assert not at.exception
+    assert any("incomplete" in e.value for e in at.error)
+
+
+def test_text_page_unit_and_window_change_the_figures(runs_root, monkeypatch):
+    at = visit(app(runs_root, monkeypatch), "text")
+    before = figure(at, 0)["data"][0]["z"]
+    at.number_input(key="unit").set_value(3).run()
+    assert_clean(at)
+    assert figure(at, 0)["data"][0]["z"] != before
+    x0 = figure(at, 1)["data"][0]["x"]
+    at.selectbox(key="width").set_value(100).run()
+    at.button(key="start_next").click().run()
+    assert_clean(at)
+    assert at.number_input(key="start").value == 100
+    assert figure(at, 1)["data"][0]["x"] != x0
+    assert at.query_params["start"] in ("100", ["100"])
+
+
+def test_url_reproduces_the_view(runs_root, monkeypatch):
+    run = str(runs_root / "tiny_gru")
+    at = visit(app(runs_root, monkeypatch, run=run, act="rnn.l0.fwd.z", unit="5", start="100", width="100"), "text")
+    assert_clean(at)
+    assert at.selectbox(key="act").value == "rnn.l0.fwd.z"
+    assert at.number_input(key="unit").value == 5
+    assert at.number_input(key="start").value == 100
+
+
+def test_find_in_text_jumps(runs_root, monkeypatch):
+    at = visit(app(runs_root, monkeypatch, width="100"), "text")
+    at.text_input(key="start_find").input("class Box").run()
+    assert_clean(at)
+    assert at.number_input(key="start").value == 124 - 100 // 4  # "class Box" starts at token 124
+    at.text_input(key="start_find").input("no such text").run()
+    assert any("does not occur" in c.value for c in at.caption)
+
+
+def test_select_span_and_theta_change_the_selection(runs_root, monkeypatch):
+    at = visit(app(runs_root, monkeypatch), "select")
+    assert_clean(at)
+    outline = figure(at, 0)["layout"]["shapes"][0]
+    first = [m.value for m in at.markdown] + [s.value for s in at.subheader]
+    at.number_input(key="span_a").set_value(10).run()
+    at.number_input(key="span_b").set_value(12).run()
+    assert_clean(at)
+    assert figure(at, 0)["layout"]["shapes"][0] != outline
+    assert at.query_params["span"] in ("10-12", ["10-12"])
+    at.number_input(key="theta").set_value(-1.0).run()  # every unit is on everywhere: no unit is off in the padding
+    assert_clean(at)
+    assert any("No unit is on" in i.value for i in at.info)
+    at.number_input(key="pad_before").set_value(0).run()
+    at.number_input(key="pad_after").set_value(0).run()
+    assert_clean(at)
+    assert [s.value for s in at.success] and [m.value for m in at.markdown] + [s.value for s in at.subheader] != first
+
+
+def test_select_box_brush_callback_sets_the_span():
+    state = {"brush": {"selection": {"box": [{"x": [3.4, 7.6], "y": [0, 5]}], "points": []}}}
+    original = st.session_state
+    try:
+        st.session_state = state  # the callback reads and writes session_state as a mapping
+        widgets.set_span_from_box("brush")
+    finally:
+        st.session_state = original
+    assert (state["span_a"], state["span_b"]) == (4, 8)
+
+
+def test_compare_shows_both_runs(runs_root, monkeypatch):
+    at = visit(app(runs_root, monkeypatch), "compare")
+    assert_clean(at)
+    assert {s.value for s in at.subheader} >= {"tiny_gru", "tiny_lstm"}
+
+
+def test_walkthrough_steps(runs_root, monkeypatch):
+    at = visit(app(runs_root, monkeypatch), "walkthrough")
+    spec = figure(at, 0)["data"][0]["text"]
+    at.button(key="step_fwd").click().run()
+    at.button(key="step_fwd").click().run()
+    assert_clean(at)
+    assert at.slider(key="step").value == 2
+    assert figure(at, 0)["data"][0]["text"] != spec
+
+
+def test_live_mode_records_typed_text(runs_root, monkeypatch):
+    at = visit(app(runs_root, monkeypatch), "text")
+    at.toggle(key="live").set_value(True).run()
+    assert any("Type or paste" in i.value for i in at.info)
+    at.text_area(key="live_text").input("def f(x):\n    return x\n").run()
+    assert_clean(at)
+    cells = figure(at, 0)["data"][0]["text"]
+    assert "d" in cells[0] and "f" in cells[0]
