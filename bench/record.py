@@ -33,7 +33,7 @@ def plain(module: nn.RNNBase, x: torch.Tensor, chunk: int) -> None:
 
 
 def lstmviz_record(module: nn.RNNBase, x: torch.Tensor, chunk: int, strategy: str) -> None:
-    with Recorder(module, strategy=strategy, carry=True) as rec:
+    with Recorder(module, strategy=strategy, carry=True, reuse_buffers=True) as rec:
         for k in range(0, x.shape[1], chunk):
             rec.new_cache()
             module(x[:, k : k + chunk])
@@ -46,15 +46,16 @@ def naive(module: nn.RNNBase, x: torch.Tensor, chunk: int) -> None:
     cells = []
     for layer in range(module.num_layers):
         cell = (nn.LSTMCell if is_lstm else nn.GRUCell)(module.input_size if layer == 0 else H, H)
-        cell.load_state_dict({k.replace(f"_l{layer}", ""): v for k, v in module.state_dict().items()
-                              if k.endswith(f"_l{layer}")})
+        cell.load_state_dict(
+            {k.replace(f"_l{layer}", ""): v for k, v in module.state_dict().items() if k.endswith(f"_l{layer}")}
+        )
         cells.append(cell)
     S = x.shape[0]
     state = [(torch.zeros(S, H), torch.zeros(S, H)) for _ in cells]
     for t in range(x.shape[1]):
         inp = x[:, t]
         for layer, cell in enumerate(cells):
-            gates = (inp @ cell.weight_ih.t() + cell.bias_ih + state[layer][0] @ cell.weight_hh.t() + cell.bias_hh)
+            gates = inp @ cell.weight_ih.t() + cell.bias_ih + state[layer][0] @ cell.weight_hh.t() + cell.bias_hh
             gates.sigmoid()  # what a hand-written recorder keeps
             if is_lstm:
                 state[layer] = cell(inp, state[layer])

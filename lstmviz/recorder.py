@@ -161,9 +161,12 @@ class Recorder(contextlib.AbstractContextManager):
         strategy: ``"auto"``, ``"replay"`` or ``"loop"`` (see the module docstring).
         carry: if True, a module called with ``hx=None`` starts from the state it ended with on the previous
             forward (stateful streaming over a long corpus); ``reset()`` forgets it.
+        reuse_buffers: if True, the step loop writes into the same buffers on every forward, so a cache is
+            only valid until the next forward (streaming callers that consume each chunk at once).
     """
 
-    def __init__(self, model: nn.Module, names: NameFilter = None, strategy: str = "auto", carry: bool = False):
+    def __init__(self, model: nn.Module, names: NameFilter = None, strategy: str = "auto", carry: bool = False,
+                 reuse_buffers: bool = False):
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
         self.model = model
@@ -175,6 +178,7 @@ class Recorder(contextlib.AbstractContextManager):
         self.carry = carry
         self.state: dict[str, object] = {}
         self.cache = ActivationCache()
+        self._pools: dict[tuple[str, int, str], dict[str, Tensor]] | None = {} if reuse_buffers else None
         self._installed: list[tuple[nn.Module, object]] = []
 
     def reset(self) -> None:
@@ -373,11 +377,12 @@ class Recorder(contextlib.AbstractContextManager):
             rev = d == "rev"
             p = cells.layer_params(rm.module, layer, rev)
             xs = x_bf.flip(1) if rev else x_bf
+            pool = None if self._pools is None else self._pools.setdefault((rm.path, layer, d), {})
             if rm.cell == "LSTM":
-                vals = cells.lstm_loop(xs, h0[di], c0[di], p)
+                vals = cells.lstm_loop(xs, h0[di], c0[di], p, pool)
                 c_ns.append(vals["c"][:, -1])
             else:
-                vals = cells.gru_loop(xs, h0[di], p)
+                vals = cells.gru_loop(xs, h0[di], p, pool)
             h_ns.append(vals["h"][:, -1])
             if rev:
                 vals = {k: v.flip(1) for k, v in vals.items()}
@@ -525,7 +530,7 @@ def record_corpus(
     was_training = model.training
     model.to(device).eval()
     try:
-        with Recorder(model, names=names, strategy=strategy, carry=(mode == "stateful")) as rec:
+        with Recorder(model, names=names, strategy=strategy, carry=(mode == "stateful"), reuse_buffers=True) as rec:
             tokens = tokens_frame(
                 list(display) if display is not None else [str(i) for i in ids.tolist()], ids.numpy(), doc_ids
             )
