@@ -1,0 +1,149 @@
+"""2-D maps of token states: PCA (exact, fast) and UMAP (umap-learn, imported only when asked for).
+
+A seeded sample of tokens is drawn, their state vectors read in row blocks, and the 2-D coordinates cached in
+``<run>/cache/projection/`` under a hash of every parameter, so a page shows a map it has made before at once.
+UMAP's first call in a process spends about a minute compiling with numba; precompute the default maps when
+recording so the page finds them in the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..store import ROW_GROUP, Run, RunError
+from .select_match import span_text
+
+CACHE_VERSION = 1
+METHODS = ("pca", "umap")
+
+
+def project(
+    run: Run,
+    name: str,
+    *,
+    method: str = "pca",
+    n_samples: int = 5000,
+    seed: int = 0,
+    units: Sequence[int] | None = None,
+    context: int = 20,
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+) -> pd.DataFrame:
+    """A 2-D map of the states of sampled tokens: nearby points are tokens the layer represents alike.
+
+    PCA shows the directions of largest variance (x = first principal component, y = second); UMAP keeps
+    neighbourhoods and tends to show clusters. Colour the points by an annotation column to see what the layer
+    separates. The sample is seeded, and the result is cached under the run's cache/ for these parameters.
+
+    Args:
+        run: an open run.
+        name: activation name, e.g. ``rnn.l1.fwd.h``.
+        method: ``"pca"`` or ``"umap"``.
+        n_samples: tokens sampled uniformly without replacement (all of them if the run is smaller).
+        seed: seed of the sample and of UMAP.
+        units: project only these units (default all).
+        context: tokens of context shown on each side of the token.
+        n_neighbors, min_dist: UMAP's parameters.
+
+    Returns:
+        DataFrame, one row per sampled token in corpus order: x, y, then the tokens table's columns (idx, doc,
+        pos, token_id, token, annotations …) and context (the text around the token, the token in ⟦ ⟧).
+        ``attrs``: method, and explained_variance_ratio (PCA, 2 floats).
+    """
+    if method not in METHODS:
+        raise RunError(f"projection method must be one of {', '.join(METHODS)}, got {method!r}")
+    n_units = run.units(name)
+    cols = np.arange(n_units) if units is None else np.asarray(units, np.int64).reshape(-1)
+    params = {
+        "name": name,
+        "method": method,
+        "n_samples": int(n_samples),
+        "seed": int(seed),
+        "units": cols.tolist(),
+        "n_tokens": run.n_tokens,
+        "version": CACHE_VERSION,
+    }
+    if method == "umap":
+        params |= {"n_neighbors": int(n_neighbors), "min_dist": float(min_dist)}
+    digest = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
+    path = run.cache_dir / "projection" / f"{method}-{digest}.npz"
+    if not path.exists():
+        _compute(run, name, cols, params, path)
+    with np.load(path) as cached:
+        idx, xy, explained = cached["idx"], cached["xy"], cached["explained"]
+    frame = run.tokens.iloc[idx].reset_index(drop=True)
+    frame.insert(0, "x", xy[:, 0])
+    frame.insert(1, "y", xy[:, 1])
+    before, text, after = span_text(run, idx, idx + 1, context)
+    frame["context"] = [f"{b}⟦{t}⟧{a}" for b, t, a in zip(before, text, after, strict=True)]
+    frame.attrs = {"method": method, "explained_variance_ratio": explained.tolist()}
+    return frame
+
+
+def sample_tokens(n_tokens: int, n_samples: int, seed: int) -> np.ndarray:
+    """int ``[min(n_samples, n_tokens)]``: token positions drawn without replacement, sorted."""
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n_tokens, size=min(n_samples, n_tokens), replace=False))
+
+
+def gather_rows(run: Run, name: str, idx: np.ndarray, units: np.ndarray) -> np.ndarray:
+    """float32 ``[len(idx), len(units)]``: the rows idx (sorted), read one row group at a time."""
+    out = np.empty((len(idx), len(units)), np.float32)
+    groups = idx // ROW_GROUP
+    for g in np.unique(groups):
+        here = np.flatnonzero(groups == g)
+        block = run.activations(name, units, start=int(g) * ROW_GROUP, stop=(int(g) + 1) * ROW_GROUP)
+        out[here] = block[idx[here] - int(g) * ROW_GROUP]
+    return out
+
+
+def pca_2d(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact PCA by SVD of the centred data. x ``[n, U]`` → (scores ``[n, 2]``, explained variance ratio ``[2]``).
+
+    Signs are fixed so each component's largest-magnitude loading is positive (as scikit-learn does).
+    """
+    xc = x.astype(np.float64) - x.mean(0, dtype=np.float64)
+    _, s, vt = np.linalg.svd(xc, full_matrices=False)
+    vt = vt[:2]  # (k, U), k = 2 unless there is a single unit
+    vt = vt * np.sign(vt[np.arange(len(vt)), np.abs(vt).argmax(1)])[:, None]
+    scores, ratio = np.zeros((len(x), 2)), np.zeros(2)
+    scores[:, : len(vt)] = xc @ vt.T
+    total = float((s**2).sum())
+    if total:
+        ratio[: len(vt)] = s[: len(vt)] ** 2 / total
+    return scores, ratio
+
+
+def umap_2d(x: np.ndarray, seed: int, n_neighbors: int, min_dist: float) -> np.ndarray:
+    """UMAP to 2-D, seeded (umap-learn then runs single-threaded and reproducibly). x ``[n, U]`` → ``[n, 2]``."""
+    import umap  # a heavy import (numba): only when a UMAP map is asked for
+
+    reducer = umap.UMAP(
+        n_components=2, n_neighbors=min(n_neighbors, len(x) - 1), min_dist=min_dist, random_state=seed, n_jobs=1
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)  # seeded means 1 job
+        return reducer.fit_transform(x).astype(np.float64)
+
+
+def _compute(run: Run, name: str, cols: np.ndarray, params: dict, path: Path) -> None:
+    idx = sample_tokens(run.n_tokens, params["n_samples"], params["seed"])
+    if len(idx) < 3:
+        raise RunError(f"a projection needs at least 3 tokens; the run has {run.n_tokens}")
+    x = gather_rows(run, name, idx, cols)  # (n, U)
+    if params["method"] == "pca":
+        xy, explained = pca_2d(x)
+    else:
+        xy, explained = umap_2d(x, params["seed"], params["n_neighbors"], params["min_dist"]), np.zeros(0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, idx=idx, xy=xy, explained=explained)
+    os.replace(tmp, path)

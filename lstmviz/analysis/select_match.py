@@ -1,0 +1,467 @@
+"""LSTMVis select and match (Strobelt et al. 2018), over the whole corpus, through a cached bitset index.
+
+A unit is *on* at step t when its value is at least θ. θ is an absolute value, or a per-unit quantile of the
+unit's values over the whole run (useful for unbounded activations such as c, where one θ fits no unit).
+
+* :func:`select` takes a span of the text and returns the units that are on at every step of the span and off
+  in the padding steps around it, plus the near-misses that fail at only a few steps.
+* :func:`match` takes a set of units and finds the corpus spans where they are on together, ranked as LSTMVis
+  ranks them: most selected units on, then fewest extra units on, then the longest span.
+
+The index holds one bit per (unit, step): ``np.packbits`` over time of ``x >= θ``, ``[units, ⌈T/8⌉]`` uint8,
+64 MB for 1M tokens × 512 units. It is built once per (activation, θ), one block of unit columns at a time (the
+parquet files are columnar and a per-unit quantile needs the whole column), and memory-mapped from
+``<run>/cache/match/``. :func:`match_scan` is the straightforward dense scan, kept as the reference.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..store import Run, RunError
+
+INDEX_VERSION = 1
+BLOCK_VALUES = 1 << 24  # float32 values read at once while building (64 MB)
+_CHUNK = 8192  # candidates checked against every unit at once
+LOOP_RANGES = 64  # up to this many ranges, _interior slices each instead of one reduceat
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """θ for "on": ``Threshold(0.3)`` is absolute; ``Threshold(0.9, quantile=True)`` is each unit's 90th
+    percentile over the whole run."""
+
+    value: float
+    quantile: bool = False
+
+    def __post_init__(self) -> None:
+        if self.quantile and not 0.0 <= self.value <= 1.0:
+            raise RunError(f"a quantile threshold must lie in [0, 1], got {self.value}")
+
+    @property
+    def key(self) -> str:
+        """A file-name-safe key, e.g. ``v0.3`` or ``q0.9``."""
+        return f"{'q' if self.quantile else 'v'}{float(self.value)!r}"
+
+
+def as_threshold(threshold: float | Threshold) -> Threshold:
+    """A number means an absolute θ."""
+    return threshold if isinstance(threshold, Threshold) else Threshold(float(threshold))
+
+
+@dataclass(frozen=True)
+class OnIndex:
+    """Which units are on at which steps. ``bits`` uint8 ``[units, ⌈T/8⌉]``: bit t of row u (np.packbits
+    order, most significant first) is ``x[t, u] >= theta[u]``. ``theta`` float32 ``[units]``."""
+
+    bits: np.ndarray
+    theta: np.ndarray
+    n_tokens: int
+
+
+def unit_blocks(run: Run, name: str, units: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield ``(units, values)`` blocks covering every token: values float32 ``[T, len(units)]``, at most
+    :data:`BLOCK_VALUES` values at a time."""
+    units = np.arange(run.units(name)) if units is None else np.asarray(units, np.int64)
+    step = max(1, BLOCK_VALUES // max(run.n_tokens, 1))
+    for j in range(0, len(units), step):
+        block = units[j : j + step]
+        yield block, run.activations(name, block)
+
+
+def on_index(run: Run, name: str, threshold: float | Threshold = 0.3) -> OnIndex:
+    """The bitset index of ``name`` at θ, built on first use and cached under ``<run>/cache/match/``.
+
+    Args:
+        run: an open run.
+        name: activation name, e.g. ``rnn.l0.fwd.c``.
+        threshold: absolute θ, or a :class:`Threshold` with ``quantile=True`` for a per-unit quantile.
+
+    Returns:
+        :class:`OnIndex` with bits ``[units, ⌈T/8⌉]`` (memory-mapped) and theta ``[units]``.
+    """
+    th = as_threshold(threshold)
+    stem = run.cache_dir / "match" / f"{name}.{th.key}.n{run.n_tokens}.v{INDEX_VERSION}"
+    bits_path, theta_path = stem.with_name(stem.name + ".bits.npy"), stem.with_name(stem.name + ".theta.npy")
+    if not (bits_path.exists() and theta_path.exists()):
+        _build_index(run, name, th, bits_path, theta_path)
+    return OnIndex(np.load(bits_path, mmap_mode="r"), np.load(theta_path), run.n_tokens)
+
+
+def _build_index(run: Run, name: str, th: Threshold, bits_path: Path, theta_path: Path) -> None:
+    """Write theta, then the bits (the file whose presence marks the index complete), each via a rename."""
+    bits_path.parent.mkdir(parents=True, exist_ok=True)
+    n_units, n_bytes = run.units(name), (run.n_tokens + 7) // 8
+    tmp = bits_path.with_name(f"{bits_path.name}.{os.getpid()}.tmp")
+    bits = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n_units, n_bytes))
+    theta = np.full(n_units, th.value, np.float32)
+    for units, x in unit_blocks(run, name):  # x: (T, block)
+        if th.quantile:
+            theta[units] = np.quantile(x, th.value, axis=0) if len(x) else np.nan
+        bits[units] = np.packbits((x >= theta[units]).T, axis=1)
+    bits.flush()
+    del bits
+    tmp_theta = theta_path.with_name(f"{theta_path.name}.{os.getpid()}.tmp.npy")
+    np.save(tmp_theta, theta)
+    os.replace(tmp_theta, theta_path)
+    os.replace(tmp, bits_path)
+
+
+def thresholds(run: Run, name: str, threshold: float | Threshold) -> np.ndarray:
+    """θ per unit, float32 ``[units]``: constant for an absolute θ, from the (cached) index for a quantile."""
+    th = as_threshold(threshold)
+    if not th.quantile:
+        return np.full(run.units(name), th.value, np.float32)
+    return on_index(run, name, th).theta
+
+
+# ---------------------------------------------------------------------------------------------------------- select
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The result of :func:`select`.
+
+    units: int ``[k]``, the units on throughout the span and off in the padding, by mean value in the span.
+    near_misses: one row per unit that fails at 1…max_fail steps: unit, n_fail, off_in_span, on_in_padding,
+    mean_in_span; fewest failures first.
+    theta: float32 ``[units]``, the θ used for each unit.
+    """
+
+    units: np.ndarray
+    near_misses: pd.DataFrame
+    theta: np.ndarray
+
+
+def select(
+    run: Run,
+    name: str,
+    span: tuple[int, int],
+    threshold: float | Threshold = 0.3,
+    pad_before: int = 0,
+    pad_after: int = 0,
+    *,
+    max_fail: int | None = None,
+    n_near: int = 20,
+) -> Selection:
+    """Find the units that are on (≥ θ) at every step of the span [a, b) and off (< θ) in the padding around it.
+
+    This is LSTMVis's select: mark a phrase, and see which units switch on for exactly that phrase. Padding
+    steps before and after the span must be off, so a unit that is on everywhere does not qualify. Near-misses
+    are units that fail at only a few steps, fewest first; they are often the same feature, slightly late.
+
+    Args:
+        run: an open run.
+        name: activation name, e.g. ``rnn.l1.fwd.c``.
+        span: token positions ``(a, b)``, b exclusive, in corpus order (the tokens table's ``idx``).
+        threshold: absolute θ, or ``Threshold(q, quantile=True)`` for each unit's q-quantile over the run.
+        pad_before, pad_after: steps before a and from b on where the unit must be off (clipped at the corpus).
+        max_fail: largest number of failing steps for a near-miss; default a quarter of the steps, at least 1.
+        n_near: how many near-misses to return.
+
+    Returns:
+        :class:`Selection` with ``units`` int ``[k]``, ``near_misses`` DataFrame and ``theta`` ``[units]``.
+    """
+    a, b = int(span[0]), int(span[1])
+    if not 0 <= a < b <= run.n_tokens:
+        raise RunError(f"span [{a}, {b}) is not a non-empty range inside the run's {run.n_tokens} tokens")
+    lo, hi = max(a - pad_before, 0), min(b + pad_after, run.n_tokens)
+    theta = thresholds(run, name, threshold)
+    x = run.activations(name, start=lo, stop=hi)  # (hi - lo, U)
+    on = x >= theta
+    inside = on[a - lo : b - lo]
+    off_in_span = (~inside).sum(0)
+    on_in_pad = on[: a - lo].sum(0) + on[b - lo :].sum(0)
+    n_fail = off_in_span + on_in_pad
+    mean = x[a - lo : b - lo].mean(0)
+    hits = np.flatnonzero(n_fail == 0)
+    hits = hits[np.argsort(-mean[hits], kind="stable")]
+    limit = max(1, (hi - lo) // 4) if max_fail is None else max_fail
+    near = np.flatnonzero((n_fail > 0) & (n_fail <= limit))
+    near = near[np.lexsort((-mean[near], n_fail[near]))][:n_near]
+    table = pd.DataFrame(
+        {
+            "unit": near,
+            "n_fail": n_fail[near],
+            "off_in_span": off_in_span[near],
+            "on_in_padding": on_in_pad[near],
+            "mean_in_span": mean[near],
+        }
+    )
+    return Selection(hits, table, theta)
+
+
+# ----------------------------------------------------------------------------------------------------------- match
+
+MATCH_COLUMNS = ["start", "stop", "length", "n_selected", "n_extra"]
+
+
+def match(
+    run: Run,
+    name: str,
+    units: Sequence[int] | np.ndarray,
+    threshold: float | Threshold = 0.3,
+    *,
+    pad_before: int = 0,
+    pad_after: int = 0,
+    min_length: int = 2,
+    min_selected: int = 1,
+    top: int = 20,
+    context: int = 20,
+) -> pd.DataFrame:
+    """Find the corpus spans where the selected units are on together, ranked as LSTMVis ranks them.
+
+    Candidates are the maximal runs of steps where at least m of the selected units are on, for m from all of
+    them down to ``min_selected``. A candidate's *on-set* is the units on at every step of it (and off in its
+    padding). Results rank by the most selected units in the on-set, then the fewest other units in it, then the
+    longest span. The whole corpus is searched, through a bitset index built once per activation and θ.
+
+    Args:
+        run: an open run.
+        name: activation name.
+        units: the selected units, e.g. ``select(...).units``.
+        threshold: absolute θ, or ``Threshold(q, quantile=True)``.
+        pad_before, pad_after: steps before and after a span where on-set units must be off.
+        min_length: shortest span considered (LSTMVis uses 2).
+        min_selected: fewest selected units that must be on at every step of a candidate.
+        top: how many spans to return.
+        context: tokens of context shown before and after each span.
+
+    Returns:
+        DataFrame, best first: rank, start, stop (token positions, stop exclusive), length, n_selected, n_extra,
+        doc, pos, before, text, after (display strings).
+    """
+    index = on_index(run, name, threshold)
+    found = match_index(
+        index,
+        units,
+        pad_before=pad_before,
+        pad_after=pad_after,
+        min_length=min_length,
+        min_selected=min_selected,
+        top=top,
+    )
+    return with_context(run, found, context)
+
+
+def _check_units(units: Sequence[int] | np.ndarray, n_units: int, min_selected: int) -> np.ndarray:
+    sel = np.unique(np.asarray(units, np.int64).reshape(-1))
+    if not len(sel):
+        raise RunError("select at least one unit to match")
+    if sel.min() < 0 or sel.max() >= n_units:
+        raise RunError(f"units must lie in 0…{n_units - 1}; got {sel.min()}…{sel.max()}")
+    if not 1 <= min_selected <= len(sel):
+        raise RunError(f"min_selected must lie in 1…{len(sel)}, got {min_selected}")
+    return sel
+
+
+def match_index(
+    index: OnIndex,
+    units: Sequence[int] | np.ndarray,
+    *,
+    pad_before: int = 0,
+    pad_after: int = 0,
+    min_length: int = 2,
+    min_selected: int = 1,
+    top: int = 20,
+) -> pd.DataFrame:
+    """:func:`match` on an :class:`OnIndex`, without context: the columns of :data:`MATCH_COLUMNS`, best first.
+
+    Levels are visited from all selected units down. A candidate first found at level m has at most m selected
+    units in its on-set, so once ``top`` candidates with at least m are known, lower levels cannot enter.
+    """
+    sel = _check_units(units, len(index.bits), min_selected)
+    T = index.n_tokens
+    bits = np.asarray(index.bits)  # a plain view of the memory map: no per-access memmap wrapping
+    sel_bits = bits[sel]  # (S, ⌈T/8⌉)
+    count_dtype = np.uint8 if len(sel) < 256 else np.uint16
+    count = np.unpackbits(sel_bits, axis=1, count=T).sum(0, dtype=count_dtype)  # (T,)
+    pads = (pad_before, pad_after)
+    starts, stops, n_sel = [], [], []
+    seen = np.empty(0, np.int64)
+    for m in range(len(sel), min_selected - 1, -1):
+        a, b = _runs(count >= m)
+        keep = b - a >= min_length
+        a, b = a[keep], b[keep]
+        key = a * (T + 1) + b
+        new = ~np.isin(key, seen)
+        a, b, seen = a[new], b[new], np.concatenate([seen, key[new]])
+        starts.append(a)
+        stops.append(b)
+        n_sel.append(_on_set(sel_bits, a, b, T, pads).sum(0))
+        if sum(int((s >= m).sum()) for s in n_sel) >= top:
+            break
+    a, b, n_sel = np.concatenate(starts), np.concatenate(stops), np.concatenate(n_sel)
+    keep = n_sel > 0
+    a, b, n_sel = a[keep], b[keep], n_sel[keep]
+    if len(n_sel) > top:  # only the groups that reach the top need the (costly) all-unit on-sets
+        cutoff = np.partition(n_sel, len(n_sel) - top)[len(n_sel) - top]
+        keep = n_sel >= cutoff
+        a, b, n_sel = a[keep], b[keep], n_sel[keep]
+    n_all = np.concatenate(
+        [_on_set(bits, a[j : j + _CHUNK], b[j : j + _CHUNK], T, pads).sum(0) for j in range(0, len(a), _CHUNK)]
+        or [np.zeros(0, np.int64)]
+    )
+    n_extra = n_all - n_sel
+    order = np.lexsort((a, -(b - a), n_extra, -n_sel))[:top]
+    return pd.DataFrame(
+        {
+            "start": a[order],
+            "stop": b[order],
+            "length": (b - a)[order],
+            "n_selected": n_sel[order].astype(np.int64),
+            "n_extra": n_extra[order].astype(np.int64),
+        }
+    )
+
+
+def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Maximal runs of True in bool ``[T]``: (starts, stops), stops exclusive."""
+    edges = np.flatnonzero(mask[1:] != mask[:-1]) + 1
+    bounds = np.concatenate(
+        [[0] if len(mask) and mask[0] else [], edges, [len(mask)] if len(mask) and mask[-1] else []]
+    ).astype(np.int64)
+    return bounds[0::2], bounds[1::2]
+
+
+def _on_set(bits: np.ndarray, a: np.ndarray, b: np.ndarray, T: int, pads: tuple[int, int]) -> np.ndarray:
+    """bool ``[rows, G]``: row on at every step of [a, b) and off at every padding step around it."""
+    on = _reduce(bits, a, b, every=True)
+    for lo, hi in ((np.maximum(a - pads[0], 0), a), (b, np.minimum(b + pads[1], T))):
+        some = hi > lo
+        if some.any():
+            on[:, some] &= ~_reduce(bits, lo[some], hi[some], every=False)
+    return on
+
+
+def _reduce(bits: np.ndarray, a: np.ndarray, b: np.ndarray, *, every: bool) -> np.ndarray:
+    """For each row of bits ``[rows, nbytes]`` and each range [a, b) (a < b): are all (every) or any of its bits
+    set? Returns bool ``[rows, G]``. The first and last byte of a range are masked; the bytes between are
+    reduced by :func:`_interior`.
+    """
+    if not len(a):
+        return np.zeros((len(bits), 0), bool)
+    first, last = a >> 3, (b - 1) >> 3
+    lo = (0xFF >> (a & 7)).astype(np.uint8)
+    hi = ((0xFF << (7 - ((b - 1) & 7))) & 0xFF).astype(np.uint8)
+    same = first == last
+    m_first, m_last = np.where(same, lo & hi, lo), np.where(same, lo & hi, hi)
+    head, tail = bits[:, first], bits[:, last]  # (rows, G)
+    if every:
+        inner = _interior(bits, first + 1, last, np.bitwise_and)
+        return ((head | ~m_first) & (tail | ~m_last) & inner) == 0xFF
+    inner = _interior(bits, first + 1, last, np.bitwise_or)
+    return ((head & m_first) | (tail & m_last) | inner) != 0
+
+
+def _interior(bits: np.ndarray, s: np.ndarray, e: np.ndarray, op: np.ufunc) -> np.ndarray:
+    """``op``-reduction of the bytes [s, e) of every row, for each range: uint8 ``[rows, G]`` (op's identity
+    when a range is empty).
+
+    Up to :data:`LOOP_RANGES` ranges take one slice each. More take one ``reduceat``, ranges in descending order
+    of start so that the segments it reduces between ranges are single bytes; reduceat also reduces from the
+    last index to the end of each row, a full pass over the rows that only pays off for many ranges.
+    """
+    if len(s) <= LOOP_RANGES:
+        return np.stack([op.reduce(bits[:, i:j], axis=1) for i, j in zip(s, e, strict=True)], axis=1)
+    order = np.argsort(-s, kind="stable")
+    idx = np.empty(2 * len(s), np.int64)
+    idx[0::2], idx[1::2] = np.minimum(s[order], bits.shape[1] - 1), e[order]
+    inner = np.empty((len(bits), len(s)), np.uint8)
+    inner[:, order] = op.reduceat(bits, idx, axis=1)[:, 0::2]
+    inner[:, s >= e] = 0xFF if op is np.bitwise_and else 0
+    return inner
+
+
+def match_scan(
+    acts: np.ndarray,
+    theta: np.ndarray,
+    units: Sequence[int] | np.ndarray,
+    *,
+    pad_before: int = 0,
+    pad_after: int = 0,
+    min_length: int = 2,
+    min_selected: int = 1,
+    top: int = 20,
+) -> pd.DataFrame:
+    """The reference for :func:`match`: a direct scan of dense values, candidate by candidate, as LSTMVis does.
+
+    Args:
+        acts: float ``[T, units]``, all values of the activation (any float dtype; compared as float32).
+        theta: float32 ``[units]``, θ per unit (e.g. ``on_index(...).theta``).
+        units, pad_before, pad_after, min_length, min_selected, top: as for :func:`match`.
+
+    Returns:
+        DataFrame with the columns of :data:`MATCH_COLUMNS`, best first.
+    """
+    sel = _check_units(units, acts.shape[1], min_selected)
+    T = len(acts)
+    theta = np.asarray(theta, np.float32)
+    count = (acts[:, sel] >= theta[sel]).sum(1)
+    found: dict[tuple[int, int], tuple[int, int]] = {}
+    for m in range(len(sel), min_selected - 1, -1):
+        step = np.diff((count >= m).astype(np.int8), prepend=0, append=0)
+        for a, b in zip(np.flatnonzero(step == 1), np.flatnonzero(step == -1), strict=True):
+            if b - a < min_length or (a, b) in found:
+                continue
+            on = (acts[a:b] >= theta).all(0)
+            on &= ~(acts[max(a - pad_before, 0) : a] >= theta).any(0)
+            on &= ~(acts[b : min(b + pad_after, T)] >= theta).any(0)
+            n_sel = int(on[sel].sum())
+            found[(int(a), int(b))] = (n_sel, int(on.sum()) - n_sel)
+    ranked = sorted((-n_sel, extra, -(b - a), a, b) for (a, b), (n_sel, extra) in found.items() if n_sel > 0)
+    rows = [(a, b, b - a, -neg, extra) for neg, extra, _, a, b in ranked[:top]]
+    return pd.DataFrame(rows, columns=MATCH_COLUMNS).astype(np.int64)
+
+
+# --------------------------------------------------------------------------------------------------------- context
+
+
+def token_joiner(run: Run) -> str:
+    """How display strings join into text: ``""`` for character tokens, ``" "`` for words."""
+    kind = (run.manifest.get("tokenizer") or {}).get("kind")
+    if kind in ("char", "word"):
+        return "" if kind == "char" else " "
+    sample = run.tokens["token"].iloc[:1000].astype(str)
+    return "" if sample.str.len().max() <= 1 else " "
+
+
+def span_text(
+    run: Run, starts: np.ndarray, stops: np.ndarray, width: int = 20, max_text: int = 200
+) -> tuple[list[str], list[str], list[str]]:
+    """Display strings (before, text, after) of token spans [start, stop), with up to ``width`` tokens of
+    context on each side that stop at document borders. A text longer than max_text tokens is shortened in the
+    middle with " … "."""
+    tok, doc = run.tokens["token"], run.tokens["doc"].to_numpy()
+    join = token_joiner(run)
+    before, text, after = [], [], []
+    for a, b in zip(np.asarray(starts), np.asarray(stops), strict=True):
+        lo, hi = max(a - width, 0), min(b + width, len(tok))
+        lo += int(np.count_nonzero(doc[lo:a] != doc[a]))  # docs are contiguous: drop the other doc's tail
+        hi -= int(np.count_nonzero(doc[b:hi] != doc[b - 1]))
+        window = [str(t) for t in tok.iloc[lo:hi]]
+        inner = window[a - lo : b - lo]
+        if len(inner) > max_text:
+            inner = [*inner[: max_text // 2], " … ", *inner[-max_text // 2 :]]
+        before.append(join.join(window[: a - lo]))
+        text.append(join.join(inner))
+        after.append(join.join(window[b - lo :]))
+    return before, text, after
+
+
+def with_context(run: Run, spans: pd.DataFrame, width: int = 20) -> pd.DataFrame:
+    """Add rank, doc, pos and the display strings before, text and after (:func:`span_text`) to a table of
+    spans with ``start`` and ``stop`` columns."""
+    out = spans.reset_index(drop=True)
+    starts = out["start"].to_numpy()
+    out.insert(0, "rank", np.arange(1, len(out) + 1))
+    out["doc"] = run.tokens["doc"].to_numpy()[starts]
+    out["pos"] = run.tokens["pos"].to_numpy()[starts]
+    out["before"], out["text"], out["after"] = span_text(run, starts, out["stop"].to_numpy(), width)
+    return out

@@ -1,0 +1,74 @@
+"""probe: a planted unit comes first, and the scores equal sklearn's ROC-AUC and numpy's Pearson r."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from lstmviz.analysis.probes import auc, probe
+from lstmviz.store import RunError
+
+T, U = 6000, 12
+
+
+@pytest.fixture
+def planted(make_run, rng):
+    in_string = np.repeat(rng.random(T // 20) < 0.3, 20)  # runs of 20 tokens
+    depth = np.clip(np.cumsum(rng.choice([-1, 0, 1], T)), 0, None) % 7
+    x = rng.normal(0, 0.5, (T, U))
+    x[:, 5] += 1.5 * in_string  # tracks "inside a string"
+    x[:, 2] -= 1.0 * in_string  # tracks it by switching off
+    x[:, 9] = np.tanh(depth / 3) + rng.normal(0, 0.2, T)  # tracks bracket depth
+    x[:, 11] = np.round(x[:, 11])  # heavy ties
+    kind = np.where(in_string, "str", np.where(depth > 3, "deep", "code"))
+    run = make_run(
+        {"rnn.l0.fwd.c": x, "rnn.l1.fwd.h": rng.normal(size=(T, 3))},
+        in_string=in_string,
+        depth=depth.astype(float),
+        kind=kind,
+    )
+    return run
+
+
+def test_boolean_track_ranks_the_planted_unit_and_equals_sklearn(planted):
+    got = probe(planted, "in_string", "rnn.l0.fwd.c")
+    assert got["unit"].tolist()[:2] == [5, 2]
+    assert got.iloc[0]["score"] > 0.95 and got.iloc[1]["score"] < 0.1
+    y = planted.tokens["in_string"].to_numpy()
+    x = planted.activations("rnn.l0.fwd.c")
+    want = [roc_auc_score(y, x[:, u]) for u in range(U)]
+    np.testing.assert_allclose(got.sort_values("unit")["score"].to_numpy(), want, rtol=1e-12)
+    row = got.set_index("unit").loc[5]
+    assert row["mean_true"] == pytest.approx(x[y, 5].mean()) and row["mean_false"] == pytest.approx(x[~y, 5].mean())
+
+
+def test_numeric_track_equals_numpy_pearson(planted):
+    got = probe(planted, "depth")
+    assert (got.iloc[0]["name"], got.iloc[0]["unit"]) == ("rnn.l0.fwd.c", 9)
+    assert len(got) == U + 3 and set(got["metric"]) == {"pearson_r"}
+    y = planted.tokens["depth"].to_numpy()
+    for _, row in got.iterrows():
+        x = planted.activations(row["name"], [row["unit"]])[:, 0]
+        assert row["score"] == pytest.approx(np.corrcoef(x, y)[0, 1], rel=1e-9)
+
+
+def test_categorical_track_with_value_and_missing_values(make_run, rng):
+    x = rng.normal(size=(400, 4))
+    kind = pd.array(np.where(x[:, 3] > 0.5, "str", "code"), dtype="string")
+    kind[:50] = pd.NA
+    run = make_run({"rnn.l0.fwd.h": x}, kind=kind)
+    got = probe(run, "kind", value="str", top=1)
+    assert got["unit"].tolist() == [3] and got.iloc[0]["n"] == 350
+    with pytest.raises(RunError, match="value="):
+        probe(run, "kind")
+    with pytest.raises(RunError, match="no token column"):
+        probe(run, "nope")
+
+
+def test_auc_counts_ties_half():
+    x = np.array([[0.0], [0.0], [1.0], [1.0]], np.float32)
+    y = np.array([False, True, False, True])
+    assert auc(x, y)[0] == pytest.approx(roc_auc_score(y, x[:, 0])) == pytest.approx(0.5)
+    assert auc(np.array([[-0.0], [0.0]], np.float32), np.array([True, False]))[0] == 0.5

@@ -1,0 +1,131 @@
+"""select / match: known answers on planted data, and identity with the dense brute-force scan."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lstmviz.analysis import select_match as sm
+from lstmviz.analysis.select_match import OnIndex, Threshold, match, match_index, match_scan, on_index, select
+from lstmviz.store import RunError
+
+NAME = "rnn.l0.fwd.h"
+
+
+def planted() -> np.ndarray:
+    """[40, 8] of zeros with units switched on (value 1) at known steps."""
+    x = np.zeros((40, 8), np.float32)
+    x[10:15, 3] = 1  # exactly the span
+    x[9:15, 5] = 1  # one step early: a near-miss with one failure (padding)
+    x[11:15, 6] = 1  # one step late: a near-miss with one failure (span)
+    x[:, 7] = 1  # always on: fails both padding steps
+    x[10:15, 1] = 0.5  # below θ = 0.6
+    return x
+
+
+def test_select_finds_the_planted_unit_and_ranks_near_misses(make_run):
+    run = make_run({NAME: planted()})
+    s = select(run, NAME, (10, 15), threshold=0.6, pad_before=1, pad_after=1, max_fail=3)
+    assert s.units.tolist() == [3]
+    assert s.near_misses["unit"].tolist()[:2] == [5, 6]
+    assert s.near_misses.set_index("unit").loc[5, "on_in_padding"] == 1
+    assert s.near_misses.set_index("unit").loc[6, "off_in_span"] == 1
+    assert s.near_misses.set_index("unit").loc[7, "n_fail"] == 2
+    assert 1 not in s.near_misses["unit"].tolist()  # off at all 5 span steps: more than max_fail
+    assert select(run, NAME, (10, 15), 0.6, 1, 1).near_misses["unit"].tolist() == [5, 6]  # default: ≤ 1
+    loose = select(run, NAME, (10, 15), threshold=0.4)
+    assert set(loose.units.tolist()) == {1, 3, 5, 7}
+
+
+def test_select_with_a_quantile_threshold(make_run, rng):
+    x = rng.normal(size=(500, 6)) * np.arange(1, 7)  # units on different scales: one absolute θ fits none
+    x[200:204] = 10 * np.arange(1, 7)
+    run = make_run({NAME: x})
+    s = select(run, NAME, (200, 204), Threshold(0.99, quantile=True), pad_before=2, pad_after=2)
+    stored = run.activations(NAME)
+    np.testing.assert_array_equal(s.theta, np.quantile(stored, 0.99, axis=0).astype(np.float32))
+    pads = stored[[198, 199, 204, 205]]
+    assert sorted(s.units.tolist()) == [u for u in range(6) if (pads[:, u] < s.theta[u]).all()]
+
+
+def test_select_rejects_an_empty_span(make_run):
+    run = make_run({NAME: planted()})
+    with pytest.raises(RunError, match="span"):
+        select(run, NAME, (5, 5))
+
+
+def test_match_ranks_as_lstmvis(make_run):
+    """Three spans where units {0, 1} are on: ranked by selected on, then fewest extra, then length."""
+    x = np.zeros((60, 6), np.float32)
+    x[5:9, [0, 1]] = 1  # both selected, no extra, length 4
+    x[20:26, [0, 1, 4]] = 1  # both selected, one extra, length 6
+    x[40:43, [0, 1]] = 1  # both selected, no extra, length 3
+    x[50:58, 0] = 1  # one selected, length 8
+    run = make_run({NAME: x}, tokens=[f"w{i}" for i in range(60)])
+    got = match(run, NAME, [0, 1], threshold=0.5, context=2)
+    assert got[["start", "stop", "n_selected", "n_extra"]].values.tolist() == [
+        [5, 9, 2, 0],
+        [40, 43, 2, 0],
+        [20, 26, 2, 1],
+        [50, 58, 1, 0],
+    ]
+    first = got.iloc[0]
+    assert (first["before"], first["text"], first["after"]) == ("w3 w4", "w5 w6 w7 w8", "w9 w10")
+    strict = match(run, NAME, [0, 1], threshold=0.5, min_selected=2)
+    assert strict["start"].tolist() == [5, 40, 20]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    T=st.integers(1, 90),
+    U=st.integers(1, 10),
+    density=st.floats(0.05, 0.95),
+    seed=st.integers(0, 2**32 - 1),
+    pads=st.tuples(st.integers(0, 3), st.integers(0, 3)),
+    min_length=st.integers(1, 4),
+    top=st.integers(1, 12),
+    loop=st.sampled_from([0, 1000]),
+    data=st.data(),
+)
+def test_match_index_equals_brute_force(T, U, density, seed, pads, min_length, top, loop, data):
+    rng = np.random.default_rng(seed)
+    x = (rng.random((T, U)) < density).astype(np.float32)
+    units = data.draw(st.lists(st.integers(0, U - 1), min_size=1, max_size=U, unique=True))
+    min_selected = data.draw(st.integers(1, len(units)))
+    index = OnIndex(np.packbits(x.T >= 0.5, axis=1), np.full(U, 0.5, np.float32), T)
+    kw = dict(pad_before=pads[0], pad_after=pads[1], min_length=min_length, min_selected=min_selected, top=top)
+    saved, sm.LOOP_RANGES = sm.LOOP_RANGES, loop  # both ways of reducing byte ranges
+    try:
+        fast = match_index(index, units, **kw)
+    finally:
+        sm.LOOP_RANGES = saved
+    slow = match_scan(x, index.theta, units, **kw)
+    assert fast.values.tolist() == slow.values.tolist()
+
+
+@pytest.mark.parametrize("threshold", [0.2, Threshold(0.8, quantile=True)])
+def test_match_on_a_run_equals_brute_force(make_run, threshold, monkeypatch):
+    """Smooth random walks (long runs), T not a multiple of 8, built through the cached index."""
+    rng = np.random.default_rng(7)
+    x = np.tanh(np.cumsum(rng.normal(0, 0.3, (3001, 24)), axis=0) / 3).astype(np.float32)
+    run = make_run({NAME: x})
+    values = run.activations(NAME)
+    index = on_index(run, NAME, threshold)
+    if isinstance(threshold, Threshold):
+        np.testing.assert_array_equal(index.theta, np.quantile(values, 0.8, axis=0).astype(np.float32))
+    for units in ([0, 1, 2], [5], list(range(0, 24, 3))):
+        got = match(run, NAME, units, threshold, pad_before=1, pad_after=2, top=30)
+        want = match_scan(values, index.theta, units, pad_before=1, pad_after=2, top=30)
+        assert got[want.columns].values.tolist() == want.values.tolist()
+    monkeypatch.setattr(sm, "_build_index", lambda *a: pytest.fail("the cached index was rebuilt"))
+    on_index(run, NAME, threshold)
+
+
+def test_match_rejects_bad_units(make_run):
+    run = make_run({NAME: planted()})
+    with pytest.raises(RunError, match="units"):
+        match(run, NAME, [8])
+    with pytest.raises(RunError, match="min_selected"):
+        match(run, NAME, [1, 2], min_selected=3)
