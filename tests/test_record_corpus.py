@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-from conftest import TinyCharModel
+from tiny_models import TinyCharModel
 from torch import nn
 
 import lstmviz
