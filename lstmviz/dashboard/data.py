@@ -19,6 +19,9 @@ import pandas as pd
 import streamlit as st
 
 from ..analysis import select_match
+from ..analysis.probes import probe as rank_units
+from ..analysis.projection import project
+from ..analysis.saturation import saturation as gate_saturation
 from ..errors import UserError
 from ..store import Run, open_run
 
@@ -28,6 +31,8 @@ RunRef = tuple[str, float]
 MAX_OVERVIEW_CELLS = 2_000_000
 OVERVIEW_BINS = 1_500
 LIVE_MAX_CHARS = 5_000
+GRADIENT_TOKENS = 20_000
+"""Gradient flow runs on the first this many tokens of a run: its warm-up is one forward pass over them."""
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -161,16 +166,6 @@ def vocab(run: Run) -> list[str] | None:
     return list(v) if isinstance(v, list) else None
 
 
-def _analysis(module: str, function: str) -> Callable:
-    """``lstmviz.analysis.<module>.<function>``, or a :class:`UserError` saying that analysis is not available."""
-    import importlib
-
-    try:
-        return getattr(importlib.import_module(f"lstmviz.analysis.{module}"), function)
-    except (ImportError, AttributeError) as e:
-        raise UserError(f"the {module} analysis is not available in this lstmviz ({e})") from None
-
-
 # --- analyses (thin cached wrappers; the analysis modules hold the logic and the help text) ---------------------
 
 
@@ -203,7 +198,8 @@ def match(
 def on_counts(key: RunRef, name: str, units: tuple[int, ...], theta: float, quantile: bool) -> np.ndarray:
     """int ``[tokens]``: how many of ``units`` are on (≥ θ) at each step, from the match index."""
     index = select_match.on_index(run_of(key), name, select_match.Threshold(theta, quantile))
-    return index.on(list(units)).sum(1)
+    bits = np.asarray(index.bits)[np.asarray(units, np.int64)]  # (len(units), ⌈T/8⌉)
+    return np.unpackbits(bits, axis=1, count=index.n_tokens).sum(0, dtype=np.int64)
 
 
 # --- models and live recording ----------------------------------------------------------------------------------
@@ -339,14 +335,15 @@ def record_samples(root: Path, on_progress: Callable[[float, str], None], chars:
 
 @st.cache_data(max_entries=32, show_spinner="Backpropagating through time…")
 def _gradient_flow(key: RunRef, checkpoint: str, mtime: float, K: int, n_targets: int) -> pd.DataFrame:
-    from ..analysis.gradients import gradient_flow as flow
+    from ..analysis.gradients import gradient_flow as flow  # imports torch: only when a curve is asked for
 
-    ids = run_of(key).tokens["token_id"].to_numpy().copy()
+    ids = run_of(key).tokens["token_id"].to_numpy()[:GRADIENT_TOKENS].copy()
     return flow(_model(checkpoint, mtime).module, ids, K=K, n_targets=n_targets).summary
 
 
 def gradient_flow(run: Run, K: int, n_targets: int) -> pd.DataFrame:
-    """:func:`lstmviz.analysis.gradients.gradient_flow` summary for a run's model over its own tokens, cached."""
+    """:func:`lstmviz.analysis.gradients.gradient_flow` summary for a run's model over the first
+    :data:`GRADIENT_TOKENS` of its own tokens, cached."""
     ckpt = checkpoint_of(run)
     if ckpt is None:
         raise UserError(f"{run.path.name} names no checkpoint that still exists: gradient flow needs the model")
@@ -366,27 +363,29 @@ def unit_trace(
 
 @st.cache_data(max_entries=32, show_spinner="Counting saturated gates…")
 def saturation(key: RunRef, low: float, high: float) -> pd.DataFrame:
-    """:func:`lstmviz.analysis.saturation.saturation`: per gate unit, fractions below ``low`` and above ``high``."""
-    sat = _analysis("saturation", "saturation")
-
-    return sat(run_of(key), low=low, high=high)
+    """:func:`lstmviz.analysis.saturation.saturation` of every gate of the run: one row per gate unit with
+    frac_low (< ``low``) and frac_high (> ``high``). Thresholds are rounded to 4 decimals, so a slider's 0.1
+    finds the counts recorded while streaming."""
+    return gate_saturation(run_of(key), low=round(float(low), 4), high=round(float(high), 4))
 
 
 @st.cache_data(max_entries=32, show_spinner="Projecting token states…")
-def projection(key: RunRef, name: str, method: str, n: int) -> pd.DataFrame:
-    """:func:`lstmviz.analysis.projection.project` of ``n`` sampled token states (seeded), with a hover column."""
-    project = _analysis("projection", "project")
+def projection(key: RunRef, name: str, method: str, n: int) -> tuple[pd.DataFrame, tuple[float, ...]]:
+    """:func:`lstmviz.analysis.projection.project` of ``n`` sampled token states (seed 0), with a hover column.
 
-    table = project(run_of(key), name, method=method, n=n, seed=0)
-    return table.assign(hover=[f"#{i} {c}" for i, c in zip(table["idx"], table["context"], strict=True)])
+    Returns (table, explained variance ratio of x and y: two floats for PCA, none for UMAP).
+    """
+    table = project(run_of(key), name, method=method, n_samples=n, seed=0)
+    explained = tuple(float(v) for v in table.attrs.get("explained_variance_ratio", ()))
+    hover = [f"#{i} {c}" for i, c in zip(table["idx"], table["context"], strict=True)]
+    return table.assign(hover=[h.replace("\n", "↵").replace("\t", "→") for h in hover]), explained
 
 
 @st.cache_data(max_entries=32, show_spinner="Scoring every unit…")
-def probe(key: RunRef, name: str, track: str) -> pd.DataFrame:
-    """:func:`lstmviz.analysis.probes.rank_units`: units of ``name`` ranked against an annotation track."""
-    rank_units = _analysis("probes", "rank_units")
-
-    return rank_units(run_of(key), name, track)
+def probe(key: RunRef, name: str, track: str, value: str | None = None) -> pd.DataFrame:
+    """:func:`lstmviz.analysis.probes.probe`: the units of ``name`` ranked against the annotation ``track``
+    (``track == value`` when a value is given, for a categorical track), strongest first."""
+    return rank_units(run_of(key), track, name, value=value)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

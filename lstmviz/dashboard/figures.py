@@ -6,6 +6,7 @@ element by element. Diverging colour scales are centred on zero with a symmetric
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -22,6 +23,14 @@ MAX_HOVER_CELLS = 20_000  # above this, heatmap cells carry no per-cell token (i
 def show_token(token: str) -> str:
     """A token as drawn in a cell: newline as ↵, tab as →, other whitespace kept."""
     return str(token).replace("\n", "↵").replace("\t", "→").replace("\r", "␍")
+
+
+def code_span(text: str) -> str:
+    """``text`` as one Markdown code span, whatever backticks or edge spaces it holds."""
+    fence = "`" * (max((len(r) for r in re.findall("`+", text)), default=0) + 1)
+    edges = text[:1] + text[-1:]
+    pad = " " if "`" in edges or (edges == "  " and text.strip()) else ""  # CommonMark strips one space a side
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def symmetric_range(values: np.ndarray) -> tuple[float, float]:
@@ -304,33 +313,43 @@ def counts_figure(counts: np.ndarray, start: int, n_units: int, title: str = "")
 def saturation_figure(table: pd.DataFrame, title: str = "") -> go.Figure:
     """Karpathy et al. (2015) §4.2: one subplot per gate kind, x = fraction right-saturated, y = left-saturated.
 
-    table: one row per gate unit with columns name, layer, kind, unit, frac_low, frac_high.
+    table: one row per gate unit with columns name, layer, kind, unit, frac_low, frac_high, and optionally module
+    and dir (:func:`lstmviz.analysis.saturation.saturation`'s table). Dots are coloured by layer, and by module
+    and direction when the table has more than one.
     """
     kinds = list(dict.fromkeys(table["kind"])) or ["gate"]
     fig = make_subplots(
         rows=1, cols=len(kinds), subplot_titles=[f"gate {k}" for k in kinds], shared_yaxes=True, horizontal_spacing=0.04
     )
     palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
-    layers = sorted(table["layer"].unique()) if len(table) else []
+    label = "layer " + table["layer"].astype(str)
+    for extra in ("dir", "module"):
+        if extra in table and table[extra].nunique() > 1:
+            label = (table[extra].astype(str) + " " + label) if extra == "module" else (label + " " + table[extra])
+    groups = list(dict.fromkeys(label))
+    shown: set[str] = set()
     for c, kind in enumerate(kinds, start=1):
-        for j, layer in enumerate(layers):
-            part = table[(table["kind"] == kind) & (table["layer"] == layer)]
+        for j, group in enumerate(groups):
+            part = table[(table["kind"] == kind) & (label == group)]
+            if not len(part):
+                continue
             fig.add_trace(
                 go.Scatter(
                     x=part["frac_high"],
                     y=part["frac_low"],
                     mode="markers",
-                    name=f"layer {layer}",
-                    legendgroup=f"layer {layer}",
-                    showlegend=c == 1,
+                    name=group,
+                    legendgroup=group,
+                    showlegend=group not in shown,
                     marker={"color": palette[j % len(palette)], "size": 7, "opacity": 0.7},
-                    customdata=np.stack([part["name"], part["unit"]], axis=1) if len(part) else None,
+                    customdata=np.stack([part["name"], part["unit"]], axis=1),
                     hovertemplate="%{customdata[0]} unit %{customdata[1]}<br>right-saturated %{x:.2f}"
                     "<br>left-saturated %{y:.2f}<extra></extra>",
                 ),
                 row=1,
                 col=c,
             )
+            shown.add(group)
         fig.update_xaxes(range=[-0.02, 1.02], title_text="fraction right-saturated (> high)", row=1, col=c)
     fig.update_yaxes(range=[-0.02, 1.02], title_text="fraction left-saturated (< low)", row=1, col=1)
     fig.update_layout(title=title or None, height=420, margin={"l": 10, "r": 10, "t": 60, "b": 10})
@@ -381,10 +400,17 @@ def gradient_figure(table: pd.DataFrame, title: str = "") -> go.Figure:
     return fig
 
 
-def projection_figure(table: pd.DataFrame, color: str, hover: str = "hover", title: str = "") -> go.Figure:
+def projection_figure(
+    table: pd.DataFrame,
+    color: str,
+    hover: str = "hover",
+    title: str = "",
+    axes: tuple[str, str] = ("x", "y"),
+) -> go.Figure:
     """2-D scatter (WebGL) of projected token states: columns x, y, the ``color`` column and a ``hover`` column.
 
-    Drag mode is lasso, so a selection returns the chosen points.
+    Every point carries its table row label as customdata. Drag mode is lasso, so a selection returns the chosen
+    points. ``axes`` are the axis titles.
     """
     values = table[color]
     numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
@@ -397,6 +423,7 @@ def projection_figure(table: pd.DataFrame, color: str, hover: str = "hover", tit
                 mode="markers",
                 text=table[hover],
                 hovertemplate="%{text}<extra></extra>",
+                customdata=table.index.to_numpy(),
                 marker={
                     "color": values.astype(np.float32),
                     "colorscale": SEQUENTIAL,
@@ -424,24 +451,38 @@ def projection_figure(table: pd.DataFrame, color: str, hover: str = "hover", tit
         height=560,
         dragmode="lasso",
         legend_title_text=color,
+        xaxis_title=axes[0],
+        yaxis_title=axes[1],
         margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
     )
     return fig
 
 
-def ranking_figure(table: pd.DataFrame, score: str = "score", top: int = 20, title: str = "") -> go.Figure:
-    """Horizontal bars of the ``top`` rows of a ranking (columns name, unit and ``score``), best on top."""
+def ranking_figure(
+    table: pd.DataFrame, score: str = "score", top: int = 20, title: str = "", center: float = 0.0
+) -> go.Figure:
+    """Horizontal bars of the ``top`` rows of a ranking (columns name, unit and ``score``), best on top.
+
+    Bars start at ``center`` (chance: 0.5 for an AUC, 0 for a correlation), so a unit that switches off where the
+    annotation holds points the other way. Each bar carries its unit as customdata.
+    """
     part = table.head(top).iloc[::-1]
     labels = [f"{n} u{u}" for n, u in zip(part["name"], part["unit"], strict=True)]
+    values = part[score].to_numpy(np.float64)
     fig = go.Figure(
         go.Bar(
-            x=part[score],
+            x=values - center,
+            base=center,
             y=labels,
             orientation="h",
+            marker={"color": np.where(values >= center, "#d62728", "#1f77b4")},
             customdata=part["unit"],
-            hovertemplate="%{y}<br>" + score + " %{x:.3f}<extra></extra>",
+            text=[f"{v:.3f}" for v in values],
+            textposition="none",
+            hovertemplate="%{y}<br>" + score + " %{text}<extra></extra>",
         )
     )
+    fig.add_vline(x=center, line={"color": "#444", "width": 1})
     fig.update_layout(
         title=title or None,
         height=max(220, 22 * len(part) + 80),
@@ -563,7 +604,7 @@ def cell_figure(cell: str, values: Mapping[str, float], title: str = "") -> go.F
                 f"<b>{n}</b><br>{v:+.2f}" if np.isfinite(v) else f"<b>{n}</b><br>–"
                 for n, v in zip(names, vals, strict=True)
             ],
-            textfont={"size": 12},
+            textfont={"size": 12, "color": np.where(np.abs(np.nan_to_num(vals)) > 0.5, "white", "#222").tolist()},
             customdata=[_ROLE[n] for n in names],
             hovertemplate="%{customdata}: %{marker.color:.4f}<extra></extra>",
             showlegend=False,
@@ -599,7 +640,17 @@ def sparklines(series: Mapping[str, np.ndarray], step: int, tokens: Sequence[str
             row=r,
             col=1,
         )
+        if 0 <= step < len(y):
+            fig.add_trace(
+                go.Scatter(
+                    x=[step], y=[y[step]], mode="markers", marker={"size": 6, "color": "black"}, hoverinfo="skip"
+                ),
+                row=r,
+                col=1,
+            )
         fig.add_vline(x=step, line={"color": "black", "width": 1, "dash": "dot"}, row=r, col=1)
         fig.update_yaxes(title_text=n, title_standoff=2, row=r, col=1)
+    steps = max((len(series[n]) for n in names), default=1)
+    fig.update_xaxes(range=[-0.5, max(steps - 1, 1) + 0.5])
     fig.update_layout(height=60 * len(names) + 40, showlegend=False, margin={"l": 10, "r": 10, "t": 10, "b": 10})
     return fig

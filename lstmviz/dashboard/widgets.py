@@ -8,6 +8,8 @@ widgets a page does not draw), and :func:`goto` hands values to another page bef
 
 from __future__ import annotations
 
+import inspect
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -53,11 +55,18 @@ def _init(
 ) -> None:
     """Give ``key`` its value before its widget is drawn: a pending :func:`goto` value, else the current one, else
     the URL's (parameter ``url``, default ``key``), else the kept one, else ``default``; anything not ``valid``
-    falls back to ``default``."""
+    falls back to ``default``.
+
+    The value is written back on every run, even when unchanged. A widget that one run did not draw (a page that
+    stopped early, e.g. live mode waiting for text) is otherwise mounted again at its default in the browser
+    while the script reads the kept value, so the widget would show one thing and the page another.
+    """
     pending = st.session_state.get("_goto", {})
     if key in pending:
-        st.session_state[key] = pending.pop(key)
-    elif key not in st.session_state:
+        value = pending.pop(key)
+    elif key in st.session_state:
+        value = st.session_state[key]
+    else:
         raw = st.query_params.get(url or key)
         value = st.session_state.get(f"_keep_{key}", default)
         if raw is not None:
@@ -65,9 +74,7 @@ def _init(
                 value = parse(raw)
             except ValueError:
                 value = default
-        st.session_state[key] = value
-    if not valid(st.session_state[key]):
-        st.session_state[key] = default
+    st.session_state[key] = value if valid(value) else default
 
 
 def _publish(key: str, value: Any, fmt: Callable[[Any], str] = str) -> None:
@@ -96,6 +103,12 @@ def empty(message: str) -> NoReturn:
     """An explicit empty state: say what is missing and how to get it, then stop the page."""
     st.info(message, icon=":material/info:")
     st.stop()
+
+
+def help_text(obj: Any) -> str:
+    """The description part of a docstring (before ``Args:``), dedented, with Sphinx roles as plain code."""
+    doc = (inspect.getdoc(obj) or "").split("\nArgs:")[0].strip()
+    return re.sub(r":(?:func|class|data|mod|meth|attr):`~?([^`]+)`", r"`\1`", doc)
 
 
 def csv_download(table: pd.DataFrame, filename: str, label: str = "Download CSV", key: str | None = None) -> None:

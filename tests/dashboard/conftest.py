@@ -2,6 +2,9 @@
 
 ``build_runs(root)`` trains nothing: it saves randomly initialised tiny char models (an LSTM and a GRU) as native
 checkpoints and records them on a short Python text with code annotation tracks, as ``lstmviz samples`` would.
+The recurrent weights are scaled by :data:`WEIGHT_SCALE`: at PyTorch's initial scale every gate stays near 0.5, so
+the saturation scatter would be one dot at the origin; scaled, gates saturate and units take sides as in a trained
+model, and every page has something to show.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+WEIGHT_SCALE = 5.0
 TEXT = '''def greet(name):
     """Say hello."""
     words = ["hello", name]  # a list
@@ -41,6 +45,9 @@ def build_runs(root: Path) -> Path:
     for arch in ("lstm", "gru"):
         torch.manual_seed(0)
         model = CharRNN(CharRNNConfig(arch=arch, vocab_size=len(tok), hidden=12, layers=2, embed=8)).eval()
+        with torch.no_grad():
+            for weight in model.rnn.parameters():
+                weight.mul_(WEIGHT_SCALE)
         ckpt = ckpt_dir / f"tiny_{arch}.pt"
         save_checkpoint(ckpt, model, tok, {"val_bpc": 4.2}, {"steps": 0})
         record_text(

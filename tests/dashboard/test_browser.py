@@ -1,8 +1,9 @@
 """A real browser: Debian's chromium, driven by Playwright, against ``streamlit run app.py`` on 127.0.0.1.
 
 It visits every page (no error element, no exception text), brushes a span on the Select & match heatmap and
-checks that units get selected, types live text and checks that the heatmap shows it. Screenshots go to
-``test-artifacts/`` (gitignored). Needs ``apt-get install chromium``; Playwright never downloads a browser here.
+checks that units get selected, types live text and checks that the heatmap and the activation picker show it.
+Screenshots go to ``test-artifacts/`` (gitignored). Needs ``apt-get install chromium``; Playwright never downloads a
+browser here.
 """
 
 from __future__ import annotations
@@ -125,6 +126,18 @@ def settle(tab, timeout: float = 90) -> None:
     raise AssertionError("the app did not settle")
 
 
+def snapshot(tab, name: str) -> None:
+    """Save ``test-artifacts/<name>.png`` of the whole page: the window is made as tall as the content (Streamlit
+    scrolls inside its main block, so a full-page screenshot alone stops at the window)."""
+    size = tab.viewport_size
+    height = tab.evaluate("""() => Math.max(...[...document.querySelectorAll('[data-testid="stMain"] *')]
+        .map(e => e.scrollHeight)).valueOf()""")
+    tab.set_viewport_size({"width": size["width"], "height": min(max(int(height) + 120, size["height"]), 8000)})
+    settle(tab)
+    tab.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    tab.set_viewport_size(size)
+
+
 def assert_clean(tab, where: str) -> None:
     assert tab.locator(ERRORS).count() == 0, f"{where}: {tab.locator(ERRORS).first.inner_text()}"
     text = tab.locator('[data-testid="stMain"]').inner_text()
@@ -139,7 +152,7 @@ def test_every_page_renders(page, server, key):
     title.wait_for(timeout=30_000)
     assert widgets.PAGES[key][0] in title.inner_text()
     assert_clean(page, key)
-    page.screenshot(path=str(ARTIFACTS / f"page-{key}.png"), full_page=True)
+    snapshot(page, f"page-{key}")
 
 
 def test_box_select_brush_selects_units(page, server):
@@ -155,7 +168,7 @@ def test_box_select_brush_selects_units(page, server):
     page.mouse.move(box["x"] + box["width"] * 0.56, y + 5, steps=8)
     page.mouse.up()
     settle(page)
-    page.screenshot(path=str(ARTIFACTS / "select-brush.png"), full_page=True)
+    snapshot(page, "select-brush")
     span = page.locator('[data-testid="stNumberInput"]').filter(has_text="Span start").locator("input")
     assert span.input_value() != "33", "the brush did not move the span"  # default: a third into the window
     assert page.get_by_text("unit(s) selected").count(), "no unit selected after the brush"
@@ -164,6 +177,10 @@ def test_box_select_brush_selects_units(page, server):
 
 def test_live_text_is_drawn(page, server):
     page.goto(f"{server}/text")
+    settle(page)
+    picker = page.locator('[data-testid="stMain"] input[aria-label="Activation"]').first
+    picker.click()
+    page.get_by_role("option").filter(has_text="rnn.l0.fwd.z").first.click()
     settle(page)
     page.get_by_text("Live mode: type your own text").click()
     settle(page)
@@ -175,5 +192,8 @@ def test_live_text_is_drawn(page, server):
     heat.scroll_into_view_if_needed()
     texts = heat.locator("text").evaluate_all("els => els.map(e => e.textContent)")
     assert {"z", "e", "b", "r", "a"} <= set(texts), texts[:40]
+    heading = page.locator('[data-testid="stMain"] h3').first.inner_text()
+    assert heading == "Unit 0 of rnn.l0.fwd.z", heading
+    assert picker.input_value().split()[0] == "rnn.l0.fwd.z", "the picker shows another activation than the page"
     assert_clean(page, "live text")
-    page.screenshot(path=str(ARTIFACTS / "text-live.png"), full_page=True)
+    snapshot(page, "text-live")

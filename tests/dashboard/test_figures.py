@@ -108,3 +108,35 @@ def test_token_class_and_hover():
     )
     (line,) = figures.token_hover(tokens, ["a", "b"], ["depth"])
     assert "depth=2" in line and "next: b:0.60 a:0.30" in line
+
+
+def test_saturation_figure_tells_directions_apart():
+    table = pd.DataFrame(
+        {
+            "name": ["a.l0.fwd.f", "a.l0.rev.f"],
+            "module": ["a", "a"],
+            "layer": [0, 0],
+            "dir": ["fwd", "rev"],
+            "kind": ["f", "f"],
+            "unit": [0, 0],
+            "frac_low": [0.1, 0.2],
+            "frac_high": [0.5, 0.4],
+        }
+    )
+    fig = figures.saturation_figure(table)
+    assert [t.name for t in fig.data] == ["layer 0 fwd", "layer 0 rev"]
+
+
+def test_ranking_figure_bars_start_at_chance():
+    table = pd.DataFrame({"name": ["h", "h"], "unit": [3, 1], "auc": [0.1, 0.8]})
+    fig = figures.ranking_figure(table, "auc", center=0.5)
+    bar = fig.data[0]
+    assert bar.base == 0.5
+    assert np.allclose(bar.x, [0.3, -0.4]) and list(bar.customdata) == [1, 3]  # best on top: drawn last
+
+
+def test_code_span_survives_backticks_and_spaces():
+    assert figures.code_span("abc") == "`abc`"
+    assert figures.code_span("a`b") == "``a`b``"
+    assert figures.code_span(" x ") == "`  x  `"
+    assert figures.code_span(" ") == "` `"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
@@ -158,3 +159,124 @@ def test_live_mode_records_typed_text(runs_root, monkeypatch):
     assert_clean(at)
     cells = figure(at, 0)["data"][0]["text"]
     assert "d" in cells[0] and "f" in cells[0]
+
+
+def shown(widget) -> str:
+    """What the browser shows in a widget (first word): the value the backend sends, else the widget's default."""
+    proto = widget.proto
+    if proto.set_value:
+        return str(widget.value)
+    return str(widget.options[proto.default] if hasattr(widget, "options") else proto.default).split()[0]
+
+
+def test_live_mode_widgets_show_the_value_the_page_uses(runs_root, monkeypatch):
+    at = visit(app(runs_root, monkeypatch), "text")
+    at.selectbox(key="act").set_value("rnn.l0.fwd.z").run()
+    at.number_input(key="unit").set_value(3).run()
+    at.toggle(key="live").set_value(True).run()  # no text yet: the page stops before drawing the pickers
+    at.text_area(key="live_text").input("def f(x):\n    return x\n").run()
+    assert_clean(at)
+    assert at.subheader[0].value == "Unit 3 of rnn.l0.fwd.z"
+    assert shown(at.selectbox(key="act")) == "rnn.l0.fwd.z"
+    assert shown(at.number_input(key="unit")) == "3"
+
+
+def test_saturation_thresholds_change_the_scatter(runs_root, monkeypatch):
+    at = visit(app(runs_root, monkeypatch), "saturation")
+    assert_clean(at)
+    spec = figure(at)
+    assert [a["text"] for a in spec["layout"]["annotations"]] == ["gate r", "gate z"]  # the GRU run comes first
+    before = [(d["x"], d["y"]) for d in spec["data"]]
+    at.slider(key="sat_high").set_value(0.6).run()
+    at.slider(key="sat_low").set_value(0.3).run()
+    assert_clean(at)
+    assert [(d["x"], d["y"]) for d in figure(at)["data"]] != before
+    assert any("Counted over all" in c.value for c in at.caption)
+
+
+def test_saturation_of_a_run_without_gates_is_an_empty_state(runs_root, tmp_path, monkeypatch):
+    from lstmviz.store import Activation, RunWriter, tokens_frame
+
+    out = tmp_path / "rnn"
+    tokens = tokens_frame(list("abcab"), [0, 1, 2, 0, 1])
+    with RunWriter(out, tokens, [Activation.from_name("rnn.l0.fwd.h", 4)], {}, overwrite=True) as w:
+        w.write("rnn.l0.fwd.h", 0, np.zeros((5, 4), np.float32))
+    at = visit(app(runs_root, monkeypatch, run=str(out)), "saturation")
+    assert_clean(at)
+    assert any("no sigmoid gates" in i.value for i in at.info)
+
+
+def test_neuron_search_annotation_changes_the_ranking(runs_root, monkeypatch):
+    at = visit(app(runs_root, monkeypatch), "neurons")
+    assert_clean(at)
+    spec = figure(at)
+    assert spec["layout"]["xaxis"]["title"]["text"] == "ROC-AUC"
+    at.selectbox(key="track").set_value("in_comment").run()
+    assert_clean(at)
+    assert figure(at)["data"][0] != spec["data"][0]
+    assert "in_comment" in figure(at)["layout"]["title"]["text"]
+    at.selectbox(key="track").set_value("bracket_depth").run()
+    assert_clean(at)
+    assert figure(at)["layout"]["xaxis"]["title"]["text"] == "Pearson r"
+
+
+def test_neuron_search_scores_a_categorical_annotation_by_value(runs_root, monkeypatch):
+    at = visit(app(runs_root, monkeypatch), "neurons")
+    at.selectbox(key="track").set_value("token_type").run()
+    assert_clean(at)
+    values = at.selectbox(key="track_value").options
+    assert len(values) > 1
+    first = figure(at)["data"][0]
+    at.selectbox(key="track_value").set_value(values[1]).run()
+    assert_clean(at)
+    assert f"token_type == {values[1]}" in figure(at)["layout"]["title"]["text"]
+    assert figure(at)["data"][0] != first
+
+
+def test_neuron_search_bar_click_picks_the_unit(runs_root, monkeypatch):
+    at = visit(app(runs_root, monkeypatch), "neurons")
+    best = at.number_input(key="unit").value
+    assert at.subheader[0].value.startswith(f"Unit {best} beside")
+    at.number_input(key="unit").set_value((best + 1) % 12).run()
+    assert_clean(at)
+    assert at.subheader[0].value.startswith(f"Unit {(best + 1) % 12} beside")
+
+
+def test_projection_colour_and_sample_change_the_map(runs_root, monkeypatch):
+    at = visit(app(runs_root, monkeypatch), "projection")
+    assert_clean(at)
+    spec = figure(at)
+    assert spec["layout"]["xaxis"]["title"]["text"].startswith("PC1 (")
+    assert {d["name"] for d in spec["data"]} >= {"letter", "space"}
+    at.selectbox(key="color").set_value("in_string").run()
+    assert_clean(at)
+    assert {d["name"] for d in figure(at)["data"]} == {"False", "True"}
+    at.selectbox(key="color").set_value("unit value").run()
+    assert_clean(at)
+    assert len(figure(at)["data"]) == 1 and figure(at)["data"][0]["marker"]["colorbar"]["title"]["text"] == "unit value"
+    assert any("all of them are shown" in c.value for c in at.caption)
+    at.number_input(key="proj_n").set_value(200).run()
+    assert_clean(at)
+    assert not any("all of them are shown" in c.value for c in at.caption)
+
+
+def test_gradient_flow_quantities_and_overlay(runs_root, monkeypatch):
+    at = visit(app(runs_root, monkeypatch), "gradients")
+    assert_clean(at)
+    names = {d.get("name") for d in figure(at)["data"]} - {None}
+    assert names == {"tiny_gru x", "tiny_gru h l0", "tiny_gru h l1"}
+    at.multiselect(key="grad_q").unselect("x").run()
+    at.multiselect(key="grad_runs").select(str(runs_root / "tiny_lstm")).run()
+    assert_clean(at)
+    names = {d.get("name") for d in figure(at)["data"]} - {None}
+    assert names == {f"tiny_gru h l{j}" for j in (0, 1)} | {f"tiny_lstm {q} l{j}" for q in "hc" for j in (0, 1)}
+
+
+def test_walkthrough_reading_line(runs_root, monkeypatch):
+    at = visit(app(runs_root, monkeypatch), "walkthrough")
+    assert_clean(at)
+    reading = [m.value for m in at.markdown if m.value.startswith("Reading:")]
+    assert reading == ["Reading: **`d`** (token 0)"]  # nothing read before the first token: no empty code span
+    at.button(key="step_fwd").click().run()
+    reading = [m.value for m in at.markdown if m.value.startswith("Reading:")]
+    assert reading == ["Reading: `d` **`e`** (token 1)"]

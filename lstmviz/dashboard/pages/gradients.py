@@ -25,7 +25,13 @@ chosen = cols[0].multiselect(
     "Overlay other runs (their models on their own text)", others, key="grad_runs", format_func=lambda p: Path(p).name
 )
 K = cols[1].number_input(
-    "Largest distance K", min_value=5, max_value=400, value=min(100, run.n_tokens // 4), step=5, key="grad_K"
+    "Largest distance K",
+    min_value=5,
+    max_value=400,
+    value=max(5, min(100, run.n_tokens // 4)),
+    step=5,
+    key="grad_K",
+    help="Needs a run of more than K + 1 tokens.",
 )
 n_targets = cols[2].number_input("Target steps", min_value=4, max_value=512, value=32, step=4, key="grad_n")
 quantities = st.multiselect(
@@ -35,6 +41,9 @@ quantities = st.multiselect(
     key="grad_q",
     help="h: hidden state per layer; c: LSTM cell state per layer; x: the input embedding.",
 )
+
+if run.n_tokens > data.GRADIENT_TOKENS:
+    st.caption(f"Measured on each run's first {data.GRADIENT_TOKENS:,} tokens.")
 
 tables = []
 for path in [str(run.path), *chosen]:

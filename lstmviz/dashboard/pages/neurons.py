@@ -1,8 +1,13 @@
 """Neuron search: which units track an annotation, e.g. 'inside a string' or bracket depth?"""
 
+import pandas as pd
 import streamlit as st
 
+from lstmviz.analysis import probes
 from lstmviz.dashboard import data, figures, widgets
+
+MAX_VALUES = 50
+METRICS = {"auc": ("ROC-AUC", 0.5), "pearson_r": ("Pearson r", 0.0)}  # metric → (axis title, chance level)
 
 st.title("Neuron search")
 st.write(
@@ -10,22 +15,43 @@ st.write(
     "yes/no annotations (0.5 is chance, 1 perfect, 0 perfectly inverted) and correlation for numbers. Click a "
     "bar to see that unit colour the text next to the annotation."
 )
+with st.expander("How units are scored"):
+    st.markdown(widgets.help_text(probes.probe))
 
 run, key = widgets.current_run()
 skip = {"idx", "doc", "pos", "token_id", "token", "loss", "top_ids", "top_p"}
-tracks = [c for c in run.tokens.columns if c not in skip]
+columns = run.tokens.columns
+
+
+def kind(column: str) -> int:
+    """0 boolean, 1 numeric, 2 categorical: the order the annotations are offered in."""
+    col = run.tokens[column]
+    if pd.api.types.is_bool_dtype(col.dtype) or (col.dtype == object and set(col.dropna()) <= {True, False}):
+        return 0
+    return 1 if pd.api.types.is_numeric_dtype(col.dtype) else 2
+
+
+tracks = sorted((c for c in columns if c not in skip), key=kind)
 if not tracks:
     widgets.empty(
         "This run has no annotation tracks. Record it with `--annotate code` or `--annotate parens`, or "
         "add your own with `--annotations file.csv`."
     )
-c1, c2 = st.columns(2)
+c1, c2, c3 = st.columns([2, 2, 3])
 track = widgets.choice("track", tracks, "Annotation", where=c1)
-name = widgets.activation(run, where=c2)
-ranking = data.probe(key, name, track)
-if ranking.empty:
-    widgets.empty(f"No unit could be scored against {track}: it is constant over this run.")
-score = "score"
+value = None
+if kind(track) == 2:
+    common = run.tokens[track].dropna().astype(str).value_counts().index[:MAX_VALUES].tolist()
+    if not common:
+        widgets.empty(f"The annotation {track} has no values in this run.")
+    value = widgets.choice("track_value", common, f"{track} equal to", where=c2)
+name = widgets.activation(run, where=c3)
+ranking = data.probe(key, name, track, value)
+target = track if value is None else f"{track} == {value}"
+if ranking.empty or not ranking["strength"].notna().any():
+    widgets.empty(f"No unit could be scored against {target}: it is constant over this run.")
+metric = str(ranking["metric"].iloc[0])
+axis, chance = METRICS.get(metric, (metric, 0.0))
 
 
 def pick_unit() -> None:
@@ -35,7 +61,9 @@ def pick_unit() -> None:
 
 
 st.plotly_chart(
-    figures.ranking_figure(ranking, score, title=f"Units of {name} ranked against {track}"),
+    figures.ranking_figure(
+        ranking.rename(columns={"score": axis}), axis, title=f"Units of {name} ranked against {target}", center=chance
+    ),
     width="stretch",
     key="probe_fig",
     on_select=pick_unit,
@@ -47,12 +75,13 @@ u = widgets.unit(run, name, default=int(ranking["unit"].iloc[0]))
 start, stop = widgets.window(run)
 tokens = data.tokens_window(key, start, stop)
 values = data.window(key, name, start, stop, (u,))[:, 0]
-st.subheader(f"Unit {u} beside {track}")
+shown = tokens[[track]] if value is None else pd.DataFrame({target: tokens[track].astype(str) == value})
+st.subheader(f"Unit {u} beside {target}")
 st.plotly_chart(
     figures.text_figure(
         tokens["token"].tolist(),
         values,
-        tracks=tokens[[track]],
+        tracks=shown,
         hover=figures.token_hover(tokens, data.vocab(run), [track]),
     ),
     width="stretch",

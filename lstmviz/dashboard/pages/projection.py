@@ -3,6 +3,7 @@
 import pandas as pd
 import streamlit as st
 
+from lstmviz.analysis import projection
 from lstmviz.dashboard import data, figures, widgets
 
 st.title("Projection")
@@ -11,23 +12,38 @@ st.write(
     "dimensions. Tokens the model treats alike land close together. Colour the dots by an annotation to see "
     "whether, say, 'inside a string' forms its own island; lasso a group to list the contexts."
 )
+with st.expander("How the map is made"):
+    st.markdown(widgets.help_text(projection.project))
 
 run, key = widgets.current_run()
 c1, c2, c3 = st.columns([3, 1, 1])
 name = widgets.activation(run, where=c1)
-method = widgets.choice("method", ["pca", "umap"], "Method", str.upper, where=c2)
+method = widgets.choice("method", list(projection.METHODS), "Method", str.upper, where=c2)
 n = int(
     c3.number_input(
-        "Tokens sampled", min_value=100, max_value=50_000, value=min(5_000, run.n_tokens), step=500, key="proj_n"
+        "Tokens sampled",
+        min_value=100,
+        max_value=50_000,
+        value=5_000,
+        step=500,
+        key="proj_n",
+        help="A seeded uniform sample of the run's tokens (all of them when the run is smaller).",
     )
 )
+if run.n_tokens < 3:
+    widgets.empty("Nothing to project: a map needs at least 3 tokens.")
 if method == "umap":
     st.caption("UMAP's first use in a process compiles numba code (about a minute); later views come from cache.")
-table = data.projection(key, name, method, min(n, run.n_tokens))
-if table.empty:
-    widgets.empty("Nothing to project: this run has no tokens.")
+table, explained = data.projection(key, name, method, min(n, run.n_tokens))
+if len(table) < n:
+    st.caption(f"The run has {run.n_tokens:,} tokens: all of them are shown.")
+axes = (
+    (f"PC1 ({explained[0]:.0%} of the variance)", f"PC2 ({explained[1]:.0%})")
+    if len(explained) == 2
+    else (f"{method.upper()} 1", f"{method.upper()} 2")
+)
 
-skip = {"x", "y", "hover", "top_ids", "top_p", "idx", "doc", "token_id"}
+skip = {"x", "y", "hover", "context", "top_ids", "top_p", "idx", "doc", "pos", "token_id"}
 options = ["token class", "position", "unit value", *[c for c in table.columns if c not in skip]]
 color = widgets.choice("color", list(dict.fromkeys(options)), "Colour by")
 if color == "unit value":
@@ -36,10 +52,10 @@ if color == "unit value":
 elif color == "token class":
     table = table.assign(**{"token class": figures.token_class(table["token"])})
 elif color == "position":
-    table = table.assign(position=table["pos"] if "pos" in table else table["idx"])
+    table = table.assign(position=table["pos"])
 
 st.plotly_chart(
-    figures.projection_figure(table, color),
+    figures.projection_figure(table, color, axes=axes),
     width="stretch",
     key="proj_fig",
     on_select="rerun",
@@ -48,11 +64,6 @@ st.plotly_chart(
 widgets.csv_download(table.drop(columns=[c for c in ("top_ids", "top_p") if c in table]), f"{name}.{method}.csv")
 picked = st.session_state["proj_fig"].selection.points if st.session_state.get("proj_fig") else []
 if picked:
-    rows = pd.DataFrame(picked)
-    chosen = (
-        table.loc[table.index.isin(rows.get("customdata", pd.Series(dtype=int)))]
-        if "customdata" in rows
-        else table.iloc[rows["point_index"].to_numpy()]
-    )
+    chosen = table.loc[table.index.isin(pd.DataFrame(picked)["customdata"])]
     st.subheader(f"{len(chosen)} selected contexts")
-    st.dataframe(chosen[["idx", "hover"]].rename(columns={"hover": "context"}), hide_index=True, width="stretch")
+    st.dataframe(chosen[["idx", "token", "context"]], hide_index=True, width="stretch")

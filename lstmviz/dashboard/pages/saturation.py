@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from lstmviz.analysis import saturation
 from lstmviz.dashboard import data, figures, widgets
 
 st.title("Gate saturation")
@@ -10,18 +11,24 @@ st.write(
     "its y the fraction below *low* (shut). Dots in the corners are gates that act like switches; dots near "
     "the origin are gates that stay in between. Click a dot to see that unit colour the text."
 )
-st.caption(
-    "PyTorch's GRU computes h = (1−z)⊙n + z⊙h₋₁, the opposite of Chung et al. and of the paper's figures: "
-    "here z near 1 *keeps* the old state."
-)
+with st.expander("How saturation is counted"):
+    st.markdown(widgets.help_text(saturation.saturation))
 
 run, key = widgets.current_run()
-cols = st.columns(2)
-low = cols[0].slider("low", 0.0, 0.5, 0.1, 0.05, key="sat_low")
-high = cols[1].slider("high", 0.5, 1.0, 0.9, 0.05, key="sat_high")
-table = data.saturation(key, low, high)
-if table.empty:
+gates = saturation.gate_names(run)
+if not gates:
     widgets.empty("This run has no sigmoid gates (i, f, o of an LSTM; r, z of a GRU): a vanilla RNN has none.")
+if any(saturation.CELL_OF_GATE[run.info(n)["kind"]] == "GRU" for n in gates):
+    st.caption(
+        "PyTorch's GRU computes h = (1−z)⊙n + z⊙h₋₁, the opposite of Chung et al. and of the paper's figures: "
+        "here z near 1 *keeps* the old state."
+    )
+cols = st.columns(2)
+low = cols[0].slider("low", 0.0, 0.5, 0.1, 0.05, key="sat_low", help="Left-saturated: the gate is below low.")
+high = cols[1].slider("high", 0.5, 1.0, 0.9, 0.05, key="sat_high", help="Right-saturated: the gate is above high.")
+table = data.saturation(key, low, high)
+if table["source"].eq("scan").any():
+    st.caption(f"Counted over all {run.n_tokens:,} tokens at these thresholds (the recorded stats use 0.1 and 0.9).")
 
 
 def open_unit() -> None:

@@ -45,8 +45,9 @@ start = max(step - SPAN + 1, 0)
 trace = data.unit_trace(key, name, u, start, step + 1, weights)
 tokens = data.tokens_window(key, start, step + 1)["token"].astype(str).tolist()
 now = trace.iloc[-1]
-reading = "".join(figures.show_token(t) for t in tokens[-30:-1])
-st.markdown(f"Reading: `{reading}` **`{figures.show_token(tokens[-1])}`** (token {step:,})")
+before = "".join(figures.show_token(t) for t in tokens[-30:-1])
+now_read = f"**{figures.code_span(figures.show_token(tokens[-1]))}**"
+st.markdown(f"Reading: {figures.code_span(before) + ' ' if before else ''}{now_read} (token {step:,})")
 
 left, right = st.columns([3, 2])
 values = {k: float(now[k]) for k in trace.columns if k != "idx" and np.isfinite(now[k])}
