@@ -1,0 +1,435 @@
+"""The ``lstmviz`` command line.
+
+    lstmviz train   --corpus code.txt --arch lstm --layers 2 --hidden 256 --out model.pt
+    lstmviz record  --checkpoint model.pt --text code.py --annotate code --out runs/mine
+    lstmviz record  --model mypkg.models:build --weights sd.pt --tokenizer vocab.json --text t.txt --out runs/x
+    lstmviz info    runs/mine
+    lstmviz samples --out runs
+    lstmviz export  runs/mine --csv mine.csv --names rnn.l1.fwd.c --start 0 --stop 1000
+    lstmviz import-lstmvis lstmvis_project/ --out runs/imported
+
+A user error (a missing file, a bad option, a text the model cannot read…) prints one line,
+``lstmviz: error: …``, to stderr and exits with status 2, leaving no half-written output behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import UserError
+
+if TYPE_CHECKING:
+    from .models.loading import LoadedModel
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line too, without the usage block (``--help`` shows that)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {' '.join(message.split())}\n")
+
+
+# --- record ---------------------------------------------------------------------------------------------------
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and not overwrite:
+        raise UserError(f"{out} already exists (pass --overwrite to replace it)")
+
+
+def _device(name: str | None) -> str | None:
+    if name is None:
+        return None
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name!r} is not a device (use cpu, cuda or cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: CUDA is not available on this machine")
+    return name
+
+
+def record_text(
+    loaded: LoadedModel,
+    text: str,
+    out: Path,
+    *,
+    annotate: str = "none",
+    annotations: Path | None = None,
+    max_tokens: int | None = None,
+    manifest: dict | None = None,
+    **options,
+) -> Path:
+    """Tokenize ``text``, check it against the model, add annotation tracks and record it into ``out``.
+
+    ``loaded``: a :class:`~lstmviz.models.loading.LoadedModel`. ``options`` go to ``record_corpus``
+    (streams, chunk, device, mode, names, overwrite, progress). Every check runs before any recording starts.
+    """
+    from . import recorder
+    from .annotate.text import read_annotations
+    from .models.samples import annotations as tracks
+
+    tok = loaded.tokenizer
+    if tok is None:
+        raise UserError("this model has no tokenizer: pass --tokenizer FILE (a JSON list, or one token per line)")
+    if annotate in ("code", "parens") and tok.kind != "char":
+        raise UserError(f"--annotate {annotate} needs a char tokenizer; this one splits {tok.kind}s")
+    if max_tokens is not None and tok.kind == "char":
+        text = text[:max_tokens]
+    names = options.get("names")
+    if names:
+        available = [a.name for rm in recorder.find_recurrent(loaded.module) for a in rm.activations()]
+        unknown = [n for n in names if n not in available]
+        if unknown:
+            raise UserError(
+                f"--names: this model has no activation {unknown[0]!r}; it has e.g. {', '.join(available[:6])}"
+            )
+    ids = tok.encode(text)
+    if max_tokens is not None:
+        ids = ids[:max_tokens]
+    loaded.check_ids(ids)
+    display = tok.display(ids)
+    extra = tracks(annotate, text) if tok.kind == "char" else None
+    if annotations is not None:
+        user = read_annotations(annotations, display)
+        extra = user if extra is None else extra.join(user, rsuffix="_user")
+    meta = {"model_source": loaded.description, "tokenizer": tok.to_json(), **(manifest or {})}
+    return recorder.record_corpus(
+        loaded.module, ids, out, display=display, call=loaded.call, tokens_extra=extra, manifest=meta, **options
+    )
+
+
+def _record(args: argparse.Namespace) -> int:
+    from .models.loading import load_model
+    from .models.tokenizers import read_text
+
+    _check_out(args.out, args.overwrite)
+    if args.max_tokens is not None and args.max_tokens < 1:
+        raise UserError(f"--max-tokens must be at least 1, got {args.max_tokens}")
+    if args.streams < 1 or args.chunk < 1:
+        raise UserError("--streams and --chunk must be at least 1")
+    device = _device(args.device)
+    text = read_text(args.text)
+    loaded = load_model(
+        args.checkpoint,
+        model=args.model,
+        weights=args.weights,
+        code=args.code,
+        trust_pickle=args.trust_pickle,
+        tokenizer=args.tokenizer,
+        convention=args.convention,
+        layout=args.layout,
+    )
+    out = record_text(
+        loaded,
+        text,
+        args.out,
+        annotate=args.annotate,
+        annotations=args.annotations,
+        max_tokens=args.max_tokens,
+        manifest={"corpus": {"file": str(args.text)}},
+        streams=args.streams,
+        chunk=args.chunk,
+        device=device,
+        mode=args.mode,
+        names=args.names,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    print(f"recorded {out}")
+    return 0
+
+
+def _add_record(sub) -> None:
+    p = sub.add_parser(
+        "record",
+        help="record every activation of a model over a text into a run directory",
+        description="Record every gate, cell and hidden state of a model over a text.",
+    )
+    src = p.add_argument_group("model (a native checkpoint, or --model with --weights)")
+    src.add_argument("--checkpoint", type=Path, help="native lstmviz checkpoint (or a pickled module)")
+    src.add_argument("--model", metavar="PKG.MOD:FACTORY", help="build your own model by calling this")
+    src.add_argument("--weights", type=Path, help="state_dict file for --model (loaded weights-only)")
+    src.add_argument("--code", type=Path, help="directory to add to the import path for --model")
+    src.add_argument(
+        "--trust-pickle", action="store_true", help="allow a pickled whole module; loading one runs code from the file"
+    )
+    src.add_argument(
+        "--tokenizer", "--vocab", type=Path, help="vocabulary file (JSON list, or one token per line) for --model"
+    )
+    src.add_argument(
+        "--convention",
+        choices=["ids", "ids_hidden"],
+        help="call as model(ids) or model(ids, hidden); guessed by default",
+    )
+    src.add_argument("--layout", choices=["batch", "seq"], help="ids as [batch, time] or [time, batch]")
+    p.add_argument("--text", required=True, type=Path, help="UTF-8 text to record")
+    p.add_argument("--out", required=True, type=Path, help="run directory to create")
+    p.add_argument(
+        "--annotate",
+        choices=["none", "code", "parens"],
+        default="none",
+        help="add Python tokenize tracks (code) or nesting depth (parens) to the tokens",
+    )
+    p.add_argument("--annotations", type=Path, help="CSV with a header and one row per token")
+    p.add_argument("--max-tokens", type=int, help="record only the first N tokens")
+    p.add_argument("--streams", type=int, default=16, help="parallel streams (default 16)")
+    p.add_argument("--chunk", type=int, default=256, help="steps per forward (default 256)")
+    p.add_argument("--mode", choices=["stateful", "sequences"], default="stateful")
+    p.add_argument("--names", nargs="+", help="record only these activation names")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_record)
+
+
+# --- info -------------------------------------------------------------------------------------------------------
+
+
+def _size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def describe_run(path: Path) -> list[str]:
+    """The lines ``lstmviz info`` prints: tokens, model, tokenizer, activations by layer, size on disk."""
+    from collections import defaultdict
+
+    from .store import open_run
+
+    run = open_run(path)
+    m = run.manifest
+    tokens = run.tokens
+    model = m.get("model", {})
+    source = m.get("model_source", {})
+    metrics = source.get("metrics") or {}
+    tok = m.get("tokenizer") or {}
+    rec = m.get("recording", {})
+    params = f", {model['params']:,} parameters" if model.get("params") else ""
+    val = f", val {metrics['val_bpc']} bits/char" if metrics.get("val_bpc") else ""
+    lines = [
+        f"run         {run.path}",
+        f"created     {m.get('created', '?')} by lstmviz {m.get('lstmviz_version', '?')}",
+        f"tokens      {run.n_tokens:,} in {tokens['doc'].nunique() if len(tokens) else 0} document(s)",
+        f"model       {model.get('class', '?')}{params}{val}",
+    ]
+    if tok.get("vocab"):
+        lines.append(f"tokenizer   {tok.get('kind')}, {len(tok['vocab'])} symbols")
+    elif tok:
+        lines.append(f"tokenizer   {tok.get('type', '?')}, {tok.get('size', '?')} symbols")
+    if rec:
+        lines.append(
+            f"recording   {rec.get('mode')}, {rec.get('streams')} streams × {rec.get('chunk')} steps, "
+            f"{rec.get('device')}"
+        )
+    if "loss" in tokens:
+        import numpy as np
+
+        loss = tokens["loss"].to_numpy(dtype=float)
+        lines.append(f"loss        {np.nanmean(loss) / np.log(2):.3f} bits/token")
+    extra = [c for c in tokens.columns if c not in ("idx", "doc", "pos", "token_id", "token")]
+    lines.append(f"columns     {', '.join(extra) if extra else '(none beyond the tokens)'}")
+    groups: dict[str, list[str]] = defaultdict(list)
+    for a in m["activations"]:
+        groups[f"{a['module']}.l{a['layer']}.{a['dir']}"].append(f"{a['kind']}[{a['units']}]")
+    lines.append(f"activations {len(m['activations'])}, {sum(a['units'] for a in m['activations']):,} units")
+    lines += [f"  {prefix}: {' '.join(kinds)}" for prefix, kinds in groups.items()]
+    lines.append(f"size        {_size(run.path) / 1e6:.1f} MB on disk")
+    return lines
+
+
+def _info(args: argparse.Namespace) -> int:
+    print("\n".join(describe_run(args.run)))
+    return 0
+
+
+# --- samples --------------------------------------------------------------------------------------------------
+
+
+def _samples(args: argparse.Namespace) -> int:
+    from .models import samples
+    from .models.loading import load_model
+    from .models.tokenizers import read_text
+
+    if args.chars < 1:
+        raise UserError(f"--chars must be at least 1, got {args.chars}")
+    chosen = samples.pick(args.only)
+    folder = args.samples_dir
+    todo = []
+    for s in chosen:  # check everything first, so a missing file does not stop the job halfway
+        ckpt, corpus, out = folder / s.checkpoint, folder / s.corpus, args.out / s.name
+        for f in (ckpt, corpus):
+            if not f.is_file():
+                raise UserError(f"sample file {f} is missing (train it with sample_models/train_all.sh)")
+        _check_out(out, args.overwrite)
+        todo.append((s, ckpt, corpus, out))
+    device = _device(args.device)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for s, ckpt, corpus, out in todo:
+        text = s.excerpt(read_text(corpus), args.chars)
+        loaded = load_model(ckpt)
+        record_text(
+            loaded,
+            text,
+            out,
+            annotate=s.annotate,
+            manifest={
+                "corpus": {"file": str(corpus), "excerpt": "held-out tail", "chars": len(text)},
+                "sample": s.name,
+            },
+            streams=args.streams,
+            chunk=256,
+            device=device,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+        )
+        print(f"recorded {out}")
+    return 0
+
+
+def _add_samples(sub) -> None:
+    from .models.samples import SAMPLES, SAMPLES_DIR
+
+    p = sub.add_parser(
+        "samples",
+        help="record the bundled sample models on their corpora",
+        description="Record the bundled sample models ("
+        + ", ".join(s.name for s in SAMPLES)
+        + ") on a held-out excerpt of their corpora, with annotation tracks.",
+    )
+    p.add_argument("--out", type=Path, default=Path("runs"), help="directory for the runs (default runs/)")
+    p.add_argument("--only", nargs="+", metavar="NAME", help="record only these samples")
+    p.add_argument("--chars", type=int, default=20000, help="characters per run (default 20000)")
+    p.add_argument("--streams", type=int, default=4, help="parallel streams (default 4)")
+    p.add_argument("--samples-dir", type=Path, default=SAMPLES_DIR, help=argparse.SUPPRESS)
+    p.add_argument("--device", help="cpu, cuda or cuda:N")
+    p.add_argument("--overwrite", action="store_true", help="replace existing runs")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_samples)
+
+
+# --- train, import, export ------------------------------------------------------------------------------------
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .models import train
+
+    train.train(args)
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    _check_out(args.out, args.overwrite)
+    if not args.folder.is_dir():
+        raise UserError(f"{args.folder} is not a directory (an LSTMVis project folder with lstm.yml)")
+    from .interop.lstmvis import import_lstmvis
+
+    print(f"imported {import_lstmvis(args.folder, args.out, overwrite=args.overwrite)}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .store import open_run
+
+    run = open_run(args.run)
+    for name in args.names or []:
+        run.info(name)  # a RunError naming the unknown activation
+    if args.lstmvis is not None:
+        _check_out(args.lstmvis, args.overwrite)
+        from .interop.lstmvis import export_lstmvis
+
+        dest = export_lstmvis(run, args.lstmvis, names=args.names, overwrite=args.overwrite)
+    else:
+        dest, fmt = (args.csv, "csv") if args.csv is not None else (args.parquet, "parquet")
+        _check_out(dest, args.overwrite)
+        if not dest.parent.is_dir():
+            raise UserError(f"the directory of {dest} does not exist")
+        from .interop.tables import export_table
+
+        dest = export_table(run, dest, args.names, args.start, args.stop, fmt)
+    print(f"exported {dest}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse tree of every subcommand."""
+    parser = _Parser(prog="lstmviz", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    _add_record(sub)
+
+    from .models import train
+
+    p = sub.add_parser(
+        "train",
+        help="train the reference char model on a text",
+        description=train.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    train.add_arguments(p)
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("info", help="what is in a run, and its size")
+    p.add_argument("run", type=Path)
+    p.set_defaults(func=_info)
+    _add_samples(sub)
+
+    p = sub.add_parser("import-lstmvis", help="turn an LSTMVis project folder into a run")
+    p.add_argument("folder", type=Path)
+    p.add_argument("--out", required=True, type=Path, help="run directory to create")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_import)
+
+    p = sub.add_parser("export", help="write a run's activations as an LSTMVis folder, CSV or parquet")
+    p.add_argument("run", type=Path)
+    dest = p.add_mutually_exclusive_group(required=True)
+    dest.add_argument("--lstmvis", type=Path, metavar="FOLDER", help="an LSTMVis project folder")
+    dest.add_argument("--csv", type=Path, metavar="FILE", help="a CSV table, one row per token")
+    dest.add_argument("--parquet", type=Path, metavar="FILE", help="a parquet table, one row per token")
+    p.add_argument("--names", nargs="+", help="activations to export (default: all)")
+    p.add_argument("--start", type=int, help="first token (CSV/parquet)")
+    p.add_argument("--stop", type=int, help="token after the last (CSV/parquet)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_export)
+    return parser
+
+
+def _one_line(e: BaseException) -> str:
+    msg = str(e) or type(e).__name__
+    if isinstance(e, OSError) and e.filename:
+        msg = f"{e.strerror or type(e).__name__}: {e.filename}"
+    return " ".join(msg.split())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``lstmviz`` script; returns the exit status."""
+    from .store import RunError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    args.argv = argv  # train stores the command that made a checkpoint
+    try:
+        return args.func(args)
+    except (
+        UserError,
+        RunError,
+        ValueError,
+        FileNotFoundError,
+        IsADirectoryError,
+        NotADirectoryError,
+        PermissionError,
+    ) as e:
+        print(f"lstmviz: error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:  # `lstmviz info RUN | head`: the reader left, which is fine
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        print("lstmviz: interrupted", file=sys.stderr)
+        return 130

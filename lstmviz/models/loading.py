@@ -1,0 +1,374 @@
+"""Load a model to record: a native checkpoint, a user's class plus a state_dict, or (trusted) a pickled module.
+
+:func:`load_model` returns a :class:`LoadedModel`: the module, its tokenizer, how to call it, and a description
+for the run manifest. Three sources are understood:
+
+1. a native checkpoint from ``lstmviz train``: ``{"format": "lstmviz", "config", "model", "tokenizer", …}``;
+2. ``model="package.module:factory"`` (importable, with ``code`` prepended to ``sys.path``) plus ``weights``, a
+   state_dict file;
+3. a whole pickled module (``torch.save(model)``), only with ``trust_pickle=True``, because unpickling runs
+   whatever code the file names.
+
+Files are always read with ``torch.load(weights_only=True)`` first, which cannot run code.
+
+Calling conventions: ``model(ids)`` or ``model(ids, hidden)`` (with ``init_hidden(batch)``, the PyTorch
+word-language-model example), with ids ``[batch, time]`` or ``[time, batch]``. Both are found by probing the
+model on a tiny input and watching what its first recurrent module receives; when that cannot tell, the error
+names the option to pass (``convention=`` / ``--convention``, ``layout=`` / ``--layout``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import pickle
+import sys
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import UserError
+from .charrnn import CharRNN, CharRNNConfig
+from .tokenizers import Tokenizer
+
+RECURRENT = (nn.LSTM, nn.GRU, nn.RNN)
+CONVENTIONS = ("ids", "ids_hidden")
+LAYOUTS = ("batch", "seq")
+_PROBE_B, _PROBE_T = 2, 3  # distinct, so the time axis the recurrent module sees tells the layout
+
+
+@dataclass
+class CallConvention:
+    """How to call a model on batch-first ids; usable as the recorder's ``call=``.
+
+    ``convention``: ``"ids"`` calls ``model(x)``; ``"ids_hidden"`` calls ``model(x, hidden)`` where hidden is
+    None when the model accepts it (so the recorder can carry state across chunks) and else
+    ``model.init_hidden(batch)``. ``layout``: ``"batch"`` passes ``x = ids [B, T]``, ``"seq"`` passes
+    ``x = ids.T [T, B]``. The output (or the first element of an ``(output, hidden)`` tuple) is returned as
+    ``[B, T, V]``, unflattening ``[T·B, V]`` or ``[B·T, V]`` outputs.
+    """
+
+    convention: str = "ids"
+    layout: str = "batch"
+    hidden_none: bool = True
+
+    def __call__(self, model: nn.Module, ids: torch.Tensor) -> Any:
+        """ids: int64 ``[B, T]`` → the model's output, as ``[B, T, V]`` when it is a per-step tensor."""
+        B, T = ids.shape
+        x = ids if self.layout == "batch" else ids.t()  # (B, T) or (T, B)
+        hidden = None if self.hidden_none or self.convention == "ids" else model.init_hidden(B)
+        out = model(x) if self.convention == "ids" else model(x, hidden)
+        if isinstance(out, tuple | list):
+            out = out[0]
+        if not (isinstance(out, torch.Tensor) and out.is_floating_point()):
+            return out
+        if out.dim() == 2 and out.shape[0] == B * T:
+            out = out.view(B, T, -1) if self.layout == "batch" else out.view(T, B, -1)  # unflatten
+        if out.dim() == 3 and self.layout == "seq":
+            out = out.transpose(0, 1)  # (T, B, V) -> (B, T, V)
+        return out
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to record: ``module`` (eval mode), ``tokenizer`` (or None), ``call`` (for the recorder),
+    ``vocab_size`` (rows of its input embedding, or None), ``description`` (for the run manifest)."""
+
+    module: nn.Module
+    tokenizer: Tokenizer | None
+    call: CallConvention
+    vocab_size: int | None = None
+    description: dict = field(default_factory=dict)
+
+    def check_ids(self, ids: np.ndarray | torch.Tensor) -> None:
+        """Fail, before any work, on ids the model's embedding cannot look up."""
+        ids = np.asarray(ids)
+        if not ids.size:
+            raise UserError("there are no tokens to record")
+        if ids.min() < 0:
+            raise UserError(f"token id {int(ids.min())} is negative")
+        if self.vocab_size is not None and ids.max() >= self.vocab_size:
+            raise UserError(
+                f"token id {int(ids.max())} is beyond the model's embedding of {self.vocab_size} "
+                f"rows: the tokenizer does not match this model"
+            )
+
+
+def load_model(
+    checkpoint: str | os.PathLike | None = None,
+    *,
+    model: str | None = None,
+    weights: str | os.PathLike | None = None,
+    code: str | os.PathLike | None = None,
+    trust_pickle: bool = False,
+    tokenizer: Tokenizer | str | os.PathLike | None = None,
+    convention: str | None = None,
+    layout: str | None = None,
+) -> LoadedModel:
+    """Load a model to record (see the module docstring for the sources and conventions).
+
+    ``tokenizer``: a :class:`Tokenizer` or a vocabulary file; it overrides the checkpoint's. ``convention``
+    (``"ids"`` | ``"ids_hidden"``) and ``layout`` (``"batch"`` | ``"seq"``) skip the probe.
+    Raises :class:`~lstmviz.errors.UserError` with a one-line message for every bad input.
+    """
+    if convention is not None and convention not in CONVENTIONS:
+        raise UserError(f"convention must be one of {', '.join(CONVENTIONS)}, got {convention!r}")
+    if layout is not None and layout not in LAYOUTS:
+        raise UserError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    if model is not None:
+        if checkpoint is not None and weights is not None:
+            raise UserError("give the state_dict once: as --weights (with --model), not also as a checkpoint")
+        module, tok = _from_factory(model, weights or checkpoint, code), None
+        desc = {"source": "factory", "factory": model, "weights": str(weights or checkpoint or "")}
+    elif weights is not None:
+        raise UserError("--weights needs --model package.module:factory to build the module it fills")
+    elif checkpoint is None:
+        raise UserError("nothing to load: give a checkpoint, or --model package.module:factory with --weights")
+    else:
+        module, desc, tok = _from_checkpoint(Path(checkpoint), trust_pickle)
+    if isinstance(tokenizer, Tokenizer):
+        tok = tokenizer
+    elif tokenizer is not None:
+        tok = Tokenizer.from_vocab_file(tokenizer)
+    module.eval()
+    recurrent = _recurrent(module)
+    vocab_size = _embedding_rows(module)
+    if tok is not None and vocab_size is not None and len(tok) > vocab_size:
+        raise UserError(
+            f"the tokenizer has {len(tok)} symbols but the model's embedding has only {vocab_size} "
+            f"rows: they do not belong together"
+        )
+    call = _probe(module, convention, layout)
+    desc.update(
+        {
+            "class": f"{type(module).__module__}.{type(module).__qualname__}",
+            "params": sum(p.numel() for p in module.parameters()),
+            "recurrent_modules": recurrent,
+            "convention": call.convention,
+            "layout": call.layout,
+            "vocab_size": vocab_size,
+            "tokenizer": None if tok is None else {"kind": tok.kind, "size": len(tok), "unk": tok.unk},
+        }
+    )
+    return LoadedModel(module, tok, call, vocab_size, desc)
+
+
+# --- sources ------------------------------------------------------------------------------------------------
+
+
+def _torch_load(path: Path, trust_pickle: bool) -> tuple[Any, bool]:
+    """``(object, was_pickled_code)``: weights-only first; a full unpickle only when trusted."""
+    if not path.exists():
+        raise UserError(f"no such file: {path}")
+    if path.is_dir():
+        raise UserError(f"{path} is a directory, not a checkpoint file")
+    if path.stat().st_size == 0:
+        raise UserError(f"{path} is empty, not a checkpoint")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "pickle protocol 4": irrelevant, we refuse it anyway
+            return torch.load(path, map_location="cpu", weights_only=True), False
+    except pickle.UnpicklingError as e:
+        if "weights_only" not in str(e) and "Weights only" not in str(e):
+            raise UserError(f"{path} is not a PyTorch checkpoint: {_first_line(e)}") from None
+    except Exception as e:  # a weights-only load runs no code; any other failure means "not a checkpoint"
+        raise UserError(f"{path} is not a PyTorch checkpoint: {_first_line(e)}") from None
+    if not trust_pickle:
+        raise UserError(
+            f"{path} is a pickled Python object (e.g. torch.save(model)); loading it would run "
+            f"arbitrary code from the file. Pass --trust-pickle (trust_pickle=True) only if you "
+            f"trust its source, or save a state_dict and use --model with --weights"
+        )
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False), True
+    except (AttributeError, ModuleNotFoundError) as e:
+        raise UserError(
+            f"{path} needs code that is not importable ({_first_line(e)}): add its directory with --code DIR"
+        ) from None
+
+
+def _first_line(e: BaseException) -> str:
+    lines = [s.strip() for s in str(e).splitlines() if s.strip()]
+    return lines[0] if lines else type(e).__name__
+
+
+def _from_checkpoint(path: Path, trust_pickle: bool) -> tuple[nn.Module, dict, Tokenizer | None]:
+    obj, pickled = _torch_load(path, trust_pickle)
+    if isinstance(obj, nn.Module):
+        return obj, {"source": "pickle", "checkpoint": str(path)}, None
+    if pickled:
+        raise UserError(f"{path} holds a {type(obj).__name__}, not an nn.Module")
+    if isinstance(obj, dict) and obj.get("format") == "lstmviz":
+        return _native(path, obj)
+    if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise UserError(
+            f"{path} holds a bare state_dict: pass --model package.module:factory to build the "
+            f"module it fills (and --weights {path})"
+        )
+    raise UserError(
+        f"{path} is not an lstmviz checkpoint (no format: 'lstmviz' entry); for your own model "
+        f"pass --model package.module:factory --weights FILE"
+    )
+
+
+def _native(path: Path, ckpt: dict) -> tuple[nn.Module, dict, Tokenizer | None]:
+    """Rebuild a :class:`CharRNN` from a native checkpoint."""
+    for key in ("config", "model"):
+        if key not in ckpt:
+            raise UserError(f"{path} is a damaged lstmviz checkpoint: it has no {key!r} entry")
+    try:
+        config = CharRNNConfig(**ckpt["config"])
+    except TypeError as e:
+        raise UserError(f"{path} has an unreadable model config: {e}") from None
+    module = CharRNN(config)
+    _load_state(module, ckpt["model"], path)
+    tok = Tokenizer.from_json(ckpt["tokenizer"]) if ckpt.get("tokenizer") else None
+    desc = {
+        "source": "native",
+        "checkpoint": str(path),
+        "config": config.to_json(),
+        "metrics": ckpt.get("metrics", {}),
+        "training": ckpt.get("training", {}),
+    }
+    return module, desc, tok
+
+
+def _load_state(module: nn.Module, state: Any, path: Path | str) -> None:
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    elif isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    if not isinstance(state, dict):
+        raise UserError(f"{path} holds a {type(state).__name__}, not a state_dict")
+    own, given = module.state_dict(), state
+    missing = [k for k in own if k not in given]
+    unexpected = [k for k in given if k not in own]
+    wrong = [
+        f"{k} is {list(given[k].shape)} in the file, {list(v.shape)} in the model"
+        for k, v in own.items()
+        if k in given and isinstance(given[k], torch.Tensor) and given[k].shape != v.shape
+    ]
+    problems = (
+        ([f"missing {', '.join(missing[:3])}"] if missing else [])
+        + ([f"unexpected {', '.join(unexpected[:3])}"] if unexpected else [])
+        + ([f"size mismatch: {wrong[0]}"] if wrong else [])
+    )
+    if problems:
+        raise UserError(f"the weights in {path} do not fit {type(module).__name__}: {'; '.join(problems)}")
+    module.load_state_dict(state)
+
+
+def _from_factory(spec: str, weights: str | os.PathLike | None, code: str | os.PathLike | None) -> nn.Module:
+    """Build ``package.module:factory`` (a class or a function of no arguments) and load ``weights`` into it."""
+    mod_name, _, attr = spec.partition(":")
+    if not mod_name or not attr:
+        raise UserError(f"--model must look like package.module:factory, got {spec!r}")
+    if code is not None:
+        code = Path(code)
+        if not code.is_dir():
+            raise UserError(f"--code {code} is not a directory")
+        if str(code.resolve()) not in sys.path:
+            sys.path.insert(0, str(code.resolve()))
+    try:
+        mod = importlib.import_module(mod_name)
+    except ImportError as e:
+        raise UserError(f"cannot import {mod_name!r} for --model ({e}); add its directory with --code DIR") from None
+    factory: Callable | None = getattr(mod, attr, None)
+    if factory is None or not callable(factory):
+        raise UserError(f"{mod_name} has no callable {attr!r} for --model")
+    try:
+        module = factory()
+    except TypeError as e:
+        raise UserError(f"--model {spec}: the factory must be callable without arguments ({e})") from None
+    if not isinstance(module, nn.Module):
+        raise UserError(f"--model {spec} returned a {type(module).__name__}, not an nn.Module")
+    _recurrent(module)  # before reading any weights
+    if weights is None:
+        raise UserError(f"--model {spec} needs --weights FILE (a state_dict saved with torch.save)")
+    state, _ = _torch_load(Path(weights), trust_pickle=False)
+    _load_state(module, state, weights)
+    return module
+
+
+def _recurrent(module: nn.Module) -> list[str]:
+    """Paths of the recurrent modules, or a :class:`UserError` when there are none."""
+    found = [n for n, m in module.named_modules() if isinstance(m, RECURRENT)]
+    if not found:
+        raise UserError(f"{type(module).__name__} has no nn.LSTM, nn.GRU or nn.RNN module: lstmviz records only those")
+    return found
+
+
+# --- conventions ----------------------------------------------------------------------------------------------
+
+
+def _embedding_rows(module: nn.Module) -> int | None:
+    emb = next((m for m in module.modules() if isinstance(m, nn.Embedding)), None)
+    return None if emb is None else emb.num_embeddings
+
+
+def _takes_hidden(module: nn.Module) -> bool:
+    """Does ``forward`` take a second positional argument (the hidden state)?"""
+    try:
+        params = list(inspect.signature(module.forward).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 and positional[1].default is inspect.Parameter.empty
+
+
+def _probe(module: nn.Module, convention: str | None, layout: str | None) -> CallConvention:
+    """Find the call convention by calling the model on a ``[2, 3]`` (or ``[3, 2]``) probe and checking that its
+    first recurrent module sees 3 time steps."""
+    user_convention = convention
+    if convention is None:
+        convention = "ids_hidden" if _takes_hidden(module) else "ids"
+    has_init = callable(getattr(module, "init_hidden", None))
+    hidden_options = [True, False] if convention == "ids_hidden" and has_init else [True]
+    rnn = next(m for m in module.modules() if isinstance(m, RECURRENT))
+    seen: list[int] = []
+
+    def hook(m: nn.Module, args: tuple) -> None:
+        x = args[0]
+        if isinstance(x, torch.Tensor) and x.dim() == 3:
+            seen.append(x.shape[1] if m.batch_first else x.shape[0])
+
+    candidates = [
+        CallConvention(convention, lay, none) for lay in ([layout] if layout else LAYOUTS) for none in hidden_options
+    ]
+    errors: list[str] = []
+    handle = rnn.register_forward_pre_hook(hook)
+    try:
+        for cand in candidates:
+            seen.clear()
+            ids = torch.zeros(_PROBE_B, _PROBE_T, dtype=torch.long)
+            try:
+                with torch.no_grad():
+                    out = cand(module, ids)
+            except Exception as e:  # any failure just rules this candidate out
+                errors.append(f"{cand.layout}: {_first_line(e)}")
+                continue
+            fits_output = (
+                not isinstance(out, torch.Tensor) or out.dim() != 3 or tuple(out.shape[:2]) == (_PROBE_B, _PROBE_T)
+            )
+            if seen and seen[0] == _PROBE_T and fits_output:
+                return cand
+            if layout is not None:
+                return cand  # the user said so, and the call runs
+    finally:
+        handle.remove()
+    hint = " or ".join(
+        opt
+        for opt, given in (("--layout batch|seq", layout), ("--convention ids|ids_hidden", user_convention))
+        if not given
+    )
+    why = f" (tried: {'; '.join(errors[:2])})" if errors else ""
+    raise UserError(
+        f"cannot tell how to call {type(module).__name__} on token ids{': pass ' + hint if hint else ''}{why}"
+    )
