@@ -144,6 +144,11 @@ def _record(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.no_progress,
     )
+    if args.project:
+        from .analysis.projection import precompute
+        from .store import open_run
+
+        precompute(open_run(out), args.project)
     print(f"recorded {out}")
     return 0
 
@@ -188,6 +193,8 @@ def _add_record(sub) -> None:
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--project", nargs="+", choices=["pca", "umap"],
+                   help="precompute these projections of the default activation for the Projection page")
     p.set_defaults(func=_record)
 
 
@@ -255,41 +262,20 @@ def _info(args: argparse.Namespace) -> int:
 
 def _samples(args: argparse.Namespace) -> int:
     from .models import samples
-    from .models.loading import load_model
-    from .models.tokenizers import read_text
 
     if args.chars < 1:
         raise UserError(f"--chars must be at least 1, got {args.chars}")
-    chosen = samples.pick(args.only)
-    folder = args.samples_dir
-    todo = []
-    for s in chosen:  # check everything first, so a missing file does not stop the job halfway
-        ckpt, corpus, out = folder / s.checkpoint, folder / s.corpus, args.out / s.name
-        for f in (ckpt, corpus):
-            if not f.is_file():
-                raise UserError(f"sample file {f} is missing (train it with sample_models/train_all.sh)")
-        _check_out(out, args.overwrite)
-        todo.append((s, ckpt, corpus, out))
-    device = _device(args.device)
-    args.out.mkdir(parents=True, exist_ok=True)
-    for s, ckpt, corpus, out in todo:
-        text = s.excerpt(read_text(corpus), args.chars)
-        loaded = load_model(ckpt)
-        record_text(
-            loaded,
-            text,
-            out,
-            annotate=s.annotate,
-            manifest={
-                "corpus": {"file": str(corpus), "excerpt": "held-out tail", "chars": len(text)},
-                "sample": s.name,
-            },
-            streams=args.streams,
-            chunk=256,
-            device=device,
-            overwrite=args.overwrite,
-            progress=not args.no_progress,
-        )
+    for out in samples.record_all(
+        args.out,
+        only=args.only,
+        samples_dir=args.samples_dir,
+        overwrite=args.overwrite,
+        chars=args.chars,
+        streams=args.streams,
+        device=_device(args.device),
+        progress=not args.no_progress,
+        projections=args.project,
+    ):
         print(f"recorded {out}")
     return 0
 
@@ -312,6 +298,8 @@ def _add_samples(sub) -> None:
     p.add_argument("--device", help="cpu, cuda or cuda:N")
     p.add_argument("--overwrite", action="store_true", help="replace existing runs")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--project", nargs="*", default=["pca", "umap"], choices=["pca", "umap"],
+                   help="projections to precompute for the Projection page (default: pca umap; none: --project)")
     p.set_defaults(func=_samples)
 
 

@@ -153,6 +153,20 @@ def test_samples_records_every_sample(tmp_path, files, capsys):
     code = lstmviz.open_run(tmp_path / "runs" / "code_lstm").tokens
     assert "in_string" in code and len(code) <= len(CODE)
     assert "depth" in lstmviz.open_run(tmp_path / "runs" / "parens_lstm").tokens
+    cached = sorted(p.name.split("-")[0] for p in (tmp_path / "runs" / "code_lstm" / "cache" / "projection").iterdir())
+    assert cached == ["pca", "umap"]  # the Projection page's default maps are precomputed
+
+
+def test_record_project_precomputes_the_default_map(files, capsys):
+    from lstmviz.analysis.projection import default_activation, project
+
+    argv = ["record", "--checkpoint", files["ckpt"], "--text", files["text"], "--out", files["out"]]
+    run_ok([*argv, "--no-progress", "--project", "pca"], capsys)
+    run = lstmviz.open_run(files["out"])
+    cache = run.path / "cache" / "projection"
+    assert [p.name.split("-")[0] for p in cache.iterdir()] == ["pca"]
+    project(run, default_activation(run), n_samples=min(5000, run.n_tokens))
+    assert len(list(cache.iterdir())) == 1  # the page's call was served from that cache
 
 
 def test_export_csv(files, capsys):

@@ -88,6 +88,22 @@ def project(
     return frame
 
 
+def default_activation(run: Run) -> str:
+    """The activation a view starts on: the last layer's cell state, else its hidden state, else the last name."""
+    kinds = {n: run.info(n)["kind"] for n in run.names}
+    for kind in ("c", "h"):
+        named = [n for n, k in kinds.items() if k == kind]
+        if named:
+            return named[-1]
+    return run.names[-1]
+
+
+def precompute(run: Run, methods: Sequence[str] = METHODS, n_samples: int = 5000) -> None:
+    """Fill the cache with the maps the Projection page opens on (default activation, seed 0, each method)."""
+    for method in methods:
+        project(run, default_activation(run), method=method, n_samples=min(n_samples, run.n_tokens))
+
+
 def sample_tokens(n_tokens: int, n_samples: int, seed: int) -> np.ndarray:
     """int ``[min(n_samples, n_tokens)]``: token positions drawn without replacement, sorted."""
     rng = np.random.default_rng(seed)

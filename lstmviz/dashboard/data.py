@@ -290,47 +290,15 @@ def record_samples(root: Path, on_progress: Callable[[float, str], None], chars:
 
     ``on_progress(fraction, message)`` is called before each sample and once at the end.
     """
-    from ..cli import record_text
     from ..models import samples
-    from ..models.loading import load_model as load
-    from ..models.tokenizers import read_text
 
-    todo = [
-        s
-        for s in samples.SAMPLES
-        if (samples.SAMPLES_DIR / s.checkpoint).is_file() and (samples.SAMPLES_DIR / s.corpus).is_file()
-    ]
-    if not todo:
+    present = [s.name for s in samples.SAMPLES if (samples.SAMPLES_DIR / s.checkpoint).is_file()]
+    if not present:
         raise UserError(
             f"no sample checkpoints in {samples.SAMPLES_DIR}: train them with "
             f"sample_models/train_all.sh, or record a run with `lstmviz record`"
         )
-    root.mkdir(parents=True, exist_ok=True)
-    done = []
-    for i, s in enumerate(todo):
-        on_progress(i / len(todo), f"Recording sample {s.name} ({i + 1}/{len(todo)})…")
-        out = root / s.name
-        if not (out / "manifest.json").is_file():
-            corpus = samples.SAMPLES_DIR / s.corpus
-            text = s.excerpt(read_text(corpus), chars)
-            record_text(
-                load(samples.SAMPLES_DIR / s.checkpoint),
-                text,
-                out,
-                annotate=s.annotate,
-                manifest={
-                    "corpus": {"file": str(corpus), "excerpt": "held-out tail", "chars": len(text)},
-                    "sample": s.name,
-                },
-                streams=4,
-                chunk=256,
-                device="cpu",
-                overwrite=True,
-                progress=False,
-            )
-        done.append(out)
-    on_progress(1.0, "Samples recorded.")
-    return done
+    return samples.record_all(root, on_progress, only=present, overwrite=True, chars=chars, progress=False)
 
 
 @st.cache_data(max_entries=32, show_spinner="Backpropagating through time…")

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from ..analysis.projection import default_activation
 from ..store import Run, RunError
 from . import data
 
@@ -195,14 +196,12 @@ def current_run() -> tuple[Run, data.RunRef]:
 def activation(
     run: Run, key: str = "act", kinds: Sequence[str] | None = None, label: str = "Activation", where: Any = st
 ) -> str:
-    """Pick an activation name (optionally only of some kinds, e.g. gates). Defaults to the last layer's c or h."""
+    """Pick an activation name (optionally only of some kinds, e.g. gates); see ``default_activation``."""
     names = [n for n in run.names if kinds is None or run.info(n)["kind"] in kinds]
     if not names:
         empty(f"This run has no activations of kind {', '.join(kinds or [])}.")
-    preferred = (
-        [n for n in names if run.info(n)["kind"] == "c"] or [n for n in names if run.info(n)["kind"] == "h"] or names
-    )
-    _init(key, preferred[-1], str, lambda v: v in names)
+    start = default_activation(run)
+    _init(key, start if start in names else names[-1], str, lambda v: v in names)
     name = where.selectbox(label, names, key=key, format_func=lambda n: f"{n}  ({run.info(n)['units']} units)")
     _publish(key, name)
     return name

@@ -7,7 +7,7 @@ suit the text: Python tokenize tracks for code, nesting depth for the parenthese
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,3 +68,74 @@ def pick(only: Sequence[str] | None) -> list[Sample]:
     if unknown:
         raise UserError(f"no sample model named {', '.join(unknown)}; there are {', '.join(known)}")
     return [known[n] for n in only]
+
+
+def record_sample(
+    sample: Sample,
+    out: Path,
+    *,
+    chars: int = 20000,
+    streams: int = 4,
+    device: str = "cpu",
+    overwrite: bool = False,
+    progress: bool = True,
+    samples_dir: Path = SAMPLES_DIR,
+    projections: Sequence[str] = ("pca", "umap"),
+) -> Path:
+    """Record one sample model on the held-out tail of its corpus into ``out``, then cache its default maps.
+
+    ``projections`` are precomputed (see :func:`lstmviz.analysis.projection.precompute`), so the Projection page
+    opens from cache; UMAP's first use in a process compiles numba code for about a minute.
+    """
+    from ..analysis.projection import precompute
+    from ..cli import record_text
+    from ..models.loading import load_model
+    from ..models.tokenizers import read_text
+    from ..store import open_run
+
+    corpus = samples_dir / sample.corpus
+    text = sample.excerpt(read_text(corpus), chars)
+    path = record_text(
+        load_model(samples_dir / sample.checkpoint),
+        text,
+        out,
+        annotate=sample.annotate,
+        manifest={"corpus": {"file": str(corpus), "excerpt": "held-out tail", "chars": len(text)},
+                  "sample": sample.name},
+        streams=streams,
+        chunk=256,
+        device=device,
+        overwrite=overwrite,
+        progress=progress,
+    )
+    precompute(open_run(path), projections)
+    return path
+
+
+def record_all(
+    root: Path,
+    on_progress: Callable[[float, str], None] = lambda fraction, message: None,
+    *,
+    only: Sequence[str] | None = None,
+    samples_dir: Path = SAMPLES_DIR,
+    overwrite: bool = False,
+    **options,
+) -> list[Path]:
+    """Record the chosen samples (all by default) under ``root``, one folder each. Every file is checked first,
+    so a missing checkpoint does not stop the job halfway. ``on_progress(fraction, message)`` is called before
+    each sample and at the end; ``options`` go to :func:`record_sample`.
+    """
+    chosen = pick(only)
+    for s in chosen:
+        for f in (samples_dir / s.checkpoint, samples_dir / s.corpus):
+            if not f.is_file():
+                raise UserError(f"sample file {f} is missing (train it with sample_models/train_all.sh)")
+        if (root / s.name).exists() and not overwrite:
+            raise UserError(f"{root / s.name} already exists: pass --overwrite to replace it")
+    root.mkdir(parents=True, exist_ok=True)
+    done = []
+    for i, s in enumerate(chosen):
+        on_progress(i / len(chosen), f"Recording sample {s.name} ({i + 1}/{len(chosen)})…")
+        done.append(record_sample(s, root / s.name, samples_dir=samples_dir, overwrite=overwrite, **options))
+    on_progress(1.0, "Samples recorded.")
+    return done
