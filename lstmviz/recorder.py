@@ -558,6 +558,7 @@ def record_corpus(
                 for batch, starts, counts, targets, fresh in _progress(batches, progress):
                     if fresh:
                         rec.reset()
+                        getattr(call, "reset", lambda: None)()  # a call that carries the model's own state
                     cache = rec.new_cache()
                     with torch.inference_mode():
                         out = call(model, batch.to(device))

@@ -49,22 +49,34 @@ class CallConvention:
     """How to call a model on batch-first ids; usable as the recorder's ``call=``.
 
     ``convention``: ``"ids"`` calls ``model(x)``; ``"ids_hidden"`` calls ``model(x, hidden)`` where hidden is
-    None when the model accepts it (so the recorder can carry state across chunks) and else
-    ``model.init_hidden(batch)``. ``layout``: ``"batch"`` passes ``x = ids [B, T]``, ``"seq"`` passes
-    ``x = ids.T [T, B]``. The output (or the first element of an ``(output, hidden)`` tuple) is returned as
-    ``[B, T, V]``, unflattening ``[T·B, V]`` or ``[B·T, V]`` outputs.
+    None when the model accepts it (the recorder then carries state across chunks) and else the state the model
+    returned on the previous call, starting from ``model.init_hidden(batch)`` after :meth:`reset` (which the
+    recorder calls at the start of every independent stream). ``layout``: ``"batch"`` passes ``x = ids [B, T]``,
+    ``"seq"`` passes ``x = ids.T [T, B]``. The output (or the first element of an ``(output, hidden)`` tuple) is
+    returned as ``[B, T, V]``, unflattening ``[T·B, V]`` or ``[B·T, V]`` outputs.
     """
 
     convention: str = "ids"
     layout: str = "batch"
     hidden_none: bool = True
+    state: Any = field(default=None, repr=False)
+
+    def reset(self) -> None:
+        """Forget the carried hidden state: the next call starts from ``init_hidden``."""
+        self.state = None
 
     def __call__(self, model: nn.Module, ids: torch.Tensor) -> Any:
         """ids: int64 ``[B, T]`` → the model's output, as ``[B, T, V]`` when it is a per-step tensor."""
         B, T = ids.shape
         x = ids if self.layout == "batch" else ids.t()  # (B, T) or (T, B)
-        hidden = None if self.hidden_none or self.convention == "ids" else model.init_hidden(B)
-        out = model(x) if self.convention == "ids" else model(x, hidden)
+        if self.convention == "ids":
+            out = model(x)
+        elif self.hidden_none:
+            out = model(x, None)
+        else:
+            out = model(x, self.state if self.state is not None else model.init_hidden(B))
+            if isinstance(out, tuple | list) and len(out) > 1:
+                self.state = _detached(out[1])
         if isinstance(out, tuple | list):
             out = out[0]
         if not (isinstance(out, torch.Tensor) and out.is_floating_point()):
@@ -74,6 +86,13 @@ class CallConvention:
         if out.dim() == 3 and self.layout == "seq":
             out = out.transpose(0, 1)  # (T, B, V) -> (B, T, V)
         return out
+
+
+def _detached(state: Any) -> Any:
+    """A returned hidden state (tensor or nested tuple of tensors) cut from the graph, as repackage_hidden does."""
+    if isinstance(state, torch.Tensor):
+        return state.detach()
+    return tuple(_detached(s) for s in state)
 
 
 @dataclass
