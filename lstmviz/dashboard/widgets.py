@@ -138,10 +138,15 @@ def choice(
 
 
 def run_picker(root: Path) -> str:
-    """Sidebar: pick a run found under ``root``, or type a run directory. Returns the chosen path ("" if none)."""
+    """Sidebar: pick a run found under ``root``, or type a run directory. Returns the chosen path ("" if none).
+
+    The URL's ``run`` is relative to ``root`` for runs under it (``?run=code_lstm``), else a full path.
+    """
     found = [str(p) for p in data.find_runs(root)]
     _init("run", found[0] if found else "", str)
     current = st.session_state["run"]
+    if current and not Path(current).exists() and (root / current).exists():
+        current = st.session_state["run"] = str(root / current)  # a URL names runs relative to the root
     options = found + ([current] if current and current not in found else [])
 
     def label(path: str) -> str:
@@ -172,7 +177,7 @@ def run_picker(root: Path) -> str:
         placeholder="/path/to/run",
         help="Type a path and press Enter.",
     )
-    _publish("run", st.session_state["run"])
+    _publish("run", st.session_state["run"], label)
     return st.session_state["run"]
 
 

@@ -96,6 +96,14 @@ def test_url_reproduces_the_view(runs_root, monkeypatch):
     assert at.number_input(key="start").value == 100
 
 
+def test_url_names_runs_relative_to_the_root(runs_root, monkeypatch):
+    """A copied link says ``?run=tiny_lstm``, not a machine-specific absolute path, and opens that run."""
+    at = visit(app(runs_root, monkeypatch, run="tiny_lstm"), "overview")
+    assert_clean(at)
+    assert at.selectbox(key="run").value == str(runs_root / "tiny_lstm")
+    assert at.query_params["run"] in ("tiny_lstm", ["tiny_lstm"])
+
+
 def test_find_in_text_jumps(runs_root, monkeypatch):
     at = visit(app(runs_root, monkeypatch, width="100"), "text")
     at.text_input(key="start_find").input("class Box").run()
