@@ -538,6 +538,9 @@ def record_corpus(
                 for col in tokens_extra.columns:
                     tokens[col] = tokens_extra[col].to_numpy()
             activations = [a for rm in rec.modules for a in rm.activations() if rec.keep(a.name)]
+            if not activations:
+                example = rec.modules[0].activations()[0].name
+                raise RunError(f"names= matches no activation of this model (they look like {example!r})")
             meta = _manifest(
                 model,
                 rec.modules,

@@ -173,7 +173,9 @@ def test_bad_inputs(tiny_model, tmp_path):
         lstmviz.record_corpus(tiny_model, [], tmp_path / "a", progress=False)
     with pytest.raises(RunError, match="display has 2 entries for 3 tokens"):
         lstmviz.record_corpus(tiny_model, [1, 2, 3], tmp_path / "b", display=["a", "b"], progress=False)
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    with pytest.raises(RunError, match=r"matches no activation.*'rnn\.l0\.fwd\.i'"):
+        lstmviz.record_corpus(tiny_model, [1, 2, 3], tmp_path / "c", names=["lstm.l0.fwd.h"], progress=False)
+    assert not any(tmp_path.iterdir())
 
 
 def _edit(path, **changes):
