@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from .errors import UserError
 
 if TYPE_CHECKING:
@@ -39,6 +41,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a run directory")
     if out.exists() and not overwrite:
         raise UserError(f"{out} already exists (pass --overwrite to replace it)")
 
@@ -96,6 +100,11 @@ def record_text(
     if max_tokens is not None:
         ids = ids[:max_tokens]
     loaded.check_ids(ids)
+    if options.get("mode") == "sequences":
+        if tok.kind != "char":
+            raise UserError("--mode sequences records one sequence per line of the text, which needs a char tokenizer")
+        newline = np.frombuffer(text.encode("utf-32-le"), np.uint32) == ord("\n")  # one char, one token
+        options["docs"] = np.concatenate([[0], np.cumsum(newline[:-1])])[: len(ids)]
     display = tok.display(ids)
     extra = tracks(annotate, text) if tok.kind == "char" else None
     if annotations is not None:
@@ -408,10 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         UserError,
         RunError,
         ValueError,
-        FileNotFoundError,
-        IsADirectoryError,
-        NotADirectoryError,
-        PermissionError,
+        OSError,
     ) as e:
         print(f"lstmviz: error: {_one_line(e)}", file=sys.stderr)
         return EXIT_USAGE

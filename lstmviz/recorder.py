@@ -93,7 +93,10 @@ class RecurrentModule:
 
 
 def find_recurrent(model: nn.Module) -> list[RecurrentModule]:
-    """Every ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` in ``model``, by ``named_modules()`` path (``""`` → ``"rnn"``)."""
+    """Every ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` in ``model``, by ``named_modules()`` path.
+
+    A model that *is* a recurrent module (path ``""``) is named by its cell: ``lstm``, ``gru`` or ``rnn``.
+    """
     found = []
     for path, m in model.named_modules():
         cell = cells.cell_type(m)
@@ -178,7 +181,8 @@ class Recorder(contextlib.AbstractContextManager):
         self.carry = carry
         self.state: dict[str, object] = {}
         self.cache = ActivationCache()
-        self._pools: dict[tuple[str, int, str], dict[str, Tensor]] | None = {} if reuse_buffers else None
+        self._pools: dict[tuple[str, int, int, str], dict[str, Tensor]] | None = {} if reuse_buffers else None
+        self._calls: dict[str, int] = {}  # calls of each module in the current forward
         self._installed: list[tuple[nn.Module, object]] = []
 
     def reset(self) -> None:
@@ -189,6 +193,7 @@ class Recorder(contextlib.AbstractContextManager):
         """Start collecting into a fresh cache, and return it."""
         self.cache = ActivationCache()
         self.cache.modules = self.modules
+        self._calls = {}
         return self.cache
 
     def __enter__(self) -> Recorder:
@@ -249,6 +254,7 @@ class Recorder(contextlib.AbstractContextManager):
             x_bf = input if m.batch_first else input.transpose(0, 1)
             B, lengths = x_bf.shape[0], None
         h0, c0 = self._initial_state(rm, hx, B, x_bf)
+        self._calls[rm.path] = self._calls.get(rm.path, -1) + 1
         strategy = self._pick_strategy(rm, input if not packed else x_bf, packed)
         lens = lengths if lengths is not None else torch.full((B,), x_bf.shape[1], dtype=torch.long)
         prev = self.cache.lengths.get(rm.path)
@@ -377,7 +383,8 @@ class Recorder(contextlib.AbstractContextManager):
             rev = d == "rev"
             p = cells.layer_params(rm.module, layer, rev)
             xs = x_bf.flip(1) if rev else x_bf
-            pool = None if self._pools is None else self._pools.setdefault((rm.path, layer, d), {})
+            key = (rm.path, self._calls[rm.path], layer, d)  # one pool per call: a stepped decoder keeps every step
+            pool = None if self._pools is None else self._pools.setdefault(key, {})
             if rm.cell == "LSTM":
                 vals = cells.lstm_loop(xs, h0[di], c0[di], p, pool)
                 c_ns.append(vals["c"][:, -1])
@@ -590,6 +597,9 @@ def _rows(starts: np.ndarray, counts: np.ndarray, T: int) -> tuple[np.ndarray, T
 def _write_chunk(writer: RunWriter, cache: ActivationCache, starts: np.ndarray, counts: np.ndarray) -> None:
     """Write each stream's valid rows of every cached activation ``[B, T, U]`` at its corpus position."""
     for name, value in cache.items():
+        if value.shape[0] != len(starts):
+            raise RunError(f"{name} came back with batch {value.shape[0]} for {len(starts)} streams: the model is "
+                           f"called with ids [streams, chunk]; check its layout (--layout batch|seq)")
         if name in writer.acts:
             half = value.to("cpu", torch.float16)  # torch converts ~8× faster than numpy
             writer.write_blocks(name, starts, half.numpy(), counts, rounded=half.float().numpy())

@@ -163,6 +163,8 @@ class RunWriter:
         overwrite: bool = False,
     ):
         self.out = Path(out_dir)
+        if self.out.exists() and not self.out.is_dir():
+            raise RunError(f"output {self.out} is a file, not a directory")
         if self.out.exists() and not overwrite:
             raise RunError(f"output directory {self.out} already exists (pass overwrite to replace it)")
         missing = [c for c in TOKEN_COLUMNS if c not in tokens.columns]
@@ -224,7 +226,23 @@ class RunWriter:
         self.columns[column][start : start + len(values)] = values
 
     def close(self) -> Path:
-        """Convert spills to parquet, write tokens, stats and the manifest (last), and rename into place."""
+        """Convert spills to parquet, write tokens, stats and the manifest (last), and rename into place.
+
+        If anything fails, the partial directory is removed and an existing run at the output is left as it was.
+        """
+        try:
+            self._finish()
+        except BaseException:
+            self.abort()
+            raise
+        old = self.out.with_name(self.out.name + ".old")
+        if self.out.exists():
+            self.out.rename(old)  # keep the previous run until the new one is in place
+        self.partial.rename(self.out)
+        shutil.rmtree(old, ignore_errors=True)
+        return self.out
+
+    def _finish(self) -> None:
         for f in self._spill.values():
             f.close()
 
@@ -260,10 +278,6 @@ class RunWriter:
             "complete": True,
         }
         (self.partial / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str))
-        if self.out.exists():
-            shutil.rmtree(self.out)
-        self.partial.rename(self.out)
-        return self.out
 
     def abort(self) -> None:
         """Remove the partial directory."""

@@ -169,6 +169,15 @@ def test_record_project_precomputes_the_default_map(files, capsys):
     assert len(list(cache.iterdir())) == 1  # the page's call was served from that cache
 
 
+def test_sequences_mode_records_one_sequence_per_line(files, capsys):
+    argv = ["record", "--checkpoint", files["ckpt"], "--text", files["text"], "--out", files["out"]]
+    run_ok([*argv, "--mode", "sequences", "--no-progress"], capsys)
+    tokens = lstmviz.open_run(files["out"]).tokens
+    lines = CODE.splitlines(keepends=True)
+    assert tokens["doc"].tolist() == [d for d, line in enumerate(lines) for _ in line]
+    assert tokens["pos"].tolist() == [p for line in lines for p in range(len(line))]
+
+
 def test_export_csv(files, capsys):
     run_ok(
         ["record", "--checkpoint", files["ckpt"], "--text", files["text"], "--out", files["out"], "--no-progress"],
@@ -279,6 +288,11 @@ def _prepare(name: str, f: dict[str, Path], tmp: Path) -> list:
         "bogus device": ([*rec, "--device", "toaster"], "not a device"),
         "unknown activation name": ([*rec, "--names", "rnn.l7.fwd.q"], "no activation 'rnn.l7.fwd.q'"),
         "max tokens zero": ([*rec, "--max-tokens", "0"], "--max-tokens must be at least 1"),
+        "out is a file": ([*rec[:5], "--out", f["text"], "--overwrite", "--no-progress"], "is a file, not a run dir"),
+        "sequences with a word tokenizer": (
+            [*rec, "--mode", "sequences", "--tokenizer", tmp / "words.txt"],
+            "one sequence per line",
+        ),
         "unguessable layout": (
             [
                 *rec[:1],
@@ -353,6 +367,8 @@ BAD_INPUTS = [
     "annotate code with word tokenizer",
     "bogus device",
     "max tokens zero",
+    "out is a file",
+    "sequences with a word tokenizer",
     "unguessable layout",
     "train corpus missing",
     "train corpus too short",

@@ -183,3 +183,69 @@ def _edit(path, **changes):
     manifest = json.loads(mf.read_text())
     manifest.update(changes)
     mf.write_text(json.dumps(manifest))
+
+
+class SteppedDecoder(nn.Module):
+    """A GRU called once per token inside forward, as attention decoders do."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(12, 6)
+        self.dec = nn.GRU(6, 8, batch_first=True)
+        self.out = nn.Linear(8, 12)
+
+    def forward(self, ids):
+        x, h, outs = self.embed(ids), None, []
+        for t in range(ids.shape[1]):
+            o, h = self.dec(x[:, t : t + 1], h)
+            outs.append(o)
+        return self.out(torch.cat(outs, dim=1))
+
+
+@pytest.mark.parametrize("strategy", ["loop", "replay"])
+def test_a_module_called_per_step_records_like_one_forward(tmp_path, strategy):
+    """Each call keeps its own buffers: a stepped decoder streams exactly like the module over the whole text."""
+    torch.manual_seed(4)
+    model = SteppedDecoder().eval()
+    ids = torch.randint(0, 12, (96,))
+    run = lstmviz.open_run(lstmviz.record_corpus(model, ids, tmp_path / "r", streams=32, chunk=2,
+                                                 strategy=strategy, progress=False))
+    with torch.no_grad():
+        whole, _ = model.dec(model.embed(ids.view(32, 3)))  # (S, L, H): one forward per stream
+        logits = model.out(whole).reshape(96, 12)
+    np.testing.assert_allclose(run.activations("dec.l0.fwd.h"), whole.reshape(96, 8).numpy(), rtol=2**-11, atol=1e-6)
+    loss = torch.nn.functional.cross_entropy(logits[:-1], ids[1:], reduction="none")
+    np.testing.assert_allclose(run.tokens["loss"].to_numpy()[:-1], loss.numpy(), atol=1e-5)
+
+
+def test_a_call_that_transposes_the_batch_is_a_clear_error(tiny_model, tmp_path):
+    with pytest.raises(RunError, match="layout"):
+        lstmviz.record_corpus(tiny_model, torch.randint(0, 12, (60,)), tmp_path / "r", streams=3, chunk=5,
+                              call=lambda m, ids: m(ids.t()), progress=False)
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_failing_close_keeps_the_old_run_and_leaves_nothing_partial(tiny_run, tmp_path, monkeypatch):
+    import shutil
+
+    from lstmviz import store
+
+    copy = tmp_path / "run"
+    shutil.copytree(tiny_run.path, copy)
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store, "_spill_to_parquet", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        lstmviz.write_run(copy, ["a", "b"], {"rnn.l0.fwd.h": np.zeros((2, 3), np.float32)}, overwrite=True)
+    assert lstmviz.open_run(copy).n_tokens == 600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_output_that_is_a_file_is_refused(tiny_model, tmp_path):
+    f = tmp_path / "afile"
+    f.write_text("keep me")
+    with pytest.raises(RunError, match="is a file"):
+        lstmviz.record_corpus(tiny_model, [1, 2, 3], f, overwrite=True, progress=False)
+    assert f.read_text() == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]

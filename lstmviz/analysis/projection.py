@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -160,6 +161,6 @@ def _compute(run: Run, name: str, cols: np.ndarray, params: dict, path: Path) ->
     else:
         xy, explained = umap_2d(x, params["seed"], params["n_neighbors"], params["min_dist"]), np.zeros(0)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}-{threading.get_ident()}.tmp.npz")
     np.savez(tmp, idx=idx, xy=xy, explained=explained)
     os.replace(tmp, path)

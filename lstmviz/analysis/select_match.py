@@ -17,6 +17,7 @@ parquet files are columnar and a per-unit quantile needs the whole column), and 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,7 +99,7 @@ def _build_index(run: Run, name: str, th: Threshold, bits_path: Path, theta_path
     """Write theta, then the bits (the file whose presence marks the index complete), each via a rename."""
     bits_path.parent.mkdir(parents=True, exist_ok=True)
     n_units, n_bytes = run.units(name), (run.n_tokens + 7) // 8
-    tmp = bits_path.with_name(f"{bits_path.name}.{os.getpid()}.tmp")
+    tmp = bits_path.with_name(f"{bits_path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
     bits = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n_units, n_bytes))
     theta = np.full(n_units, th.value, np.float32)
     for units, x in unit_blocks(run, name):  # x: (T, block)
@@ -107,7 +108,7 @@ def _build_index(run: Run, name: str, th: Threshold, bits_path: Path, theta_path
         bits[units] = np.packbits((x >= theta[units]).T, axis=1)
     bits.flush()
     del bits
-    tmp_theta = theta_path.with_name(f"{theta_path.name}.{os.getpid()}.tmp.npy")
+    tmp_theta = theta_path.with_name(f"{theta_path.name}.{os.getpid()}-{threading.get_ident()}.tmp.npy")
     np.save(tmp_theta, theta)
     os.replace(tmp_theta, theta_path)
     os.replace(tmp, bits_path)

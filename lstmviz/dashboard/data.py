@@ -11,6 +11,7 @@ import hashlib
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -217,6 +218,10 @@ def checkpoint_of(run: Run) -> Path | None:
     return None
 
 
+MODEL_LOCK = threading.Lock()
+"""Cached models are shared by every session; recording swaps a module's forward, so one user at a time."""
+
+
 @st.cache_resource(max_entries=8, show_spinner="Loading the model…")
 def _model(path: str, mtime: float):
     from ..models.loading import load_model
@@ -267,18 +272,19 @@ def _live_run(checkpoint: str, mtime: float, text: str, annotate: str) -> str:
             compile(text, "<live>", "exec")
         except (SyntaxError, ValueError):
             annotate = "none"  # Python tracks need code that tokenizes; plain text gets none
-    record_text(
-        loaded,
-        text,
-        out,
-        annotate=annotate,
-        manifest={"corpus": {"live": True, "chars": len(text)}},
-        streams=1,
-        chunk=256,
-        device="cpu",
-        overwrite=True,
-        progress=False,
-    )
+    with MODEL_LOCK:
+        record_text(
+            loaded,
+            text,
+            out,
+            annotate=annotate,
+            manifest={"corpus": {"live": True, "chars": len(text)}},
+            streams=1,
+            chunk=256,
+            device="cpu",
+            overwrite=True,
+            progress=False,
+        )
     return str(out)
 
 
@@ -306,7 +312,8 @@ def _gradient_flow(key: RunRef, checkpoint: str, mtime: float, K: int, n_targets
     from ..analysis.gradients import gradient_flow as flow  # imports torch: only when a curve is asked for
 
     ids = run_of(key).tokens["token_id"].to_numpy()[:GRADIENT_TOKENS].copy()
-    return flow(_model(checkpoint, mtime).module, ids, K=K, n_targets=n_targets).summary
+    with MODEL_LOCK:
+        return flow(_model(checkpoint, mtime).module, ids, K=K, n_targets=n_targets).summary
 
 
 def gradient_flow(run: Run, K: int, n_targets: int) -> pd.DataFrame:

@@ -187,7 +187,7 @@ def current_run() -> tuple[Run, data.RunRef]:
     if not path:
         empty(
             "No run is open. Pick one in the sidebar, type a run directory, or record one with "
-            "`lstmviz record model.pt --text file.txt --out runs/mine`."
+            "`lstmviz record --checkpoint model.pt --text file.txt --out runs/mine`."
         )
     try:
         return data.load_run(path)
