@@ -249,7 +249,7 @@ def window(run: Run, key: str = "start") -> tuple[int, int]:
         key=f"{key}_find",
         on_change=search,
         placeholder="e.g. def ",
-        help="Press Enter to jump to the next occurrence.",
+        help="Press Enter to jump to the first occurrence after the current start token (wrapping around).",
     )
     if st.session_state.get(f"{key}_find") and st.session_state.get(f"{key}_found", 0) is None:
         st.caption(f"“{st.session_state[f'{key}_find']}” does not occur in this run.")
