@@ -144,6 +144,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--only", nargs="*", help="case names to run, e.g. lstm_64streams (default: all)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -154,7 +155,8 @@ def main() -> None:
         ("gru_64streams", "GRU", 64, int(102_400 * scale), 128, 512, False),
         ("gru_batch1", "GRU", 1, int(10_000 * scale), 10_000, 512, True),
     ]
-    results = {case: speed(*spec) for case, *spec in cases}
+    only = [c for c in cases if not args.only or c[0] in args.only]
+    results = {case: speed(*spec) for case, *spec in only}
     for case, r in results.items():
         print(f"{case}_lstmviz_over_plain: {r['auto']:.3f}")
     for case, r in results.items():

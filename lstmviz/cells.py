@@ -27,13 +27,15 @@ Two ways to get the gates, both exact to float rounding:
 * :func:`lstm_replay` / :func:`gru_replay` take the hidden states that torch's fused kernel already produced and
   rebuild every gate in one batched GEMM over all steps (``h_{t-1}`` is known for every t), then c by the linear
   recurrence :func:`linear_scan`. Cheap when the fused kernel is latency-bound (batch 1, GPU).
-* :func:`lstm_loop` / :func:`gru_loop` run the recurrence themselves: one GEMM for every step's input
-  projection, then a tight loop that keeps the gates as it goes. Same FLOPs as the plain forward, so this wins
-  when the plain forward is GEMM-bound (many streams on a CPU).
+* :func:`lstm_loop` / :func:`gru_loop` run the recurrence themselves in a tight loop that keeps the gates as it
+  goes: for the LSTM one GEMM per step of ``[x_t | h_{t-1}]`` with the bias and the sigmoid fused in, for the GRU
+  a blocked input projection plus one GEMM per step. Same FLOPs as the plain forward, so this wins when the plain
+  forward is GEMM-bound (many streams on a CPU).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -96,10 +98,12 @@ def linear_scan(a: Tensor, b: Tensor, s0: Tensor, chunk: int | None = None) -> T
     a = a.reshape(B, n, L, H)
     b = b.reshape(B, n, L, H)
     local = torch.empty_like(b)  # scan inside each chunk from a zero start  # (B, n, L, H)
+    decay = torch.empty_like(a)  # product of a within the chunk up to j  # (B, n, L, H)
     local[:, :, 0] = b[:, :, 0]
-    for j in range(1, L):
+    decay[:, :, 0] = a[:, :, 0]
+    for j in range(1, L):  # torch.cumprod over this strided axis ran 20× slower than these L small products
         torch.addcmul(b[:, :, j], a[:, :, j], local[:, :, j - 1], out=local[:, :, j])
-    decay = torch.cumprod(a, dim=2)  # product of a within the chunk up to j  # (B, n, L, H)
+        torch.mul(a[:, :, j], decay[:, :, j - 1], out=decay[:, :, j])
     starts = torch.empty(B, n, H, dtype=b.dtype, device=b.device)  # s just before each chunk
     s = s0
     for k in range(n):
@@ -129,12 +133,21 @@ class Linear:
             except RuntimeError:
                 self.packed = None
 
-    def __call__(self, x: Tensor) -> Tensor:
-        if self.packed is None:
-            return F.linear(x, self.w, self.b)
-        flat = x.reshape(-1, x.shape[-1])
-        y = torch.ops.mkldnn._linear_pointwise(flat, self.packed, self.b, "none", [], "")
-        return y.reshape(*x.shape[:-1], y.shape[-1])
+    def __call__(self, x: Tensor, add: Tensor | None = None, sigmoid: bool = False) -> Tensor:
+        """``x @ w^T + b (+ add)``, then σ if asked; x ``[…, in]``, add ``[rows, out]``.
+
+        On the packed path the addition or the sigmoid (not both) is fused into the GEMM's epilogue.
+        """
+        if self.packed is None or (add is not None and sigmoid):
+            y = F.linear(x, self.w, self.b)
+            y = y if add is None else y.add_(add)
+            return y.sigmoid_() if sigmoid else y
+        flat = x if x.dim() == 2 else x.reshape(-1, x.shape[-1])
+        if add is None:
+            y = torch.ops.mkldnn._linear_pointwise(flat, self.packed, self.b, "sigmoid" if sigmoid else "none", [], "")
+        else:
+            y = torch.ops.mkldnn._linear_pointwise.binary(flat, add, self.packed, self.b, "add")
+        return y if x.dim() == 2 else y.reshape(*x.shape[:-1], y.shape[-1])
 
 
 def _gemm_in(x: Tensor, p: LayerParams) -> Tensor:
@@ -145,18 +158,32 @@ def _gemm_hh(h: Tensor, p: LayerParams) -> Tensor:
     return Linear(p.w_hh, p.b_hh, h.numel() // h.shape[-1])(h)
 
 
+def _stacked_lstm_weights(p: LayerParams) -> tuple[Tensor, Tensor | None]:
+    """``[W_ih | W_hh]`` ``[4H, I+P]`` and ``b_ih + b_hh`` ``[4H]``, with the g rows doubled (tanh(x) = 2σ(2x) − 1)."""
+    g_rows = slice(p.w_hh.shape[0] // 2, 3 * p.w_hh.shape[0] // 4)
+    b = p.b_hh if p.b_ih is None else p.b_ih if p.b_hh is None else p.b_ih + p.b_hh
+    return _doubled_rows(torch.cat([p.w_ih, p.w_hh], dim=1), g_rows), _doubled_rows(b, g_rows)
+
+
 def lstm_replay(x: Tensor, h: Tensor, h0: Tensor, c0: Tensor, p: LayerParams) -> dict[str, Tensor]:
     """Rebuild i, f, g, o, c (and hp) of one LSTM layer from its known outputs.
 
     x ``[B, T, I]`` layer input; h ``[B, T, P]`` the layer's output from torch's kernel; h0 ``[B, P]``;
     c0 ``[B, H]``. Returns ``{"i","f","g","o","c"[,"hp"]}`` each ``[B, T, H]``.
+
+    One GEMM of ``[x_t | h_{t-1}]`` against ``[W_ih | W_hh]`` for every step at once, with the bias and the
+    sigmoid fused into it (g as 2σ(2x) − 1, see :func:`lstm_loop`), then c by :func:`linear_scan`.
     """
-    z = _gemm_in(x, p).add_(_gemm_hh(shift_prev(h, h0), p))  # (B, T, 4H)
-    H = z.shape[2] // 4
-    z[..., : 2 * H].sigmoid_()
-    z[..., 2 * H : 3 * H].tanh_()
-    z[..., 3 * H :].sigmoid_()
+    B, T, n_in = x.shape
+    H = p.w_hh.shape[0] // 4
+    g_rows = slice(2 * H, 3 * H)
+    xh = x.new_empty(B, T, n_in + h.shape[2])  # [x_t | h_{t-1}]
+    xh[..., :n_in] = x
+    xh[:, 0, n_in:] = h0
+    xh[:, 1:, n_in:] = h[:, :-1]
+    z = Linear(*_stacked_lstm_weights(p), B * T)(xh, sigmoid=True)  # (B, T, 4H)
     i, f, g, o = z.chunk(4, dim=2)
+    _tanh_from_sigmoid_(z[..., g_rows])
     c = linear_scan(f, i * g, c0)
     out = {"i": i, "f": f, "g": g, "o": o, "c": c}
     if p.w_hr is not None:
@@ -185,66 +212,106 @@ def _doubled_rows(w: Tensor | None, rows: slice) -> Tensor | None:
 
 
 def _tanh_from_sigmoid_(s: Tensor) -> Tensor:
-    """In place: σ(2x) → tanh(x) = 2σ(2x) − 1."""
-    return s.mul_(2).sub_(1)
+    """In place: σ(2x) → tanh(x) = 2σ(2x) − 1, as one kernel (−1 + 2·s)."""
+    return torch.add(s.new_full((), -1.0), s, alpha=2, out=s)
 
 
-def _buffer(pool: dict[str, Tensor] | None, key: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
-    """An uninitialised tensor, reused from ``pool`` when one of the same shape is there.
+def _o_tanh(o: Tensor, c: Tensor, out: Tensor) -> Tensor:
+    """``out = o ⊙ tanh(c)``, as o − 2·o ⊙ σ(−2c): three kernels, and no tanh (see :func:`lstm_loop`)."""
+    return torch.addcmul(o, o, torch.mul(c, -2, out=out).sigmoid_(), value=-2, out=out)
+
+
+class Pool:
+    """Buffers and packed weights that a streaming caller keeps from one call of a layer to the next.
 
     Writing a freshly mapped multi-megabyte buffer costs a page fault per 4 KiB; in a step loop that touches
-    ``[B, 4H]`` of new memory per step this was a third of the run time, so streaming callers keep a pool.
+    ``[B, 4H]`` of new memory per step this was a third of the run time. Re-packing a layer's weights cost a
+    few percent more. A packed weight is rebuilt when any source parameter changes (its version counter moves).
     """
-    buf = pool.get(key) if pool is not None else None
+
+    def __init__(self) -> None:
+        self.buffers: dict[str, Tensor] = {}
+        self.linears: dict[str, tuple[tuple[int, ...], Linear]] = {}
+
+
+def _buffer(pool: Pool | None, key: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
+    """An uninitialised tensor of ``shape``, reused from ``pool`` when one of the same shape is there."""
+    buf = pool.buffers.get(key) if pool is not None else None
     if buf is None or buf.shape != shape or buf.dtype != like.dtype or buf.device != like.device:
         buf = torch.empty(shape, dtype=like.dtype, device=like.device)
         if pool is not None:
-            pool[key] = buf
+            pool.buffers[key] = buf
     return buf
 
 
-def lstm_loop(x: Tensor, h0: Tensor, c0: Tensor, p: LayerParams, pool: dict[str, Tensor] | None = None
+def _linear(pool: Pool | None, key: str, make: Callable[[], tuple[Tensor, Tensor | None]], rows: int,
+            sources: tuple[Tensor | None, ...]) -> Linear:
+    """``Linear(*make(), rows)``, reused from ``pool`` while ``sources`` (the raw parameters) are unchanged."""
+    stamp = (rows, *(v for t in sources if t is not None for v in (t.data_ptr(), t._version)))
+    hit = pool.linears.get(key) if pool is not None else None
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    lin = Linear(*make(), rows)
+    if pool is not None:
+        pool.linears[key] = (stamp, lin)
+    return lin
+
+
+def _input_blocks(x: Tensor, proj: Linear, block: int) -> Iterator[Tensor]:
+    """Every step's input projection ``proj(x_t)``, ``block`` steps at a time, as ``[B, G·H]`` per step.
+
+    x ``[B, T, I]``. One packed GEMM per block: the block's projection (a few MB) stays in cache for the steps
+    that read it, and its allocation is recycled, where one ``[T, B, G·H]`` GEMM for the whole chunk paid a page
+    fault per 4 KiB of fresh output and took half again as long (bench/record.py).
+    """
+    for k in range(0, x.shape[1], block):
+        yield from proj(x[:, k : k + block].transpose(0, 1)).unbind(0)
+
+
+def lstm_loop(x: Tensor, h0: Tensor, c0: Tensor, p: LayerParams, pool: Pool | None = None
               ) -> dict[str, Tensor]:
     """Run one LSTM layer step by step, keeping every gate. x ``[B, T, I]`` → dict of ``[B, T, ·]``.
 
     Returns ``{"i","f","g","o","c","h"[,"hp"]}``; h is ``[B, T, P]``, the others ``[B, T, H]``. With ``pool``,
     the returned tensors are views of buffers that the next call with the same pool overwrites.
 
-    Per step this is one packed GEMM and a handful of elementwise ops on ``[B, 4H]``. torch's CPU ``tanh`` ran
-    about 5× slower than its ``sigmoid`` here, so tanh is taken as 2σ(2x) − 1 (the g rows of the weights are
-    doubled once, so one sigmoid covers all four gates); that costs ~1e-7 absolute in float32.
+    Each step is one packed GEMM of ``[x_t | h_{t-1}]`` (``[B, I+P]``, kept side by side in one buffer, h_t
+    written straight into the next row) against ``[W_ih | W_hh]``, with the bias and the sigmoid fused into the
+    GEMM, then a few elementwise ops on ``[B, H]``. That is the work torch's fused CPU kernel does, with nothing
+    to add but the copy of each step's gates. torch's CPU ``tanh`` ran about 5× slower than its ``sigmoid``
+    here, so tanh is taken as 2σ(2x) − 1 (the g rows of the weights are doubled once, so the one fused sigmoid
+    covers all four gates); that costs ~1e-7 absolute in float32.
     """
-    B, T, _ = x.shape
-    H = p.w_hh.shape[0] // 4
-    g_rows = slice(2 * H, 3 * H)
-    p2 = LayerParams(_doubled_rows(p.w_ih, g_rows), _doubled_rows(p.w_hh, g_rows), _doubled_rows(p.b_ih, g_rows),
-                     _doubled_rows(p.b_hh, g_rows), p.w_hr)
-    xp = _gemm_in(x.transpose(0, 1), p2)  # (T, B, 4H): one GEMM for every step's input
+    B, T, n_in = x.shape
+    H, P = p.w_hh.shape[0] // 4, h0.shape[-1]
+    step = _linear(pool, "step", lambda: _stacked_lstm_weights(p), B, (p.w_ih, p.w_hh, p.b_ih, p.b_hh))
     gates = _buffer(pool, "gates", (T, B, 4 * H), x)
     cs = _buffer(pool, "c", (T, B, H), x)
     hps = _buffer(pool, "hp", (T, B, H), x) if p.w_hr is not None else None
-    hs = _buffer(pool, "h", (T, B, h0.shape[-1]), x)
-    hh = Linear(p2.w_hh, p2.b_hh, B)
-    h, c = h0, c0
-    for t, (xt, gt, ct, ht) in enumerate(zip(xp.unbind(0), gates.unbind(0), cs.unbind(0), hs.unbind(0),
-                                             strict=True)):
-        torch.add(hh(h), xt, out=gt).sigmoid_()
+    xh = _buffer(pool, "xh", (T + 1, B, n_in + P), x)  # row t: [x_t | h_{t-1}]
+    xh[:T, :, :n_in].copy_(x.transpose(0, 1))
+    xh[0, :, n_in:].copy_(h0)
+    c = c0
+    for t, (gt, ct) in enumerate(zip(gates.unbind(0), cs.unbind(0), strict=True)):
+        gt.copy_(step(xh[t], sigmoid=True))
         i, f, g, o = gt.unsafe_chunk(4, 1)
         _tanh_from_sigmoid_(g)
         torch.mul(f, c, out=ct).addcmul_(i, g)
+        ht = xh[t + 1, :, n_in:]
         hp = ht if hps is None else hps[t]
-        _tanh_from_sigmoid_(torch.mul(ct, 2, out=hp).sigmoid_()).mul_(o)
+        _o_tanh(o, ct, out=hp)
         if hps is not None:
-            torch.mm(hp, p.w_hr.t(), out=ht)
-        h, c = ht, ct
+            ht.copy_(hp @ p.w_hr.t())
+        c = ct
     i, f, g, o = gates.transpose(0, 1).chunk(4, dim=2)
-    out = {"i": i, "f": f, "g": g, "o": o, "c": cs.transpose(0, 1), "h": hs.transpose(0, 1)}
+    out = {"i": i, "f": f, "g": g, "o": o, "c": cs.transpose(0, 1), "h": xh[1:, :, n_in:].transpose(0, 1)}
     if hps is not None:
         out["hp"] = hps.transpose(0, 1)
     return out
 
 
-def gru_loop(x: Tensor, h0: Tensor, p: LayerParams, pool: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
+def gru_loop(x: Tensor, h0: Tensor, p: LayerParams, pool: Pool | None = None, block: int = 16
+             ) -> dict[str, Tensor]:
     """Run one GRU layer step by step, keeping every gate. x ``[B, T, I]`` → ``{"r","z","n","h"}``.
 
     The n rows of both weight matrices are doubled once so that tanh is taken as 2σ(2x) − 1 (see lstm_loop).
@@ -252,14 +319,14 @@ def gru_loop(x: Tensor, h0: Tensor, p: LayerParams, pool: dict[str, Tensor] | No
     B, T, _ = x.shape
     H = p.w_hh.shape[0] // 3
     n_rows = slice(2 * H, 3 * H)
-    p2 = LayerParams(_doubled_rows(p.w_ih, n_rows), _doubled_rows(p.w_hh, n_rows), _doubled_rows(p.b_ih, n_rows),
-                     _doubled_rows(p.b_hh, n_rows))
-    gi = _gemm_in(x.transpose(0, 1), p2)  # (T, B, 3H)
+    sources = (p.w_ih, p.w_hh, p.b_ih, p.b_hh)
+    ih = _linear(pool, "ih", lambda: (_doubled_rows(p.w_ih, n_rows), _doubled_rows(p.b_ih, n_rows)), B * min(block, T),
+                 sources)
+    hh = _linear(pool, "hh", lambda: (_doubled_rows(p.w_hh, n_rows), _doubled_rows(p.b_hh, n_rows)), B, sources)
     gates = _buffer(pool, "gates", (T, B, 3 * H), x)
     hs = _buffer(pool, "h", (T, B, H), x)
-    hh = Linear(p2.w_hh, p2.b_hh, B)
     h = h0
-    for gi_t, gt, ht in zip(gi.unbind(0), gates.unbind(0), hs.unbind(0), strict=True):
+    for gi_t, gt, ht in zip(_input_blocks(x, ih, block), gates.unbind(0), hs.unbind(0), strict=True):
         gh = hh(h)  # (B, 3H)
         r, z, n = gt.unsafe_chunk(3, 1)
         torch.add(gi_t[:, : 2 * H], gh[:, : 2 * H], out=gt[:, : 2 * H]).sigmoid_()

@@ -181,7 +181,7 @@ class Recorder(contextlib.AbstractContextManager):
         self.carry = carry
         self.state: dict[str, object] = {}
         self.cache = ActivationCache()
-        self._pools: dict[tuple[str, int, int, str], dict[str, Tensor]] | None = {} if reuse_buffers else None
+        self._pools: dict[tuple[str, int, int, str], cells.Pool] | None = {} if reuse_buffers else None
         self._calls: dict[str, int] = {}  # calls of each module in the current forward
         self._installed: list[tuple[nn.Module, object]] = []
 
@@ -384,7 +384,7 @@ class Recorder(contextlib.AbstractContextManager):
             p = cells.layer_params(rm.module, layer, rev)
             xs = x_bf.flip(1) if rev else x_bf
             key = (rm.path, self._calls[rm.path], layer, d)  # one pool per call: a stepped decoder keeps every step
-            pool = None if self._pools is None else self._pools.setdefault(key, {})
+            pool = None if self._pools is None else self._pools.setdefault(key, cells.Pool())
             if rm.cell == "LSTM":
                 vals = cells.lstm_loop(xs, h0[di], c0[di], p, pool)
                 c_ns.append(vals["c"][:, -1])
