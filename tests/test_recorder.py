@@ -245,6 +245,24 @@ def test_nested_paths_and_repeated_calls_concatenate_in_time():
     assert torch.allclose(cache["dec.l0.fwd.h"][:, -1], out[0])
 
 
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_reused_buffers_follow_weight_changes(cell):
+    """The step loop keeps packed weights from chunk to chunk, and rebuilds them when a parameter changes."""
+    torch.manual_seed(0)
+    module = CELLS[cell](6, 16, 2, batch_first=True).eval()
+    x = torch.randn(8, 10, 6)
+    with torch.no_grad(), Recorder(module, strategy="loop", reuse_buffers=True) as rec:
+        first = module(x)[0].clone()  # pooled: the next call overwrites the buffers behind it
+        rec.new_cache()
+        module.weight_hh_l1.mul_(0.5)
+        module.bias_ih_l0.add_(0.1)
+        second, _ = module(x)
+    with torch.no_grad():
+        ref, _ = module(x)
+    assert (second - ref).abs().max() <= 1e-5
+    assert (first - ref).abs().max() > 1e-3
+
+
 def test_model_without_recurrent_module_is_a_clear_error():
     with pytest.raises(lstmviz.RunError, match=r"no nn\.LSTM, nn\.GRU or nn\.RNN"):
         lstmviz.run_with_cache(nn.Linear(2, 2), torch.randn(1, 2))
