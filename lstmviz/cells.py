@@ -133,20 +133,13 @@ class Linear:
             except RuntimeError:
                 self.packed = None
 
-    def __call__(self, x: Tensor, add: Tensor | None = None, sigmoid: bool = False) -> Tensor:
-        """``x @ w^T + b (+ add)``, then σ if asked; x ``[…, in]``, add ``[rows, out]``.
-
-        On the packed path the addition or the sigmoid (not both) is fused into the GEMM's epilogue.
-        """
-        if self.packed is None or (add is not None and sigmoid):
+    def __call__(self, x: Tensor, sigmoid: bool = False) -> Tensor:
+        """``x @ w^T + b``, then σ if asked (fused into the GEMM on the packed path); x ``[…, in]``."""
+        if self.packed is None:
             y = F.linear(x, self.w, self.b)
-            y = y if add is None else y.add_(add)
             return y.sigmoid_() if sigmoid else y
         flat = x if x.dim() == 2 else x.reshape(-1, x.shape[-1])
-        if add is None:
-            y = torch.ops.mkldnn._linear_pointwise(flat, self.packed, self.b, "sigmoid" if sigmoid else "none", [], "")
-        else:
-            y = torch.ops.mkldnn._linear_pointwise.binary(flat, add, self.packed, self.b, "add")
+        y = torch.ops.mkldnn._linear_pointwise(flat, self.packed, self.b, "sigmoid" if sigmoid else "none", [], "")
         return y if x.dim() == 2 else y.reshape(*x.shape[:-1], y.shape[-1])
 
 
