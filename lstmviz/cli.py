@@ -15,6 +15,7 @@ A user error (a missing file, a bad option, a text the model cannot read…) pri
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from .models.loading import LoadedModel
 
 EXIT_USAGE = 2
+EXIT_FAILURE = 1
 
 
 class _Parser(argparse.ArgumentParser):
@@ -358,6 +360,8 @@ def _export(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of every subcommand."""
     parser = _Parser(prog="lstmviz", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--traceback", action="store_true",
+                        help="show the whole traceback of an unexpected error, e.g. one raised inside your own model")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     _add_record(sub)
 
@@ -412,7 +416,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv  # train stores the command that made a checkpoint
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # a reader that left (`lstmviz info RUN | head`) shows up here rather than at exit
+        return status
+    except BrokenPipeError:  # which is fine: send what is left of our output nowhere
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (
         UserError,
         RunError,
@@ -421,9 +430,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ) as e:
         print(f"lstmviz: error: {_one_line(e)}", file=sys.stderr)
         return EXIT_USAGE
-    except BrokenPipeError:  # `lstmviz info RUN | head`: the reader left, which is fine
-        sys.stderr.close()
-        return 0
     except KeyboardInterrupt:
         print("lstmviz: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # raised inside the user's own model code (or a bug of ours): one line, and the way on
+        if args.traceback:
+            raise
+        print(f"lstmviz: error: {type(e).__name__}: {_one_line(e)} "
+              f"(rerun as `lstmviz --traceback {args.command} …` to see where it was raised)", file=sys.stderr)
+        return EXIT_FAILURE

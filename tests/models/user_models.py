@@ -52,6 +52,15 @@ class BatchFirstGRU(nn.Module):
         return self.out(self.gru(self.emb(ids))[0])
 
 
+class MaxLength(BatchFirstGRU):
+    """Refuses sequences longer than 16 steps, as a model with a table of 16 learned positions would."""
+
+    def forward(self, ids):
+        if ids.shape[1] > 16:
+            raise IndexError(f"position {ids.shape[1] - 1} is past this model's 16 positions")
+        return super().forward(ids)
+
+
 class Flattening(nn.Module):
     """Feeds all ids as one sequence, so no layout can be told apart from the other."""
 
@@ -87,6 +96,11 @@ def strict_hidden() -> nn.Module:
 def batch_first_gru() -> nn.Module:
     torch.manual_seed(0)
     return BatchFirstGRU()
+
+
+def max_length() -> nn.Module:
+    torch.manual_seed(0)
+    return MaxLength()
 
 
 def flattening() -> nn.Module:
