@@ -19,9 +19,9 @@ from lstmviz.store import RunError
 st.set_page_config(page_title="lstmviz", page_icon=":material/memory:", layout="wide")
 
 root = data.runs_root()
-if not data.find_runs(root) and not st.session_state.get("_samples_failed"):
+if (not data.find_runs(root) or data.samples_pending(root)) and not st.session_state.get("_samples_failed"):
     st.title("lstmviz")
-    st.write(f"No recorded runs under `{root}` yet: recording the bundled sample models once (about a minute).")
+    st.write(f"Recording the bundled sample models into `{root}`, once (about a minute).")
     bar = st.progress(0.0, text="Starting…")
     try:
         data.record_samples(root, lambda fraction, message: bar.progress(fraction, text=message))

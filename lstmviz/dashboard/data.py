@@ -146,12 +146,13 @@ def joined_text(key: RunRef) -> tuple[str, np.ndarray]:
     return sep.join(tok), offsets
 
 
-def find_text(key: RunRef, needle: str, after: int) -> int | None:
-    """Token index of the first occurrence of ``needle`` starting after token ``after`` (wrapping), or None."""
+def find_text(key: RunRef, needle: str, start: int) -> int | None:
+    """Token index of the first occurrence of ``needle`` that begins at token ``start`` or later (wrapping
+    around to the beginning), or None when it does not occur."""
     text, offsets = joined_text(key)
     if not needle:
         return None
-    begin = int(offsets[after + 1]) if after + 1 < len(offsets) else 0
+    begin = int(offsets[start]) if 0 <= start < len(offsets) else 0
     at = text.find(needle, begin)
     if at < 0:
         at = text.find(needle)
@@ -291,10 +292,22 @@ def _live_run(checkpoint: str, mtime: float, text: str, annotate: str) -> str:
 # --- first start ------------------------------------------------------------------------------------------------
 
 
-def record_samples(root: Path, on_progress: Callable[[float, str], None], chars: int = 20000) -> list[Path]:
-    """Record every bundled sample model whose checkpoint exists into ``root`` (as ``lstmviz samples`` does).
+SAMPLES_PENDING = ".samples-pending"  # in the runs root while the first start records the samples
 
-    ``on_progress(fraction, message)`` is called before each sample and once at the end.
+
+def samples_pending(root: Path) -> bool:
+    """Whether a first-start recording of the samples into ``root`` began and has not finished (the tab that
+    started it was closed, say): the next start picks it up."""
+    return (root / SAMPLES_PENDING).is_file()
+
+
+def record_samples(root: Path, on_progress: Callable[[float, str], None], chars: int = 20000, **options
+                   ) -> list[Path]:
+    """Record every bundled sample model whose checkpoint exists and that ``root`` lacks (as ``lstmviz samples``
+    does), with ``options`` for :func:`lstmviz.models.samples.record_sample`.
+
+    ``on_progress(fraction, message)`` is called before each sample and once at the end. A marker file stays in
+    ``root`` until every sample is there, so a recording cut short resumes on the next start.
     """
     from ..models import samples
 
@@ -304,7 +317,13 @@ def record_samples(root: Path, on_progress: Callable[[float, str], None], chars:
             f"no sample checkpoints in {samples.SAMPLES_DIR}: train them with "
             f"sample_models/train_all.sh, or record a run with `lstmviz record`"
         )
-    return samples.record_all(root, on_progress, only=present, overwrite=True, chars=chars, progress=False)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / SAMPLES_PENDING).touch()
+    missing = [name for name in present if not (root / name).is_dir()]  # a run directory appears only complete
+    done = samples.record_all(root, on_progress, only=missing, overwrite=True, chars=chars, progress=False, **options
+                              ) if missing else []
+    (root / SAMPLES_PENDING).unlink()
+    return done
 
 
 @st.cache_data(max_entries=32, show_spinner="Backpropagating through time…")

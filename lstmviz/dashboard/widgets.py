@@ -230,16 +230,18 @@ def window(run: Run, key: str = "start") -> tuple[int, int]:
     n = run.n_tokens
     _init("width", 500 if n > 500 else 100, int, lambda v: v in WIDTHS)
     _init(key, 0, int, lambda v: isinstance(v, int) and 0 <= v < max(n, 1))
-    cols = st.columns([2, 2, 1, 1, 3])
+    cols = st.columns([2, 2, 1, 1, 3, 1], vertical_alignment="bottom")
     width = cols[1].selectbox("Window (tokens)", WIDTHS, key="width")
     top = max(n - 1, 0)
     cols[2].button("◀ Prev", key=f"{key}_prev", on_click=_shift, args=(key, -width, top), width="stretch")
     cols[3].button("Next ▶", key=f"{key}_next", on_click=_shift, args=(key, width, top), width="stretch")
     start = cols[0].number_input(f"Start token (0…{top:,})", min_value=0, max_value=top, step=width, key=key)
 
-    def search() -> None:
-        needle = st.session_state.get(f"{key}_find", "")
-        hit = data.find_text(data.ref(run.path), needle, int(st.session_state[key]))
+    def search(again: bool) -> None:
+        """Jump to the first hit at the window's start or later; ``again``: the one after the hit on show."""
+        here, last = int(st.session_state[key]), st.session_state.get(f"{key}_found")
+        begin = last + 1 if again and last is not None and here <= last < here + width else here
+        hit = data.find_text(data.ref(run.path), st.session_state.get(f"{key}_find", ""), begin)
         st.session_state[f"{key}_found"] = hit
         if hit is not None:
             st.session_state[key] = max(hit - width // 4, 0)
@@ -248,9 +250,12 @@ def window(run: Run, key: str = "start") -> tuple[int, int]:
         "Find in text",
         key=f"{key}_find",
         on_change=search,
+        args=(False,),
         placeholder="e.g. def ",
-        help="Press Enter to jump to the first occurrence after the current start token (wrapping around).",
+        help="Press Enter to jump to the first occurrence from the current start token on (wrapping around); "
+        "“Find next” steps to the one after.",
     )
+    cols[5].button("Find next", key=f"{key}_find_next", on_click=search, args=(True,), width="stretch")
     if st.session_state.get(f"{key}_find") and st.session_state.get(f"{key}_found", 0) is None:
         st.caption(f"“{st.session_state[f'{key}_find']}” does not occur in this run.")
     _publish(key, int(start))

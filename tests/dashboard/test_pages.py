@@ -47,6 +47,31 @@ def test_every_page_runs(runs_root, monkeypatch, page):
     assert at.title[0].value == widgets.PAGES[page][0]
 
 
+def test_first_start_recording_resumes_where_a_closed_tab_left_it(tmp_path):
+    from lstmviz.dashboard import data
+    from lstmviz.models import samples
+
+    class TabClosed(BaseException):  # what streamlit raises in the script thread of a session that went away
+        pass
+
+    def close_at_second(fraction: float, message: str) -> None:
+        if fraction > 0:
+            raise TabClosed
+
+    root = tmp_path / "runs"
+    with pytest.raises(TabClosed):
+        data.record_samples(root, close_at_second, chars=300, projections=("pca",))
+    first = samples.SAMPLES[0].name
+    assert [r.name for r in data.find_runs(root)] == [first] and data.samples_pending(root)
+    stamp = (root / first / "manifest.json").stat().st_mtime_ns
+    messages = []
+    data.record_samples(root, lambda fraction, message: messages.append(message), chars=300, projections=("pca",))
+    assert not data.samples_pending(root)
+    assert sorted(r.name for r in data.find_runs(root)) == sorted(s.name for s in samples.SAMPLES)
+    assert not any(first in m for m in messages) and len(messages) == len(samples.SAMPLES)  # the rest, and "done"
+    assert (root / first / "manifest.json").stat().st_mtime_ns == stamp
+
+
 def test_no_runs_and_no_samples_is_an_empty_state(tmp_path, monkeypatch):
     monkeypatch.setattr("lstmviz.models.samples.SAMPLES_DIR", tmp_path / "none")
     at = app(tmp_path / "empty", monkeypatch)
@@ -111,6 +136,23 @@ def test_find_in_text_jumps(runs_root, monkeypatch):
     assert at.number_input(key="start").value == 124 - 100 // 4  # "class Box" starts at token 124
     at.text_input(key="start_find").input("no such text").run()
     assert any("does not occur" in c.value for c in at.caption)
+
+
+def test_find_next_steps_through_every_occurrence_and_wraps(runs_root, monkeypatch):
+    import lstmviz
+
+    text = "".join(lstmviz.open_run(runs_root / "tiny_lstm").tokens["token"].astype(str))  # one char per token
+    needle = "self.items"
+    hits = [i for i in range(len(text)) if text.startswith(needle, i)]
+    assert len(hits) == 6
+    at = visit(app(runs_root, monkeypatch, width="100"), "text")
+    at.text_input(key="start_find").input(needle).run()
+    seen = [at.number_input(key="start").value]
+    for _ in hits:
+        at.button(key="start_find_next").click().run()
+        assert_clean(at)
+        seen.append(at.number_input(key="start").value)
+    assert seen == [max(h - 25, 0) for h in [*hits, hits[0]]]
 
 
 def test_select_span_and_theta_change_the_selection(runs_root, monkeypatch):
