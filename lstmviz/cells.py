@@ -219,12 +219,12 @@ class Pool:
 
     Writing a freshly mapped multi-megabyte buffer costs a page fault per 4 KiB; in a step loop that touches
     ``[B, 4H]`` of new memory per step this was a third of the run time. Re-packing a layer's weights cost a
-    few percent more. A packed weight is rebuilt when any source parameter changes (its version counter moves).
+    few percent more.
     """
 
     def __init__(self) -> None:
         self.buffers: dict[str, Tensor] = {}
-        self.linears: dict[str, tuple[tuple[int, ...], Linear]] = {}
+        self.linears: dict[str, tuple[tuple[Tensor | None, ...], int, Linear]] = {}
 
 
 def _buffer(pool: Pool | None, key: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
@@ -237,16 +237,26 @@ def _buffer(pool: Pool | None, key: str, shape: tuple[int, ...], like: Tensor) -
     return buf
 
 
+def _same(a: Tensor | None, b: Tensor | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a.shape == b.shape and a.dtype == b.dtype and a.device == b.device and torch.equal(a, b)
+
+
 def _linear(pool: Pool | None, key: str, make: Callable[[], tuple[Tensor, Tensor | None]], rows: int,
             sources: tuple[Tensor | None, ...]) -> Linear:
-    """``Linear(*make(), rows)``, reused from ``pool`` while ``sources`` (the raw parameters) are unchanged."""
-    stamp = (rows, *(v for t in sources if t is not None for v in (t.data_ptr(), t._version)))
+    """``Linear(*make(), rows)``, reused from ``pool`` while ``sources`` (the raw parameters) hold the same values.
+
+    The values are compared in full, not by version counter: edits through ``.data``, weights recomputed on every
+    forward (weight_norm) and inference tensors all escape version counters. The compare reads the weights once,
+    well under 1 % of a chunk's time.
+    """
     hit = pool.linears.get(key) if pool is not None else None
-    if hit is not None and hit[0] == stamp:
-        return hit[1]
+    if hit is not None and hit[1] == rows and all(_same(a, b) for a, b in zip(hit[0], sources, strict=True)):
+        return hit[2]
     lin = Linear(*make(), rows)
     if pool is not None:
-        pool.linears[key] = (stamp, lin)
+        pool.linears[key] = (tuple(None if t is None else t.detach().clone() for t in sources), rows, lin)
     return lin
 
 
@@ -269,11 +279,11 @@ def lstm_loop(x: Tensor, h0: Tensor, c0: Tensor, p: LayerParams, pool: Pool | No
     the returned tensors are views of buffers that the next call with the same pool overwrites.
 
     Each step is one packed GEMM of ``[x_t | h_{t-1}]`` (``[B, I+P]``, kept side by side in one buffer, h_t
-    written straight into the next row) against ``[W_ih | W_hh]``, with the bias and the sigmoid fused into the
-    GEMM, then a few elementwise ops on ``[B, H]``. That is the work torch's fused CPU kernel does, with nothing
-    to add but the copy of each step's gates. torch's CPU ``tanh`` ran about 5× slower than its ``sigmoid``
-    here, so tanh is taken as 2σ(2x) − 1 (the g rows of the weights are doubled once, so the one fused sigmoid
-    covers all four gates); that costs ~1e-7 absolute in float32.
+    copied into the next row) against ``[W_ih | W_hh]``, with the bias and the sigmoid fused into the
+    GEMM, then a few elementwise ops on ``[B, H]``. That is the work torch's fused CPU kernel does, plus two
+    small copies per step (the gates, and h into the next row). torch's CPU ``tanh`` ran about 5× slower than
+    its ``sigmoid`` here, so tanh is taken as 2σ(2x) − 1 (the g rows of the weights are doubled once, so the one
+    fused sigmoid covers all four gates); that costs ~1e-7 absolute in float32.
     """
     B, T, n_in = x.shape
     H, P = p.w_hh.shape[0] // 4, h0.shape[-1]
@@ -281,23 +291,25 @@ def lstm_loop(x: Tensor, h0: Tensor, c0: Tensor, p: LayerParams, pool: Pool | No
     gates = _buffer(pool, "gates", (T, B, 4 * H), x)
     cs = _buffer(pool, "c", (T, B, H), x)
     hps = _buffer(pool, "hp", (T, B, H), x) if p.w_hr is not None else None
-    xh = _buffer(pool, "xh", (T + 1, B, n_in + P), x)  # row t: [x_t | h_{t-1}]
-    xh[:T, :, :n_in].copy_(x.transpose(0, 1))
+    hs = _buffer(pool, "h", (T, B, P), x)  # contiguous, as torch's own output is
+    xh = _buffer(pool, "xh", (T, B, n_in + P), x)  # row t: [x_t | h_{t-1}]
+    xh[:, :, :n_in].copy_(x.transpose(0, 1))
     xh[0, :, n_in:].copy_(h0)
     c = c0
-    for t, (gt, ct) in enumerate(zip(gates.unbind(0), cs.unbind(0), strict=True)):
+    for t, (gt, ct, ht) in enumerate(zip(gates.unbind(0), cs.unbind(0), hs.unbind(0), strict=True)):
         gt.copy_(step(xh[t], sigmoid=True))
         i, f, g, o = gt.unsafe_chunk(4, 1)
         _tanh_from_sigmoid_(g)
         torch.mul(f, c, out=ct).addcmul_(i, g)
-        ht = xh[t + 1, :, n_in:]
-        hp = ht if hps is None else hps[t]
-        _o_tanh(o, ct, out=hp)
-        if hps is not None:
-            ht.copy_(hp @ p.w_hr.t())
+        if hps is None:
+            _o_tanh(o, ct, out=ht)
+        else:
+            torch.mm(_o_tanh(o, ct, out=hps[t]), p.w_hr.t(), out=ht)
+        if t + 1 < T:
+            xh[t + 1, :, n_in:].copy_(ht)
         c = ct
     i, f, g, o = gates.transpose(0, 1).chunk(4, dim=2)
-    out = {"i": i, "f": f, "g": g, "o": o, "c": cs.transpose(0, 1), "h": xh[1:, :, n_in:].transpose(0, 1)}
+    out = {"i": i, "f": f, "g": g, "o": o, "c": cs.transpose(0, 1), "h": hs.transpose(0, 1)}
     if hps is not None:
         out["hp"] = hps.transpose(0, 1)
     return out

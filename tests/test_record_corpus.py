@@ -49,6 +49,19 @@ def test_stateful_chunks_equal_a_forward_over_whole_streams(model, tmp_path):
     assert np.array_equal(np.stack(run.tokens["top_ids"].to_numpy()), top.indices.numpy())
 
 
+@pytest.mark.parametrize("cell", [nn.LSTM, nn.GRU], ids=["lstm", "gru"])
+def test_weights_recomputed_on_every_forward(cell, tmp_path):
+    """weight_norm recomputes the recurrent weights on every call (inside inference_mode while recording, so
+    they carry no version counter); the step loop must use them, not a stale packed copy."""
+    torch.manual_seed(3)
+    model = TinyCharModel(cell=cell).eval()
+    nn.utils.parametrizations.weight_norm(model.rnn, "weight_hh_l0")
+    ids = torch.randint(0, 12, (N,))
+    run = lstmviz.open_run(lstmviz.record_corpus(model, ids, tmp_path / "run", streams=4, chunk=13, progress=False))
+    h, _ = streams_oracle(model, ids, 4)
+    np.testing.assert_allclose(run.activations("rnn.l1.fwd.h"), h.numpy(), rtol=2**-11, atol=1e-6)
+
+
 def test_sequences_mode_records_each_document_from_a_zero_state(tmp_path):
     torch.manual_seed(2)
     model = TinyCharModel().eval()
