@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import UserError
+from .errors import ModelError, UserError
 
 if TYPE_CHECKING:
     from .models.loading import LoadedModel
@@ -422,6 +422,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # which is fine: send what is left of our output nowhere
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except ModelError as e:
+        if args.traceback:
+            raise
+        print(f"lstmviz: error: {e} (rerun as `lstmviz --traceback {args.command} …` to see where it was raised)",
+              file=sys.stderr)
+        return EXIT_FAILURE
     except (
         UserError,
         RunError,
@@ -433,7 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lstmviz: interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # raised inside the user's own model code (or a bug of ours): one line, and the way on
+    except Exception as e:  # anything else (a bug of ours, say): one line too, and the way to the traceback
         if args.traceback:
             raise
         print(f"lstmviz: error: {type(e).__name__}: {_one_line(e)} "

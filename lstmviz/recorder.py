@@ -29,6 +29,7 @@ from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from . import cells
 from . import names as _names
+from .errors import ModelError, UserError
 from .store import Activation, RunError, RunWriter, tokens_frame
 
 NameFilter = Iterable[str] | Callable[[str], bool] | None
@@ -397,8 +398,9 @@ class Recorder(contextlib.AbstractContextManager):
             outs.append(vals["h"])
             for k, name in self._wanted(rm, layer, d).items():
                 rec[name] = vals[k]
-        out = torch.cat(outs, dim=2) if len(outs) > 1 else outs[0]
-        return out, torch.stack(h_ns), (torch.stack(c_ns) if c_ns else None), rec
+        if len(outs) > 1:  # joined time-major, so the memory layout is torch's own (contiguous when seq-first)
+            outs = [torch.cat([o.transpose(0, 1) for o in outs], dim=2).transpose(0, 1)]
+        return outs[0], torch.stack(h_ns), (torch.stack(c_ns) if c_ns else None), rec
 
 
 def run_with_cache(
@@ -572,7 +574,12 @@ def record_corpus(
                         getattr(call, "reset", lambda: None)()  # a call that carries the model's own state
                     cache = rec.new_cache()
                     with torch.inference_mode():
-                        out = call(model, batch.to(device))
+                        try:
+                            out = call(model, batch.to(device))
+                        except (UserError, RunError):
+                            raise
+                        except Exception as e:
+                            raise ModelError.wrap(e) from e
                     _write_chunk(writer, cache, starts, counts)
                     logits = _logits(out, *batch.shape)
                     if logits is not None:

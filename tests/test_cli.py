@@ -205,23 +205,28 @@ def test_script_entry_point_has_no_traceback(tmp_path):
     assert proc.stderr.startswith("lstmviz: error: no run at") and proc.stderr.count("\n") == 1
 
 
-def test_an_error_inside_the_users_model_is_one_line_and_leaves_nothing(tmp_path, capsys):
+@pytest.mark.parametrize(("factory", "error"), [("max_length", IndexError), ("max_length_value_error", ValueError),
+                                              ("max_length_os_error", OSError)])
+def test_an_error_inside_the_users_model_is_one_line_and_leaves_nothing(factory, error, tmp_path, capsys):
     from user_models import MaxLength
+
+    from lstmviz.errors import ModelError
 
     torch.save(MaxLength().state_dict(), tmp_path / "sd.pt")
     (tmp_path / "vocab.json").write_text(json.dumps([str(i) for i in range(10)]))
     (tmp_path / "t.txt").write_text("0123456789" * 20)
-    argv = ["record", "--model", "user_models:max_length", "--weights", tmp_path / "sd.pt", "--code", USER_MODELS,
+    argv = ["record", "--model", f"user_models:{factory}", "--weights", tmp_path / "sd.pt", "--code", USER_MODELS,
             "--tokenizer", tmp_path / "vocab.json", "--text", tmp_path / "t.txt", "--out", tmp_path / "run",
             "--streams", "2", "--chunk", "32", "--no-progress"]
     assert main([str(a) for a in argv]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
-    assert err.startswith("lstmviz: error: IndexError: position 31 is past this model's 16 positions")
+    assert err.startswith(f"lstmviz: error: the model raised {error.__name__}: position 31 is past this model's 16")
     assert "lstmviz --traceback record" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sd.pt", "t.txt", "vocab.json"]
-    with pytest.raises(IndexError, match="16 positions"):
+    with pytest.raises(ModelError) as raised:
         main([str(a) for a in ["--traceback", *argv]])
+    assert type(raised.value.__cause__) is error  # the traceback shows the model's own frames
 
 
 def test_a_reader_that_leaves_early_is_not_an_error(tmp_path):

@@ -293,6 +293,7 @@ def _live_run(checkpoint: str, mtime: float, text: str, annotate: str) -> str:
 
 
 SAMPLES_PENDING = ".samples-pending"  # in the runs root while the first start records the samples
+SAMPLES_LOCK = threading.Lock()  # sessions are threads of one process: one records, the others wait for it
 
 
 def samples_pending(root: Path) -> bool:
@@ -307,7 +308,9 @@ def record_samples(root: Path, on_progress: Callable[[float, str], None], chars:
     does), with ``options`` for :func:`lstmviz.models.samples.record_sample`.
 
     ``on_progress(fraction, message)`` is called before each sample and once at the end. A marker file stays in
-    ``root`` until every sample is there, so a recording cut short resumes on the next start.
+    ``root`` while samples are missing, so a recording cut short (the tab closed: streamlit stops the script with
+    a BaseException) resumes on the next start; a recording that fails gives up the marker, so it is not retried
+    by every session.
     """
     from ..models import samples
 
@@ -317,12 +320,18 @@ def record_samples(root: Path, on_progress: Callable[[float, str], None], chars:
             f"no sample checkpoints in {samples.SAMPLES_DIR}: train them with "
             f"sample_models/train_all.sh, or record a run with `lstmviz record`"
         )
-    root.mkdir(parents=True, exist_ok=True)
-    (root / SAMPLES_PENDING).touch()
-    missing = [name for name in present if not (root / name).is_dir()]  # a run directory appears only complete
-    done = samples.record_all(root, on_progress, only=missing, overwrite=True, chars=chars, progress=False, **options
-                              ) if missing else []
-    (root / SAMPLES_PENDING).unlink()
+    marker = root / SAMPLES_PENDING
+    with SAMPLES_LOCK:
+        root.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+        missing = [name for name in present if not (root / name).is_dir()]  # a run directory appears complete
+        try:
+            done = samples.record_all(root, on_progress, only=missing, overwrite=True, chars=chars, progress=False,
+                                      **options) if missing else []
+        except Exception:
+            marker.unlink(missing_ok=True)
+            raise
+        marker.unlink(missing_ok=True)
     return done
 
 

@@ -239,6 +239,9 @@ def window(run: Run, key: str = "start") -> tuple[int, int]:
 
     def search(again: bool) -> None:
         """Jump to the first hit at the window's start or later; ``again``: the one after the hit on show."""
+        if again and st.session_state.pop(f"{key}_fresh", False):
+            return  # the text changed in this same click: its own search found the first hit, so stay there
+        st.session_state[f"{key}_fresh"] = not again
         here, last = int(st.session_state[key]), st.session_state.get(f"{key}_found")
         begin = last + 1 if again and last is not None and here <= last < here + width else here
         hit = data.find_text(data.ref(run.path), st.session_state.get(f"{key}_find", ""), begin)
@@ -256,6 +259,7 @@ def window(run: Run, key: str = "start") -> tuple[int, int]:
         "“Find next” steps to the one after.",
     )
     cols[5].button("Find next", key=f"{key}_find_next", on_click=search, args=(True,), width="stretch")
+    st.session_state.pop(f"{key}_fresh", None)  # callbacks run before this line: the flag lives for one click
     if st.session_state.get(f"{key}_find") and st.session_state.get(f"{key}_found", 0) is None:
         st.caption(f"“{st.session_state[f'{key}_find']}” does not occur in this run.")
     _publish(key, int(start))

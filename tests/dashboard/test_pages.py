@@ -72,6 +72,20 @@ def test_first_start_recording_resumes_where_a_closed_tab_left_it(tmp_path):
     assert (root / first / "manifest.json").stat().st_mtime_ns == stamp
 
 
+def test_first_start_recording_that_fails_is_not_retried_by_every_session(tmp_path, monkeypatch):
+    from lstmviz.dashboard import data
+    from lstmviz.errors import UserError
+    from lstmviz.models import samples
+
+    def broken(*args, **kwargs):
+        raise UserError("disk full")
+
+    monkeypatch.setattr(samples, "record_all", broken)
+    with pytest.raises(UserError, match="disk full"):
+        data.record_samples(tmp_path / "runs", lambda fraction, message: None)
+    assert not data.samples_pending(tmp_path / "runs")
+
+
 def test_no_runs_and_no_samples_is_an_empty_state(tmp_path, monkeypatch):
     monkeypatch.setattr("lstmviz.models.samples.SAMPLES_DIR", tmp_path / "none")
     at = app(tmp_path / "empty", monkeypatch)
@@ -153,6 +167,10 @@ def test_find_next_steps_through_every_occurrence_and_wraps(runs_root, monkeypat
         assert_clean(at)
         seen.append(at.number_input(key="start").value)
     assert seen == [max(h - 25, 0) for h in [*hits, hits[0]]]
+    at.number_input(key="start").set_value(0).run()
+    at.text_input(key="start_find").input("def add")  # typed, and "Find next" clicked without pressing Enter
+    at.button(key="start_find_next").click().run()
+    assert at.number_input(key="start").value == max(text.index("def add") - 25, 0)
 
 
 def test_select_span_and_theta_change_the_selection(runs_root, monkeypatch):

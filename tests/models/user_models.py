@@ -55,9 +55,13 @@ class BatchFirstGRU(nn.Module):
 class MaxLength(BatchFirstGRU):
     """Refuses sequences longer than 16 steps, as a model with a table of 16 learned positions would."""
 
+    def __init__(self, error: type[Exception] = IndexError):
+        super().__init__()
+        self.error = error
+
     def forward(self, ids):
         if ids.shape[1] > 16:
-            raise IndexError(f"position {ids.shape[1] - 1} is past this model's 16 positions")
+            raise self.error(f"position {ids.shape[1] - 1} is past this model's 16 positions")
         return super().forward(ids)
 
 
@@ -98,9 +102,17 @@ def batch_first_gru() -> nn.Module:
     return BatchFirstGRU()
 
 
-def max_length() -> nn.Module:
+def max_length(error: str = "IndexError") -> nn.Module:
     torch.manual_seed(0)
-    return MaxLength()
+    return MaxLength({"IndexError": IndexError, "ValueError": ValueError, "OSError": OSError}[error])
+
+
+def max_length_value_error() -> nn.Module:
+    return max_length("ValueError")
+
+
+def max_length_os_error() -> nn.Module:
+    return max_length("OSError")
 
 
 def flattening() -> nn.Module:
