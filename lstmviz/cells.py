@@ -279,11 +279,12 @@ def lstm_loop(x: Tensor, h0: Tensor, c0: Tensor, p: LayerParams, pool: Pool | No
     the returned tensors are views of buffers that the next call with the same pool overwrites.
 
     Each step is one packed GEMM of ``[x_t | h_{t-1}]`` (``[B, I+P]``, kept side by side in one buffer, h_t
-    copied into the next row) against ``[W_ih | W_hh]``, with the bias and the sigmoid fused into the
-    GEMM, then a few elementwise ops on ``[B, H]``. That is the work torch's fused CPU kernel does, plus two
-    small copies per step (the gates, and h into the next row). torch's CPU ``tanh`` ran about 5× slower than
-    its ``sigmoid`` here, so tanh is taken as 2σ(2x) − 1 (the g rows of the weights are doubled once, so the one
-    fused sigmoid covers all four gates); that costs ~1e-7 absolute in float32.
+    copied into the next row) against ``[W_ih | W_hh]`` with the bias fused in, one sigmoid from its output into
+    the step's gates, then a few elementwise ops on ``[B, H]``. That is the work torch's fused CPU kernel does,
+    plus one small copy per step. (oneDNN's fused sigmoid epilogue, then a copy of its output into the gates, ran
+    slower than this.) torch's CPU ``tanh`` ran about 5× slower than its ``sigmoid`` here, so tanh is taken as
+    2σ(2x) − 1 (the g rows of the weights are doubled once, so the one sigmoid covers all four gates); that
+    costs ~1e-7 absolute in float32.
     """
     B, T, n_in = x.shape
     H, P = p.w_hh.shape[0] // 4, h0.shape[-1]
@@ -297,7 +298,7 @@ def lstm_loop(x: Tensor, h0: Tensor, c0: Tensor, p: LayerParams, pool: Pool | No
     xh[0, :, n_in:].copy_(h0)
     c = c0
     for t, (gt, ct, ht) in enumerate(zip(gates.unbind(0), cs.unbind(0), hs.unbind(0), strict=True)):
-        gt.copy_(step(xh[t], sigmoid=True))
+        torch.sigmoid(step(xh[t]), out=gt)
         i, f, g, o = gt.unsafe_chunk(4, 1)
         _tanh_from_sigmoid_(g)
         torch.mul(f, c, out=ct).addcmul_(i, g)
