@@ -168,15 +168,13 @@ def lstm_replay(x: Tensor, h: Tensor, h0: Tensor, c0: Tensor, p: LayerParams) ->
     sigmoid fused into it (g as 2σ(2x) − 1, see :func:`lstm_loop`), then c by :func:`linear_scan`.
     """
     B, T, n_in = x.shape
-    H = p.w_hh.shape[0] // 4
-    g_rows = slice(2 * H, 3 * H)
     xh = x.new_empty(B, T, n_in + h.shape[2])  # [x_t | h_{t-1}]
     xh[..., :n_in] = x
     xh[:, 0, n_in:] = h0
     xh[:, 1:, n_in:] = h[:, :-1]
     z = Linear(*_stacked_lstm_weights(p), B * T)(xh, sigmoid=True)  # (B, T, 4H)
     i, f, g, o = z.chunk(4, dim=2)
-    _tanh_from_sigmoid_(z[..., g_rows])
+    _tanh_from_sigmoid_(g)
     c = linear_scan(f, i * g, c0)
     out = {"i": i, "f": f, "g": g, "o": o, "c": c}
     if p.w_hr is not None:

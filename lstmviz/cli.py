@@ -408,6 +408,12 @@ def _one_line(e: BaseException) -> str:
     return " ".join(msg.split())
 
 
+def _failure(message: str, command: str) -> int:
+    print(f"lstmviz: error: {message} (rerun as `lstmviz --traceback {command} …` to see where it was raised)",
+          file=sys.stderr)
+    return EXIT_FAILURE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lstmviz`` script; returns the exit status."""
     from .store import RunError
@@ -422,12 +428,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # which is fine: send what is left of our output nowhere
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except ModelError as e:
+    except ModelError as e:  # before UserError, which it is: the user's own code raised, so show the way in
         if args.traceback:
             raise
-        print(f"lstmviz: error: {e} (rerun as `lstmviz --traceback {args.command} …` to see where it was raised)",
-              file=sys.stderr)
-        return EXIT_FAILURE
+        return _failure(str(e), args.command)
     except (
         UserError,
         RunError,
@@ -442,6 +446,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # anything else (a bug of ours, say): one line too, and the way to the traceback
         if args.traceback:
             raise
-        print(f"lstmviz: error: {type(e).__name__}: {_one_line(e)} "
-              f"(rerun as `lstmviz --traceback {args.command} …` to see where it was raised)", file=sys.stderr)
-        return EXIT_FAILURE
+        return _failure(f"{type(e).__name__}: {_one_line(e)}", args.command)
