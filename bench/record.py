@@ -6,12 +6,14 @@
 
 Prints ``metric: value`` lines, ratios first. "plain" is the model's own forward with no capture, fed the same
 chunks with its state carried; "lstmviz" records every gate, c and h of every layer; "naive" is a Python loop
-over nn.LSTMCell / nn.GRUCell keeping the gates (the approach people write by hand).
+over nn.LSTMCell / nn.GRUCell keeping the gates (the approach people write by hand). "loop_without_jit" is the
+LSTM step loop with its compiled cell update (lstmviz/fused.py) switched off, torch ops in its place.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -37,6 +39,15 @@ def lstmviz_record(module: nn.RNNBase, x: torch.Tensor, chunk: int, strategy: st
         for k in range(0, x.shape[1], chunk):
             rec.new_cache()
             module(x[:, k : k + chunk])
+
+
+def without_jit(fn) -> None:
+    """Run ``fn`` with the step loop's compiled cell update switched off (torch ops instead)."""
+    os.environ["LSTMVIZ_NO_JIT"] = "1"
+    try:
+        fn()
+    finally:
+        del os.environ["LSTMVIZ_NO_JIT"]
 
 
 def naive(module: nn.RNNBase, x: torch.Tensor, chunk: int) -> None:
@@ -65,30 +76,38 @@ def naive(module: nn.RNNBase, x: torch.Tensor, chunk: int) -> None:
             inp = state[layer][0]
 
 
-def interleaved(fns: dict[str, object], repeat: int) -> dict[str, float]:
-    """Best wall time of each zero-argument function, run in turn ``repeat`` times (so load hits all alike)."""
-    best = dict.fromkeys(fns, float("inf"))
+def interleaved(fns: dict[str, object], repeat: int) -> dict[str, list[float]]:
+    """Wall times of each zero-argument function, run in turn ``repeat`` times (so load hits all alike)."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeat):
         for name, fn in fns.items():
             t0 = time.perf_counter()
             fn()
-            best[name] = min(best[name], time.perf_counter() - t0)
-    return best
+            times[name].append(time.perf_counter() - t0)
+    return times
 
 
 def speed(cell: str, streams: int, tokens: int, chunk: int, hidden: int, with_naive: bool) -> dict[str, float]:
+    """Each way of running ``cell`` over the same input, as a ratio to the plain forward.
+
+    A ratio is the median over rounds of (its time ÷ plain's time in the same round): a shared machine has slow
+    spells lasting seconds, which hit both runs of a round alike and cancel in the ratio.
+    """
     torch.manual_seed(0)
     module = getattr(nn, cell)(hidden, hidden, 2, batch_first=True).eval()
     x = torch.randn(streams, tokens // streams, hidden)
     fns = {"plain": lambda: plain(module, x, chunk)}
     for strategy in ("auto", "replay", "loop"):
         fns[strategy] = lambda s=strategy: lstmviz_record(module, x, chunk, s)
+    if cell == "LSTM":
+        fns["loop_nojit"] = lambda: without_jit(lambda: lstmviz_record(module, x, chunk, "loop"))
     with torch.inference_mode():
-        best = interleaved(fns, repeat=5)
-        if with_naive:
-            best["naive"] = interleaved({"naive": lambda: naive(module, x, chunk)}, repeat=1)["naive"]
-    out = {k: v / best["plain"] for k, v in best.items() if k != "plain"}
-    out["plain_s"] = best["plain"]
+        times = interleaved(fns, repeat=7)
+        out = {k: float(np.median(np.divide(v, times["plain"]))) for k, v in times.items() if k != "plain"}
+        if with_naive:  # one round: it is 10× slower, and far from the line
+            naive_s = interleaved({"naive": lambda: naive(module, x, chunk)}, repeat=1)["naive"][0]
+            out["naive"] = naive_s / min(times["plain"])
+    out["plain_s"] = min(times["plain"])
     return out
 
 
@@ -162,6 +181,8 @@ def main() -> None:
     for case, r in results.items():
         print(f"{case}_replay_over_plain: {r['replay']:.3f}")
         print(f"{case}_loop_over_plain: {r['loop']:.3f}")
+        if "loop_nojit" in r:
+            print(f"{case}_loop_without_jit_over_plain: {r['loop_nojit']:.3f}")
         if "naive" in r:
             print(f"{case}_naive_over_plain: {r['naive']:.3f}")
         print(f"{case}_plain_seconds: {r['plain_s']:.3f}")

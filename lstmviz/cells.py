@@ -35,9 +35,12 @@ Two ways to get the gates, both exact to float rounding:
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -142,6 +145,13 @@ class Linear:
         y = torch.ops.mkldnn._linear_pointwise(flat, self.packed, self.b, "sigmoid" if sigmoid else "none", [], "")
         return y if x.dim() == 2 else y.reshape(*x.shape[:-1], y.shape[-1])
 
+    def rows(self) -> Callable[[Tensor], Tensor]:
+        """The bare GEMM ``[rows, in] → [rows, out]``, with no Python between a step loop and the kernel."""
+        if self.packed is None:
+            return functools.partial(F.linear, weight=self.w, bias=self.b)
+        op, packed, b = torch.ops.mkldnn._linear_pointwise.default, self.packed, self.b
+        return lambda x: op(x, packed, b, "none", [], "")
+
 
 def _gemm_in(x: Tensor, p: LayerParams) -> Tensor:
     return Linear(p.w_ih, p.b_ih, x.numel() // x.shape[-1])(x)
@@ -226,13 +236,18 @@ class Pool:
 
 
 def _buffer(pool: Pool | None, key: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
-    """An uninitialised tensor of ``shape``, reused from ``pool`` when one of the same shape is there."""
+    """An uninitialised tensor of ``shape``, taken from ``pool`` where it holds one as long or longer.
+
+    ``shape[0]`` is time: a shorter request (a corpus's last chunk) gets the leading rows of the pooled
+    buffer, which are contiguous, instead of fresh memory.
+    """
     buf = pool.buffers.get(key) if pool is not None else None
-    if buf is None or buf.shape != shape or buf.dtype != like.dtype or buf.device != like.device:
+    if (buf is None or buf.shape[1:] != shape[1:] or buf.shape[0] < shape[0] or buf.dtype != like.dtype
+            or buf.device != like.device):
         buf = torch.empty(shape, dtype=like.dtype, device=like.device)
         if pool is not None:
             pool.buffers[key] = buf
-    return buf
+    return buf[: shape[0]]
 
 
 def _same(a: Tensor | None, b: Tensor | None) -> bool:
@@ -269,6 +284,32 @@ def _input_blocks(x: Tensor, proj: Linear, block: int) -> Iterator[Tensor]:
         yield from proj(x[:, k : k + block].transpose(0, 1)).unbind(0)
 
 
+def _cell_step(z: Tensor, c_prev: Tensor, gates: Tensor, c: Tensor, h: Tensor, h_copy: Tensor) -> None:
+    """One step's gates and cell update in torch ops, with the contract of :func:`lstmviz.fused.lstm_step`."""
+    i, f, g, o = torch.sigmoid(z, out=gates).unsafe_chunk(4, 1)
+    _tanh_from_sigmoid_(g)
+    torch.mul(f, c_prev, out=c).addcmul_(i, g)
+    h_copy.copy_(_o_tanh(o, c, out=h))
+
+
+def _numpy_out(f: Callable[[Tensor], Tensor]) -> Callable[[Tensor], np.ndarray]:
+    return lambda x: f(x).numpy()
+
+
+def _fused_step() -> Callable | None:
+    """:func:`lstmviz.fused.lstm_step`; None where ``LSTMVIZ_NO_JIT`` is set or numba cannot be imported."""
+    return None if os.environ.get("LSTMVIZ_NO_JIT") else _import_fused_step()
+
+
+@functools.cache
+def _import_fused_step() -> Callable | None:
+    try:
+        from lstmviz.fused import lstm_step
+    except ImportError:
+        return None
+    return lstm_step
+
+
 def lstm_loop(x: Tensor, h0: Tensor, c0: Tensor, p: LayerParams, pool: Pool | None = None
               ) -> dict[str, Tensor]:
     """Run one LSTM layer step by step, keeping every gate. x ``[B, T, I]`` → dict of ``[B, T, ·]``.
@@ -277,12 +318,12 @@ def lstm_loop(x: Tensor, h0: Tensor, c0: Tensor, p: LayerParams, pool: Pool | No
     the returned tensors are views of buffers that the next call with the same pool overwrites.
 
     Each step is one packed GEMM of ``[x_t | h_{t-1}]`` (``[B, I+P]``, kept side by side in one buffer, h_t
-    copied into the next row) against ``[W_ih | W_hh]`` with the bias fused in, one sigmoid from its output into
-    the step's gates, then a few elementwise ops on ``[B, H]``. That is the work torch's fused CPU kernel does,
-    plus one small copy per step. (oneDNN's fused sigmoid epilogue, then a copy of its output into the gates, ran
-    slower than this.) torch's CPU ``tanh`` ran about 5× slower than its ``sigmoid`` here, so tanh is taken as
-    2σ(2x) − 1 (the g rows of the weights are doubled once, so the one sigmoid covers all four gates); that
-    costs ~1e-7 absolute in float32.
+    written into the next row) against ``[W_ih | W_hh]`` with the bias fused in, then the gates and the cell
+    update on ``[B, H]``: in float32 on a CPU one compiled loop (:mod:`lstmviz.fused`, which took the loop from
+    about 1.15× to 1.08× the plain forward in bench/record.py), otherwise a sigmoid and six torch ops. That is
+    the work torch's fused CPU kernel does. torch's CPU ``tanh`` ran about 5× slower than its ``sigmoid`` here,
+    so g is taken as 2σ(2x) − 1: the g rows of the weights are doubled once, so one sigmoid covers all four
+    gates; that costs ~1e-7 absolute in float32.
     """
     B, T, n_in = x.shape
     H, P = p.w_hh.shape[0] // 4, h0.shape[-1]
@@ -291,22 +332,24 @@ def lstm_loop(x: Tensor, h0: Tensor, c0: Tensor, p: LayerParams, pool: Pool | No
     cs = _buffer(pool, "c", (T, B, H), x)
     hps = _buffer(pool, "hp", (T, B, H), x) if p.w_hr is not None else None
     hs = _buffer(pool, "h", (T, B, P), x)  # contiguous, as torch's own output is
-    xh = _buffer(pool, "xh", (T, B, n_in + P), x)  # row t: [x_t | h_{t-1}]
-    xh[:, :, :n_in].copy_(x.transpose(0, 1))
+    xh = _buffer(pool, "xh", (T + 1, B, n_in + P), x)  # row t: [x_t | h_{t-1}]; row T takes the last h unread
+    xh[:T, :, :n_in].copy_(x.transpose(0, 1))
     xh[0, :, n_in:].copy_(h0)
-    c = c0
-    for t, (gt, ct, ht) in enumerate(zip(gates.unbind(0), cs.unbind(0), hs.unbind(0), strict=True)):
-        torch.sigmoid(step(xh[t]), out=gt)
-        i, f, g, o = gt.unsafe_chunk(4, 1)
-        _tanh_from_sigmoid_(g)
-        torch.mul(f, c, out=ct).addcmul_(i, g)
-        if hps is None:
-            _o_tanh(o, ct, out=ht)
-        else:
-            torch.mm(_o_tanh(o, ct, out=hps[t]), p.w_hr.t(), out=ht)
-        if t + 1 < T:
-            xh[t + 1, :, n_in:].copy_(ht)
-        c = ct
+    # Each step writes o ⊙ tanh(c) to `h_out` and to `h_copy`: h_t into the next input row, or (with a
+    # projection) the pre-projection value twice, projected below.
+    h_out, h_copy = (hs, xh[1:, :, n_in:]) if hps is None else (hps, hps)
+    fused = _fused_step() if x.dtype == torch.float32 and x.device.type == "cpu" else None
+    gemm = step.rows()
+    if fused is None:
+        cell, views, c_prev = _cell_step, (gates, cs, h_out, h_copy), c0
+    else:
+        cell, gemm = fused, _numpy_out(gemm)
+        views, c_prev = tuple(v.numpy() for v in (gates, cs, h_out, h_copy)), c0.detach().contiguous().numpy()
+    for t, (x_t, g_t, c_t, out_t, copy_t) in enumerate(zip(xh.unbind(0)[:T], *views, strict=True)):
+        cell(gemm(x_t), c_prev, g_t, c_t, out_t, copy_t)
+        if hps is not None:
+            xh[t + 1, :, n_in:].copy_(torch.mm(hps[t], p.w_hr.t(), out=hs[t]))
+        c_prev = c_t
     i, f, g, o = gates.transpose(0, 1).chunk(4, dim=2)
     out = {"i": i, "f": f, "g": g, "o": o, "c": cs.transpose(0, 1), "h": hs.transpose(0, 1)}
     if hps is not None:

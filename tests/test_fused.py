@@ -1,0 +1,78 @@
+"""The compiled LSTM step (lstmviz.fused) against float64 cell equations, and the loop with and without it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from lstmviz import cells, fused
+from lstmviz.recorder import Recorder
+
+
+def test_tanh_is_within_3e_7_of_the_true_tanh():
+    x = np.concatenate([np.linspace(-20, 20, 2_000_001), [0.0, 1e-30, -1e-30, 7.99881172, -7.99881172, 1e30, -1e30]])
+    x = x.astype(np.float32)
+    out = np.empty_like(x)
+    fused.tanh_array(x, out)
+    assert np.abs(out - np.tanh(x.astype(np.float64))).max() <= 3e-7
+    neg = np.empty_like(x)
+    fused.tanh_array(-x, neg)
+    assert np.array_equal(neg, -out)  # odd, exactly
+    assert np.abs(out).max() <= 1.0
+
+
+def reference_step(z: np.ndarray, c_prev: np.ndarray) -> dict[str, np.ndarray]:
+    """The cell equations in float64, for pre-activations whose g block is doubled (see lstm_step)."""
+    z, c_prev = z.astype(np.float64), c_prev.astype(np.float64)
+    i, f, g2, o = np.split(z, 4, axis=1)
+    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    i, f, g, o = sig(i), sig(f), np.tanh(g2 / 2), sig(o)
+    c = f * c_prev + i * g
+    return {"gates": np.concatenate([i, f, g, o], axis=1), "c": c, "h": o * np.tanh(c)}
+
+
+@pytest.mark.parametrize("B,H", [(1, 1), (3, 7), (64, 512)])
+@pytest.mark.parametrize("impl", ["fused", "torch"])
+def test_step_follows_the_cell_equations(B, H, impl):
+    rng = np.random.default_rng(B * 1000 + H)
+    z = (rng.standard_normal((B, 4 * H)) * 6).astype(np.float32)  # deep into saturation both ways
+    c_prev = (rng.standard_normal((B, H)) * 3).astype(np.float32)
+    gates, c, h = np.empty((B, 4 * H), np.float32), np.empty((B, H), np.float32), np.empty((B, H), np.float32)
+    xh = np.zeros((B, 5 + H), np.float32)  # the next input row: x then h, so the h view is strided
+    if impl == "fused":
+        fused.lstm_step(z, c_prev, gates, c, h, xh[:, 5:])
+    else:
+        t = torch.from_numpy
+        cells._cell_step(t(z), t(c_prev), t(gates), t(c), t(h), t(xh)[:, 5:])
+    want = reference_step(z, c_prev)
+    for name, got in {"gates": gates, "c": c, "h": h}.items():
+        assert (np.abs(got - want[name]) <= 1e-6 * (1 + np.abs(want[name]))).all(), name  # float32 rounding
+    assert np.array_equal(xh[:, 5:], h)
+    assert not xh[:, :5].any()
+
+
+@pytest.mark.parametrize("proj", [0, 3])
+def test_loop_with_and_without_the_compiled_step_matches_torch(proj, monkeypatch):
+    torch.manual_seed(proj)
+    module = nn.LSTM(6, 8, 2, batch_first=True, proj_size=proj).eval()
+    x = torch.randn(5, 30, 6)
+    runs = {}
+    for jit in (True, False):
+        if jit:
+            monkeypatch.delenv("LSTMVIZ_NO_JIT", raising=False)
+            assert cells._fused_step() is fused.lstm_step
+        else:
+            monkeypatch.setenv("LSTMVIZ_NO_JIT", "1")
+            assert cells._fused_step() is None
+        with torch.no_grad(), Recorder(module, strategy="loop") as rec:
+            out, (h_n, c_n) = module(x)
+        runs[jit] = rec.cache
+        with torch.no_grad():
+            ref, (ref_h, ref_c) = module(x)
+        assert (out - ref).abs().max() <= 1e-5
+        assert (h_n - ref_h).abs().max() <= 1e-5 and (c_n - ref_c).abs().max() <= 1e-5
+    assert runs[True].keys() == runs[False].keys()
+    for name in runs[True]:
+        assert (runs[True][name] - runs[False][name]).abs().max() <= 1e-5, name
