@@ -305,7 +305,7 @@ def _fused_step() -> Callable | None:
 def _import_fused_step() -> Callable | None:
     try:
         from lstmviz.fused import lstm_step
-    except ImportError:
+    except (ImportError, RuntimeError):  # no numba, or numba with nowhere to cache: torch ops do the same work
         return None
     return lstm_step
 

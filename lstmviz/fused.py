@@ -1,10 +1,11 @@
-"""The LSTM cell update of one step as one compiled loop (numba), for the float32 CPU step loop.
+"""One LSTM step's gates and cell update as one compiled loop (numba), for the float32 CPU step loop.
 
-torch runs each elementwise op of the update as its own kernel: seven of them per step on ``[B, H]``, each a
-dispatch, a pass over memory and, for the larger ones, an OpenMP fork. Here the whole update is one pass per
-row, vectorised by LLVM (bench/record.py measures the step loop with and without it). tanh is the rational
+In torch ops the same work is a sigmoid and six more kernels per step (:func:`lstmviz.cells._cell_step`), each
+a dispatch, a pass over memory and, for the larger ones, an OpenMP fork. Here it is one pass per row,
+vectorised by LLVM (bench/record.py prints the step loop's ratio with and without it). tanh is the rational
 approximation Eigen uses for float32 (Eigen's ``generic_fast_tanh_float``): a degree 13/6 odd/even polynomial
-ratio on ``[-7.9988, 7.9988]``, at most 3e-7 from the true tanh, where torch's own kernels differ by ~1e-7.
+ratio, clamped to ``[-7.9988, 7.9988]``, at most 3e-7 from the true tanh (torch's own kernels differ by ~1e-7);
+σ(x) = (1 + tanh(x/2)) / 2.
 
 Importing this module compiles nothing; the first call compiles (about a second) and caches the machine code
 on disk (``cache=True``), so later processes load it.
