@@ -297,9 +297,11 @@ def _numpy_out(f: Callable[[Tensor], Tensor]) -> Callable[[Tensor], np.ndarray]:
     return lambda x: f(x).numpy()
 
 
-def _fused_step() -> Callable | None:
-    """:func:`lstmviz.fused.lstm_step`; None where ``LSTMVIZ_NO_JIT`` is set or numba cannot be imported."""
-    return None if os.environ.get("LSTMVIZ_NO_JIT") else _import_fused_step()
+def fused_step(x: Tensor) -> Callable | None:
+    """:func:`lstmviz.fused.lstm_step` for float32 CPU input; None for others, with ``LSTMVIZ_NO_JIT`` or no numba."""
+    if x.dtype != torch.float32 or x.device.type != "cpu" or os.environ.get("LSTMVIZ_NO_JIT"):
+        return None
+    return _import_fused_step()
 
 
 @functools.cache
@@ -339,7 +341,7 @@ def lstm_loop(x: Tensor, h0: Tensor, c0: Tensor, p: LayerParams, pool: Pool | No
     # Each step writes o ⊙ tanh(c) to `h_out` and to `h_copy`: h_t into the next input row, or (with a
     # projection) the pre-projection value twice, projected below.
     h_out, h_copy = (hs, xh[1:, :, n_in:]) if hps is None else (hps, hps)
-    fused = _fused_step() if x.dtype == torch.float32 and x.device.type == "cpu" else None
+    fused = fused_step(x)
     gemm = step.rows()
     if fused is None:
         cell, views, c_prev = _cell_step, (gates, cs, h_out, h_copy), c0

@@ -232,14 +232,15 @@ class Recorder(contextlib.AbstractContextManager):
             return self.strategy
         # Measured by bench/record.py on a 2-core CPU: torch's own CPU GRU is not a fused oneDNN kernel, so our
         # step loop (packed GEMM + a few elementwise ops) beats replaying its gates at any batch. torch's LSTM is
-        # fused; replaying its gates costs one extra GEMM over all steps, which is cheap at batch 1 and 2 (the
-        # fused kernel is latency-bound there) but doubles the FLOPs with more streams, where the loop wins
-        # instead (it overtook replay between batch 2 and 4).
+        # fused; replaying its gates costs one extra GEMM over all steps, which is cheap at batch 1 (the fused
+        # kernel is latency-bound there) but doubles the FLOPs with more streams, where the loop wins instead:
+        # from batch 2 with the compiled step (1.43× against replay's 1.68× at batch 2), from between 2 and 4
+        # with torch ops.
         # On a GPU, replay: cuDNN's kernel is far faster than any Python step loop.
         if x.device.type != "cpu":
             return "replay"
         batch = x.shape[0] if rm.module.batch_first else x.shape[1]
-        return "loop" if rm.cell == "GRU" or batch >= 4 else "replay"
+        return "loop" if rm.cell == "GRU" or batch >= (2 if cells.fused_step(x) else 4) else "replay"
 
     def _forward(self, rm: RecurrentModule, input, hx):
         m = rm.module
