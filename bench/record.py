@@ -43,11 +43,15 @@ def lstmviz_record(module: nn.RNNBase, x: torch.Tensor, chunk: int, strategy: st
 
 def without_jit(fn) -> None:
     """Run ``fn`` with the step loop's compiled cell update switched off (torch ops instead)."""
+    before = os.environ.get("LSTMVIZ_NO_JIT")
     os.environ["LSTMVIZ_NO_JIT"] = "1"
     try:
         fn()
     finally:
-        del os.environ["LSTMVIZ_NO_JIT"]
+        if before is None:
+            del os.environ["LSTMVIZ_NO_JIT"]
+        else:
+            os.environ["LSTMVIZ_NO_JIT"] = before
 
 
 def naive(module: nn.RNNBase, x: torch.Tensor, chunk: int) -> None:

@@ -22,7 +22,8 @@ al. (2015): z close to 1 keeps the old state::
 
 RNN: ``h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)`` (or relu).
 
-Two ways to get the gates, both exact to float rounding:
+Two ways to get the gates, both exact to float rounding (and, in the float32 step loop, the 3e-7 of
+:mod:`lstmviz.fused`'s tanh):
 
 * :func:`lstm_replay` / :func:`gru_replay` take the hidden states that torch's fused kernel already produced and
   rebuild every gate in one batched GEMM over all steps (``h_{t-1}`` is known for every t), then c by the linear
@@ -298,17 +299,26 @@ def _numpy_out(f: Callable[[Tensor], Tensor]) -> Callable[[Tensor], np.ndarray]:
 
 
 def fused_step(x: Tensor) -> Callable | None:
-    """:func:`lstmviz.fused.lstm_step` for float32 CPU input; None for others, with ``LSTMVIZ_NO_JIT`` or no numba."""
-    if x.dtype != torch.float32 or x.device.type != "cpu" or os.environ.get("LSTMVIZ_NO_JIT"):
+    """:func:`lstmviz.fused.lstm_step` for float32 CPU input; None for others, with ``LSTMVIZ_NO_JIT=1``, or where
+    numba cannot compile it here."""
+    if x.dtype != torch.float32 or x.device.type != "cpu" or os.environ.get("LSTMVIZ_NO_JIT", "") not in ("", "0"):
         return None
-    return _import_fused_step()
+    return _compiled_step()
 
 
 @functools.cache
-def _import_fused_step() -> Callable | None:
+def _compiled_step() -> Callable | None:
+    """Import and compile (or load from numba's disk cache) the step for both layouts :func:`lstm_loop` passes:
+    ``h_copy`` a strided row of the input buffer, or a contiguous array. Any failure means torch ops instead."""
     try:
         from lstmviz.fused import lstm_step
-    except (ImportError, RuntimeError):  # no numba, or numba with nowhere to cache: torch ops do the same work
+
+        B, H = 2, 3
+        z, gates = np.zeros((B, 4 * H), np.float32), np.empty((B, 4 * H), np.float32)
+        c_prev, c, h = (np.zeros((B, H), np.float32) for _ in range(3))
+        for h_copy in (np.empty((B, 2 * H), np.float32)[:, H:], np.empty((B, H), np.float32)):
+            lstm_step(z, c_prev, gates, c, h, h_copy)
+    except Exception:  # no numba, nowhere to cache, or a compile error: torch ops do the same work
         return None
     return lstm_step
 
@@ -323,7 +333,7 @@ def lstm_loop(x: Tensor, h0: Tensor, c0: Tensor, p: LayerParams, pool: Pool | No
     Each step is one packed GEMM of ``[x_t | h_{t-1}]`` (``[B, I+P]``, kept side by side in one buffer, h_t
     written into the next row) against ``[W_ih | W_hh]`` with the bias fused in, then the gates and the cell
     update on ``[B, H]``: in float32 on a CPU one compiled loop (:mod:`lstmviz.fused`; at 64 streams it cut the
-    loop's excess over the plain forward by about 40 % in bench/record.py), otherwise a sigmoid and six torch
+    loop's excess over the plain forward by about 40 % in bench/record.py), otherwise a sigmoid and seven torch
     ops. That is the work torch's fused CPU kernel does. torch's CPU ``tanh`` ran about 5× slower than its
     ``sigmoid`` here, so g is taken as 2σ(2x) − 1: the g rows of the weights are doubled once, so one sigmoid
     covers all four gates; that costs ~1e-7 absolute in float32.

@@ -1,6 +1,6 @@
 """One LSTM step's gates and cell update as one compiled loop (numba), for the float32 CPU step loop.
 
-In torch ops the same work is a sigmoid and six more kernels per step (:func:`lstmviz.cells._cell_step`), each
+In torch ops the same work is a sigmoid and seven more kernels per step (:func:`lstmviz.cells._cell_step`), each
 a dispatch, a pass over memory and, for the larger ones, an OpenMP fork. Here it is one pass per row,
 vectorised by LLVM (bench/record.py prints the step loop's ratio with and without it). tanh is the rational
 approximation Eigen uses for float32 (Eigen's ``generic_fast_tanh_float``): a degree 13/6 odd/even polynomial
@@ -29,14 +29,17 @@ _B0, _B2, _B4, _B6 = _BETA
 _HALF, _ONE, _TWO = np.float32(0.5), np.float32(1), np.float32(2)
 
 # error_model="numpy": no ZeroDivisionError branch per division, which would stop LLVM from vectorising.
-_JIT = {"fastmath": True, "error_model": "numpy", "cache": True}
+# fastmath without nnan/ninf: a NaN (a diverged model) must come out as NaN, as torch's own kernels give it.
+# nogil: Streamlit sessions recording at once run side by side, as they do in torch ops.
+_JIT = {"fastmath": {"nsz", "arcp", "contract", "afn", "reassoc"}, "error_model": "numpy", "cache": True,
+        "nogil": True}
 
 
 @njit(inline="always", **_JIT)
 def tanh(x: float) -> float:
     """tanh of a float32 scalar, vectorisable (a rational function; see the module docstring)."""
-    x = x if x < _CLAMP else _CLAMP
-    x = x if x > -_CLAMP else -_CLAMP
+    x = _CLAMP if x > _CLAMP else x  # written so that NaN passes through
+    x = -_CLAMP if x < -_CLAMP else x
     x2 = x * x
     p = ((((((_A13 * x2 + _A11) * x2 + _A9) * x2 + _A7) * x2 + _A5) * x2 + _A3) * x2 + _A1) * x
     q = ((_B6 * x2 + _B4) * x2 + _B2) * x2 + _B0
@@ -64,8 +67,9 @@ def lstm_step(z: np.ndarray, c_prev: np.ndarray, gates: np.ndarray, c: np.ndarra
     z ``[B, 4H]``: the pre-activations of i, f, 2·g, o (the g rows of the weights are doubled, so that
     tanh(g) = 2σ(2g) − 1 and one sigmoid covers all four); c_prev ``[B, H]``. Writes the gates i, f, g, o into
     gates ``[B, 4H]``, c ``[B, H]``, and h = o ⊙ tanh(c) ``[B, H]`` into both ``h`` and ``h_copy`` (the next
-    step's input row). Inner dimensions must be contiguous. Each loop writes one array, so LLVM needs no
-    aliasing checks to vectorise it.
+    step's input row). Any strides work; contiguous rows are what vectorise. Each loop writes one array from
+    a few others, which LLVM vectorises behind one runtime overlap check; the same loops written as one loop
+    with four stores stayed scalar and ran several times slower.
     """
     B, H = c.shape
     for b in range(B):

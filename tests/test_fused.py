@@ -53,6 +53,37 @@ def test_step_follows_the_cell_equations(B, H, impl):
     assert not xh[:, :5].any()
 
 
+@pytest.mark.parametrize("impl", ["fused", "torch"])
+def test_nan_and_inf_come_out_as_torch_gives_them(impl):
+    """A diverged model must look diverged: NaN stays NaN (fastmath may not assume it away), ±inf saturates."""
+    H = 16
+    z = np.zeros((3, 4 * H), np.float32)
+    z[0, 5] = np.nan  # an input gate
+    z[1, :] = np.inf
+    z[2, :] = -np.inf
+    c_prev = np.zeros((3, H), np.float32)
+    c_prev[2, 7] = np.nan
+    gates, c, h, h_copy = (np.empty_like(a) for a in (z, c_prev, c_prev, c_prev))
+    if impl == "fused":
+        fused.lstm_step(z, c_prev, gates, c, h, h_copy)
+    else:
+        t = torch.from_numpy
+        cells._cell_step(t(z), t(c_prev), t(gates), t(c), t(h), t(h_copy))
+    assert np.isnan(gates[0, 5]) and np.isnan(c[0, 5]) and np.isnan(h[0, 5])
+    assert np.isfinite(np.delete(h[0], 5)).all()
+    assert np.allclose(gates[1], 1, atol=1e-6) and np.allclose(h[1], np.tanh(1), atol=1e-6)
+    assert np.allclose(gates[2, : 2 * H], 0, atol=1e-6) and np.isnan(c[2, 7]) and np.isnan(h[2, 7])
+    assert np.allclose(np.delete(h[2], 7), 0, atol=1e-6)
+
+
+@pytest.mark.parametrize("value,on", [("1", False), ("yes", False), ("0", True), ("", True)])
+def test_no_jit_switch(value, on, monkeypatch):
+    monkeypatch.setenv("LSTMVIZ_NO_JIT", value)
+    x = torch.zeros(2, 3, 4)
+    assert (cells.fused_step(x) is fused.lstm_step) == on
+    assert cells.fused_step(x.double()) is None
+
+
 @pytest.mark.parametrize("proj", [0, 3])
 def test_loop_with_and_without_the_compiled_step_matches_torch(proj, monkeypatch):
     torch.manual_seed(proj)
