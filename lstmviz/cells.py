@@ -31,8 +31,8 @@ Two ways to get the gates, both exact to float rounding (and, in the float32 ste
 * :func:`lstm_loop` / :func:`gru_loop` run the recurrence themselves in a tight loop that keeps the gates as it
   goes: for the LSTM one GEMM per step of ``[x_t | h_{t-1}]`` with the bias fused in, then the gates and the cell
   update in one compiled loop (:mod:`lstmviz.fused`); for the GRU a blocked input projection plus one GEMM per
-  step. Same FLOPs as the plain forward, so this wins when the plain
-  forward is GEMM-bound (many streams on a CPU).
+  step. Same FLOPs as the plain forward, so this wins when the plain forward is GEMM-bound (many streams on a
+  CPU).
 """
 
 from __future__ import annotations
@@ -333,7 +333,7 @@ def lstm_loop(x: Tensor, h0: Tensor, c0: Tensor, p: LayerParams, pool: Pool | No
     Each step is one packed GEMM of ``[x_t | h_{t-1}]`` (``[B, I+P]``, kept side by side in one buffer, h_t
     written into the next row) against ``[W_ih | W_hh]`` with the bias fused in, then the gates and the cell
     update on ``[B, H]``: in float32 on a CPU one compiled loop (:mod:`lstmviz.fused`; at 64 streams it cut the
-    loop's excess over the plain forward by about 40 % in bench/record.py), otherwise a sigmoid and seven torch
+    loop's excess over the plain forward by a third to a half in bench/record.py), otherwise a sigmoid and seven torch
     ops. That is the work torch's fused CPU kernel does. torch's CPU ``tanh`` ran about 5× slower than its
     ``sigmoid`` here, so g is taken as 2σ(2x) − 1: the g rows of the weights are doubled once, so one sigmoid
     covers all four gates; that costs ~1e-7 absolute in float32.
