@@ -17,15 +17,14 @@ import numpy as np
 from numba import njit
 
 _CLAMP = np.float32(7.99881172180175781)
-_ALPHA = tuple(np.float32(a) for a in (
+# Numerator (odd powers 1…13) and denominator (even powers 0…6) coefficients.
+_A1, _A3, _A5, _A7, _A9, _A11, _A13 = (np.float32(a) for a in (
     4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05, 5.12229709037114e-08,
     -8.60467152213735e-11, 2.00018790482477e-13, -2.76076847742355e-16,
 ))
-_BETA = tuple(np.float32(b) for b in (
+_B0, _B2, _B4, _B6 = (np.float32(b) for b in (
     4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04, 1.19825839466702e-06,
 ))
-_A1, _A3, _A5, _A7, _A9, _A11, _A13 = _ALPHA
-_B0, _B2, _B4, _B6 = _BETA
 _HALF, _ONE, _TWO = np.float32(0.5), np.float32(1), np.float32(2)
 
 # error_model="numpy": no ZeroDivisionError branch per division, which would stop LLVM from vectorising.
@@ -44,13 +43,6 @@ def tanh(x: float) -> float:
     p = ((((((_A13 * x2 + _A11) * x2 + _A9) * x2 + _A7) * x2 + _A5) * x2 + _A3) * x2 + _A1) * x
     q = ((_B6 * x2 + _B4) * x2 + _B2) * x2 + _B0
     return p / q
-
-
-@njit(**_JIT)
-def tanh_array(x: np.ndarray, out: np.ndarray) -> None:
-    """``out[k] = tanh(x[k])`` over 1-D float32 arrays (for tests of the approximation)."""
-    for k in range(x.shape[0]):
-        out[k] = tanh(x[k])
 
 
 @njit(inline="always", **_JIT)

@@ -5,20 +5,27 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from numba import njit
 from torch import nn
 
 from lstmviz import cells, fused
 from lstmviz.recorder import Recorder
 
 
+@njit(**{**fused._JIT, "cache": False})  # the flags the step is compiled with, which set its rounding
+def tanh_array(x: np.ndarray, out: np.ndarray) -> None:
+    for k in range(x.shape[0]):
+        out[k] = fused.tanh(x[k])
+
+
 def test_tanh_is_within_3e_7_of_the_true_tanh():
     x = np.concatenate([np.linspace(-20, 20, 2_000_001), [0.0, 1e-30, -1e-30, 7.99881172, -7.99881172, 1e30, -1e30]])
     x = x.astype(np.float32)
     out = np.empty_like(x)
-    fused.tanh_array(x, out)
+    tanh_array(x, out)
     assert np.abs(out - np.tanh(x.astype(np.float64))).max() <= 3e-7
     neg = np.empty_like(x)
-    fused.tanh_array(-x, neg)
+    tanh_array(-x, neg)
     assert np.array_equal(neg, -out)  # odd, exactly
     assert np.abs(out).max() <= 1.0
 
