@@ -167,7 +167,9 @@ def _stacked_lstm_weights(p: LayerParams) -> tuple[Tensor, Tensor | None]:
     """``[W_ih | W_hh]`` ``[4H, I+P]`` and ``b_ih + b_hh`` ``[4H]``, with the g rows doubled (tanh(x) = 2σ(2x) − 1)."""
     g_rows = slice(p.w_hh.shape[0] // 2, 3 * p.w_hh.shape[0] // 4)
     b = p.b_hh if p.b_ih is None else p.b_ih if p.b_hh is None else p.b_ih + p.b_hh
-    return _doubled_rows(torch.cat([p.w_ih, p.w_hh], dim=1), g_rows), _doubled_rows(b, g_rows)
+    w = torch.cat([p.w_ih.detach(), p.w_hh.detach()], dim=1)  # a fresh tensor, so doubled in place
+    w[g_rows] *= 2
+    return w, _doubled_rows(b, g_rows)
 
 
 def lstm_replay(x: Tensor, h: Tensor, h0: Tensor, c0: Tensor, p: LayerParams) -> dict[str, Tensor]:
@@ -242,11 +244,18 @@ def _buffer(pool: Pool | None, key: str, shape: tuple[int, ...], like: Tensor) -
 
     ``shape[0]`` is time: a shorter request (a corpus's last chunk) gets the leading rows of the pooled
     buffer, which are contiguous, instead of fresh memory.
+
+    A fresh CPU buffer is written once here, by all of torch's threads: its first write page-faults every 4 KiB,
+    and a step loop would take those faults on one core, step by step, while the other cores wait. For the
+    bench/record.py LSTM at 64 streams that cut a recording's first chunk from ~350 to ~290 ms (2 cores; the
+    chunks after it take ~200 ms).
     """
     buf = pool.buffers.get(key) if pool is not None else None
     if (buf is None or buf.shape[1:] != shape[1:] or buf.shape[0] < shape[0] or buf.dtype != like.dtype
             or buf.device != like.device):
         buf = torch.empty(shape, dtype=like.dtype, device=like.device)
+        if buf.device.type == "cpu":
+            buf.zero_()
         if pool is not None:
             pool.buffers[key] = buf
     return buf[: shape[0]]
