@@ -332,51 +332,67 @@ def _compiled_step() -> Callable | None:
     return lstm_step
 
 
-def lstm_loop(x: Tensor, h0: Tensor, c0: Tensor, p: LayerParams, pool: Pool | None = None
+def lstm_loop(x: Tensor, h0: Tensor, c0: Tensor, p: LayerParams, pool: Pool | None = None, block: int = 16
               ) -> dict[str, Tensor]:
     """Run one LSTM layer step by step, keeping every gate. x ``[B, T, I]`` → dict of ``[B, T, ·]``.
 
     Returns ``{"i","f","g","o","c","h"[,"hp"]}``; h is ``[B, T, P]``, the others ``[B, T, H]``. With ``pool``,
     the returned tensors are views of buffers that the next call with the same pool overwrites.
 
-    Each step is one packed GEMM of ``[x_t | h_{t-1}]`` (``[B, I+P]``, kept side by side in one buffer, h_t
-    written into the next row) against ``[W_ih | W_hh]`` with the bias fused in, then the gates and the cell
-    update on ``[B, H]``: in float32 on a CPU one compiled loop (:mod:`lstmviz.fused`; at 64 streams it cut the
-    loop's excess over the plain forward by a third to a half in bench/record.py), otherwise a sigmoid and seven torch
-    ops. That is the work torch's fused CPU kernel does. torch's CPU ``tanh`` ran about 5× slower than its
-    ``sigmoid`` here, so g is taken as 2σ(2x) − 1: the g rows of the weights are doubled once, so one sigmoid
-    covers all four gates; that costs ~1e-7 absolute in float32.
+    Each step is one packed GEMM of ``[x_t | h_{t-1}]`` against ``[W_ih | W_hh]`` with the bias fused in, then
+    the gates and the cell update on ``[B, H]``: in float32 on a CPU one compiled loop (:mod:`lstmviz.fused`; at
+    64 streams it cut the loop's excess over the plain forward by a third to a half in bench/record.py),
+    otherwise a sigmoid and seven torch ops. That is the work torch's fused CPU kernel does. torch's CPU ``tanh``
+    ran about 5× slower than its ``sigmoid`` here, so g is taken as 2σ(2x) − 1: the g rows of the weights are
+    doubled once, so one sigmoid covers all four gates; that costs ~1e-7 absolute in float32.
+
+    The GEMM's input rows ``[x_t | h_{t-1}]`` (``[B, I+P]``) live in a buffer of ``block + 1`` steps: x is copied
+    in a block at a time, and each step writes h_t into the next row. The buffer stays in cache, where one row
+    per step of the chunk was a third more fresh memory for a recording's first chunk, and an extra pass of
+    ``[T, B, I]`` through memory for every chunk (bench/record.py's LSTM at 64 streams, side by side: 1.13 →
+    1.04× plain with a fresh Recorder, 1.01 → 0.99× with its buffers warm).
     """
     B, T, n_in = x.shape
     H, P = p.w_hh.shape[0] // 4, h0.shape[-1]
+    K = max(1, min(T, block))
     step = _linear(pool, "step", lambda: _stacked_lstm_weights(p), B, (p.w_ih, p.w_hh, p.b_ih, p.b_hh))
     gates = _buffer(pool, "gates", (T, B, 4 * H), x)
     cs = _buffer(pool, "c", (T, B, H), x)
     hps = _buffer(pool, "hp", (T, B, H), x) if p.w_hr is not None else None
     hs = _buffer(pool, "h", (T, B, P), x)  # contiguous, as torch's own output is
-    xh = _buffer(pool, "xh", (T + 1, B, n_in + P), x)  # row t: [x_t | h_{t-1}]; row T takes the last h unread
-    xh[:T, :, :n_in].copy_(x.transpose(0, 1))
+    xh = _buffer(pool, "xh", (K + 1, B, n_in + P), x)  # row j: [x_t | h_{t-1}] for step t = k + j of a block
     xh[0, :, n_in:].copy_(h0)
-    # Each step writes o ⊙ tanh(c) to `h_out` and to `h_copy`: h_t into the next input row, or (with a
-    # projection) the pre-projection value twice, projected below.
-    h_out, h_copy = (hs, xh[1:, :, n_in:]) if hps is None else (hps, hps)
     fused = fused_step(x)
     gemm = step.rows()
     if fused is None:
-        cell, views, c_prev = _cell_step, (gates, cs, h_out, h_copy), c0
+        cell, as_arg, c_prev = _cell_step, _same_tensor, c0
     else:
-        cell, gemm = fused, _numpy_out(gemm)
-        views, c_prev = tuple(v.numpy() for v in (gates, cs, h_out, h_copy)), c0.detach().contiguous().numpy()
-    for t, (x_t, g_t, c_t, out_t, copy_t) in enumerate(zip(xh.unbind(0)[:T], *views, strict=True)):
-        cell(gemm(x_t), c_prev, g_t, c_t, out_t, copy_t)
-        if hps is not None:
-            xh[t + 1, :, n_in:].copy_(torch.mm(hps[t], p.w_hr.t(), out=hs[t]))
-        c_prev = c_t
+        cell, gemm, as_arg, c_prev = fused, _numpy_out(gemm), Tensor.numpy, c0.detach().contiguous().numpy()
+    # Each step writes o ⊙ tanh(c) to `h_out[t]` and to a copy: h_t into the next input row, or (with a
+    # projection) the pre-projection value twice, projected below.
+    h_out = hs if hps is None else hps
+    g_v, c_v, out_v, next_h = (as_arg(v) for v in (gates, cs, h_out, xh[1:, :, n_in:]))
+    rows = xh.unbind(0)
+    for k in range(0, T, K):
+        n = min(K, T - k)
+        if k:
+            xh[0, :, n_in:].copy_(xh[K, :, n_in:])  # h of the block before's last step
+        xh[:n, :, :n_in].copy_(x[:, k : k + n].transpose(0, 1))
+        for j in range(n):
+            t = k + j
+            cell(gemm(rows[j]), c_prev, g_v[t], c_v[t], out_v[t], next_h[j] if hps is None else out_v[t])
+            if hps is not None:
+                xh[j + 1, :, n_in:].copy_(torch.mm(hps[t], p.w_hr.t(), out=hs[t]))
+            c_prev = c_v[t]
     i, f, g, o = gates.transpose(0, 1).chunk(4, dim=2)
     out = {"i": i, "f": f, "g": g, "o": o, "c": cs.transpose(0, 1), "h": hs.transpose(0, 1)}
     if hps is not None:
         out["hp"] = hps.transpose(0, 1)
     return out
+
+
+def _same_tensor(t: Tensor) -> Tensor:
+    return t
 
 
 def gru_loop(x: Tensor, h0: Tensor, p: LayerParams, pool: Pool | None = None, block: int = 16

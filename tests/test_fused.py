@@ -114,3 +114,22 @@ def test_loop_with_and_without_the_compiled_step_matches_torch(proj, monkeypatch
     assert runs[True].keys() == runs[False].keys()
     for name in runs[True]:
         assert (runs[True][name] - runs[False][name]).abs().max() <= 1e-5, name
+
+
+@pytest.mark.parametrize("jit", [True, False])
+@pytest.mark.parametrize("proj", [0, 2])
+def test_loop_carries_h_across_its_input_blocks(proj, jit, monkeypatch):
+    """Chunks on and off the input buffer's block boundaries, through one pool (a shorter chunk takes the
+    leading rows of its buffers, a longer one new ones), against torch's own layer with given states."""
+    if not jit:
+        monkeypatch.setenv("LSTMVIZ_NO_JIT", "1")
+    torch.manual_seed(proj)
+    module = nn.LSTM(5, 6, 1, batch_first=True, proj_size=proj).eval()
+    p, pool = cells.layer_params(module, 0, False), cells.Pool()
+    with torch.no_grad():
+        for T in (7, 9, 1, 20, 3):
+            x, h0, c0 = torch.randn(4, T, 5), torch.randn(4, proj or 6), torch.randn(4, 6)
+            ref, (h_n, c_n) = module(x, (h0[None], c0[None]))
+            out = cells.lstm_loop(x, h0, c0, p, pool, block=3)
+            assert (out["h"] - ref).abs().max() <= 1e-5, T
+            assert (out["h"][:, -1] - h_n[0]).abs().max() <= 1e-5 and (out["c"][:, -1] - c_n[0]).abs().max() <= 1e-5
