@@ -365,7 +365,7 @@ def lstm_loop(x: Tensor, h0: Tensor, c0: Tensor, p: LayerParams, pool: Pool | No
     fused = fused_step(x)
     gemm = step.rows()
     if fused is None:
-        cell, as_arg, c_prev = _cell_step, _same_tensor, c0
+        cell, as_arg, c_prev = _cell_step, _as_is, c0
     else:
         cell, gemm, as_arg, c_prev = fused, _numpy_out(gemm), Tensor.numpy, c0.detach().contiguous().numpy()
     # Each step writes o ⊙ tanh(c) to `h_out[t]` and to a copy: h_t into the next input row, or (with a
@@ -391,7 +391,7 @@ def lstm_loop(x: Tensor, h0: Tensor, c0: Tensor, p: LayerParams, pool: Pool | No
     return out
 
 
-def _same_tensor(t: Tensor) -> Tensor:
+def _as_is(t: Tensor) -> Tensor:
     return t
 
 
