@@ -170,6 +170,8 @@ class RunWriter:
         missing = [c for c in TOKEN_COLUMNS if c not in tokens.columns]
         if missing:
             raise RunError(f"tokens table lacks columns {missing}")
+        if len(tokens) == 0:  # refused here, before anything exists, as open_run refuses such a run
+            raise RunError("a run needs at least one token; this one has none (is the corpus empty?)")
         self.partial = self.out.with_name(self.out.name + ".partial")
         if self.partial.exists():
             shutil.rmtree(self.partial)  # a previous recording was interrupted: start over
@@ -472,12 +474,16 @@ def _unit_ids(units: object, n_units: int, name: str) -> np.ndarray:
         if items and all(isinstance(u, bool | np.bool_) for u in items):
             array = np.asarray(items, bool)
         else:
-            bad = next((u for u in items if not _is_index(u)), None)  # a bool among ids is not an id
-            if bad is not None:
-                raise RunError(f"units of {name} must be integer unit ids, got {_brief(bad)}")
+            bad = [u for u in items if not _is_index(u)]  # a bool among ids is not an id
+            if bad:
+                raise RunError(f"units of {name} must be integer unit ids, got {_brief(bad[0])}")
             array = np.asarray(items, np.int64)
     else:
         raise RunError(f"units of {name} must be unit ids or a boolean mask, got {_brief(units)}")
+    if array.ndim == 0:  # a numpy or torch scalar: one id, if it is an integer
+        if array.dtype.kind not in "iu":
+            raise RunError(f"units of {name} must be unit ids or a boolean mask, got {_brief(units)}")
+        array = array.reshape(1)
     if array.ndim != 1:
         raise RunError(f"units of {name} must be 1-D, got an array of shape {list(array.shape)}")
     if array.dtype == bool:

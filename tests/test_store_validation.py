@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -15,7 +16,7 @@ from corrupt_runs import CASES, make_corrupt_runs
 
 import lstmviz
 from lstmviz.cli import main
-from lstmviz.store import RunError, open_run, write_run
+from lstmviz.store import RunError, RunWriter, open_run, tokens_frame, write_run
 
 
 @pytest.fixture(scope="session")
@@ -99,3 +100,76 @@ def test_a_non_string_activation_name_is_a_run_error(tiny_run):
     with pytest.raises(RunError, match=re.escape("an activation name is a string")):
         tiny_run.activations(["rnn.l0.fwd.h"])
     assert lstmviz.RunError is RunError
+
+
+# ---------------------------------------------------------------------------------------- 0-token runs
+
+
+def _tree(path) -> dict:
+    """Every file under ``path`` → its bytes."""
+    return {f.relative_to(path): f.read_bytes() for f in sorted(path.rglob("*")) if f.is_file()}
+
+
+def assert_nothing_written(out) -> None:
+    assert not out.exists() and not out.with_name(out.name + ".partial").exists()
+
+
+def test_a_0_token_run_is_refused_when_written(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(RunError, match="a run needs at least one token; this one has none"):
+        write_run(out, [], {"rnn.l0.fwd.h": np.zeros((0, 3), np.float32)})
+    assert_nothing_written(out)
+    with pytest.raises(RunError, match="at least one token"):
+        RunWriter(out, tokens_frame([]), [], {})
+    assert_nothing_written(out)
+
+
+def test_a_0_token_overwrite_leaves_the_existing_run_as_it_was(tiny_run, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(tiny_run.path, out)
+    before = _tree(out)
+    with pytest.raises(RunError, match="at least one token"):
+        write_run(out, [], {"rnn.l0.fwd.h": np.zeros((0, 8), np.float32)}, overwrite=True)
+    assert _tree(out) == before and not out.with_name("run.partial").exists()
+    assert open_run(out).n_tokens == tiny_run.n_tokens
+
+
+def test_a_0_token_recording_is_refused_before_anything_is_written(tiny_model, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(RunError, match="the corpus is empty"):
+        lstmviz.record_corpus(tiny_model, np.zeros(0, np.int64), out, progress=False)
+    assert_nothing_written(out)
+
+
+@pytest.fixture
+def empty_project(tmp_path):
+    """The interop suite's LSTMVis project with every dataset cut to 0 timesteps."""
+    h5py = pytest.importorskip("h5py")
+    sys.path.insert(0, str(Path(__file__).parent / "interop"))
+    from lstmvis_project import write_project
+
+    folder = write_project(tmp_path / "project")
+    for file in ("train.h5", "states.h5", "more_states.hdf5", "pos.h5"):
+        with h5py.File(folder / file, "a") as f:
+            for key in list(f):
+                shape, dtype = f[key].shape, f[key].dtype
+                del f[key]
+                f.create_dataset(key, shape=(0, *shape[1:]), dtype=dtype)
+    return folder
+
+
+def test_a_0_token_import_is_refused_before_anything_is_written(empty_project, tmp_path):
+    from lstmviz.interop.lstmvis import import_lstmvis
+
+    out = tmp_path / "run"
+    with pytest.raises(RunError, match=re.escape("word_sequence: train.h5:word_ids is empty")):
+        import_lstmvis(empty_project, out)
+    assert_nothing_written(out)
+
+
+def test_a_0_token_import_through_the_cli_is_exit_2_and_one_line(empty_project, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["import-lstmvis", str(empty_project), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "there are no tokens to import" in err and "Traceback" not in err
+    assert_nothing_written(out)
