@@ -451,7 +451,12 @@ class Run:
                 groups.append(g)
                 first = row0 if first is None else first
             row0 += rows
-        table = f.read_row_groups(groups, columns=[f"u{u:04d}" for u in read])
+        try:
+            table = f.read_row_groups(groups, columns=[f"u{u:04d}" for u in read])
+        except (OSError, pa.ArrowException) as e:  # changed on disk since open_run checked its footer
+            raise RunError(
+                f"activation file {self.path / self.info(name)['file']} is unreadable: {' '.join(str(e).split())}"
+            ) from None
         lo, hi = start - first, stop - first
         for j, column in enumerate(table.columns):
             out[:, where == j] = column.slice(lo, hi - lo).to_numpy()[:, None]
