@@ -21,8 +21,26 @@ from .store import SCHEMA_VERSION, TOKEN_COLUMNS, RunError, unit_columns
 MAPPING_FIELDS = ("model", "model_source", "recording", "tokenizer", "corpus", "annotations", "source", "stats")
 """Optional top-level manifest fields that readers use as mappings."""
 
+NESTED_FIELDS: dict[tuple[str, str], tuple[type | tuple[type, ...], str]] = {
+    ("model", "params"): (int, "an integer"),
+    ("model", "modules"): (list, "a list"),
+    ("model_source", "params"): (int, "an integer"),
+    ("model_source", "metrics"): (Mapping, "a mapping"),
+    ("tokenizer", "vocab"): (list, "a list"),
+    ("stats", "low"): ((int, float), "a number"),
+    ("stats", "high"): ((int, float), "a number"),
+    ("stats", "hist_bins"): (int, "an integer"),
+}
+"""Optional fields inside those mappings that readers format or compute with: (mapping, key) → type."""
+
+MODULE_FIELDS = {"path": str, "cell": str, "num_layers": int, "hidden_size": int}
+"""The fields of each ``model.modules`` entry that readers show."""
+
 ENTRY_FIELDS = ("name", "module", "layer", "dir", "kind", "units", "file")
 """The fields every activation entry must have."""
+
+STATS_COLUMNS = ("name", "unit", "count", "mean", "std", "min", "max", "n_low", "n_high")
+"""The stats.parquet columns that readers use."""
 
 
 def check_version(p: Path, manifest: dict) -> None:
@@ -61,9 +79,7 @@ def check_run(p: Path, manifest: dict) -> dict[str, pq.FileMetaData]:
         raise corrupt(f"manifest.json field n_tokens must not be negative, got {n}")
     if n == 0:
         raise corrupt("the run has no tokens (n_tokens is 0); record or import it again from a non-empty corpus")
-    for key in MAPPING_FIELDS:
-        if key in manifest and not isinstance(manifest[key], Mapping):
-            raise corrupt(f"manifest.json field {key} must be a mapping, got {_short(manifest[key])}")
+    _check_optional_fields(manifest, corrupt)
     acts = manifest["activations"]
     if not isinstance(acts, list):
         raise corrupt(f"manifest.json field activations must be a list, got {_type(acts)}")
@@ -88,6 +104,12 @@ def check_run(p: Path, manifest: dict) -> dict[str, pq.FileMetaData]:
     lacking = [c for c in TOKEN_COLUMNS if c not in schema.names]
     if lacking:
         raise corrupt(f"tokens.parquet lacks columns {lacking}")
+    for column in TOKEN_COLUMNS:
+        kind = schema.field(column).type
+        ok = _is_text(kind) if column == "token" else pa.types.is_integer(kind)
+        if not ok:
+            want = "strings" if column == "token" else "integers"
+            raise corrupt(f"tokens.parquet column {column} holds {kind} values, not {want}")
     for entry in acts:
         file, units = entry["file"], entry["units"]
         schema = footer(file, f"activation {entry['name']}").schema.to_arrow_schema()
@@ -104,6 +126,28 @@ def check_run(p: Path, manifest: dict) -> dict[str, pq.FileMetaData]:
     return footers
 
 
+def _check_optional_fields(manifest: Mapping, corrupt) -> None:
+    """The optional mappings, and the typed fields inside them, when present."""
+    for key in MAPPING_FIELDS:
+        if key in manifest and not isinstance(manifest[key], Mapping):
+            raise corrupt(f"manifest.json field {key} must be a mapping, got {_short(manifest[key])}")
+    for (outer, key), (kind, words) in NESTED_FIELDS.items():
+        value = (manifest.get(outer) or {}).get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise corrupt(f"manifest.json field {outer}.{key} must be {words}, got {_short(value)}")
+    for i, module in enumerate((manifest.get("model") or {}).get("modules") or []):
+        where = f"model.modules[{i}]"
+        if not isinstance(module, Mapping):
+            raise corrupt(f"manifest.json {where} must be a mapping, got {_short(module)}")
+        for key, kind in MODULE_FIELDS.items():
+            if key not in module:
+                raise corrupt(f"manifest.json {where} lacks {key!r}")
+            if not isinstance(module[key], kind) or isinstance(module[key], bool):
+                raise corrupt(
+                    f"manifest.json {where} field {key} must be {_type_name(kind)}, got {_short(module[key])}"
+                )
+
+
 def stats_file(manifest: Mapping) -> str:
     """The stats file named by a checked manifest, relative to the run."""
     return (manifest.get("stats") or {}).get("file", "stats.parquet")
@@ -118,6 +162,9 @@ def _check_entry(entry: object, where: str, corrupt) -> str:
     name = entry["name"]
     if not isinstance(name, str):
         raise corrupt(f"manifest.json {where} field name must be a string, got {_short(name)}")
+    if any(c in name for c in "/\\\x00") or any(not c.isprintable() for c in name):
+        # names become file names under acts/ and cache/: they must not reach outside them
+        raise corrupt(f"manifest.json {where} field name {name!r} must not hold '/', '\\' or control characters")
     where = f"{where} ({name})"
     for key in ENTRY_FIELDS:
         if key not in entry:
@@ -158,7 +205,7 @@ def _check_stats(p: Path, manifest: Mapping, acts: list, corrupt) -> None:
     if not acts and not path.exists():
         return  # a run without activations has no stats to write
     md = _footer(path, file, corrupt)
-    lacking = [c for c in ("name", "unit") if c not in md.schema.to_arrow_schema().names]
+    lacking = [c for c in STATS_COLUMNS if c not in md.schema.to_arrow_schema().names]
     if lacking:
         raise corrupt(f"{file} lacks columns {lacking}")
     expected = sum(a["units"] for a in acts)
@@ -199,6 +246,16 @@ def _check_path(file: object, where: str, corrupt) -> None:
 
 def _is_int(x: object) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+def _type_name(kind: type) -> str:
+    return {str: "a string", int: "an integer"}[kind]
 
 
 def _type(x: object) -> str:
