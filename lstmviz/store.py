@@ -353,11 +353,10 @@ def tokens_frame(
 class Run:
     """A recorded run, opened lazily. Use :func:`open_run`, which checks it first."""
 
-    def __init__(self, path: Path, manifest: dict, footers: Mapping[str, pq.FileMetaData] | None = None):
+    def __init__(self, path: Path, manifest: dict):
         self.path = path
         self.manifest = manifest
         self._acts = {a["name"]: a for a in manifest["activations"]}
-        self._footers = dict(footers or {})  # file → parquet footer, as read by the checks of open_run
         self._files: dict[str, pq.ParquetFile] = {}
 
     def __repr__(self) -> str:
@@ -412,7 +411,7 @@ class Run:
             file = self.info(name)["file"]
             path = self.path / file
             try:
-                self._files[name] = pq.ParquetFile(path, metadata=self._footers.get(file))
+                self._files[name] = pq.ParquetFile(path)
             except (OSError, pa.ArrowException) as e:
                 raise RunError(f"activation file {path} is unreadable: {' '.join(str(e).split())}") from None
         return self._files[name]
@@ -453,7 +452,7 @@ class Run:
             row0 += rows
         try:
             table = f.read_row_groups(groups, columns=[f"u{u:04d}" for u in read])
-        except (OSError, pa.ArrowException) as e:  # changed on disk since open_run checked its footer
+        except (OSError, pa.ArrowException) as e:  # changed on disk since open_run checked it
             raise RunError(
                 f"activation file {self.path / self.info(name)['file']} is unreadable: {' '.join(str(e).split())}"
             ) from None
@@ -539,4 +538,5 @@ def open_run(path: str | os.PathLike) -> Run:
     if manifest["complete"] is not True:
         raise RunError(f"{p} is corrupt: manifest.json field complete must be true, got {manifest['complete']!r}")
     check_version(p, manifest)
-    return Run(p, manifest, check_run(p, manifest))
+    check_run(p, manifest)
+    return Run(p, manifest)

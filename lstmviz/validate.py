@@ -1,7 +1,7 @@
 """Checks that a run directory is what its manifest says, before anything reads it.
 
-:func:`check_run` reads only ``manifest.json`` (already parsed) and the parquet footers of the listed files, so
-opening a run stays cheap however many tokens it holds, yet a run that would show wrong data or crash a reader
+:func:`check_run` reads only ``manifest.json`` (already parsed) and the parquet footers of the listed files, never
+their values (bench/open_run.py measures what that costs), yet a run that would show wrong data or crash a reader
 later (a short activation file, a units count that disagrees with the columns, a path that leaves the run
 directory) is refused at once with one :class:`~lstmviz.store.RunError` naming the first problem found.
 """
@@ -57,8 +57,11 @@ def check_version(p: Path, manifest: dict) -> None:
         raise RunError(f"{p} has run format version {version}; this lstmviz reads version {SCHEMA_VERSION}")
 
 
-def check_run(p: Path, manifest: dict) -> dict[str, pq.FileMetaData]:
-    """Validate a complete manifest of the current version against the files; returns file → parquet footer.
+def check_run(p: Path, manifest: dict) -> None:
+    """Validate a complete manifest of the current version against the parquet footers of the files it lists.
+
+    Each footer is dropped once checked, not kept for later reads: held in memory, a footer costs in proportion
+    to its row groups × columns (some 30 MB for a 1M-token × 512-unit file).
 
     Raises :class:`RunError` (one line) for the first problem: a missing or ill-typed field, an activation entry
     whose parts disagree with its name, a listed path outside the run, a missing, empty or non-parquet file, a
@@ -90,14 +93,11 @@ def check_run(p: Path, manifest: dict) -> dict[str, pq.FileMetaData]:
             raise corrupt(f"manifest.json: activation {name} is listed twice")
         seen.add(name)
 
-    footers: dict[str, pq.FileMetaData] = {}
-
     def footer(file: str, what: str) -> pq.FileMetaData:
         path = p / file
         md = _footer(path, file, corrupt)
         if md.num_rows != n:
             raise corrupt(f"{file} has {md.num_rows} rows but n_tokens is {n}: {what} must have one row per token")
-        footers[file] = md
         return md
 
     schema = footer("tokens.parquet", "the tokens table").schema.to_arrow_schema()
@@ -123,7 +123,6 @@ def check_run(p: Path, manifest: dict) -> dict[str, pq.FileMetaData]:
             if not pa.types.is_floating(field.type):
                 raise corrupt(f"{file} column {field.name} holds {field.type} values, not floats")
     _check_stats(p, manifest, acts, corrupt)
-    return footers
 
 
 def _check_optional_fields(manifest: Mapping, corrupt) -> None:
