@@ -389,15 +389,22 @@ class Run:
     @cached_property
     def tokens(self) -> pd.DataFrame:
         """One row per token: idx, doc, pos, token_id, token, then annotation and prediction columns."""
-        return pd.read_parquet(self.path / "tokens.parquet")
+        return self._read_table("tokens.parquet")
 
     @cached_property
     def stats(self) -> pd.DataFrame:
         """Per activation, per unit: count, mean, std, min, max, n_low, n_high, hist, hist_lo, hist_hi."""
         from .validate import stats_file
 
-        f = self.path / stats_file(self.manifest)
-        return pd.read_parquet(f) if f.exists() else pd.DataFrame()
+        file = stats_file(self.manifest)
+        return self._read_table(file) if (self.path / file).exists() else pd.DataFrame()
+
+    def _read_table(self, file: str) -> pd.DataFrame:
+        """A whole parquet file of the run; damage that its footer did not show is a RunError too."""
+        try:
+            return pd.read_parquet(self.path / file)
+        except (OSError, pa.ArrowException) as e:
+            raise RunError(f"{self.path / file} is unreadable: {' '.join(str(e).split())}") from None
 
     @property
     def cache_dir(self) -> Path:
@@ -516,6 +523,12 @@ def open_run(path: str | os.PathLike) -> Run:
     """
     from .validate import check_run, check_version
 
+    if not isinstance(path, str | os.PathLike) or isinstance(os.fspath(path), bytes):
+        raise RunError(f"a run is opened by its path (a str or os.PathLike), got {path!r}")
+    if not os.fspath(path):
+        raise RunError("no run path given: pass the run's directory")
+    if "\x00" in os.fspath(path):
+        raise RunError(f"{os.fspath(path)!r} is not a usable path: it holds a NUL byte")
     p = Path(path)
     if not p.exists():
         raise RunError(f"no run at {p}: the directory does not exist")
