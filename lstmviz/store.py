@@ -415,8 +415,7 @@ class Run:
 
     def _file(self, name: str) -> pq.ParquetFile:
         if name not in self._files:
-            file = self.info(name)["file"]
-            path = self.path / file
+            path = self.path / self.info(name)["file"]
             try:
                 self._files[name] = pq.ParquetFile(path)
             except (OSError, pa.ArrowException) as e:
@@ -436,13 +435,15 @@ class Run:
         ``j`` holds unit ``units[j]``, as numpy's ``full[:, units]``), a boolean mask of length ``units(name)``,
         one id, or None for all. Reads only the row groups that overlap the range and each requested column once.
         """
+        from .validate import is_index, unit_ids
+
         n_units = self.units(name)
         for key, value in (("start", start), ("stop", stop)):
-            if value is not None and not _is_index(value):
+            if value is not None and not is_index(value):
                 raise RunError(f"{key} must be an integer token position or None, got {value!r}")
         start, stop, _ = slice(start, stop).indices(self.n_tokens)
         stop = max(stop, start)
-        units = np.arange(n_units) if units is None else _unit_ids(units, n_units, name)
+        units = np.arange(n_units) if units is None else unit_ids(units, n_units, name)
         out = np.empty((stop - start, len(units)), np.float32)
         if stop == start or not len(units):
             return out
@@ -467,52 +468,6 @@ class Run:
         for j, column in enumerate(table.columns):
             out[:, where == j] = column.slice(lo, hi - lo).to_numpy()[:, None]
         return out
-
-
-def _is_index(x: object) -> bool:
-    """An integer (Python or numpy) that is not a bool."""
-    return isinstance(x, int | np.integer) and not isinstance(x, bool | np.bool_)
-
-
-def _unit_ids(units: object, n_units: int, name: str) -> np.ndarray:
-    """``units`` as given to :meth:`Run.activations` → int64 ids ``[k]``; refuses anything but ids or a mask."""
-    if _is_index(units):
-        array = np.asarray([units], np.int64)
-    elif isinstance(units, np.ndarray) or hasattr(units, "__array__"):  # numpy, pandas, torch
-        array = np.asarray(units)
-    elif isinstance(units, Sequence) and not isinstance(units, str | bytes):
-        items = list(units)
-        if items and all(isinstance(u, bool | np.bool_) for u in items):
-            array = np.asarray(items, bool)
-        else:
-            bad = [u for u in items if not _is_index(u)]  # a bool among ids is not an id
-            if bad:
-                raise RunError(f"units of {name} must be integer unit ids, got {_brief(bad[0])}")
-            array = np.asarray(items, np.int64)
-    else:
-        raise RunError(f"units of {name} must be unit ids or a boolean mask, got {_brief(units)}")
-    if array.ndim == 0:  # a numpy or torch scalar: one id, if it is an integer
-        if array.dtype.kind not in "iu":
-            raise RunError(f"units of {name} must be unit ids or a boolean mask, got {_brief(units)}")
-        array = array.reshape(1)
-    if array.ndim != 1:
-        raise RunError(f"units of {name} must be 1-D, got an array of shape {list(array.shape)}")
-    if array.dtype == bool:
-        if len(array) != n_units:
-            raise RunError(f"a boolean mask over the units of {name} needs {n_units} entries, got {len(array)}")
-        return np.flatnonzero(array)
-    if array.dtype.kind not in "iu" and array.size:
-        raise RunError(f"units of {name} must be integer unit ids, got an array of {array.dtype}")
-    ids = array.astype(np.int64)
-    if ids.size and (ids.min() < 0 or ids.max() >= n_units):
-        bad = ids[(ids < 0) | (ids >= n_units)]
-        raise RunError(f"{name} has units 0…{n_units - 1}; asked for {', '.join(map(str, bad[:3]))}")
-    return ids
-
-
-def _brief(x: object) -> str:
-    r = repr(x)
-    return (r if len(r) <= 40 else r[:39] + "…") + f" ({type(x).__name__})"
 
 
 def open_run(path: str | os.PathLike) -> Run:

@@ -4,14 +4,16 @@
 their values (bench/open_run.py measures what that costs), yet a run that would show wrong data or crash a reader
 later (a short activation file, a units count that disagrees with the columns, a path that leaves the run
 directory) is refused at once with one :class:`~lstmviz.store.RunError` naming the first problem found.
+:func:`unit_ids` does the same for the units a caller asks :meth:`~lstmviz.store.Run.activations` for.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -216,6 +218,54 @@ def _check_stats(p: Path, manifest: Mapping, acts: list, corrupt) -> None:
     if missing:
         raise corrupt(f"{file} has no rows for {', '.join(missing[:3])}{' …' if len(missing) > 3 else ''}")
     raise corrupt(f"{file} has {md.num_rows} rows for the {expected} units of the listed activations")
+
+
+def is_index(x: object) -> bool:
+    """An integer (Python or numpy) that is not a bool."""
+    return isinstance(x, int | np.integer) and not isinstance(x, bool | np.bool_)
+
+
+def unit_ids(units: object, n_units: int, name: str) -> np.ndarray:
+    """``units`` as given to :meth:`~lstmviz.store.Run.activations` → int64 ids ``[k]``.
+
+    Refuses, with a RunError, anything but integer ids in ``[0, n_units)`` or a boolean mask of ``n_units``.
+    """
+    if is_index(units):
+        array = np.asarray([units], np.int64)
+    elif isinstance(units, np.ndarray) or hasattr(units, "__array__"):  # numpy, pandas, torch
+        array = np.asarray(units)
+    elif isinstance(units, Sequence) and not isinstance(units, str | bytes):
+        items = list(units)
+        if items and all(isinstance(u, bool | np.bool_) for u in items):
+            array = np.asarray(items, bool)
+        else:
+            bad = [u for u in items if not is_index(u)]  # a bool among ids is not an id
+            if bad:
+                raise RunError(f"units of {name} must be integer unit ids, got {_brief(bad[0])}")
+            array = np.asarray(items, np.int64)
+    else:
+        raise RunError(f"units of {name} must be unit ids or a boolean mask, got {_brief(units)}")
+    if array.ndim == 0:  # a numpy or torch scalar: one id, if it is an integer
+        if array.dtype.kind not in "iu":
+            raise RunError(f"units of {name} must be unit ids or a boolean mask, got {_brief(units)}")
+        array = array.reshape(1)
+    if array.ndim != 1:
+        raise RunError(f"units of {name} must be 1-D, got an array of shape {list(array.shape)}")
+    if array.dtype == bool:
+        if len(array) != n_units:
+            raise RunError(f"a boolean mask over the units of {name} needs {n_units} entries, got {len(array)}")
+        return np.flatnonzero(array)
+    if array.dtype.kind not in "iu" and array.size:
+        raise RunError(f"units of {name} must be integer unit ids, got an array of {array.dtype}")
+    ids = array.astype(np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= n_units):
+        bad = ids[(ids < 0) | (ids >= n_units)]
+        raise RunError(f"{name} has units 0…{n_units - 1}; asked for {', '.join(map(str, bad[:3]))}")
+    return ids
+
+
+def _brief(x: object) -> str:
+    return f"{_short(x, 40)} ({type(x).__name__})"
 
 
 def _footer(path: Path, file: str, corrupt) -> pq.FileMetaData:
