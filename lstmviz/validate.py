@@ -10,7 +10,7 @@ directory) is refused at once with one :class:`~lstmviz.store.RunError` naming t
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -44,13 +44,16 @@ ENTRY_FIELDS = ("name", "module", "layer", "dir", "kind", "units", "file")
 STATS_COLUMNS = ("name", "unit", "count", "mean", "std", "min", "max", "n_low", "n_high")
 """The stats.parquet columns that readers use."""
 
+Corrupt = Callable[[str], RunError]
+"""Builds the RunError "<run> is corrupt: <what>" of the run being checked."""
+
 
 def check_version(p: Path, manifest: dict) -> None:
     """Refuse a manifest of another format version, naming what it holds."""
     if "schema_version" not in manifest:
         raise RunError(f"{p} is corrupt: its manifest.json has no schema_version")
     version = manifest["schema_version"]
-    if not _is_int(version):
+    if not is_index(version):
         raise RunError(
             f"{p} is corrupt: manifest.json field schema_version must be the integer {SCHEMA_VERSION}, "
             f"got {version!r} ({_type(version)})"
@@ -78,7 +81,7 @@ def check_run(p: Path, manifest: dict) -> None:
         if key not in manifest:
             raise corrupt(f"manifest.json lacks {key!r}")
     n = manifest["n_tokens"]
-    if not _is_int(n):
+    if not is_index(n):
         raise corrupt(f"manifest.json field n_tokens must be an integer, got {n!r} ({_type(n)})")
     if n < 0:
         raise corrupt(f"manifest.json field n_tokens must not be negative, got {n}")
@@ -96,8 +99,7 @@ def check_run(p: Path, manifest: dict) -> None:
         seen.add(name)
 
     def footer(file: str, what: str) -> pq.FileMetaData:
-        path = p / file
-        md = _footer(path, file, corrupt)
+        md = _footer(p / file, file, corrupt)
         if md.num_rows != n:
             raise corrupt(f"{file} has {md.num_rows} rows but n_tokens is {n}: {what} must have one row per token")
         return md
@@ -127,7 +129,7 @@ def check_run(p: Path, manifest: dict) -> None:
     _check_stats(p, manifest, acts, corrupt)
 
 
-def _check_optional_fields(manifest: Mapping, corrupt) -> None:
+def _check_optional_fields(manifest: Mapping, corrupt: Corrupt) -> None:
     """The optional mappings, and the typed fields inside them, when present."""
     for key in MAPPING_FIELDS:
         if key in manifest and not isinstance(manifest[key], Mapping):
@@ -154,7 +156,7 @@ def stats_file(manifest: Mapping) -> str:
     return (manifest.get("stats") or {}).get("file", "stats.parquet")
 
 
-def _check_entry(entry: object, where: str, corrupt) -> str:
+def _check_entry(entry: object, where: str, corrupt: Corrupt) -> str:
     """Check one activation entry; returns its name."""
     if not isinstance(entry, Mapping):
         raise corrupt(f"manifest.json {where} must be a mapping of name, units, file…, got {_short(entry)}")
@@ -171,9 +173,9 @@ def _check_entry(entry: object, where: str, corrupt) -> str:
         if key not in entry:
             raise corrupt(f"manifest.json {where} lacks {key!r}")
     units = entry["units"]
-    if not _is_int(units) or units < 1:
+    if not is_index(units) or units < 1:
         raise corrupt(f"manifest.json {where} field units must be a positive integer, got {_short(units)}")
-    if not _is_int(entry["layer"]):
+    if not is_index(entry["layer"]):
         raise corrupt(f"manifest.json {where} field layer must be an integer, got {_short(entry['layer'])}")
     for key in ("module", "dir", "kind", "dtype"):
         if key in entry and not isinstance(entry[key], str):
@@ -195,7 +197,7 @@ def _check_entry(entry: object, where: str, corrupt) -> str:
     return name
 
 
-def _check_stats(p: Path, manifest: Mapping, acts: list, corrupt) -> None:
+def _check_stats(p: Path, manifest: Mapping, acts: list, corrupt: Corrupt) -> None:
     """stats.parquet, when there are activations, must hold one row per unit of each (row count from the footer)."""
     if "stats" in manifest:
         if "file" not in manifest["stats"]:
@@ -268,7 +270,7 @@ def _brief(x: object) -> str:
     return f"{_short(x, 40)} ({type(x).__name__})"
 
 
-def _footer(path: Path, file: str, corrupt) -> pq.FileMetaData:
+def _footer(path: Path, file: str, corrupt: Corrupt) -> pq.FileMetaData:
     """The parquet footer of a listed file, or the RunError that says why there is none."""
     if not path.exists():
         raise corrupt(f"missing {file}")
@@ -282,7 +284,7 @@ def _footer(path: Path, file: str, corrupt) -> pq.FileMetaData:
         raise corrupt(f"{file} is not a readable parquet file ({e})") from None
 
 
-def _check_path(file: object, where: str, corrupt) -> None:
+def _check_path(file: object, where: str, corrupt: Corrupt) -> None:
     """A listed file must be a relative path that stays inside the run directory (symlinks inside are fine)."""
     if not isinstance(file, str) or not file:
         raise corrupt(f"manifest.json {where} must be a relative path inside the run, got {_short(file)}")
@@ -291,10 +293,6 @@ def _check_path(file: object, where: str, corrupt) -> None:
     norm = os.path.normpath(file)
     if os.path.isabs(file) or norm == ".." or norm.startswith(".." + os.sep):
         raise corrupt(f"manifest.json {where} {file!r} points outside the run directory")
-
-
-def _is_int(x: object) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
 
 
 def _is_text(kind: pa.DataType) -> bool:
