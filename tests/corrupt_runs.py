@@ -14,10 +14,12 @@ Usage (any test, including the dashboard's)::
         with pytest.raises(RunError, match=re.escape(fragment)):
             open_run(path)
 
-``good`` must be a complete run with at least two activations (the ``tiny_run`` fixture of tests/conftest.py:
-600 tokens, 12 activations of 8 units). Each case is a folder ``dest/<case>`` that differs from ``good`` by exactly
-one defect, and ``fragment`` is a piece of the one-line :class:`~lstmviz.store.RunError` that ``open_run`` raises
-for it. Only ``dest`` is written; ``good`` is left as it was.
+``good`` must be a run as ``record_corpus`` writes it (``model.modules`` and stats included), with at least two
+activations: the ``tiny_run`` fixture of tests/conftest.py (600 tokens, 12 activations of 8 units) is one. Each
+case is a folder ``dest/<case>`` that differs from ``good`` by exactly one defect, and ``fragment`` is a piece of
+the one-line :class:`~lstmviz.store.RunError` that ``open_run`` raises for it. Only ``dest`` is written (besides the
+case folders, two plain files there are the targets that the path-escape cases point at); ``good`` is left as it
+was. :data:`CASES` names every case without building any.
 """
 
 from __future__ import annotations
