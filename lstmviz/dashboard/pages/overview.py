@@ -58,9 +58,10 @@ if not stats.empty:
 bad = stats[stats[counted].sum(axis=1) > 0] if counted else stats.iloc[:0]
 if len(bad):
     where = ", ".join(f"{k} of {name}" for name, k in bad.groupby("name", sort=False).size().items())
+    units = "unit holds" if len(bad) == 1 else "units hold"
     st.warning(
-        f"{len(bad)} {'unit holds' if len(bad) == 1 else 'units hold'} NaN/inf values: {where}. The model produced them on this text (it diverged, or "
-        "its weights hold NaN/inf); the n_nan and n_inf columns count them, and the table below names the units.",
+        f"{len(bad)} {units} NaN/inf values: {where}. The model produced them on this text (it diverged, or its "
+        "weights hold NaN/inf); the n_nan and n_inf columns count them, and the table below names the units.",
         icon=":material/warning:",
     )
 st.dataframe(acts, hide_index=True, width="stretch")
