@@ -170,6 +170,8 @@ class RunWriter:
         missing = [c for c in TOKEN_COLUMNS if c not in tokens.columns]
         if missing:
             raise RunError(f"tokens table lacks columns {missing}")
+        if len(tokens) == 0:  # refused here, before anything exists, as open_run refuses such a run
+            raise RunError("a run needs at least one token; this one has none (is the corpus empty?)")
         self.partial = self.out.with_name(self.out.name + ".partial")
         if self.partial.exists():
             shutil.rmtree(self.partial)  # a previous recording was interrupted: start over
@@ -349,12 +351,13 @@ def tokens_frame(
 
 
 class Run:
-    """A recorded run, opened lazily. Use :func:`open_run`."""
+    """A recorded run, opened lazily. Use :func:`open_run`, which checks it first."""
 
-    def __init__(self, path: Path, manifest: dict):
+    def __init__(self, path: Path, manifest: dict, footers: Mapping[str, pq.FileMetaData] | None = None):
         self.path = path
         self.manifest = manifest
         self._acts = {a["name"]: a for a in manifest["activations"]}
+        self._footers = dict(footers or {})  # file → parquet footer, as read by the checks of open_run
         self._files: dict[str, pq.ParquetFile] = {}
 
     def __repr__(self) -> str:
@@ -371,6 +374,8 @@ class Run:
 
     def info(self, name: str) -> dict:
         """The manifest entry of one activation: name, module, layer, dir, kind, units, dtype, file."""
+        if not isinstance(name, str):
+            raise RunError(f"an activation name is a string such as {self.names[:1] or ['rnn.l0.fwd.h']}, got {name!r}")
         try:
             return self._acts[name]
         except KeyError:
@@ -390,7 +395,9 @@ class Run:
     @cached_property
     def stats(self) -> pd.DataFrame:
         """Per activation, per unit: count, mean, std, min, max, n_low, n_high, hist, hist_lo, hist_hi."""
-        f = self.path / "stats.parquet"
+        from .validate import stats_file
+
+        f = self.path / stats_file(self.manifest)
         return pd.read_parquet(f) if f.exists() else pd.DataFrame()
 
     @property
@@ -402,36 +409,40 @@ class Run:
 
     def _file(self, name: str) -> pq.ParquetFile:
         if name not in self._files:
-            path = self.path / self.info(name)["file"]
+            file = self.info(name)["file"]
+            path = self.path / file
             try:
-                self._files[name] = pq.ParquetFile(path)
+                self._files[name] = pq.ParquetFile(path, metadata=self._footers.get(file))
             except (OSError, pa.ArrowException) as e:
-                raise RunError(f"activation file {path} is unreadable: {e}") from None
+                raise RunError(f"activation file {path} is unreadable: {' '.join(str(e).split())}") from None
         return self._files[name]
 
     def activations(
         self,
         name: str,
-        units: Sequence[int] | np.ndarray | None = None,
+        units: Sequence[int] | np.ndarray | int | None = None,
         start: int | None = None,
         stop: int | None = None,
     ) -> np.ndarray:
-        """Values of ``name`` for tokens ``[start, stop)`` and the given units: float32 ``[tokens, units]``.
+        """Values of ``name`` for tokens ``[start, stop)`` and the given units: float32 ``[tokens, len(units)]``.
 
-        Reads only the row groups that overlap the range and only the requested columns.
+        ``units`` is a sequence of unit ids in ``[0, units(name))``, in any order and possibly repeated (column
+        ``j`` holds unit ``units[j]``, as numpy's ``full[:, units]``), a boolean mask of length ``units(name)``,
+        one id, or None for all. Reads only the row groups that overlap the range and each requested column once.
         """
         n_units = self.units(name)
+        for key, value in (("start", start), ("stop", stop)):
+            if value is not None and not _is_index(value):
+                raise RunError(f"{key} must be an integer token position or None, got {value!r}")
         start, stop, _ = slice(start, stop).indices(self.n_tokens)
         stop = max(stop, start)
-        units = np.arange(n_units) if units is None else np.asarray(units, dtype=np.int64).reshape(-1)
-        if units.size and (units.min() < 0 or units.max() >= n_units):
-            raise RunError(f"{name} has units 0…{n_units - 1}; asked for {units.min()}…{units.max()}")
+        units = np.arange(n_units) if units is None else _unit_ids(units, n_units, name)
         out = np.empty((stop - start, len(units)), np.float32)
         if stop == start or not len(units):
             return out
         f = self._file(name)
         md = f.metadata
-        columns = [f"u{u:04d}" for u in units]
+        read, where = np.unique(units, return_inverse=True)  # each column is read once, then placed
         row0 = 0
         groups, first = [], None
         for g in range(md.num_row_groups):
@@ -440,15 +451,67 @@ class Run:
                 groups.append(g)
                 first = row0 if first is None else first
             row0 += rows
-        table = f.read_row_groups(groups, columns=columns)
+        table = f.read_row_groups(groups, columns=[f"u{u:04d}" for u in read])
         lo, hi = start - first, stop - first
-        for j, col in enumerate(table.columns):
-            out[:, j] = col.slice(lo, hi - lo).to_numpy()
+        for j, column in enumerate(table.columns):
+            out[:, where == j] = column.slice(lo, hi - lo).to_numpy()[:, None]
         return out
 
 
+def _is_index(x: object) -> bool:
+    """An integer (Python or numpy) that is not a bool."""
+    return isinstance(x, int | np.integer) and not isinstance(x, bool | np.bool_)
+
+
+def _unit_ids(units: object, n_units: int, name: str) -> np.ndarray:
+    """``units`` as given to :meth:`Run.activations` → int64 ids ``[k]``; refuses anything but ids or a mask."""
+    if _is_index(units):
+        array = np.asarray([units], np.int64)
+    elif isinstance(units, np.ndarray) or hasattr(units, "__array__"):  # numpy, pandas, torch
+        array = np.asarray(units)
+    elif isinstance(units, Sequence) and not isinstance(units, str | bytes):
+        items = list(units)
+        if items and all(isinstance(u, bool | np.bool_) for u in items):
+            array = np.asarray(items, bool)
+        else:
+            bad = [u for u in items if not _is_index(u)]  # a bool among ids is not an id
+            if bad:
+                raise RunError(f"units of {name} must be integer unit ids, got {_brief(bad[0])}")
+            array = np.asarray(items, np.int64)
+    else:
+        raise RunError(f"units of {name} must be unit ids or a boolean mask, got {_brief(units)}")
+    if array.ndim == 0:  # a numpy or torch scalar: one id, if it is an integer
+        if array.dtype.kind not in "iu":
+            raise RunError(f"units of {name} must be unit ids or a boolean mask, got {_brief(units)}")
+        array = array.reshape(1)
+    if array.ndim != 1:
+        raise RunError(f"units of {name} must be 1-D, got an array of shape {list(array.shape)}")
+    if array.dtype == bool:
+        if len(array) != n_units:
+            raise RunError(f"a boolean mask over the units of {name} needs {n_units} entries, got {len(array)}")
+        return np.flatnonzero(array)
+    if array.dtype.kind not in "iu" and array.size:
+        raise RunError(f"units of {name} must be integer unit ids, got an array of {array.dtype}")
+    ids = array.astype(np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= n_units):
+        bad = ids[(ids < 0) | (ids >= n_units)]
+        raise RunError(f"{name} has units 0…{n_units - 1}; asked for {', '.join(map(str, bad[:3]))}")
+    return ids
+
+
+def _brief(x: object) -> str:
+    r = repr(x)
+    return (r if len(r) <= 40 else r[:39] + "…") + f" ({type(x).__name__})"
+
+
 def open_run(path: str | os.PathLike) -> Run:
-    """Open a run directory. Raises :class:`RunError` (one line) for a missing, incomplete or corrupt run."""
+    """Open a run directory. Raises :class:`RunError` (one line) for a missing, incomplete or corrupt run.
+
+    Reads the manifest and the parquet footers of the files it lists (not their data) and checks that they agree:
+    see :func:`lstmviz.validate.check_run`.
+    """
+    from .validate import check_run, check_version
+
     p = Path(path)
     if not p.exists():
         raise RunError(f"no run at {p}: the directory does not exist")
@@ -462,16 +525,13 @@ def open_run(path: str | os.PathLike) -> Run:
         manifest = json.loads(mf.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise RunError(f"{mf} is corrupt: {e}") from None
-    if not isinstance(manifest, dict) or not manifest.get("complete"):
+    except OSError as e:
+        raise RunError(f"{mf} is unreadable: {e.strerror or e}") from None
+    if not isinstance(manifest, dict):
+        raise RunError(f"{mf} is corrupt: it must hold a JSON object, not a {type(manifest).__name__}")
+    if not manifest.get("complete"):
         raise RunError(f"{p} is an incomplete run (its manifest is not marked complete): record it again")
-    version = manifest.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise RunError(f"{p} has run format version {version}; this lstmviz reads version {SCHEMA_VERSION}")
-    for key in ("n_tokens", "activations"):
-        if key not in manifest:
-            raise RunError(f"{mf} is corrupt: it lacks {key!r}")
-    needed = ["tokens.parquet"] + [a["file"] for a in manifest["activations"]]
-    absent = [f for f in needed if not (p / f).is_file()]
-    if absent:
-        raise RunError(f"{p} is corrupt: missing {', '.join(absent[:3])}{' …' if len(absent) > 3 else ''}")
-    return Run(p, manifest)
+    if manifest["complete"] is not True:
+        raise RunError(f"{p} is corrupt: manifest.json field complete must be true, got {manifest['complete']!r}")
+    check_version(p, manifest)
+    return Run(p, manifest, check_run(p, manifest))

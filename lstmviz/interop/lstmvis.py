@@ -110,6 +110,8 @@ def import_lstmvis(folder: str | os.PathLike, out: str | os.PathLike, *, overwri
     files = _files(config, folder)
     words = _word_sequence(config, files, h5py)
     n = len(words.ids)
+    if n == 0:
+        raise RunError(f"lstm.yml: word_sequence: {words.data} is empty: there are no tokens to import")
     states = _state_types(config, files, h5py, n)
     columns, meta_info, skipped = _meta(config, files, h5py, n)
     tokens = tokens_frame(words.display, words.ids)
