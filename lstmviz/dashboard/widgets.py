@@ -162,8 +162,7 @@ def run_picker(root: Path) -> str:
 
 
 def current_run() -> tuple[Run, data.RunRef]:
-    """The run picked in the sidebar, opened (cached); an empty state or a guided error otherwise (a run that
-    cannot be opened, or one without tokens)."""
+    """The run picked in the sidebar, opened (cached); an empty state or a guided error otherwise."""
     path = st.session_state.get("run", "")
     if not path:
         empty(
@@ -171,15 +170,9 @@ def current_run() -> tuple[Run, data.RunRef]:
             "`lstmviz record --checkpoint model.pt --text file.txt --out runs/mine`."
         )
     try:
-        run, key = data.load_run(path)
+        return data.load_run(path)
     except RunError as e:
         fail(str(e), "Pick another run in the sidebar, or record this one again with `lstmviz record`.")
-    if run.n_tokens == 0:  # every page shows tokens; an empty text gives none to show
-        fail(
-            f"{run.path.name} holds no tokens: it was recorded from an empty text.",
-            "Pick another run in the sidebar, or record this one again from a text that is not empty.",
-        )
-    return run, key
 
 
 # --- activation, unit, window, span, θ -------------------------------------------------------------------------

@@ -7,7 +7,6 @@ instead, and the widget shows the value used: clamped into range, or the default
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from corrupt_runs import CASES, CorruptRun, make_corrupt_runs
 from streamlit.testing.v1 import AppTest
 
 from lstmviz.dashboard import widgets
@@ -54,56 +54,54 @@ def guided_error(at: AppTest, *fragments: str) -> str:
 # --- broken runs ------------------------------------------------------------------------------------------------
 
 
-def _rewrite(path: Path, keep: int) -> None:
-    """Keep the first ``keep`` rows of a parquet file (schema unchanged)."""
-    table = pq.read_table(path)
-    pq.write_table(table.slice(0, keep), path)
-
-
-def _manifest(run: Path, edit) -> None:
-    m = json.loads((run / "manifest.json").read_text())
-    edit(m)
-    (run / "manifest.json").write_text(json.dumps(m))
-
-
-def _no_units(run: Path) -> None:
-    _manifest(run, lambda m: m["activations"][0].pop("units"))
-
-
-def _zero_tokens(run: Path) -> None:
-    _rewrite(run / "tokens.parquet", 0)
-    for f in (run / "acts").iterdir():
-        _rewrite(f, 0)
-    _manifest(run, lambda m: m.update(n_tokens=0))
-
-
-def _short_acts(run: Path) -> None:
-    _rewrite(run / "acts" / f"{DEFAULT_ACT}.parquet", 100)
-
-
-BROKEN = {
-    # name: (how the tiny LSTM run is broken, fragments the page's error must hold)
-    "no_units": (_no_units, ("units",)),
-    "zero_tokens": (_zero_tokens, ("holds no tokens", "not empty")),
-    "short_acts": (_short_acts, (DEFAULT_ACT,)),
-}
+def _short_default_act(good: Path, dest: Path) -> CorruptRun:
+    """The activation file a page reads first (the default activation's) ends 100 tokens early."""
+    shutil.copytree(good, dest)
+    table = pq.read_table(dest / "acts" / f"{DEFAULT_ACT}.parquet")
+    pq.write_table(table.slice(0, 100), dest / "acts" / f"{DEFAULT_ACT}.parquet")
+    return CorruptRun(dest, f"acts/{DEFAULT_ACT}.parquet has 100 rows but n_tokens is {N_TOKENS}")
 
 
 @pytest.fixture(scope="module")
-def broken_root(runs_root: Path, tmp_path_factory) -> Path:
-    """A runs root holding one copy of the tiny LSTM run per way of breaking it."""
+def broken(runs_root: Path, tmp_path_factory) -> dict[str, CorruptRun]:
+    """Every broken copy of the tiny LSTM run from tests/corrupt_runs.py, and the dashboard's own."""
     root = tmp_path_factory.mktemp("broken")
-    for name, (breaks, _) in BROKEN.items():
-        shutil.copytree(runs_root / "tiny_lstm", root / name)
-        breaks(root / name)
-    return root
+    cases = make_corrupt_runs(runs_root / "tiny_lstm", root)
+    return {**cases, "default_act_short": _short_default_act(runs_root / "tiny_lstm", root / "default_act_short")}
 
 
-@pytest.mark.parametrize("page", PAGES)
-@pytest.mark.parametrize("case", list(BROKEN))
-def test_broken_run_is_a_guided_error_on_every_page(broken_root, monkeypatch, case, page):
-    at = open_page(broken_root, monkeypatch, page, run=case)
-    guided_error(at, *BROKEN[case][1])
+@pytest.mark.parametrize("case", [*CASES, "default_act_short"])
+def test_broken_run_is_a_guided_error_on_every_page(broken, runs_root, monkeypatch, case):
+    path, message = broken[case]
+    monkeypatch.setenv("LSTMVIZ_RUNS", str(runs_root))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["run"] = str(path)
+    for page in PAGES:  # one session through every page: each opens the run afresh and refuses it
+        at.switch_page(widgets.page_file(page)).run()
+        guided_error(at, message, "Pick another run")
+
+
+def test_every_page_opens_beside_a_folder_of_broken_runs(broken, runs_root, tmp_path, monkeypatch):
+    """The sidebar lists the broken runs; a good one opens on every page, and Compare refuses a broken other."""
+    root = tmp_path / "runs"
+    root.mkdir()
+    (root / "good").symlink_to(runs_root / "tiny_lstm")
+    for case, (path, _) in broken.items():
+        (root / case).symlink_to(path)
+    monkeypatch.setenv("LSTMVIZ_RUNS", str(root))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["run"] = "good"
+    for page in PAGES:
+        at.switch_page(widgets.page_file(page)).run()
+        no_traceback(at)
+        if page == "compare":  # the first other run in the folder is a broken one
+            guided_error(at, "Pick another run to compare with")
+        else:
+            assert not at.error, (page, [e.value for e in at.error])
+    at.switch_page(widgets.page_file("gradients")).run()
+    at.multiselect(key="grad_runs").select(str(root / "act_file_short")).run()
+    no_traceback(at)
+    assert any("act_file_short" in w.value and "rows" in w.value for w in at.warning), [w.value for w in at.warning]
 
 
 @pytest.mark.parametrize("page", PAGES)
