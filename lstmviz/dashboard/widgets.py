@@ -384,7 +384,7 @@ def tracks(run: Run, key: str = "tracks", default: int = 2) -> list[str]:
     state.init(
         key,
         columns[:default],
-        lambda raw: [c for c in raw.split(",") if c],
+        lambda raw: list(dict.fromkeys(c for c in raw.split(",") if c)),  # a track named twice is drawn once
         lambda v: isinstance(v, list) and all(c in columns for c in v),
         expect=f"a list of this run's annotation tracks ({_listed(columns)})",
         clamp=lambda v: [c for c in v if c in columns],

@@ -198,12 +198,42 @@ def test_bad_url_value_is_named_and_replaced(runs_root, monkeypatch, page, param
     assert (now[-1] if isinstance(now, list) else now) != raw  # the URL now holds the value used
 
 
+URL_PARAMS = {  # every URL parameter a page reads, besides run
+    "text": ["act", "unit", "start", "width", "tracks"],
+    "select": ["act", "start", "width", "span", "theta", "theta_q", "pad_before", "pad_after", "tracks"],
+    "walkthrough": ["walk_act", "walk_unit", "step"],
+    "projection": ["act", "method", "color"],
+    "neurons": ["track", "act", "unit", "start", "width"],
+    "compare": ["other", "start", "width", "cmp_act", "cmp_unit", "cmp_act_b", "cmp_unit_b"],
+}
+ODD = ["", "\0", "1e309", "-1", "x" * 300]
+
+
+@pytest.mark.parametrize("raw", ODD, ids=["empty", "nul", "huge", "minus_one", "long"])
+@pytest.mark.parametrize("page", list(URL_PARAMS))
+def test_every_url_parameter_of_a_page_at_once(runs_root, monkeypatch, page, raw):
+    """All of a page's parameters set to the same odd value: warnings that each name a parameter, no error."""
+    at = open_page(runs_root, monkeypatch, page, run="tiny_lstm", **dict.fromkeys(URL_PARAMS[page], raw))
+    no_traceback(at)
+    assert not at.error, [e.value for e in at.error]
+    named = [w.value for w in at.warning if w.value.startswith("URL parameter `")]
+    assert all(any(w.startswith(f"URL parameter `{p}=") for p in URL_PARAMS[page]) for w in named), named
+    assert len(named) == len({w.split("=")[0] for w in named})  # one line per parameter
+
+
 def test_a_good_url_warns_of_nothing(runs_root, monkeypatch):
     params = dict(run="tiny_lstm", act="rnn.l0.fwd.c", unit="4", start="120", width="100", theta="0.5")
     at = open_page(runs_root, monkeypatch, "select", **params, span="130-133", pad_before="0", theta_q="0")
     no_traceback(at)
     assert not at.error and not at.warning, [w.value for w in at.warning]
     assert (widget_value(at, "start"), widget_value(at, "theta"), widget_value(at, "span_b")) == (120, 0.5, 133)
+
+
+def test_a_track_named_twice_in_the_url_is_drawn_once(runs_root, monkeypatch):
+    at = open_page(runs_root, monkeypatch, "text", run="tiny_lstm", tracks="in_string,in_string")
+    no_traceback(at)
+    assert not at.error and not at.warning
+    assert widget_value(at, "tracks") == ["in_string"]
 
 
 def test_a_bad_url_value_is_reported_once_not_on_every_rerun(runs_root, monkeypatch):
