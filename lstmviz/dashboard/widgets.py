@@ -39,7 +39,7 @@ PAGES = {
 
 WIDTHS = (100, 200, 500, 1000, 2000)
 THETA_RANGE = (-100.0, 100.0)
-"""An absolute θ is typed within this range (no recorded activation reaches beyond it)."""
+"""The range an absolute θ is typed in (a URL's θ beyond it is clamped into it)."""
 MAX_PADDING = 50
 
 
@@ -49,7 +49,7 @@ def _within(lo: int, hi: int) -> Callable[[Any], bool]:
 
 
 def _listed(options: Sequence[Any], most: int = 4) -> str:
-    """``"a, b, c, d, … (12)"``: the first few options, for a warning."""
+    """``"a, b, c, d, … (12 in all)"``: the first few options, for a warning."""
     shown = ", ".join(map(str, options[:most]))
     return shown + (f", … ({len(options)} in all)" if len(options) > most else "")
 
@@ -327,7 +327,7 @@ def set_span_from_box(chart_key: str = "brush", span_key: str = "span") -> None:
 def theta(key: str = "theta") -> tuple[float, bool]:
     """θ for "on", absolute or as a per-unit quantile. Returns (value, quantile)."""
     quantile = state.init(f"{key}_q", False, state.flag, lambda v: isinstance(v, bool), show=lambda v: str(int(v)))
-    lo, hi = (0.0, 1.0) if quantile else (-100.0, 100.0)
+    lo, hi = (0.0, 1.0) if quantile else THETA_RANGE
     state.init(
         key,
         0.9 if quantile else 0.3,
