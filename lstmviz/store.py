@@ -353,11 +353,10 @@ def tokens_frame(
 class Run:
     """A recorded run, opened lazily. Use :func:`open_run`, which checks it first."""
 
-    def __init__(self, path: Path, manifest: dict, footers: Mapping[str, pq.FileMetaData] | None = None):
+    def __init__(self, path: Path, manifest: dict):
         self.path = path
         self.manifest = manifest
         self._acts = {a["name"]: a for a in manifest["activations"]}
-        self._footers = dict(footers or {})  # file → parquet footer, as read by the checks of open_run
         self._files: dict[str, pq.ParquetFile] = {}
 
     def __repr__(self) -> str:
@@ -390,15 +389,22 @@ class Run:
     @cached_property
     def tokens(self) -> pd.DataFrame:
         """One row per token: idx, doc, pos, token_id, token, then annotation and prediction columns."""
-        return pd.read_parquet(self.path / "tokens.parquet")
+        return self._read_table("tokens.parquet")
 
     @cached_property
     def stats(self) -> pd.DataFrame:
         """Per activation, per unit: count, mean, std, min, max, n_low, n_high, hist, hist_lo, hist_hi."""
         from .validate import stats_file
 
-        f = self.path / stats_file(self.manifest)
-        return pd.read_parquet(f) if f.exists() else pd.DataFrame()
+        file = stats_file(self.manifest)
+        return self._read_table(file) if (self.path / file).exists() else pd.DataFrame()
+
+    def _read_table(self, file: str) -> pd.DataFrame:
+        """A whole parquet file of the run; damage that its footer did not show is a RunError too."""
+        try:
+            return pd.read_parquet(self.path / file)
+        except (OSError, pa.ArrowException) as e:
+            raise RunError(f"{self.path / file} is unreadable: {' '.join(str(e).split())}") from None
 
     @property
     def cache_dir(self) -> Path:
@@ -409,10 +415,9 @@ class Run:
 
     def _file(self, name: str) -> pq.ParquetFile:
         if name not in self._files:
-            file = self.info(name)["file"]
-            path = self.path / file
+            path = self.path / self.info(name)["file"]
             try:
-                self._files[name] = pq.ParquetFile(path, metadata=self._footers.get(file))
+                self._files[name] = pq.ParquetFile(path)
             except (OSError, pa.ArrowException) as e:
                 raise RunError(f"activation file {path} is unreadable: {' '.join(str(e).split())}") from None
         return self._files[name]
@@ -430,13 +435,15 @@ class Run:
         ``j`` holds unit ``units[j]``, as numpy's ``full[:, units]``), a boolean mask of length ``units(name)``,
         one id, or None for all. Reads only the row groups that overlap the range and each requested column once.
         """
+        from .validate import is_index, unit_ids
+
         n_units = self.units(name)
         for key, value in (("start", start), ("stop", stop)):
-            if value is not None and not _is_index(value):
+            if value is not None and not is_index(value):
                 raise RunError(f"{key} must be an integer token position or None, got {value!r}")
         start, stop, _ = slice(start, stop).indices(self.n_tokens)
         stop = max(stop, start)
-        units = np.arange(n_units) if units is None else _unit_ids(units, n_units, name)
+        units = np.arange(n_units) if units is None else unit_ids(units, n_units, name)
         out = np.empty((stop - start, len(units)), np.float32)
         if stop == start or not len(units):
             return out
@@ -451,57 +458,16 @@ class Run:
                 groups.append(g)
                 first = row0 if first is None else first
             row0 += rows
-        table = f.read_row_groups(groups, columns=[f"u{u:04d}" for u in read])
+        try:
+            table = f.read_row_groups(groups, columns=[f"u{u:04d}" for u in read])
+        except (OSError, pa.ArrowException) as e:  # changed on disk since open_run checked it
+            raise RunError(
+                f"activation file {self.path / self.info(name)['file']} is unreadable: {' '.join(str(e).split())}"
+            ) from None
         lo, hi = start - first, stop - first
         for j, column in enumerate(table.columns):
             out[:, where == j] = column.slice(lo, hi - lo).to_numpy()[:, None]
         return out
-
-
-def _is_index(x: object) -> bool:
-    """An integer (Python or numpy) that is not a bool."""
-    return isinstance(x, int | np.integer) and not isinstance(x, bool | np.bool_)
-
-
-def _unit_ids(units: object, n_units: int, name: str) -> np.ndarray:
-    """``units`` as given to :meth:`Run.activations` → int64 ids ``[k]``; refuses anything but ids or a mask."""
-    if _is_index(units):
-        array = np.asarray([units], np.int64)
-    elif isinstance(units, np.ndarray) or hasattr(units, "__array__"):  # numpy, pandas, torch
-        array = np.asarray(units)
-    elif isinstance(units, Sequence) and not isinstance(units, str | bytes):
-        items = list(units)
-        if items and all(isinstance(u, bool | np.bool_) for u in items):
-            array = np.asarray(items, bool)
-        else:
-            bad = [u for u in items if not _is_index(u)]  # a bool among ids is not an id
-            if bad:
-                raise RunError(f"units of {name} must be integer unit ids, got {_brief(bad[0])}")
-            array = np.asarray(items, np.int64)
-    else:
-        raise RunError(f"units of {name} must be unit ids or a boolean mask, got {_brief(units)}")
-    if array.ndim == 0:  # a numpy or torch scalar: one id, if it is an integer
-        if array.dtype.kind not in "iu":
-            raise RunError(f"units of {name} must be unit ids or a boolean mask, got {_brief(units)}")
-        array = array.reshape(1)
-    if array.ndim != 1:
-        raise RunError(f"units of {name} must be 1-D, got an array of shape {list(array.shape)}")
-    if array.dtype == bool:
-        if len(array) != n_units:
-            raise RunError(f"a boolean mask over the units of {name} needs {n_units} entries, got {len(array)}")
-        return np.flatnonzero(array)
-    if array.dtype.kind not in "iu" and array.size:
-        raise RunError(f"units of {name} must be integer unit ids, got an array of {array.dtype}")
-    ids = array.astype(np.int64)
-    if ids.size and (ids.min() < 0 or ids.max() >= n_units):
-        bad = ids[(ids < 0) | (ids >= n_units)]
-        raise RunError(f"{name} has units 0…{n_units - 1}; asked for {', '.join(map(str, bad[:3]))}")
-    return ids
-
-
-def _brief(x: object) -> str:
-    r = repr(x)
-    return (r if len(r) <= 40 else r[:39] + "…") + f" ({type(x).__name__})"
 
 
 def open_run(path: str | os.PathLike) -> Run:
@@ -512,6 +478,12 @@ def open_run(path: str | os.PathLike) -> Run:
     """
     from .validate import check_run, check_version
 
+    if not isinstance(path, str | os.PathLike) or isinstance(os.fspath(path), bytes):
+        raise RunError(f"a run is opened by its path (a str or os.PathLike), got {path!r}")
+    if not os.fspath(path):
+        raise RunError("no run path given: pass the run's directory")
+    if "\x00" in os.fspath(path):
+        raise RunError(f"{os.fspath(path)!r} is not a usable path: it holds a NUL byte")
     p = Path(path)
     if not p.exists():
         raise RunError(f"no run at {p}: the directory does not exist")
@@ -534,4 +506,5 @@ def open_run(path: str | os.PathLike) -> Run:
     if manifest["complete"] is not True:
         raise RunError(f"{p} is corrupt: manifest.json field complete must be true, got {manifest['complete']!r}")
     check_version(p, manifest)
-    return Run(p, manifest, check_run(p, manifest))
+    check_run(p, manifest)
+    return Run(p, manifest)

@@ -70,6 +70,7 @@ def _cases(good: Path, manifest: dict) -> dict[str, tuple[Mutation, str]]:
         # top-level manifest fields
         "manifest_not_json": (lambda r, m: _text(r / "manifest.json", "{not json"), "manifest.json is corrupt"),
         "manifest_not_utf8": (lambda r, m: (r / "manifest.json").write_bytes(b"\xff\xfe{}"), "is corrupt"),
+        "manifest_empty": (lambda r, m: _text(r / "manifest.json", ""), "manifest.json is corrupt"),
         "manifest_is_a_list": (lambda r, m: _text(r / "manifest.json", "[1, 2]"), "must hold a JSON object"),
         "manifest_is_a_directory": (_manifest_dir, "manifest.json is unreadable"),
         "not_complete": (_set(complete=False), "incomplete run"),
@@ -81,6 +82,8 @@ def _cases(good: Path, manifest: dict) -> dict[str, tuple[Mutation, str]]:
         "n_tokens_string": (_set(n_tokens=str(n)), f"field n_tokens must be an integer, got '{n}'"),
         "n_tokens_float": (_set(n_tokens=float(n)), f"field n_tokens must be an integer, got {float(n)}"),
         "n_tokens_bool": (_set(n_tokens=True), "field n_tokens must be an integer, got True"),
+        "n_tokens_nan": (_set(n_tokens=float("nan")), "field n_tokens must be an integer, got nan"),
+        "n_tokens_huge": (_set(n_tokens=10**20), f"tokens.parquet has {n} rows but n_tokens is {10**20}"),
         "n_tokens_negative": (_set(n_tokens=-1), "field n_tokens must not be negative, got -1"),
         "n_tokens_larger": (_set(n_tokens=n + 1), f"tokens.parquet has {n} rows but n_tokens is {n + 1}"),
         "n_tokens_smaller": (_set(n_tokens=n - 1), f"tokens.parquet has {n} rows but n_tokens is {n - 1}"),
@@ -88,6 +91,15 @@ def _cases(good: Path, manifest: dict) -> dict[str, tuple[Mutation, str]]:
         "activations_missing": (_drop("activations"), "lacks 'activations'"),
         "activations_not_a_list": (_set(activations={"a": 1}), "field activations must be a list"),
         "model_not_a_mapping": (_set(model="LSTM"), "field model must be a mapping, got 'LSTM'"),
+        "activations_emptied": (_set(activations=[]), "stats.parquet has"),
+        "model_params_string": (_set_in("model", params="1,268"), "field model.params must be an integer, got '1,268'"),
+        "model_modules_not_a_list": (_set_in("model", modules={"rnn": 1}), "field model.modules must be a list"),
+        "model_module_lacks_a_field": (_module_without("hidden_size"), "model.modules[0] lacks 'hidden_size'"),
+        "model_module_wrong_type": (_module_with(num_layers="2"), "modules[0] field num_layers must be an integer"),
+        "metrics_not_a_mapping": (_set_in("model_source", metrics=[1]), "field model_source.metrics must be a mapping"),
+        "vocab_not_a_list": (_set_in("tokenizer", vocab="abc"), "field tokenizer.vocab must be a list, got 'abc'"),
+        "stats_low_string": (_set_in("stats", low="0.1"), "field stats.low must be a number, got '0.1'"),
+        "stats_hist_bins_float": (_set_in("stats", hist_bins=32.5), "field stats.hist_bins must be an integer"),
         "tokenizer_not_a_mapping": (_set(tokenizer=[1]), "field tokenizer must be a mapping"),
         "recording_not_a_mapping": (_set(recording=3), "field recording must be a mapping"),
         "stats_entry_not_a_mapping": (_set(stats="stats.parquet"), "field stats must be a mapping"),
@@ -107,6 +119,8 @@ def _cases(good: Path, manifest: dict) -> dict[str, tuple[Mutation, str]]:
         "units_more_than_columns": (_entry(0, _with(units=first["units"] + 1)), f"but units is {first['units'] + 1}"),
         "name_not_a_string": (_entry(0, _with(name=7)), "field name must be a string, got 7"),
         "name_malformed": (_entry(0, _with(name="bogus")), "is not of the form module.l<layer>"),
+        "name_with_slash": (_entry(0, _with(name="a/b.l0.fwd.i", module="a/b")), "must not hold '/'"),
+        "name_with_newline": (_entry(0, _with(name="rnn\n.l0.fwd.i", module="rnn\n")), "must not hold '/'"),
         "name_duplicated": (_entry(1, lambda e: dict(first)), f"{first['name']} is listed twice"),
         "module_disagrees": (_entry(0, _with(module="other")), "module is 'other' but the name says"),
         "layer_disagrees": (_entry(0, _with(layer=first["layer"] + 5)), "layer is"),
@@ -127,17 +141,21 @@ def _cases(good: Path, manifest: dict) -> dict[str, tuple[Mutation, str]]:
         "act_file_long": (_rows(a0, n + 1), f"{a0} has {n + 1} rows but n_tokens is {n}"),
         "act_second_file_short": (_rows(second["file"], n // 2), f"{second['file']} has {n // 2} rows"),
         "act_column_renamed": (_rename_column(a0), "column 0 is 'x0000'; the columns must be u0000…"),
+        "file_is_the_tokens_table": (_entry(0, _with(file="tokens.parquet")), "tokens.parquet column"),
         "act_column_not_float": (_string_column(a0), "column u0000 holds string values, not floats"),
         "tokens_absent": (lambda r, m: (r / "tokens.parquet").unlink(), "missing tokens.parquet"),
         "tokens_empty": (lambda r, m: _text(r / "tokens.parquet", ""), "tokens.parquet is empty (0 bytes)"),
         "tokens_not_parquet": (lambda r, m: _text(r / "tokens.parquet", "idx,token\n"), "not a readable parquet"),
         "tokens_short": (_rows("tokens.parquet", n - 3), f"tokens.parquet has {n - 3} rows but n_tokens is {n}"),
         "tokens_lack_a_column": (_drop_column("tokens.parquet", "token"), "tokens.parquet lacks columns ['token']"),
+        "tokens_column_not_text": (_cast("tokens.parquet", "token", pa.int64()), "column token holds int64 values"),
+        "tokens_doc_not_integer": (_cast("tokens.parquet", "doc", pa.string()), "column doc holds string values"),
         "stats_absent": (lambda r, m: (r / "stats.parquet").unlink(), "missing stats.parquet"),
         "stats_empty": (lambda r, m: _text(r / "stats.parquet", ""), "stats.parquet is empty (0 bytes)"),
         "stats_not_parquet": (lambda r, m: _text(r / "stats.parquet", "name,unit\n"), "not a readable parquet"),
         "stats_rows_missing": (_drop_stats(second["name"]), f"stats.parquet has no rows for {second['name']}"),
         "stats_rows_extra": (_double_stats, "stats.parquet has"),
+        "stats_lack_a_column": (_drop_column("stats.parquet", "mean"), "stats.parquet lacks columns ['mean']"),
     }
     return cases
 
@@ -155,6 +173,26 @@ def _save(run: Path, m: dict) -> None:
 
 def _set(**fields) -> Mutation:
     return lambda run, m: _save(run, {**m, **fields})
+
+
+def _set_in(outer: str, **fields) -> Mutation:
+    return lambda run, m: _save(run, {**m, outer: {**m.get(outer, {}), **fields}})
+
+
+def _module_with(**fields) -> Mutation:
+    def mutate(run: Path, m: dict) -> None:
+        m["model"]["modules"][0].update(fields)
+        _save(run, m)
+
+    return mutate
+
+
+def _module_without(key: str) -> Mutation:
+    def mutate(run: Path, m: dict) -> None:
+        del m["model"]["modules"][0][key]
+        _save(run, m)
+
+    return mutate
 
 
 def _drop(key: str) -> Mutation:
@@ -226,6 +264,15 @@ def _rename_column(file: str) -> Mutation:
 
 def _string_column(file: str) -> Mutation:
     return _rewrite(file, lambda t: t.set_column(0, t.column_names[0], pc.cast(t.column(0), pa.string())))
+
+
+def _cast(file: str, column: str, kind: pa.DataType) -> Mutation:
+    def change(t: pa.Table) -> pa.Table:
+        i = t.column_names.index(column)
+        values = pc.cast(pc.utf8_length(t.column(i)), kind) if kind == pa.int64() else pc.cast(t.column(i), kind)
+        return t.set_column(i, column, values)
+
+    return _rewrite(file, change)
 
 
 def _drop_column(file: str, column: str) -> Mutation:

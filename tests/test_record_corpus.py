@@ -175,10 +175,12 @@ def test_truncated_activation_file_is_a_clear_error(tiny_run, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(tiny_run.path, copy)
     f = copy / "acts" / "rnn.l0.fwd.h.parquet"
-    f.write_bytes(f.read_bytes()[:100])
     run = lstmviz.open_run(copy)
+    f.write_bytes(f.read_bytes()[:100])  # after opening: the footers were read, the data were not
     with pytest.raises(RunError, match="unreadable"):
         run.activations("rnn.l0.fwd.h")
+    with pytest.raises(RunError, match="acts/rnn.l0.fwd.h.parquet is not a readable parquet file"):
+        lstmviz.open_run(copy)  # before opening
 
 
 def test_bad_inputs(tiny_model, tmp_path):

@@ -68,7 +68,7 @@ def test_open_run_reads_footers_not_data(tiny_run, monkeypatch):
     monkeypatch.setattr(pq.ParquetFile, "read", no_data)
     monkeypatch.setattr(pq.ParquetFile, "read_row_groups", no_data)
     run = open_run(tiny_run.path)
-    assert run.n_tokens == 600 and len(run._footers) == 1 + len(run.names)
+    assert run.n_tokens == 600 and len(run.names) == 12
 
 
 def test_runs_the_writers_make_still_open(tmp_path):
@@ -173,3 +173,42 @@ def test_a_0_token_import_through_the_cli_is_exit_2_and_one_line(empty_project, 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "there are no tokens to import" in err and "Traceback" not in err
     assert_nothing_written(out)
+
+
+@pytest.mark.parametrize(
+    "path, fragment",
+    [
+        (None, "a run is opened by its path (a str or os.PathLike), got None"),
+        (3, "got 3"),
+        (b"/tmp", "got b'/tmp'"),
+        (["runs/x"], "got ['runs/x']"),
+        ("", "no run path given"),
+        ("runs/a\x00b", "'runs/a\\x00b' is not a usable path: it holds a NUL byte"),
+        (Path("runs/a\x00b"), "is not a usable path"),
+    ],
+)
+def test_open_run_refuses_what_is_not_a_path(path, fragment):
+    with pytest.raises(RunError, match=re.escape(fragment)) as e:
+        open_run(path)
+    assert "\n" not in str(e.value) and "\x00" not in str(e.value)
+
+
+@pytest.mark.parametrize("file", ["tokens.parquet", "stats.parquet", "acts/rnn.l0.fwd.h.parquet"])
+def test_damage_the_footer_does_not_show_is_a_run_error_when_read(tiny_run, tmp_path, file):
+    """open_run reads no values, so a run whose pages are damaged opens; reading them is then one RunError line."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run.path, run_dir)
+    f = run_dir / file
+    data = bytearray(f.read_bytes())
+    for i in range(100, len(data) // 2):  # the pages, not the footer at the end
+        data[i] ^= 0x5A
+    f.write_bytes(bytes(data))
+    run = open_run(run_dir)
+    read = {
+        "tokens.parquet": lambda: run.tokens,
+        "stats.parquet": lambda: run.stats,
+        "acts/rnn.l0.fwd.h.parquet": lambda: run.activations("rnn.l0.fwd.h"),
+    }[file]
+    with pytest.raises(RunError, match=re.escape(f"{f} is unreadable")) as e:
+        read()
+    assert "\n" not in str(e.value)
