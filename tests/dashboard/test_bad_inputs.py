@@ -63,10 +63,11 @@ def _short_default_act(good: Path, dest: Path) -> CorruptRun:
 
 
 @pytest.fixture(scope="module")
-def broken(runs_root: Path, tmp_path_factory) -> dict[str, CorruptRun]:
-    """Every broken copy of the tiny LSTM run from tests/corrupt_runs.py, and the dashboard's own."""
+def broken(tiny_run, runs_root: Path, tmp_path_factory) -> dict[str, CorruptRun]:
+    """Every broken copy of tests/conftest.py's tiny run from tests/corrupt_runs.py (whose message fragments are
+    written for that run's shape), and the dashboard's own, of the tiny LSTM run."""
     root = tmp_path_factory.mktemp("broken")
-    cases = make_corrupt_runs(runs_root / "tiny_lstm", root)
+    cases = make_corrupt_runs(tiny_run.path, root)
     return {**cases, "default_act_short": _short_default_act(runs_root / "tiny_lstm", root / "default_act_short")}
 
 
