@@ -9,6 +9,8 @@ This file is the frame: page config, the sidebar run picker and ``st.navigation`
 
 from __future__ import annotations
 
+import logging
+
 import pyarrow as pa
 import streamlit as st
 
@@ -16,30 +18,38 @@ from lstmviz.dashboard import data, widgets
 from lstmviz.errors import UserError
 from lstmviz.store import RunError
 
+log = logging.getLogger("lstmviz.dashboard")
 st.set_page_config(page_title="lstmviz", page_icon=":material/memory:", layout="wide")
 
-root = data.runs_root()
-if (not data.find_runs(root) or data.samples_pending(root)) and not st.session_state.get("_samples_failed"):
-    st.title("lstmviz")
-    st.write(f"Recording the bundled sample models into `{root}`, once (about a minute).")
-    bar = st.progress(0.0, text="Starting…")
-    try:
-        data.record_samples(root, lambda fraction, message: bar.progress(fraction, text=message))
-    except (UserError, RunError, OSError) as e:
-        st.session_state["_samples_failed"] = str(e)
-    st.rerun()
-if st.session_state.get("_samples_failed"):
-    st.sidebar.warning(f"Could not record the samples: {st.session_state['_samples_failed']}")
 
-pages = [
-    st.Page(widgets.page_file(key), title=title, icon=icon, url_path=key, default=key == "overview")
-    for key, (title, icon) in widgets.PAGES.items()
-]
-page = st.navigation(pages)
-st.sidebar.title("lstmviz")
-widgets.run_picker(root)
-try:
+def frame() -> None:
+    """Record the samples on a first start, then the sidebar and the chosen page."""
+    root = data.runs_root()
+    if (not data.find_runs(root) or data.samples_pending(root)) and not st.session_state.get("_samples_failed"):
+        st.title("lstmviz")
+        st.write(f"Recording the bundled sample models into `{root}`, once (about a minute).")
+        bar = st.progress(0.0, text="Starting…")
+        try:
+            data.record_samples(root, lambda fraction, message: bar.progress(fraction, text=message))
+        except (UserError, RunError, OSError) as e:
+            st.session_state["_samples_failed"] = str(e)
+        st.rerun()
+    if st.session_state.get("_samples_failed"):
+        st.sidebar.warning(f"Could not record the samples: {st.session_state['_samples_failed']}")
+
+    pages = [
+        st.Page(widgets.page_file(key), title=title, icon=icon, url_path=key, default=key == "overview")
+        for key, (title, icon) in widgets.PAGES.items()
+    ]
+    page = st.navigation(pages)
+    st.sidebar.title("lstmviz")
+    widgets.run_picker(root)
     page.run()
+
+
+# Streamlit's own st.stop / st.rerun / st.switch_page raise BaseExceptions, which pass through these handlers.
+try:
+    frame()
 except (RunError, UserError) as e:
     st.error(
         f"{e}\n\nPick another run or fix the input above; other pages and sessions are unaffected.",
@@ -50,5 +60,14 @@ except (OSError, pa.ArrowException) as e:
     st.error(
         f"Could not read a file of this run ({reason}). It may be incomplete or was moved: record it again "
         f"with `lstmviz record`.",
+        icon=":material/error:",
+    )
+except Exception as e:  # the last resort: whatever was not foreseen is still one line, never a traceback
+    log.exception("page failed")  # the traceback goes to the server's log, for whoever runs the app
+    message = " ".join(str(e).split())[:300] or "no message"
+    st.error(
+        f"This page failed unexpectedly ({type(e).__name__}: {message}).\n\nPick another run or change the "
+        "input above, or reload; if it happens again, report it with this page's URL (the traceback is in the "
+        "log of `streamlit run`).",
         icon=":material/error:",
     )

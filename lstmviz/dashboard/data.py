@@ -24,7 +24,7 @@ from ..analysis.probes import probe as rank_units
 from ..analysis.projection import project
 from ..analysis.saturation import saturation as gate_saturation
 from ..errors import UserError
-from ..store import Run, open_run
+from ..store import Run, RunError, open_run
 
 RunRef = tuple[str, float]
 """``(resolved run path, mtime of its manifest.json)``: the cache key of a run."""
@@ -96,6 +96,11 @@ def run_of(key: RunRef) -> Run:
 
 def load_run(path: str | os.PathLike) -> tuple[Run, RunRef]:
     """Open (cached) the run at ``path``; raises :class:`RunError` with a one-line reason."""
+    if "\0" in os.fspath(path):  # from a URL or a paste: no file system can hold it, and os calls raise on it
+        raise RunError(
+            f"the run path {os.fspath(path)!r} contains a NUL character (\\0), which no directory name can hold: "
+            "type the path again without it"
+        )
     key = ref(path)
     return run_of(key), key
 
@@ -302,8 +307,7 @@ def samples_pending(root: Path) -> bool:
     return (root / SAMPLES_PENDING).is_file()
 
 
-def record_samples(root: Path, on_progress: Callable[[float, str], None], chars: int = 20000, **options
-                   ) -> list[Path]:
+def record_samples(root: Path, on_progress: Callable[[float, str], None], chars: int = 20000, **options) -> list[Path]:
     """Record every bundled sample model whose checkpoint exists and that ``root`` lacks (as ``lstmviz samples``
     does), with ``options`` for :func:`lstmviz.models.samples.record_sample`.
 
@@ -326,8 +330,13 @@ def record_samples(root: Path, on_progress: Callable[[float, str], None], chars:
         marker.touch()
         missing = [name for name in present if not (root / name).is_dir()]  # a run directory appears complete
         try:
-            done = samples.record_all(root, on_progress, only=missing, overwrite=True, chars=chars, progress=False,
-                                      **options) if missing else []
+            done = (
+                samples.record_all(
+                    root, on_progress, only=missing, overwrite=True, chars=chars, progress=False, **options
+                )
+                if missing
+                else []
+            )
         except Exception:
             marker.unlink(missing_ok=True)
             raise

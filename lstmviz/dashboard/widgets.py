@@ -3,7 +3,8 @@
 Each picker owns one session-state key (``run``, ``act``, ``unit``, ``start``, ``width``, ``span``, ``theta``, …).
 On a session's first run its value comes from the URL; afterwards from the widget, and every run writes it back to
 the URL. A value is also kept under ``_keep_<key>`` so it survives a page switch (Streamlit forgets the state of
-widgets a page does not draw), and :func:`goto` hands values to another page before switching to it.
+widgets a page does not draw), and :func:`goto` hands values to another page before switching to it. Where a
+first value comes from, and how a bad URL value is reported and clamped, is :mod:`lstmviz.dashboard.state`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import streamlit as st
 
 from ..analysis.projection import default_activation
 from ..store import Run, RunError
-from . import data
+from . import data, state
 
 PAGES_DIR = "lstmviz/dashboard/pages"
 PAGES = {
@@ -37,6 +38,24 @@ PAGES = {
 """url path → (title, icon); the page lives in ``lstmviz/dashboard/pages/<url path>.py``."""
 
 WIDTHS = (100, 200, 500, 1000, 2000)
+THETA_RANGE = (-100.0, 100.0)
+"""The range an absolute θ is typed in (a URL's θ beyond it is clamped into it)."""
+MAX_PADDING = 50
+
+
+def _within(lo: int, hi: int) -> Callable[[Any], bool]:
+    """Whether a value is an int in ``[lo, hi]`` (a bool is not a position)."""
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+
+def _listed(options: Sequence[Any], most: int = 4) -> str:
+    """``"a, b, c, d, … (12 in all)"``: the first few options, for a warning."""
+    shown = ", ".join(map(str, options[:most]))
+    return shown + (f", … ({len(options)} in all)" if len(options) > most else "")
+
+
+def _span_text(pair: tuple[int, int]) -> str:
+    return f"{pair[0]}-{pair[1]}"
 
 
 def page_file(page: str) -> str:
@@ -45,45 +64,6 @@ def page_file(page: str) -> str:
 
 
 # --- state plumbing ---------------------------------------------------------------------------------------------
-
-
-def _init(
-    key: str,
-    default: Any,
-    parse: Callable[[str], Any],
-    valid: Callable[[Any], bool] = lambda v: True,
-    url: str | None = None,
-) -> None:
-    """Give ``key`` its value before its widget is drawn: a pending :func:`goto` value, else the current one, else
-    the URL's (parameter ``url``, default ``key``), else the kept one, else ``default``; anything not ``valid``
-    falls back to ``default``.
-
-    The value is written back on every run, even when unchanged. A widget that one run did not draw (a page that
-    stopped early, e.g. live mode waiting for text) is otherwise mounted again at its default in the browser
-    while the script reads the kept value, so the widget would show one thing and the page another.
-    """
-    pending = st.session_state.get("_goto", {})
-    if key in pending:
-        value = pending.pop(key)
-    elif key in st.session_state:
-        value = st.session_state[key]
-    else:
-        raw = st.query_params.get(url or key)
-        value = st.session_state.get(f"_keep_{key}", default)
-        if raw is not None:
-            try:
-                value = parse(raw)
-            except ValueError:
-                value = default
-    st.session_state[key] = value if valid(value) else default
-
-
-def _publish(key: str, value: Any, fmt: Callable[[Any], str] = str) -> None:
-    """Write a picker's value to the URL and keep it for other pages."""
-    st.session_state[f"_keep_{key}"] = value
-    text = fmt(value)
-    if st.query_params.get(key) != text:
-        st.query_params[key] = text
 
 
 def goto(page: str, **state: Any) -> NoReturn:
@@ -131,9 +111,9 @@ def choice(
     key: str, options: Sequence[str], label: str, format_func: Callable[[str], str] = str, where: Any = st
 ) -> str:
     """A selectbox over ``options`` bound to the URL parameter ``key``."""
-    _init(key, options[0], str, lambda v: v in options)
+    state.init(key, options[0], str, lambda v: v in options, expect=f"one of {_listed(options)}")
     value = where.selectbox(label, options, key=key, format_func=format_func)
-    _publish(key, value)
+    state.publish(key, value)
     return value
 
 
@@ -143,7 +123,7 @@ def run_picker(root: Path) -> str:
     The URL's ``run`` is relative to ``root`` for runs under it (``?run=code_lstm``), else a full path.
     """
     found = [str(p) for p in data.find_runs(root)]
-    _init("run", found[0] if found else "", str)
+    state.init("run", found[0] if found else "", str)
     current = st.session_state["run"]
     if current and not Path(current).exists() and (root / current).exists():
         current = st.session_state["run"] = str(root / current)  # a URL names runs relative to the root
@@ -177,7 +157,7 @@ def run_picker(root: Path) -> str:
         placeholder="/path/to/run",
         help="Type a path and press Enter.",
     )
-    _publish("run", st.session_state["run"], label)
+    state.publish("run", st.session_state["run"], label)
     return st.session_state["run"]
 
 
@@ -206,18 +186,26 @@ def activation(
     if not names:
         empty(f"This run has no activations of kind {', '.join(kinds or [])}.")
     start = default_activation(run)
-    _init(key, start if start in names else names[-1], str, lambda v: v in names)
+    default = start if start in names else names[-1]
+    state.init(key, default, str, lambda v: v in names, expect=f"an activation of this run ({_listed(names)})")
     name = where.selectbox(label, names, key=key, format_func=lambda n: f"{n}  ({run.info(n)['units']} units)")
-    _publish(key, name)
+    state.publish(key, name)
     return name
 
 
 def unit(run: Run, name: str, key: str = "unit", where: Any = st, default: int = 0) -> int:
     """Pick one unit of ``name``."""
     n = run.units(name)
-    _init(key, default, int, lambda v: isinstance(v, int) and 0 <= v < n)
+    state.init(
+        key,
+        default,
+        state.whole,
+        _within(0, n - 1),
+        expect=f"a unit of {name} (0…{n - 1})",
+        clamp=state.clamp_int(0, n - 1),
+    )
     u = where.number_input(f"Unit (0…{n - 1})", min_value=0, max_value=n - 1, step=1, key=key)
-    _publish(key, int(u))
+    state.publish(key, int(u))
     return int(u)
 
 
@@ -228,11 +216,20 @@ def _shift(key: str, delta: int, top: int) -> None:
 def window(run: Run, key: str = "start") -> tuple[int, int]:
     """A window of tokens: jump to a position, step previous/next, or search the text. Returns (start, stop)."""
     n = run.n_tokens
-    _init("width", 500 if n > 500 else 100, int, lambda v: v in WIDTHS)
-    _init(key, 0, int, lambda v: isinstance(v, int) and 0 <= v < max(n, 1))
+    top = max(n - 1, 0)
+    state.init(
+        "width",
+        500 if n > 500 else 100,
+        state.whole,
+        lambda v: v in WIDTHS,
+        expect=f"one of {_listed(WIDTHS)}",
+        clamp=state.nearest(WIDTHS),
+    )
+    state.init(
+        key, 0, state.whole, _within(0, top), expect=f"a token position (0…{top:,})", clamp=state.clamp_int(0, top)
+    )
     cols = st.columns([2, 2, 1, 1, 3, 1], vertical_alignment="bottom")
     width = cols[1].selectbox("Window (tokens)", WIDTHS, key="width")
-    top = max(n - 1, 0)
     cols[2].button("◀ Prev", key=f"{key}_prev", on_click=_shift, args=(key, -width, top), width="stretch")
     cols[3].button("Next ▶", key=f"{key}_next", on_click=_shift, args=(key, width, top), width="stretch")
     start = cols[0].number_input(f"Start token (0…{top:,})", min_value=0, max_value=top, step=width, key=key)
@@ -262,26 +259,23 @@ def window(run: Run, key: str = "start") -> tuple[int, int]:
     st.session_state.pop(f"{key}_fresh", None)  # callbacks run before this line: the flag lives for one click
     if st.session_state.get(f"{key}_find") and st.session_state.get(f"{key}_found", 0) is None:
         st.caption(f"“{st.session_state[f'{key}_find']}” does not occur in this run.")
-    _publish(key, int(start))
-    _publish("width", int(width))
+    state.publish(key, int(start))
+    state.publish("width", int(width))
     return int(start), int(min(start + width, n))
 
 
 def stepper(run: Run, key: str = "step") -> int:
     """One token at a time: back / step buttons and a slider over the whole run. Returns the token index."""
     top = max(run.n_tokens - 1, 0)
-    _init(key, 0, int, lambda v: isinstance(v, int) and 0 <= v <= top)
+    state.init(
+        key, 0, state.whole, _within(0, top), expect=f"a token position (0…{top:,})", clamp=state.clamp_int(0, top)
+    )
     cols = st.columns([1, 1, 4])
     cols[0].button("◀ Back", key=f"{key}_back", on_click=_shift, args=(key, -1, top), width="stretch")
     cols[1].button("Step ▶", key=f"{key}_fwd", on_click=_shift, args=(key, 1, top), width="stretch")
     step = int(cols[2].slider("Token", 0, max(top, 1), key=key))
-    _publish(key, step)
+    state.publish(key, step)
     return min(step, top)
-
-
-def _parse_span(raw: str) -> tuple[int, int]:
-    a, b = (int(v) for v in raw.split("-"))
-    return a, b
 
 
 def span(run: Run, start: int, stop: int, key: str = "span") -> tuple[int, int]:
@@ -292,15 +286,29 @@ def span(run: Run, start: int, stop: int, key: str = "span") -> tuple[int, int]:
     n = run.n_tokens
     a0 = min(start + (stop - start) // 3, max(n - 1, 0))
     b0 = min(a0 + 3, n)
-    _init(f"{key}_a", a0, lambda raw: _parse_span(raw)[0], lambda v: isinstance(v, int) and 0 <= v < n, url=key)
-    _init(f"{key}_b", b0, lambda raw: _parse_span(raw)[1], lambda v: isinstance(v, int) and 0 < v <= n, url=key)
+    first, after = _within(0, max(n - 1, 0)), _within(1, max(n, 1))
+    keys = (f"{key}_a", f"{key}_b")
+    if all(k in st.session_state for k in keys):  # the widgets' values, or a brush's
+        a, b = (st.session_state[k] for k in keys)
+    else:  # one URL parameter fills both widgets, so it is judged (and reported) once
+        a, b = state.first_value(
+            key,
+            (a0, b0),
+            state.span_pair,
+            lambda v: first(v[0]) and after(v[1]),
+            expect=f"a span within 0-{n}",
+            clamp=lambda v: (min(max(v[0], 0), max(n - 1, 0)), min(max(v[1], 1), max(n, 1))),
+            show=_span_text,
+        )
+    st.session_state[keys[0]] = a if first(a) else a0
+    st.session_state[keys[1]] = b if after(b) else b0
     cols = st.columns(2)
     a = int(cols[0].number_input("Span start", min_value=0, max_value=max(n - 1, 0), step=1, key=f"{key}_a"))
     b = int(cols[1].number_input("Span end (exclusive)", min_value=1, max_value=max(n, 1), step=1, key=f"{key}_b"))
     if b <= a:
         st.warning(f"The span end must come after its start; using [{a}, {a + 1}).")
         b = a + 1
-    _publish(key, (a, b), lambda v: f"{v[0]}-{v[1]}")
+    state.publish(key, (a, b), _span_text)
     return a, b
 
 
@@ -318,38 +326,52 @@ def set_span_from_box(chart_key: str = "brush", span_key: str = "span") -> None:
 
 def theta(key: str = "theta") -> tuple[float, bool]:
     """θ for "on", absolute or as a per-unit quantile. Returns (value, quantile)."""
-    _init(f"{key}_q", False, lambda raw: raw in ("1", "true", "True"), lambda v: isinstance(v, bool))
-    _init(key, 0.3, float, lambda v: isinstance(v, float))
+    quantile = state.init(f"{key}_q", False, state.flag, lambda v: isinstance(v, bool), show=lambda v: str(int(v)))
+    lo, hi = (0.0, 1.0) if quantile else THETA_RANGE
+    state.init(
+        key,
+        0.9 if quantile else 0.3,
+        state.finite,
+        lambda v: isinstance(v, float) and lo <= v <= hi,
+        expect=f"in {lo:g}…{hi:g}" + (" (a quantile)" if quantile else ""),
+        clamp=lambda v: min(max(v, lo), hi),
+        show=lambda v: f"{v:g}",
+    )
     cols = st.columns(2)
     quantile = cols[1].toggle(
         "θ as a per-unit quantile",
         key=f"{key}_q",
         help="For unbounded activations (c) one absolute θ fits no unit; a quantile does.",
     )
-    if quantile and not 0.0 <= st.session_state[key] <= 1.0:
-        st.session_state[key] = 0.9
     value = cols[0].number_input(
         "θ (on when value ≥ θ)",
-        min_value=0.0 if quantile else -100.0,
-        max_value=1.0 if quantile else 100.0,
+        min_value=0.0 if quantile else THETA_RANGE[0],
+        max_value=1.0 if quantile else THETA_RANGE[1],
         step=0.05,
         key=key,
         format="%.2f",
     )
-    _publish(key, float(value))
-    _publish(f"{key}_q", bool(quantile), lambda v: "1" if v else "0")
+    state.publish(key, float(value))
+    state.publish(f"{key}_q", bool(quantile), lambda v: "1" if v else "0")
     return float(value), bool(quantile)
 
 
 def padding(key: str = "pad") -> tuple[int, int]:
     """Steps before and after the span where selected units must be off."""
-    _init(f"{key}_before", 1, int, lambda v: isinstance(v, int) and v >= 0)
-    _init(f"{key}_after", 1, int, lambda v: isinstance(v, int) and v >= 0)
+    for side in ("before", "after"):
+        state.init(
+            f"{key}_{side}",
+            1,
+            state.whole,
+            _within(0, MAX_PADDING),
+            expect=f"in 0…{MAX_PADDING}",
+            clamp=state.clamp_int(0, MAX_PADDING),
+        )
     cols = st.columns(2)
-    before = cols[0].number_input("Padding before", min_value=0, max_value=50, step=1, key=f"{key}_before")
-    after = cols[1].number_input("Padding after", min_value=0, max_value=50, step=1, key=f"{key}_after")
-    _publish(f"{key}_before", int(before))
-    _publish(f"{key}_after", int(after))
+    before = cols[0].number_input("Padding before", min_value=0, max_value=MAX_PADDING, step=1, key=f"{key}_before")
+    after = cols[1].number_input("Padding after", min_value=0, max_value=MAX_PADDING, step=1, key=f"{key}_after")
+    state.publish(f"{key}_before", int(before))
+    state.publish(f"{key}_after", int(after))
     return int(before), int(after)
 
 
@@ -359,12 +381,15 @@ def tracks(run: Run, key: str = "tracks", default: int = 2) -> list[str]:
     columns = [c for c in run.tokens.columns if c not in skip]
     if not columns:
         return []
-    _init(
+    state.init(
         key,
         columns[:default],
-        lambda raw: [c for c in raw.split(",") if c],
+        lambda raw: list(dict.fromkeys(c for c in raw.split(",") if c)),  # a track named twice is drawn once
         lambda v: isinstance(v, list) and all(c in columns for c in v),
+        expect=f"a list of this run's annotation tracks ({_listed(columns)})",
+        clamp=lambda v: [c for c in v if c in columns],
+        show=",".join,
     )
     chosen = st.multiselect("Annotation tracks", columns, key=key)
-    _publish(key, list(chosen), ",".join)
+    state.publish(key, list(chosen), ",".join)
     return list(chosen)

@@ -197,3 +197,22 @@ def test_live_text_is_drawn(page, server):
     assert picker.input_value().split()[0] == "rnn.l0.fwd.z", "the picker shows another activation than the page"
     assert_clean(page, "live text")
     snapshot(page, "text-live")
+
+
+@pytest.mark.parametrize(
+    ("path", "alert", "says"),
+    [
+        ("select?run=tiny_lstm&theta=500&unit=abc&start=-5&span=x-y", "stAlertContentWarning", "`theta=500`"),
+        ("text?run=%00x", "stAlertContentError", "NUL character"),
+    ],
+)
+def test_bad_url_is_explained_without_a_traceback(page, server, path, alert, says):
+    page.goto(f"{server}/{path}")
+    settle(page)
+    main = page.locator('[data-testid="stMain"]')
+    assert page.locator('[data-testid="stException"]').count() == 0
+    text = main.inner_text()
+    assert "Traceback" not in text and 'File "' not in text and "failed unexpectedly" not in text, text[:500]
+    alerts = page.locator(f'[data-testid="{alert}"]').all_inner_texts()
+    assert any(says.strip("`") in a for a in alerts), alerts
+    snapshot(page, f"bad-url-{path.split('?')[0]}")

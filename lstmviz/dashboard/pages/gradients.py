@@ -8,6 +8,7 @@ import streamlit as st
 from lstmviz.analysis import gradients
 from lstmviz.dashboard import data, figures, widgets
 from lstmviz.errors import UserError
+from lstmviz.store import RunError
 
 st.title("Gradient flow")
 st.write(
@@ -47,11 +48,11 @@ if run.n_tokens > data.GRADIENT_TOKENS:
 
 tables = []
 for path in [str(run.path), *chosen]:
-    r, _ = data.load_run(path)
-    try:
+    try:  # an overlaid run that is broken, or has no model, loses its curve, not the page
+        r, _ = data.load_run(path)
         summary = data.gradient_flow(r, int(K), int(n_targets))
-    except UserError as e:
-        st.warning(f"{r.path.name}: {e}")
+    except (UserError, RunError) as e:
+        st.warning(f"{Path(path).name}: {e}")
         continue
     part = summary[summary["quantity"].isin(quantities)]
     tables.append(part.assign(series=r.path.name + " " + part["series"], run=r.path.name))

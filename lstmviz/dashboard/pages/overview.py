@@ -6,6 +6,9 @@ import streamlit as st
 
 from lstmviz.dashboard import widgets
 
+NONFINITE = ("n_nan", "n_inf")
+"""Per-unit counts of NaN and of ±inf values in stats.parquet (absent from runs recorded before they were kept)."""
+
 st.title("Overview")
 st.write(
     "A recorded *run* is one model read over one text, with every gate, cell state and hidden state kept for "
@@ -46,13 +49,26 @@ st.table(pd.DataFrame({"": list(card), "value": [str(v) for v in card.values()]}
 
 st.subheader("Activations")
 acts = pd.DataFrame(m["activations"])[["name", "module", "layer", "dir", "kind", "units"]]
-if not run.stats.empty:
-    summary = run.stats.groupby("name").agg(
-        mean=("mean", "mean"), std=("std", "mean"), min=("min", "min"), max=("max", "max")
-    )
+stats = run.stats
+counted = [c for c in NONFINITE if c in stats]  # runs recorded before lstmviz counted NaN/inf lack the columns
+if not stats.empty:
+    columns = dict(mean=("mean", "mean"), std=("std", "mean"), min=("min", "min"), max=("max", "max"))
+    summary = stats.groupby("name").agg(**columns, **{c: (c, "sum") for c in counted})
     acts = acts.join(summary, on="name")
+bad = stats[stats[counted].sum(axis=1) > 0] if counted else stats.iloc[:0]
+if len(bad):
+    where = ", ".join(f"{k} of {name}" for name, k in bad.groupby("name", sort=False).size().items())
+    units = "unit holds" if len(bad) == 1 else "units hold"
+    st.warning(
+        f"{len(bad)} {units} NaN/inf values: {where}. The model produced them on this text (it diverged, or its "
+        "weights hold NaN/inf); the n_nan and n_inf columns count them, and the table below names the units.",
+        icon=":material/warning:",
+    )
 st.dataframe(acts, hide_index=True, width="stretch")
 widgets.csv_download(acts, "activations.csv")
+if len(bad):
+    with st.expander(f"The {len(bad)} units holding NaN/inf values"):
+        st.dataframe(bad[["name", "unit", *counted]], hide_index=True, width="stretch")
 
 extra = [c for c in tokens.columns if c not in ("idx", "doc", "pos", "token_id", "token", "top_ids", "top_p")]
 st.caption(f"Token columns: {', '.join(extra) if extra else 'none beyond the tokens'}.")
