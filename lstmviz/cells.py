@@ -91,6 +91,39 @@ def layer_params(module: nn.RNNBase, layer: int, reverse: bool) -> LayerParams:
     return LayerParams(get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"), get("weight_hr"))
 
 
+def _gemm_in(x: Tensor, p: LayerParams) -> Tensor:
+    return Linear(p.w_ih, p.b_ih, x.numel() // x.shape[-1])(x)
+
+
+def _gemm_hh(h: Tensor, p: LayerParams) -> Tensor:
+    return Linear(p.w_hh, p.b_hh, h.numel() // h.shape[-1])(h)
+
+
+def lstm_cell(x: Tensor, h: Tensor, c: Tensor, p: LayerParams) -> tuple[Tensor, Tensor]:
+    """One differentiable LSTM step. x ``[B, I]``, h ``[B, P]``, c ``[B, H]`` → (h, c)."""
+    i, f, g, o = (_gemm_in(x, p) + _gemm_hh(h, p)).chunk(4, dim=1)
+    c = f.sigmoid() * c + i.sigmoid() * g.tanh()
+    h = o.sigmoid() * c.tanh()
+    if p.w_hr is not None:
+        h = h @ p.w_hr.t()
+    return h, c
+
+
+def gru_cell(x: Tensor, h: Tensor, p: LayerParams) -> Tensor:
+    """One differentiable GRU step. x ``[B, I]``, h ``[B, H]`` → h."""
+    i_r, i_z, i_n = _gemm_in(x, p).chunk(3, dim=1)
+    h_r, h_z, h_n = _gemm_hh(h, p).chunk(3, dim=1)
+    r, z = (i_r + h_r).sigmoid(), (i_z + h_z).sigmoid()
+    n = (i_n + r * h_n).tanh()
+    return (1 - z) * n + z * h
+
+
+def rnn_cell(x: Tensor, h: Tensor, p: LayerParams, nonlinearity: str = "tanh") -> Tensor:
+    """One differentiable Elman RNN step. x ``[B, I]``, h ``[B, H]`` → h."""
+    pre = _gemm_in(x, p) + _gemm_hh(h, p)
+    return pre.tanh() if nonlinearity == "tanh" else pre.relu()
+
+
 def shift_prev(h: Tensor, h0: Tensor) -> Tensor:
     """``h_{t-1}`` for every t: ``[h0, h_0, …, h_{T-2}]``. h ``[B, T, P]``, h0 ``[B, P]`` → ``[B, T, P]``."""
     return torch.cat([h0.unsqueeze(1), h[:, :-1]], dim=1)
@@ -130,14 +163,6 @@ def linear_scan(a: Tensor, b: Tensor, s0: Tensor, chunk: int | None = None) -> T
     return out.reshape(B, n * L, H)[:, :T]
 
 
-def _gemm_in(x: Tensor, p: LayerParams) -> Tensor:
-    return Linear(p.w_ih, p.b_ih, x.numel() // x.shape[-1])(x)
-
-
-def _gemm_hh(h: Tensor, p: LayerParams) -> Tensor:
-    return Linear(p.w_hh, p.b_hh, h.numel() // h.shape[-1])(h)
-
-
 def lstm_replay(x: Tensor, h: Tensor, h0: Tensor, c0: Tensor, p: LayerParams) -> dict[str, Tensor]:
     """Rebuild i, f, g, o, c (and hp) of one LSTM layer from its known outputs.
 
@@ -171,28 +196,3 @@ def gru_replay(x: Tensor, h: Tensor, h0: Tensor, p: LayerParams) -> dict[str, Te
     r, z = rz.chunk(2, dim=2)
     n = gi[..., 2 * H :].addcmul_(r, gh[..., 2 * H :]).tanh_()
     return {"r": r, "z": z, "n": n}
-
-
-def lstm_cell(x: Tensor, h: Tensor, c: Tensor, p: LayerParams) -> tuple[Tensor, Tensor]:
-    """One differentiable LSTM step. x ``[B, I]``, h ``[B, P]``, c ``[B, H]`` → (h, c)."""
-    i, f, g, o = (_gemm_in(x, p) + _gemm_hh(h, p)).chunk(4, dim=1)
-    c = f.sigmoid() * c + i.sigmoid() * g.tanh()
-    h = o.sigmoid() * c.tanh()
-    if p.w_hr is not None:
-        h = h @ p.w_hr.t()
-    return h, c
-
-
-def gru_cell(x: Tensor, h: Tensor, p: LayerParams) -> Tensor:
-    """One differentiable GRU step. x ``[B, I]``, h ``[B, H]`` → h."""
-    i_r, i_z, i_n = _gemm_in(x, p).chunk(3, dim=1)
-    h_r, h_z, h_n = _gemm_hh(h, p).chunk(3, dim=1)
-    r, z = (i_r + h_r).sigmoid(), (i_z + h_z).sigmoid()
-    n = (i_n + r * h_n).tanh()
-    return (1 - z) * n + z * h
-
-
-def rnn_cell(x: Tensor, h: Tensor, p: LayerParams, nonlinearity: str = "tanh") -> Tensor:
-    """One differentiable Elman RNN step. x ``[B, I]``, h ``[B, H]`` → h."""
-    pre = _gemm_in(x, p) + _gemm_hh(h, p)
-    return pre.tanh() if nonlinearity == "tanh" else pre.relu()
