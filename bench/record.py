@@ -7,7 +7,7 @@
 Prints ``metric: value`` lines, ratios first. "plain" is the model's own forward with no capture, fed the same
 chunks with its state carried; "lstmviz" records every gate, c and h of every layer; "naive" is a Python loop
 over nn.LSTMCell / nn.GRUCell keeping the gates (the approach people write by hand). "loop_without_jit" is the
-LSTM step loop with its compiled cell update (lstmviz/fused.py) switched off, torch ops in its place.
+LSTM step loop with its compiled pointwise update (lstmviz/kernels/compiled.py) switched off, torch ops in its place.
 """
 
 from __future__ import annotations

@@ -30,6 +30,9 @@ from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 from . import cells
 from . import names as _names
 from .errors import ModelError, UserError
+from .kernels.loop import gru_loop, lstm_loop
+from .kernels.pointwise import compiled_pointwise
+from .kernels.pool import Pool
 from .store import Activation, RunError, RunWriter, tokens_frame
 
 NameFilter = Iterable[str] | Callable[[str], bool] | None
@@ -182,7 +185,7 @@ class Recorder(contextlib.AbstractContextManager):
         self.carry = carry
         self.state: dict[str, object] = {}
         self.cache = ActivationCache()
-        self._pools: dict[tuple[str, int, int, str], cells.Pool] | None = {} if reuse_buffers else None
+        self._pools: dict[tuple[str, int, int, str], Pool] | None = {} if reuse_buffers else None
         self._calls: dict[str, int] = {}  # calls of each module in the current forward
         self._installed: list[tuple[nn.Module, object]] = []
 
@@ -230,17 +233,16 @@ class Recorder(contextlib.AbstractContextManager):
             return "replay"  # the kernel's output keeps its autograd graph; the step loop would not
         if self.strategy != "auto":
             return self.strategy
-        # Measured by bench/record.py on a 2-core CPU: torch's own CPU GRU is not a fused oneDNN kernel, so our
+        # bench/record.py measures these crossovers. torch's own CPU GRU is not a fused oneDNN kernel, so our
         # step loop (packed GEMM + a few elementwise ops) beats replaying its gates at any batch. torch's LSTM is
         # fused; replaying its gates costs one extra GEMM over all steps, which is cheap at batch 1 (the fused
         # kernel is latency-bound there) but doubles the FLOPs with more streams, where the loop wins instead:
-        # from batch 2 with the compiled step (1.43× against replay's 1.68× at batch 2), from between 2 and 4
-        # with torch ops.
+        # from batch 2 with the compiled pointwise update, from between 2 and 4 with torch ops.
         # On a GPU, replay: cuDNN's kernel is far faster than any Python step loop.
         if x.device.type != "cpu":
             return "replay"
         batch = x.shape[0] if rm.module.batch_first else x.shape[1]
-        return "loop" if rm.cell == "GRU" or batch >= (2 if cells.fused_step(x) else 4) else "replay"
+        return "loop" if rm.cell == "GRU" or batch >= (2 if compiled_pointwise(x) else 4) else "replay"
 
     def _forward(self, rm: RecurrentModule, input, hx):
         m = rm.module
@@ -387,12 +389,12 @@ class Recorder(contextlib.AbstractContextManager):
             p = cells.layer_params(rm.module, layer, rev)
             xs = x_bf.flip(1) if rev else x_bf
             key = (rm.path, self._calls[rm.path], layer, d)  # one pool per call: a stepped decoder keeps every step
-            pool = None if self._pools is None else self._pools.setdefault(key, cells.Pool())
+            pool = None if self._pools is None else self._pools.setdefault(key, Pool())
             if rm.cell == "LSTM":
-                vals = cells.lstm_loop(xs, h0[di], c0[di], p, pool)
+                vals = lstm_loop(xs, h0[di], c0[di], p, pool)
                 c_ns.append(vals["c"][:, -1])
             else:
-                vals = cells.gru_loop(xs, h0[di], p, pool)
+                vals = gru_loop(xs, h0[di], p, pool)
             h_ns.append(vals["h"][:, -1])
             if rev:
                 vals = {k: v.flip(1) for k, v in vals.items()}

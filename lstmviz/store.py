@@ -75,10 +75,10 @@ class Activation:
 
 def _hist_range(kind: str, first: np.ndarray) -> tuple[float, float]:
     """Histogram range: the kind's bounds for bounded kinds, else ±1.5·max|x| of the first values seen."""
-    if kind in ("i", "f", "o", "r", "z"):
+    if kind in _names.SIGMOID_KINDS:
         return 0.0, 1.0
     bound = float(np.abs(first).max()) if first.size else 1.0
-    if kind in ("g", "n") or bound <= 1.0:
+    if kind in _names.TANH_KINDS or bound <= 1.0:
         return -1.0, 1.0
     return -1.5 * bound, 1.5 * bound
 

@@ -1,4 +1,5 @@
-"""The compiled LSTM step (lstmviz.fused) against float64 cell equations, and the loop with and without it."""
+"""The compiled LSTM pointwise update (lstmviz.kernels.compiled) against float64 cell equations, and the step loop
+with and without it."""
 
 from __future__ import annotations
 
@@ -8,14 +9,16 @@ import torch
 from numba import njit
 from torch import nn
 
-from lstmviz import cells, fused
+from lstmviz import cells
+from lstmviz.kernels import compiled, loop, pointwise
+from lstmviz.kernels.pool import Pool
 from lstmviz.recorder import Recorder
 
 
-@njit(**{**fused._JIT, "cache": False})  # the flags the step is compiled with, which set its rounding
+@njit(**{**compiled._JIT, "cache": False})  # the flags the step is compiled with, which set its rounding
 def tanh_array(x: np.ndarray, out: np.ndarray) -> None:
     for k in range(x.shape[0]):
-        out[k] = fused.tanh(x[k])
+        out[k] = compiled.tanh(x[k])
 
 
 def test_tanh_is_within_3e_7_of_the_true_tanh():
@@ -31,7 +34,7 @@ def test_tanh_is_within_3e_7_of_the_true_tanh():
 
 
 def reference_step(z: np.ndarray, c_prev: np.ndarray) -> dict[str, np.ndarray]:
-    """The cell equations in float64, for pre-activations whose g block is doubled (see lstm_step)."""
+    """The cell equations in float64, for pre-activations whose g block is doubled (see lstm_pointwise)."""
     z, c_prev = z.astype(np.float64), c_prev.astype(np.float64)
     i, f, g2, o = np.split(z, 4, axis=1)
     sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
@@ -49,10 +52,10 @@ def test_step_follows_the_cell_equations(B, H, impl):
     gates, c, h = np.empty((B, 4 * H), np.float32), np.empty((B, H), np.float32), np.empty((B, H), np.float32)
     xh = np.zeros((B, 5 + H), np.float32)  # the next input row: x then h, so the h view is strided
     if impl == "fused":
-        fused.lstm_step(z, c_prev, gates, c, h, xh[:, 5:])
+        compiled.lstm_pointwise(z, c_prev, gates, c, h, xh[:, 5:])
     else:
         t = torch.from_numpy
-        cells._cell_step(t(z), t(c_prev), t(gates), t(c), t(h), t(xh)[:, 5:])
+        pointwise.lstm_pointwise_torch(t(z), t(c_prev), t(gates), t(c), t(h), t(xh)[:, 5:])
     want = reference_step(z, c_prev)
     for name, got in {"gates": gates, "c": c, "h": h}.items():
         assert (np.abs(got - want[name]) <= 1e-6 * (1 + np.abs(want[name]))).all(), name  # float32 rounding
@@ -72,10 +75,10 @@ def test_nan_and_inf_come_out_as_torch_gives_them(impl):
     c_prev[2, 7] = np.nan
     gates, c, h, h_copy = (np.empty_like(a) for a in (z, c_prev, c_prev, c_prev))
     if impl == "fused":
-        fused.lstm_step(z, c_prev, gates, c, h, h_copy)
+        compiled.lstm_pointwise(z, c_prev, gates, c, h, h_copy)
     else:
         t = torch.from_numpy
-        cells._cell_step(t(z), t(c_prev), t(gates), t(c), t(h), t(h_copy))
+        pointwise.lstm_pointwise_torch(t(z), t(c_prev), t(gates), t(c), t(h), t(h_copy))
     assert np.isnan(gates[0, 5]) and np.isnan(c[0, 5]) and np.isnan(h[0, 5])
     assert np.isfinite(np.delete(h[0], 5)).all()
     assert np.allclose(gates[1], 1, atol=1e-6) and np.allclose(h[1], np.tanh(1), atol=1e-6)
@@ -87,8 +90,8 @@ def test_nan_and_inf_come_out_as_torch_gives_them(impl):
 def test_no_jit_switch(value, on, monkeypatch):
     monkeypatch.setenv("LSTMVIZ_NO_JIT", value)
     x = torch.zeros(2, 3, 4)
-    assert (cells.fused_step(x) is fused.lstm_step) == on
-    assert cells.fused_step(x.double()) is None
+    assert (pointwise.compiled_pointwise(x) is compiled.lstm_pointwise) == on
+    assert pointwise.compiled_pointwise(x.double()) is None
 
 
 @pytest.mark.parametrize("proj", [0, 3])
@@ -100,10 +103,10 @@ def test_loop_with_and_without_the_compiled_step_matches_torch(proj, monkeypatch
     for jit in (True, False):
         if jit:
             monkeypatch.delenv("LSTMVIZ_NO_JIT", raising=False)
-            assert cells.fused_step(x) is fused.lstm_step
+            assert pointwise.compiled_pointwise(x) is compiled.lstm_pointwise
         else:
             monkeypatch.setenv("LSTMVIZ_NO_JIT", "1")
-            assert cells.fused_step(x) is None
+            assert pointwise.compiled_pointwise(x) is None
         with torch.no_grad(), Recorder(module, strategy="loop") as rec:
             out, (h_n, c_n) = module(x)
         runs[jit] = rec.cache
@@ -125,11 +128,11 @@ def test_loop_carries_h_across_its_input_blocks(proj, jit, monkeypatch):
         monkeypatch.setenv("LSTMVIZ_NO_JIT", "1")
     torch.manual_seed(proj)
     module = nn.LSTM(5, 6, 1, batch_first=True, proj_size=proj).eval()
-    p, pool = cells.layer_params(module, 0, False), cells.Pool()
+    p, pool = cells.layer_params(module, 0, False), Pool()
     with torch.no_grad():
         for T in (7, 9, 1, 20, 3):
             x, h0, c0 = torch.randn(4, T, 5), torch.randn(4, proj or 6), torch.randn(4, 6)
             ref, (h_n, c_n) = module(x, (h0[None], c0[None]))
-            out = cells.lstm_loop(x, h0, c0, p, pool, block=3)
+            out = loop.lstm_loop(x, h0, c0, p, pool, block=3)
             assert (out["h"] - ref).abs().max() <= 1e-5, T
             assert (out["h"][:, -1] - h_n[0]).abs().max() <= 1e-5 and (out["c"][:, -1] - c_n[0]).abs().max() <= 1e-5

@@ -7,7 +7,7 @@ Schmidhuber 1997). A vanilla RNN's curve typically falls exponentially with k; a
 How it is computed. Each target is one batch row holding a window of the K+1 steps t−K…t. The state entering
 the window comes from the module's own forward over everything before it (one stateful pass over the sequence,
 stopping at each window start), so every number equals plain backpropagation through the full prefix. Inside the
-window the layers are unrolled with :mod:`lstmviz.cells`' differentiable steps, so each h_s and c_s is a graph
+window the layers are unrolled with :mod:`lstmviz.cells`' differentiable cells, so each h_s and c_s is a graph
 node, and one ``torch.autograd.grad`` call per batch of targets returns every node's gradient at once. The
 parameters' ``.grad`` are left untouched, and torch's fused (cuDNN) RNN kernel is never differentiated, so its
 refusal to run backward in eval mode does not arise. The model runs in eval mode (no dropout) throughout.
@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..cells import LayerParams, cell_type, gru_step, layer_params, lstm_step, rnn_step
+from ..cells import LayerParams, cell_type, gru_cell, layer_params, lstm_cell, rnn_cell
 from ..errors import UserError
 
 Loss = Callable[[Tensor, Tensor], Tensor]
@@ -239,12 +239,12 @@ def _window_norms(
             hs, cs = [], []
             for x_s in inp:
                 if parts.cell == "LSTM":
-                    h, c = lstm_step(x_s, h, c, p)
+                    h, c = lstm_cell(x_s, h, c, p)
                     cs.append(c)
                 elif parts.cell == "GRU":
-                    h = gru_step(x_s, h, p)
+                    h = gru_cell(x_s, h, p)
                 else:
-                    h = rnn_step(x_s, h, p, rnn.nonlinearity)
+                    h = rnn_cell(x_s, h, p, rnn.nonlinearity)
                 hs.append(h)
             nodes[f"h l{layer}"] = hs
             if cs:

@@ -4,9 +4,8 @@ For every sigmoid gate unit (LSTM i, f, o; GRU r, z): the fraction of steps wher
 and right-saturated (> 0.9). Plotted per layer with x = right-saturated and y = left-saturated, a forget gate
 unit in the lower right is an "integrator" that remembers, and one near the upper left resets its cell often.
 
-GRU convention: PyTorch computes h = (1 − z) ⊙ n + z ⊙ h₋₁, so a z close to 1 *keeps* the old state. That is
-the opposite of Chung et al. (2014) and of the paper's GRU figures, where z close to 1 takes the new candidate:
-read a right-saturated PyTorch z where the paper shows a left-saturated one.
+GRU convention (:data:`lstmviz.names.GRU_Z_CAVEAT`): PyTorch's z is the paper's 1 − z, so read a right-saturated
+PyTorch z where the paper shows a left-saturated one.
 """
 
 from __future__ import annotations
@@ -16,11 +15,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ..names import GATE_KINDS
+from ..names import CELL_OF_GATE
 from ..store import ROW_GROUP, Run, RunError
 
-CELL_OF_GATE = {kind: cell for cell, kinds in GATE_KINDS.items() for kind in kinds}
-"""Gate kind → cell type: i, f, o → LSTM; r, z → GRU."""
 SCAN_ROWS = 4 * ROW_GROUP
 
 
@@ -36,7 +33,7 @@ def saturation(
 
     A gate that is mostly saturated acts as a switch; one that is rarely saturated acts as a soft mixer.
     Karpathy et al. found LSTM forget gates that are right-saturated most of the time: units that remember over
-    long spans. Note that PyTorch's GRU z is reversed against the paper: z near 1 keeps the old state.
+    long spans. For a GRU, read :data:`lstmviz.names.GRU_Z_CAVEAT`: PyTorch's z is the paper's 1 − z.
 
     Args:
         run: an open run.

@@ -21,9 +21,6 @@ import pandas as pd
 from .. import names as _names
 from ..store import Run
 
-CELL_OF_KINDS = {"LSTM": {"i", "f", "g", "o", "c"}, "GRU": {"r", "z", "n"}}
-_GATE_ROW = {"LSTM": ("g", 2, 4), "GRU": ("n", 2, 3), "RNN": ("h", 0, 1)}  # kind, block, blocks in W_hh
-
 
 def layer_group(run: Run, name: str) -> dict[str, str]:
     """kind → activation name for every kind recorded in the same module, layer and direction as ``name``."""
@@ -38,10 +35,7 @@ def layer_group(run: Run, name: str) -> dict[str, str]:
 
 def cell_type(kinds: set[str] | dict) -> str:
     """``"LSTM"``, ``"GRU"`` or ``"RNN"`` from the kinds recorded for a layer."""
-    for cell, needed in CELL_OF_KINDS.items():
-        if needed <= set(kinds):
-            return cell
-    return "RNN"
+    return _names.cell_of_kinds(kinds)
 
 
 def unit_trace(
@@ -75,7 +69,8 @@ def unit_trace(
         table.insert(1, "c₋₁", np.where(edge, 0.0, cols["c"][prev]))
     table["x"] = np.nan
     if w_hh is not None and b_hh is not None:
-        kind, block, blocks = _GATE_ROW[cell]
+        kind = _names.CANDIDATE_KIND[cell]
+        block, blocks = _names.WEIGHT_BLOCKS[cell].index(kind), len(_names.WEIGHT_BLOCKS[cell])
         H = len(b_hh) // blocks
         r = block * H + unit
         recurrent = h_prev @ w_hh[r] + b_hh[r]  # (T,)
@@ -90,8 +85,8 @@ def recurrent_weights(module, name: str) -> tuple[np.ndarray, np.ndarray] | None
     """(W_hh ``[blocks·H, P]``, b_hh) of the layer of ``name`` in a loaded model, or None when not found."""
     n = _names.parse(name)
     rnn = dict(module.named_modules()).get(n.module)
-    suffix = f"l{n.layer}{'_reverse' if n.dir == 'rev' else ''}"
-    w, b = getattr(rnn, f"weight_hh_{suffix}", None), getattr(rnn, f"bias_hh_{suffix}", None)
+    suffix = _names.weight_suffix(n.layer, n.dir == "rev")
+    w, b = getattr(rnn, f"weight_hh{suffix}", None), getattr(rnn, f"bias_hh{suffix}", None)
     if w is None:
         return None
     w = w.detach().float().cpu().numpy()

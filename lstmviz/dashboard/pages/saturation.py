@@ -4,6 +4,7 @@ import streamlit as st
 
 from lstmviz.analysis import saturation
 from lstmviz.dashboard import data, figures, widgets
+from lstmviz.names import GRU_Z_CAVEAT
 
 st.title("Gate saturation")
 st.write(
@@ -19,10 +20,7 @@ gates = saturation.gate_names(run)
 if not gates:
     widgets.empty("This run has no sigmoid gates (i, f, o of an LSTM; r, z of a GRU): a vanilla RNN has none.")
 if any(saturation.CELL_OF_GATE[run.info(n)["kind"]] == "GRU" for n in gates):
-    st.caption(
-        "PyTorch's GRU computes h = (1−z)⊙n + z⊙h₋₁, the opposite of Chung et al. and of the paper's figures: "
-        "here z near 1 *keeps* the old state."
-    )
+    st.caption(GRU_Z_CAVEAT)
 cols = st.columns(2)
 low = cols[0].slider("low", 0.0, 0.5, 0.1, 0.05, key="sat_low", help="Left-saturated: the gate is below low.")
 high = cols[1].slider("high", 0.5, 1.0, 0.9, 0.05, key="sat_high", help="Right-saturated: the gate is above high.")

@@ -5,17 +5,8 @@ import streamlit as st
 
 from lstmviz.dashboard import cellview, data, figures, widgets
 from lstmviz.errors import UserError
+from lstmviz.names import GRU_Z_CAVEAT, equations
 
-EQUATIONS = {
-    "LSTM": r"""\begin{aligned} i &= \sigma(W_{ii}x + b_{ii} + W_{hi}h_{-1} + b_{hi}) \\
-f &= \sigma(W_{if}x + b_{if} + W_{hf}h_{-1} + b_{hf}) \\ g &= \tanh(W_{ig}x + b_{ig} + W_{hg}h_{-1} + b_{hg}) \\
-o &= \sigma(W_{io}x + b_{io} + W_{ho}h_{-1} + b_{ho}) \\ c &= f \odot c_{-1} + i \odot g \\
-h &= o \odot \tanh(c) \end{aligned}""",
-    "GRU": r"""\begin{aligned} r &= \sigma(W_{ir}x + b_{ir} + W_{hr}h_{-1} + b_{hr}) \\
-z &= \sigma(W_{iz}x + b_{iz} + W_{hz}h_{-1} + b_{hz}) \\ n &= \tanh(W_{in}x + b_{in} + r \odot (W_{hn}h_{-1} + b_{hn}))
-\\ h &= (1 - z) \odot n + z \odot h_{-1} \end{aligned}""",
-    "RNN": r"h = \tanh(W_{ih}x + b_{ih} + W_{hh}h_{-1} + b_{hh})",
-}
 SPAN = 60
 
 st.title("Cell walkthrough")
@@ -56,9 +47,9 @@ left.plotly_chart(
     width="stretch",
     key="cell_fig",
 )
-right.latex(EQUATIONS[cell])
+right.code("\n".join(equations(cell)), language=None)
 if cell == "GRU":
-    right.caption("PyTorch's GRU: z near 1 keeps the old state (the paper's z is 1 − z here).")
+    right.caption(GRU_Z_CAVEAT)
 st.plotly_chart(
     figures.sparklines({k: trace[k].to_numpy() for k in trace.columns if k != "idx"}, len(trace) - 1, tokens),
     width="stretch",

@@ -1,11 +1,11 @@
 """One LSTM step's gates and cell update as one compiled loop (numba), for the float32 CPU step loop.
 
-In torch ops the same work is a sigmoid and seven more kernels per step (:func:`lstmviz.cells._cell_step`), each
-a dispatch, a pass over memory and, for the larger ones, an OpenMP fork. Here it is one pass per row,
-vectorised by LLVM (bench/record.py prints the step loop's ratio with and without it). tanh is the rational
-approximation Eigen uses for float32 (Eigen's ``generic_fast_tanh_float``): a degree 13/6 odd/even polynomial
-ratio, clamped to ``[-7.9988, 7.9988]``, at most 3e-7 from the true tanh (torch's own kernels differ by ~1e-7);
-σ(x) = (1 + tanh(x/2)) / 2.
+In torch ops the same work is a sigmoid and seven more kernels per step
+(:func:`lstmviz.kernels.pointwise.lstm_pointwise_torch`), each a dispatch, a pass over memory and, for the larger
+ones, an OpenMP fork. Here it is one pass per row, vectorised by LLVM (bench/record.py prints the step loop's
+ratio with and without it). tanh is the rational approximation Eigen uses for float32 (Eigen's
+``generic_fast_tanh_float``): a degree 13/6 odd/even polynomial ratio, clamped to ``[-7.9988, 7.9988]``, at most
+3e-7 from the true tanh (torch's own kernels differ by ~1e-7); σ(x) = (1 + tanh(x/2)) / 2.
 
 Importing this module compiles nothing; the first call compiles (about a second) and caches the machine code
 on disk (``cache=True``), so later processes load it.
@@ -18,20 +18,33 @@ from numba import njit
 
 _CLAMP = np.float32(7.99881172180175781)
 # Numerator (odd powers 1…13) and denominator (even powers 0…6) coefficients.
-_A1, _A3, _A5, _A7, _A9, _A11, _A13 = (np.float32(a) for a in (
-    4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05, 5.12229709037114e-08,
-    -8.60467152213735e-11, 2.00018790482477e-13, -2.76076847742355e-16,
-))
-_B0, _B2, _B4, _B6 = (np.float32(b) for b in (
-    4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04, 1.19825839466702e-06,
-))
+_A1, _A3, _A5, _A7, _A9, _A11, _A13 = (
+    np.float32(a)
+    for a in (
+        4.89352455891786e-03,
+        6.37261928875436e-04,
+        1.48572235717979e-05,
+        5.12229709037114e-08,
+        -8.60467152213735e-11,
+        2.00018790482477e-13,
+        -2.76076847742355e-16,
+    )
+)
+_B0, _B2, _B4, _B6 = (
+    np.float32(b)
+    for b in (
+        4.89352518554385e-03,
+        2.26843463243900e-03,
+        1.18534705686654e-04,
+        1.19825839466702e-06,
+    )
+)
 _HALF, _ONE, _TWO = np.float32(0.5), np.float32(1), np.float32(2)
 
 # error_model="numpy": no ZeroDivisionError branch per division, which would stop LLVM from vectorising.
 # fastmath without nnan/ninf: a NaN (a diverged model) must come out as NaN, as torch's own kernels give it.
 # nogil: Streamlit sessions recording at once run side by side, as they do in torch ops.
-_JIT = {"fastmath": {"nsz", "arcp", "contract", "afn", "reassoc"}, "error_model": "numpy", "cache": True,
-        "nogil": True}
+_JIT = {"fastmath": {"nsz", "arcp", "contract", "afn", "reassoc"}, "error_model": "numpy", "cache": True, "nogil": True}
 
 
 @njit(inline="always", **_JIT)
@@ -52,8 +65,9 @@ def sigmoid(x: float) -> float:
 
 
 @njit(**_JIT)
-def lstm_step(z: np.ndarray, c_prev: np.ndarray, gates: np.ndarray, c: np.ndarray, h: np.ndarray,
-              h_copy: np.ndarray) -> None:
+def lstm_pointwise(
+    z: np.ndarray, c_prev: np.ndarray, gates: np.ndarray, c: np.ndarray, h: np.ndarray, h_copy: np.ndarray
+) -> None:
     """One step's gates and cell update, float32.
 
     z ``[B, 4H]``: the pre-activations of i, f, 2·g, o (the g rows of the weights are doubled, so that
