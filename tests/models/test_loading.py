@@ -167,7 +167,7 @@ def test_files_that_are_not_checkpoints(tmp_path):
         "bare.pt": "bare state_dict",
         "broken.pt": "no 'config' entry",
         "junk.pt": "not an lstmviz",
-        "raw.pkl": "pickled Python object",
+        "raw.pkl": "not a PyTorch checkpoint: it is a pickle of plain data",  # it names no code to run
     }
     for name, message in cases.items():
         with pytest.raises(UserError, match=message):
