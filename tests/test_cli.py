@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_checks import refused
 
 import lstmviz
 from lstmviz.cli import main
@@ -426,21 +427,9 @@ def test_bad_input(case, files, tmp_path, capsys):
     argv, message = _prepare(case, files, tmp)
     if case == "out exists":
         files["out"].mkdir(parents=True)
-    before = sorted(p.name for p in tmp.iterdir())
-    try:
-        rc = main(argv)
-    except SystemExit as e:  # argparse's own usage errors
-        rc = e.code
-    out, err = capsys.readouterr()
-    assert rc == 2, (out, err)
-    assert "Traceback" not in err and "Traceback" not in out
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("lstmviz") and "error:" in lines[0]
-    assert message in lines[0], lines[0]
-    assert sorted(p.name for p in tmp.iterdir()) == before  # nothing new: no partial run, checkpoint, export
+    line = refused(argv, tmp_path, capsys)  # exit 2, one line, no traceback, the whole tree unchanged
+    assert message in line, line
     assert files["out"].exists() == (case == "out exists")
-    assert not list(files["out"].parent.glob("*.partial"))
 
 
 def test_info_on_a_run_without_model_or_tokenizer(tmp_path, capsys):

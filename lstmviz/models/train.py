@@ -30,6 +30,8 @@ from .charrnn import ARCHS, CharRNN, CharRNNConfig
 from .tokenizers import Tokenizer, read_text
 
 LN2 = math.log(2.0)
+DIVERGED = 4.0
+"""A validation loss this many times that of a uniform guess means training diverged: nothing is saved."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -136,15 +138,16 @@ def _check(args: argparse.Namespace) -> None:
     check_target(args.out, "checkpoint", args.overwrite, name="--out", flag="--overwrite")
 
 
-def _diverged(step: int, what: str, value: float, lr: float, saved: dict) -> UserError:
-    """The error for a loss that is no longer a finite number."""
+def _diverged(step: int, what: str, bpc: float, uniform: float, lr: float, saved: dict) -> UserError:
+    """The error for a loss that is no longer a number, or far worse than guessing every char uniformly."""
     kept = (
         f"; --out keeps the best checkpoint before it (step {saved['steps']}, val {saved['val_bpc']} bits/char)"
         if saved.get("steps")
         else "; nothing was saved"
     )
     return UserError(
-        f"training diverged at step {step}: the {what} loss is {value} (try a smaller --lr than {lr}){kept}"
+        f"training diverged at step {step}: the {what} loss is {bpc:.4g} bits/char, where a uniform guess scores "
+        f"{uniform:.3g} (try a smaller --lr than {lr}){kept}"
     )
 
 
@@ -186,16 +189,18 @@ def train(args: argparse.Namespace) -> dict:
         total=args.steps,
         desc=f"train {args.arch} {args.layers}×{args.hidden}",
         unit="step",
-        mininterval=1.0 if sys.stderr.isatty() else 30.0,
+        mininterval=1.0,
+        disable=not sys.stderr.isatty(),  # in a log the "step N: …" lines on stdout tell the progress
     )
     train_bpc, hidden = math.nan, None
+    uniform = math.log2(len(tok))  # bits/char of knowing nothing
     for step, (chunk, fresh) in enumerate(_epochs(train_data, args.batch, args.seq, rng), start=1):
         logits, hidden = model.step(chunk[..., 0], None if fresh else hidden)  # (B, seq, V)
         hidden = _detach(hidden)
         loss = nn.functional.cross_entropy(logits.flatten(0, 1), chunk[..., 1].flatten())
         if not math.isfinite(loss.item()):
             bar.close()
-            raise _diverged(step, "training", loss.item(), args.lr, metrics)
+            raise _diverged(step, "training", loss.item() / LN2, uniform, args.lr, metrics)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), args.clip)
@@ -207,9 +212,9 @@ def train(args: argparse.Namespace) -> dict:
         last = step == args.steps or time.perf_counter() > deadline
         if step % args.eval_every == 0 or last:
             val = evaluate(model, val_data, args.batch, args.seq)
-            if not math.isfinite(val):
+            if not val < DIVERGED * uniform:  # NaN too
                 bar.close()
-                raise _diverged(step, "validation", val, args.lr, metrics)
+                raise _diverged(step, "validation", val, uniform, args.lr, metrics)
             bar.write(f"step {step}: train {train_bpc:.3f} bpc, val {val:.3f} bpc, {time.perf_counter() - t0:.0f} s")
             if val < best:  # keep the best validation checkpoint on disk, so an interrupted run leaves one
                 best = val
