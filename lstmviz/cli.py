@@ -233,8 +233,12 @@ def _add_record(sub) -> None:
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--project", nargs="+", choices=["pca", "umap"],
-                   help="precompute these projections of the default activation for the Projection page")
+    p.add_argument(
+        "--project",
+        nargs="+",
+        choices=["pca", "umap"],
+        help="precompute these projections of the default activation for the Projection page",
+    )
     p.set_defaults(func=_record)
 
 
@@ -343,8 +347,13 @@ def _add_samples(sub) -> None:
     p.add_argument("--device", help="cpu, cuda or cuda:N")
     p.add_argument("--overwrite", action="store_true", help="replace existing runs")
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--project", nargs="*", default=["pca", "umap"], choices=["pca", "umap"],
-                   help="projections to precompute for the Projection page (default: pca umap; none: --project)")
+    p.add_argument(
+        "--project",
+        nargs="*",
+        default=["pca", "umap"],
+        choices=["pca", "umap"],
+        help="projections to precompute for the Projection page (default: pca umap; none: --project)",
+    )
     p.set_defaults(func=_samples)
 
 
@@ -413,8 +422,11 @@ def _token_range(start: int | None, stop: int | None, n_tokens: int) -> tuple[in
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of every subcommand."""
     parser = _Parser(prog="lstmviz", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--traceback", action="store_true",
-                        help="show the whole traceback of an unexpected error, e.g. one raised inside your own model")
+    parser.add_argument(
+        "--traceback",
+        action="store_true",
+        help="show the whole traceback of an unexpected error, e.g. one raised inside your own model",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     _add_record(sub)
 
@@ -462,8 +474,10 @@ def _one_line(e: BaseException) -> str:
 
 
 def _failure(message: str, command: str) -> int:
-    print(f"lstmviz: error: {message} (rerun as `lstmviz --traceback {command} …` to see where it was raised)",
-          file=sys.stderr)
+    print(
+        f"lstmviz: error: {message} (rerun as `lstmviz --traceback {command} …` to see where it was raised)",
+        file=sys.stderr,
+    )
     return EXIT_FAILURE
 
 

@@ -470,7 +470,8 @@ def _probe(module: nn.Module, convention: str | None, layout: str | None) -> Cal
         # forward's signature fits (checked above) and every layout and hidden state raised: no option can
         # help, so it is the model's own error; show the one most calls raised
         keys = [(type(e), str(e)) for e in errors]
-        raise ModelError.wrap(errors[keys.index(max(keys, key=keys.count))]) from errors[0]
+        raised = errors[keys.index(max(keys, key=keys.count))]
+        raise ModelError.wrap(raised) from raised
     hint = " or ".join(
         opt
         for opt, given in (("--layout batch|seq", layout), ("--convention ids|ids_hidden", user_convention))
