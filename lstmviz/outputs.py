@@ -110,6 +110,8 @@ def check_target(
     path = Path(path)
     if kind not in DIRECTORY_KINDS + FILE_KINDS:
         raise ValueError(f"unknown output kind {kind!r}")
+    if not Path(os.path.abspath(path)).name:
+        raise RunError(f"{name} {path} is the root of the file system: name a folder or file inside it")
     if path.exists() or path.is_symlink():
         directory = kind in DIRECTORY_KINDS
         if directory and not path.is_dir():
@@ -124,6 +126,8 @@ def check_target(
             )
         if not overwrite:
             raise RunError(f"{name} {path} already exists (pass {flag} to replace it)")
+        if directory and Path(os.getcwd()).is_relative_to(os.path.abspath(path)):
+            raise RunError(f"{name} {path} holds the current directory: run lstmviz from outside it to replace it")
     if kind in DIRECTORY_KINDS:
         partial = _partial_dir(path)
         if (partial.exists() or partial.is_symlink()) and not _own_partial(partial, kind):
@@ -148,6 +152,7 @@ def _own_partial(partial: Path, kind: str) -> bool:
 
 
 def _partial_dir(path: Path) -> Path:
+    path = Path(os.path.abspath(path))  # "." and "runs/.." have a name only once made absolute
     return path.with_name(path.name + ".partial")
 
 
@@ -195,13 +200,13 @@ class Output:
         name: str = "output",
         flag: str = "overwrite=True",
     ):
-        self.target = Path(target)
+        self.target = Path(os.path.abspath(target))  # siblings of "." or "runs/.." need the name it stands for
         self.kind = kind
         self.overwrite = overwrite
         self._words = (name, flag)
         check_target(self.target, kind, overwrite, name=name, flag=flag)
         self._made: list[Path] = []  # parent directories created here, removed again by discard()
-        parent = Path(os.path.abspath(self.target.parent))
+        parent = self.target.parent
         missing = []
         while not parent.exists():
             missing.append(parent)

@@ -348,6 +348,18 @@ CASES: dict[str, Case] = {
         "does not exist",
         None,
     ),
+    "export lstmvis onto the root": (
+        lambda w: ["export", w["run"], "--lstmvis", "/", "--overwrite"],
+        2,
+        "is the root of the file system",
+        None,
+    ),
+    "record out in an unwritable place": (
+        lambda w: _record(w, "/proc/lstmviz-run"),
+        2,
+        "cannot write in /proc",
+        None,
+    ),
     "export csv inside the run": (
         lambda w: ["export", w["run"], "--csv", w["run"] / "acts.csv"],
         2,
@@ -497,6 +509,12 @@ def test_export_overwrite_replaces_its_own_outputs(world, capsys):
     stored = lstmviz.open_run(world["run"]).activations("rnn.l0.fwd.h", [1], 2, 5)[:, 0]
     np.testing.assert_array_equal(table["rnn.l0.fwd.h.u0001"].to_numpy(np.float32), stored)
     assert sorted(p.name for p in root.iterdir() if "a.csv" in p.name) == ["a.csv"]
+
+
+def test_record_overwrite_refuses_the_directory_it_stands_in(world, capsys, monkeypatch):
+    monkeypatch.chdir(world["run"])
+    line = refused(_record(world, ".", "--overwrite"), world["run"].parent, capsys)
+    assert "holds the current directory" in line
 
 
 def test_a_failed_swap_keeps_the_old_run_and_leaves_no_finished_partial(world, monkeypatch):
