@@ -31,7 +31,8 @@ from .tokenizers import Tokenizer, read_text
 
 LN2 = math.log(2.0)
 DIVERGED = 4.0
-"""A validation loss this many times that of a uniform guess means training diverged: nothing is saved."""
+"""A loss (training step or validation) this many times that of a uniform guess, or one that is not a number,
+means training diverged: it stops with an error, keeping only a checkpoint saved before."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -198,7 +199,7 @@ def train(args: argparse.Namespace) -> dict:
         logits, hidden = model.step(chunk[..., 0], None if fresh else hidden)  # (B, seq, V)
         hidden = _detach(hidden)
         loss = nn.functional.cross_entropy(logits.flatten(0, 1), chunk[..., 1].flatten())
-        if not math.isfinite(loss.item()):
+        if not loss.item() / LN2 < DIVERGED * uniform:  # NaN too
             bar.close()
             raise _diverged(step, "training", loss.item() / LN2, uniform, args.lr, metrics)
         opt.zero_grad(set_to_none=True)
