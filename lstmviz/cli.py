@@ -42,25 +42,50 @@ class _Parser(argparse.ArgumentParser):
 # --- record ---------------------------------------------------------------------------------------------------
 
 
-def _check_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file, not a run directory")
-    if out.exists() and not overwrite:
-        raise UserError(f"{out} already exists (pass --overwrite to replace it)")
+def _check_out(out: Path, overwrite: bool, kind: str = "run", option: str = "--out") -> None:
+    """Refuse, before any work, an output that lstmviz may not write or replace (see lstmviz/outputs.py)."""
+    from .outputs import check_target
+
+    check_target(out, kind, overwrite, name=option, flag="--overwrite")
 
 
 def _device(name: str | None) -> str | None:
+    """``--device``: cpu, cuda, cuda:N (or mps) that this machine has; anything else is a UserError."""
     if name is None:
         return None
     import torch
 
     try:
         device = torch.device(name)
-    except RuntimeError:
+    except (RuntimeError, ValueError):
         raise UserError(f"--device {name!r} is not a device (use cpu, cuda or cuda:N)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: CUDA is not available on this machine")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {name}: CUDA is not available on this machine")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise UserError(f"--device {name}: this machine has {count} CUDA device(s), cuda:0…cuda:{count - 1}")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise UserError(f"--device {name}: MPS is not available on this machine")
+    elif device.type != "cpu":
+        raise UserError(f"--device {name}: lstmviz records on cpu, cuda or cuda:N, not on {device.type!r}")
     return name
+
+
+def _check_projections(methods: Sequence[str] | None, n_tokens: int, option: str) -> None:
+    """Refuse, before recording, projections that cannot be made of ``n_tokens`` tokens or without umap-learn."""
+    import importlib.util
+
+    from .analysis.projection import MIN_TOKENS
+
+    for method in methods or ():
+        if n_tokens < MIN_TOKENS[method]:
+            raise UserError(
+                f"{option} {method} needs at least {MIN_TOKENS[method]} tokens; this recording has {n_tokens}"
+            )
+        if method == "umap" and importlib.util.find_spec("umap") is None:
+            raise UserError(f"{option} umap needs umap-learn: pip install umap-learn")
 
 
 def record_text(
@@ -77,7 +102,8 @@ def record_text(
     """Tokenize ``text``, check it against the model, add annotation tracks and record it into ``out``.
 
     ``loaded``: a :class:`~lstmviz.models.loading.LoadedModel`. ``options`` go to ``record_corpus``
-    (streams, chunk, device, mode, names, overwrite, progress). Every check runs before any recording starts.
+    (streams, chunk, device, mode, names, overwrite, progress), except ``projections`` (methods the caller
+    will precompute, checked here against the number of tokens). Every check runs before any recording starts.
     """
     from . import recorder
     from .annotate.text import read_annotations
@@ -90,6 +116,7 @@ def record_text(
         raise UserError(f"--annotate {annotate} needs a char tokenizer; this one splits {tok.kind}s")
     if max_tokens is not None and tok.kind == "char":
         text = text[:max_tokens]
+    projections = options.pop("projections", None)
     names = options.get("names")
     if names:
         available = [a.name for rm in recorder.find_recurrent(loaded.module) for a in rm.activations()]
@@ -102,6 +129,7 @@ def record_text(
     if max_tokens is not None:
         ids = ids[:max_tokens]
     loaded.check_ids(ids)
+    _check_projections(projections, len(ids), "--project")
     if options.get("mode") == "sequences":
         if tok.kind != "char":
             raise UserError("--mode sequences records one sequence per line of the text, which needs a char tokenizer")
@@ -154,6 +182,7 @@ def _record(args: argparse.Namespace) -> int:
         names=args.names,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        projections=args.project,
     )
     if args.project:
         from .analysis.projection import precompute
@@ -204,8 +233,12 @@ def _add_record(sub) -> None:
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--project", nargs="+", choices=["pca", "umap"],
-                   help="precompute these projections of the default activation for the Projection page")
+    p.add_argument(
+        "--project",
+        nargs="+",
+        choices=["pca", "umap"],
+        help="precompute these projections of the default activation for the Projection page",
+    )
     p.set_defaults(func=_record)
 
 
@@ -276,6 +309,11 @@ def _samples(args: argparse.Namespace) -> int:
 
     if args.chars < 1:
         raise UserError(f"--chars must be at least 1, got {args.chars}")
+    if args.streams < 1:
+        raise UserError(f"--streams must be at least 1, got {args.streams}")
+    _check_projections(args.project, args.chars, "--project")
+    for s in samples.pick(args.only):
+        _check_out(args.out / s.name, args.overwrite)
     for out in samples.record_all(
         args.out,
         only=args.only,
@@ -309,8 +347,13 @@ def _add_samples(sub) -> None:
     p.add_argument("--device", help="cpu, cuda or cuda:N")
     p.add_argument("--overwrite", action="store_true", help="replace existing runs")
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--project", nargs="*", default=["pca", "umap"], choices=["pca", "umap"],
-                   help="projections to precompute for the Projection page (default: pca umap; none: --project)")
+    p.add_argument(
+        "--project",
+        nargs="*",
+        default=["pca", "umap"],
+        choices=["pca", "umap"],
+        help="projections to precompute for the Projection page (default: pca umap; none: --project)",
+    )
     p.set_defaults(func=_samples)
 
 
@@ -325,9 +368,9 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    _check_out(args.out, args.overwrite)
     if not args.folder.is_dir():
         raise UserError(f"{args.folder} is not a directory (an LSTMVis project folder with lstm.yml)")
+    _check_out(args.out, args.overwrite)
     from .interop.lstmvis import import_lstmvis
 
     print(f"imported {import_lstmvis(args.folder, args.out, overwrite=args.overwrite)}")
@@ -340,28 +383,50 @@ def _export(args: argparse.Namespace) -> int:
     run = open_run(args.run)
     for name in args.names or []:
         run.info(name)  # a RunError naming the unknown activation
+    option, dest = next((f"--{k}", getattr(args, k)) for k in ("lstmvis", "csv", "parquet") if getattr(args, k))
+    if Path(os.path.abspath(dest)).is_relative_to(Path(os.path.abspath(run.path))):
+        raise UserError(f"{option} {dest} is inside the run {run.path}: export it somewhere else")
     if args.lstmvis is not None:
-        _check_out(args.lstmvis, args.overwrite)
+        if args.start is not None or args.stop is not None:
+            raise UserError("--start and --stop choose the tokens of a --csv or --parquet table; --lstmvis exports all")
+        _check_out(dest, args.overwrite, "lstmvis", option)
         from .interop.lstmvis import export_lstmvis
 
-        dest = export_lstmvis(run, args.lstmvis, names=args.names, overwrite=args.overwrite)
+        dest = export_lstmvis(run, dest, names=args.names, overwrite=args.overwrite)
     else:
-        dest, fmt = (args.csv, "csv") if args.csv is not None else (args.parquet, "parquet")
-        _check_out(dest, args.overwrite)
-        if not dest.parent.is_dir():
-            raise UserError(f"the directory of {dest} does not exist")
+        start, stop = _token_range(args.start, args.stop, run.n_tokens)
+        _check_out(dest, args.overwrite, "table", option)
         from .interop.tables import export_table
 
-        dest = export_table(run, dest, args.names, args.start, args.stop, fmt)
+        dest = export_table(run, dest, args.names, start, stop, option[2:], overwrite=args.overwrite)
     print(f"exported {dest}")
     return 0
+
+
+def _token_range(start: int | None, stop: int | None, n_tokens: int) -> tuple[int, int]:
+    """``--start``/``--stop`` as ``0 ≤ start < stop ≤ n_tokens`` (default: every token), or a UserError: an
+    empty or out-of-range selection is a mistake, not a table with a header and no rows."""
+    start = 0 if start is None else start
+    stop = n_tokens if stop is None else stop
+    if start < 0 or stop < 0:
+        raise UserError(f"--start and --stop count tokens from 0; got --start {start} --stop {stop}")
+    if start >= n_tokens:
+        raise UserError(f"--start {start} is past the end: the run has {n_tokens} tokens (0…{n_tokens - 1})")
+    if stop > n_tokens:
+        raise UserError(f"--stop {stop} is past the end: the run has {n_tokens} tokens")
+    if stop <= start:
+        raise UserError(f"--stop {stop} must be greater than --start {start}")
+    return start, stop
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of every subcommand."""
     parser = _Parser(prog="lstmviz", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--traceback", action="store_true",
-                        help="show the whole traceback of an unexpected error, e.g. one raised inside your own model")
+    parser.add_argument(
+        "--traceback",
+        action="store_true",
+        help="show the whole traceback of an unexpected error, e.g. one raised inside your own model",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     _add_record(sub)
 
@@ -409,8 +474,10 @@ def _one_line(e: BaseException) -> str:
 
 
 def _failure(message: str, command: str) -> int:
-    print(f"lstmviz: error: {message} (rerun as `lstmviz --traceback {command} …` to see where it was raised)",
-          file=sys.stderr)
+    print(
+        f"lstmviz: error: {message} (rerun as `lstmviz --traceback {command} …` to see where it was raised)",
+        file=sys.stderr,
+    )
     return EXIT_FAILURE
 
 

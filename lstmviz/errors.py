@@ -15,3 +15,8 @@ class ModelError(UserError):
     def wrap(cls, e: BaseException) -> ModelError:
         """``"the model raised IndexError: …"``, on one line."""
         return cls(f"the model raised {type(e).__name__}: {' '.join(str(e).split()) or '(no message)'}")
+
+
+class RunError(ValueError):
+    """A run directory (or another output) that cannot be opened or written; the message is one line that
+    names the problem."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,6 +29,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import names as _names
+from .errors import RunError
+from .outputs import Output, write_json_atomically
 
 SCHEMA_VERSION = 1
 ROW_GROUP = 16384
@@ -37,10 +38,6 @@ LOW, HIGH = 0.1, 0.9
 HIST_BINS = 32
 TOKEN_COLUMNS = ("idx", "doc", "pos", "token_id", "token")
 _PARQUET_OPTS = dict(compression="zstd", use_dictionary=False, write_statistics=False)
-
-
-class RunError(ValueError):
-    """A run directory that cannot be opened or written; the message is one line that names the problem."""
 
 
 def unit_columns(units: int) -> list[str]:
@@ -163,31 +160,29 @@ class RunWriter:
         overwrite: bool = False,
     ):
         self.out = Path(out_dir)
-        if self.out.exists() and not self.out.is_dir():
-            raise RunError(f"output {self.out} is a file, not a directory")
-        if self.out.exists() and not overwrite:
-            raise RunError(f"output directory {self.out} already exists (pass overwrite to replace it)")
         missing = [c for c in TOKEN_COLUMNS if c not in tokens.columns]
         if missing:
             raise RunError(f"tokens table lacks columns {missing}")
         if len(tokens) == 0:  # refused here, before anything exists, as open_run refuses such a run
             raise RunError("a run needs at least one token; this one has none (is the corpus empty?)")
-        self.partial = self.out.with_name(self.out.name + ".partial")
-        if self.partial.exists():
-            shutil.rmtree(self.partial)  # a previous recording was interrupted: start over
-        (self.partial / "acts").mkdir(parents=True)
-        (self.partial / "spill").mkdir()
+        # refuses what lstmviz did not write; starts over from an interrupted recording's <run>.partial
+        self._output = Output(self.out, "run", overwrite, name="output directory")
+        self.partial = self._output.partial
         self.tokens = tokens.reset_index(drop=True)
         self.n = len(self.tokens)
         self.acts = {a.name: a for a in activations}
         self.manifest = dict(manifest or {})
         self.stats = {a.name: _Stats(a) for a in activations}
-        self._spill = {
-            a.name: open(self.partial / "spill" / f"{a.name}.f16", "w+b")  # noqa: SIM115 - closed in close()
-            for a in activations
-        }
-        for a in activations:
-            self._spill[a.name].truncate(self.n * a.units * 2)
+        self._spill = {}
+        try:
+            (self.partial / "acts").mkdir()
+            (self.partial / "spill").mkdir()
+            for a in activations:
+                f = self._spill[a.name] = open(self.partial / "spill" / f"{a.name}.f16", "w+b")  # noqa: SIM115
+                f.truncate(self.n * a.units * 2)  # closed in close() or abort()
+        except BaseException:
+            self.abort()
+            raise
         self.columns: dict[str, np.ndarray] = {}
 
     def write(self, name: str, start: int, values: np.ndarray) -> None:
@@ -228,23 +223,22 @@ class RunWriter:
         self.columns[column][start : start + len(values)] = values
 
     def close(self) -> Path:
-        """Convert spills to parquet, write tokens, stats and the manifest (last), and rename into place.
+        """Convert spills to parquet, write tokens, stats and the manifest, rename into place, and only then
+        mark the manifest complete (see :mod:`lstmviz.outputs`).
 
         If anything fails, the partial directory is removed and an existing run at the output is left as it was.
         """
         try:
-            self._finish()
+            manifest = self._finish()
+            self._output.publish(finish=lambda run: write_json_atomically(run / "manifest.json", manifest))
         except BaseException:
             self.abort()
             raise
-        old = self.out.with_name(self.out.name + ".old")
-        if self.out.exists():
-            self.out.rename(old)  # keep the previous run until the new one is in place
-        self.partial.rename(self.out)
-        shutil.rmtree(old, ignore_errors=True)
         return self.out
 
-    def _finish(self) -> None:
+    def _finish(self) -> dict:
+        """Write everything into the partial directory, the manifest last but not yet marked complete; returns
+        the complete manifest."""
         for f in self._spill.values():
             f.close()
 
@@ -277,15 +271,16 @@ class RunWriter:
             "n_tokens": self.n,
             "activations": [a.to_json() for a in self.acts.values()],
             "stats": {"file": "stats.parquet", "low": LOW, "high": HIGH, "hist_bins": HIST_BINS},
-            "complete": True,
+            "complete": False,
         }
         (self.partial / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str))
+        return {**manifest, "complete": True}
 
     def abort(self) -> None:
-        """Remove the partial directory."""
+        """Remove the partial directory (and the parent directories it created)."""
         for f in self._spill.values():
             f.close()
-        shutil.rmtree(self.partial, ignore_errors=True)
+        self._output.discard()
 
     def __enter__(self) -> RunWriter:
         return self

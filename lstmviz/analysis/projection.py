@@ -24,6 +24,8 @@ from .select_match import span_text
 
 CACHE_VERSION = 1
 METHODS = ("pca", "umap")
+MIN_TOKENS = {"pca": 3, "umap": 4}
+"""Fewest tokens each method maps: PCA's 2 components need 3 points, UMAP's spectral start 2 + 2."""
 
 
 def project(
@@ -153,8 +155,11 @@ def umap_2d(x: np.ndarray, seed: int, n_neighbors: int, min_dist: float) -> np.n
 
 def _compute(run: Run, name: str, cols: np.ndarray, params: dict, path: Path) -> None:
     idx = sample_tokens(run.n_tokens, params["n_samples"], params["seed"])
-    if len(idx) < 3:
-        raise RunError(f"a projection needs at least 3 tokens; the run has {run.n_tokens}")
+    if len(idx) < MIN_TOKENS[params["method"]]:
+        raise RunError(
+            f"a {params['method']} projection needs at least {MIN_TOKENS[params['method']]} tokens; "
+            f"the run has {run.n_tokens}"
+        )
     x = gather_rows(run, name, idx, cols)  # (n, U)
     if params["method"] == "pca":
         xy, explained = pca_2d(x)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from .. import names as _names
+from ..outputs import Output
 from ..store import ROW_GROUP, TOKEN_COLUMNS, Activation, Run, RunError, RunWriter, open_run, tokens_frame
 from .tables import flat_columns
 
@@ -422,32 +422,23 @@ def export_lstmvis(
     layer = lstmviz layer + 1, and ``_rev`` appended for reverse directions. Values within [-1, 1] are
     declared ``transform: none`` (LSTMVis shows them as they are); others, like c, keep LSTMVis's tanh.
     Extra token columns become meta tracks: floats scalar, everything else discrete. The folder is written
-    as ``FOLDER.partial`` and renamed, so an interrupted export never looks finished.
+    as ``FOLDER.partial`` and renamed, and lstm.yml is written after the rename, so an interrupted export never
+    looks finished. The folder holds the marker ``.lstmviz``, by which ``overwrite`` knows it may replace it
+    (see :mod:`lstmviz.outputs`); it refuses any other folder.
     """
     h5py = _h5py()
     run = run_or_path if isinstance(run_or_path, Run) else open_run(run_or_path)
     folder = Path(folder)
-    if folder.exists() and not overwrite:
-        raise RunError(f"output folder {folder} already exists (pass overwrite to replace it)")
     chosen = [n for n in run.names if not _names.parse(n).grad] if names is None else list(names)
     if not chosen:
         raise RunError(f"run {run.path} has no activations to export")
     for name in chosen:
         run.info(name)
-    partial = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    try:
-        vocab = _export_words(run, partial, h5py)
-        types = _export_states(run, chosen, partial, h5py)
-        meta = _export_meta(run.tokens, partial, h5py)
-        _write_config(partial, run, types, meta, vocab)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    if folder.exists():
-        shutil.rmtree(folder)
-    partial.rename(folder)
+    with Output(folder, "lstmvis", overwrite, name="output folder") as out:
+        vocab = _export_words(run, out.partial, h5py)
+        types = _export_states(run, chosen, out.partial, h5py)
+        meta = _export_meta(run.tokens, out.partial, h5py)
+        out.publish(finish=lambda final: _write_config(final, run, types, meta, vocab))
     return folder
 
 

@@ -6,8 +6,9 @@ Two layouts, both led by the flat token columns (``idx, doc, pos, token_id, toke
   (``rnn.l0.fwd.h.u0003``);
 - ``long``: one row per (token, activation, unit) with columns ``name``, ``unit``, ``value``.
 
-Rows are written in blocks, so memory stays flat in the token range, and into ``<path>.partial`` first, so an
-interrupted export never leaves a file that looks finished.
+Rows are written in blocks, so memory stays flat in the token range, and into a hidden sibling
+``.<name>.XXXX.partial`` first (see :mod:`lstmviz.outputs`), so an interrupted export never leaves a file that
+looks finished.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from .. import names as _names
+from ..outputs import Output
 from ..store import ROW_GROUP, Run, RunError, open_run
 
 FORMATS = ("csv", "parquet")
@@ -38,13 +40,15 @@ def export_table(
     fmt: str = "csv",
     *,
     layout: str = "wide",
+    overwrite: bool = False,
 ) -> Path:
     """Write activations ``names`` for tokens ``[start, stop)`` to ``path``; returns ``path``.
 
     ``names`` defaults to every activation except gradients; ``start``/``stop`` follow Python slicing.
     ``fmt`` is ``csv`` or ``parquet`` (zstd); ``layout`` is ``wide`` (``[tokens, token columns + Σ units]``)
     or ``long`` (``[tokens · Σ units, token columns + 3]``). Values are float32, as stored (float16) exactly.
-    List-valued token columns (top-k predictions) are left out.
+    List-valued token columns (top-k predictions) are left out. An existing file at ``path`` is replaced only
+    with ``overwrite``; a directory never is.
     """
     if fmt not in FORMATS:
         raise RunError(f"table format must be one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -60,13 +64,9 @@ def export_table(
     stop = max(stop, start)
     blocks = _blocks(run, chosen, start, stop, layout)
     path = Path(path)
-    partial = path.with_name(path.name + ".partial")
-    try:
-        _write(blocks, partial, fmt)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    partial.replace(path)
+    with Output(path, "table", overwrite, name="output file") as out:
+        _write(blocks, out.partial, fmt)
+        out.publish()
     return path
 
 

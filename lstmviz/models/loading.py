@@ -22,7 +22,6 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
-import pickle
 import sys
 import warnings
 from collections.abc import Callable
@@ -34,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import UserError
+from ..errors import ModelError, UserError
 from .charrnn import CharRNN, CharRNNConfig
 from .tokenizers import Tokenizer
 
@@ -194,15 +193,25 @@ def _torch_load(path: Path, trust_pickle: bool) -> tuple[Any, bool]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "pickle protocol 4": irrelevant, we refuse it anyway
             return torch.load(path, map_location="cpu", weights_only=True), False
-    except pickle.UnpicklingError as e:
-        if "weights_only" not in str(e) and "Weights only" not in str(e):
-            raise UserError(f"{path} is not a PyTorch checkpoint: {_first_line(e)}") from None
     except Exception as e:  # a weights-only load runs no code; any other failure means "not a checkpoint"
-        raise UserError(f"{path} is not a PyTorch checkpoint: {_first_line(e)}") from None
+        refused = e
+    # torch words "a pickle naming a class it does not allow" and "bytes that are no pickle at all" alike, so
+    # read the pickle's opcodes (which runs nothing) to tell whether code would be run, and never suggest the
+    # unsafe flag for a file that is not a pickle
+    named = _pickled_globals(path)
+    if not named:
+        why = _first_line(refused)
+        if why.startswith("Weights only load failed"):  # torch's words for both cases, told apart here
+            why = (
+                "it is a pickle of plain data"
+                if named is not None
+                else "it is neither a torch zip archive nor a pickle"
+            )
+        raise UserError(f"{path} is not a PyTorch checkpoint: {why}") from None
     if not trust_pickle:
         raise UserError(
-            f"{path} is a pickled Python object (e.g. torch.save(model)); loading it would run "
-            f"arbitrary code from the file. Pass --trust-pickle (trust_pickle=True) only if you "
+            f"{path} is a pickled Python object (it names {named[0]}; e.g. torch.save(model)); loading it would "
+            f"run arbitrary code from the file. Pass --trust-pickle (trust_pickle=True) only if you "
             f"trust its source, or save a state_dict and use --model with --weights"
         )
     try:
@@ -211,6 +220,57 @@ def _torch_load(path: Path, trust_pickle: bool) -> tuple[Any, bool]:
         raise UserError(
             f"{path} needs code that is not importable ({_first_line(e)}): add its directory with --code DIR"
         ) from None
+
+
+_SAFE_PREFIXES = ("torch.", "collections.", "builtins.", "__builtin__.", "_codecs.", "numpy.")
+_STRING_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING", "STRING"}
+
+
+def _pickled_globals(path: Path) -> list[str] | None:
+    """The classes and functions (``module.qualname``) that the pickle in ``path`` names, read from its opcodes
+    without unpickling, those outside torch, numpy and the builtins first. None when ``path`` is no pickle (nor
+    a torch zip archive holding one). A legacy (non-zip) torch file is several pickles in a row; each counts
+    only when it parses to its STOP, so random bytes that happen to start like a pickle name nothing."""
+    import io
+    import pickletools
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                pkl = next((n for n in z.namelist() if n == "data.pkl" or n.endswith("/data.pkl")), None)
+                stream = io.BytesIO(z.read(pkl) if pkl else b"")
+        else:
+            stream = io.BytesIO(path.read_bytes())
+    except (OSError, zipfile.BadZipFile):
+        return None
+    found: list[str] = []
+    complete = 0
+    for _ in range(5):  # legacy torch files: magic number, protocol, sys info, the object, storage keys
+        if stream.tell() == len(stream.getbuffer()):
+            break
+        strings: list[str] = []
+        memo: dict[int, str] = {}
+        named: list[str] = []
+        try:
+            for op, arg, _pos in pickletools.genops(stream):
+                if op.name in _STRING_OPS:
+                    strings.append(str(arg))
+                elif op.name in ("PUT", "BINPUT", "LONG_BINPUT") and strings:
+                    memo[arg] = strings[-1]
+                elif op.name == "MEMOIZE" and strings:
+                    memo[len(memo)] = strings[-1]
+                elif op.name in ("GET", "BINGET", "LONG_BINGET") and arg in memo:
+                    strings.append(memo[arg])
+                elif op.name in ("GLOBAL", "INST"):
+                    named.append(str(arg).replace(" ", "."))
+                elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    named.append(f"{strings[-2]}.{strings[-1]}")
+        except Exception:  # the first byte that is no opcode, or a truncated pickle: this one does not count
+            break
+        found += named
+        complete += 1
+    return sorted(found, key=lambda g: g.startswith(_SAFE_PREFIXES)) if complete else None
 
 
 def _first_line(e: BaseException) -> str:
@@ -299,13 +359,21 @@ def _from_factory(spec: str, weights: str | os.PathLike | None, code: str | os.P
         mod = importlib.import_module(mod_name)
     except ImportError as e:
         raise UserError(f"cannot import {mod_name!r} for --model ({e}); add its directory with --code DIR") from None
+    except Exception as e:  # the user's module raised while it was imported
+        raise ModelError.wrap(e) from e
     factory: Callable | None = getattr(mod, attr, None)
     if factory is None or not callable(factory):
         raise UserError(f"{mod_name} has no callable {attr!r} for --model")
     try:
-        module = factory()
-    except TypeError as e:
+        inspect.signature(factory).bind()
+    except TypeError as e:  # told apart from a TypeError raised inside the factory, which is the model's
         raise UserError(f"--model {spec}: the factory must be callable without arguments ({e})") from None
+    except ValueError:
+        pass  # no signature to read (a builtin): call it and see
+    try:
+        module = factory()
+    except Exception as e:
+        raise ModelError.wrap(e) from e
     if not isinstance(module, nn.Module):
         raise UserError(f"--model {spec} returned a {type(module).__name__}, not an nn.Module")
     _recurrent(module)  # before reading any weights
@@ -342,12 +410,28 @@ def _takes_hidden(module: nn.Module) -> bool:
     return len(positional) >= 2 and positional[1].default is inspect.Parameter.empty
 
 
+def _check_signature(module: nn.Module, convention: str, given: bool) -> None:
+    """A UserError when ``module.forward`` cannot take the arguments of ``convention`` at all (told apart from a
+    TypeError raised inside forward, which is the model's)."""
+    try:
+        signature = inspect.signature(module.forward)
+    except (TypeError, ValueError):
+        return  # nothing to read: the probe will tell
+    call = "model(ids)" if convention == "ids" else "model(ids, hidden)"
+    try:
+        signature.bind(*([None] if convention == "ids" else [None, None]))
+    except TypeError as e:
+        fix = f"--convention {convention} does not fit it" if given else "lstmviz calls model(ids) or (ids, hidden)"
+        raise UserError(f"{type(module).__name__}.forward{signature} cannot be called as {call} ({e}): {fix}") from None
+
+
 def _probe(module: nn.Module, convention: str | None, layout: str | None) -> CallConvention:
     """Find the call convention by calling the model on a ``[2, 3]`` (or ``[3, 2]``) probe and checking that its
     first recurrent module sees 3 time steps."""
     user_convention = convention
     if convention is None:
         convention = "ids_hidden" if _takes_hidden(module) else "ids"
+    _check_signature(module, convention, user_convention is not None)
     has_init = callable(getattr(module, "init_hidden", None))
     hidden_options = [True, False] if convention == "ids_hidden" and has_init else [True]
     rnn = next(m for m in module.modules() if isinstance(m, RECURRENT))
@@ -361,7 +445,7 @@ def _probe(module: nn.Module, convention: str | None, layout: str | None) -> Cal
     candidates = [
         CallConvention(convention, lay, none) for lay in ([layout] if layout else LAYOUTS) for none in hidden_options
     ]
-    errors: list[str] = []
+    errors: list[Exception] = []
     handle = rnn.register_forward_pre_hook(hook)
     try:
         for cand in candidates:
@@ -370,8 +454,8 @@ def _probe(module: nn.Module, convention: str | None, layout: str | None) -> Cal
             try:
                 with torch.no_grad():
                     out = cand(module, ids)
-            except Exception as e:  # any failure just rules this candidate out
-                errors.append(f"{cand.layout}: {_first_line(e)}")
+            except Exception as e:  # any failure rules this candidate out
+                errors.append(e)
                 continue
             fits_output = (
                 not isinstance(out, torch.Tensor) or out.dim() != 3 or tuple(out.shape[:2]) == (_PROBE_B, _PROBE_T)
@@ -382,12 +466,18 @@ def _probe(module: nn.Module, convention: str | None, layout: str | None) -> Cal
                 return cand  # the user said so, and the call runs
     finally:
         handle.remove()
+    if len(errors) == len(candidates):
+        # forward's signature fits (checked above) and every layout and hidden state raised: no option can
+        # help, so it is the model's own error; show the one most calls raised
+        keys = [(type(e), str(e)) for e in errors]
+        raised = errors[keys.index(max(keys, key=keys.count))]
+        raise ModelError.wrap(raised) from raised
     hint = " or ".join(
         opt
         for opt, given in (("--layout batch|seq", layout), ("--convention ids|ids_hidden", user_convention))
         if not given
     )
-    why = f" (tried: {'; '.join(errors[:2])})" if errors else ""
+    why = f" (tried: {'; '.join(_first_line(e) for e in errors[:2])})" if errors else ""
     raise UserError(
         f"cannot tell how to call {type(module).__name__} on token ids{': pass ' + hint if hint else ''}{why}"
     )

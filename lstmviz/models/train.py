@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import shlex
 import sys
 import time
@@ -26,10 +25,14 @@ from torch import nn
 from tqdm import tqdm
 
 from ..errors import UserError
+from ..outputs import Output, check_target
 from .charrnn import ARCHS, CharRNN, CharRNNConfig
 from .tokenizers import Tokenizer, read_text
 
 LN2 = math.log(2.0)
+DIVERGED = 4.0
+"""A loss (training step or validation) this many times that of a uniform guess, or one that is not a number,
+means training diverged: it stops with an error, keeping only a checkpoint saved before."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -99,8 +102,13 @@ def evaluate(model: CharRNN, data: torch.Tensor, batch: int, seq: int) -> float:
     return float(total) / n / LN2
 
 
-def save_checkpoint(path: Path, model: CharRNN, tok: Tokenizer, metrics: dict, training: dict) -> None:
-    """Write the native format atomically: config, state_dict, tokenizer, metrics and how it was trained."""
+def save_checkpoint(
+    path: Path, model: CharRNN, tok: Tokenizer, metrics: dict, training: dict, *, overwrite: bool = True
+) -> None:
+    """Write the native format atomically: config, state_dict, tokenizer, metrics and how it was trained.
+
+    An existing file at ``path`` is replaced only with ``overwrite`` and only when it is a native checkpoint
+    (see :mod:`lstmviz.outputs`)."""
     ckpt = {
         "format": "lstmviz",
         "version": 1,
@@ -110,9 +118,9 @@ def save_checkpoint(path: Path, model: CharRNN, tok: Tokenizer, metrics: dict, t
         "metrics": metrics,
         "training": training,
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)
+    with Output(path, "checkpoint", overwrite, name="checkpoint") as out:
+        torch.save(ckpt, out.partial)
+        out.publish()
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -123,17 +131,32 @@ def _check(args: argparse.Namespace) -> None:
         raise UserError(f"--val-frac must be between 0 and 1, got {args.val_frac}")
     if not 0 <= args.dropout < 1:
         raise UserError(f"--dropout must be in [0, 1), got {args.dropout}")
-    if args.out.exists() and not args.overwrite:
-        raise UserError(f"{args.out} already exists (pass --overwrite to replace it)")
-    if not args.out.parent.is_dir():
-        raise UserError(f"the directory of --out does not exist: {args.out.parent}")
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads must be at least 1, got {args.threads}")
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        raise UserError(f"--lr must be a positive number, got {args.lr}")
+    # before any training: --out must be a new file, or an lstmviz checkpoint with --overwrite, in a writable place
+    check_target(args.out, "checkpoint", args.overwrite, name="--out", flag="--overwrite")
+
+
+def _diverged(step: int, what: str, bpc: float, uniform: float, lr: float, saved: dict) -> UserError:
+    """The error for a loss that is no longer a number, or far worse than guessing every char uniformly."""
+    kept = (
+        f"; --out keeps the best checkpoint before it (step {saved['steps']}, val {saved['val_bpc']} bits/char)"
+        if saved.get("steps")
+        else "; nothing was saved"
+    )
+    return UserError(
+        f"training diverged at step {step}: the {what} loss is {bpc:.4g} bits/char, where a uniform guess scores "
+        f"{uniform:.3g} (try a smaller --lr than {lr}){kept}"
+    )
 
 
 def train(args: argparse.Namespace) -> dict:
     """Run ``lstmviz train``; returns the metrics stored in the checkpoint."""
     _check(args)
     text = read_text(args.corpus)
-    if args.threads:
+    if args.threads is not None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
@@ -160,20 +183,25 @@ def train(args: argparse.Namespace) -> dict:
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("func", "argv")},
     }
     metrics: dict = {"val_bpc": None}
-    best = math.inf
+    best, saved = math.inf, False
     t0 = time.perf_counter()
     deadline = t0 + 60 * args.minutes if args.minutes is not None else math.inf
     bar = tqdm(
         total=args.steps,
         desc=f"train {args.arch} {args.layers}×{args.hidden}",
         unit="step",
-        mininterval=1.0 if sys.stderr.isatty() else 30.0,
+        mininterval=1.0,
+        disable=not sys.stderr.isatty(),  # in a log the "step N: …" lines on stdout tell the progress
     )
     train_bpc, hidden = math.nan, None
+    uniform = math.log2(len(tok))  # bits/char of knowing nothing
     for step, (chunk, fresh) in enumerate(_epochs(train_data, args.batch, args.seq, rng), start=1):
         logits, hidden = model.step(chunk[..., 0], None if fresh else hidden)  # (B, seq, V)
         hidden = _detach(hidden)
         loss = nn.functional.cross_entropy(logits.flatten(0, 1), chunk[..., 1].flatten())
+        if not loss.item() / LN2 < DIVERGED * uniform:  # NaN too
+            bar.close()
+            raise _diverged(step, "training", loss.item() / LN2, uniform, args.lr, metrics)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), args.clip)
@@ -185,6 +213,9 @@ def train(args: argparse.Namespace) -> dict:
         last = step == args.steps or time.perf_counter() > deadline
         if step % args.eval_every == 0 or last:
             val = evaluate(model, val_data, args.batch, args.seq)
+            if not val < DIVERGED * uniform:  # NaN too
+                bar.close()
+                raise _diverged(step, "validation", val, uniform, args.lr, metrics)
             bar.write(f"step {step}: train {train_bpc:.3f} bpc, val {val:.3f} bpc, {time.perf_counter() - t0:.0f} s")
             if val < best:  # keep the best validation checkpoint on disk, so an interrupted run leaves one
                 best = val
@@ -196,7 +227,9 @@ def train(args: argparse.Namespace) -> dict:
                     "train_seconds": round(time.perf_counter() - t0, 1),
                     "params": model.n_params(),
                 }
-                save_checkpoint(args.out, model, tok, metrics, training)
+                # the first save replaces what --overwrite allowed; later ones replace this run's own checkpoint
+                save_checkpoint(args.out, model, tok, metrics, training, overwrite=args.overwrite or saved)
+                saved = True
         if last:
             break
     bar.close()

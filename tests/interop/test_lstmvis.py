@@ -253,6 +253,7 @@ def run_dir(tmp_path: Path) -> Path:
 def test_export_writes_an_lstmvis_project(run_dir: Path, tmp_path: Path) -> None:
     folder = export_lstmvis(run_dir, tmp_path / "proj")
     assert sorted(p.name for p in folder.iterdir()) == [
+        ".lstmviz",  # the marker by which --overwrite knows lstmviz wrote this folder
         "kind.dict",
         "lstm.yml",
         "meta.h5",

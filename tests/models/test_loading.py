@@ -167,7 +167,7 @@ def test_files_that_are_not_checkpoints(tmp_path):
         "bare.pt": "bare state_dict",
         "broken.pt": "no 'config' entry",
         "junk.pt": "not an lstmviz",
-        "raw.pkl": "pickled Python object",
+        "raw.pkl": "not a PyTorch checkpoint: it is a pickle of plain data",  # it names no code to run
     }
     for name, message in cases.items():
         with pytest.raises(UserError, match=message):
@@ -196,12 +196,14 @@ def test_state_is_carried_across_chunks_for_a_model_that_needs_its_hidden(tmp_pa
     loaded = load_model(model="user_models:strict_hidden", weights=tmp_path / "sd.pt", code=user_models)
     ids = torch.randint(0, VOCAB, (40,))
     run = lstmviz.open_run(
-        lstmviz.record_corpus(loaded.module, ids, tmp_path / "run", streams=2, chunk=7, call=loaded.call,
-                              progress=False)
+        lstmviz.record_corpus(
+            loaded.module, ids, tmp_path / "run", streams=2, chunk=7, call=loaded.call, progress=False
+        )
     )
     model = loaded.module
     with torch.no_grad():
         whole, _ = model.rnn(model.encoder(ids.view(2, 20).t()), model.init_hidden(2))  # (T, B, H)
     expect = whole.transpose(0, 1).reshape(40, -1).numpy()
-    np.testing.assert_allclose(run.activations(f"rnn.l{model.rnn.num_layers - 1}.fwd.h"), expect,
-                               rtol=2**-11, atol=1e-6)
+    np.testing.assert_allclose(
+        run.activations(f"rnn.l{model.rnn.num_layers - 1}.fwd.h"), expect, rtol=2**-11, atol=1e-6
+    )
