@@ -7,9 +7,10 @@
 * :func:`generate` samples from a language model, seeded, with the clamp held at every step.
 """
 
+from .attribute import Attribution, attribute
 from .clamp import HOLDABLE, holdable_names
 from .generate import generate
 from .intervene import Effects, Intervention, effects, intervene
 
-__all__ = ["HOLDABLE", "Effects", "Intervention", "effects", "generate",
+__all__ = ["HOLDABLE", "Attribution", "Effects", "Intervention", "attribute", "effects", "generate",
            "holdable_names", "intervene"]
