@@ -227,11 +227,12 @@ def logits_of(output: object, what: str) -> Tensor:
 @dataclass
 class Effects:
     """Logits ``[B, T, V]`` of the plain run, of the run with the clamp reaching the decoder only (``direct``), and
-    of the full rerun through the recurrence (``total``). ``ids`` ``[B, T]`` the input."""
+    of the full rerun through the recurrence (``total``). ``ids`` ``[B, T]`` the input. ``direct`` is None when it
+    was not asked for."""
 
     ids: Tensor
     plain: Tensor
-    direct: Tensor
+    direct: Tensor | None
     total: Tensor
 
     def delta_logp(self, which: str = "total") -> Tensor:
@@ -258,12 +259,14 @@ def effects(
     span: tuple[int, int] | None = None,
     call: Call | None = None,
     run: Run | pd.DataFrame | None = None,
+    direct: bool = True,
 ) -> Effects:
     """Direct against total effect of holding units of a module's last layer, on ids ``[B, T]`` (or ``[T]``).
 
     The direct effect lets the held value reach only what reads the module's output (the decoder), at the held
     steps themselves; the total effect reruns the recurrence with it held, so later steps and states change too.
-    Their difference is what the recurrence carried.
+    Their difference is what the recurrence carried. ``direct=False`` computes the total effect only, for a clamp
+    of any layer.
     """
     module, call = unpack(model, call)
     ids = torch.as_tensor(ids, dtype=torch.long)
@@ -271,13 +274,14 @@ def effects(
     device = next(module.parameters()).device
 
     def forward() -> Tensor:
+        getattr(call, "reset", lambda: None)()  # a call that carries the model's own state starts afresh
         out = call(module, ids.to(device)) if call is not None else module(ids.to(device))
         return logits_of(out, "effects").detach()
 
     with torch.no_grad():
         plain = forward()
         logits = {}
-        for direct in (True, False):
-            with Intervention(module, clamp, span=span, run=run, names=(), direct=direct):
-                logits[direct] = forward()
-    return Effects(ids, plain, logits[True], logits[False])
+        for only_direct in (True, False) if direct else (False,):
+            with Intervention(module, clamp, span=span, run=run, names=(), direct=only_direct):
+                logits[only_direct] = forward()
+    return Effects(ids, plain, logits.get(True), logits[False])
