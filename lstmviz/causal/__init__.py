@@ -12,5 +12,14 @@ from .clamp import HOLDABLE, holdable_names
 from .generate import generate
 from .intervene import Effects, Intervention, effects, intervene
 
-__all__ = ["HOLDABLE", "Attribution", "Effects", "Intervention", "attribute", "effects", "generate",
-           "holdable_names", "intervene"]
+__all__ = [
+    "HOLDABLE",
+    "Attribution",
+    "Effects",
+    "Intervention",
+    "attribute",
+    "effects",
+    "generate",
+    "holdable_names",
+    "intervene",
+]

@@ -50,9 +50,17 @@ class Intervention(contextlib.AbstractContextManager):
             for the last layer of a module.
     """
 
-    def __init__(self, model: nn.Module, clamp: Clamp | None = None, *, span: tuple[int, int] | None = None,
-                 run: Run | pd.DataFrame | None = None, names: NameFilter = None, carry: bool = False,
-                 direct: bool = False):
+    def __init__(
+        self,
+        model: nn.Module,
+        clamp: Clamp | None = None,
+        *,
+        span: tuple[int, int] | None = None,
+        run: Run | pd.DataFrame | None = None,
+        names: NameFilter = None,
+        carry: bool = False,
+        direct: bool = False,
+    ):
         self.recorder = Recorder(model, names=names, carry=carry)
         self.holds = resolve(self.recorder.modules, clamp, run)
         self.start, self.stop = resolve_span(span)
@@ -102,8 +110,10 @@ class Intervention(contextlib.AbstractContextManager):
     def _forward(self, rm: RecurrentModule, input, hx):
         m = rm.module
         if isinstance(input, PackedSequence):
-            raise UserError(f"intervene runs {rm.path} on padded tensors; it was given a PackedSequence "
-                            f"(pad it with pad_packed_sequence, or record without a clamp)")
+            raise UserError(
+                f"intervene runs {rm.path} on padded tensors; it was given a PackedSequence "
+                f"(pad it with pad_packed_sequence, or record without a clamp)"
+            )
         unbatched = input.dim() == 2
         if unbatched:
             input = input.unsqueeze(0 if m.batch_first else 1)

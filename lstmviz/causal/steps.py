@@ -165,8 +165,15 @@ def _direct(cell, nonlinearity, p, x, h0, c0, hold: LayerHold, span, keep: froze
 
 
 @torch.no_grad()
-def _rebuilt(cell: str, p: cells.LayerParams, x: Tensor, h: Tensor, h0: Tensor, c0: Tensor | None,
-             keep: frozenset[str] | set[str]) -> dict[str, Tensor]:
+def _rebuilt(
+    cell: str,
+    p: cells.LayerParams,
+    x: Tensor,
+    h: Tensor,
+    h0: Tensor,
+    c0: Tensor | None,
+    keep: frozenset[str] | set[str],
+) -> dict[str, Tensor]:
     """The kinds in ``keep`` (gates, the LSTM's c) of a run, from its input x and output h.
 
     The gates at every step are functions of ``(x_t, h_{t-1})``, and h holds the clamp, so

@@ -28,7 +28,12 @@ def _clamp(held: Held) -> dict:
 
 @st.cache_data(max_entries=32, show_spinner="Running the model with the units held…")
 def token_effects(
-    checkpoint: str, mtime: float, key: data.RunRef, ids: tuple[int, ...], held: Held, span: tuple[int, int],
+    checkpoint: str,
+    mtime: float,
+    key: data.RunRef,
+    ids: tuple[int, ...],
+    held: Held,
+    span: tuple[int, int],
     last_layer: bool,
 ) -> tuple[pd.DataFrame, float, float | None]:
     """Per token t ≥ 1: the change in log p(token t) from holding ``held`` over ``span`` of ``ids`` (read from a
@@ -51,8 +56,7 @@ def generations(
     ids = loaded.tokenizer.encode(prompt)
     with data.MODEL_LOCK:
         plain = generate(loaded, ids, n, temperature=temperature, seed=seed)
-        clamped = generate(loaded, ids, n, clamp=_clamp(held), temperature=temperature, seed=seed,
-                           run=data.run_of(key))
+        clamped = generate(loaded, ids, n, clamp=_clamp(held), temperature=temperature, seed=seed, run=data.run_of(key))
     return loaded.tokenizer.decode(plain), loaded.tokenizer.decode(clamped)
 
 

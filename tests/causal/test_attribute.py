@@ -161,5 +161,5 @@ def test_a_model_without_an_embedding():
         def forward(self, ids):
             return self.rnn(nn.functional.one_hot(ids, 3).float())[0]
 
-    with pytest.raises(UserError, match="has no nn.Embedding"):
+    with pytest.raises(UserError, match=r"has no nn\.Embedding"):
         attribute(Floats(), torch.zeros(4, dtype=torch.long), 2, target=0)

@@ -29,8 +29,11 @@ def hand_rolled(model: TinyCharModel, prompt: list[int], n: int, clamp: dict, te
         for _ in range(n):
             h, _, state = oracle(model.rnn, model.embed(step), clamp, state=state)
             logits = model.decoder(h)[0, -1].float()
-            nxt = int(logits.argmax()) if temperature == 0 else int(
-                torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=g))
+            nxt = (
+                int(logits.argmax())
+                if temperature == 0
+                else int(torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=g))
+            )
             out.append(nxt)
             step = torch.tensor([[nxt]])
     return out

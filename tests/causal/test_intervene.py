@@ -16,8 +16,15 @@ from lstmviz.errors import UserError
 CELLS = {"LSTM": nn.LSTM, "GRU": nn.GRU, "RNN": nn.RNN}
 
 
-def module(cell: str, layers: int, bidirectional: bool, batch_first: bool = True, relu: bool = False, seed: int = 0,
-           dtype=torch.float64) -> nn.RNNBase:
+def module(
+    cell: str,
+    layers: int,
+    bidirectional: bool,
+    batch_first: bool = True,
+    relu: bool = False,
+    seed: int = 0,
+    dtype=torch.float64,
+) -> nn.RNNBase:
     torch.manual_seed(seed)
     kw = {"nonlinearity": "relu"} if relu else {}
     return CELLS[cell](4, 6, layers, batch_first=batch_first, bidirectional=bidirectional, **kw).to(dtype).eval()
@@ -75,8 +82,11 @@ def test_seq_first_unbatched_and_given_state(cell):
     want_out, want, want_final = oracle(m, x, clamp, (2, 5), state=state)
     torch.testing.assert_close(out, want_out, atol=1e-10, rtol=0)
     torch.testing.assert_close(final, want_final, atol=1e-10, rtol=0)
-    (out1, _), _ = intervene(m, x[:, 0], tuple(s[:, 0] for s in state) if cell == "LSTM" else h0[:, 0], clamp=clamp,
-                             span=(2, 5))
+    for name, value in want.items():
+        torch.testing.assert_close(cache[name], value, atol=1e-10, rtol=0, msg=name)
+    (out1, _), _ = intervene(
+        m, x[:, 0], tuple(s[:, 0] for s in state) if cell == "LSTM" else h0[:, 0], clamp=clamp, span=(2, 5)
+    )
     torch.testing.assert_close(out1, want_out[:, 0], atol=1e-10, rtol=0)
     assert cache[f"{cell.lower()}.l1.rev.h"].shape == (2, 9, 6)
 
@@ -94,8 +104,11 @@ def test_empty_clamp_is_the_plain_forward(cell):
     (out, final), cache = intervene(m, x, clamp={})
     want, want_final = m(x)
     torch.testing.assert_close(out, want, atol=1e-6, rtol=0)
-    for g, w in zip(final if isinstance(final, tuple) else (final,),
-                    want_final if isinstance(want_final, tuple) else (want_final,), strict=True):
+    for g, w in zip(
+        final if isinstance(final, tuple) else (final,),
+        want_final if isinstance(want_final, tuple) else (want_final,),
+        strict=True,
+    ):
         torch.testing.assert_close(g, w, atol=1e-6, rtol=0)
     _, plain = lstmviz.run_with_cache(m, x)
     assert set(cache) == set(plain)
@@ -164,6 +177,13 @@ def test_span_counts_positions_across_calls_of_one_block():
     assert iv.cache["gru.l0.fwd.h"].shape == (1, 10, 6)
 
 
+def test_public_names():
+    import lstmviz.causal
+
+    for name in ("intervene", "effects", "attribute", "generate"):
+        assert getattr(lstmviz, name) is getattr(lstmviz.causal, name)
+
+
 def test_forward_is_restored_even_when_the_model_raises():
     m = module("LSTM", 1, False)
     with pytest.raises(RuntimeError), Intervention(m, {"lstm.l0.fwd.h": {0: 1.0}}):
@@ -186,8 +206,9 @@ def test_direct_and_total_effects(kind):
     fx = effects(model, ids, clamp, span=(5, 9))
     x = model.embed(ids)
     for direct, got in ((True, fx.direct), (False, fx.total)):
-        out, _, _ = oracle(model.rnn, x, {k.replace("rnn.", "lstm."): v for k, v in clamp.items()}, (5, 9),
-                           direct=direct)
+        out, _, _ = oracle(
+            model.rnn, x, {k.replace("rnn.", "lstm."): v for k, v in clamp.items()}, (5, 9), direct=direct
+        )
         torch.testing.assert_close(got, model.decoder(out), atol=1e-10, rtol=0)
     torch.testing.assert_close(fx.plain, model(ids), atol=1e-10, rtol=0)
     # The direct effect is confined to the held steps; the total one carries on after them.
@@ -255,8 +276,11 @@ def test_bad_clamps_are_one_clear_error(clamp, match):
 
 def test_clamping_c_of_a_gru_names_what_it_holds():
     model = tiny(nn.GRU)
-    with pytest.raises(UserError, match=r"cannot clamp rnn\.l1\.fwd\.c: a GRU layer holds only its state \(h\)"
-                                        r".*Clampable: rnn\.l0\.fwd\.h, rnn\.l1\.fwd\.h"):
+    with pytest.raises(
+        UserError,
+        match=r"cannot clamp rnn\.l1\.fwd\.c: a GRU layer holds only its state \(h\)"
+        r".*Clampable: rnn\.l0\.fwd\.h, rnn\.l1\.fwd\.h",
+    ):
         intervene(model, torch.zeros(1, 3, dtype=torch.long), clamp={"rnn.l1.fwd.c": {0: 1.0}})
 
 

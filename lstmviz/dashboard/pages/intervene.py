@@ -38,8 +38,15 @@ kind = c3.selectbox("Value", ["a number", "corpus mean", "zero"], key="iv_kind")
 value: float | str = "mean" if kind == "corpus mean" else "zero" if kind == "zero" else 0.0
 if kind == "a number":
     top = float(stats.loc[units[0], "max"]) if stats is not None and units[0] in stats.index else 1.0
-    value = float(st.number_input("Held at", value=top, step=0.1, key="iv_value",
-                                  help="Defaults to the first unit's largest recorded value: the unit fully on."))
+    value = float(
+        st.number_input(
+            "Held at",
+            value=top,
+            step=0.1,
+            key="iv_value",
+            help="Defaults to the first unit's largest recorded value: the unit fully on.",
+        )
+    )
     if stats is not None and all(u in stats.index for u in units):
         lo, hi = stats.loc[list(units), "min"].min(), stats.loc[list(units), "max"].max()
         if not lo <= value <= hi:
@@ -65,15 +72,21 @@ except UserError as e:
 m1, m2 = st.columns(2)
 m1.metric("Δ loss, total (nats per token)", f"{d_total:+.4f}", help="Mean change in −log p of each next token.")
 if d_direct is not None:
-    m2.metric("Δ loss, direct (decoder only)", f"{d_direct:+.4f}",
-              help="The held value reaching only the decoder, at the held steps: no recurrence. The gap to the "
-                   "total is what the recurrence carried on.")
+    m2.metric(
+        "Δ loss, direct (decoder only)",
+        f"{d_direct:+.4f}",
+        help="The held value reaching only the decoder, at the held steps: no recurrence. The gap to the "
+        "total is what the recurrence carried on.",
+    )
 delta = table["total"].to_numpy()
 st.plotly_chart(
-    figures.text_figure(tokens["token"].astype(str).tolist(), np.nan_to_num(delta),
-                        hover=[f"Δ log p = {v:+.3f}" for v in np.nan_to_num(delta)],
-                        zrange=figures.symmetric_range(np.nan_to_num(delta)),
-                        title=f"Δ log p(actual token), {name} units {', '.join(map(str, units))} held"),
+    figures.text_figure(
+        tokens["token"].astype(str).tolist(),
+        np.nan_to_num(delta),
+        hover=[f"Δ log p = {v:+.3f}" for v in np.nan_to_num(delta)],
+        zrange=figures.symmetric_range(np.nan_to_num(delta)),
+        title=f"Δ log p(actual token), {name} units {', '.join(map(str, units))} held",
+    ),
     width="stretch",
     key="iv_text",
 )
