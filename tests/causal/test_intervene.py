@@ -294,3 +294,11 @@ def test_mean_for_an_activation_the_run_lacks(tiny_run):
     m = module("GRU", 1, False)
     with pytest.raises(UserError, match=r"gru\.l0\.fwd\.h unit 0: the run's stats have no such activation"):
         intervene(m, torch.zeros(1, 3, 4, dtype=torch.float64), clamp={"gru.l0.fwd.h": {0: "mean"}}, run=tiny_run)
+
+
+def test_a_packed_sequence_into_a_held_module_is_one_clear_error():
+    m = module("GRU", 1, False)
+    packed = nn.utils.rnn.pack_padded_sequence(torch.randn(2, 5, 4, dtype=torch.float64), [5, 3], batch_first=True)
+    with pytest.raises(UserError, match="PackedSequence"):
+        intervene(m, packed, clamp={"gru.l0.fwd.h": {0: 1.0}})
+    torch.testing.assert_close(intervene(m, packed, clamp={})[0][0].data, m(packed)[0].data)
