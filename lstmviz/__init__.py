@@ -5,6 +5,9 @@ Public API (torch is imported only when a recording function is first used)::
     output, cache = lstmviz.run_with_cache(model, ids)      # notebook: one forward, every activation
     run_dir = lstmviz.record_corpus(model, token_ids, out)  # stream a corpus into a run directory
     run = lstmviz.open_run(run_dir)                         # lazy reader: run.tokens, run.activations(...)
+    output, cache = lstmviz.intervene(model, ids, clamp={"rnn.l0.fwd.c": {255: 1.0}})  # units held (lstmviz.causal)
+    a = lstmviz.attribute(model, ids, position, target)      # each token's share of log p(target)
+    ids = lstmviz.generate(model, prompt_ids, 200, clamp=..., seed=0)
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ from typing import Any
 from .store import Run, RunError, open_run, write_run
 
 __version__ = "0.1.0"
-__all__ = ["Run", "RunError", "__version__", "load_model", "open_run", "record_corpus", "run_with_cache",
-           "write_run"]
+__all__ = ["Run", "RunError", "__version__", "attribute", "effects", "generate", "intervene", "load_model",
+           "open_run", "record_corpus", "run_with_cache", "write_run"]
+_CAUSAL = ("intervene", "effects", "attribute", "generate")
 
 
 def __getattr__(name: str) -> Any:
@@ -23,6 +27,10 @@ def __getattr__(name: str) -> Any:
         from . import recorder
 
         return getattr(recorder, name)
+    if name in _CAUSAL:
+        from . import causal
+
+        return getattr(causal, name)
     if name == "load_model":
         from .models import loading
 

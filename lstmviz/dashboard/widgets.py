@@ -34,6 +34,7 @@ PAGES = {
     "neurons": ("Neuron search", ":material/search:"),
     "compare": ("Compare", ":material/compare:"),
     "walkthrough": ("Cell walkthrough", ":material/school:"),
+    "intervene": ("Intervene", ":material/tune:"),
 }
 """url path → (title, icon); the page lives in ``lstmviz/dashboard/pages/<url path>.py``."""
 
