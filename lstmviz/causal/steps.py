@@ -10,7 +10,7 @@ step:
 * LSTM / GRU / RNN ``h``: ``h_t`` with the held units replaced (after the projection, when proj_size > 0), which
   is what the next step and the layer above see.
 
-``cells.lstm_step`` is the reference for these equations but not the loop's body: it has no place for a write
+``cells.lstm_cell`` is the reference for these equations but not the loop's body: it has no place for a write
 between ``c_t`` and its read-out, and it re-packs its weights on every call (it is built for autograd unrolls).
 
 With ``direct=True`` the clamp reaches only this layer's output, never the state carried to the next step: the
