@@ -1,0 +1,220 @@
+"""Recording ``nn.LSTMCell``, ``nn.GRUCell`` and ``nn.RNNCell``: models that step a cell one token at a time.
+
+Each call of a cell is one time step. Its activations are named ``{module}.l0.fwd.{kind}`` with the kinds of the
+sequence modules (LSTM ``i f g o c h``, GRU ``r z n h``, RNN ``h``; see :mod:`lstmviz.names`) and joined along
+time as ``[batch, calls, units]``.
+
+* ``h`` (and ``c``) are what the cell returned: the call runs the cell's own forward (torch's fused cell kernel).
+* The gates are rebuilt from the call's own inputs ``(x, h₋₁, c₋₁)`` by the cell equations (:mod:`lstmviz.cells`),
+  not from any earlier call, so calls in any order (a beam, several sequences, teacher forcing) are exact.
+  The calls are kept by reference and rebuilt together when the model's forward returns: one batched GEMM for
+  all of them, where a rebuild per call would double the cost of every step.
+* Calls of one forward that differ in batch size (a beam that grows, independent sequences of different
+  batch) cannot share a time axis: the cache then holds, for each name, a list with one ``[batch_k, 1, units]``
+  tensor per call, in call order, and ``cache.calls[module]`` lists the batch size of each call.
+* With ``carry`` (stateful corpus recording), a call with ``hx=None`` continues from the state the cell last
+  returned, as a sequence module's does; ``reset()`` forgets it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from . import cells
+from . import names as _names
+from .store import Activation, RunError
+
+CELL_MODULES: dict[type[nn.Module], str] = {nn.LSTMCell: "LSTM", nn.GRUCell: "GRU", nn.RNNCell: "RNN"}
+
+
+@dataclass(frozen=True)
+class StepCell:
+    """A step cell found inside a model. Its names have one layer (``l0``) and one direction (``fwd``)."""
+
+    path: str
+    module: nn.RNNCellBase
+    cell: str  # "LSTM" | "GRU" | "RNN"
+
+    @property
+    def hidden(self) -> int:
+        return self.module.hidden_size
+
+    def kinds(self) -> tuple[str, ...]:
+        return _names.cell_kinds(self.cell)
+
+    def activations(self) -> list[Activation]:
+        """Every activation this cell yields, in recording order; all have hidden_size units."""
+        return [
+            Activation(_names.build(self.path, 0, "fwd", k), self.path, 0, "fwd", k, self.hidden) for k in self.kinds()
+        ]
+
+    def params(self) -> cells.LayerParams:
+        m = self.module
+        return cells.LayerParams(m.weight_ih, m.weight_hh, m.bias_ih, m.bias_hh)
+
+    def describe(self) -> dict:
+        m = self.module
+        return {
+            "path": self.path,
+            "cell": self.cell,
+            "module": type(m).__name__,
+            "stepped": True,
+            "input_size": m.input_size,
+            "hidden_size": m.hidden_size,
+            "num_layers": 1,
+            "bidirectional": False,
+            "batch_first": True,
+            "proj_size": 0,
+            "bias": m.bias,
+            "dropout": 0.0,
+            "nonlinearity": getattr(m, "nonlinearity", None),
+        }
+
+
+def cell_module_type(module: nn.Module) -> str | None:
+    """``"LSTM" | "GRU" | "RNN"`` for torch's step cells (and subclasses), else None."""
+    for cls, name in CELL_MODULES.items():
+        if isinstance(module, cls):
+            return name
+    return None
+
+
+def find_cells(model: nn.Module) -> list[StepCell]:
+    """Every ``nn.LSTMCell`` / ``nn.GRUCell`` / ``nn.RNNCell`` in ``model``, by ``named_modules()`` path.
+
+    A model that *is* a cell (path ``""``) is named ``lstmcell``, ``grucell`` or ``rnncell``.
+    """
+    found = []
+    for path, m in model.named_modules():
+        cell = cell_module_type(m)
+        if cell is not None:
+            found.append(StepCell(path or f"{cell.lower()}cell", m, cell))
+    return found
+
+
+@dataclass
+class _Call:
+    """One call's inputs and outputs, batched: x ``[B, I]``, h0/h ``[B, H]``, c0/c ``[B, H]`` (LSTM only)."""
+
+    x: Tensor
+    h0: Tensor | None  # None: the cell's zero state
+    c0: Tensor | None
+    h: Tensor
+    c: Tensor | None
+
+
+class StepRecorder:
+    """Instrumented forwards for a model's step cells, and the joining of their calls into a cache.
+
+    ``state`` is the Recorder's dict of carried states (shared with the sequence modules; paths differ).
+    """
+
+    def __init__(self, found: list[StepCell], keep: Callable[[str], bool], state: dict, carry: bool):
+        self.cells = found
+        self.keep = keep
+        self.state = state
+        self.carry = carry
+        self.pending: dict[str, list[_Call]] = {}
+
+    def forward_of(self, sc: StepCell) -> Callable:
+        """The forward installed on ``sc.module`` while recording."""
+        own = type(sc.module).forward
+
+        def forward(input: Tensor, hx=None):
+            if hx is None and self.carry and sc.path in self.state:
+                hx = self._carried(sc, input)
+            out = own(sc.module, input, hx)
+            self._keep(sc, input, hx, out)
+            if self.carry:
+                self.state[sc.path] = tuple(t.detach() for t in out) if isinstance(out, tuple) else out.detach()
+            return out
+
+        return forward
+
+    def _carried(self, sc: StepCell, input: Tensor):
+        state = self.state[sc.path]
+        batch = input.shape[0] if input.dim() == 2 else None
+        have = (state[0] if isinstance(state, tuple) else state).shape
+        if (have[0] if len(have) == 2 else None) != batch:
+            raise RunError(
+                f"{sc.path}: the state carried from the previous chunk has batch {list(have)[:-1]} but "
+                f"this call has {list(input.shape)[:-1]}; stateful recording needs every call with "
+                f"hx=None to step all streams"
+            )
+        return state
+
+    def _keep(self, sc: StepCell, input: Tensor, hx, out) -> None:
+        one = input.dim() == 1  # unbatched: recorded as batch 1
+
+        def b(t: Tensor | None) -> Tensor | None:
+            return t.unsqueeze(0) if t is not None and one else t
+
+        h0, c0 = (hx if sc.cell == "LSTM" else (hx, None)) if hx is not None else (None, None)
+        h, c = out if sc.cell == "LSTM" else (out, None)
+        self.pending.setdefault(sc.path, []).append(_Call(b(input), b(h0), b(c0), b(h), b(c)))
+
+    @torch.no_grad()
+    def flush(
+        self, add: Callable[[str, Tensor | list[Tensor]], None], calls: dict[str, list[int]], lengths: dict[str, Tensor]
+    ) -> None:
+        """Join the calls of the forward that just ended: ``add(name, value)`` for every kept name.
+
+        ``value`` is ``[batch, calls, units]`` when every call had the same batch, else a list of
+        ``[batch_k, 1, units]`` per call. ``calls[path]`` gets each call's batch size, ``lengths[path]`` the
+        number of steps per row (only when the batch was the same throughout).
+        """
+        pending, self.pending = self.pending, {}
+        for sc in self.cells:
+            got = pending.get(sc.path)
+            if not got:
+                continue
+            sizes = [c.x.shape[0] for c in got]
+            prev = calls.get(sc.path, [])
+            calls[sc.path] = prev + sizes
+            if len(set(calls[sc.path])) == 1:
+                n = torch.full((sizes[0],), len(sizes), dtype=torch.long)
+                lengths[sc.path] = n if sc.path not in lengths else lengths[sc.path] + n
+            else:
+                lengths.pop(sc.path, None)
+            wanted = {k: name for k in sc.kinds() if self.keep(name := _names.build(sc.path, 0, "fwd", k))}
+            if not wanted:
+                continue
+            for name, value in self._values(sc, got, wanted).items():
+                add(name, _per_call(value, sizes))
+
+    def _values(self, sc: StepCell, got: list[_Call], wanted: dict[str, str]) -> dict[str, Tensor]:
+        """name → the rows of every call stacked call by call, ``[Σ batch_k, units]``."""
+        H = sc.hidden
+
+        def rows(field: str) -> Tensor:
+            parts = [getattr(c, field) for c in got]
+            like = got[0].h
+            return torch.cat(
+                [p.detach() if p is not None else like.new_zeros(len(c.x), H) for p, c in zip(parts, got, strict=True)]
+            )
+
+        vals = {"h": rows("h")}
+        if sc.cell == "LSTM":
+            vals["c"] = rows("c")
+        gates = set(wanted) - set(vals)
+        if gates:
+            x = torch.cat([c.x.detach() for c in got]).unsqueeze(1)  # (N, 1, I): every call is one step
+            h = vals["h"].unsqueeze(1)
+            if sc.cell == "LSTM":
+                rebuilt = cells.lstm_replay(x, h, rows("h0"), rows("c0"), sc.params())
+            else:
+                rebuilt = cells.gru_replay(x, h, rows("h0"), sc.params())
+            vals.update({k: v.squeeze(1) for k, v in rebuilt.items() if k in gates})
+        return {name: vals[k] for k, name in wanted.items()}
+
+
+def _per_call(rows: Tensor, sizes: list[int]) -> Tensor | list[Tensor]:
+    """``[Σ batch_k, U]`` rows, call by call → ``[B, calls, U]`` if every batch_k is B, else ``[batch_k, 1, U]``
+    per call."""
+    if len(set(sizes)) == 1:
+        return rows.reshape(len(sizes), sizes[0], -1).transpose(0, 1)
+    return [part.unsqueeze(1) for part in rows.split(sizes)]
