@@ -5,6 +5,7 @@ Public API (torch is imported only when a recording function is first used)::
     output, cache = lstmviz.run_with_cache(model, ids)      # notebook: one forward, every activation
     run_dir = lstmviz.record_corpus(model, token_ids, out)  # stream a corpus into a run directory
     run = lstmviz.open_run(run_dir)                         # lazy reader: run.tokens, run.activations(...)
+    f = lstmviz.tap(self, "f", f, gate=True)                # inside your own cell: record f (a no-op otherwise)
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from __future__ import annotations
 from typing import Any
 
 from .store import Run, RunError, open_run, write_run
+from .taps import tap
 
 __version__ = "0.1.0"
 __all__ = ["Run", "RunError", "__version__", "load_model", "open_run", "record_corpus", "run_with_cache",
-           "write_run"]
+           "tap", "write_run"]
 
 
 def __getattr__(name: str) -> Any:

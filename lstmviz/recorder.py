@@ -209,12 +209,19 @@ class Recorder(contextlib.AbstractContextManager):
         self._calls: dict[str, int] = {}  # calls of each module in the current forward
         self._installed: list[tuple[nn.Module, object]] = []
         self._steps = stepcells.StepRecorder(self.cells, self.keep, self.state, carry)
-        self._taps = taps.TapRecorder(model, self.keep)
+        self._taps = taps.TapRecorder(model, self.keep, self._carry_tapped if carry else None)
         self._hook = None
 
     def reset(self) -> None:
         """Forget carried states."""
         self.state.clear()
+
+    def _carry_tapped(self, tapped: taps.TappedModule) -> None:
+        """From its next call on, carry a tapped cell's state as a step cell's (when it takes ``hx`` as one)."""
+        m = tapped.module
+        if stepcells.follows_cell_convention(m) and not any(m is done for done, _ in self._installed):
+            self._installed.append((m, m.__dict__.get("forward")))
+            m.forward = stepcells.carrying(m, tapped.path, self.state)
 
     def flush(self) -> None:
         """Join the step cells' and taps' calls so far into the cache (done when the model's forward returns)."""

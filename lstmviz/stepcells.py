@@ -13,11 +13,13 @@ time as ``[batch, calls, units]``.
   batch) cannot share a time axis: the cache then holds, for each name, a list with one ``[batch_k, 1, units]``
   tensor per call, in call order, and ``cache.calls[module]`` lists the batch size of each call.
 * With ``carry`` (stateful corpus recording), a call with ``hx=None`` continues from the state the cell last
-  returned, as a sequence module's does; ``reset()`` forgets it.
+  returned, as a sequence module's does; ``reset()`` forgets it. A custom cell that calls ``lstmviz.tap`` is
+  carried the same way when it follows the same convention (:func:`follows_cell_convention`).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -122,30 +124,12 @@ class StepRecorder:
 
     def forward_of(self, sc: StepCell) -> Callable:
         """The forward installed on ``sc.module`` while recording."""
-        own = type(sc.module).forward
-
-        def forward(input: Tensor, hx=None):
-            if hx is None and self.carry and sc.path in self.state:
-                hx = self._carried(sc, input)
-            out = own(sc.module, input, hx)
-            self._keep(sc, input, hx, out)
-            if self.carry:
-                self.state[sc.path] = tuple(t.detach() for t in out) if isinstance(out, tuple) else out.detach()
-            return out
-
-        return forward
-
-    def _carried(self, sc: StepCell, input: Tensor):
-        state = self.state[sc.path]
-        batch = input.shape[0] if input.dim() == 2 else None
-        have = (state[0] if isinstance(state, tuple) else state).shape
-        if (have[0] if len(have) == 2 else None) != batch:
-            raise RunError(
-                f"{sc.path}: the state carried from the previous chunk has batch {list(have)[:-1]} but "
-                f"this call has {list(input.shape)[:-1]}; stateful recording needs every call with "
-                f"hx=None to step all streams"
-            )
-        return state
+        return carrying(
+            sc.module,
+            sc.path,
+            self.state if self.carry else None,
+            lambda input, hx, out: self._keep(sc, input, hx, out),
+        )
 
     def _keep(self, sc: StepCell, input: Tensor, hx, out) -> None:
         one = input.dim() == 1  # unbatched: recorded as batch 1
@@ -210,6 +194,54 @@ class StepRecorder:
                 rebuilt = cells.gru_replay(x, h, rows("h0"), sc.params())
             vals.update({k: v.squeeze(1) for k, v in rebuilt.items() if k in gates})
         return {name: vals[k] for k, name in wanted.items()}
+
+
+def follows_cell_convention(module: nn.Module) -> bool:
+    """Does ``module`` take its state as nn.LSTMCell does: ``forward(input, hx=None, …)``, returning the new state?
+
+    Only the signature can be checked: a second parameter that defaults to None.
+    """
+    try:
+        params = list(inspect.signature(type(module).forward).parameters.values())[1:]  # after self
+    except (TypeError, ValueError):
+        return False
+    return len(params) >= 2 and params[1].default is None
+
+
+def carrying(module: nn.Module, path: str, state: dict | None, keep: Callable | None = None) -> Callable:
+    """``module``'s own forward ``(input, hx=None, …)``; with ``state``, a call with ``hx=None`` continues from the
+    state the module last returned (``state[path]``), and ``keep(input, hx, out)`` sees every call."""
+    own = type(module).forward
+
+    def forward(input: Tensor, hx=None, *args, **kwargs):
+        if hx is None and state is not None and path in state:
+            hx = _carried(path, state[path], input)
+        out = own(module, input, hx, *args, **kwargs)
+        if keep is not None:
+            keep(input, hx, out)
+        if state is not None:
+            state[path] = tuple(_detach(t) for t in out) if isinstance(out, tuple | list) else _detach(out)
+        return out
+
+    return forward
+
+
+def _detach(t):
+    return t.detach() if isinstance(t, Tensor) else t
+
+
+def _carried(path: str, carried, input: Tensor):
+    """The carried state, after checking that it has this call's batch (``[B, ·]``, or unbatched)."""
+    first = carried[0] if isinstance(carried, tuple) else carried
+    if isinstance(first, Tensor) and isinstance(input, Tensor):
+        have = first.shape[0] if first.dim() >= 2 else None
+        batch = input.shape[0] if input.dim() >= 2 else None
+        if have != batch:
+            raise RunError(
+                f"{path}: the state carried from the previous chunk has batch {have} but this call has {batch}; "
+                f"stateful recording needs every call with hx=None to step all streams"
+            )
+    return carried
 
 
 def _per_call(rows: Tensor, sizes: list[int]) -> Tensor | list[Tensor]:

@@ -18,6 +18,10 @@ The contract (docs/FORMAT.md, "Step cells and tapped cells"):
 * ``tensor`` is ``[batch, units]`` (one step), ``[batch, time, units]`` (a block of steps, e.g. a parallel
   scan), or ``[units]`` (an unbatched step). Calls join along time; when calls differ in batch size the cache
   keeps a list with one ``[batch_k, time_k, units]`` tensor per call, in call order.
+* In a stateful corpus recording, a tapped cell's state is carried across chunks when its ``forward`` follows
+  nn.LSTMCell's convention: ``forward(input, hx=None)`` returns the new state and takes it back as ``hx``
+  (from its first chunk on, a call with ``hx=None`` continues from the state it last returned). A module that
+  runs a whole block of steps needs the model's own call convention to carry its state.
 * ``gate=True`` declares a sigmoid-like gate in [0, 1], so the saturation page shows it. Without the
   declaration no tapped kind is taken for a gate, whatever its name.
 * Values are taken by reference and joined when the model's forward returns: a tensor changed in place later
@@ -94,9 +98,10 @@ class TapRecorder:
     in call order) to a cache.
     """
 
-    def __init__(self, model: Any, keep: Callable[[str], bool]):
+    def __init__(self, model: Any, keep: Callable[[str], bool], found: Callable[[TappedModule], None] | None = None):
         self.paths = {m: path or ROOT for path, m in model.named_modules()}
         self.keep = keep
+        self.found = found  # told of each module at its first tap
         self.modules: dict[str, TappedModule] = {}
         self.pending: dict[str, list[Any]] = {}
         self._wanted: dict[tuple[str, str], str | None] = {}  # (path, kind) → name, or None if filtered out
@@ -143,7 +148,10 @@ class TapRecorder:
                 f"in {_names.GRAD_SUFFIX!r}"
             )
         name = _names.build(path, 0, "fwd", kind)
-        self.modules.setdefault(path, TappedModule(path, module))
+        if path not in self.modules:
+            self.modules[path] = TappedModule(path, module)
+            if self.found is not None:
+                self.found(self.modules[path])
         self._wanted[(path, kind)] = name if self.keep(name) else None
         return self._wanted[(path, kind)]
 
