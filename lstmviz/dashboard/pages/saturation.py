@@ -17,8 +17,11 @@ with st.expander("How saturation is counted"):
 run, key = widgets.current_run()
 gates = saturation.gate_names(run)
 if not gates:
-    widgets.empty("This run has no sigmoid gates (i, f, o of an LSTM; r, z of a GRU): a vanilla RNN has none.")
-if any(saturation.CELL_OF_GATE[run.info(n)["kind"]] == "GRU" for n in gates):
+    widgets.empty(
+        "This run has no sigmoid gates (i, f, o of an LSTM; r, z of a GRU): a vanilla RNN has none, and a custom "
+        "cell has those it taps with `lstmviz.tap(self, kind, value, gate=True)`."
+    )
+if any(saturation.gate_cell(run, n) == "GRU" for n in gates):
     st.caption(
         "PyTorch's GRU computes h = (1−z)⊙n + z⊙h₋₁, the opposite of Chung et al. and of the paper's figures: "
         "here z near 1 *keeps* the old state."
