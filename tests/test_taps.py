@@ -210,3 +210,26 @@ def test_a_kind_that_changes_its_units_is_refused():
     with pytest.raises(UserError, match="3 units, where an earlier call had 2"), Recorder(cell):
         lstmviz.tap(cell, "f", torch.zeros(1, 2))
         lstmviz.tap(cell, "f", torch.zeros(1, 3))
+
+
+def test_the_readme_example_records_what_the_tested_cell_does(tmp_path):
+    """The LayerNorm-LSTM in README.md, run as written: the same activations as tiny_models' (same weights)."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "lstmviz.tap" in b)
+    scope = {"nn": nn, "torch": torch, "lstmviz": lstmviz}
+    exec(code, scope)
+    ours = layernorm_model()
+    theirs = CellCharModel(lambda n_in, n_hidden: scope["LayerNormLSTMCell"](n_in, n_hidden)).eval()
+    theirs.load_state_dict(ours.state_dict())
+    ids = torch.randint(0, 12, (2, 7))
+    _, want = lstmviz.run_with_cache(ours, ids)
+    _, got = lstmviz.run_with_cache(theirs, ids)
+    assert sorted(got) == sorted(want) and all(torch.allclose(got[k], want[k], atol=1e-6) for k in want)
+    run = lstmviz.open_run(
+        lstmviz.record_corpus(theirs, ids.reshape(-1), tmp_path / "r", streams=2, chunk=3, progress=False)
+    )
+    assert saturation.gate_names(run) == ["cell.l0.fwd.i", "cell.l0.fwd.f", "cell.l0.fwd.o"]
+    np.testing.assert_allclose(run.activations("cell.l0.fwd.c"), want["cell.l0.fwd.c"].reshape(14, -1), atol=2e-3)
