@@ -129,8 +129,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    hidden, tokens, repeat = (128, 2048, 3) if args.quick else (256, 8192, 5)
-    chunk, vocab, embed = 128, 96, 64
+    hidden, tokens, chunk, repeat = (128, 4096, 64, 3) if args.quick else (256, 16384, 128, 5)
+    vocab, embed = 96, 64
     lines = {}
     with torch.inference_mode():
         for streams in (1, 32):

@@ -4,11 +4,13 @@ Each call of a cell is one time step. Its activations are named ``{module}.l0.fw
 sequence modules (LSTM ``i f g o c h``, GRU ``r z n h``, RNN ``h``; see :mod:`lstmviz.names`) and joined along
 time as ``[batch, calls, units]``.
 
-* ``h`` (and ``c``) are what the cell returned: the call runs the cell's own forward (torch's fused cell kernel).
-* The gates are rebuilt from the call's own inputs ``(x, h₋₁, c₋₁)`` by the cell equations (:mod:`lstmviz.cells`),
-  not from any earlier call, so calls in any order (a beam, several sequences, teacher forcing) are exact.
-  The calls are kept by reference and rebuilt together when the model's forward returns: one batched GEMM for
-  all of them, where a rebuild per call would double the cost of every step.
+* ``h`` (and ``c``) are exactly what the cell returned to the model.
+* The gates come from the call's own inputs ``(x, h₋₁, c₋₁)`` by the cell equations (:mod:`lstmviz.cells`), not
+  from any earlier call, so calls in any order (a beam, several sequences, teacher forcing) are exact. At small
+  batch the calls are kept by reference and their gates rebuilt together when the model's forward returns, in
+  one batched GEMM; from :data:`IN_CALL_BATCH` rows on a CPU without autograd, the call itself computes h, c and
+  the gates by the equations (torch's fused cell agrees to float rounding), since a rebuild would repeat the
+  cell's GEMMs.
 * Calls of one forward that differ in batch size (a beam that grows, independent sequences of different
   batch) cannot share a time axis: the cache then holds, for each name, a list with one ``[batch_k, 1, units]``
   tensor per call, in call order, and ``cache.calls[module]`` lists the batch size of each call.
@@ -19,11 +21,13 @@ time as ``[batch, calls, units]``.
 
 from __future__ import annotations
 
+import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import cells
@@ -107,6 +111,14 @@ class _Call:
     c0: Tensor | None
     h: Tensor
     c: Tensor | None
+    gates: dict[str, Tensor] | None = None  # computed in the call; None: rebuilt when the forward returns
+
+
+IN_CALL_BATCH = 8
+"""From this batch on (CPU, no autograd), an LSTM or GRU cell's call computes its own gates; below it, torch's cell
+runs and the gates are rebuilt for all calls at once (bench/cells.py). With many rows the cell's two GEMMs are
+most of a step, and a rebuild repeats them; with few, a step is mostly dispatch, and the elementwise ops of
+computing the gates in the call would cost more than one batched GEMM at the end."""
 
 
 class StepRecorder:
@@ -124,14 +136,26 @@ class StepRecorder:
 
     def forward_of(self, sc: StepCell) -> Callable:
         """The forward installed on ``sc.module`` while recording."""
-        return carrying(
-            sc.module,
-            sc.path,
-            self.state if self.carry else None,
-            lambda input, hx, out: self._keep(sc, input, hx, out),
-        )
+        own = type(sc.module).forward
 
-    def _keep(self, sc: StepCell, input: Tensor, hx, out) -> None:
+        def run(input: Tensor, hx):
+            gates = None
+            if (
+                sc.cell != "RNN"
+                and input.dim() == 2
+                and input.shape[0] >= IN_CALL_BATCH
+                and input.device.type == "cpu"
+                and not torch.is_grad_enabled()
+            ):
+                out, gates = (_lstm_call if sc.cell == "LSTM" else _gru_call)(sc.module, input, hx)
+            else:
+                out = own(sc.module, input, hx)
+            self._keep(sc, input, hx, out, gates)
+            return out
+
+        return carrying(sc.module, sc.path, self.state if self.carry else None, run)
+
+    def _keep(self, sc: StepCell, input: Tensor, hx, out, gates: dict[str, Tensor] | None) -> None:
         one = input.dim() == 1  # unbatched: recorded as batch 1
 
         def b(t: Tensor | None) -> Tensor | None:
@@ -139,7 +163,7 @@ class StepRecorder:
 
         h0, c0 = (hx if sc.cell == "LSTM" else (hx, None)) if hx is not None else (None, None)
         h, c = out if sc.cell == "LSTM" else (out, None)
-        self.pending.setdefault(sc.path, []).append(_Call(b(input), b(h0), b(c0), b(h), b(c)))
+        self.pending.setdefault(sc.path, []).append(_Call(b(input), b(h0), b(c0), b(h), b(c), gates))
 
     @torch.no_grad()
     def flush(
@@ -174,25 +198,35 @@ class StepRecorder:
         """name → the rows of every call stacked call by call, ``[Σ batch_k, units]``."""
         H = sc.hidden
 
-        def rows(field: str) -> Tensor:
-            parts = [getattr(c, field) for c in got]
+        def rows(field: str, calls: list[_Call]) -> Tensor:
             like = got[0].h
+            parts = [getattr(c, field) for c in calls]
             return torch.cat(
-                [p.detach() if p is not None else like.new_zeros(len(c.x), H) for p, c in zip(parts, got, strict=True)]
+                [
+                    _detach(p) if p is not None else like.new_zeros(len(c.x), H)
+                    for p, c in zip(parts, calls, strict=True)
+                ]
             )
 
-        vals = {"h": rows("h")}
+        vals = {"h": rows("h", got)}
         if sc.cell == "LSTM":
-            vals["c"] = rows("c")
+            vals["c"] = rows("c", got)
         gates = set(wanted) - set(vals)
-        if gates:
-            x = torch.cat([c.x.detach() for c in got]).unsqueeze(1)  # (N, 1, I): every call is one step
-            h = vals["h"].unsqueeze(1)
+        if not gates:
+            return {name: vals[k] for k, name in wanted.items()}
+        need = [c for c in got if c.gates is None]
+        rebuilt: dict[str, Iterator[Tensor]] = {}
+        if need:
+            x = torch.cat([_detach(c.x) for c in need]).unsqueeze(1)  # (N, 1, I): every call is one step
+            h = rows("h", need).unsqueeze(1)
             if sc.cell == "LSTM":
-                rebuilt = cells.lstm_replay(x, h, rows("h0"), rows("c0"), sc.params())
+                out = cells.lstm_replay(x, h, rows("h0", need), rows("c0", need), sc.params())
             else:
-                rebuilt = cells.gru_replay(x, h, rows("h0"), sc.params())
-            vals.update({k: v.squeeze(1) for k, v in rebuilt.items() if k in gates})
+                out = cells.gru_replay(x, h, rows("h0", need), sc.params())
+            sizes = [len(c.x) for c in need]
+            rebuilt = {k: iter(out[k].squeeze(1).split(sizes)) for k in gates}
+        for k in gates:
+            vals[k] = torch.cat([c.gates[k] if c.gates is not None else next(rebuilt[k]) for c in got])
         return {name: vals[k] for k, name in wanted.items()}
 
 
@@ -208,17 +242,15 @@ def follows_cell_convention(module: nn.Module) -> bool:
     return len(params) >= 2 and params[1].default is None
 
 
-def carrying(module: nn.Module, path: str, state: dict | None, keep: Callable | None = None) -> Callable:
-    """``module``'s own forward ``(input, hx=None, …)``; with ``state``, a call with ``hx=None`` continues from the
-    state the module last returned (``state[path]``), and ``keep(input, hx, out)`` sees every call."""
-    own = type(module).forward
+def carrying(module: nn.Module, path: str, state: dict | None, run: Callable | None = None) -> Callable:
+    """A forward ``(input, hx=None, …)`` for ``module``: ``run(input, hx, …)`` (default: the module's own forward);
+    with ``state``, a call with ``hx=None`` continues from the state the module last returned (``state[path]``)."""
+    run = run or functools.partial(type(module).forward, module)
 
     def forward(input: Tensor, hx=None, *args, **kwargs):
         if hx is None and state is not None and path in state:
             hx = _carried(path, state[path], input)
-        out = own(module, input, hx, *args, **kwargs)
-        if keep is not None:
-            keep(input, hx, out)
+        out = run(input, hx, *args, **kwargs)
         if state is not None:
             state[path] = tuple(_detach(t) for t in out) if isinstance(out, tuple | list) else _detach(out)
         return out
@@ -226,8 +258,28 @@ def carrying(module: nn.Module, path: str, state: dict | None, keep: Callable | 
     return forward
 
 
+def _lstm_call(cell: nn.LSTMCell, x: Tensor, hx) -> tuple[tuple[Tensor, Tensor], dict[str, Tensor]]:
+    """One nn.LSTMCell call by the cell equations, keeping its gates. x ``[B, I]`` → ((h, c), {i, f, g, o})."""
+    h0, c0 = hx if hx is not None else (x.new_zeros(len(x), cell.hidden_size),) * 2
+    z = F.linear(x, cell.weight_ih, cell.bias_ih).add_(F.linear(h0, cell.weight_hh, cell.bias_hh))  # (B, 4H)
+    i, f, g, o = z.sigmoid().chunk(4, dim=1)
+    g = z[:, 2 * cell.hidden_size : 3 * cell.hidden_size].tanh()
+    c = torch.addcmul(i * g, f, c0)
+    return (o * c.tanh(), c), {"i": i, "f": f, "g": g, "o": o}
+
+
+def _gru_call(cell: nn.GRUCell, x: Tensor, h0: Tensor | None) -> tuple[Tensor, dict[str, Tensor]]:
+    """One nn.GRUCell call by PyTorch's GRU equations, keeping its gates. x ``[B, I]`` → (h, {r, z, n})."""
+    H = cell.hidden_size
+    h0 = h0 if h0 is not None else x.new_zeros(len(x), H)
+    gi, gh = F.linear(x, cell.weight_ih, cell.bias_ih), F.linear(h0, cell.weight_hh, cell.bias_hh)  # (B, 3H)
+    r, z = gi[:, : 2 * H].add_(gh[:, : 2 * H]).sigmoid_().chunk(2, dim=1)
+    n = torch.addcmul(gi[:, 2 * H :], r, gh[:, 2 * H :]).tanh_()
+    return torch.addcmul(n, z, h0 - n), {"r": r, "z": z, "n": n}  # h = n + z ⊙ (h₋₁ − n)
+
+
 def _detach(t):
-    return t.detach() if isinstance(t, Tensor) else t
+    return t.detach() if isinstance(t, Tensor) and t.requires_grad else t  # detach() itself costs a dispatch
 
 
 def _carried(path: str, carried, input: Tensor):

@@ -123,7 +123,7 @@ class TapRecorder:
             name = self._declare(path, module, kind)
         if name is None:
             return
-        x = tensor.detach()
+        x = tensor.detach() if tensor.requires_grad else tensor
         if x.dim() == 1:
             x = x.reshape(1, 1, -1)
         elif x.dim() == 2:
