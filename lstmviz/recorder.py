@@ -583,7 +583,8 @@ def record_corpus(
     bidirectional layer sees that padding).
 
     Args:
-        model: any module with nn.LSTM / nn.GRU / nn.RNN inside, called as ``call(model, ids)`` with ids
+        model: any module with nn.LSTM / nn.GRU / nn.RNN, step cells (nn.LSTMCell …) or cells calling
+            ``lstmviz.tap`` inside (see docs/FORMAT.md), called as ``call(model, ids)`` with ids
             ``[streams, chunk]`` (default ``model(ids)``). If it returns ``[B, T, V]`` logits, tokens.parquet
             gets ``loss`` (next-token cross-entropy, nats) and ``top_ids`` / ``top_p`` (top-5) columns.
         token_ids: ``[N]`` ints. display: ``[N]`` display strings (default: the ids).
@@ -636,11 +637,11 @@ def record_corpus(
                     with torch.inference_mode():
                         try:
                             out = call(model, batch.to(device))
-                            rec.flush()
                         except (UserError, RunError):
                             raise
                         except Exception as e:
                             raise ModelError.wrap(e) from e
+                        rec.flush()  # for a call that steps the model's parts without calling the model itself
                     if writer is None:
                         meta = _manifest(model, rec.recorded(), manifest, mode=mode, streams=streams, chunk=chunk,
                                          device=str(device), strategy=strategy)

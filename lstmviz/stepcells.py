@@ -82,9 +82,13 @@ class StepCell:
 
 
 def cell_module_type(module: nn.Module) -> str | None:
-    """``"LSTM" | "GRU" | "RNN"`` for torch's step cells (and subclasses), else None."""
+    """``"LSTM" | "GRU" | "RNN"`` for torch's step cells (and subclasses that keep torch's forward), else None.
+
+    A subclass with its own forward computes something lstmviz cannot know; it can record itself with
+    ``lstmviz.tap``.
+    """
     for cls, name in CELL_MODULES.items():
-        if isinstance(module, cls):
+        if isinstance(module, cls) and type(module).forward is cls.forward:
             return name
     return None
 

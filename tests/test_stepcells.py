@@ -206,3 +206,18 @@ def test_recording_restores_the_cells_forward():
     with Recorder(model):
         assert "forward" in model.cell.__dict__
     assert "forward" not in model.cell.__dict__
+
+
+def test_a_cell_subclass_with_its_own_forward_is_left_to_tap():
+    """Its equations are not torch's, so lstmviz neither rebuilds its gates nor replaces its forward."""
+
+    class Peephole(nn.LSTMCell):
+        def forward(self, x, hx=None):
+            h, c = super().forward(x, hx)
+            return lstmviz.tap(self, "h", h), lstmviz.tap(self, "c", c * 0.5)
+
+    cell = Peephole(3, 4)
+    (h, c), cache = lstmviz.run_with_cache(cell, torch.randn(2, 3))
+    assert sorted(cache) == ["cell.l0.fwd.c", "cell.l0.fwd.h"]
+    assert torch.equal(cache["cell.l0.fwd.c"][:, 0], c.detach())
+    assert torch.equal(cache["cell.l0.fwd.h"][:, 0], h.detach())
