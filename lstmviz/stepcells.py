@@ -206,10 +206,7 @@ class StepRecorder:
             like = got[0].h
             parts = [getattr(c, field) for c in calls]
             return torch.cat(
-                [
-                    _detach(p) if p is not None else like.new_zeros(len(c.x), H)
-                    for p, c in zip(parts, calls, strict=True)
-                ]
+                [p if p is not None else like.new_zeros(len(c.x), H) for p, c in zip(parts, calls, strict=True)]
             )
 
         vals = {"h": rows("h", got)}
@@ -221,7 +218,7 @@ class StepRecorder:
         need = [c for c in got if c.gates is None]
         rebuilt: dict[str, Iterator[Tensor]] = {}
         if need:
-            x = torch.cat([_detach(c.x) for c in need]).unsqueeze(1)  # (N, 1, I): every call is one step
+            x = torch.cat([c.x for c in need]).unsqueeze(1)  # (N, 1, I): every call is one step
             h = rows("h", need).unsqueeze(1)
             if sc.cell == "LSTM":
                 out = cells.lstm_replay(x, h, rows("h0", need), rows("c0", need), sc.params())
@@ -256,7 +253,7 @@ def carrying(module: nn.Module, path: str, state: dict | None, run: Callable | N
             hx = _carried(path, state[path], input)
         out = run(input, hx, *args, **kwargs)
         if state is not None:
-            state[path] = tuple(_detach(t) for t in out) if isinstance(out, tuple | list) else _detach(out)
+            state[path] = out  # detached when it is used, once a chunk rather than once a step
         return out
 
     return forward
@@ -287,7 +284,8 @@ def _detach(t):
 
 
 def _carried(path: str, carried, input: Tensor):
-    """The carried state, after checking that it has this call's batch (``[B, ·]``, or unbatched)."""
+    """The carried state, detached, after checking that it has this call's batch (``[B, ·]``, or unbatched)."""
+    carried = tuple(_detach(t) for t in carried) if isinstance(carried, tuple | list) else _detach(carried)
     first = carried[0] if isinstance(carried, tuple) else carried
     if isinstance(first, Tensor) and isinstance(input, Tensor):
         have = first.shape[0] if first.dim() >= 2 else None
