@@ -8,6 +8,7 @@ Public API (torch is imported only when a recording function is first used)::
     output, cache = lstmviz.intervene(model, ids, clamp={"rnn.l0.fwd.c": {255: 1.0}})  # units held (lstmviz.causal)
     a = lstmviz.attribute(model, ids, position, target)      # each token's share of log p(target)
     ids = lstmviz.generate(model, prompt_ids, 200, clamp=..., seed=0)
+    f = lstmviz.tap(self, "f", f, gate=True)                # inside your own cell: record f (a no-op otherwise)
 """
 
 from __future__ import annotations
@@ -15,10 +16,24 @@ from __future__ import annotations
 from typing import Any
 
 from .store import Run, RunError, open_run, write_run
+from .taps import tap
 
 __version__ = "0.1.0"
-__all__ = ["Run", "RunError", "__version__", "attribute", "effects", "generate", "intervene", "load_model",
-           "open_run", "record_corpus", "run_with_cache", "write_run"]
+__all__ = [
+    "Run",
+    "RunError",
+    "__version__",
+    "attribute",
+    "effects",
+    "generate",
+    "intervene",
+    "load_model",
+    "open_run",
+    "record_corpus",
+    "run_with_cache",
+    "tap",
+    "write_run",
+]
 _CAUSAL = ("intervene", "effects", "attribute", "generate")
 
 

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import _VF, Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
-from . import cells
+from . import cells, stepcells, taps
 from . import names as _names
 from .errors import ModelError, UserError
 from .kernels.loop import gru_loop, lstm_loop
@@ -123,19 +123,39 @@ class ActivationCache(dict):
 
     ``lengths[module_path]`` is a LongTensor ``[batch]`` of valid lengths (all ``time`` unless the input was a
     PackedSequence, whose padded positions are zero). ``final[module_path]`` is the state the module returned.
-    A module called several times in one forward (e.g. a decoder stepped token by token) has its calls
-    concatenated along time.
+    A module called several times in one forward (e.g. a decoder stepped token by token, a step cell, a tapped
+    cell) has its calls concatenated along time; ``calls[module_path]`` is the batch size of each call. Calls
+    that differ in batch size (a beam) cannot share a time axis: such a name holds a list with one
+    ``[batch_k, time_k, units]`` tensor per call, in call order (see :mod:`lstmviz.stepcells`).
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.lengths: dict[str, Tensor] = {}
         self.final: dict[str, Tensor | tuple[Tensor, Tensor]] = {}
+        self.calls: dict[str, list[int]] = {}
         self.modules: list[RecurrentModule] = []
 
-    def add(self, name: str, value: Tensor) -> None:
+    def add(self, name: str, value: Tensor | list[Tensor]) -> None:
+        """Append one call's (or calls') value along time; a list per call once batch sizes differ."""
         prev = self.get(name)
-        self[name] = value if prev is None else torch.cat([prev, value], dim=1)
+        if prev is None:
+            self[name] = value
+        elif isinstance(prev, Tensor) and isinstance(value, Tensor) and prev.shape[0] == value.shape[0]:
+            self[name] = torch.cat([prev, value], dim=1)
+        else:
+            self[name] = [*_as_calls(prev), *_as_calls(value)]
+
+
+def _as_calls(value: Tensor | list[Tensor]) -> list[Tensor]:
+    return value if isinstance(value, list) else [value]
+
+
+def _join(pieces: list[Tensor]) -> Tensor | list[Tensor]:
+    """Per-call ``[batch_k, time_k, units]`` pieces → ``[batch, Σ time_k, units]``, or the list if batches differ."""
+    if len({p.shape[0] for p in pieces}) == 1:
+        return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
+    return pieces
 
 
 def _reverse_within(x: Tensor, lengths: Tensor | None) -> Tensor:
@@ -161,8 +181,12 @@ def _permute(state, index: Tensor | None):
 class Recorder(contextlib.AbstractContextManager):
     """Context manager that instruments every recurrent module of ``model`` and collects a fresh cache per forward.
 
+    Besides nn.LSTM / nn.GRU / nn.RNN it records every call of an nn.LSTMCell / nn.GRUCell / nn.RNNCell
+    (:mod:`lstmviz.stepcells`) and every :func:`lstmviz.tap` of the model's modules (:mod:`lstmviz.taps`). Their
+    calls are joined into the cache when the model's forward returns (or at :meth:`flush`, or the block's end).
+
     Args:
-        model: any module containing nn.LSTM / nn.GRU / nn.RNN submodules.
+        model: any module containing recurrent modules, step cells, or cells that call ``lstmviz.tap``.
         names: which activation names to keep (iterable, predicate, or None for all). Gates that nothing asks
             for are not computed.
         strategy: ``"auto"``, ``"replay"`` or ``"loop"`` (see the module docstring).
@@ -178,8 +202,7 @@ class Recorder(contextlib.AbstractContextManager):
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
         self.model = model
         self.modules = find_recurrent(model)
-        if not self.modules:
-            raise RunError(f"{type(model).__name__} contains no nn.LSTM, nn.GRU or nn.RNN module to record")
+        self.cells = stepcells.find_cells(model)
         self.keep = _name_filter(names)
         self.strategy = strategy
         self.carry = carry
@@ -188,13 +211,44 @@ class Recorder(contextlib.AbstractContextManager):
         self._pools: dict[tuple[str, int, int, str], Pool] | None = {} if reuse_buffers else None
         self._calls: dict[str, int] = {}  # calls of each module in the current forward
         self._installed: list[tuple[nn.Module, object]] = []
+        self._steps = stepcells.StepRecorder(self.cells, self.keep, self.state, carry)
+        self._taps = taps.TapRecorder(model, self.keep, self._carry_tapped if carry else None)
+        self._hook = None
 
     def reset(self) -> None:
         """Forget carried states."""
         self.state.clear()
 
+    def _carry_tapped(self, tapped: taps.TappedModule) -> None:
+        """From its next call on, carry a tapped cell's state as a step cell's (when it takes ``hx`` as one)."""
+        m = tapped.module
+        if stepcells.follows_cell_convention(m) and not any(m is done for done, _ in self._installed):
+            self._installed.append((m, m.__dict__.get("forward")))
+            m.forward = stepcells.carrying(m, tapped.path, self.state)
+
+    def flush(self) -> None:
+        """Join the step cells' and taps' calls so far into the cache (done when the model's forward returns)."""
+        self._steps.flush(self.cache.add, self.cache.calls, self.cache.lengths)
+        self._taps.flush(lambda name, pieces: self.cache.add(name, _join(pieces)))
+
+    def recorded(self) -> list:
+        """Everything recorded, in recording order: the sequence modules, the step cells, and the modules whose
+        taps have been seen. Each has ``path``, ``kinds()``, ``activations()`` and ``describe()``."""
+        return [*self.modules, *self.cells, *(t for t in self._taps.modules.values() if t.units)]
+
+    def activations(self) -> list[Activation]:
+        """The activations kept by the name filter, in recording order (taps: those seen so far)."""
+        return [a for m in self.recorded() for a in m.activations() if self.keep(a.name)]
+
+    def nothing_found(self) -> RunError:
+        """The error for a model with nothing to record."""
+        return RunError(f"{type(self.model).__name__} contains no nn.LSTM, nn.GRU, nn.RNN, nn.LSTMCell, nn.GRUCell "
+                        f"or nn.RNNCell, and its forward called no lstmviz.tap: there is nothing to record")
+
     def new_cache(self) -> ActivationCache:
         """Start collecting into a fresh cache, and return it."""
+        if self._installed:
+            self.flush()  # what is pending belongs to the cache being replaced
         self.cache = ActivationCache()
         self.cache.modules = self.modules
         self._calls = {}
@@ -206,15 +260,30 @@ class Recorder(contextlib.AbstractContextManager):
             for rm in self.modules:
                 self._installed.append((rm.module, rm.module.__dict__.get("forward")))
                 rm.module.forward = self._instrumented(rm)
+            for sc in self.cells:
+                self._installed.append((sc.module, sc.module.__dict__.get("forward")))
+                sc.module.forward = self._steps.forward_of(sc)
+            self._hook = self.model.register_forward_hook(lambda *_: self.flush())
+            self._taps.__enter__()
         except BaseException:
             self._uninstall()
             raise
         return self
 
     def __exit__(self, *exc) -> None:
-        self._uninstall()
+        try:
+            if exc[0] is None:
+                self.flush()
+        finally:
+            self._uninstall()
 
     def _uninstall(self) -> None:
+        self._taps.__exit__()
+        self._steps.pending.clear()  # a forward that raised leaves calls that belong to no cache
+        self._taps.pending.clear()
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
         while self._installed:
             module, previous = self._installed.pop()
             if previous is None:
@@ -260,6 +329,7 @@ class Recorder(contextlib.AbstractContextManager):
             B, lengths = x_bf.shape[0], None
         h0, c0 = self._initial_state(rm, hx, B, x_bf)
         self._calls[rm.path] = self._calls.get(rm.path, -1) + 1
+        self.cache.calls.setdefault(rm.path, []).append(B)
         strategy = self._pick_strategy(rm, input if not packed else x_bf, packed)
         lens = lengths if lengths is not None else torch.full((B,), x_bf.shape[1], dtype=torch.long)
         prev = self.cache.lengths.get(rm.path)
@@ -418,6 +488,8 @@ def run_with_cache(
     """
     with Recorder(model, names=names, strategy=strategy) as rec:
         output = model(*args, **kwargs)
+    if not rec.cache and not rec.recorded():
+        raise rec.nothing_found()
     return output, rec.cache
 
 
@@ -513,7 +585,8 @@ def record_corpus(
     bidirectional layer sees that padding).
 
     Args:
-        model: any module with nn.LSTM / nn.GRU / nn.RNN inside, called as ``call(model, ids)`` with ids
+        model: any module with nn.LSTM / nn.GRU / nn.RNN, step cells (nn.LSTMCell …) or cells calling
+            ``lstmviz.tap`` inside (see docs/FORMAT.md), called as ``call(model, ids)`` with ids
             ``[streams, chunk]`` (default ``model(ids)``). If it returns ``[B, T, V]`` logits, tokens.parquet
             gets ``loss`` (next-token cross-entropy, nats) and ``top_ids`` / ``top_p`` (top-5) columns.
         token_ids: ``[N]`` ints. display: ``[N]`` display strings (default: the ids).
@@ -550,22 +623,9 @@ def record_corpus(
             if tokens_extra is not None:
                 for col in tokens_extra.columns:
                     tokens[col] = tokens_extra[col].to_numpy()
-            activations = [a for rm in rec.modules for a in rm.activations() if rec.keep(a.name)]
-            if not activations:
-                example = rec.modules[0].activations()[0].name
-                raise RunError(f"names= matches no activation of this model (they look like {example!r})")
-            meta = _manifest(
-                model,
-                rec.modules,
-                manifest,
-                mode=mode,
-                streams=streams,
-                chunk=chunk,
-                device=str(device),
-                strategy=strategy,
-            )
             preds = _Predictions(n)
-            with RunWriter(out_dir, tokens, activations, meta, overwrite=overwrite) as writer:
+            with contextlib.ExitStack() as opened:
+                writer = None  # opened after the first chunk: a tapped kind's units come from its tensor
                 batches = (
                     _stateful_batches(ids, streams, chunk)
                     if mode == "stateful"
@@ -583,6 +643,11 @@ def record_corpus(
                             raise
                         except Exception as e:
                             raise ModelError.wrap(e) from e
+                        rec.flush()  # for a call that steps the model's parts without calling the model itself
+                    if writer is None:
+                        meta = _manifest(model, rec.recorded(), manifest, mode=mode, streams=streams, chunk=chunk,
+                                         device=str(device), strategy=strategy)
+                        writer = opened.enter_context(RunWriter(out_dir, tokens, _kept(rec), meta, overwrite=overwrite))
                     _write_chunk(writer, cache, starts, counts)
                     logits = _logits(out, *batch.shape)
                     if logits is not None:
@@ -597,6 +662,17 @@ def record_corpus(
         model.train(was_training)
 
 
+def _kept(rec: Recorder) -> list[Activation]:
+    """The activations a corpus recording writes, or the error that says why there are none."""
+    kept = rec.activations()
+    if kept:
+        return kept
+    every = [a for m in rec.recorded() for a in m.activations()]
+    if not every:
+        raise rec.nothing_found()
+    raise RunError(f"names= matches no activation of this model (they look like {every[0].name!r})")
+
+
 def _rows(starts: np.ndarray, counts: np.ndarray, T: int) -> tuple[np.ndarray, Tensor]:
     """Corpus rows of the valid cells of a ``[B, T]`` batch, and their flat indices into it."""
     t = np.arange(T)
@@ -608,6 +684,9 @@ def _rows(starts: np.ndarray, counts: np.ndarray, T: int) -> tuple[np.ndarray, T
 def _write_chunk(writer: RunWriter, cache: ActivationCache, starts: np.ndarray, counts: np.ndarray) -> None:
     """Write each stream's valid rows of every cached activation ``[B, T, U]`` at its corpus position."""
     for name, value in cache.items():
+        if isinstance(value, list):
+            raise RunError(f"{name}: its calls in one chunk differ in batch size; a corpus recording needs every call "
+                           f"to step all {len(starts)} streams")
         if value.shape[0] != len(starts):
             raise RunError(f"{name} came back with batch {value.shape[0]} for {len(starts)} streams: the model is "
                            f"called with ids [streams, chunk]; check its layout (--layout batch|seq)")

@@ -6,6 +6,9 @@ unit in the lower right is an "integrator" that remembers, and one near the uppe
 
 GRU convention (:data:`lstmviz.names.GRU_Z_CAVEAT`): PyTorch's z is the paper's 1 − z, so read a right-saturated
 PyTorch z where the paper shows a left-saturated one.
+
+A custom cell recorded with ``lstmviz.tap`` has the gates it declared (``gate=True``), whatever their names; its
+other kinds are not gates, even when named like one.
 """
 
 from __future__ import annotations
@@ -21,9 +24,22 @@ from ..store import ROW_GROUP, Run, RunError
 SCAN_ROWS = 4 * ROW_GROUP
 
 
+def gate_cell(run: Run, name: str) -> str | None:
+    """``"LSTM"``, ``"GRU"`` or ``"custom"`` (a kind tapped with ``gate=True``) if ``name`` is a gate, else None."""
+    info = run.info(name)
+    tapped = {
+        m["path"]: m.get("gates", [])
+        for m in run.manifest.get("model", {}).get("modules", [])
+        if m.get("cell") == "custom"
+    }
+    if info["module"] in tapped:
+        return "custom" if info["kind"] in tapped[info["module"]] else None
+    return CELL_OF_GATE.get(info["kind"])
+
+
 def gate_names(run: Run) -> list[str]:
-    """The run's sigmoid-gate activations (LSTM i, f, o and GRU r, z), in recording order."""
-    return [n for n in run.names if run.info(n)["kind"] in CELL_OF_GATE]
+    """The run's gate activations (LSTM i, f, o, GRU r, z, and tapped kinds declared gates), in recording order."""
+    return [n for n in run.names if gate_cell(run, n) is not None]
 
 
 def saturation(
@@ -43,15 +59,19 @@ def saturation(
             scan the activations in row blocks.
 
     Returns:
-        DataFrame, one row per (name, unit): name, cell (LSTM | GRU), module, layer, dir, kind, unit, n,
+        DataFrame, one row per (name, unit): name, cell (LSTM | GRU | custom), module, layer, dir, kind, unit, n,
         frac_low, frac_high, source (``stats`` or ``scan``).
     """
     names = gate_names(run) if names is None else [names] if isinstance(names, str) else list(names)
     frames = []
     for name in names:
         info = run.info(name)
-        if info["kind"] not in CELL_OF_GATE:
-            raise RunError(f"{name} is not a sigmoid gate (LSTM i, f, o or GRU r, z); saturation needs one")
+        cell = gate_cell(run, name)
+        if cell is None:
+            raise RunError(
+                f"{name} is not a sigmoid gate (LSTM i, f, o, GRU r, z, or a kind tapped with gate=True); "
+                f"saturation needs one"
+            )
         counts = _from_stats(run, name, low, high)
         source = "stats" if counts is not None else "scan"
         n, n_low, n_high = counts if counts is not None else _scan(run, name, low, high)
@@ -59,7 +79,7 @@ def saturation(
             pd.DataFrame(
                 {
                     "name": name,
-                    "cell": CELL_OF_GATE[info["kind"]],
+                    "cell": cell,
                     "module": info["module"],
                     "layer": info["layer"],
                     "dir": info["dir"],

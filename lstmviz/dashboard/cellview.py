@@ -33,6 +33,13 @@ def layer_group(run: Run, name: str) -> dict[str, str]:
     return out
 
 
+def tapped(run: Run, name: str) -> bool:
+    """Is ``name`` from a custom cell recorded with ``lstmviz.tap``? Its equations are the user's, unknown here."""
+    module = _names.parse(name).module
+    entries = run.manifest.get("model", {}).get("modules", [])
+    return any(m.get("path") == module and m.get("cell") == "custom" for m in entries)
+
+
 def cell_type(kinds: set[str] | dict) -> str:
     """``"LSTM"``, ``"GRU"`` or ``"RNN"`` from the kinds recorded for a layer."""
     return _names.cell_of_kinds(kinds)
@@ -50,14 +57,14 @@ def unit_trace(
     """One row per step of [start, stop): every kind of the unit's layer, h₋₁, c₋₁ (LSTM) and x (input part).
 
     w_hh: float ``[blocks·H, P]`` and b_hh ``[blocks·H]``, the layer's recurrent weights (PyTorch's gate order);
-    without them the x column is NaN.
+    without them the x column is NaN. Without a recorded h (a tapped cell need not tap one), h₋₁ is NaN.
     """
     group = layer_group(run, name)
     cell = cell_type(group)
     rev = _names.parse(name).dir == "rev"
     lo, hi = max(start - 1, 0), min(stop + 1, run.n_tokens)
     cols = {kind: run.activations(n, [unit], lo, hi)[:, 0] for kind, n in group.items() if kind != "hp"}
-    h_all = run.activations(group["h"], None, lo, hi)  # (hi - lo, P)
+    h_all = run.activations(group["h"], None, lo, hi) if "h" in group else np.full((hi - lo, 0), np.nan)  # (·, P)
     shift = 1 if rev else -1
     rows = np.arange(start, stop) - lo
     prev = np.clip(rows + shift, 0, hi - lo - 1)
@@ -68,7 +75,7 @@ def unit_trace(
     if "c" in cols:
         table.insert(1, "c₋₁", np.where(edge, 0.0, cols["c"][prev]))
     table["x"] = np.nan
-    if w_hh is not None and b_hh is not None:
+    if w_hh is not None and b_hh is not None and h_prev.shape[1]:
         kind = _names.CANDIDATE_KIND[cell]
         block, blocks = _names.WEIGHT_BLOCKS[cell].index(kind), len(_names.WEIGHT_BLOCKS[cell])
         H = len(b_hh) // blocks
@@ -82,10 +89,15 @@ def unit_trace(
 
 
 def recurrent_weights(module, name: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """(W_hh ``[blocks·H, P]``, b_hh) of the layer of ``name`` in a loaded model, or None when not found."""
+    """(W_hh ``[blocks·H, P]``, b_hh) of the layer of ``name`` in a loaded model, or None when not found.
+
+    A step cell (nn.LSTMCell …) has one layer, and its weights carry no layer suffix.
+    """
+    import torch.nn as nn
+
     n = _names.parse(name)
     rnn = dict(module.named_modules()).get(n.module)
-    suffix = _names.weight_suffix(n.layer, n.dir == "rev")
+    suffix = "" if isinstance(rnn, nn.RNNCellBase) else _names.weight_suffix(n.layer, n.dir == "rev")
     w, b = getattr(rnn, f"weight_hh{suffix}", None), getattr(rnn, f"bias_hh{suffix}", None)
     if w is None:
         return None

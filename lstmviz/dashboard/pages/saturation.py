@@ -18,8 +18,11 @@ with st.expander("How saturation is counted"):
 run, key = widgets.current_run()
 gates = saturation.gate_names(run)
 if not gates:
-    widgets.empty("This run has no sigmoid gates (i, f, o of an LSTM; r, z of a GRU): a vanilla RNN has none.")
-if any(saturation.CELL_OF_GATE[run.info(n)["kind"]] == "GRU" for n in gates):
+    widgets.empty(
+        "This run has no sigmoid gates (i, f, o of an LSTM; r, z of a GRU): a vanilla RNN has none, and a custom "
+        "cell has those it taps with `lstmviz.tap(self, kind, value, gate=True)`."
+    )
+if any(saturation.gate_cell(run, n) == "GRU" for n in gates):
     st.caption(GRU_Z_CAVEAT)
 cols = st.columns(2)
 low = cols[0].slider("low", 0.0, 0.5, 0.1, 0.05, key="sat_low", help="Left-saturated: the gate is below low.")

@@ -40,16 +40,23 @@ before = "".join(figures.show_token(t) for t in tokens[-30:-1])
 now_read = f"**{figures.code_span(figures.show_token(tokens[-1]))}**"
 st.markdown(f"Reading: {figures.code_span(before) + ' ' if before else ''}{now_read} (token {step:,})")
 
-left, right = st.columns([3, 2])
-values = {k: float(now[k]) for k in trace.columns if k != "idx" and np.isfinite(now[k])}
-left.plotly_chart(
-    figures.cell_figure(cell, values, f"{cell} unit {u}, layer {run.info(name)['layer']}"),
-    width="stretch",
-    key="cell_fig",
-)
-right.code("\n".join(equations(cell)), language=None)
-if cell == "GRU":
-    right.caption(GRU_Z_CAVEAT)
+if cellview.tapped(run, name):
+    st.info(
+        "This is a custom cell recorded with `lstmviz.tap`: lstmviz does not know its equations, so there is no "
+        "diagram, no equations and no input part x here. The lines below show every kind it tapped, and h₋₁ "
+        "(c₋₁) where it tapped h (c)."
+    )
+else:
+    left, right = st.columns([3, 2])
+    values = {k: float(now[k]) for k in trace.columns if k != "idx" and np.isfinite(now[k])}
+    left.plotly_chart(
+        figures.cell_figure(cell, values, f"{cell} unit {u}, layer {run.info(name)['layer']}"),
+        width="stretch",
+        key="cell_fig",
+    )
+    right.code("\n".join(equations(cell)), language=None)
+    if cell == "GRU":
+        right.caption(GRU_Z_CAVEAT)
 st.plotly_chart(
     figures.sparklines({k: trace[k].to_numpy() for k in trace.columns if k != "idx"}, len(trace) - 1, tokens),
     width="stretch",
