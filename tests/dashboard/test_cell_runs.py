@@ -13,6 +13,7 @@ from torch import nn
 
 import lstmviz
 from lstmviz.dashboard import widgets
+from lstmviz.names import equations
 
 TEXT = "def f(x):\n    return [x, (x + 1) * 2]\n" * 6
 
@@ -51,10 +52,11 @@ def test_the_walkthrough_says_what_it_cannot_show_for_a_tapped_cell(cell_runs, m
     at = visit(app(cell_runs, monkeypatch, run=str(cell_runs / "tapped"), act="cell.l0.fwd.f"), "walkthrough")
     assert_clean(at)
     assert any("does not know its equations" in i.value for i in at.info)
-    assert not at.get("latex")
+    assert not at.code
 
 
 def test_the_walkthrough_draws_a_stepped_cell_with_its_equations(cell_runs, monkeypatch):
     at = visit(app(cell_runs, monkeypatch, run=str(cell_runs / "stepped"), act="cell.l0.fwd.f"), "walkthrough")
     assert_clean(at)
-    assert at.get("latex") and not any("does not know" in i.value for i in at.info)
+    assert [c.value for c in at.code] == ["\n".join(equations("LSTM"))]
+    assert not any("does not know" in i.value for i in at.info)
