@@ -30,7 +30,7 @@ from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 from . import cells
 from . import names as _names
 from .errors import ModelError, UserError
-from .store import Activation, RunError, RunWriter, tokens_frame
+from .store import Activation, Observer, RunError, RunWriter, tokens_frame
 
 NameFilter = Iterable[str] | Callable[[str], bool] | None
 STRATEGIES = ("auto", "replay", "loop")
@@ -501,6 +501,7 @@ def record_corpus(
     manifest: Mapping | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    observers: Callable[[Activation], Iterable[Observer]] | None = None,
 ) -> Path:
     """Stream a token sequence through ``model`` and write a run directory (see docs/FORMAT.md).
 
@@ -520,6 +521,8 @@ def record_corpus(
         names / strategy: as for :func:`run_with_cache`.
         tokens_extra: annotation columns aligned to the tokens, stored in tokens.parquet.
         manifest: extra manifest entries (tokenizer, corpus source, checkpoint metrics…).
+        observers: per activation, the :class:`~lstmviz.store.Observer` s that build derived data from the
+            values as they are stored (see :class:`~lstmviz.store.RunWriter`).
     """
     ids = torch.as_tensor(np.asarray(token_ids), dtype=torch.long).reshape(-1)
     n = len(ids)
@@ -563,7 +566,7 @@ def record_corpus(
                 strategy=strategy,
             )
             preds = _Predictions(n)
-            with RunWriter(out_dir, tokens, activations, meta, overwrite=overwrite) as writer:
+            with RunWriter(out_dir, tokens, activations, meta, overwrite=overwrite, observers=observers) as writer:
                 batches = (
                     _stateful_batches(ids, streams, chunk)
                     if mode == "stateful"
