@@ -522,7 +522,9 @@ def record_corpus(
         tokens_extra: annotation columns aligned to the tokens, stored in tokens.parquet.
         manifest: extra manifest entries (tokenizer, corpus source, checkpoint metrics…).
         observers: per activation, the :class:`~lstmviz.store.Observer` s that build derived data from the
-            values as they are stored (see :class:`~lstmviz.store.RunWriter`).
+            values as they are stored (see :class:`~lstmviz.store.RunWriter`). Default: the match indices at the
+            select page's default θs and the overview (:func:`lstmviz.analysis.match_bits.recording_observers`),
+            so a fresh run answers its first query as fast as later ones; ``lambda act: []`` builds none.
     """
     ids = torch.as_tensor(np.asarray(token_ids), dtype=torch.long).reshape(-1)
     n = len(ids)
@@ -566,6 +568,10 @@ def record_corpus(
                 strategy=strategy,
             )
             preds = _Predictions(n)
+            if observers is None:
+                from .analysis.match_bits import recording_observers
+
+                observers = recording_observers(n, Path(out_dir).expanduser().parent)
             with RunWriter(out_dir, tokens, activations, meta, overwrite=overwrite, observers=observers) as writer:
                 batches = (
                     _stateful_batches(ids, streams, chunk)

@@ -255,7 +255,8 @@ class IndexBuilder:
             within = (np.cumsum(fine[:, side], axis=1) <= (ranks[side] - below[:, side])[:, None]).sum(1)
             stats[side] = _value((bins[:, side] << 8) + within.clip(0, 255))
         # numpy's own interpolation between the two order statistics, so theta equals np.quantile bit for bit
-        theta = np.quantile(stats, p - lo, axis=0).astype(np.float32)
+        with np.errstate(invalid="ignore"):  # inf − inf, as np.quantile meets it too
+            theta = np.quantile(stats, p - lo, axis=0).astype(np.float32)
         theta[self.nan > 0] = np.nan
         return theta
 
@@ -285,7 +286,15 @@ def on_index(run: Run, name: str, threshold: float | Threshold = 0.3) -> OnIndex
     bits_path, theta_path = index_paths(run.cache_dir, name, th, run.n_tokens)
     if not (bits_path.exists() and theta_path.exists()):
         build_index(run, name, th)
-    return OnIndex(np.load(bits_path, mmap_mode="r"), np.load(theta_path), run.n_tokens)
+    stat = bits_path.stat()
+    return _load(str(bits_path), str(theta_path), run.n_tokens, stat.st_mtime_ns, stat.st_ino)
+
+
+@functools.lru_cache(maxsize=32)
+def _load(bits_path: str, theta_path: str, n_tokens: int, mtime_ns: int, inode: int) -> OnIndex:
+    """One memory map per index file and process: a fresh map would fault in its pages again on every query
+    (tens of ms for 64 MB). Keyed by mtime and inode, so a rebuilt file is mapped afresh."""
+    return OnIndex(np.load(bits_path, mmap_mode="r"), np.load(theta_path), n_tokens)
 
 
 def build_index(run: Run, name: str, threshold: float | Threshold) -> None:
