@@ -73,15 +73,14 @@ def fine_hist(h: np.ndarray, bins: np.ndarray, fine: np.ndarray) -> None:
 
 
 @njit(**_JIT)
-def count_on(bits: np.ndarray, sel: np.ndarray) -> np.ndarray:
-    """int32 ``[T]``: how many of the units ``sel`` are on at each step."""
-    T = bits.shape[0]
+def count_on(cols: np.ndarray, sel: np.ndarray) -> np.ndarray:
+    """int32 ``[T]``: how many of the units ``sel`` are on at each step; cols uint8 ``[⌈U/8⌉, T]`` (bits.T)."""
+    T = cols.shape[1]
     out = np.zeros(T, np.int32)
-    for t in range(T):
-        c = 0
-        for s in sel:
-            c += (bits[t, s >> 3] >> (s & 7)) & 1
-        out[t] = c
+    for s in sel:
+        row, shift = cols[s >> 3], s & 7
+        for t in range(T):
+            out[t] += (row[t] >> shift) & 1
     return out
 
 

@@ -62,11 +62,18 @@ def as_threshold(threshold: float | Threshold) -> Threshold:
 @dataclass(frozen=True)
 class OnIndex:
     """Which units are on at which steps. ``bits`` uint8 ``[T, ⌈U/8⌉]``: bit ``u & 7`` of byte ``u >> 3`` of row
-    t is ``x[t, u] >= theta[u]``. ``theta`` float32 ``[units]``."""
+    t is ``x[t, u] >= theta[u]``. ``theta`` float32 ``[units]``. ``cols`` uint8 ``[⌈U/8⌉, T]`` is the same bytes
+    transposed (``bits.T``), so counting a few units over the whole run reads a megabyte per 8 units rather than
+    every row (default: transposed here)."""
 
     bits: np.ndarray
     theta: np.ndarray
     n_tokens: int
+    cols: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.cols is None:
+            object.__setattr__(self, "cols", np.ascontiguousarray(np.asarray(self.bits).T))
 
     @property
     def n_units(self) -> int:
@@ -82,16 +89,24 @@ def jit():
     try:
         from . import _match_jit as k
 
-        h, kth = np.zeros((1, 9), np.uint16), np.zeros(9, np.int64)
-        k.pack_on(h, kth, np.empty((1, 2), np.uint8))
-        k.coarse_hist(h, np.zeros((9, 256), np.int64), np.zeros(9, np.int64))
-        k.fine_hist(h, np.zeros((9, 2), np.int64), np.zeros((9, 2, 256), np.int64))
-        bits, sel = np.zeros((3, 2), np.uint8), np.zeros(1, np.int64)
-        k.level_runs(k.count_on(bits, sel), 1, sel, sel + 1)
-        k.on_sets(bits, sel, sel + 1, 1, 1, np.zeros(2, np.uint8))
+        # Each call with the types it meets: memory maps and their slices are read-only arrays, a distinct
+        # type to numba, compiled (or loaded from its disk cache) here rather than on a user's first query.
+        for ro in (False, True):
+            h, bits = _frozen(np.zeros((1, 9), np.uint16), ro), _frozen(np.zeros((3, 2), np.uint8), ro)
+            kth, sel = np.zeros(9, np.int64), np.zeros(1, np.int64)
+            k.pack_on(h, kth, np.empty((1, 2), np.uint8))
+            k.coarse_hist(h, np.zeros((9, 256), np.int64), np.zeros(9, np.int64))
+            k.fine_hist(h, np.zeros((9, 2), np.int64), np.zeros((9, 2, 256), np.int64))
+            k.level_runs(k.count_on(bits, sel), 1, sel, sel + 1)
+            k.on_sets(bits, sel, sel + 1, 1, 1, np.zeros(2, np.uint8))
     except Exception:  # no numba, nowhere to cache, or a compile error
         return None
     return k
+
+
+def _frozen(x: np.ndarray, readonly: bool) -> np.ndarray:
+    x.setflags(write=not readonly)
+    return x
 
 
 # ------------------------------------------------------------------------------------------------ float16 keys
@@ -160,11 +175,11 @@ def _fine(h: np.ndarray, bins: np.ndarray, fine: np.ndarray) -> None:
 # ------------------------------------------------------------------------------------------------------ building
 
 
-def index_paths(cache_dir: Path, name: str, th: Threshold, n_tokens: int) -> tuple[Path, Path]:
-    """(bits, theta) file paths of an index under ``cache_dir`` (``<run>/cache``)."""
+def index_paths(cache_dir: Path, name: str, th: Threshold, n_tokens: int) -> tuple[Path, Path, Path]:
+    """(bits, cols, theta) file paths of an index under ``cache_dir`` (``<run>/cache``)."""
     stem = f"{name}.{th.key}.n{n_tokens}.v{INDEX_VERSION}"
     d = cache_dir / "match"
-    return d / f"{stem}.bits.npy", d / f"{stem}.theta.npy"
+    return d / f"{stem}.bits.npy", d / f"{stem}.cols.npy", d / f"{stem}.theta.npy"
 
 
 class IndexBuilder:
@@ -209,31 +224,34 @@ class IndexBuilder:
             os.pwrite(self._fd(), _pack(h, self.theta, self.kth).data, start * self.nb)
 
     def finish(self, run_dir: str | os.PathLike) -> dict:
-        """Write the index under ``run_dir/cache/match/`` (theta first, then bits by a rename); returns ``{}``."""
-        bits_path, theta_path = index_paths(Path(run_dir) / "cache", self.name, self.th, self.n)
-        bits_path.parent.mkdir(parents=True, exist_ok=True)
-        tag = f"{os.getpid()}-{threading.get_ident()}.tmp"
-        fd = self._fd()
+        """Write the index under ``run_dir/cache/match/`` (theta and cols first, bits last, each by a rename, so
+        the bits file marks a complete index); returns ``{}``."""
+        paths = index_paths(Path(run_dir) / "cache", self.name, self.th, self.n)
+        paths[0].parent.mkdir(parents=True, exist_ok=True)
+        tag = f"{os.getpid()}-{threading.get_ident()}.tmp.npy"
+        tmps = [p.with_name(f"{p.name}.{tag}") for p in paths]
+        fd, copy = self._fd(), None
         if self.th.quantile:
             copy = np.memmap(self._file, np.uint16, "r", shape=(self.n, self.units)) if self.n else None
             self.theta = self._quantiles(copy)
             self.kth = threshold_key(self.theta)
-        np.save(theta_path.with_name(f"{theta_path.name}.{tag}.npy"), self.theta)
-        tmp = bits_path.with_name(f"{bits_path.name}.{tag}")
-        bits = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(self.n, self.nb))
+        np.save(tmps[2], self.theta)
+        bits = np.lib.format.open_memmap(tmps[0], mode="w+", dtype=np.uint8, shape=(self.n, self.nb))
+        cols = np.lib.format.open_memmap(tmps[1], mode="w+", dtype=np.uint8, shape=(self.nb, self.n))
         for r in range(0, self.n, ROWS):
             rows = min(ROWS, self.n - r)
             if self.th.quantile:
-                bits[r : r + rows] = _pack(np.ascontiguousarray(copy[r : r + rows]), self.theta, self.kth)
+                block = _pack(np.ascontiguousarray(copy[r : r + rows]), self.theta, self.kth)
             else:
-                bits[r : r + rows] = np.frombuffer(os.pread(fd, rows * self.nb, r * self.nb), np.uint8).reshape(
-                    rows, self.nb
-                )
-        bits.flush()
-        del bits
+                block = np.frombuffer(os.pread(fd, rows * self.nb, r * self.nb), np.uint8).reshape(rows, self.nb)
+            bits[r : r + rows] = block
+            cols[:, r : r + rows] = block.T
+        for m in (bits, cols):
+            m.flush()
+        del bits, cols, copy
         self._file.close()
-        os.replace(theta_path.with_name(f"{theta_path.name}.{tag}.npy"), theta_path)
-        os.replace(tmp, bits_path)
+        for i in (2, 1, 0):
+            os.replace(tmps[i], paths[i])
         return {}
 
     def _quantiles(self, copy: np.ndarray | None) -> np.ndarray:
@@ -283,18 +301,18 @@ def on_index(run: Run, name: str, threshold: float | Threshold = 0.3) -> OnIndex
         :class:`OnIndex` with bits ``[T, ⌈U/8⌉]`` (memory-mapped) and theta ``[units]``.
     """
     th = as_threshold(threshold)
-    bits_path, theta_path = index_paths(run.cache_dir, name, th, run.n_tokens)
-    if not (bits_path.exists() and theta_path.exists()):
+    paths = index_paths(run.cache_dir, name, th, run.n_tokens)
+    if not all(p.exists() for p in paths):
         build_index(run, name, th)
-    stat = bits_path.stat()
-    return _load(str(bits_path), str(theta_path), run.n_tokens, stat.st_mtime_ns, stat.st_ino)
+    stat = paths[0].stat()
+    return _load(*map(str, paths), run.n_tokens, stat.st_mtime_ns, stat.st_ino)
 
 
 @functools.lru_cache(maxsize=32)
-def _load(bits_path: str, theta_path: str, n_tokens: int, mtime_ns: int, inode: int) -> OnIndex:
+def _load(bits: str, cols: str, theta: str, n_tokens: int, mtime_ns: int, inode: int) -> OnIndex:
     """One memory map per index file and process: a fresh map would fault in its pages again on every query
     (tens of ms for 64 MB). Keyed by mtime and inode, so a rebuilt file is mapped afresh."""
-    return OnIndex(np.load(bits_path, mmap_mode="r"), np.load(theta_path), n_tokens)
+    return OnIndex(np.load(bits, mmap_mode="r"), np.load(theta), n_tokens, np.load(cols, mmap_mode="r"))
 
 
 def build_index(run: Run, name: str, threshold: float | Threshold) -> None:

@@ -202,13 +202,13 @@ def _check_units(units: Sequence[int] | np.ndarray, n_units: int, min_selected: 
 def on_counts(index: OnIndex, units: Sequence[int] | np.ndarray) -> np.ndarray:
     """int32 ``[T]``: how many of ``units`` are on at each step."""
     sel = np.asarray(units, np.int64).reshape(-1)
-    bits = np.asarray(index.bits)  # a plain view of the memory map: no per-access memmap wrapping
+    cols = np.asarray(index.cols)  # a plain view of the memory map: no per-access memmap wrapping
     k = jit()
     if k is not None:
-        return k.count_on(bits, sel)
+        return k.count_on(cols, sel)
     count = np.zeros(index.n_tokens, np.int32)
     for s in sel:
-        count += (bits[:, s >> 3] >> (s & 7)) & 1
+        count += (cols[s >> 3] >> (s & 7)) & 1
     return count
 
 

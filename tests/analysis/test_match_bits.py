@@ -74,11 +74,14 @@ def test_streamed_rows_in_any_order_equal_the_oracle(tmp_path_factory, T, U, see
         builder.finish(run_dir)
     finally:
         match_bits.jit = saved
-    bits_path, theta_path = index_paths(run_dir / "cache", NAME, th, T)
+    bits_path, cols_path, theta_path = index_paths(run_dir / "cache", NAME, th, T)
     want_bits, want_theta = oracle(x, th)
     np.testing.assert_array_equal(np.load(theta_path), want_theta)
     np.testing.assert_array_equal(np.load(bits_path), want_bits)
-    assert sorted(p.name for p in bits_path.parent.iterdir()) == sorted([bits_path.name, theta_path.name])
+    np.testing.assert_array_equal(np.load(cols_path), want_bits.T)
+    assert sorted(p.name for p in bits_path.parent.iterdir()) == sorted(
+        [bits_path.name, cols_path.name, theta_path.name]
+    )
 
 
 def test_threshold_key_orders_like_float16():
@@ -104,6 +107,7 @@ def test_a_recorded_index_is_used_and_a_deleted_one_rebuilt(tmp_path, kernels, m
         want_bits, want_theta = oracle(x, th)
         np.testing.assert_array_equal(index.theta, want_theta)
         np.testing.assert_array_equal(index.bits, want_bits)
+        np.testing.assert_array_equal(index.cols, want_bits.T)
     bins, per = shape(len(x), 20)
     assert overview_path(run.cache_dir, NAME, len(x), bins, per).is_file()  # recorded, not built on first use
     binned, got_per = overview(run, NAME)
