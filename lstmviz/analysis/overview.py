@@ -7,6 +7,7 @@ gets it on first use from its values.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from pathlib import Path
@@ -20,6 +21,24 @@ MAX_CELLS = 2_000_000
 MAX_BINS = 1_500
 """At most this many bins (about a screen's width of pixels), and bins × units ≤ :data:`MAX_CELLS`."""
 ROWS = 1 << 16
+
+
+@functools.cache
+def _kernel():
+    """:func:`lstmviz.analysis._overview_jit.bin_sums` and its table, or None with ``LSTMVIZ_NO_JIT=1`` or where
+    numba cannot compile or cache here (then numpy does the same sums)."""
+    if os.environ.get("LSTMVIZ_NO_JIT", "") not in ("", "0"):
+        return None
+    try:
+        from ._overview_jit import F16, bin_sums
+
+        for readonly in (False, True):
+            h = np.zeros((1, 2), np.uint16)
+            h.setflags(write=not readonly)
+            bin_sums(h, F16, 0, 1, np.zeros((1, 2)), np.zeros((1, 2), np.int64))
+    except Exception:  # no numba, nowhere to cache, or a compile error
+        return None
+    return bin_sums, F16
 
 
 def shape(n_tokens: int, units: int, max_cells: int = MAX_CELLS, max_bins: int = MAX_BINS) -> tuple[int, int]:
@@ -44,9 +63,14 @@ class OverviewBuilder:
         self.count = np.zeros((self.bins, units), np.int64)
 
     def update(self, start: int, values: np.ndarray) -> None:
-        """Rows ``[start, start + n)``: float ``[n, units]``."""
+        """Rows ``[start, start + n)``: float ``[n, units]`` (float16 as stored, or any float)."""
         if not len(values):
             return
+        kernel = _kernel()
+        if kernel is not None and values.dtype == np.float16:
+            bin_sums, table = kernel
+            h = np.ascontiguousarray(values).view(np.uint16)
+            return bin_sums(h, table, start, self.per, self.sum, self.count)
         x = np.asarray(values, np.float32)
         first = start // self.per
         cuts = np.arange(first * self.per, start + len(x), self.per) - start
@@ -87,6 +111,6 @@ def overview(run: Run, name: str, max_cells: int = MAX_CELLS, max_bins: int = MA
     if not path.exists():
         builder = OverviewBuilder(name, units, n, max_cells, max_bins)
         for r in range(0, n, ROWS):
-            builder.update(r, run.activations(name, start=r, stop=r + ROWS))
+            builder.update(r, run.activations(name, start=r, stop=r + ROWS).astype(np.float16))
         builder.finish(run.path)
     return np.load(path), per

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lstmviz.analysis import match_bits
+from lstmviz.analysis import overview as overview_module
 from lstmviz.analysis.match_bits import IndexBuilder, Threshold, index_paths, on_index, recording_observers
 from lstmviz.analysis.overview import OverviewBuilder, overview, overview_path, shape
 from lstmviz.store import write_run
@@ -122,7 +123,9 @@ def test_a_recorded_index_is_used_and_a_deleted_one_rebuilt(tmp_path, kernels, m
 
 
 @pytest.mark.parametrize("T,U,max_cells,max_bins", [(1000, 7, 70, 1500), (997, 3, 2_000_000, 50), (5, 4, 100, 10)])
-def test_overview_equals_bin_nanmeans(tmp_path, T, U, max_cells, max_bins):
+def test_overview_equals_bin_nanmeans(tmp_path, T, U, max_cells, max_bins, kernels, monkeypatch):
+    if kernels == "numpy":
+        monkeypatch.setattr(overview_module, "_kernel", lambda: None)
     rng = np.random.default_rng(T)
     x = rng.normal(size=(T, U)).astype(np.float16)
     x[rng.random((T, U)) < 0.05] = np.nan
@@ -138,3 +141,30 @@ def test_overview_equals_bin_nanmeans(tmp_path, T, U, max_cells, max_bins):
         warnings.simplefilter("ignore", RuntimeWarning)  # a bin of only NaN: its mean is NaN
         want = np.nanmean(padded.reshape(bins, per, U), axis=1)
     np.testing.assert_allclose(b.means(), want, rtol=1e-6, atol=1e-7)
+
+
+def test_a_recording_builds_the_default_indices_and_overviews(tmp_path, monkeypatch):
+    """record_corpus's default observers: every activation's default-θ indices and overview are in cache/ and
+    equal what a finished run gives (the oracle on its stored values); no scratch file is left."""
+    torch = pytest.importorskip("torch")
+    from tiny_models import TinyCharModel
+
+    import lstmviz
+
+    torch.manual_seed(5)
+    ids = torch.randint(0, 12, (301,))
+    run = lstmviz.open_run(
+        lstmviz.record_corpus(TinyCharModel().eval(), ids, tmp_path / "run", streams=3, chunk=17, progress=False)
+    )
+    monkeypatch.setattr(match_bits, "build_index", lambda *a: pytest.fail("a default index was not recorded"))
+    monkeypatch.setattr(OverviewBuilder, "finish", lambda *a: pytest.fail("the overview was not recorded"))
+    for name in run.names:
+        stored = run.activations(name).astype(np.float16)
+        for th in match_bits.DEFAULT_THRESHOLDS:
+            index = on_index(run, name, th)
+            want_bits, want_theta = oracle(stored, th)
+            np.testing.assert_array_equal(index.theta, want_theta)
+            np.testing.assert_array_equal(index.bits, want_bits)
+        binned, per = overview(run, name)
+        np.testing.assert_allclose(binned[0], stored[:per].astype(np.float64).mean(0), rtol=1e-6, atol=1e-7)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
