@@ -21,12 +21,12 @@ POP8 = np.array([bin(i).count("1") for i in range(256)], np.int64)
 
 @njit(inline="always", **_JIT)
 def _key(b: int) -> int:
-    """Monotone key of a float16 bit pattern, −1 for NaN."""
-    if (b & 0x7FFF) > 0x7C00:
-        return -1
-    if b == 0x8000:
-        b = 0
-    return b | 0x8000 if b < 0x8000 else 0xFFFF - b
+    """Monotone key of a float16 bit pattern (−0 folded onto +0), −1 for NaN. Branch-free: a positive pattern
+    gets its sign bit set, a negative one all its bits flipped."""
+    b = np.int32(b)
+    b = b * (b != 0x8000)
+    key = b ^ (0x8000 | ((b >> 15) * 0x7FFF))
+    return key if (b & 0x7FFF) <= 0x7C00 else -1
 
 
 @njit(**_JIT)
@@ -45,16 +45,13 @@ def pack_on(h: np.ndarray, kth: np.ndarray, out: np.ndarray) -> None:
 
 
 @njit(**_JIT)
-def coarse_hist(h: np.ndarray, hist: np.ndarray, nan: np.ndarray) -> None:
-    """hist int64 ``[U, 256]`` += counts of each key's high byte; nan int64 ``[U]`` += NaNs. h uint16 ``[n, U]``."""
+def coarse_hist(h: np.ndarray, hist: np.ndarray) -> None:
+    """hist int32 ``[U, 257]`` += counts of each key's high byte, NaNs in column 256. h uint16 ``[n, U]``."""
     n, U = h.shape
     for t in range(n):
         for u in range(U):
             k = _key(h[t, u])
-            if k < 0:
-                nan[u] += 1
-            else:
-                hist[u, k >> 8] += 1
+            hist[u, (k >> 8) if k >= 0 else 256] += 1
 
 
 @njit(**_JIT)
@@ -64,8 +61,8 @@ def fine_hist(h: np.ndarray, bins: np.ndarray, fine: np.ndarray) -> None:
     for t in range(n):
         for u in range(U):
             k = _key(h[t, u])
-            if k >= 0:
-                hi = k >> 8
+            hi = k >> 8  # −1 for NaN: no bin
+            if hi == bins[u, 0] or hi == bins[u, 1]:
                 if hi == bins[u, 0]:
                     fine[u, 0, k & 255] += 1
                 if hi == bins[u, 1]:

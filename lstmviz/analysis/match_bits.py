@@ -3,11 +3,14 @@
 Layout (docs/FORMAT.md): ``bits`` uint8 ``[T, ⌈U/8⌉]``, time-major, unit u of step t is bit ``u & 7`` (least
 significant first) of byte ``u >> 3``; 64 MB for 1M tokens × 512 units. Time-major so that a span's on-set is an
 AND of a few contiguous rows, and so that the index streams: each chunk of stored rows becomes the same rows of
-bits. ``theta`` float32 ``[units]`` is the θ used per unit.
+bits. ``cols`` is the same bytes transposed, ``[⌈U/8⌉, T]``, so that counting the selected units at every step
+reads their bytes only (1 MB per 8 units at 1M tokens, not the 64 MB of every row). ``theta`` float32
+``[units]`` is the θ used per unit.
 
 :class:`IndexBuilder` builds it from the values as stored, in any row order: in the recording pass (a
 :class:`~lstmviz.store.Observer`, see :func:`recording_observers`), or from a finished run on first use of another
-θ (:func:`on_index`). An absolute θ sets bits as rows arrive. A per-unit quantile θ needs the whole column first:
+θ (:func:`on_index`). An absolute θ sets bits as rows arrive (into an unlinked temporary file, so memory stays
+flat in corpus length), and the files are written at the end. A per-unit quantile θ needs the whole column first:
 the builder keeps its own float16 copy of the rows (an unlinked temporary file, so the page cache holds it and a
 crash leaves nothing), counts each value's key in a 256-bin histogram as rows arrive, and at the end makes two
 passes over the copy: one to resolve the order statistics inside their bins (exact, as ``np.quantile``), one
@@ -95,7 +98,7 @@ def jit():
             h, bits = _frozen(np.zeros((1, 9), np.uint16), ro), _frozen(np.zeros((3, 2), np.uint8), ro)
             kth, sel = np.zeros(9, np.int64), np.zeros(1, np.int64)
             k.pack_on(h, kth, np.empty((1, 2), np.uint8))
-            k.coarse_hist(h, np.zeros((9, 256), np.int64), np.zeros(9, np.int64))
+            k.coarse_hist(h, np.zeros((9, 257), np.int32))
             k.fine_hist(h, np.zeros((9, 2), np.int64), np.zeros((9, 2, 256), np.int64))
             k.level_runs(k.count_on(bits, sel), 1, sel, sel + 1)
             k.on_sets(bits, sel, sel + 1, 1, 1, np.zeros(2, np.uint8))
@@ -149,15 +152,14 @@ def _pack(h: np.ndarray, theta: np.ndarray, kth: np.ndarray) -> np.ndarray:
     return out
 
 
-def _coarse(h: np.ndarray, hist: np.ndarray, nan: np.ndarray) -> None:
+def _coarse(h: np.ndarray, hist: np.ndarray) -> None:
+    """hist int32 ``[U, 257]`` += high-byte counts of the keys of h uint16 ``[n, U]``, NaNs in column 256."""
     k = jit()
     if k is not None:
-        return k.coarse_hist(h, hist, nan)
+        return k.coarse_hist(h, hist)
     keys = _keys(h)
-    nan += (keys < 0).sum(0)
-    units = np.broadcast_to(np.arange(h.shape[1]), keys.shape)
-    ok = keys >= 0
-    hist += np.bincount((units[ok] << 8) + (keys[ok] >> 8), minlength=hist.size).reshape(hist.shape)
+    cells = np.arange(h.shape[1]) * 257 + np.where(keys < 0, 256, keys >> 8)
+    hist += np.bincount(cells.ravel(), minlength=hist.size).reshape(hist.shape).astype(np.int32)
 
 
 def _fine(h: np.ndarray, bins: np.ndarray, fine: np.ndarray) -> None:
@@ -201,8 +203,7 @@ class IndexBuilder:
         self._scratch_dir = Path(scratch_dir)
         self._file = None  # bits [n, nb] (absolute θ) or float16 values [n, units] (quantile θ)
         if self.th.quantile:
-            self.hist = np.zeros((units, 256), np.int64)
-            self.nan = np.zeros(units, np.int64)
+            self.hist = np.zeros((units, 257), np.int32)  # key high byte; NaNs in column 256
         else:
             self.theta = np.full(units, self.th.value, np.float32)
             self.kth = threshold_key(self.theta)
@@ -218,7 +219,7 @@ class IndexBuilder:
         """Rows ``[start, start + n)``: float16 ``[n, units]`` as stored."""
         h = np.ascontiguousarray(values, np.float16).view(np.uint16)
         if self.th.quantile:
-            _coarse(h, self.hist, self.nan)
+            _coarse(h, self.hist)
             os.pwrite(self._fd(), h.data, start * self.units * 2)
         else:
             os.pwrite(self._fd(), _pack(h, self.theta, self.kth).data, start * self.nb)
@@ -262,7 +263,7 @@ class IndexBuilder:
         p = (n - 1) * q
         lo = int(np.floor(p))
         ranks = np.array([lo, min(lo + 1, n - 1)])
-        cum = np.cumsum(self.hist, axis=1)  # [units, 256]
+        cum = np.cumsum(self.hist[:, :256], axis=1, dtype=np.int64)  # [units, 256]
         bins = np.stack([(cum <= r).sum(1) for r in ranks], axis=1).clip(0, 255)  # [units, 2]
         below = np.take_along_axis(np.pad(cum, ((0, 0), (1, 0))), bins, axis=1)  # values in lower bins
         fine = np.zeros((self.units, 2, 256), np.int64)
@@ -275,7 +276,7 @@ class IndexBuilder:
         # numpy's own interpolation between the two order statistics, so theta equals np.quantile bit for bit
         with np.errstate(invalid="ignore"):  # inf − inf, as np.quantile meets it too
             theta = np.quantile(stats, p - lo, axis=0).astype(np.float32)
-        theta[self.nan > 0] = np.nan
+        theta[self.hist[:, 256] > 0] = np.nan
         return theta
 
 
