@@ -114,6 +114,8 @@ def test_a_recorded_index_is_used_and_a_deleted_one_rebuilt(tmp_path, kernels, m
     binned, got_per = overview(run, NAME)
     assert got_per == per and binned.shape == (bins, 20)
     np.testing.assert_allclose(binned[0], x[:per].astype(np.float64).mean(0), rtol=1e-6)
+    overview_path(run.cache_dir, NAME, len(x), bins, per).unlink()
+    np.testing.assert_array_equal(overview(run, NAME)[0], binned)  # rebuilt from the run's values
     monkeypatch.setattr(match_bits, "build_index", built)
     for f in (run.cache_dir / "match").iterdir():
         f.unlink()
