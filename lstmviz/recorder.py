@@ -33,7 +33,7 @@ from .errors import ModelError, UserError
 from .kernels.loop import gru_loop, lstm_loop
 from .kernels.pointwise import compiled_pointwise
 from .kernels.pool import Pool
-from .store import Activation, RunError, RunWriter, tokens_frame
+from .store import Activation, Observer, RunError, RunWriter, tokens_frame
 
 NameFilter = Iterable[str] | Callable[[str], bool] | None
 STRATEGIES = ("auto", "replay", "loop")
@@ -575,6 +575,7 @@ def record_corpus(
     manifest: Mapping | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    observers: Callable[[Activation], Iterable[Observer]] | None = None,
 ) -> Path:
     """Stream a token sequence through ``model`` and write a run directory (see docs/FORMAT.md).
 
@@ -595,6 +596,10 @@ def record_corpus(
         names / strategy: as for :func:`run_with_cache`.
         tokens_extra: annotation columns aligned to the tokens, stored in tokens.parquet.
         manifest: extra manifest entries (tokenizer, corpus source, checkpoint metrics…).
+        observers: per activation, the :class:`~lstmviz.store.Observer` s that build derived data from the
+            values as they are stored (see :class:`~lstmviz.store.RunWriter`). Default: the match indices at the
+            select page's default θs and the overview (:func:`lstmviz.analysis.match_bits.recording_observers`),
+            so a fresh run answers its first query as fast as later ones; ``lambda act: []`` builds none.
     """
     ids = torch.as_tensor(np.asarray(token_ids), dtype=torch.long).reshape(-1)
     n = len(ids)
@@ -624,6 +629,10 @@ def record_corpus(
                 for col in tokens_extra.columns:
                     tokens[col] = tokens_extra[col].to_numpy()
             preds = _Predictions(n)
+            if observers is None:
+                from .analysis.match_bits import recording_observers
+
+                observers = recording_observers(n, Path(out_dir).expanduser().parent)
             with contextlib.ExitStack() as opened:
                 writer = None  # opened after the first chunk: a tapped kind's units come from its tensor
                 batches = (
@@ -647,7 +656,9 @@ def record_corpus(
                     if writer is None:
                         meta = _manifest(model, rec.recorded(), manifest, mode=mode, streams=streams, chunk=chunk,
                                          device=str(device), strategy=strategy)
-                        writer = opened.enter_context(RunWriter(out_dir, tokens, _kept(rec), meta, overwrite=overwrite))
+                        writer = opened.enter_context(
+                            RunWriter(out_dir, tokens, _kept(rec), meta, overwrite=overwrite, observers=observers)
+                        )
                     _write_chunk(writer, cache, starts, counts)
                     logits = _logits(out, *batch.shape)
                     if logits is not None:

@@ -17,11 +17,12 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -137,11 +138,32 @@ class _Stats:
         )
 
 
+class Observer(Protocol):
+    """Derived data built in the recording's own pass (e.g. a match index), one observer per activation.
+
+    ``update`` receives every row of the activation exactly once, as stored (float16 ``[n, units]`` rows
+    ``[start, start + n)``; ``np.float32(values)`` equals what :meth:`Run.activations` returns), in any row order
+    (a stateful recording interleaves its streams); calls for one activation never run concurrently, and the
+    array is only valid during the call (copy what you keep). ``finish`` runs once, after every update and after
+    the activation files are written, with the run's (still partial) directory; write under ``run_dir / "cache"``.
+    Its dict is merged into the activation's manifest entry, so keys must be JSON-serialisable and should not
+    collide with the entry's own (name, units, …).
+    """
+
+    def update(self, start: int, values: np.ndarray) -> None: ...
+
+    def finish(self, run_dir: Path) -> dict: ...
+
+
 class RunWriter:
     """Writes a run directory. Activations may arrive in any row order; rows are stored in corpus order.
 
     Values are spilled to raw float16 files under ``<run>.partial/spill/`` with positioned writes (so memory
     stays flat however long the corpus is), then converted to parquet in 16k-row groups by :meth:`close`.
+
+    ``observers``, when given, is called once per activation and returns the :class:`Observer` s that see that
+    activation's values as they are stored and are finished before the manifest is written (their dicts are
+    merged into the activation's manifest entry). Derived data built this way costs no second pass over the run.
 
     Usage::
 
@@ -158,6 +180,7 @@ class RunWriter:
         manifest: Mapping | None = None,
         *,
         overwrite: bool = False,
+        observers: Callable[[Activation], Iterable[Observer]] | None = None,
     ):
         self.out = Path(out_dir)
         missing = [c for c in TOKEN_COLUMNS if c not in tokens.columns]
@@ -173,6 +196,7 @@ class RunWriter:
         self.acts = {a.name: a for a in activations}
         self.manifest = dict(manifest or {})
         self.stats = {a.name: _Stats(a) for a in activations}
+        self.observers = {a.name: list(observers(a)) if observers else [] for a in activations}
         self._spill = {}
         try:
             (self.partial / "acts").mkdir()
@@ -194,6 +218,8 @@ class RunWriter:
             raise ValueError(f"{name}: rows [{start}, {start + len(values)}) outside [0, {self.n})")
         half = np.ascontiguousarray(values, dtype=np.float16)
         self.stats[name].update(half.astype(np.float32))
+        for obs in self.observers[name]:
+            obs.update(start, half)
         os.pwrite(self._spill[name].fileno(), half.data, start * act.units * 2)
 
     def write_blocks(
@@ -213,7 +239,10 @@ class RunWriter:
         fd = self._spill[name].fileno()
         for b, (start, count) in enumerate(zip(starts, counts, strict=True)):
             if count:
-                os.pwrite(fd, np.ascontiguousarray(half[b, :count]).data, int(start) * act.units * 2)
+                block = np.ascontiguousarray(half[b, :count])
+                for obs in self.observers[name]:
+                    obs.update(int(start), block)
+                os.pwrite(fd, block.data, int(start) * act.units * 2)
 
     def set_column(self, column: str, start: int, values: np.ndarray) -> None:
         """Fill rows of an extra token column (e.g. ``loss``); values: ``[n]`` or ``[n, k]``."""
@@ -251,6 +280,10 @@ class RunWriter:
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
             list(pool.map(convert, self.acts.values()))
         (self.partial / "spill").rmdir()
+        derived = {name: {} for name in self.acts}
+        for name, observers in self.observers.items():
+            for obs in observers:
+                derived[name].update(obs.finish(self.partial))
         tokens = self.tokens.copy()
         for column, values in self.columns.items():
             tokens[column] = list(values) if values.ndim > 1 else values
@@ -269,7 +302,7 @@ class RunWriter:
             "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             **self.manifest,
             "n_tokens": self.n,
-            "activations": [a.to_json() for a in self.acts.values()],
+            "activations": [{**a.to_json(), **derived[a.name]} for a in self.acts.values()],
             "stats": {"file": "stats.parquet", "low": LOW, "high": HIGH, "hist_bins": HIST_BINS},
             "complete": False,
         }
@@ -310,6 +343,7 @@ def write_run(
     manifest: Mapping | None = None,
     *,
     overwrite: bool = False,
+    observers: Callable[[Activation], Iterable[Observer]] | None = None,
 ) -> Path:
     """Write a complete run from in-memory arrays (tests, importers). acts: name → ``[tokens, units]``.
 
@@ -319,7 +353,7 @@ def write_run(
     if not isinstance(tokens, pd.DataFrame):
         tokens = tokens_frame(list(tokens))
     activations = [Activation.from_name(name, a.shape[1]) for name, a in acts.items()]
-    with RunWriter(out_dir, tokens, activations, manifest, overwrite=overwrite) as w:
+    with RunWriter(out_dir, tokens, activations, manifest, overwrite=overwrite, observers=observers) as w:
         for name, a in acts.items():
             w.write(name, 0, a)
     return Path(out_dir)

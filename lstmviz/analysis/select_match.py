@@ -1,4 +1,4 @@
-"""LSTMVis select and match (Strobelt et al. 2018), over the whole corpus, through a cached bitset index.
+"""LSTMVis select and match (Strobelt et al. 2018), over the whole corpus, through a bitset index.
 
 A unit is *on* at step t when its value is at least θ. θ is an absolute value, or a per-unit quantile of the
 unit's values over the whole run (useful for unbounded activations such as c, where one θ fits no unit).
@@ -8,62 +8,37 @@ unit's values over the whole run (useful for unbounded activations such as c, wh
 * :func:`match` takes a set of units and finds the corpus spans where they are on together, ranked as LSTMVis
   ranks them: most selected units on, then fewest extra units on, then the longest span.
 
-The index holds one bit per (unit, step): ``np.packbits`` over time of ``x >= θ``, ``[units, ⌈T/8⌉]`` uint8,
-64 MB for 1M tokens × 512 units. It is built once per (activation, θ), one block of unit columns at a time (the
-parquet files are columnar and a per-unit quantile needs the whole column), and memory-mapped from
-``<run>/cache/match/``. :func:`match_scan` is the straightforward dense scan, kept as the reference.
+Match reads the on-index of :mod:`lstmviz.analysis.match_bits` (one bit per step and unit, time-major, built
+while recording for the default θs). :func:`match_scan` is the straightforward dense scan, kept as the reference.
 """
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..store import Run, RunError
+from .match_bits import DEFAULT_THRESHOLDS, OnIndex, Threshold, as_threshold, jit, on_index
 
-INDEX_VERSION = 1
-BLOCK_VALUES = 1 << 24  # float32 values read at once while building (64 MB)
-_CHUNK = 8192  # candidates checked against every unit at once
-LOOP_RANGES = 64  # up to this many ranges, _interior slices each instead of one reduceat
+__all__ = [
+    "DEFAULT_THRESHOLDS",
+    "OnIndex",
+    "Threshold",
+    "as_threshold",
+    "match",
+    "match_index",
+    "match_scan",
+    "on_counts",
+    "on_index",
+    "select",
+    "thresholds",
+]
 
-
-@dataclass(frozen=True)
-class Threshold:
-    """θ for "on": ``Threshold(0.3)`` is absolute; ``Threshold(0.9, quantile=True)`` is each unit's 90th
-    percentile over the whole run."""
-
-    value: float
-    quantile: bool = False
-
-    def __post_init__(self) -> None:
-        if self.quantile and not 0.0 <= self.value <= 1.0:
-            raise RunError(f"a quantile threshold must lie in [0, 1], got {self.value}")
-
-    @property
-    def key(self) -> str:
-        """A file-name-safe key, e.g. ``v0.3`` or ``q0.9``."""
-        return f"{'q' if self.quantile else 'v'}{float(self.value)!r}"
-
-
-def as_threshold(threshold: float | Threshold) -> Threshold:
-    """A number means an absolute θ."""
-    return threshold if isinstance(threshold, Threshold) else Threshold(float(threshold))
-
-
-@dataclass(frozen=True)
-class OnIndex:
-    """Which units are on at which steps. ``bits`` uint8 ``[units, ⌈T/8⌉]``: bit t of row u (np.packbits
-    order, most significant first) is ``x[t, u] >= theta[u]``. ``theta`` float32 ``[units]``."""
-
-    bits: np.ndarray
-    theta: np.ndarray
-    n_tokens: int
+BLOCK_VALUES = 1 << 24  # float32 values read at once by unit_blocks (64 MB)
+POP8 = np.array([bin(i).count("1") for i in range(256)], np.int64)
 
 
 def unit_blocks(run: Run, name: str, units: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -74,44 +49,6 @@ def unit_blocks(run: Run, name: str, units: np.ndarray | None = None) -> Iterato
     for j in range(0, len(units), step):
         block = units[j : j + step]
         yield block, run.activations(name, block)
-
-
-def on_index(run: Run, name: str, threshold: float | Threshold = 0.3) -> OnIndex:
-    """The bitset index of ``name`` at θ, built on first use and cached under ``<run>/cache/match/``.
-
-    Args:
-        run: an open run.
-        name: activation name, e.g. ``rnn.l0.fwd.c``.
-        threshold: absolute θ, or a :class:`Threshold` with ``quantile=True`` for a per-unit quantile.
-
-    Returns:
-        :class:`OnIndex` with bits ``[units, ⌈T/8⌉]`` (memory-mapped) and theta ``[units]``.
-    """
-    th = as_threshold(threshold)
-    stem = run.cache_dir / "match" / f"{name}.{th.key}.n{run.n_tokens}.v{INDEX_VERSION}"
-    bits_path, theta_path = stem.with_name(stem.name + ".bits.npy"), stem.with_name(stem.name + ".theta.npy")
-    if not (bits_path.exists() and theta_path.exists()):
-        _build_index(run, name, th, bits_path, theta_path)
-    return OnIndex(np.load(bits_path, mmap_mode="r"), np.load(theta_path), run.n_tokens)
-
-
-def _build_index(run: Run, name: str, th: Threshold, bits_path: Path, theta_path: Path) -> None:
-    """Write theta, then the bits (the file whose presence marks the index complete), each via a rename."""
-    bits_path.parent.mkdir(parents=True, exist_ok=True)
-    n_units, n_bytes = run.units(name), (run.n_tokens + 7) // 8
-    tmp = bits_path.with_name(f"{bits_path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
-    bits = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n_units, n_bytes))
-    theta = np.full(n_units, th.value, np.float32)
-    for units, x in unit_blocks(run, name):  # x: (T, block)
-        if th.quantile:
-            theta[units] = np.quantile(x, th.value, axis=0) if len(x) else np.nan
-        bits[units] = np.packbits((x >= theta[units]).T, axis=1)
-    bits.flush()
-    del bits
-    tmp_theta = theta_path.with_name(f"{theta_path.name}.{os.getpid()}-{threading.get_ident()}.tmp.npy")
-    np.save(tmp_theta, theta)
-    os.replace(tmp_theta, theta_path)
-    os.replace(tmp, bits_path)
 
 
 def thresholds(run: Run, name: str, threshold: float | Threshold) -> np.ndarray:
@@ -262,6 +199,19 @@ def _check_units(units: Sequence[int] | np.ndarray, n_units: int, min_selected: 
     return sel
 
 
+def on_counts(index: OnIndex, units: Sequence[int] | np.ndarray) -> np.ndarray:
+    """int32 ``[T]``: how many of ``units`` are on at each step."""
+    sel = np.asarray(units, np.int64).reshape(-1)
+    cols = np.asarray(index.cols)  # a plain view of the memory map: no per-access memmap wrapping
+    k = jit()
+    if k is not None:
+        return k.count_on(cols, sel)
+    count = np.zeros(index.n_tokens, np.int32)
+    for s in sel:
+        count += (cols[s >> 3] >> (s & 7)) & 1
+    return count
+
+
 def match_index(
     index: OnIndex,
     units: Sequence[int] | np.ndarray,
@@ -275,41 +225,31 @@ def match_index(
     """:func:`match` on an :class:`OnIndex`, without context: the columns of :data:`MATCH_COLUMNS`, best first.
 
     Levels are visited from all selected units down. A candidate first found at level m has at most m selected
-    units in its on-set, so once ``top`` candidates with at least m are known, lower levels cannot enter.
+    units in its on-set (were k > m of them on throughout, it would be a maximal run at level k already), so
+    once ``top`` candidates with at least m are known, lower levels cannot enter.
     """
-    sel = _check_units(units, len(index.bits), min_selected)
-    T = index.n_tokens
+    sel = _check_units(units, index.n_units, min_selected)
     bits = np.asarray(index.bits)  # a plain view of the memory map: no per-access memmap wrapping
-    sel_bits = bits[sel]  # (S, ⌈T/8⌉)
-    count_dtype = np.uint8 if len(sel) < 256 else np.uint16
-    count = np.unpackbits(sel_bits, axis=1, count=T).sum(0, dtype=count_dtype)  # (T,)
-    pads = (pad_before, pad_after)
-    starts, stops, n_sel = [], [], []
-    seen = np.empty(0, np.int64)
+    sel_mask = np.zeros(bits.shape[1], np.uint8)
+    np.bitwise_or.at(sel_mask, sel >> 3, (1 << (sel & 7)).astype(np.uint8))
+    count = on_counts(index, sel)
+    k = jit()
+    runs, on_sets = (k.level_runs, k.on_sets) if k is not None else (_level_runs, _on_sets)
+    pads = int(pad_before), int(pad_after)
+    found: list[tuple[np.ndarray, ...]] = []
+    prev_a = prev_b = np.zeros(0, np.int64)
     for m in range(len(sel), min_selected - 1, -1):
-        a, b = _runs(count >= m)
-        keep = b - a >= min_length
+        a, b, new = runs(count, m, prev_a, prev_b)
+        prev_a, prev_b = a, b
+        keep = new & (b - a >= min_length)
         a, b = a[keep], b[keep]
-        key = a * (T + 1) + b
-        new = ~np.isin(key, seen)
-        a, b, seen = a[new], b[new], np.concatenate([seen, key[new]])
-        starts.append(a)
-        stops.append(b)
-        n_sel.append(_on_set(sel_bits, a, b, T, pads).sum(0))
-        if sum(int((s >= m).sum()) for s in n_sel) >= top:
+        n_sel, n_all = on_sets(bits, a, b, *pads, sel_mask)
+        found.append((a, b, n_sel, n_all))
+        if sum(int((f[2] >= m).sum()) for f in found) >= top:
             break
-    a, b, n_sel = np.concatenate(starts), np.concatenate(stops), np.concatenate(n_sel)
+    a, b, n_sel, n_all = (np.concatenate(col) for col in zip(*found, strict=True))
     keep = n_sel > 0
-    a, b, n_sel = a[keep], b[keep], n_sel[keep]
-    if len(n_sel) > top:  # only the groups that reach the top need the (costly) all-unit on-sets
-        cutoff = np.partition(n_sel, len(n_sel) - top)[len(n_sel) - top]
-        keep = n_sel >= cutoff
-        a, b, n_sel = a[keep], b[keep], n_sel[keep]
-    n_all = np.concatenate(
-        [_on_set(bits, a[j : j + _CHUNK], b[j : j + _CHUNK], T, pads).sum(0) for j in range(0, len(a), _CHUNK)]
-        or [np.zeros(0, np.int64)]
-    )
-    n_extra = n_all - n_sel
+    a, b, n_sel, n_extra = a[keep], b[keep], n_sel[keep], (n_all - n_sel)[keep]
     order = np.lexsort((a, -(b - a), n_extra, -n_sel))[:top]
     return pd.DataFrame(
         {
@@ -322,62 +262,39 @@ def match_index(
     )
 
 
-def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Maximal runs of True in bool ``[T]``: (starts, stops), stops exclusive."""
+def _level_runs(
+    count: np.ndarray, m: int, prev_a: np.ndarray, prev_b: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """numpy twin of :func:`lstmviz.analysis._match_jit.level_runs`."""
+    mask = count >= m
     edges = np.flatnonzero(mask[1:] != mask[:-1]) + 1
     bounds = np.concatenate(
         [[0] if len(mask) and mask[0] else [], edges, [len(mask)] if len(mask) and mask[-1] else []]
     ).astype(np.int64)
-    return bounds[0::2], bounds[1::2]
+    a, b = bounds[0::2], bounds[1::2]
+    T = len(count) + 1
+    return a, b, ~np.isin(a * T + b, prev_a * T + prev_b)
 
 
-def _on_set(bits: np.ndarray, a: np.ndarray, b: np.ndarray, T: int, pads: tuple[int, int]) -> np.ndarray:
-    """bool ``[rows, G]``: row on at every step of [a, b) and off at every padding step around it."""
-    on = _reduce(bits, a, b, every=True)
-    for lo, hi in ((np.maximum(a - pads[0], 0), a), (b, np.minimum(b + pads[1], T))):
-        some = hi > lo
-        if some.any():
-            on[:, some] &= ~_reduce(bits, lo[some], hi[some], every=False)
-    return on
-
-
-def _reduce(bits: np.ndarray, a: np.ndarray, b: np.ndarray, *, every: bool) -> np.ndarray:
-    """For each row of bits ``[rows, nbytes]`` and each range [a, b) (a < b): are all (every) or any of its bits
-    set? Returns bool ``[rows, G]``. The first and last byte of a range are masked; the bytes between are
-    reduced by :func:`_interior`.
-    """
+def _on_sets(
+    bits: np.ndarray, a: np.ndarray, b: np.ndarray, pad_before: int, pad_after: int, sel_mask: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """numpy twin of :func:`lstmviz.analysis._match_jit.on_sets`: spans sorted and apart (runs of one level),
+    so one ``reduceat`` over the rows ANDs every span; the padding steps are ANDed out one offset at a time."""
+    T = len(bits)
     if not len(a):
-        return np.zeros((len(bits), 0), bool)
-    first, last = a >> 3, (b - 1) >> 3
-    lo = (0xFF >> (a & 7)).astype(np.uint8)
-    hi = ((0xFF << (7 - ((b - 1) & 7))) & 0xFF).astype(np.uint8)
-    same = first == last
-    m_first, m_last = np.where(same, lo & hi, lo), np.where(same, lo & hi, hi)
-    head, tail = bits[:, first], bits[:, last]  # (rows, G)
-    if every:
-        inner = _interior(bits, first + 1, last, np.bitwise_and)
-        return ((head | ~m_first) & (tail | ~m_last) & inner) == 0xFF
-    inner = _interior(bits, first + 1, last, np.bitwise_or)
-    return ((head & m_first) | (tail & m_last) | inner) != 0
-
-
-def _interior(bits: np.ndarray, s: np.ndarray, e: np.ndarray, op: np.ufunc) -> np.ndarray:
-    """``op``-reduction of the bytes [s, e) of every row, for each range: uint8 ``[rows, G]`` (op's identity
-    when a range is empty).
-
-    Up to :data:`LOOP_RANGES` ranges take one slice each. More take one ``reduceat``, ranges in descending order
-    of start so that the segments it reduces between ranges are single bytes; reduceat also reduces from the
-    last index to the end of each row, a full pass over the rows that only pays off for many ranges.
-    """
-    if len(s) <= LOOP_RANGES:
-        return np.stack([op.reduce(bits[:, i:j], axis=1) for i, j in zip(s, e, strict=True)], axis=1)
-    order = np.argsort(-s, kind="stable")
-    idx = np.empty(2 * len(s), np.int64)
-    idx[0::2], idx[1::2] = np.minimum(s[order], bits.shape[1] - 1), e[order]
-    inner = np.empty((len(bits), len(s)), np.uint8)
-    inner[:, order] = op.reduceat(bits, idx, axis=1)[:, 0::2]
-    inner[:, s >= e] = 0xFF if op is np.bitwise_and else 0
-    return inner
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    idx = np.stack([a, b], axis=1).reshape(-1)
+    acc = np.bitwise_and.reduceat(bits, idx[:-1] if idx[-1] == T else idx, axis=0)[0::2]  # (G, nb)
+    for k in range(1, pad_before + 1):
+        t = a - k
+        ok = t >= 0
+        acc[ok] &= ~bits[t[ok]]
+    for k in range(pad_after):
+        t = b + k
+        ok = t < T
+        acc[ok] &= ~bits[t[ok]]
+    return POP8[acc & sel_mask].sum(1), POP8[acc].sum(1)
 
 
 def match_scan(

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from ..analysis import overview as ov
 from ..analysis import select_match
 from ..analysis.probes import probe as rank_units
 from ..analysis.projection import project
@@ -29,8 +30,8 @@ from ..store import Run, RunError, open_run
 RunRef = tuple[str, float]
 """``(resolved run path, mtime of its manifest.json)``: the cache key of a run."""
 
-MAX_OVERVIEW_CELLS = 2_000_000
-OVERVIEW_BINS = 1_500
+MAX_OVERVIEW_CELLS = ov.MAX_CELLS
+OVERVIEW_BINS = ov.MAX_BINS
 LIVE_MAX_CHARS = 5_000
 GRADIENT_TOKENS = 20_000
 """Gradient flow runs on the first this many tokens of a run: its warm-up is one forward pass over them."""
@@ -116,22 +117,9 @@ def window(key: RunRef, name: str, start: int, stop: int, units: tuple[int, ...]
 
 @st.cache_data(max_entries=16, show_spinner="Downsampling the whole run…")
 def overview(key: RunRef, name: str, max_cells: int = MAX_OVERVIEW_CELLS) -> tuple[np.ndarray, int]:
-    """A downsampled picture of a whole activation: (float32 ``[bins, units]`` bin means, tokens per bin).
-
-    Tokens are grouped into equal bins, at most :data:`OVERVIEW_BINS` (about a screen's width of pixels) and so
-    that bins × units ≤ max_cells; each cell is the mean of its bin.
-    """
-    run = run_of(key)
-    n, units = run.n_tokens, run.units(name)
-    bins = max(1, min(n, max_cells // max(units, 1), OVERVIEW_BINS))
-    per = -(-n // bins)  # ceil
-    bins = -(-n // per)
-    out = np.empty((bins, units), np.float32)
-    for cols, x in select_match.unit_blocks(run, name):  # x: (T, block)
-        pad = bins * per - n
-        xs = np.concatenate([x, np.full((pad, len(cols)), np.nan, np.float32)]) if pad else x
-        out[:, cols] = np.nanmean(xs.reshape(bins, per, len(cols)), axis=1)
-    return out, per
+    """:func:`lstmviz.analysis.overview.overview`: (float32 ``[bins, units]`` bin means, tokens per bin), at
+    most :data:`OVERVIEW_BINS` bins and bins × units ≤ max_cells (recorded with the run, else built once)."""
+    return ov.overview(run_of(key), name, max_cells, OVERVIEW_BINS)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -205,8 +193,7 @@ def match(
 def on_counts(key: RunRef, name: str, units: tuple[int, ...], theta: float, quantile: bool) -> np.ndarray:
     """int ``[tokens]``: how many of ``units`` are on (≥ θ) at each step, from the match index."""
     index = select_match.on_index(run_of(key), name, select_match.Threshold(theta, quantile))
-    bits = np.asarray(index.bits)[np.asarray(units, np.int64)]  # (len(units), ⌈T/8⌉)
-    return np.unpackbits(bits, axis=1, count=index.n_tokens).sum(0, dtype=np.int64)
+    return select_match.on_counts(index, units).astype(np.int64)
 
 
 # --- models and live recording ----------------------------------------------------------------------------------

@@ -1,0 +1,144 @@
+"""Compiled loops (numba) for the match index: building its bits from float16 rows, and answering a query.
+
+The index is time-major: ``bits`` uint8 ``[T, ⌈U/8⌉]``, unit u of step t is bit ``u & 7`` (least significant
+first) of byte ``u >> 3`` of row t. Values arrive as the bit patterns of float16 (uint16 views), compared as
+*keys*: the pattern mapped so that integer order is float order (−0 folded onto +0, NaN flagged apart).
+:mod:`lstmviz.analysis.match_index` holds the numpy equivalents used when numba cannot run here.
+
+Importing this module compiles nothing; the first call compiles (seconds) and caches the machine code on disk.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# Same reasoning as lstmviz.fused: no ZeroDivisionError branches; nogil so dashboard sessions run side by side.
+_JIT = {"error_model": "numpy", "cache": True, "nogil": True}
+NO_KEY = 1 << 16  # a threshold key above every value: nothing is on (θ is NaN)
+POP8 = np.array([bin(i).count("1") for i in range(256)], np.int64)
+
+
+@njit(inline="always", **_JIT)
+def _key(b: int) -> int:
+    """Monotone key of a float16 bit pattern (−0 folded onto +0), −1 for NaN. Branch-free: a positive pattern
+    gets its sign bit set, a negative one all its bits flipped."""
+    b = np.int32(b)
+    b = b * (b != 0x8000)
+    key = b ^ (0x8000 | ((b >> 15) * 0x7FFF))
+    return key if (b & 0x7FFF) <= 0x7C00 else -1
+
+
+@njit(**_JIT)
+def pack_on(h: np.ndarray, kth: np.ndarray, out: np.ndarray) -> None:
+    """out uint8 ``[n, ⌈U/8⌉]`` ← bits of ``key(h) >= kth``; h uint16 ``[n, U]``, kth int64 ``[U]``."""
+    n, U = h.shape
+    for t in range(n):
+        for j in range(out.shape[1]):
+            byte = 0
+            for i in range(min(8, U - 8 * j)):
+                u = 8 * j + i
+                k = _key(h[t, u])
+                if k >= 0 and k >= kth[u]:
+                    byte |= 1 << i
+            out[t, j] = byte
+
+
+@njit(**_JIT)
+def coarse_hist(h: np.ndarray, hist: np.ndarray) -> None:
+    """hist int32 ``[U, 257]`` += counts of each key's high byte, NaNs in column 256. h uint16 ``[n, U]``."""
+    n, U = h.shape
+    for t in range(n):
+        for u in range(U):
+            k = _key(h[t, u])
+            hist[u, (k >> 8) if k >= 0 else 256] += 1
+
+
+@njit(**_JIT)
+def fine_hist(h: np.ndarray, bins: np.ndarray, fine: np.ndarray) -> None:
+    """fine int64 ``[U, 2, 256]`` += low-byte counts of the keys whose high byte is ``bins[u, 0]`` or ``bins[u, 1]``."""
+    n, U = h.shape
+    for t in range(n):
+        for u in range(U):
+            k = _key(h[t, u])
+            hi = k >> 8  # −1 for NaN: no bin
+            if hi == bins[u, 0] or hi == bins[u, 1]:
+                if hi == bins[u, 0]:
+                    fine[u, 0, k & 255] += 1
+                if hi == bins[u, 1]:
+                    fine[u, 1, k & 255] += 1
+
+
+@njit(**_JIT)
+def count_on(cols: np.ndarray, sel: np.ndarray) -> np.ndarray:
+    """int32 ``[T]``: how many of the units ``sel`` are on at each step; cols uint8 ``[⌈U/8⌉, T]`` (bits.T)."""
+    T = cols.shape[1]
+    out = np.zeros(T, np.int32)
+    for s in sel:
+        row, shift = cols[s >> 3], s & 7
+        for t in range(T):
+            out[t] += (row[t] >> shift) & 1
+    return out
+
+
+@njit(**_JIT)
+def level_runs(
+    count: np.ndarray, m: int, prev_a: np.ndarray, prev_b: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Maximal runs of ``count >= m``: (starts, stops, new), new False where the run equals one of the runs
+    (prev_a, prev_b), sorted by start."""
+    T = len(count)
+    a = np.empty(T // 2 + 1, np.int64)
+    b = np.empty(T // 2 + 1, np.int64)
+    new = np.empty(T // 2 + 1, np.bool_)
+    g, p, t = 0, 0, 0
+    while t < T:
+        if count[t] < m:
+            t += 1
+            continue
+        s = t
+        while t < T and count[t] >= m:
+            t += 1
+        while p < len(prev_a) and prev_a[p] < s:
+            p += 1
+        a[g], b[g] = s, t
+        new[g] = not (p < len(prev_a) and prev_a[p] == s and prev_b[p] == t)
+        g += 1
+    return a[:g], b[:g], new[:g]
+
+
+@njit(**_JIT)
+def on_sets(
+    bits: np.ndarray, a: np.ndarray, b: np.ndarray, pad_before: int, pad_after: int, sel_mask: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each span [a, b): the units on at all its steps and off in its padding; returns int64 ``[G]`` counts
+    (selected units among them, all units among them). sel_mask uint8 ``[⌈U/8⌉]`` marks the selected units."""
+    T, nb = bits.shape
+    G = len(a)
+    n_sel = np.zeros(G, np.int64)
+    n_all = np.zeros(G, np.int64)
+    acc = np.empty(nb, np.uint8)
+    for g in range(G):
+        acc[:] = 0xFF
+        alive = 1
+        for t in range(a[g], b[g]):
+            alive = 0
+            for k in range(nb):
+                acc[k] &= bits[t, k]
+                alive |= acc[k]
+            if not alive:  # no unit is on at every step so far: the rest cannot bring one back
+                break
+        if not alive:
+            continue
+        for t in range(max(a[g] - pad_before, 0), a[g]):
+            for k in range(nb):
+                acc[k] &= ~bits[t, k]
+        for t in range(b[g], min(b[g] + pad_after, T)):
+            for k in range(nb):
+                acc[k] &= ~bits[t, k]
+        s, c = 0, 0
+        for k in range(nb):
+            c += POP8[acc[k]]
+            s += POP8[acc[k] & sel_mask[k]]
+        n_sel[g], n_all[g] = s, c
+    return n_sel, n_all
