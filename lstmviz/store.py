@@ -232,12 +232,14 @@ class RunWriter:
         if start < 0 or start + len(values) > self.n:
             raise ValueError(f"{name}: rows [{start}, {start + len(values)}) outside [0, {self.n})")
         for k in range(0, len(values), WRITE_ROWS):
-            half = np.ascontiguousarray(values[k : k + WRITE_ROWS], dtype=np.float16)
+            with np.errstate(over="ignore"):  # beyond float16's range is stored as ±inf, and counted so
+                half = np.ascontiguousarray(values[k : k + WRITE_ROWS], dtype=np.float16)
             self._store(name, np.array([start + k]), half[None], np.array([len(half)]))
 
     def write_blocks(self, name: str, starts: np.ndarray, values: np.ndarray, counts: np.ndarray) -> None:
         """Store ``values[b, :counts[b]]`` at rows ``starts[b]…`` for each b. values: float ``[B, T, units]``."""
-        half = np.ascontiguousarray(values, dtype=np.float16)
+        with np.errstate(over="ignore"):
+            half = np.ascontiguousarray(values, dtype=np.float16)
         self._store(name, np.asarray(starts, np.int64), half, np.asarray(counts, np.int64))
 
     def submit_blocks(
