@@ -11,7 +11,10 @@ directory, including stats, loss and top-5 columns. A ratio is the median over i
 plain in the same round): a shared machine has slow spells that hit both runs of a round alike.
 
 ``writer_values_per_second`` is the values stored divided by the time recording adds to the plain forward (the
-writer's own cost); ``e2e_values_per_second`` divides by the whole recording's time.
+writer's own cost); ``e2e_values_per_second`` divides by the whole recording's time. ``cpu_time_over_plain`` is
+the same ratio in process CPU time (all threads): on a machine shared with other jobs it says how much work the
+recording adds, where wall time also says how much of it overlaps the forward. The codec lines rewrite one
+activation of each kind with each parquet codec (this is how ``store.COMPRESSION`` was chosen).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import torch
 from torch import nn
 
@@ -70,27 +74,50 @@ def case(cell: str, tokens: int, rounds: int, streams: int, chunk: int, hidden: 
     plain(model, ids[: streams * chunk * 2], streams, chunk)  # warm up: first-touch of torch's buffers, numba load
     record(model, ids[: streams * chunk * 2], streams, chunk, tmp / "warm")
     times: dict[str, list[float]] = {"plain": [], "record": []}
+    cpu: dict[str, list[float]] = {"plain": [], "record": []}
     for _ in range(rounds):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         plain(model, ids, streams, chunk)
         times["plain"].append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
+        cpu["plain"].append(time.process_time() - c0)
+        t0, c0 = time.perf_counter(), time.process_time()
         path = record(model, ids, streams, chunk, tmp / "run")
         times["record"].append(time.perf_counter() - t0)
+        cpu["record"].append(time.process_time() - c0)
     run = lstmviz.open_run(path)
     values = sum(run.units(n) for n in run.names) * tokens
     size = sum(f.stat().st_size for f in (run.path / "acts").iterdir())
+    codec = codecs(run, tmp)
     shutil.rmtree(path)
     ratio = np.divide(times["record"], times["plain"])
     extra = np.subtract(times["record"], times["plain"])
     return {
         "ratio": float(np.median(ratio)),
+        "cpu_ratio": float(np.median(np.divide(cpu["record"], cpu["plain"]))),
+        "codecs": codec,
         "writer_vps": float(values / max(np.median(extra), 1e-9)),
         "e2e_vps": float(values / np.median(times["record"])),
         "bytes_per_value": size / values,
         "plain_s": float(np.median(times["plain"])),
         "record_s": float(np.median(times["record"])),
     }
+
+
+def codecs(run: lstmviz.Run, tmp: Path) -> dict[str, float]:
+    """Each codec's bytes per value and encoding speed (values/s, one thread) on one activation of each kind."""
+    out: dict[str, float] = {}
+    for name in {run.info(n)["kind"]: n for n in run.names}.values():
+        table = pq.read_table(run.path / run.info(name)["file"])
+        values = table.num_rows * table.num_columns
+        for codec in ("none", "lz4", "zstd"):
+            t0 = time.perf_counter()
+            pq.write_table(table, tmp / "codec.parquet", compression=codec, use_dictionary=False,
+                           write_statistics=False, row_group_size=16384)  # fmt: skip
+            seconds = time.perf_counter() - t0
+            kind = run.info(name)["kind"]
+            out[f"{kind}_{codec}_bytes_per_value"] = (tmp / "codec.parquet").stat().st_size / values
+            out[f"{kind}_{codec}_encode_values_per_second"] = values / seconds
+    return out
 
 
 RSS_CHILD = """
@@ -132,11 +159,15 @@ def main() -> None:
         for k, r in res.items():
             print(f"e2e_{k}_over_plain: {r['ratio']:.3f}")
         for k, r in res.items():
+            print(f"e2e_{k}_cpu_time_over_plain: {r['cpu_ratio']:.3f}")
+        for k, r in res.items():
             print(f"{k}_writer_values_per_second: {r['writer_vps']:.3e}")
             print(f"{k}_e2e_values_per_second: {r['e2e_vps']:.3e}")
             print(f"{k}_bytes_per_value: {r['bytes_per_value']:.3f}")
             print(f"{k}_plain_seconds: {r['plain_s']:.3f}")
             print(f"{k}_record_seconds: {r['record_s']:.3f}")
+            for metric, value in r["codecs"].items():
+                print(f"{k}_{metric}: {value:.3f}" if "bytes" in metric else f"{k}_{metric}: {value:.3e}")
         if not args.no_rss:
             small, big = peak_rss_mb(args.tokens // 4, tmp), peak_rss_mb(args.tokens, tmp)
             print(f"peak_rss_full_over_quarter: {big / small:.3f}")
