@@ -299,3 +299,13 @@ def test_observers_see_every_value_as_stored_and_extend_the_manifest(tmp_path):
     for name in run.names:
         np.testing.assert_array_equal(seen[name].astype(np.float32), run.activations(name))
         assert run.info(name)["observed_rows"] == N
+
+
+def test_streams_past_the_corpus_end_are_skipped(tmp_path):
+    """100 tokens in 64 streams of 2: the last streams start past the end and hold nothing."""
+    torch.manual_seed(5)
+    model = TinyCharModel().eval()
+    ids = torch.randint(0, 12, (100,))
+    run = lstmviz.open_run(lstmviz.record_corpus(model, ids, tmp_path / "run", streams=64, chunk=1, progress=False))
+    h, _ = streams_oracle(model, ids, 64)
+    np.testing.assert_allclose(run.activations("rnn.l1.fwd.h"), h.numpy(), rtol=2**-11, atol=1e-6)
