@@ -4,21 +4,41 @@ Public API (torch is imported only when a recording function is first used)::
 
     output, cache = lstmviz.run_with_cache(model, ids)      # notebook: one forward, every activation
     run_dir = lstmviz.record_corpus(model, token_ids, out)  # stream a corpus into a run directory
+    run_dir = lstmviz.record_text(lstmviz.load_model("model.pt"), text, out, annotate="code")  # a text, tokenized
     run = lstmviz.open_run(run_dir)                         # lazy reader: run.tokens, run.activations(...)
     output, cache = lstmviz.intervene(model, ids, clamp={"rnn.l0.fwd.c": {255: 1.0}})  # units held (lstmviz.causal)
     a = lstmviz.attribute(model, ids, position, target)      # each token's share of log p(target)
     ids = lstmviz.generate(model, prompt_ids, 200, clamp=..., seed=0)
+
+Errors the user can fix are :class:`UserError` (:class:`RunError` for a run directory, :class:`ModelError` when
+the user's own model raised): one line that names the argument at fault.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .store import Run, RunError, open_run, write_run
+from .errors import ModelError, RunError, UserError
+from .store import Run, open_run, write_run
 
 __version__ = "0.1.0"
-__all__ = ["Run", "RunError", "__version__", "attribute", "effects", "generate", "intervene", "load_model",
-           "open_run", "record_corpus", "run_with_cache", "write_run"]
+__all__ = [
+    "ModelError",
+    "Run",
+    "RunError",
+    "UserError",
+    "__version__",
+    "attribute",
+    "effects",
+    "generate",
+    "intervene",
+    "load_model",
+    "open_run",
+    "record_corpus",
+    "record_text",
+    "run_with_cache",
+    "write_run",
+]
 _CAUSAL = ("intervene", "effects", "attribute", "generate")
 
 
@@ -31,6 +51,10 @@ def __getattr__(name: str) -> Any:
         from . import causal
 
         return getattr(causal, name)
+    if name == "record_text":
+        from .record import record_text
+
+        return record_text
     if name == "load_model":
         from .models import loading
 

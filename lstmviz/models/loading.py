@@ -14,7 +14,7 @@ Files are always read with ``torch.load(weights_only=True)`` first, which cannot
 Calling conventions: ``model(ids)`` or ``model(ids, hidden)`` (with ``init_hidden(batch)``, the PyTorch
 word-language-model example), with ids ``[batch, time]`` or ``[time, batch]``. Both are found by probing the
 model on a tiny input and watching what its first recurrent module receives; when that cannot tell, the error
-names the option to pass (``convention=`` / ``--convention``, ``layout=`` / ``--layout``).
+names the argument to pass (``convention=``, ``layout=``).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ModelError, UserError
+from ..errors import ModelError, UserError, no_recurrent
 from .charrnn import CharRNN, CharRNNConfig
 from .tokenizers import Tokenizer
 
@@ -142,13 +142,22 @@ def load_model(
         raise UserError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     if model is not None:
         if checkpoint is not None and weights is not None:
-            raise UserError("give the state_dict once: as --weights (with --model), not also as a checkpoint")
+            raise UserError(
+                "give the state_dict once: as weights= (with model=), not also as a checkpoint",
+                arguments=("weights=", "model="),
+            )
         module, tok = _from_factory(model, weights or checkpoint, code), None
         desc = {"source": "factory", "factory": model, "weights": str(weights or checkpoint or "")}
     elif weights is not None:
-        raise UserError("--weights needs --model package.module:factory to build the module it fills")
+        raise UserError(
+            'weights= needs model="package.module:factory" to build the module it fills',
+            arguments=("weights=", 'model="package.module:factory"'),
+        )
     elif checkpoint is None:
-        raise UserError("nothing to load: give a checkpoint, or --model package.module:factory with --weights")
+        raise UserError(
+            'nothing to load: give a checkpoint, or model="package.module:factory" with weights=',
+            arguments=('model="package.module:factory"', "weights="),
+        )
     else:
         module, desc, tok = _from_checkpoint(Path(checkpoint), trust_pickle)
     if isinstance(tokenizer, Tokenizer):
@@ -211,14 +220,16 @@ def _torch_load(path: Path, trust_pickle: bool) -> tuple[Any, bool]:
     if not trust_pickle:
         raise UserError(
             f"{path} is a pickled Python object (it names {named[0]}; e.g. torch.save(model)); loading it would "
-            f"run arbitrary code from the file. Pass --trust-pickle (trust_pickle=True) only if you "
-            f"trust its source, or save a state_dict and use --model with --weights"
+            f"run arbitrary code from the file. Pass trust_pickle=True only if you "
+            f"trust its source, or save a state_dict and use model= with weights=",
+            arguments=("trust_pickle=True", "model=", "weights="),
         )
     try:
         return torch.load(path, map_location="cpu", weights_only=False), True
     except (AttributeError, ModuleNotFoundError) as e:
         raise UserError(
-            f"{path} needs code that is not importable ({_first_line(e)}): add its directory with --code DIR"
+            f"{path} needs code that is not importable ({_first_line(e)}): add its directory with code=",
+            arguments=("code=",),
         ) from None
 
 
@@ -288,12 +299,14 @@ def _from_checkpoint(path: Path, trust_pickle: bool) -> tuple[nn.Module, dict, T
         return _native(path, obj)
     if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise UserError(
-            f"{path} holds a bare state_dict: pass --model package.module:factory to build the "
-            f"module it fills (and --weights {path})"
+            f'{path} holds a bare state_dict: pass model="package.module:factory" to build the '
+            f'module it fills (and weights="{path}")',
+            arguments=('model="package.module:factory"', f'weights="{path}"'),
         )
     raise UserError(
         f"{path} is not an lstmviz checkpoint (no format: 'lstmviz' entry); for your own model "
-        f"pass --model package.module:factory --weights FILE"
+        f'pass model="package.module:factory" and weights="FILE"',
+        arguments=('model="package.module:factory"', 'weights="FILE"'),
     )
 
 
@@ -348,26 +361,30 @@ def _from_factory(spec: str, weights: str | os.PathLike | None, code: str | os.P
     """Build ``package.module:factory`` (a class or a function of no arguments) and load ``weights`` into it."""
     mod_name, _, attr = spec.partition(":")
     if not mod_name or not attr:
-        raise UserError(f"--model must look like package.module:factory, got {spec!r}")
+        raise UserError(f"model= must look like package.module:factory, got {spec!r}", arguments=("model=",))
     if code is not None:
         code = Path(code)
         if not code.is_dir():
-            raise UserError(f"--code {code} is not a directory")
+            raise UserError(f'code="{code}" is not a directory', arguments=(f'code="{code}"',))
         if str(code.resolve()) not in sys.path:
             sys.path.insert(0, str(code.resolve()))
     try:
         mod = importlib.import_module(mod_name)
     except ImportError as e:
-        raise UserError(f"cannot import {mod_name!r} for --model ({e}); add its directory with --code DIR") from None
+        raise UserError(
+            f"cannot import {mod_name!r} for model= ({e}); add its directory with code=", arguments=("model=", "code=")
+        ) from None
     except Exception as e:  # the user's module raised while it was imported
         raise ModelError.wrap(e) from e
     factory: Callable | None = getattr(mod, attr, None)
     if factory is None or not callable(factory):
-        raise UserError(f"{mod_name} has no callable {attr!r} for --model")
+        raise UserError(f"{mod_name} has no callable {attr!r} for model=", arguments=("model=",))
     try:
         inspect.signature(factory).bind()
     except TypeError as e:  # told apart from a TypeError raised inside the factory, which is the model's
-        raise UserError(f"--model {spec}: the factory must be callable without arguments ({e})") from None
+        raise UserError(
+            f'model="{spec}": the factory must be callable without arguments ({e})', arguments=(f'model="{spec}"',)
+        ) from None
     except ValueError:
         pass  # no signature to read (a builtin): call it and see
     try:
@@ -375,10 +392,15 @@ def _from_factory(spec: str, weights: str | os.PathLike | None, code: str | os.P
     except Exception as e:
         raise ModelError.wrap(e) from e
     if not isinstance(module, nn.Module):
-        raise UserError(f"--model {spec} returned a {type(module).__name__}, not an nn.Module")
+        raise UserError(
+            f'model="{spec}" returned a {type(module).__name__}, not an nn.Module', arguments=(f'model="{spec}"',)
+        )
     _recurrent(module)  # before reading any weights
     if weights is None:
-        raise UserError(f"--model {spec} needs --weights FILE (a state_dict saved with torch.save)")
+        raise UserError(
+            f'model="{spec}" needs weights="FILE" (a state_dict saved with torch.save)',
+            arguments=(f'model="{spec}"', 'weights="FILE"'),
+        )
     state, _ = _torch_load(Path(weights), trust_pickle=False)
     _load_state(module, state, weights)
     return module
@@ -388,7 +410,7 @@ def _recurrent(module: nn.Module) -> list[str]:
     """Paths of the recurrent modules, or a :class:`UserError` when there are none."""
     found = [n for n, m in module.named_modules() if isinstance(m, RECURRENT)]
     if not found:
-        raise UserError(f"{type(module).__name__} has no nn.LSTM, nn.GRU or nn.RNN module: lstmviz records only those")
+        raise no_recurrent(module)
     return found
 
 
@@ -421,8 +443,11 @@ def _check_signature(module: nn.Module, convention: str, given: bool) -> None:
     try:
         signature.bind(*([None] if convention == "ids" else [None, None]))
     except TypeError as e:
-        fix = f"--convention {convention} does not fit it" if given else "lstmviz calls model(ids) or (ids, hidden)"
-        raise UserError(f"{type(module).__name__}.forward{signature} cannot be called as {call} ({e}): {fix}") from None
+        fix = f"convention={convention!r} does not fit it" if given else "lstmviz calls model(ids) or (ids, hidden)"
+        raise UserError(
+            f"{type(module).__name__}.forward{signature} cannot be called as {call} ({e}): {fix}",
+            arguments=(f"convention={convention!r}",) if given else (),
+        ) from None
 
 
 def _probe(module: nn.Module, convention: str | None, layout: str | None) -> CallConvention:
@@ -472,12 +497,11 @@ def _probe(module: nn.Module, convention: str | None, layout: str | None) -> Cal
         keys = [(type(e), str(e)) for e in errors]
         raised = errors[keys.index(max(keys, key=keys.count))]
         raise ModelError.wrap(raised) from raised
-    hint = " or ".join(
-        opt
-        for opt, given in (("--layout batch|seq", layout), ("--convention ids|ids_hidden", user_convention))
+    options = [
+        option
+        for option, given in (("layout='batch'|'seq'", layout), ("convention='ids'|'ids_hidden'", user_convention))
         if not given
-    )
+    ]
     why = f" (tried: {'; '.join(_first_line(e) for e in errors[:2])})" if errors else ""
-    raise UserError(
-        f"cannot tell how to call {type(module).__name__} on token ids{': pass ' + hint if hint else ''}{why}"
-    )
+    hint = ": pass " + " or ".join(options) if options else ""
+    raise UserError(f"cannot tell how to call {type(module).__name__} on token ids{hint}{why}", arguments=options)
