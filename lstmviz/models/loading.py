@@ -97,7 +97,8 @@ def _detached(state: Any) -> Any:
 @dataclass
 class LoadedModel:
     """A model ready to record: ``module`` (eval mode), ``tokenizer`` (or None), ``call`` (for the recorder),
-    ``vocab_size`` (rows of its input embedding, or None), ``description`` (for the run manifest)."""
+    ``vocab_size`` (rows of its input embedding, or None), ``description`` (how it was loaded: the run manifest's
+    ``model_source``)."""
 
     module: nn.Module
     tokenizer: Tokenizer | None
@@ -165,7 +166,7 @@ def load_model(
     elif tokenizer is not None:
         tok = Tokenizer.from_vocab_file(tokenizer)
     module.eval()
-    recurrent = _recurrent(module)
+    _check_recurrent(module)
     vocab_size = _embedding_rows(module)
     if tok is not None and vocab_size is not None and len(tok) > vocab_size:
         raise UserError(
@@ -173,11 +174,9 @@ def load_model(
             f"rows: they do not belong together"
         )
     call = _probe(module, convention, layout)
+    # the model's class, parameter count and recurrent modules are the recorder's manifest field "model"
     desc.update(
         {
-            "class": f"{type(module).__module__}.{type(module).__qualname__}",
-            "params": sum(p.numel() for p in module.parameters()),
-            "recurrent_modules": recurrent,
             "convention": call.convention,
             "layout": call.layout,
             "vocab_size": vocab_size,
@@ -395,7 +394,7 @@ def _from_factory(spec: str, weights: str | os.PathLike | None, code: str | os.P
         raise UserError(
             f'model="{spec}" returned a {type(module).__name__}, not an nn.Module', arguments=(f'model="{spec}"',)
         )
-    _recurrent(module)  # before reading any weights
+    _check_recurrent(module)  # before reading any weights
     if weights is None:
         raise UserError(
             f'model="{spec}" needs weights="FILE" (a state_dict saved with torch.save)',
@@ -406,12 +405,10 @@ def _from_factory(spec: str, weights: str | os.PathLike | None, code: str | os.P
     return module
 
 
-def _recurrent(module: nn.Module) -> list[str]:
-    """Paths of the recurrent modules, or a :class:`UserError` when there are none."""
-    found = [n for n, m in module.named_modules() if isinstance(m, RECURRENT)]
-    if not found:
+def _check_recurrent(module: nn.Module) -> None:
+    """A :class:`UserError` when ``module`` has no recurrent module, which lstmviz records."""
+    if not any(isinstance(m, RECURRENT) for m in module.modules()):
         raise no_recurrent(module)
-    return found
 
 
 # --- conventions ----------------------------------------------------------------------------------------------
