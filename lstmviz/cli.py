@@ -193,7 +193,7 @@ def _import(args: argparse.Namespace) -> int:
     if not args.folder.is_dir():
         raise UserError(f"{args.folder} is not a directory (an LSTMVis project folder with lstm.yml)")
     _check_out(args.out, args.overwrite)
-    from .interop.lstmvis import import_lstmvis
+    from .interop.lstmvis_import import import_lstmvis
 
     print(f"imported {import_lstmvis(args.folder, args.out, overwrite=args.overwrite)}")
     return 0
@@ -212,7 +212,7 @@ def _export(args: argparse.Namespace) -> int:
         if args.start is not None or args.stop is not None:
             raise UserError("--start and --stop choose the tokens of a --csv or --parquet table; --lstmvis exports all")
         _check_out(dest, args.overwrite, "lstmvis", option)
-        from .interop.lstmvis import export_lstmvis
+        from .interop.lstmvis_export import export_lstmvis
 
         dest = export_lstmvis(run, dest, names=args.names, overwrite=args.overwrite)
     else:
