@@ -190,8 +190,6 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    if not args.folder.is_dir():
-        raise UserError(f"{args.folder} is not a directory (an LSTMVis project folder with lstm.yml)")
     _check_out(args.out, args.overwrite)
     from .interop.lstmvis_import import import_lstmvis
 

@@ -2,7 +2,8 @@
 
 - :class:`UserError`: bad input (a file, an argument, a text). The base of the other two.
 - :class:`ModelError`: the user's own model raised while lstmviz ran it.
-- :class:`RunError`: a run directory (or another output) that cannot be opened or written.
+- :class:`RunError`: a run directory (or another output) that cannot be opened or written, or a question the run
+  cannot answer (an activation, a token column or a span it does not have).
 
 Every message is one line that names the problem. The library names its own arguments (``model=``,
 ``trust_pickle=True``), never a CLI flag, and lists them in :attr:`UserError.arguments`; a front end that takes
@@ -52,8 +53,8 @@ class ModelError(UserError):
 
 
 class RunError(UserError):
-    """A run directory (or another output) that cannot be opened or written; the message is one line that
-    names the problem."""
+    """A run directory (or another output) that cannot be opened or written, or a question the run cannot answer;
+    the message is one line that names the problem."""
 
 
 def no_recurrent(model: object) -> UserError:

@@ -82,7 +82,7 @@ def _read_config(folder: Path) -> dict:
     import yaml
 
     if not folder.is_dir():
-        raise RunError(f"no LSTMVis project at {folder}: the directory does not exist")
+        raise RunError(f"no LSTMVis project at {folder}: it is not a directory (a project is a folder with lstm.yml)")
     path = folder / "lstm.yml"
     if not path.is_file():
         raise RunError(f"{folder} is not an LSTMVis project: it has no lstm.yml")
