@@ -58,6 +58,6 @@ class RunError(UserError):
 
 
 def no_recurrent(model: object) -> UserError:
-    """The error for a model that has no ``nn.LSTM``, ``nn.GRU`` or ``nn.RNN``, the one problem that loading a
-    model and recording it both find."""
+    """The error for a model that has no ``nn.LSTM``, ``nn.GRU`` or ``nn.RNN``, which loading a model and gradient
+    flow both refuse."""
     return UserError(f"{type(model).__name__} has no nn.LSTM, nn.GRU or nn.RNN module: lstmviz records only those")

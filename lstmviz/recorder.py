@@ -29,7 +29,7 @@ from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from . import cells
 from . import names as _names
-from .errors import ModelError, UserError, no_recurrent
+from .errors import ModelError, UserError
 from .kernels.loop import gru_loop, lstm_loop
 from .kernels.pointwise import compiled_pointwise
 from .kernels.pool import Pool
@@ -179,7 +179,7 @@ class Recorder(contextlib.AbstractContextManager):
         self.model = model
         self.modules = find_recurrent(model)
         if not self.modules:
-            raise no_recurrent(model)
+            raise RunError(f"{type(model).__name__} contains no nn.LSTM, nn.GRU or nn.RNN module to record")
         self.keep = _name_filter(names)
         self.strategy = strategy
         self.carry = carry

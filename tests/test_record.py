@@ -157,17 +157,18 @@ def test_one_error_hierarchy():
 def test_no_recurrent_module_is_one_error(tmp_path):
     import user_models as um
 
+    from lstmviz.analysis.gradients import find_parts
+
     torch.save(um.NoRecurrent().state_dict(), tmp_path / "sd.pt")
     with pytest.raises(UserError) as loading:
         load_model(model="user_models:no_recurrent", weights=tmp_path / "sd.pt", code=USER_MODELS)
-    with pytest.raises(UserError) as recording:
+    with pytest.raises(UserError) as gradients:
+        find_parts(um.NoRecurrent())
+    assert type(loading.value) is type(gradients.value) is UserError
+    message = "NoRecurrent has no nn.LSTM, nn.GRU or nn.RNN module: lstmviz records only those"
+    assert str(loading.value) == str(gradients.value) == message
+    with pytest.raises(UserError, match=r"contains no nn\.LSTM, nn\.GRU"):  # a RunError, which is a UserError
         lstmviz.record_corpus(um.NoRecurrent(), [1, 2, 3], tmp_path / "run", progress=False)
-    assert type(loading.value) is type(recording.value) is UserError
-    assert (
-        str(loading.value)
-        == str(recording.value)
-        == ("NoRecurrent has no nn.LSTM, nn.GRU or nn.RNN module: lstmviz records only those")
-    )
 
 
 def test_manifest_names_the_model_once(ckpt, tmp_path):
