@@ -25,6 +25,8 @@ from ..analysis.probes import probe as rank_units
 from ..analysis.projection import project
 from ..analysis.saturation import saturation as gate_saturation
 from ..errors import UserError
+from ..models import samples
+from ..record import record_text
 from ..store import Run, RunError, open_run
 
 RunRef = tuple[str, float]
@@ -35,7 +37,6 @@ OVERVIEW_BINS = ov.MAX_BINS
 LIVE_MAX_CHARS = 5_000
 GRADIENT_TOKENS = 20_000
 """Gradient flow runs on the first this many tokens of a run: its warm-up is one forward pass over them."""
-REPO = Path(__file__).resolve().parents[2]
 
 
 # --- where runs live ------------------------------------------------------------------------------------------
@@ -205,7 +206,7 @@ def checkpoint_of(run: Run) -> Path | None:
     ckpt = source.get("checkpoint")
     if not ckpt:
         return None
-    for p in (Path(ckpt), REPO / ckpt, run.path / ckpt):
+    for p in (Path(ckpt), samples.SAMPLES_DIR.parent / ckpt, run.path / ckpt):  # relative: to the checkout, or the run
         if p.is_file():
             return p.resolve()
     return None
@@ -253,8 +254,6 @@ def live_run(checkpoint: str | os.PathLike, text: str, annotate: str = "none") -
 
 @st.cache_data(max_entries=32, show_spinner="Recording your text…")
 def _live_run(checkpoint: str, mtime: float, text: str, annotate: str) -> str:
-    from ..cli import record_text
-
     digest = hashlib.sha1(f"{checkpoint}\0{mtime}\0{annotate}\0{text}".encode()).hexdigest()[:16]
     out = live_dir() / digest
     if (out / "manifest.json").is_file():
@@ -303,8 +302,6 @@ def record_samples(root: Path, on_progress: Callable[[float, str], None], chars:
     a BaseException) resumes on the next start; a recording that fails gives up the marker, so it is not retried
     by every session.
     """
-    from ..models import samples
-
     present = [s.name for s in samples.SAMPLES if (samples.SAMPLES_DIR / s.checkpoint).is_file()]
     if not present:
         raise UserError(
