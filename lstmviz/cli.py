@@ -155,6 +155,10 @@ def _record(args: argparse.Namespace) -> int:
         raise UserError(f"--max-tokens must be at least 1, got {args.max_tokens}")
     if args.streams < 1 or args.chunk < 1:
         raise UserError("--streams and --chunk must be at least 1")
+    if args.shards is not None and args.shards < 1:
+        raise UserError(f"--shards must be at least 1, got {args.shards}")
+    if args.ray is not None and args.shards is None:
+        raise UserError("--ray names where to record shards: pass --shards N too")
     device = _device(args.device)
     text = read_text(args.text)
     loaded = load_model(
@@ -183,6 +187,7 @@ def _record(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.no_progress,
         projections=args.project,
+        **({"shards": args.shards, "ray": args.ray or "local"} if args.shards is not None else {}),
     )
     if args.project:
         from .analysis.projection import precompute
@@ -233,6 +238,8 @@ def _add_record(sub) -> None:
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--shards", type=int, help="record N contiguous pieces on Ray workers into one sharded run")
+    p.add_argument("--ray", metavar="local|ADDRESS", help="Ray cluster for --shards (default: local)")
     p.add_argument(
         "--project",
         nargs="+",

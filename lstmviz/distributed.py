@@ -61,7 +61,7 @@ def hist_ranges(model, ids0: np.ndarray, *, streams: int, chunk: int, call, name
     from .recorder import Recorder, _sequence_batches, _stateful_batches, default_call
     from .store import _hist_range
 
-    t = torch.as_tensor(ids0, dtype=torch.long)
+    t = torch.as_tensor(np.array(ids0), dtype=torch.long)
     batches = _stateful_batches(t, streams, chunk) if mode == "stateful" else _sequence_batches(t, docs0, streams)
     batch, _, counts, _, _ = next(iter(batches))
     was_training = model.training
@@ -194,18 +194,23 @@ def record_sharded(
     output = Output(out_dir, "run", overwrite, name="output directory")
     try:
         ray_mod = _connect(ray)
-        ranges = hist_ranges(model, ids[: bounds[0][1]], streams=streams, chunk=chunk, call=call, names=names,
-                             strategy=strategy, mode=mode, docs0=doc_ids[: bounds[0][1]])  # fmt: skip
         (output.partial / _shards.PARTS).mkdir()
         parts = [_shards.part_dir(output.partial, k) for k in range(len(bounds))]
         gpus = 1 if ray_mod.cluster_resources().get("GPU", 0) > 0 else 0
+        model_ref = ray_mod.put(model.cpu())
+        # On a worker, not here: the user's model runs only where a crash is retried, not in the driver.
+        probe = ray_mod.remote(hist_ranges).options(num_cpus=cpus_per_shard, max_retries=max_retries,
+                                                     retry_exceptions=False)  # fmt: skip
+        n0 = bounds[0][1]
+        ranges = probe.remote(model_ref, ids[:n0], streams=streams, chunk=chunk, call=call, names=names,
+                              strategy=strategy, mode=mode, docs0=doc_ids[:n0])  # fmt: skip
+        _wait(ray_mod, [ranges], [(0, n0)], None, max_retries, what="the first chunk of shard")
         options = dict(streams=streams, chunk=chunk, device=device, mode=mode, call=call, names=names,
                        strategy=strategy, manifest=manifest)  # fmt: skip
         task = ray_mod.remote(_record_shard).options(
             num_cpus=cpus_per_shard, num_gpus=gpus, max_retries=max_retries, retry_exceptions=False
         )
         tracker = _progress_actor(ray_mod) if progress else None
-        model_ref = ray_mod.put(model.cpu())
         refs = []
         for k, (a, b) in enumerate(bounds):
             piece = {
@@ -226,7 +231,7 @@ def record_sharded(
     return output.target
 
 
-def _wait(ray_mod, refs: list, bounds: list[tuple[int, int]], tracker, max_retries: int) -> None:
+def _wait(ray_mod, refs: list, bounds: list[tuple[int, int]], tracker, max_retries: int, what: str = "shard") -> None:
     """Wait for every shard, showing progress; the first shard that fails for good cancels the rest and raises
     its error (a model's own error as itself, a dead worker as a RunError)."""
     from ray.exceptions import RayTaskError
@@ -249,7 +254,7 @@ def _wait(ray_mod, refs: list, bounds: list[tuple[int, int]], tracker, max_retri
                         else " ".join(str(e).splitlines()[0].split())
                     )
                     raise RunError(
-                        f"shard {k} (tokens {bounds[k][0]}…{bounds[k][1]}) failed: {why}; no run was written"
+                        f"{what} {k} (tokens {bounds[k][0]}…{bounds[k][1]}) failed: {why}; no run was written"
                     ) from None
             if bars is not None:
                 bars.update(ray_mod.get(tracker.get.remote()))
