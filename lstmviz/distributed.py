@@ -17,6 +17,7 @@ removes the whole ``<run>.partial``; a killed driver leaves only ``<run>.partial
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -49,11 +50,12 @@ def cut_points(n: int, shards: int, docs: np.ndarray | None = None) -> list[tupl
         options = np.stack([starts[np.maximum(near - 1, 0)], starts[np.minimum(near, len(starts) - 1)]])
         best = options[np.abs(options - np.array(cuts[1:-1])).argmin(0), np.arange(len(cuts) - 2)]
         cuts = sorted({0, n, *best.tolist()})
-    return list(zip(cuts[:-1], cuts[1:], strict=True))
+    return list(itertools.pairwise(cuts))
 
 
-def hist_ranges(model, ids0: np.ndarray, *, streams: int, chunk: int, call, names, strategy: str, mode: str,
-                docs0: np.ndarray) -> dict[str, tuple[float, float]]:  # fmt: skip
+def hist_ranges(
+    model, ids0: np.ndarray, *, streams: int, chunk: int, call, names, strategy: str, mode: str, docs0: np.ndarray
+) -> dict[str, tuple[float, float]]:
     """The stats histograms' (lo, hi) per activation from the first chunk of shard 0 (ids0 ``[n₀]``), the same
     chunk and rule by which recording shard 0 alone would choose them, so every shard bins alike."""
     import torch
@@ -84,8 +86,18 @@ def hist_ranges(model, ids0: np.ndarray, *, streams: int, chunk: int, call, name
     return out
 
 
-def _record_shard(model, shard: int, start: int, piece: dict, part: str, options: dict, n_run: int, ranges: dict,
-                  threads: int, progress) -> int:  # fmt: skip
+def _record_shard(
+    model,
+    shard: int,
+    start: int,
+    piece: dict,
+    part: str,
+    options: dict,
+    n_run: int,
+    ranges: dict,
+    threads: int,
+    progress,
+) -> int:
     """One Ray task: ``record_corpus`` over tokens ``[start, start + len)`` into ``part``, then the tokens table
     given the run's ``idx`` and ``pos``. Returns the shard's token count. Idempotent, so a retry starts over."""
     import torch
@@ -97,10 +109,18 @@ def _record_shard(model, shard: int, start: int, piece: dict, part: str, options
     part = Path(part)
     report = None if progress is None else (lambda k: progress.add.remote(shard, k))
     record_corpus(
-        model, ids, part, display=piece["display"], docs=piece["docs"], tokens_extra=piece["extra"],
-        overwrite=True, progress=report or False, hist_ranges=ranges,
-        observers=_shards.shard_observers(n_run, start, len(ids), part.parent), **options,
-    )  # fmt: skip
+        model,
+        ids,
+        part,
+        display=piece["display"],
+        docs=piece["docs"],
+        tokens_extra=piece["extra"],
+        overwrite=True,
+        progress=report or False,
+        hist_ranges=ranges,
+        observers=_shards.shard_observers(n_run, start, len(ids), part.parent),
+        **options,
+    )
     tokens = pq.read_table(part / "tokens.parquet")
     tokens = tokens.set_column(tokens.schema.get_field_index("idx"), "idx", pa.array(start + np.arange(len(ids))))
     tokens = tokens.set_column(tokens.schema.get_field_index("pos"), "pos", pa.array(piece["pos"], pa.int32()))
@@ -199,14 +219,32 @@ def record_sharded(
         gpus = 1 if ray_mod.cluster_resources().get("GPU", 0) > 0 else 0
         model_ref = ray_mod.put(model.cpu())
         # On a worker, not here: the user's model runs only where a crash is retried, not in the driver.
-        probe = ray_mod.remote(hist_ranges).options(num_cpus=cpus_per_shard, max_retries=max_retries,
-                                                     retry_exceptions=False)  # fmt: skip
+        probe = ray_mod.remote(hist_ranges).options(
+            num_cpus=cpus_per_shard, max_retries=max_retries, retry_exceptions=False
+        )
         n0 = bounds[0][1]
-        ranges = probe.remote(model_ref, ids[:n0], streams=streams, chunk=chunk, call=call, names=names,
-                              strategy=strategy, mode=mode, docs0=doc_ids[:n0])  # fmt: skip
+        ranges = probe.remote(
+            model_ref,
+            ids[:n0],
+            streams=streams,
+            chunk=chunk,
+            call=call,
+            names=names,
+            strategy=strategy,
+            mode=mode,
+            docs0=doc_ids[:n0],
+        )
         _wait(ray_mod, [ranges], [(0, n0)], None, max_retries, what="the first chunk of shard")
-        options = dict(streams=streams, chunk=chunk, device=device, mode=mode, call=call, names=names,
-                       strategy=strategy, manifest=manifest)  # fmt: skip
+        options = dict(
+            streams=streams,
+            chunk=chunk,
+            device=device,
+            mode=mode,
+            call=call,
+            names=names,
+            strategy=strategy,
+            manifest=manifest,
+        )
         task = ray_mod.remote(_record_shard).options(
             num_cpus=cpus_per_shard, num_gpus=gpus, max_retries=max_retries, retry_exceptions=False
         )
@@ -220,8 +258,7 @@ def record_sharded(
                 "pos": pos[a:b],
                 "extra": None if tokens_extra is None else tokens_extra.iloc[a:b].reset_index(drop=True),
             }
-            refs.append(task.remote(model_ref, k, a, piece, str(parts[k]), options, n, ranges, cpus_per_shard,
-                                    tracker))  # fmt: skip
+            refs.append(task.remote(model_ref, k, a, piece, str(parts[k]), options, n, ranges, cpus_per_shard, tracker))
         _wait(ray_mod, refs, bounds, tracker, max_retries)
         final = _merge(output.partial, parts, bounds, ray)
         output.publish(finish=lambda run: write_json_atomically(run / "manifest.json", {**final, "complete": True}))
@@ -275,10 +312,14 @@ class _Bars:
 
         total = bounds[-1][1]
         self.total = tqdm(total=total, desc="recording", unit="tok", position=0)
-        self.each = [
-            tqdm(total=b - a, desc=f"shard {k}", unit="tok", position=k + 1, leave=False)
-            for k, (a, b) in enumerate(bounds)
-        ] if len(bounds) <= 8 else []  # fmt: skip
+        self.each = (
+            [
+                tqdm(total=b - a, desc=f"shard {k}", unit="tok", position=k + 1, leave=False)
+                for k, (a, b) in enumerate(bounds)
+            ]
+            if len(bounds) <= 8
+            else []
+        )
 
     def update(self, done: dict[int, int]) -> None:
         for k, bar in enumerate(self.each):

@@ -617,7 +617,7 @@ def record_corpus(
             model, token_ids, out_dir, shards=shards, ray=ray or "local", streams=streams, chunk=chunk,
             device=device, display=display, docs=docs, mode=mode, call=call, names=names, strategy=strategy,
             tokens_extra=tokens_extra, manifest=manifest, overwrite=overwrite, progress=progress,
-        )  # fmt: skip
+        )
     ids = torch.as_tensor(np.asarray(token_ids), dtype=torch.long).reshape(-1)
     n = len(ids)
     if n == 0:

@@ -19,6 +19,7 @@ This module holds the format and the merges; :mod:`lstmviz.distributed` records 
 from __future__ import annotations
 
 import glob
+import itertools
 import os
 import shutil
 from collections.abc import Sequence
@@ -288,14 +289,18 @@ def check_shards(manifest: dict, n: int, corrupt) -> list[tuple[int, int]] | Non
     shards = (manifest.get("recording") or {}).get("shards")
     if shards is None:
         return None
-    ok = isinstance(shards, list) and shards and all(
-        isinstance(s, list) and len(s) == 2 and all(isinstance(x, int) and not isinstance(x, bool) for x in s)
-        for s in shards
+    ok = (
+        isinstance(shards, list)
+        and shards
+        and all(
+            isinstance(s, list) and len(s) == 2 and all(isinstance(x, int) and not isinstance(x, bool) for x in s)
+            for s in shards
+        )
     )
     if not ok:
         raise corrupt("manifest.json field recording.shards must be a list of [start, stop] token positions")
     edges = [s[0] for s in shards] + [shards[-1][1]]
-    contiguous = all(a[1] == b[0] for a, b in zip(shards, shards[1:], strict=False))
+    contiguous = all(a[1] == b[0] for a, b in itertools.pairwise(shards))
     if edges[0] != 0 or edges[-1] != n or not contiguous or any(a >= b for a, b in shards):
         raise corrupt(f"manifest.json field recording.shards must cut [0, {n}) into contiguous non-empty pieces")
     return [(a, b) for a, b in shards]

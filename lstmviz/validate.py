@@ -22,7 +22,15 @@ from . import shards as _shards
 from .store import SCHEMA_VERSION, TOKEN_COLUMNS, RunError, unit_columns
 
 MAPPING_FIELDS = (
-    "model", "model_source", "recording", "tokenizer", "corpus", "annotations", "source", "stats", "tokens"
+    "model",
+    "model_source",
+    "recording",
+    "tokenizer",
+    "corpus",
+    "annotations",
+    "source",
+    "stats",
+    "tokens",
 )
 """Optional top-level manifest fields that readers use as mappings."""
 

@@ -153,7 +153,9 @@ def test_open_run_refuses_a_sharded_run_with_a_lost_or_short_part(sharded, tmp_p
     shutil.copytree(sharded.path, short)
     tokens = short / "shards" / "00002" / "tokens.parquet"
     pl.read_parquet(tokens).head(10).write_parquet(tokens)
-    with pytest.raises(lstmviz.RunError, match=r"00002/tokens.parquet has 10 rows but its shard is tokens \[466, 700\)"):
+    with pytest.raises(
+        lstmviz.RunError, match=r"00002/tokens.parquet has 10 rows but its shard is tokens \[466, 700\)"
+    ):
         lstmviz.open_run(short)
 
 
@@ -206,14 +208,17 @@ def test_a_killed_worker_is_retried_and_the_run_is_whole(ray_cluster, tmp_path, 
     assert (tmp_path / "died.2").exists()  # the forward that died
     run = lstmviz.open_run(out)
     for (a, b), piece in zip(run.manifest["recording"]["shards"], alone, strict=True):
-        np.testing.assert_array_equal(run.activations("rnn.l1.fwd.h", start=a, stop=b), piece.activations("rnn.l1.fwd.h"))
+        np.testing.assert_array_equal(
+            run.activations("rnn.l1.fwd.h", start=a, stop=b), piece.activations("rnn.l1.fwd.h")
+        )
 
 
 def test_a_worker_that_always_dies_leaves_no_run(ray_cluster, tmp_path):
     out = tmp_path / "run"
     with pytest.raises(lstmviz.RunError, match=r"worker died on each of 2 tries; no run was written"):
-        record_sharded(_like_model(AlwaysDies), IDS, out, shards=2, streams=STREAMS, chunk=CHUNK, progress=False,
-                       max_retries=1)  # fmt: skip
+        record_sharded(
+            _like_model(AlwaysDies), IDS, out, shards=2, streams=STREAMS, chunk=CHUNK, progress=False, max_retries=1
+        )
     assert not out.exists() and not (tmp_path / "run.partial").exists()
 
 
