@@ -287,6 +287,8 @@ def describe_run(path: Path) -> list[str]:
             f"recording   {rec.get('mode')}, {rec.get('streams')} streams × {rec.get('chunk')} steps, "
             f"{rec.get('device')}"
         )
+    if rec.get("shards"):
+        lines.append(f"shards      {len(rec['shards'])}, recorded on Ray ({rec.get('ray', '?')})")
     if "loss" in tokens:
         import numpy as np
 

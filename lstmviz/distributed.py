@@ -155,7 +155,9 @@ def _connect(address: str):
         raise UserError("sharded recording needs Ray: pip install 'ray>=2.9'") from None
     if not ray.is_initialized():
         try:
-            ray.init(address=None if address == "local" else address, include_dashboard=False, log_to_driver=True)
+            # a dashboard is a local cluster's option only; Ray refuses it when joining a running cluster
+            local = {"include_dashboard": False} if address == "local" else {"address": address}
+            ray.init(**local)
         except (ConnectionError, ValueError, RuntimeError) as e:
             raise UserError(f"cannot reach the Ray cluster at {address!r}: {' '.join(str(e).split())}") from None
     return ray

@@ -229,3 +229,30 @@ def test_cuts_keep_documents_whole():
     assert cut_points(10, 4, np.zeros(10)) == [(0, 10)]  # one document: one piece
     with pytest.raises(UserError, match="11 shards need at least 11 tokens"):
         cut_points(10, 11)
+
+
+def test_cli_records_shards_with_annotations_and_info_shows_them(ray_cluster, tmp_path, capsys):
+    from lstmviz.cli import main
+    from lstmviz.models.charrnn import CharRNN, CharRNNConfig
+    from lstmviz.models.tokenizers import Tokenizer
+    from lstmviz.models.train import save_checkpoint
+
+    code = 'def f(a, b):\n    """Doc."""\n    return g(a[1], {b: "x"})  # done\n' * 4
+    torch.manual_seed(0)
+    tok = Tokenizer.char(code)
+    model = CharRNN(CharRNNConfig("lstm", len(tok), hidden=8, layers=1, embed=4)).eval()
+    save_checkpoint(tmp_path / "m.pt", model, tok, {"val_bpc": 3.0}, {"command": "test"})
+    (tmp_path / "code.py").write_text(code)
+    common = ["record", "--checkpoint", tmp_path / "m.pt", "--text", tmp_path / "code.py", "--annotate", "code"]
+    common += ["--streams", "2", "--chunk", "16", "--no-progress"]
+    assert main([str(a) for a in [*common, "--out", tmp_path / "one"]]) == 0
+    assert main([str(a) for a in [*common, "--out", tmp_path / "sharded", "--shards", "2", "--ray", "local"]]) == 0
+    one, sharded = lstmviz.open_run(tmp_path / "one"), lstmviz.open_run(tmp_path / "sharded")
+    for column in ("token", "in_string", "in_comment"):  # annotations are cut with the tokens
+        np.testing.assert_array_equal(sharded.tokens[column], one.tokens[column])
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "sharded")]) == 0
+    assert "shards      2, recorded on Ray (local)" in capsys.readouterr().out
+    assert main([str(a) for a in [*common, "--out", tmp_path / "x", "--ray", "local"]]) == 2
+    assert "--ray names where to record shards: pass --shards N too" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
