@@ -256,3 +256,20 @@ def test_cli_records_shards_with_annotations_and_info_shows_them(ray_cluster, tm
     assert main([str(a) for a in [*common, "--out", tmp_path / "x", "--ray", "local"]]) == 2
     assert "--ray names where to record shards: pass --shards N too" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("page", ["overview", "text", "select", "saturation", "neurons"])
+def test_the_app_shows_a_sharded_run(sharded, tmp_path_factory, monkeypatch, page):
+    from streamlit.testing.v1 import AppTest
+
+    from lstmviz.dashboard import widgets
+
+    root = tmp_path_factory.getbasetemp() / "app-runs"
+    if not root.exists():
+        shutil.copytree(sharded.path, root / "sharded")
+    monkeypatch.setenv("LSTMVIZ_RUNS", str(root))
+    at = AppTest.from_file(str(HERE.parent / "app.py"), default_timeout=120).run()
+    at = at.switch_page(widgets.page_file(page)).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    assert at.title[0].value == widgets.PAGES[page][0]
