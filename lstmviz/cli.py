@@ -54,6 +54,10 @@ def _record(args: argparse.Namespace) -> int:
         raise UserError(f"--max-tokens must be at least 1, got {args.max_tokens}")
     if args.streams < 1 or args.chunk < 1:
         raise UserError("--streams and --chunk must be at least 1")
+    if args.shards is not None and args.shards < 1:
+        raise UserError(f"--shards must be at least 1, got {args.shards}")
+    if args.ray is not None and args.shards is None:
+        raise UserError("--ray names where to record shards: pass --shards N too")
     device = check_device(args.device)
     text = read_text(args.text)
     loaded = load_model(
@@ -82,6 +86,7 @@ def _record(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.no_progress,
         projections=args.project,
+        **({"shards": args.shards, "ray": args.ray or "local"} if args.shards is not None else {}),
     )
     if args.project:
         from .analysis.projection import precompute
@@ -130,6 +135,8 @@ def describe_run(path: Path) -> list[str]:
             f"recording   {rec.get('mode')}, {rec.get('streams')} streams × {rec.get('chunk')} steps, "
             f"{rec.get('device')}"
         )
+    if rec.get("shards"):
+        lines.append(f"shards      {len(rec['shards'])}, recorded on Ray ({rec.get('ray', '?')})")
     if "loss" in tokens:
         import numpy as np
 

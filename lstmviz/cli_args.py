@@ -66,6 +66,8 @@ def add_record(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--shards", type=int, help="record N contiguous pieces on Ray workers into one sharded run")
+    p.add_argument("--ray", metavar="local|ADDRESS", help="Ray cluster for --shards (default: local)")
     p.add_argument(
         "--project",
         nargs="+",

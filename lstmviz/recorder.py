@@ -574,8 +574,11 @@ def record_corpus(
     tokens_extra: pd.DataFrame | None = None,
     manifest: Mapping | None = None,
     overwrite: bool = False,
-    progress: bool = True,
+    progress: bool | Callable[[int], None] = True,
     observers: Callable[[Activation], Iterable[Observer]] | None = None,
+    hist_ranges: Mapping[str, tuple[float, float]] | None = None,
+    shards: int | None = None,
+    ray: str | None = None,
 ) -> Path:
     """Stream a token sequence through ``model`` and write a run directory (see docs/FORMAT.md).
 
@@ -600,7 +603,21 @@ def record_corpus(
             values as they are stored (see :class:`~lstmviz.store.RunWriter`). Default: the match indices at the
             select page's default θs and the overview (:func:`lstmviz.analysis.match_bits.recording_observers`),
             so a fresh run answers its first query as fast as later ones; ``lambda act: []`` builds none.
+        hist_ranges: name → (lo, hi) of the stats histograms (see :class:`~lstmviz.store.RunWriter`).
+        shards / ray: record ``shards`` contiguous pieces on Ray workers into one sharded run
+            (:func:`lstmviz.distributed.record_sharded`; ``ray`` is ``"local"`` or a cluster address).
+        progress: a bar, or a callable given the number of tokens of each chunk once it is recorded.
     """
+    if shards is not None:
+        from .distributed import record_sharded
+
+        if observers is not None or hist_ranges is not None:
+            raise ValueError("a sharded recording builds its own observers and histogram ranges")
+        return record_sharded(
+            model, token_ids, out_dir, shards=shards, ray=ray or "local", streams=streams, chunk=chunk,
+            device=device, display=display, docs=docs, mode=mode, call=call, names=names, strategy=strategy,
+            tokens_extra=tokens_extra, manifest=manifest, overwrite=overwrite, progress=progress,
+        )
     ids = torch.as_tensor(np.asarray(token_ids), dtype=torch.long).reshape(-1)
     n = len(ids)
     if n == 0:
@@ -658,7 +675,8 @@ def record_corpus(
                         meta = _manifest(model, rec.recorded(), manifest, mode=mode, streams=streams, chunk=chunk,
                                          device=str(device), strategy=strategy)
                         writer = opened.enter_context(
-                            RunWriter(out_dir, tokens, _kept(rec), meta, overwrite=overwrite, observers=observers)
+                            RunWriter(out_dir, tokens, _kept(rec), meta, overwrite=overwrite, observers=observers,
+                                      hist_ranges=hist_ranges)
                         )
                     staging.write(writer, cache, starts, counts)
                     logits = _logits(out, *batch.shape)
@@ -783,9 +801,18 @@ def _sequence_batches(ids: Tensor, docs: np.ndarray, streams: int) -> Iterator[B
         yield batch, starts, counts, targets, True
 
 
-def _progress(items: Iterable, enabled: bool) -> Iterable:
+def _progress(items: Iterable, enabled: bool | Callable[[int], None]) -> Iterable:
+    if callable(enabled):
+        return _reporting(items, enabled)
     if not enabled:
         return items
     from tqdm.auto import tqdm
 
     return tqdm(items, desc="recording", unit="chunk")
+
+
+def _reporting(items: Iterable, report: Callable[[int], None]) -> Iterator:
+    """Yield each batch, then report its token count (the valid cells) once the caller has recorded it."""
+    for item in items:
+        yield item
+        report(int(np.asarray(item[2]).sum()))

@@ -175,6 +175,9 @@ class RunWriter:
     long the corpus is) and :meth:`close` assembles them into parquet in 16k-row groups. :meth:`submit_blocks`
     does a chunk's work on the writer's own thread, overlapping the caller's next forward.
 
+    ``hist_ranges`` (name → (lo, hi)) fixes the stats histograms' ranges, which otherwise come from the first
+    chunk (the shards of a run share the run's, so that their histograms add up).
+
     ``observers``, when given, is called once per activation and returns the :class:`Observer` s that see that
     activation's values as they are stored and are finished before the manifest is written (their dicts are
     merged into the activation's manifest entry). Derived data built this way costs no second pass over the run.
@@ -195,6 +198,7 @@ class RunWriter:
         *,
         overwrite: bool = False,
         observers: Callable[[Activation], Iterable[Observer]] | None = None,
+        hist_ranges: Mapping[str, tuple[float, float]] | None = None,
     ):
         self.out = Path(out_dir)
         missing = [c for c in TOKEN_COLUMNS if c not in tokens.columns]
@@ -210,6 +214,9 @@ class RunWriter:
         self.acts = {a.name: a for a in activations}
         self.manifest = dict(manifest or {})
         self.stats = {a.name: _Stats(a) for a in activations}
+        for name, bounds in (hist_ranges or {}).items():  # the shards of one run bin over the run's ranges
+            if name in self.stats:
+                self.stats[name].range = (float(bounds[0]), float(bounds[1]))
         self.observers = {a.name: list(observers(a)) if observers else [] for a in activations}
         self._spill = {}
         self._tiles: dict[str, list[tuple[int, int, int]]] = {a.name: [] for a in activations}  # (row, rows, offset)
@@ -508,7 +515,9 @@ class Run:
     @cached_property
     def tokens(self) -> pd.DataFrame:
         """One row per token: idx, doc, pos, token_id, token, then annotation and prediction columns."""
-        return self._read_table("tokens.parquet")
+        from .shards import tokens_file
+
+        return self._read_table(tokens_file(self.manifest))
 
     @cached_property
     def stats(self) -> pd.DataFrame:
@@ -519,9 +528,12 @@ class Run:
         return self._read_table(file) if (self.path / file).exists() else pd.DataFrame()
 
     def _read_table(self, file: str) -> pd.DataFrame:
-        """A whole parquet file of the run; damage that its footer did not show is a RunError too."""
+        """A whole parquet file (or a sharded run's parts of one) of the run; damage that its footer did not show
+        is a RunError too."""
+        from .shards import read_table
+
         try:
-            return pd.read_parquet(self.path / file)
+            return read_table(self.path, file)
         except (OSError, pa.ArrowException) as e:
             raise RunError(f"{self.path / file} is unreadable: {' '.join(str(e).split())}") from None
 
@@ -534,9 +546,11 @@ class Run:
 
     def _file(self, name: str) -> pq.ParquetFile:
         if name not in self._files:
+            from .shards import open_parquet
+
             path = self.path / self.info(name)["file"]
             try:
-                self._files[name] = pq.ParquetFile(path)
+                self._files[name] = open_parquet(self.path, self.info(name)["file"])
             except (OSError, pa.ArrowException) as e:
                 raise RunError(f"activation file {path} is unreadable: {' '.join(str(e).split())}") from None
         return self._files[name]

@@ -18,9 +18,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import names as _names
+from . import shards as _shards
 from .store import SCHEMA_VERSION, TOKEN_COLUMNS, RunError, unit_columns
 
-MAPPING_FIELDS = ("model", "model_source", "recording", "tokenizer", "corpus", "annotations", "source", "stats")
+MAPPING_FIELDS = (
+    "model",
+    "model_source",
+    "recording",
+    "tokenizer",
+    "corpus",
+    "annotations",
+    "source",
+    "stats",
+    "tokens",
+)
 """Optional top-level manifest fields that readers use as mappings."""
 
 NESTED_FIELDS: dict[tuple[str, str], tuple[type | tuple[type, ...], str]] = {
@@ -44,6 +55,9 @@ ENTRY_FIELDS = ("name", "module", "layer", "dir", "kind", "units", "file")
 STATS_COLUMNS = ("name", "unit", "count", "mean", "std", "min", "max", "n_low", "n_high")
 """The stats.parquet columns that readers use."""
 
+READ_VERSIONS = (SCHEMA_VERSION, _shards.SHARDED_VERSION)
+"""Version 2 is version 1 plus shards (docs/FORMAT.md): an unsharded run reads the same in both."""
+
 Corrupt = Callable[[str], RunError]
 """Builds the RunError "<run> is corrupt: <what>" of the run being checked."""
 
@@ -58,8 +72,10 @@ def check_version(p: Path, manifest: dict) -> None:
             f"{p} is corrupt: manifest.json field schema_version must be the integer {SCHEMA_VERSION}, "
             f"got {version!r} ({_type(version)})"
         )
-    if version != SCHEMA_VERSION:
-        raise RunError(f"{p} has run format version {version}; this lstmviz reads version {SCHEMA_VERSION}")
+    if version not in READ_VERSIONS:
+        raise RunError(
+            f"{p} has run format version {version}; this lstmviz reads versions {', '.join(map(str, READ_VERSIONS))}"
+        )
 
 
 def check_run(p: Path, manifest: dict) -> None:
@@ -98,22 +114,28 @@ def check_run(p: Path, manifest: dict) -> None:
             raise corrupt(f"manifest.json: activation {name} is listed twice")
         seen.add(name)
 
-    def footer(file: str, what: str) -> pq.FileMetaData:
-        md = _footer(p / file, file, corrupt)
-        if md.num_rows != n:
-            raise corrupt(f"{file} has {md.num_rows} rows but n_tokens is {n}: {what} must have one row per token")
-        return md
+    bounds = _shards.check_shards(manifest, n, corrupt)
 
-    schema = footer("tokens.parquet", "the tokens table").schema.to_arrow_schema()
+    def footer(file: str, what: str) -> pq.FileMetaData:
+        if not _shards.is_glob(file):
+            md = _footer(p / file, file, corrupt)
+            if md.num_rows != n:
+                raise corrupt(f"{file} has {md.num_rows} rows but n_tokens is {n}: {what} must have one row per token")
+            return md
+        return _part_footers(p, file, what, bounds, corrupt)
+
+    tokens = _shards.tokens_file(manifest)
+    _check_path(tokens, "field tokens.file", corrupt)
+    schema = footer(tokens, "the tokens table").schema.to_arrow_schema()
     lacking = [c for c in TOKEN_COLUMNS if c not in schema.names]
     if lacking:
-        raise corrupt(f"tokens.parquet lacks columns {lacking}")
+        raise corrupt(f"{tokens} lacks columns {lacking}")
     for column in TOKEN_COLUMNS:
         kind = schema.field(column).type
         ok = _is_text(kind) if column == "token" else pa.types.is_integer(kind)
         if not ok:
             want = "strings" if column == "token" else "integers"
-            raise corrupt(f"tokens.parquet column {column} holds {kind} values, not {want}")
+            raise corrupt(f"{tokens} column {column} holds {kind} values, not {want}")
     for entry in acts:
         file, units = entry["file"], entry["units"]
         schema = footer(file, f"activation {entry['name']}").schema.to_arrow_schema()
@@ -127,6 +149,28 @@ def check_run(p: Path, manifest: dict) -> None:
             if not pa.types.is_floating(field.type):
                 raise corrupt(f"{file} column {field.name} holds {field.type} values, not floats")
     _check_stats(p, manifest, acts, corrupt)
+
+
+def _part_footers(
+    p: Path, file: str, what: str, bounds: list[tuple[int, int]] | None, corrupt: Corrupt
+) -> pq.FileMetaData:
+    """The footers of a glob's parts: one per shard, each with its shard's rows and the first part's schema;
+    returns the first."""
+    if bounds is None:
+        raise corrupt(f"{file} is a glob, but the manifest lists no recording.shards")
+    parts = _shards.expand(p, file)
+    if len(parts) != len(bounds):
+        raise corrupt(f"{file} matches {len(parts)} parts but the run has {len(bounds)} shards")
+    first = None
+    for part, (a, b) in zip(parts, bounds, strict=True):
+        md = _footer(p / part, part, corrupt)
+        if md.num_rows != b - a:
+            raise corrupt(f"{part} has {md.num_rows} rows but its shard is tokens [{a}, {b}): {what} is short")
+        if first is None:
+            first = md
+        elif not md.schema.to_arrow_schema().equals(first.schema.to_arrow_schema()):
+            raise corrupt(f"{part} has other columns than {parts[0]}: the parts of {what} must share one schema")
+    return first
 
 
 def _check_optional_fields(manifest: Mapping, corrupt: Corrupt) -> None:

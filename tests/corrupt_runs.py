@@ -78,7 +78,7 @@ def _cases(good: Path, manifest: dict) -> dict[str, tuple[Mutation, str]]:
         "not_complete": (_set(complete=False), "incomplete run"),
         "complete_is_a_string": (_set(complete="yes"), "field complete must be true, got 'yes'"),
         "schema_version_string": (_set(schema_version="1"), "schema_version must be the integer 1, got '1'"),
-        "schema_version_2": (_set(schema_version=2), "run format version 2; this lstmviz reads version 1"),
+        "schema_version_3": (_set(schema_version=3), "run format version 3; this lstmviz reads versions 1, 2"),
         "schema_version_missing": (_drop("schema_version"), "has no schema_version"),
         "n_tokens_missing": (_drop("n_tokens"), "lacks 'n_tokens'"),
         "n_tokens_string": (_set(n_tokens=str(n)), f"field n_tokens must be an integer, got '{n}'"),
