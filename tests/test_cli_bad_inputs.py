@@ -473,12 +473,12 @@ def test_record_overwrite_replaces_a_run_whatever_lies_beside_it(world, capsys):
     stray = root / "rec.old"
     stray.mkdir()
     (stray / "keep.txt").write_text(PRECIOUS)  # a fixed side name would be in the way
-    (out / "cache").mkdir()
+    (out / "cache").mkdir(exist_ok=True)  # a run's derived data: the old run's goes with it
     (out / "cache" / "derived.npz").write_bytes(b"x")
     run_ok(_record(world, out, "--overwrite", "--max-tokens", "20"), capsys)
     run = lstmviz.open_run(out)
     assert run.n_tokens == 20 and run.manifest["complete"] is True and first
-    assert not (out / "cache").exists()
+    assert not (out / "cache" / "derived.npz").exists()
     assert (stray / "keep.txt").read_text() == PRECIOUS
     assert sorted(p.name for p in root.iterdir() if p.name.startswith((".rec", "rec"))) == ["rec", "rec.old"]
 

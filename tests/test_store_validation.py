@@ -200,7 +200,8 @@ def test_damage_the_footer_does_not_show_is_a_run_error_when_read(tiny_run, tmp_
     shutil.copytree(tiny_run.path, run_dir)
     f = run_dir / file
     data = bytearray(f.read_bytes())
-    for i in range(100, len(data) // 2):  # the pages, not the footer at the end
+    footer = int.from_bytes(data[-8:-4], "little")  # parquet ends with <footer><footer length: 4 bytes>PAR1
+    for i in range(4, len(data) - 8 - footer):  # the pages, not the footer
         data[i] ^= 0x5A
     f.write_bytes(bytes(data))
     run = open_run(run_dir)
