@@ -33,7 +33,7 @@ from .errors import ModelError, UserError
 from .kernels.loop import gru_loop, lstm_loop
 from .kernels.pointwise import compiled_pointwise
 from .kernels.pool import Pool
-from .store import Activation, RunError, RunWriter, tokens_frame
+from .store import Activation, Observer, RunError, RunWriter, tokens_frame
 
 NameFilter = Iterable[str] | Callable[[str], bool] | None
 STRATEGIES = ("auto", "replay", "loop")
@@ -503,6 +503,7 @@ def record_corpus(
     manifest: Mapping | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    observers: Callable[[Activation], Iterable[Observer]] | None = None,
 ) -> Path:
     """Stream a token sequence through ``model`` and write a run directory (see docs/FORMAT.md).
 
@@ -522,6 +523,8 @@ def record_corpus(
         names / strategy: as for :func:`run_with_cache`.
         tokens_extra: annotation columns aligned to the tokens, stored in tokens.parquet.
         manifest: extra manifest entries (tokenizer, corpus source, checkpoint metrics…).
+        observers: per activation, the :class:`~lstmviz.store.Observer` s that build derived data from the
+            values as they are stored (see :class:`~lstmviz.store.RunWriter`).
     """
     ids = torch.as_tensor(np.asarray(token_ids), dtype=torch.long).reshape(-1)
     n = len(ids)
@@ -565,7 +568,8 @@ def record_corpus(
                 strategy=strategy,
             )
             preds = _Predictions(n)
-            with RunWriter(out_dir, tokens, activations, meta, overwrite=overwrite) as writer:
+            staging = _Staging(device)
+            with RunWriter(out_dir, tokens, activations, meta, overwrite=overwrite, observers=observers) as writer:
                 batches = (
                     _stateful_batches(ids, streams, chunk)
                     if mode == "stateful"
@@ -583,7 +587,7 @@ def record_corpus(
                             raise
                         except Exception as e:
                             raise ModelError.wrap(e) from e
-                    _write_chunk(writer, cache, starts, counts)
+                    staging.write(writer, cache, starts, counts)
                     logits = _logits(out, *batch.shape)
                     if logits is not None:
                         rows, sel = _rows(starts, counts, batch.shape[1])
@@ -605,15 +609,50 @@ def _rows(starts: np.ndarray, counts: np.ndarray, T: int) -> tuple[np.ndarray, T
     return rows, torch.from_numpy(np.flatnonzero(valid))
 
 
-def _write_chunk(writer: RunWriter, cache: ActivationCache, starts: np.ndarray, counts: np.ndarray) -> None:
-    """Write each stream's valid rows of every cached activation ``[B, T, U]`` at its corpus position."""
-    for name, value in cache.items():
-        if value.shape[0] != len(starts):
-            raise RunError(f"{name} came back with batch {value.shape[0]} for {len(starts)} streams: the model is "
-                           f"called with ids [streams, chunk]; check its layout (--layout batch|seq)")
-        if name in writer.acts:
-            half = value.to("cpu", torch.float16)  # torch converts ~8× faster than numpy
-            writer.write_blocks(name, starts, half.numpy(), counts, rounded=half.float().numpy())
+class _Staging:
+    """Two float16 host copies of a chunk's activations, so the writer's thread stores one while the forward
+    computes the next (the recorder reuses its buffers, so each chunk is copied out before the next forward).
+
+    On CUDA the copies are asynchronous, into pinned memory, and the writer's thread waits on an event recorded
+    after them; on the CPU ``copy_`` is the float16 conversion itself.
+    """
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.buffers: list[dict[str, Tensor]] = [{}, {}]
+        self.pending: list[list] = [[], []]
+        self.k = 0
+
+    def buffer(self, slot: int, name: str, shape: torch.Size) -> Tensor:
+        """The slot's float16 host tensor for ``name``, of ``shape`` ``[B, T, U]`` (grown as needed)."""
+        n = shape.numel()
+        buf = self.buffers[slot].get(name)
+        if buf is None or buf.numel() < n:
+            buf = torch.empty(n, dtype=torch.float16, pin_memory=self.cuda)
+            self.buffers[slot][name] = buf
+        return buf[:n].view(shape)
+
+    def write(self, writer: RunWriter, cache: ActivationCache, starts: np.ndarray, counts: np.ndarray) -> None:
+        """Copy every cached activation ``[B, T, U]`` out and hand it to the writer's thread."""
+        slot = self.k % 2
+        self.k += 1
+        for future in self.pending[slot]:  # this slot's previous chunk must be stored before it is overwritten
+            future.result()
+        items = [(name, value) for name, value in cache.items() if name in writer.acts]
+        for name, value in items:
+            if value.shape[0] != len(starts):
+                raise RunError(
+                    f"{name} came back with batch {value.shape[0]} for {len(starts)} streams: the model is "
+                    f"called with ids [streams, chunk]; check its layout (--layout batch|seq)"
+                )
+        copies = [(name, self.buffer(slot, name, value.shape)) for name, value in items]
+        for (_, buf), (_, value) in zip(copies, items, strict=True):
+            buf.copy_(value, non_blocking=self.cuda)
+        ready = None
+        if self.cuda:
+            ready = torch.cuda.Event()
+            ready.record()
+        self.pending[slot] = [writer.submit_blocks(name, starts, buf.numpy(), counts, ready) for name, buf in copies]
 
 
 BatchItem = tuple[Tensor, np.ndarray, np.ndarray, Tensor, bool]

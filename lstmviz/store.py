@@ -14,20 +14,24 @@ interrupted recording never looks complete, and writing again simply starts over
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import chunkstats as _cs
 from . import names as _names
 from .errors import RunError
 from .outputs import Output, write_json_atomically
@@ -37,7 +41,13 @@ ROW_GROUP = 16384
 LOW, HIGH = 0.1, 0.9
 HIST_BINS = 32
 TOKEN_COLUMNS = ("idx", "doc", "pos", "token_id", "token")
-_PARQUET_OPTS = dict(compression="zstd", use_dictionary=False, write_statistics=False)
+_PARQUET_OPTS = dict(use_dictionary=False, write_statistics=False)
+_THRESHOLD_KEYS = _cs.threshold_keys(LOW, HIGH)
+# Per kind, by measurement (bench/e2e.py's codec lines): on sigmoid gates lz4 saves ~18 % at about plain
+# encoding's speed; on g, c, h (and the rest) lz4 saves nothing and zstd ~12 % for twice the encoding time, which
+# on a machine whose cores run the forward is time the recording waits. Unlisted kinds are stored uncompressed.
+COMPRESSION: dict[str, str] = {kind: "lz4" for kind in ("i", "f", "o", "r", "z")}
+WRITE_ROWS = 4096  # RunWriter.write handles its rows this many at a time (bounded scratch however long the run)
 
 
 def unit_columns(units: int) -> list[str]:
@@ -71,77 +81,102 @@ class Activation:
 
 
 def _hist_range(kind: str, first: np.ndarray) -> tuple[float, float]:
-    """Histogram range: the kind's bounds for bounded kinds, else ±1.5·max|x| of the first values seen."""
+    """Histogram range: the kind's bounds for bounded kinds, else ±1.5·max|x| of the first finite values seen."""
     if kind in _names.SIGMOID_KINDS:
         return 0.0, 1.0
-    bound = float(np.abs(first).max()) if first.size else 1.0
+    finite = first[np.isfinite(first)]
+    bound = float(np.abs(finite).max()) if finite.size else 1.0
     if kind in _names.TANH_KINDS or bound <= 1.0:
         return -1.0, 1.0
     return -1.5 * bound, 1.5 * bound
 
 
 class _Stats:
-    """Per-unit streaming aggregates of one activation, over the float16 values as stored."""
+    """Per-unit streaming aggregates of one activation, over the float16 values as stored.
+
+    NaN and ±inf are counted (n_nan, n_inf) and left out of the moments, min, max and histogram; n_low / n_high
+    compare every non-NaN value, as ``x < low`` over the stored values does. One compiled pass per chunk
+    (:func:`lstmviz.chunkstats.chunk_pass`), which also lays the chunk out unit-major for the spill.
+    """
 
     def __init__(self, act: Activation):
         u = act.units
         self.act = act
         self.count = 0
-        self.sum = np.zeros(u)
-        self.sumsq = np.zeros(u)
-        self.min = np.full(u, np.inf)
-        self.max = np.full(u, -np.inf)
-        self.n_low = np.zeros(u, np.int64)
-        self.n_high = np.zeros(u, np.int64)
-        self.hist = np.zeros((u, HIST_BINS), np.int64)
+        self.acc = np.zeros((2, u))  # sum, sumsq of the finite values
+        self.cnt = np.zeros((6, u), np.int64)  # n_low, n_high, n_nan, n_inf, min key, max key
+        self.cnt[4], self.cnt[5] = _cs.NO_KEY, -_cs.NO_KEY
+        self.hist = np.zeros((u, 4, HIST_BINS + 1), np.int64)
         self.range: tuple[float, float] | None = None
 
-    def update(self, x: np.ndarray) -> None:
-        """x: float32 ``[n, units]`` of values already rounded to float16."""
-        if not len(x):
-            return
-        self.count += len(x)
-        self.sum += x.sum(0, dtype=np.float64)
-        self.sumsq += np.einsum("ij,ij->j", x, x, dtype=np.float64)
-        np.minimum(self.min, x.min(0), out=self.min)
-        np.maximum(self.max, x.max(0), out=self.max)
-        self.n_low += np.count_nonzero(x < LOW, axis=0)
-        self.n_high += np.count_nonzero(x > HIGH, axis=0)
+    def update(self, bits: np.ndarray, counts: np.ndarray, tiles: np.ndarray) -> None:
+        """bits: float16 bit patterns uint16 ``[B, T, units]``, rows ``[0, counts[b])`` of stream b valid.
+
+        Writes each stream's valid rows unit-major into ``tiles[b, :units·counts[b]]`` (uint16 ``[B, ≥units·T]``).
+        """
         if self.range is None:
-            self.range = _hist_range(self.act.kind, x)
+            valid = np.arange(bits.shape[1])[None, :] < counts[:, None]
+            self.range = _hist_range(self.act.kind, _cs.LUT[bits[valid]])
         lo, hi = self.range
-        b = np.clip((x - lo) * (HIST_BINS / (hi - lo)), 0, HIST_BINS - 1).astype(np.int32)  # (n, units)
-        b += np.arange(self.act.units, dtype=np.int32) * HIST_BINS
-        self.hist += np.bincount(b.ravel(), minlength=self.act.units * HIST_BINS).reshape(self.act.units, HIST_BINS)
+        _cs.chunk_pass(bits, counts, *_THRESHOLD_KEYS, lo, HIST_BINS / (hi - lo), tiles, self.acc, self.cnt, self.hist)
+        self.count += int(counts.sum())
 
     def frame(self) -> pd.DataFrame:
-        n = max(self.count, 1)
-        mean = self.sum / n
-        var = np.maximum(self.sumsq / n - mean**2, 0.0)
+        n_nan, n_inf = self.cnt[2], self.cnt[3]
+        finite = self.count - n_nan - n_inf
+        n = np.maximum(finite, 1)
+        mean = self.acc[0] / n
+        var = np.maximum(self.acc[1] / n - mean**2, 0.0)
+        none = finite == 0
         lo, hi = self.range or (0.0, 1.0)
         return pd.DataFrame(
             {
                 "name": self.act.name,
                 "unit": np.arange(self.act.units, dtype=np.int32),
                 "count": np.full(self.act.units, self.count, np.int64),
-                "mean": mean,
-                "std": np.sqrt(var),
-                "min": self.min,
-                "max": self.max,
-                "n_low": self.n_low,
-                "n_high": self.n_high,
-                "hist": list(self.hist),
+                "mean": np.where(none, np.nan, mean),
+                "std": np.where(none, np.nan, np.sqrt(var)),
+                "min": np.where(none, np.nan, _cs.LUT[_cs.key_bits(self.cnt[4])].astype(np.float64)),
+                "max": np.where(none, np.nan, _cs.LUT[_cs.key_bits(self.cnt[5])].astype(np.float64)),
+                "n_low": self.cnt[0],
+                "n_high": self.cnt[1],
+                "n_nan": n_nan,
+                "n_inf": n_inf,
+                "hist": list(self.hist[:, :, :HIST_BINS].sum(1)),
                 "hist_lo": lo,
                 "hist_hi": hi,
             }
         )
 
 
+class Observer(Protocol):
+    """Derived data built in the recording's own pass (e.g. a match index), one observer per activation.
+
+    ``update`` receives every row of the activation exactly once, as stored (float16 ``[n, units]`` rows
+    ``[start, start + n)``; ``np.float32(values)`` equals what :meth:`Run.activations` returns), in any row order
+    (a stateful recording interleaves its streams); calls for one activation never run concurrently, and the
+    array is only valid during the call (copy what you keep). ``finish`` runs once, after every update and after
+    the activation files are written, with the run's (still partial) directory; write under ``run_dir / "cache"``.
+    Its dict is merged into the activation's manifest entry, so keys must be JSON-serialisable and should not
+    collide with the entry's own (name, units, …).
+    """
+
+    def update(self, start: int, values: np.ndarray) -> None: ...
+
+    def finish(self, run_dir: Path) -> dict: ...
+
+
 class RunWriter:
     """Writes a run directory. Activations may arrive in any row order; rows are stored in corpus order.
 
-    Values are spilled to raw float16 files under ``<run>.partial/spill/`` with positioned writes (so memory
-    stays flat however long the corpus is), then converted to parquet in 16k-row groups by :meth:`close`.
+    Each chunk passes once through a compiled kernel that counts its stats and lays its rows out unit-major;
+    the tiles are appended to raw float16 files under ``<run>.partial/spill/`` (so memory stays flat however
+    long the corpus is) and :meth:`close` assembles them into parquet in 16k-row groups. :meth:`submit_blocks`
+    does a chunk's work on the writer's own thread, overlapping the caller's next forward.
+
+    ``observers``, when given, is called once per activation and returns the :class:`Observer` s that see that
+    activation's values as they are stored and are finished before the manifest is written (their dicts are
+    merged into the activation's manifest entry). Derived data built this way costs no second pass over the run.
 
     Usage::
 
@@ -158,6 +193,7 @@ class RunWriter:
         manifest: Mapping | None = None,
         *,
         overwrite: bool = False,
+        observers: Callable[[Activation], Iterable[Observer]] | None = None,
     ):
         self.out = Path(out_dir)
         missing = [c for c in TOKEN_COLUMNS if c not in tokens.columns]
@@ -173,13 +209,18 @@ class RunWriter:
         self.acts = {a.name: a for a in activations}
         self.manifest = dict(manifest or {})
         self.stats = {a.name: _Stats(a) for a in activations}
+        self.observers = {a.name: list(observers(a)) if observers else [] for a in activations}
+        self._tiles: dict[str, list[tuple[int, int, int]]] = {a.name: [] for a in activations}  # (row, rows, offset)
+        self._scratch = np.empty(0, np.uint16)
+        self._lock = threading.Lock()  # one chunk at a time: observers and the spills see whole chunks in turn
+        self._thread: ThreadPoolExecutor | None = None
+        self._pending: list[Future] = []
         self._spill = {}
         try:
             (self.partial / "acts").mkdir()
             (self.partial / "spill").mkdir()
             for a in activations:
-                f = self._spill[a.name] = open(self.partial / "spill" / f"{a.name}.f16", "w+b")  # noqa: SIM115
-                f.truncate(self.n * a.units * 2)  # closed in close() or abort()
+                self._spill[a.name] = open(self.partial / "spill" / f"{a.name}.f16", "wb")  # noqa: SIM115 - closed in close()
         except BaseException:
             self.abort()
             raise
@@ -192,28 +233,73 @@ class RunWriter:
             raise ValueError(f"{name}: expected [n, {act.units}] values, got {list(values.shape)}")
         if start < 0 or start + len(values) > self.n:
             raise ValueError(f"{name}: rows [{start}, {start + len(values)}) outside [0, {self.n})")
-        half = np.ascontiguousarray(values, dtype=np.float16)
-        self.stats[name].update(half.astype(np.float32))
-        os.pwrite(self._spill[name].fileno(), half.data, start * act.units * 2)
+        for k in range(0, len(values), WRITE_ROWS):
+            with np.errstate(over="ignore"):  # beyond float16's range is stored as ±inf, and counted so
+                half = np.ascontiguousarray(values[k : k + WRITE_ROWS], dtype=np.float16)
+            self._store(name, np.array([start + k]), half[None], np.array([len(half)]))
 
-    def write_blocks(
-        self, name: str, starts: np.ndarray, values: np.ndarray, counts: np.ndarray, rounded: np.ndarray | None = None
-    ) -> None:
-        """Store ``values[b, :counts[b]]`` at rows ``starts[b]…`` for each b. values: ``[B, T, units]``.
+    def write_blocks(self, name: str, starts: np.ndarray, values: np.ndarray, counts: np.ndarray) -> None:
+        """Store ``values[b, :counts[b]]`` at rows ``starts[b]…`` for each b. values: float ``[B, T, units]``."""
+        with np.errstate(over="ignore"):
+            half = np.ascontiguousarray(values, dtype=np.float16)
+        self._store(name, np.asarray(starts, np.int64), half, np.asarray(counts, np.int64))
 
-        ``values`` may already be float16, with ``rounded`` the same values as float32 (callers with a faster
-        converter, e.g. torch, pass both); otherwise both are derived here.
+    def submit_blocks(
+        self, name: str, starts: np.ndarray, values: np.ndarray, counts: np.ndarray, ready: object = None
+    ) -> Future:
+        """:meth:`write_blocks` on the writer's own thread, so it overlaps what the caller computes next.
+
+        values: float16 ``[B, T, units]``, C-contiguous; the caller must leave it unchanged until the returned
+        future is done. ``ready``, if given (e.g. a ``torch.cuda.Event`` after an asynchronous copy into
+        ``values``), is synchronised on the thread first. Errors surface from the future, from later calls, and
+        from :meth:`close`. The compiled stats pass and the file writes release the GIL.
         """
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lstmviz-writer")
+        starts, counts = np.array(starts, np.int64), np.array(counts, np.int64)
+
+        def job() -> None:
+            if ready is not None:
+                ready.synchronize()
+            self._store(name, starts, values, counts)
+
+        self._pending = [f for f in self._pending if not f.done() or f.exception() is not None]
+        future = self._thread.submit(job)
+        self._pending.append(future)
+        return future
+
+    def flush(self) -> None:
+        """Wait for every submitted chunk; raises the first error one of them hit."""
+        pending, self._pending = self._pending, []
+        for f in pending:
+            f.result()
+
+    def _store(self, name: str, starts: np.ndarray, half: np.ndarray, counts: np.ndarray) -> None:
+        """Stats, observers and the spill for one chunk: half float16 ``[B, T, units]``, starts / counts ``[B]``."""
         act = self.acts[name]
-        half = values.astype(np.float16, copy=False)  # (B, T, units)
-        if rounded is None:
-            rounded = half.astype(np.float32)
-        valid = np.arange(half.shape[1])[None, :] < np.asarray(counts)[:, None]
-        self.stats[name].update(rounded[valid] if not valid.all() else rounded.reshape(-1, act.units))
-        fd = self._spill[name].fileno()
-        for b, (start, count) in enumerate(zip(starts, counts, strict=True)):
-            if count:
-                os.pwrite(fd, np.ascontiguousarray(half[b, :count]).data, int(start) * act.units * 2)
+        B, T, U = half.shape
+        if act.units != U:
+            raise ValueError(f"{name}: expected [B, T, {act.units}] values, got {list(half.shape)}")
+        counts = np.clip(counts, 0, T)
+        used = counts > 0
+        if ((starts[used] < 0) | (starts[used] + counts[used] > self.n)).any():
+            raise ValueError(f"{name}: rows outside [0, {self.n})")
+        with self._lock:
+            if self._scratch.size < B * U * T:
+                self._scratch = np.empty(B * U * T, np.uint16)
+            tiles = self._scratch[: B * U * T].reshape(B, U * T)
+            self.stats[name].update(half.view(np.uint16), counts, tiles)
+            for obs in self.observers[name]:
+                for b in range(B):
+                    if counts[b]:
+                        obs.update(int(starts[b]), half[b, : counts[b]])
+            f = self._spill[name]
+            index = self._tiles[name]
+            for b in range(B):
+                c = int(counts[b])
+                if c:
+                    index.append((int(starts[b]), c, f.tell()))
+                    f.write(tiles[b, : U * c].data)
 
     def set_column(self, column: str, start: int, values: np.ndarray) -> None:
         """Fill rows of an extra token column (e.g. ``loss``); values: ``[n]`` or ``[n, k]``."""
@@ -239,18 +325,23 @@ class RunWriter:
     def _finish(self) -> dict:
         """Write everything into the partial directory, the manifest last but not yet marked complete; returns
         the complete manifest."""
+        self._drain()
         for f in self._spill.values():
             f.close()
 
         def convert(act: Activation) -> None:
             spill = self.partial / "spill" / f"{act.name}.f16"
-            _spill_to_parquet(spill, self.partial / act.file, self.n, act.units)
+            _spill_to_parquet(spill, self._tiles[act.name], self.partial / act.file, self.n, act.units, act.kind)
             spill.unlink()
 
-        # pyarrow encodes and compresses without the GIL, so files convert in parallel.
+        # The copies and pyarrow's encoding run without the GIL, so files convert in parallel.
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
             list(pool.map(convert, self.acts.values()))
         (self.partial / "spill").rmdir()
+        derived = {name: {} for name in self.acts}
+        for name, observers in self.observers.items():
+            for obs in observers:
+                derived[name].update(obs.finish(self.partial))
         tokens = self.tokens.copy()
         for column, values in self.columns.items():
             tokens[column] = list(values) if values.ndim > 1 else values
@@ -269,15 +360,26 @@ class RunWriter:
             "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             **self.manifest,
             "n_tokens": self.n,
-            "activations": [a.to_json() for a in self.acts.values()],
+            "activations": [{**a.to_json(), **derived[a.name]} for a in self.acts.values()],
             "stats": {"file": "stats.parquet", "low": LOW, "high": HIGH, "hist_bins": HIST_BINS},
             "complete": False,
         }
         (self.partial / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str))
         return {**manifest, "complete": True}
 
+    def _drain(self) -> None:
+        """Let submitted chunks finish (raising the first error), then stop the writer thread."""
+        try:
+            self.flush()
+        finally:
+            if self._thread is not None:
+                self._thread.shutdown(wait=True, cancel_futures=True)
+                self._thread = None
+
     def abort(self) -> None:
         """Remove the partial directory (and the parent directories it created)."""
+        with contextlib.suppress(BaseException):
+            self._drain()  # the error that brought us here is the one to report
         for f in self._spill.values():
             f.close()
         self._output.discard()
@@ -292,14 +394,34 @@ class RunWriter:
             self.abort()
 
 
-def _spill_to_parquet(spill: Path, dest: Path, n: int, units: int) -> None:
-    """Raw float16 ``[n, units]`` row-major file → wide parquet with ROW_GROUP-row groups."""
+def _spill_to_parquet(
+    spill: Path, tiles: Sequence[tuple[int, int, int]], dest: Path, n: int, units: int, kind: str
+) -> None:
+    """Unit-major float16 tiles → wide parquet with ROW_GROUP-row groups.
+
+    tiles: (first row, rows, byte offset in ``spill``) of each tile ``[units, rows]``; rows no tile covers are 0.
+    Each row group is assembled unit-major (contiguous runs per tile) and handed to pyarrow without a copy.
+    """
     schema = pa.schema([(c, pa.float16()) for c in unit_columns(units)])
-    with pq.ParquetWriter(dest, schema, **_PARQUET_OPTS) as writer, open(spill, "rb") as f:
-        for start in range(0, max(n, 1), ROW_GROUP):
-            rows = min(ROW_GROUP, n - start)
-            block = np.fromfile(f, np.float16, rows * units).reshape(rows, units)  # [rows, units]
-            cols = [pa.array(block[:, u]) for u in range(units)]
+    index = np.array(sorted(tiles), np.int64).reshape(-1, 3)
+    first, rows, offsets = index.T
+    end = first + rows
+    block = np.empty(units * ROW_GROUP, np.float16)
+    opts = {**_PARQUET_OPTS, "compression": COMPRESSION.get(kind, "none")}
+    with pq.ParquetWriter(dest, schema, **opts) as writer, open(spill, "rb") as f:
+        fd = f.fileno()
+        for r0 in range(0, max(n, 1), ROW_GROUP):
+            r1 = min(r0 + ROW_GROUP, n)
+            R = r1 - r0
+            group = block[: units * R].reshape(units, R)  # [units, R]
+            lo, hi = np.searchsorted(end, r0, "right"), np.searchsorted(first, r1, "left")
+            if (np.minimum(end[lo:hi], r1) - np.maximum(first[lo:hi], r0)).sum() < R:
+                group[:] = 0
+            for i in range(lo, hi):
+                a, b = max(first[i], r0), min(end[i], r1)
+                tile = np.frombuffer(os.pread(fd, int(units * rows[i] * 2), int(offsets[i])), np.float16)
+                group[:, a - r0 : b - r0] = tile.reshape(units, rows[i])[:, a - first[i] : b - first[i]]
+            cols = [pa.Array.from_buffers(pa.float16(), R, [None, pa.py_buffer(group[u])]) for u in range(units)]
             writer.write_table(pa.Table.from_arrays(cols, schema=schema), row_group_size=ROW_GROUP)
 
 
@@ -310,6 +432,7 @@ def write_run(
     manifest: Mapping | None = None,
     *,
     overwrite: bool = False,
+    observers: Callable[[Activation], Iterable[Observer]] | None = None,
 ) -> Path:
     """Write a complete run from in-memory arrays (tests, importers). acts: name → ``[tokens, units]``.
 
@@ -319,7 +442,7 @@ def write_run(
     if not isinstance(tokens, pd.DataFrame):
         tokens = tokens_frame(list(tokens))
     activations = [Activation.from_name(name, a.shape[1]) for name, a in acts.items()]
-    with RunWriter(out_dir, tokens, activations, manifest, overwrite=overwrite) as w:
+    with RunWriter(out_dir, tokens, activations, manifest, overwrite=overwrite, observers=observers) as w:
         for name, a in acts.items():
             w.write(name, 0, a)
     return Path(out_dir)

@@ -264,3 +264,48 @@ def test_output_that_is_a_file_is_refused(tiny_model, tmp_path):
     with pytest.raises(RunError, match="is a file"):
         lstmviz.record_corpus(tiny_model, [1, 2, 3], f, overwrite=True, progress=False)
     assert f.read_text() == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+class _Collect:
+    """An observer that keeps every row it sees, and checks it is finished before the manifest exists."""
+
+    def __init__(self, act, seen):
+        self.act, self.seen = act, seen
+        self.rows = {}
+
+    def update(self, start, values):
+        assert values.dtype == np.float16 and values.shape[1] == self.act.units
+        for r, row in enumerate(values):
+            assert start + r not in self.rows, "a row was observed twice"
+            self.rows[start + r] = row.copy()
+
+    def finish(self, run_dir):
+        assert run_dir.name.endswith(".partial") and not (run_dir / "manifest.json").exists()
+        assert (run_dir / self.act.file).is_file()
+        self.seen[self.act.name] = np.stack([self.rows[r] for r in range(len(self.rows))])
+        return {"observed_rows": len(self.rows)}
+
+
+def test_observers_see_every_value_as_stored_and_extend_the_manifest(tmp_path):
+    torch.manual_seed(4)
+    model = TinyCharModel().eval()
+    ids = torch.randint(0, 12, (N,))
+    seen = {}
+    path = lstmviz.record_corpus(
+        model, ids, tmp_path / "run", streams=4, chunk=13, progress=False, observers=lambda act: [_Collect(act, seen)]
+    )
+    run = lstmviz.open_run(path)
+    assert set(seen) == set(run.names)
+    for name in run.names:
+        np.testing.assert_array_equal(seen[name].astype(np.float32), run.activations(name))
+        assert run.info(name)["observed_rows"] == N
+
+
+def test_streams_past_the_corpus_end_are_skipped(tmp_path):
+    """100 tokens in 64 streams of 2: the last streams start past the end and hold nothing."""
+    torch.manual_seed(5)
+    model = TinyCharModel().eval()
+    ids = torch.randint(0, 12, (100,))
+    run = lstmviz.open_run(lstmviz.record_corpus(model, ids, tmp_path / "run", streams=64, chunk=1, progress=False))
+    h, _ = streams_oracle(model, ids, 64)
+    np.testing.assert_allclose(run.activations("rnn.l1.fwd.h"), h.numpy(), rtol=2**-11, atol=1e-6)

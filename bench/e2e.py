@@ -1,0 +1,181 @@
+"""End to end: ``record_corpus`` (corpus → parquet run with stats) against the model's plain forward.
+
+    python bench/e2e.py                       # LSTM and GRU 2×512, 64 streams, 200k tokens, 3 rounds
+    python bench/e2e.py --tokens 50000 --rounds 2
+    python bench/e2e.py --only lstm --no-rss
+
+Prints ``metric: value`` lines, ratios first. "plain" is the char model's own forward (embedding, the 2-layer
+recurrent module, the decoder) fed the same ``[streams, chunk]`` chunks with the recurrent state carried, under
+``torch.inference_mode``; "record" is :func:`lstmviz.record_corpus` of every kind of every layer into a fresh run
+directory, including stats, loss and top-5 columns. A ratio is the median over interleaved rounds of (record ÷
+plain in the same round): a shared machine has slow spells that hit both runs of a round alike.
+
+``writer_values_per_second`` is the values stored divided by the time recording adds to the plain forward (the
+writer's own cost); ``e2e_values_per_second`` divides by the whole recording's time. ``cpu_time_over_plain`` is
+the same ratio in process CPU time (all threads): on a machine shared with other jobs it says how much work the
+recording adds, where wall time also says how much of it overlaps the forward. The codec lines rewrite one
+activation of each kind with each parquet codec (this is how ``store.COMPRESSION`` was chosen).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+from torch import nn
+
+import lstmviz
+
+
+class Char(nn.Module):
+    """A char-rnn: embedding ``[B, T] → [B, T, 64]``, a 2-layer recurrent module, a decoder to 96 logits."""
+
+    def __init__(self, cell: str, hidden: int):
+        super().__init__()
+        self.embed = nn.Embedding(96, 64)
+        self.rnn = getattr(nn, cell)(64, hidden, 2, batch_first=True)
+        self.decoder = nn.Linear(hidden, 96)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.rnn(self.embed(ids))[0])
+
+
+def plain(model: Char, ids: np.ndarray, streams: int, chunk: int) -> None:
+    """The model's own forward over ``ids`` split into contiguous streams, state carried chunk to chunk."""
+    L = -(-len(ids) // streams)
+    x = torch.zeros(streams * L, dtype=torch.long)
+    x[: len(ids)] = torch.from_numpy(ids)
+    x = x.reshape(streams, L)
+    state = None
+    with torch.inference_mode():
+        for k in range(0, L, chunk):
+            y, state = model.rnn(model.embed(x[:, k : k + chunk]), state)
+            model.decoder(y)
+
+
+def record(model: Char, ids: np.ndarray, streams: int, chunk: int, out: Path, **kw) -> Path:
+    shutil.rmtree(out, ignore_errors=True)
+    return lstmviz.record_corpus(model, ids, out, streams=streams, chunk=chunk, progress=False, **kw)
+
+
+def case(cell: str, tokens: int, rounds: int, streams: int, chunk: int, hidden: int, tmp: Path) -> dict[str, float]:
+    """Interleaved rounds of plain and record for one model; ratios and throughput."""
+    torch.manual_seed(0)
+    model = Char(cell, hidden).eval()
+    ids = np.random.default_rng(0).integers(0, 96, tokens)
+    plain(model, ids[: streams * chunk * 2], streams, chunk)  # warm up: first-touch of torch's buffers, numba load
+    record(model, ids[: streams * chunk * 2], streams, chunk, tmp / "warm")
+    times: dict[str, list[float]] = {"plain": [], "record": []}
+    cpu: dict[str, list[float]] = {"plain": [], "record": []}
+    for _ in range(rounds):
+        t0, c0 = time.perf_counter(), time.process_time()
+        plain(model, ids, streams, chunk)
+        times["plain"].append(time.perf_counter() - t0)
+        cpu["plain"].append(time.process_time() - c0)
+        t0, c0 = time.perf_counter(), time.process_time()
+        path = record(model, ids, streams, chunk, tmp / "run")
+        times["record"].append(time.perf_counter() - t0)
+        cpu["record"].append(time.process_time() - c0)
+    run = lstmviz.open_run(path)
+    values = sum(run.units(n) for n in run.names) * tokens
+    size = sum(f.stat().st_size for f in (run.path / "acts").iterdir())
+    codec = codecs(run, tmp)
+    shutil.rmtree(path)
+    ratio = np.divide(times["record"], times["plain"])
+    extra = np.subtract(times["record"], times["plain"])
+    return {
+        "ratio": float(np.median(ratio)),
+        "cpu_ratio": float(np.median(np.divide(cpu["record"], cpu["plain"]))),
+        "codecs": codec,
+        "writer_vps": float(values / max(np.median(extra), 1e-9)),
+        "e2e_vps": float(values / np.median(times["record"])),
+        "bytes_per_value": size / values,
+        "plain_s": float(np.median(times["plain"])),
+        "record_s": float(np.median(times["record"])),
+    }
+
+
+def codecs(run: lstmviz.Run, tmp: Path) -> dict[str, float]:
+    """Each codec's bytes per value and encoding speed (values/s, one thread) on one activation of each kind."""
+    out: dict[str, float] = {}
+    for name in {run.info(n)["kind"]: n for n in run.names}.values():
+        table = pq.read_table(run.path / run.info(name)["file"])
+        values = table.num_rows * table.num_columns
+        for codec in ("none", "lz4", "zstd"):
+            t0 = time.perf_counter()
+            pq.write_table(table, tmp / "codec.parquet", compression=codec, use_dictionary=False,
+                           write_statistics=False, row_group_size=16384)  # fmt: skip
+            seconds = time.perf_counter() - t0
+            kind = run.info(name)["kind"]
+            out[f"{kind}_{codec}_bytes_per_value"] = (tmp / "codec.parquet").stat().st_size / values
+            out[f"{kind}_{codec}_encode_values_per_second"] = values / seconds
+    return out
+
+
+RSS_CHILD = """
+import resource, sys, tempfile, numpy as np, torch
+sys.path.insert(0, sys.argv[3])
+from e2e import Char, record
+from pathlib import Path
+torch.manual_seed(0)
+ids = np.random.default_rng(0).integers(0, 96, int(sys.argv[1]))
+with tempfile.TemporaryDirectory(dir=sys.argv[2]) as d:
+    record(Char("LSTM", 512).eval(), ids, 64, 128, Path(d) / "run")
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def peak_rss_mb(tokens: int, tmp: Path) -> float:
+    """Peak resident memory of a fresh process recording ``tokens`` tokens (LSTM 2×512, all kinds)."""
+    args = [sys.executable, "-c", RSS_CHILD, str(tokens), str(tmp), str(Path(__file__).parent)]
+    res = subprocess.run(args, capture_output=True, text=True, check=True)
+    return int(res.stdout.split()[-1]) / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tokens", type=int, default=200_000)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--streams", type=int, default=64)
+    ap.add_argument("--chunk", type=int, default=128)
+    ap.add_argument("--hidden", type=int, default=512)
+    ap.add_argument("--only", nargs="*", choices=["lstm", "gru"], help="models to run (default: both)")
+    ap.add_argument("--no-rss", action="store_true", help="skip the peak-RSS subprocesses")
+    ap.add_argument("--tmp", default=None, help="where runs are written (default: the system temp dir)")
+    args = ap.parse_args()
+    cells = {"lstm": "LSTM", "gru": "GRU"}
+    only = args.only or list(cells)
+    with tempfile.TemporaryDirectory(dir=args.tmp) as d:
+        tmp = Path(d)
+        res = {k: case(cells[k], args.tokens, args.rounds, args.streams, args.chunk, args.hidden, tmp) for k in only}
+        for k, r in res.items():
+            print(f"e2e_{k}_over_plain: {r['ratio']:.3f}")
+        for k, r in res.items():
+            print(f"e2e_{k}_cpu_time_over_plain: {r['cpu_ratio']:.3f}")
+        for k, r in res.items():
+            print(f"{k}_writer_values_per_second: {r['writer_vps']:.3e}")
+            print(f"{k}_e2e_values_per_second: {r['e2e_vps']:.3e}")
+            print(f"{k}_bytes_per_value: {r['bytes_per_value']:.3f}")
+            print(f"{k}_plain_seconds: {r['plain_s']:.3f}")
+            print(f"{k}_record_seconds: {r['record_s']:.3f}")
+            for metric, value in r["codecs"].items():
+                print(f"{k}_{metric}: {value:.3f}" if "bytes" in metric else f"{k}_{metric}: {value:.3e}")
+        if not args.no_rss:
+            small, big = peak_rss_mb(args.tokens // 4, tmp), peak_rss_mb(args.tokens, tmp)
+            print(f"peak_rss_full_over_quarter: {big / small:.3f}")
+            print(f"peak_rss_quarter_mb: {small:.0f}")
+            print(f"peak_rss_full_mb: {big:.0f}")
+    print(f"tokens: {args.tokens}")
+    print(f"threads: {torch.get_num_threads()}")
+
+
+if __name__ == "__main__":
+    main()
