@@ -1,0 +1,354 @@
+"""Unit cards: per activation and unit, what a "what does this unit do?" page needs, built in the recording pass.
+
+A :class:`CardBuilder` is a :class:`~lstmviz.store.Observer`: it sees every stored chunk once (float16
+``[n, units]`` rows ``[start, start + n)``, in any row order) and writes ``<run>/cache/cards/<name>.n<T>.v1.npz``
+at finish (docs/FORMAT.md lists its arrays). It holds, per unit:
+
+- **Top contexts**, both signs: the greedy de-duplicated top ``K`` positions. The order is value descending, ties to
+  the earlier position (a strict total order, so "the best remaining position" is always one position); NaN is
+  never chosen. Greedy: take the best remaining position, drop every position within ``±window`` of it, repeat.
+- **Quantile bands**: 10 equal-count bands of a seeded uniform sample of positions, each with a few example
+  positions drawn at random from it (as Delphi and sae_vis show examples per activation quantile).
+- **Density**: the number of steps above ``THETA`` and below ``-THETA``; saturation is in stats.parquet.
+- **A strip over the corpus**: per corpus bin, the sum, max and min of the unit's finite values.
+- **Correlations** within the activation: streaming sums n, Σx, Σxxᵀ of finite rows, one GEMM per block.
+
+Why a bounded candidate set suffices for the greedy (exact, not approximate). Let ``M = (K − 1)(2w + 1) + 1``.
+When the greedy takes its j-th position, the j − 1 positions taken before have removed at most (j − 1)(2w + 1)
+positions (each itself and its ±w neighbours), and the j-th is the best of what remains, so at most
+(j − 1)(2w + 1) positions rank above it: its rank is ≤ M. Run the greedy on the top M positions alone: by
+induction it makes the same choices, since every removal it does inside the set is the full run's removal
+intersected with the set, and the full run's next choice lies in the set. So each unit keeps only its top M keys
+per sign. A key is one int64, ``orderable(value) << 47 | (2⁴⁷ − 1 − position)``, so the order has no ties and a
+per-unit threshold (the M-th best key so far) rejects most of a chunk with one comparison; a stale threshold only
+admits more, never drops a key of the final top M.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from .store import Activation, Run
+
+K = 32  # top contexts stored per unit and sign (the API's k is at most this when answered from the cards)
+WINDOW = 10  # the de-duplication window of the stored top contexts
+BANDS = 10
+BAND_EXAMPLES = 5
+SAMPLE = 4096  # positions sampled for the quantile bands
+STRIP_BINS = 400
+THETA = 0.5
+SEED = 0
+VERSION = 1
+POS_BITS = 47
+_POS_MAX = (1 << POS_BITS) - 1
+_GEMM_ROWS = 2048  # rows gathered before one Σxxᵀ GEMM
+
+
+def candidates(k: int, window: int) -> int:
+    """M = (k − 1)(2·window + 1) + 1: the top positions per unit that provably hold the greedy's k picks."""
+    return (k - 1) * (2 * window + 1) + 1
+
+
+def orderable(half: np.ndarray) -> np.ndarray:
+    """uint16 keys that sort as the float16 values ``half`` do (−0 as +0); NaN → 0, below every number."""
+    bits = half.view(np.uint16)
+    neg = bits >> 15 == 1
+    out = np.where(neg, ~bits, bits | 0x8000).astype(np.uint16)
+    out[bits == 0x8000] = 0x8000  # −0 sorts with +0
+    out[np.isnan(half)] = 0
+    return out
+
+
+def greedy(keys: np.ndarray, k: int, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy de-duplicated picks of each row of ``keys`` int64 ``[U, M]`` (descending, 0 = empty): the positions
+    int64 ``[U, k]`` (−1 where fewer remain) and their keys' uint16 orderable values ``[U, k]``. Vectorised over
+    units, one step per candidate rank."""
+    U, M = keys.shape
+    pos = np.where(keys > 0, _POS_MAX - (keys & _POS_MAX), -1)
+    picked = np.full((U, k), -1, np.int64)
+    ords = np.zeros((U, k), np.uint16)
+    count = np.zeros(U, np.int64)
+    far = np.int64(1) << 62
+    rows = np.arange(U)
+    for r in range(M):
+        p = pos[:, r]
+        live = (p >= 0) & (count < k)
+        if not live.any():  # keys descend, so every unit is out of candidates or full
+            break
+        taken = np.where(picked >= 0, picked, far)
+        clash = (np.abs(taken - p[:, None]) <= window).any(1)
+        ok = live & ~clash
+        picked[rows[ok], count[ok]] = p[ok]
+        ords[rows[ok], count[ok]] = keys[ok, r] >> POS_BITS
+        count += ok
+    return picked, ords
+
+
+def value_of(ords: np.ndarray) -> np.ndarray:
+    """float32 values of uint16 orderable keys (the inverse of :func:`orderable`; 0 gives NaN)."""
+    ords = ords.astype(np.uint16)
+    bits = np.where(ords & 0x8000, ords & 0x7FFF, ~ords).astype(np.uint16)
+    out = bits.view(np.float16).astype(np.float32)
+    out[ords == 0] = np.nan
+    return out
+
+
+class _TopKeys:
+    """The top ``m`` keys per unit of one sign, fed chunk by chunk (see the module docstring)."""
+
+    def __init__(self, units: int, m: int):
+        self.m = m
+        self.units = units
+        self.top = np.zeros((units, 0), np.int64)
+        self.thr = np.full(units, _POS_MAX, np.int64)  # admit key > thr: ord ≥ 1, i.e. not NaN
+        self.pending_u: list[np.ndarray] = []
+        self.pending_k: list[np.ndarray] = []
+        self.n_pending = 0
+
+    def update(self, start: int, ords: np.ndarray) -> None:
+        """ords: uint16 ``[n, U]`` keys of rows ``[start, start + n)``."""
+        coarse = (self.thr >> POS_BITS).astype(np.uint16)
+        rows, units = np.nonzero(ords >= coarse)
+        if not len(rows):
+            return
+        keys = (ords[rows, units].astype(np.int64) << POS_BITS) | (_POS_MAX - (start + rows))
+        keep = keys > self.thr[units]
+        self.pending_u.append(units[keep])
+        self.pending_k.append(keys[keep])
+        self.n_pending += int(keep.sum())
+        if self.n_pending > self.units * self.m:
+            self.merge()
+
+    def merge(self) -> None:
+        """Fold the pending keys into ``top``: the best ``m`` per unit, descending; thresholds tightened."""
+        if not self.n_pending:
+            return
+        U, w = self.units, self.top.shape[1]
+        units = np.concatenate([np.repeat(np.arange(U), w), *self.pending_u])
+        keys = np.concatenate([self.top.reshape(-1), *self.pending_k])
+        self.pending_u, self.pending_k, self.n_pending = [], [], 0
+        real = keys > 0
+        units, keys = units[real], keys[real]
+        order = np.lexsort((-keys, units))
+        units, keys = units[order], keys[order]
+        first = np.searchsorted(units, np.arange(U))
+        rank = np.arange(len(units)) - first[units]
+        keep = rank < self.m
+        width = int(min(self.m, np.bincount(units, minlength=U).max(initial=0)))
+        top = np.zeros((U, width), np.int64)
+        top[units[keep], rank[keep]] = keys[keep]
+        self.top = top
+        if width == self.m:
+            full = top[:, -1] > 0
+            self.thr = np.where(full, top[:, -1], _POS_MAX)
+
+
+class CardBuilder:
+    """Builds the unit cards of one activation from its stored chunks (an :class:`~lstmviz.store.Observer`)."""
+
+    def __init__(self, act: Activation, n_tokens: int, k: int = K, window: int = WINDOW):
+        self.act, self.n, self.k, self.window = act, n_tokens, k, window
+        U = act.units
+        m = candidates(k, window)
+        self.top = (_TopKeys(U, m), _TopKeys(U, m))  # sign +1, sign −1
+        rng = np.random.default_rng(SEED)
+        self.sample_pos = np.sort(rng.choice(n_tokens, min(SAMPLE, n_tokens), replace=False))
+        self.sample = np.full((len(self.sample_pos), U), np.nan, np.float32)
+        self.n_above = np.zeros(U, np.int64)
+        self.n_below = np.zeros(U, np.int64)
+        self.per = -(-n_tokens // STRIP_BINS)
+        bins = -(-n_tokens // self.per)
+        self.strip_sum = np.zeros((bins, U), np.float64)
+        self.strip_max = np.full((bins, U), -np.inf, np.float32)
+        self.strip_min = np.full((bins, U), np.inf, np.float32)
+        self.count = np.zeros(U, np.int64)  # finite rows only enter the correlation sums
+        self.shift: np.ndarray | None = None  # Σ over x − shift: covariance is shift-invariant, and cancels less
+        self.s1 = np.zeros(U, np.float64)
+        self.sxx = np.zeros((U, U), np.float64)
+        self.bad = np.zeros(U, bool)  # a unit with a non-finite value gets r = NaN
+        self._rows = np.empty((_GEMM_ROWS, U), np.float32)
+        self._filled = 0
+
+    def update(self, start: int, values: np.ndarray) -> None:
+        """values: float16 ``[n, U]``, rows ``[start, start + n)`` as stored."""
+        n = len(values)
+        ords = orderable(values)
+        self.top[0].update(start, ords)
+        neg = np.where(ords > 0, np.uint16(0xFFFF) - ords, 0).astype(np.uint16)  # orderable(−x)
+        self.top[1].update(start, neg)
+        x = values.astype(np.float32)
+        lo, hi = np.searchsorted(self.sample_pos, [start, start + n])
+        if hi > lo:
+            self.sample[lo:hi] = x[self.sample_pos[lo:hi] - start]
+        self.n_above += (x > THETA).sum(0)
+        self.n_below += (x < -THETA).sum(0)
+        finite = np.isfinite(x)
+        if not finite.all():
+            self.bad |= ~finite.all(0)
+            x = np.where(finite, x, 0.0)
+        self._strip(start, x, finite)
+        self._moments(x)
+
+    def _strip(self, start: int, x: np.ndarray, finite: np.ndarray) -> None:
+        b = (start + np.arange(len(x))) // self.per
+        cuts = np.flatnonzero(np.diff(b)) + 1
+        heads = np.concatenate([[0], cuts])
+        bins = b[heads]
+        self.strip_sum[bins] += np.add.reduceat(x, heads, axis=0)
+        hi = np.where(finite, x, -np.inf)
+        lo = np.where(finite, x, np.inf)
+        np.maximum.at(self.strip_max, bins, np.maximum.reduceat(hi, heads, axis=0))
+        np.minimum.at(self.strip_min, bins, np.minimum.reduceat(lo, heads, axis=0))
+
+    def _moments(self, x: np.ndarray) -> None:
+        if self.shift is None:
+            self.shift = x.mean(0)
+        k = 0
+        while k < len(x):
+            take = min(len(x) - k, _GEMM_ROWS - self._filled)
+            self._rows[self._filled : self._filled + take] = x[k : k + take] - self.shift
+            self._filled += take
+            k += take
+            if self._filled == _GEMM_ROWS:
+                self._gemm()
+
+    def _gemm(self) -> None:
+        r = self._rows[: self._filled]
+        self.s1 += r.sum(0, dtype=np.float64)
+        self.sxx += r.T @ r  # float32 GEMM per block, accumulated in float64
+        self.count += self._filled
+        self._filled = 0
+
+    def finish(self, run_dir: str | os.PathLike) -> dict:
+        """Write the cards under ``run_dir/cache/cards/``; returns the manifest entry's ``cards`` key."""
+        arrays = self.arrays()
+        d = Path(run_dir) / "cache" / "cards"
+        d.mkdir(parents=True, exist_ok=True)
+        path = d / card_file(self.act.name, self.n)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, **arrays)
+        tmp.replace(path)
+        return {"cards": f"cache/cards/{path.name}"}
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Everything the cards file holds (docs/FORMAT.md), computed from what the updates saw."""
+        if self._filled:
+            self._gemm()
+        out: dict[str, np.ndarray] = {"k": np.int64(self.k), "window": np.int64(self.window)}
+        for s, top in zip(("pos", "neg"), self.top, strict=True):
+            top.merge()
+            out[f"top_{s}"], ords = greedy(top.top, self.k, self.window)
+            out[f"top_{s}_value"] = value_of(ords) * (1 if s == "pos" else -1)
+        out.update(bands(self.sample_pos, self.sample))
+        out["n_above"], out["n_below"], out["theta"] = self.n_above, self.n_below, np.float32(THETA)
+        out["strip_per"] = np.int64(self.per)
+        counts = np.diff(np.minimum(np.arange(len(self.strip_sum) + 1) * self.per, self.n))
+        out["strip_mean"] = (self.strip_sum / counts[:, None]).astype(np.float32)
+        out["strip_max"], out["strip_min"] = self.strip_max, self.strip_min
+        out["corr"] = correlation(self.count, self.s1, self.sxx, self.bad)
+        return out
+
+
+def bands(sample_pos: np.ndarray, sample: np.ndarray) -> dict[str, np.ndarray]:
+    """Equal-count bands of the sampled values of each unit, with example positions.
+
+    sample_pos: int64 ``[S]`` sorted corpus positions; sample: float32 ``[S, U]`` their values. The finite sampled
+    values of a unit, in the top contexts' order (value ascending here, ties to the earlier position), are cut
+    into ``BANDS`` runs of equal count (sizes differ by at most one); band b's examples are ``BAND_EXAMPLES`` of its
+    positions drawn without replacement by a generator seeded with ``(SEED, unit, b)``, in corpus order.
+    Returns ``band_lo``/``band_hi`` float32 ``[U, BANDS]`` (the band's smallest and largest sampled value) and
+    ``band_pos`` int64 ``[U, BANDS, BAND_EXAMPLES]`` (−1 padded).
+    """
+    U = sample.shape[1]
+    lo = np.full((U, BANDS), np.nan, np.float32)
+    hi = np.full((U, BANDS), np.nan, np.float32)
+    pos = np.full((U, BANDS, BAND_EXAMPLES), -1, np.int64)
+    for u in range(U):
+        v = sample[:, u]
+        ok = np.flatnonzero(~np.isnan(v))
+        order = ok[np.lexsort((sample_pos[ok], v[ok]))]
+        for b, part in enumerate(np.array_split(order, BANDS)):
+            if not len(part):
+                continue
+            lo[u, b], hi[u, b] = v[part[0]], v[part[-1]]
+            rng = np.random.default_rng((SEED, u, b))
+            pick = rng.choice(len(part), min(BAND_EXAMPLES, len(part)), replace=False)
+            pos[u, b, : len(pick)] = np.sort(sample_pos[part[pick]])
+    return {"band_lo": lo, "band_hi": hi, "band_pos": pos}
+
+
+def correlation(n: np.ndarray, s1: np.ndarray, sxx: np.ndarray, bad: np.ndarray) -> np.ndarray:
+    """Pearson r float32 ``[U, U]`` from sums of shifted values: n ``[U]`` rows, Σx ``[U]``, Σxxᵀ ``[U, U]``
+    (float64); NaN for a constant unit or one with a non-finite value."""
+    count = float(n.max(initial=0))
+    if count < 2:
+        return np.full(sxx.shape, np.nan, np.float32)
+    mean = s1 / count
+    cov = sxx / count - np.outer(mean, mean)
+    sd = np.sqrt(np.clip(np.diag(cov), 0, None))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = cov / np.outer(sd, sd)
+    r[bad, :] = np.nan
+    r[:, bad] = np.nan
+    r[sd <= 0, :] = np.nan
+    r[:, sd <= 0] = np.nan
+    return np.clip(r, -1, 1).astype(np.float32)
+
+
+def card_file(name: str, n_tokens: int) -> str:
+    """The cards file name of an activation in a run of ``n_tokens`` tokens."""
+    return f"{name}.n{n_tokens}.v{VERSION}.npz"
+
+
+def card_observers(n_tokens: int) -> Callable[[Activation], list[CardBuilder]]:
+    """``observers`` for :func:`~lstmviz.record_corpus`: one :class:`CardBuilder` per activation."""
+    return lambda act: [CardBuilder(act, n_tokens)]
+
+
+def load_cards(run: Run, name: str) -> Cards:
+    """The cards of one activation: from ``cache/cards/`` when the recording built them, else built now from the
+    run's values (a run recorded before cards existed, or a deleted cache) and cached for next time."""
+    run.info(name)  # a RunError for an unknown name
+    path = run.path / "cache" / "cards" / card_file(name, run.n_tokens)
+    if not path.is_file():
+        build_cards(run, name)
+    return _load(str(path), path.stat().st_mtime_ns)
+
+
+def build_cards(run: Run, name: str, rows: int = 16384) -> None:
+    """Build and cache the cards of a finished run's activation, its rows streamed in blocks."""
+    builder = CardBuilder(Activation.from_name(name, run.units(name)), run.n_tokens)
+    for start in range(0, run.n_tokens, rows):
+        x = run.activations(name, start=start, stop=start + rows)
+        builder.update(start, x.astype(np.float16))
+    builder.finish(run.path)
+
+
+class Cards:
+    """The arrays of one cards file (names as in docs/FORMAT.md), read-only."""
+
+    def __init__(self, arrays: Mapping[str, np.ndarray]):
+        self.a = dict(arrays)
+        self.k, self.window = int(self.a["k"]), int(self.a["window"])
+
+    def top(self, unit: int, sign: int) -> tuple[np.ndarray, np.ndarray]:
+        """Positions int64 ``[k]`` and values float32 ``[k]`` of the stored greedy top contexts of ``unit`` (sign
+        +1 or −1), in rank order."""
+        s = "top_pos" if sign > 0 else "top_neg"
+        p = self.a[s][unit]
+        return p[p >= 0], self.a[f"{s}_value"][unit][p >= 0]
+
+    def corr(self, unit: int) -> np.ndarray:
+        """Pearson r float32 ``[U]`` of ``unit`` with every unit of the activation."""
+        return self.a["corr"][unit]
+
+
+@functools.lru_cache(maxsize=16)
+def _load(path: str, mtime_ns: int) -> Cards:
+    with np.load(path) as z:
+        return Cards({key: z[key] for key in z.files})
