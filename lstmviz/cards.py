@@ -32,8 +32,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
 
-from .store import Activation, Run
+from .store import Activation, Run, RunError
 
 K = 32  # top contexts stored per unit and sign (the API's k is at most this when answered from the cards)
 WINDOW = 10  # the de-duplication window of the stored top contexts
@@ -352,3 +354,68 @@ class Cards:
 def _load(path: str, mtime_ns: int) -> Cards:
     with np.load(path) as z:
         return Cards({key: z[key] for key in z.files})
+
+
+def top_contexts(
+    run: Run, name: str, unit: int, k: int = 20, sign: int = 1, window: int = WINDOW, context: int = 10
+) -> pd.DataFrame:
+    """The greedy de-duplicated top ``k`` positions of one unit (see the module docstring), in rank order.
+
+    Answered from the cards when ``k ≤`` the stored k and ``window`` is the stored window, else computed from
+    the unit's column (one column read). Returns columns ``rank, idx, value, token, context``: ``context`` is the
+    tokens ``[idx − context, idx]`` joined, the top token last.
+    """
+    from .validate import unit_ids
+
+    (unit,) = unit_ids(unit, run.units(name), name)
+    if sign not in (1, -1):
+        raise RunError(f"sign is 1 (the most positive contexts) or -1 (the most negative), got {sign!r}")
+    if not isinstance(k, int) or k < 1 or not isinstance(window, int) or window < 0:
+        raise RunError(f"k must be a positive integer and window a non-negative one, got k={k!r}, window={window!r}")
+    c = load_cards(run, name)
+    if k <= c.k and window == c.window:
+        idx, value = c.top(unit, sign)
+        idx, value = idx[:k], value[:k]
+    else:
+        col = run.activations(name, [unit]).astype(np.float16)
+        keys = _TopKeys(1, candidates(k, window))
+        ords = orderable(col if sign > 0 else -col)
+        keys.update(0, ords)
+        keys.merge()
+        picked, o = greedy(keys.top, k, window)
+        idx = picked[0][picked[0] >= 0]
+        value = value_of(o[0][: len(idx)]) * sign
+    tokens = token_strings(run)
+    return pd.DataFrame(
+        {
+            "rank": np.arange(len(idx)),
+            "idx": idx,
+            "value": value,
+            "token": [tokens[i] for i in idx],
+            "context": ["".join(tokens[max(0, i - context) : i + 1]) for i in idx],
+        }
+    )
+
+
+def correlated_units(run: Run, name: str, unit: int, k: int = 10) -> pd.DataFrame:
+    """The ``k`` units of the same activation most correlated with ``unit`` (Pearson r over the run, from the
+    cards), by |r| descending, ties to the lower unit; columns ``unit, r``. The unit itself is left out."""
+    from .validate import unit_ids
+
+    (unit,) = unit_ids(unit, run.units(name), name)
+    r = load_cards(run, name).corr(unit).astype(np.float64)
+    others = np.delete(np.arange(len(r)), unit)
+    strength = np.abs(r[others])
+    order = others[np.lexsort((others, -np.nan_to_num(strength, nan=-1.0)))][:k]
+    return pd.DataFrame({"unit": order, "r": r[order]})
+
+
+def token_strings(run: Run) -> list[str]:
+    """The run's display tokens, read once per run file (the column alone, not the whole tokens table)."""
+    f = run.path / "tokens.parquet"
+    return _tokens(str(f), f.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _tokens(path: str, mtime_ns: int) -> list[str]:
+    return pq.read_table(path, columns=["token"]).column("token").to_pylist()

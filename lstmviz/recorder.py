@@ -524,7 +524,8 @@ def record_corpus(
         tokens_extra: annotation columns aligned to the tokens, stored in tokens.parquet.
         manifest: extra manifest entries (tokenizer, corpus source, checkpoint metrics…).
         observers: per activation, the :class:`~lstmviz.store.Observer` s that build derived data from the
-            values as they are stored (see :class:`~lstmviz.store.RunWriter`).
+            values as they are stored (see :class:`~lstmviz.store.RunWriter`). Default: the unit cards
+            (:func:`lstmviz.cards.card_observers`); ``lambda act: []`` builds none.
     """
     ids = torch.as_tensor(np.asarray(token_ids), dtype=torch.long).reshape(-1)
     n = len(ids)
@@ -569,6 +570,10 @@ def record_corpus(
             )
             preds = _Predictions(n)
             staging = _Staging(device)
+            if observers is None:
+                from .cards import card_observers
+
+                observers = card_observers(n)
             with RunWriter(out_dir, tokens, activations, meta, overwrite=overwrite, observers=observers) as writer:
                 batches = (
                     _stateful_batches(ids, streams, chunk)

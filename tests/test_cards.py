@@ -182,3 +182,32 @@ def test_recorded_run_holds_cards_and_old_runs_fall_back(tmp_path):
         np.testing.assert_array_equal(stored[key], built[key], err_msg=key)
     with pytest.raises(RunError):
         cards.load_cards(run, "rnn.l9.fwd.c")
+
+
+def test_run_api_answers_from_the_cards_and_computes_other_windows(tmp_path):
+    rng = np.random.default_rng(8)
+    n = 2000
+    x = rng.normal(size=(n, 5)).astype(np.float32)
+    x[:, 3] = x[:, 0] * 0.9 + 0.1 * x[:, 3]
+    x[:, 4] = -x[:, 0]
+    tokens = [chr(97 + t) for t in rng.integers(0, 26, n)]
+    run = open_run(write_run(tmp_path / "r", tokens, {"rnn.l0.fwd.h": x}, observers=cards.card_observers(n)))
+    f = run.activations("rnn.l0.fwd.h")
+    for sign in (1, -1):
+        for k, window in ((20, 10), (5, 10), (40, 10), (7, 3)):
+            top = run.top_contexts("rnn.l0.fwd.h", 2, k=k, sign=sign, window=window)
+            want = brute_top(sign * f[:, 2], k, window)
+            assert top["idx"].tolist() == want
+            np.testing.assert_array_equal(top["value"], f[want, 2])
+    top = run.top_contexts("rnn.l0.fwd.h", 1)
+    i = int(top["idx"][0])
+    assert top["token"][0] == tokens[i] and top["context"][0] == "".join(tokens[max(0, i - 10) : i + 1])
+    corr = run.correlated_units("rnn.l0.fwd.h", 0, k=3)
+    want = np.corrcoef(f.astype(np.float64), rowvar=False)[0]
+    assert corr["unit"].tolist()[:2] == [4, 3] and 0 not in corr["unit"].tolist()
+    np.testing.assert_allclose(corr["r"], want[corr["unit"]], atol=1e-5)
+    for bad in (dict(sign=0), dict(k=0), dict(window=-1)):
+        with pytest.raises(RunError):
+            run.top_contexts("rnn.l0.fwd.h", 0, **bad)
+    with pytest.raises(RunError):
+        run.correlated_units("rnn.l0.fwd.h", 5)
