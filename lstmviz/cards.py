@@ -51,6 +51,39 @@ _POS_MAX = (1 << POS_BITS) - 1
 _GEMM_ROWS = 2048  # rows gathered before one Σxxᵀ GEMM
 
 
+@functools.cache
+def jit():
+    """The compiled scan (:mod:`lstmviz._cards_jit`), or None with ``LSTMVIZ_NO_JIT=1`` or where numba cannot
+    compile or cache here (then numpy does the same work, slower)."""
+    if os.environ.get("LSTMVIZ_NO_JIT", "") not in ("", "0"):
+        return None
+    try:
+        from . import _cards_jit as k
+
+        z = np.zeros((1, 1), np.uint16)
+        thr, counts, strip = np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros((1, 1), np.float32)
+        k.scan(
+            z,
+            strip,
+            0,
+            thr,
+            thr,
+            1,
+            1,
+            counts,
+            counts,
+            1,
+            np.zeros((1, 1)),
+            strip,
+            strip,
+            np.zeros((2, 1, 2), np.int64),
+            0,
+        )
+    except Exception:  # no numba, nowhere to cache, or a compile error
+        return None
+    return k
+
+
 def candidates(k: int, window: int) -> int:
     """M = (k − 1)(2·window + 1) + 1: the top positions per unit that provably hold the greedy's k picks."""
     return (k - 1) * (2 * window + 1) + 1
@@ -64,6 +97,10 @@ def orderable(half: np.ndarray) -> np.ndarray:
     out[bits == 0x8000] = 0x8000  # −0 sorts with +0
     out[np.isnan(half)] = 0
     return out
+
+
+_ABOVE = int(orderable(np.array([THETA], np.float16))[0])  # x > θ  ⇔  orderable(x) > _ABOVE
+_BELOW = int(orderable(np.array([-THETA], np.float16))[0])  # x < −θ ⇔  0 < orderable(x) < _BELOW
 
 
 def greedy(keys: np.ndarray, k: int, window: int) -> tuple[np.ndarray, np.ndarray]:
@@ -126,28 +163,45 @@ class _TopKeys:
         if self.n_pending > self.units * self.m:
             self.merge()
 
+    def admit(self, units: np.ndarray, keys: np.ndarray) -> None:
+        """Pending ``(unit, key)`` pairs that beat the thresholds (the compiled scan found them)."""
+        if len(units):
+            self.pending_u.append(units.copy())
+            self.pending_k.append(keys.copy())
+            self.n_pending += len(units)
+            if self.n_pending > self.units * self.m:
+                self.merge()
+
     def merge(self) -> None:
-        """Fold the pending keys into ``top``: the best ``m`` per unit, descending; thresholds tightened."""
+        """Fold the pending keys into ``top``: the best ``m`` per unit (unordered), thresholds tightened.
+
+        The pending keys are grouped by unit with a stable sort of their uint16 unit ids (a radix sort), laid out
+        beside ``top`` in one ``[U, m + most]`` matrix, and partitioned row-wise: linear, not a full sort."""
         if not self.n_pending:
             return
-        U, w = self.units, self.top.shape[1]
-        units = np.concatenate([np.repeat(np.arange(U), w), *self.pending_u])
-        keys = np.concatenate([self.top.reshape(-1), *self.pending_k])
+        U, m = self.units, self.m
+        units = np.concatenate(self.pending_u).astype(np.uint16)
+        keys = np.concatenate(self.pending_k)
         self.pending_u, self.pending_k, self.n_pending = [], [], 0
-        real = keys > 0
-        units, keys = units[real], keys[real]
-        order = np.lexsort((-keys, units))
+        order = np.argsort(units, kind="stable")
         units, keys = units[order], keys[order]
-        first = np.searchsorted(units, np.arange(U))
-        rank = np.arange(len(units)) - first[units]
-        keep = rank < self.m
-        width = int(min(self.m, np.bincount(units, minlength=U).max(initial=0)))
-        top = np.zeros((U, width), np.int64)
-        top[units[keep], rank[keep]] = keys[keep]
-        self.top = top
-        if width == self.m:
-            full = top[:, -1] > 0
-            self.thr = np.where(full, top[:, -1], _POS_MAX)
+        counts = np.bincount(units, minlength=U)
+        rank = np.arange(len(units)) - (np.cumsum(counts) - counts)[units]
+        w = self.top.shape[1]
+        mat = np.zeros((U, w + int(counts.max())), np.int64)
+        mat[:, :w] = self.top
+        mat[units, w + rank] = keys
+        if mat.shape[1] > m:
+            mat = np.partition(mat, mat.shape[1] - m, axis=1)[:, -m:]
+        self.top = mat
+        if mat.shape[1] == m:
+            least = mat.min(1)
+            self.thr = np.where(least > 0, least, _POS_MAX)
+
+    def ranked(self) -> np.ndarray:
+        """The kept keys int64 ``[U, ≤ m]``, each row descending (0 = empty)."""
+        self.merge()
+        return -np.sort(-self.top, axis=1)
 
 
 class CardBuilder:
@@ -175,26 +229,57 @@ class CardBuilder:
         self.bad = np.zeros(U, bool)  # a unit with a non-finite value gets r = NaN
         self._rows = np.empty((_GEMM_ROWS, U), np.float32)
         self._filled = 0
+        self._out = np.empty((2, 0, 2), np.int64)
 
     def update(self, start: int, values: np.ndarray) -> None:
         """values: float16 ``[n, U]``, rows ``[start, start + n)`` as stored."""
         n = len(values)
-        ords = orderable(values)
-        self.top[0].update(start, ords)
-        neg = np.where(ords > 0, np.uint16(0xFFFF) - ords, 0).astype(np.uint16)  # orderable(−x)
-        self.top[1].update(start, neg)
         x = values.astype(np.float32)
+        k = jit()
+        if k is None:
+            self._scan(start, values, x)
+        else:
+            if self._out.shape[1] < n * self.act.units:
+                self._out = np.empty((2, n * self.act.units, 2), np.int64)
+            b0, b1 = (start // self.per), (start + n - 1) // self.per + 1
+            got = k.scan(
+                values.view(np.uint16),
+                x,
+                start,
+                self.top[0].thr,
+                self.top[1].thr,
+                _ABOVE,
+                _BELOW,
+                self.n_above,
+                self.n_below,
+                self.per,
+                self.strip_sum[b0:b1],
+                self.strip_max[b0:b1],
+                self.strip_min[b0:b1],
+                self._out,
+                b0,
+            )
+            for s in range(2):
+                self.top[s].admit(self._out[s, : got[s], 0], self._out[s, : got[s], 1])
         lo, hi = np.searchsorted(self.sample_pos, [start, start + n])
         if hi > lo:
             self.sample[lo:hi] = x[self.sample_pos[lo:hi] - start]
-        self.n_above += (x > THETA).sum(0)
-        self.n_below += (x < -THETA).sum(0)
         finite = np.isfinite(x)
         if not finite.all():
             self.bad |= ~finite.all(0)
             x = np.where(finite, x, 0.0)
-        self._strip(start, x, finite)
         self._moments(x)
+
+    def _scan(self, start: int, values: np.ndarray, x: np.ndarray) -> None:
+        """The numpy twin of the compiled scan: top-key admission, density counts, the strip."""
+        ords = orderable(values)
+        self.top[0].update(start, ords)
+        neg = np.where(ords > 0, np.uint16(0xFFFF) - ords, 0).astype(np.uint16)  # orderable(−x)
+        self.top[1].update(start, neg)
+        self.n_above += (x > THETA).sum(0)
+        self.n_below += (x < -THETA).sum(0)
+        finite = np.isfinite(x)
+        self._strip(start, np.where(finite, x, 0.0), finite)
 
     def _strip(self, start: int, x: np.ndarray, finite: np.ndarray) -> None:
         b = (start + np.arange(len(x))) // self.per
@@ -243,8 +328,7 @@ class CardBuilder:
             self._gemm()
         out: dict[str, np.ndarray] = {"k": np.int64(self.k), "window": np.int64(self.window)}
         for s, top in zip(("pos", "neg"), self.top, strict=True):
-            top.merge()
-            out[f"top_{s}"], ords = greedy(top.top, self.k, self.window)
+            out[f"top_{s}"], ords = greedy(top.ranked(), self.k, self.window)
             out[f"top_{s}_value"] = value_of(ords) * (1 if s == "pos" else -1)
         out.update(bands(self.sample_pos, self.sample))
         out["n_above"], out["n_below"], out["theta"] = self.n_above, self.n_below, np.float32(THETA)
@@ -261,26 +345,33 @@ def bands(sample_pos: np.ndarray, sample: np.ndarray) -> dict[str, np.ndarray]:
 
     sample_pos: int64 ``[S]`` sorted corpus positions; sample: float32 ``[S, U]`` their values. The finite sampled
     values of a unit, in the top contexts' order (value ascending here, ties to the earlier position), are cut
-    into ``BANDS`` runs of equal count (sizes differ by at most one); band b's examples are ``BAND_EXAMPLES`` of its
-    positions drawn without replacement by a generator seeded with ``(SEED, unit, b)``, in corpus order.
-    Returns ``band_lo``/``band_hi`` float32 ``[U, BANDS]`` (the band's smallest and largest sampled value) and
-    ``band_pos`` int64 ``[U, BANDS, BAND_EXAMPLES]`` (−1 padded).
+    into ``BANDS`` runs of equal count (``np.array_split``: sizes differ by at most one). Each sampled value has a
+    priority from ``default_rng(SEED).random((S, U))``; band b's examples are its ``BAND_EXAMPLES`` members of
+    least priority (a uniform draw without replacement), in corpus order. Returns ``band_lo``/``band_hi`` float32
+    ``[U, BANDS]`` (the band's smallest and largest sampled value) and ``band_pos`` int64
+    ``[U, BANDS, BAND_EXAMPLES]`` (−1 padded).
     """
     U = sample.shape[1]
     lo = np.full((U, BANDS), np.nan, np.float32)
     hi = np.full((U, BANDS), np.nan, np.float32)
     pos = np.full((U, BANDS, BAND_EXAMPLES), -1, np.int64)
-    for u in range(U):
-        v = sample[:, u]
-        ok = np.flatnonzero(~np.isnan(v))
-        order = ok[np.lexsort((sample_pos[ok], v[ok]))]
-        for b, part in enumerate(np.array_split(order, BANDS)):
-            if not len(part):
+    priority = np.random.default_rng(SEED).random(sample.shape)
+    order = np.argsort(sample, axis=0, kind="stable")  # rows are in corpus order, so ties go to the earlier; NaN last
+    finite = (~np.isnan(sample)).sum(0)
+    for count in np.unique(finite):
+        cols = np.flatnonzero(finite == count)
+        ranked = order[:count, cols]  # [count, c]: sample rows of each unit's finite values, ascending
+        for b, rows in enumerate(np.array_split(np.arange(count), BANDS)):
+            if not len(rows):
                 continue
-            lo[u, b], hi[u, b] = v[part[0]], v[part[-1]]
-            rng = np.random.default_rng((SEED, u, b))
-            pick = rng.choice(len(part), min(BAND_EXAMPLES, len(part)), replace=False)
-            pos[u, b, : len(pick)] = np.sort(sample_pos[part[pick]])
+            members = ranked[rows]  # [size, c]
+            lo[cols, b] = sample[members[0], cols]
+            hi[cols, b] = sample[members[-1], cols]
+            e = min(BAND_EXAMPLES, len(rows))
+            pr = priority[members, cols]
+            least = np.argsort(pr, axis=0, kind="stable")[:e]
+            picked = np.sort(sample_pos[np.take_along_axis(members, least, 0)], axis=0)  # [e, c]
+            pos[cols, b, :e] = picked.T
     return {"band_lo": lo, "band_hi": hi, "band_pos": pos}
 
 
@@ -381,8 +472,7 @@ def top_contexts(
         keys = _TopKeys(1, candidates(k, window))
         ords = orderable(col if sign > 0 else -col)
         keys.update(0, ords)
-        keys.merge()
-        picked, o = greedy(keys.top, k, window)
+        picked, o = greedy(keys.ranked(), k, window)
         idx = picked[0][picked[0] >= 0]
         value = value_of(o[0][: len(idx)]) * sign
     tokens = token_strings(run)
