@@ -6,7 +6,8 @@ same recording with none, side by side.
 
 Prints ``metric: value`` lines, ratios first. A ratio is the median over interleaved rounds of (with cards ÷
 without) in the same round, in wall time and in process CPU time (all threads). ``first_call_s`` is the first
-``top_contexts`` + ``correlated_units`` of a fresh process on the recorded run.
+``open_run`` + ``top_contexts`` + ``correlated_units`` of a fresh process (after its imports) on the recorded
+run.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from e2e import Char, record
 
 FIRST_CALL = """
 import sys, time
-t0 = time.perf_counter()
 import lstmviz
+t0 = time.perf_counter()
 run = lstmviz.open_run(sys.argv[1])
 run.top_contexts("rnn.l1.fwd.c", 255)
 run.correlated_units("rnn.l1.fwd.c", 255)

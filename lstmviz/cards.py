@@ -44,6 +44,10 @@ BAND_EXAMPLES = 5
 SAMPLE = 4096  # positions sampled for the quantile bands
 STRIP_BINS = 400
 THETA = 0.5
+CORR_KINDS = ("c", "h", "hp")
+"""Kinds whose Σxxᵀ the recording accumulates: one U×U GEMM per block costs 2·U flops per stored value, about
+what the rest of the cards cost together, so only the states (what people ask "what moves with it?" of) pay it
+while recording; a gate's correlations are computed from its file on first use and cached."""
 SEED = 0
 VERSION = 1
 POS_BITS = 47
@@ -207,8 +211,8 @@ class _TopKeys:
 class CardBuilder:
     """Builds the unit cards of one activation from its stored chunks (an :class:`~lstmviz.store.Observer`)."""
 
-    def __init__(self, act: Activation, n_tokens: int, k: int = K, window: int = WINDOW):
-        self.act, self.n, self.k, self.window = act, n_tokens, k, window
+    def __init__(self, act: Activation, n_tokens: int, k: int = K, window: int = WINDOW, correlations: bool = True):
+        self.act, self.n, self.k, self.window, self.correlations = act, n_tokens, k, window, correlations
         U = act.units
         m = candidates(k, window)
         self.top = (_TopKeys(U, m), _TopKeys(U, m))  # sign +1, sign −1
@@ -264,11 +268,12 @@ class CardBuilder:
         lo, hi = np.searchsorted(self.sample_pos, [start, start + n])
         if hi > lo:
             self.sample[lo:hi] = x[self.sample_pos[lo:hi] - start]
-        finite = np.isfinite(x)
-        if not finite.all():
-            self.bad |= ~finite.all(0)
-            x = np.where(finite, x, 0.0)
-        self._moments(x)
+        if self.correlations:
+            finite = np.isfinite(x)
+            if not finite.all():
+                self.bad |= ~finite.all(0)
+                x = np.where(finite, x, 0.0)
+            self._moments(x)
 
     def _scan(self, start: int, values: np.ndarray, x: np.ndarray) -> None:
         """The numpy twin of the compiled scan: top-key admission, density counts, the strip."""
@@ -336,7 +341,8 @@ class CardBuilder:
         counts = np.diff(np.minimum(np.arange(len(self.strip_sum) + 1) * self.per, self.n))
         out["strip_mean"] = (self.strip_sum / counts[:, None]).astype(np.float32)
         out["strip_max"], out["strip_min"] = self.strip_max, self.strip_min
-        out["corr"] = correlation(self.count, self.s1, self.sxx, self.bad)
+        if self.correlations:
+            out["corr"] = correlation(self.count, self.s1, self.sxx, self.bad)
         return out
 
 
@@ -355,23 +361,23 @@ def bands(sample_pos: np.ndarray, sample: np.ndarray) -> dict[str, np.ndarray]:
     lo = np.full((U, BANDS), np.nan, np.float32)
     hi = np.full((U, BANDS), np.nan, np.float32)
     pos = np.full((U, BANDS, BAND_EXAMPLES), -1, np.int64)
-    priority = np.random.default_rng(SEED).random(sample.shape)
-    order = np.argsort(sample, axis=0, kind="stable")  # rows are in corpus order, so ties go to the earlier; NaN last
-    finite = (~np.isnan(sample)).sum(0)
+    priority = np.ascontiguousarray(np.random.default_rng(SEED).random(sample.shape).T)  # [U, S]
+    values = np.ascontiguousarray(sample.T)  # [U, S]: each unit's row contiguous for the sorts
+    order = np.argsort(values, axis=1, kind="stable")  # columns are in corpus order: ties to the earlier; NaN last
+    finite = (~np.isnan(values)).sum(1)
     for count in np.unique(finite):
-        cols = np.flatnonzero(finite == count)
-        ranked = order[:count, cols]  # [count, c]: sample rows of each unit's finite values, ascending
-        for b, rows in enumerate(np.array_split(np.arange(count), BANDS)):
-            if not len(rows):
+        units = np.flatnonzero(finite == count)
+        ranked = order[units, :count]  # [u, count]: sample columns of each unit's finite values, ascending
+        rows = units[:, None]
+        for b, cols in enumerate(np.array_split(np.arange(count), BANDS)):
+            if not len(cols):
                 continue
-            members = ranked[rows]  # [size, c]
-            lo[cols, b] = sample[members[0], cols]
-            hi[cols, b] = sample[members[-1], cols]
-            e = min(BAND_EXAMPLES, len(rows))
-            pr = priority[members, cols]
-            least = np.argsort(pr, axis=0, kind="stable")[:e]
-            picked = np.sort(sample_pos[np.take_along_axis(members, least, 0)], axis=0)  # [e, c]
-            pos[cols, b, :e] = picked.T
+            members = ranked[:, cols]  # [u, size]
+            lo[units, b] = values[units, members[:, 0]]
+            hi[units, b] = values[units, members[:, -1]]
+            e = min(BAND_EXAMPLES, len(cols))
+            least = np.argsort(priority[rows, members], axis=1, kind="stable")[:, :e]
+            pos[units, b, :e] = np.sort(sample_pos[np.take_along_axis(members, least, 1)], axis=1)
     return {"band_lo": lo, "band_hi": hi, "band_pos": pos}
 
 
@@ -399,8 +405,9 @@ def card_file(name: str, n_tokens: int) -> str:
 
 
 def card_observers(n_tokens: int) -> Callable[[Activation], list[CardBuilder]]:
-    """``observers`` for :func:`~lstmviz.record_corpus`: one :class:`CardBuilder` per activation."""
-    return lambda act: [CardBuilder(act, n_tokens)]
+    """``observers`` for :func:`~lstmviz.record_corpus`: one :class:`CardBuilder` per activation, with the
+    correlation sums for the kinds in ``CORR_KINDS`` (the others' correlations are computed on first use)."""
+    return lambda act: [CardBuilder(act, n_tokens, correlations=act.kind in CORR_KINDS)]
 
 
 def load_cards(run: Run, name: str) -> Cards:
@@ -493,11 +500,34 @@ def correlated_units(run: Run, name: str, unit: int, k: int = 10) -> pd.DataFram
     from .validate import unit_ids
 
     (unit,) = unit_ids(unit, run.units(name), name)
-    r = load_cards(run, name).corr(unit).astype(np.float64)
+    c = load_cards(run, name)
+    r = (c.corr(unit) if "corr" in c.a else correlations(run, name)[unit]).astype(np.float64)
     others = np.delete(np.arange(len(r)), unit)
     strength = np.abs(r[others])
     order = others[np.lexsort((others, -np.nan_to_num(strength, nan=-1.0)))][:k]
     return pd.DataFrame({"unit": order, "r": r[order]})
+
+
+def correlations(run: Run, name: str, rows: int = 16384) -> np.ndarray:
+    """Pearson r float32 ``[U, U]`` of an activation whose cards hold none (a kind outside ``CORR_KINDS``):
+    computed from its file with the cards' streaming sums once, then cached as ``<cards file>.corr.npy``."""
+    path = run.path / "cache" / "cards" / (card_file(name, run.n_tokens) + ".corr.npy")
+    if not path.is_file():
+        builder = CardBuilder(Activation.from_name(name, run.units(name)), run.n_tokens)
+        for start in range(0, run.n_tokens, rows):
+            x = run.activations(name, start=start, stop=start + rows)
+            finite = np.isfinite(x)
+            if not finite.all():
+                builder.bad |= ~finite.all(0)
+                x = np.where(finite, x, 0.0)
+            builder._moments(x)
+        if builder._filled:
+            builder._gemm()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npy")
+        np.save(tmp, correlation(builder.count, builder.s1, builder.sxx, builder.bad))
+        tmp.replace(path)
+    return np.load(path, mmap_mode="r")
 
 
 def token_strings(run: Run) -> list[str]:

@@ -221,3 +221,17 @@ def test_run_api_answers_from_the_cards_and_computes_other_windows(tmp_path):
             run.top_contexts("rnn.l0.fwd.h", 0, **bad)
     with pytest.raises(RunError):
         run.correlated_units("rnn.l0.fwd.h", 5)
+
+
+def test_a_gates_correlations_are_computed_on_first_use(tmp_path):
+    rng = np.random.default_rng(9)
+    n = 3000
+    x = 1 / (1 + np.exp(-rng.normal(size=(n, 4)) @ rng.normal(size=(4, 4))))
+    run = open_run(write_run(tmp_path / "g", ["a"] * n, {"rnn.l0.fwd.f": x}, observers=cards.card_observers(n)))
+    assert "corr" not in cards.load_cards(run, "rnn.l0.fwd.f").a  # not paid for while recording
+    got = run.correlated_units("rnn.l0.fwd.f", 1, k=3)
+    f = run.activations("rnn.l0.fwd.f").astype(np.float64)
+    want = np.corrcoef(f, rowvar=False)[1]
+    np.testing.assert_allclose(got["r"], want[got["unit"]], atol=1e-5)
+    assert sorted(got["unit"]) == [0, 2, 3] and (np.diff(np.abs(got["r"])) <= 0).all()
+    assert (run.path / "cache" / "cards" / (cards.card_file("rnn.l0.fwd.f", n) + ".corr.npy")).is_file()

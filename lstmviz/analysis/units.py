@@ -273,3 +273,24 @@ def measured_effect(model: nn.Module, run: Run, name: str, unit: int, tokens: in
         raise RunError("a measured effect needs at least two tokens")
     fx = effects(model, ids, {name: {unit: "mean"}}, run=run)
     return {"direct": float(fx.delta_logp("direct").mean()), "total": float(fx.delta_logp("total").mean())}
+
+
+def unusual(run: Run, name: str, values: np.ndarray) -> pd.DataFrame:
+    """Units ranked by how unusual they are on a new text against the corpus (sae_vis's prompt view).
+
+    values: float32 ``[tokens, U]`` of activation ``name`` on the text. A unit's ``top`` is the fraction of the
+    text's tokens above its corpus top band (``band_lo`` of band 10, the corpus's ~90th percentile) and ``bottom``
+    the fraction below its bottom band's top (~10th percentile); on text like the corpus each is about 0.1.
+    ``lift`` is the larger over 0.1; rows by lift, descending, ties to the lower unit.
+    """
+    a = _cards.load_cards(run, name).a
+    x = np.asarray(values, np.float32)
+    if x.ndim != 2 or x.shape[1] != run.units(name):
+        raise RunError(f"values must be [tokens, {run.units(name)}] for {name}, got {list(x.shape)}")
+    with np.errstate(invalid="ignore"):
+        top = (x > a["band_lo"][None, :, -1]).mean(0) if len(x) else np.zeros(x.shape[1])
+        bottom = (x < a["band_hi"][None, :, 0]).mean(0) if len(x) else np.zeros(x.shape[1])
+    lift = np.maximum(top, bottom) / 0.1
+    unit = np.arange(x.shape[1])
+    order = np.lexsort((unit, -lift))
+    return pd.DataFrame({"unit": unit[order], "top": top[order], "bottom": bottom[order], "lift": lift[order]})

@@ -104,3 +104,16 @@ def test_one_units_label_agrees_with_the_catalogue(planted):
         row = table.loc[(name, u)]
         assert c.label["label"] == row["label"] and c.label["track"] == row["track"]
         assert c.label["score"] == pytest.approx(row["score"], abs=1e-9)
+
+
+def test_unusual_ranks_the_unit_that_is_off_its_corpus_range(planted, rng):
+    x = 0.3 * rng.normal(size=(200, 6)).astype(np.float32)
+    x[:, 2] += 0.8  # "inside a string" all along: unit 2 sits in its corpus top band
+    x[:, 4] = -5.0  # far below its corpus range
+    table = units.unusual(planted, "rnn.l0.fwd.h", x)
+    assert table["unit"].tolist()[:2] in ([2, 4], [4, 2])
+    a = units._cards.load_cards(planted, "rnn.l0.fwd.h").a
+    assert table.set_index("unit").loc[4, "bottom"] == 1.0
+    np.testing.assert_allclose(table.set_index("unit").loc[2, "top"], (x[:, 2] > a["band_lo"][2, -1]).mean())
+    with pytest.raises(units.RunError):
+        units.unusual(planted, "rnn.l0.fwd.h", x[:, :3])
