@@ -29,11 +29,11 @@ _FAST = {"fastmath": {"nsz", "arcp", "contract", "reassoc"}, "error_model": "num
 _STRICT = {"error_model": "numpy", "nogil": True, "cache": True}
 
 
-def key(bits: int) -> int:
-    """The order key of a float16 bit pattern: ``−magnitude`` for negative, ``magnitude`` for positive values, so
-    keys order as the values do (both zeros are 0). NaN's magnitudes are above inf's, 0x7C00."""
-    mag = bits & 0x7FFF
-    return -mag if bits & 0x8000 else mag
+def key(bits: np.ndarray) -> np.ndarray:
+    """Order keys int64 of float16 bit patterns: ``−magnitude`` for negative, ``magnitude`` for positive values,
+    so keys order as the values do (both zeros are 0). NaN's magnitudes are above inf's, 0x7C00."""
+    bits = np.asarray(bits, np.int64)
+    return np.where(bits & 0x8000, -(bits & 0x7FFF), bits & 0x7FFF)
 
 
 def key_bits(k: np.ndarray) -> np.ndarray:
@@ -47,9 +47,8 @@ def threshold_keys(low: float, high: float) -> tuple[int, int]:
 
     The comparisons are float32 ones, as ``x < low`` on the stored values reads.
     """
-    bits = np.arange(1 << 16)
     ok = ~np.isnan(LUT)
-    keys = np.where(bits & 0x8000, -(bits & 0x7FFF), bits & 0x7FFF)
+    keys = key(np.arange(1 << 16))
     return int(keys[ok & (np.float32(low) > LUT)].max()), int(keys[ok & (np.float32(high) < LUT)].min())
 
 

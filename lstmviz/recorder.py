@@ -643,13 +643,13 @@ class _Staging:
         self.k += 1
         for future in self.pending[slot]:  # this slot's previous chunk must be stored before it is overwritten
             future.result()
-        items = [(name, value) for name, value in cache.items() if name in writer.acts]
-        for name, value in items:
+        for name, value in cache.items():
             if value.shape[0] != len(starts):
                 raise RunError(
                     f"{name} came back with batch {value.shape[0]} for {len(starts)} streams: the model is "
                     f"called with ids [streams, chunk]; check its layout (--layout batch|seq)"
                 )
+        items = [(name, value) for name, value in cache.items() if name in writer.acts]
         copies = [(name, self.buffer(slot, name, value.shape)) for name, value in items]
         for (_, buf), (_, value) in zip(copies, items, strict=True):
             buf.copy_(value, non_blocking=self.cuda)

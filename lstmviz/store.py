@@ -43,10 +43,11 @@ HIST_BINS = 32
 TOKEN_COLUMNS = ("idx", "doc", "pos", "token_id", "token")
 _PARQUET_OPTS = dict(use_dictionary=False, write_statistics=False)
 _THRESHOLD_KEYS = _cs.threshold_keys(LOW, HIGH)
-# Per kind, by measurement (bench/e2e.py's codec lines): on sigmoid gates lz4 saves ~18 % at about plain
-# encoding's speed; on g, c, h (and the rest) lz4 saves nothing and zstd ~12 % for twice the encoding time, which
-# on a machine whose cores run the forward is time the recording waits. Unlisted kinds are stored uncompressed.
-COMPRESSION: dict[str, str] = {kind: "lz4" for kind in ("i", "f", "o", "r", "z")}
+# Per kind, by measurement (bench/e2e.py's codec lines). Uncompressed is the fastest to encode, and encoding is
+# what the end of a recording waits for: lz4 saves ~18 % on sigmoid gates and nothing on g, c, h for ~1.6× the
+# encoding time, zstd ~40 % on gates and ~12 % on g, c, h for ~2×. A kind listed here ("lz4", "zstd") trades
+# that time for its bytes; none is listed.
+COMPRESSION: dict[str, str] = {}
 WRITE_ROWS = 4096  # RunWriter.write handles its rows this many at a time (bounded scratch however long the run)
 
 

@@ -175,3 +175,18 @@ def test_cuda_recording_equals_cpu(tmp_path):
         a, b = cpu.activations(name), gpu.activations(name)
         np.testing.assert_allclose(b, a, rtol=2**-10, atol=2e-3, err_msg=name)
     assert_stats_match(gpu)
+
+
+def test_order_keys_sort_every_float16_as_its_value():
+    from lstmviz import chunkstats as cs
+
+    bits = np.arange(1 << 16)
+    values = cs.LUT[bits]
+    ok = ~np.isnan(values)
+    keys = cs.key(bits[ok])
+    order = np.argsort(keys, kind="stable")
+    assert (np.diff(values[ok][order]) >= 0).all()
+    np.testing.assert_array_equal(cs.LUT[cs.key_bits(keys)], values[ok])
+    low_key, high_key = cs.threshold_keys(LOW, HIGH)
+    np.testing.assert_array_equal(keys <= low_key, values[ok] < np.float32(LOW))
+    np.testing.assert_array_equal(keys >= high_key, values[ok] > np.float32(HIGH))
