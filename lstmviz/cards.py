@@ -351,24 +351,25 @@ def bands(sample_pos: np.ndarray, sample: np.ndarray) -> dict[str, np.ndarray]:
 
     sample_pos: int64 ``[S]`` sorted corpus positions; sample: float32 ``[S, U]`` their values. The finite sampled
     values of a unit, in the top contexts' order (value ascending here, ties to the earlier position), are cut
-    into ``BANDS`` runs of equal count (``np.array_split``: sizes differ by at most one). Each sampled value has a
-    priority from ``default_rng(SEED).random((S, U))``; band b's examples are its ``BAND_EXAMPLES`` members of
-    least priority (a uniform draw without replacement), in corpus order. Returns ``band_lo``/``band_hi`` float32
-    ``[U, BANDS]`` (the band's smallest and largest sampled value) and ``band_pos`` int64
-    ``[U, BANDS, BAND_EXAMPLES]`` (−1 padded).
+    into ``BANDS`` runs of equal count (``np.array_split``: sizes differ by at most one). Band b's examples are
+    its members at ``BAND_EXAMPLES`` ranks drawn without replacement by ``default_rng((SEED, b, size))`` (a
+    uniform draw from the band), in corpus order. Returns ``band_lo``/``band_hi`` float32 ``[U, BANDS]`` (the
+    band's smallest and largest sampled value) and ``band_pos`` int64 ``[U, BANDS, BAND_EXAMPLES]`` (−1 padded).
     """
-    U = sample.shape[1]
+    S, U = sample.shape
     lo = np.full((U, BANDS), np.nan, np.float32)
     hi = np.full((U, BANDS), np.nan, np.float32)
     pos = np.full((U, BANDS, BAND_EXAMPLES), -1, np.int64)
-    priority = np.ascontiguousarray(np.random.default_rng(SEED).random(sample.shape).T)  # [U, S]
-    values = np.ascontiguousarray(sample.T)  # [U, S]: each unit's row contiguous for the sorts
-    order = np.argsort(values, axis=1, kind="stable")  # columns are in corpus order: ties to the earlier; NaN last
-    finite = (~np.isnan(values)).sum(1)
-    for count in np.unique(finite):
-        units = np.flatnonzero(finite == count)
-        ranked = order[units, :count]  # [u, count]: sample columns of each unit's finite values, ascending
-        rows = units[:, None]
+    values = np.ascontiguousarray(sample.T)  # [U, S]
+    ords = orderable(values.astype(np.float16))  # the stored values are float16: their order is the keys'
+    bits = max(int(S).bit_length(), 1)
+    keys = np.sort((ords.astype(np.int64) << bits) | np.arange(S), axis=1)  # unique keys: ties to the earlier
+    order = keys & ((1 << bits) - 1)  # [U, S] sample columns ascending, NaN (key 0) first
+    n_nan = (ords == 0).sum(1)
+    for nan in np.unique(n_nan):
+        units = np.flatnonzero(n_nan == nan)
+        count = S - int(nan)
+        ranked = order[units, int(nan) :]  # [u, count]
         for b, cols in enumerate(np.array_split(np.arange(count), BANDS)):
             if not len(cols):
                 continue
@@ -376,8 +377,8 @@ def bands(sample_pos: np.ndarray, sample: np.ndarray) -> dict[str, np.ndarray]:
             lo[units, b] = values[units, members[:, 0]]
             hi[units, b] = values[units, members[:, -1]]
             e = min(BAND_EXAMPLES, len(cols))
-            least = np.argsort(priority[rows, members], axis=1, kind="stable")[:, :e]
-            pos[units, b, :e] = np.sort(sample_pos[np.take_along_axis(members, least, 1)], axis=1)
+            ranks = np.random.default_rng((SEED, b, len(cols))).choice(len(cols), e, replace=False)
+            pos[units, b, :e] = np.sort(sample_pos[members[:, ranks]], axis=1)
     return {"band_lo": lo, "band_hi": hi, "band_pos": pos}
 
 

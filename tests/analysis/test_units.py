@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from torch import nn
 
@@ -42,12 +43,13 @@ def test_planted_units_get_their_planted_labels(planted):
     assert table.loc[("rnn.l0.fwd.h", 4), "label"].startswith("depth (r ")
     inverted = table.loc[("rnn.l1.fwd.c", 1)]
     assert inverted["track"] == "in_string" and inverted["score"] < 0.1
-    assert table.loc[("rnn.l0.fwd.h", 5), "top_tokens"].split(" ")[0] == "q"
+    assert table.loc[("rnn.l0.fwd.h", 5), "top_tokens"].split(" ")[0] == "`q`"
     assert len(table) == 9
 
 
 def test_search_lists_the_string_units_across_layers(planted):
     table = units.catalogue(planted)
+    pd.testing.assert_frame_equal(units.catalogue(planted), table)  # the second call reads the cached table
     hits = units.search(table, "STRING")
     assert set(zip(hits["name"], hits["unit"], strict=True)) == {("rnn.l0.fwd.h", 2), ("rnn.l1.fwd.c", 1)}
     assert len(units.search(table, "")) == len(table)
@@ -57,7 +59,7 @@ def test_search_lists_the_string_units_across_layers(planted):
 def test_over_represented_tokens_against_counting():
     tokens = list("aaaaaaaaab" * 100) + ["x"] * 10
     idx = np.array([1000, 1001, 1002, 9, 19, 29, 0])  # x three times, b three times, a once
-    assert units.over_represented(idx, tokens) == ["b", "x"]
+    assert units.over_represented(idx, tokens) == ["`b`", "`x`"]
     assert units.over_represented(np.array([0, 1, 2, 3]), tokens) == []  # a is common: no lift
 
 
@@ -70,7 +72,8 @@ def test_card_gathers_the_stored_parts(planted):
     x = planted.activations("rnn.l0.fwd.h", [5])[:, 0]
     assert c.stats["frac_above"] == pytest.approx((x > 0.5).mean())
     assert len(c.strip) * c.strip_per >= planted.n_tokens
-    assert c.top_tokens[0] == "q"
+    assert c.top_tokens[0] == "`q`"
+    assert units.shown(" \n") == "`␣↵`"
 
 
 def test_logit_lens_is_the_units_column():

@@ -16,7 +16,7 @@ st.write(
     "in the corpus it is on, the units that move with it, and what it does to the next token."
 )
 with st.expander("How the label and the contexts are made"):
-    st.markdown(widgets.help_text(units.catalogue))
+    st.markdown(widgets.help_text(units.label_units))
 
 run, key = widgets.current_run()
 c1, c2 = st.columns([3, 1])

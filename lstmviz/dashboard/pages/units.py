@@ -12,7 +12,7 @@ st.write(
     "search (e.g. string, bracket, a token), sort by a column, and click a row to open the unit's card."
 )
 with st.expander("How units are labelled"):
-    st.markdown(widgets.help_text(units.catalogue))
+    st.markdown(widgets.help_text(units.label_units))
 
 run, key = widgets.current_run()
 table = unitview.catalogue(key)
