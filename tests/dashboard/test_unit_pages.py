@@ -40,10 +40,17 @@ def test_search_filters_the_catalogue(runs_root, monkeypatch):
     at = visit(app(runs_root, monkeypatch, run="tiny_lstm"), "units")
     assert_clean(at)
     every = len(at.dataframe[0].value)
-    at.text_input(key="units_q").input("string").run()
+    at.text_input(key="q").input("string").run()
     assert_clean(at)
     hits = at.dataframe[0].value
     assert 0 < len(hits) < every
     assert hits["label"].str.lower().str.contains("string").all()
-    at.text_input(key="units_q").input("no unit is called this").run()
+    at.text_input(key="q").input("no unit is called this").run()
     assert not at.dataframe and "No unit" in at.info[0].value
+
+
+def test_the_catalogue_search_comes_from_the_url(runs_root, monkeypatch):
+    at = visit(app(runs_root, monkeypatch, run="tiny_lstm", q="string"), "units")
+    assert_clean(at)
+    hits = at.dataframe[0].value
+    assert at.text_input(key="q").value == "string" and hits["label"].str.contains("string").all()

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from lstmviz.analysis import units
-from lstmviz.dashboard import unitview, widgets
+from lstmviz.dashboard import state, unitview, widgets
 
 st.title("Units")
 st.write(
@@ -16,14 +16,16 @@ with st.expander("How units are labelled"):
 
 run, key = widgets.current_run()
 table = unitview.catalogue(key)
-query = st.text_input("Search", key="units_q", placeholder="e.g. string")
+state.init("q", "", str)
+query = st.text_input("Search", key="q", placeholder="e.g. string")
+state.publish("q", query)
 shown = units.search(table, query).reset_index(drop=True)
 st.caption(f"{len(shown):,} of {len(table):,} units")
 if shown.empty:
     widgets.empty(f"No unit's name, label or top tokens contain “{query}”.")
 columns = ["name", "unit", "label", "score", "strength", "kind", "layer", "dir"]
 picked = st.dataframe(
-    shown[columns], hide_index=True, on_select="rerun", selection_mode="single-row", key="units_table"
+    shown[columns], hide_index=True, on_select="rerun", selection_mode="single-row", key="units_table", height=600
 )
 rows = picked.selection.rows
 if rows:
