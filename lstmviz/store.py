@@ -512,6 +512,20 @@ class Run:
     def units(self, name: str) -> int:
         return int(self.info(name)["units"])
 
+    def top_contexts(self, name: str, unit: int, k: int = 20, sign: int = 1, window: int = 10) -> pd.DataFrame:
+        """The unit's greedy de-duplicated top-k contexts: ``rank, idx, value, token, context`` (see
+        :func:`lstmviz.cards.top_contexts`)."""
+        from .cards import top_contexts
+
+        return top_contexts(self, name, unit, k=k, sign=sign, window=window)
+
+    def correlated_units(self, name: str, unit: int, k: int = 10) -> pd.DataFrame:
+        """The k units of ``name`` most correlated with ``unit``: ``unit, r`` by |r| (see
+        :func:`lstmviz.cards.correlated_units`)."""
+        from .cards import correlated_units
+
+        return correlated_units(self, name, unit, k=k)
+
     @cached_property
     def tokens(self) -> pd.DataFrame:
         """One row per token: idx, doc, pos, token_id, token, then annotation and prediction columns."""

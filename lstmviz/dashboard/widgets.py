@@ -35,6 +35,8 @@ PAGES = {
     "compare": ("Compare", ":material/compare:"),
     "walkthrough": ("Cell walkthrough", ":material/school:"),
     "intervene": ("Intervene", ":material/tune:"),
+    "units": ("Units", ":material/view_list:"),
+    "unit": ("Unit", ":material/neurology:"),
 }
 """url path → (title, icon); the page lives in ``lstmviz/dashboard/pages/<url path>.py``."""
 

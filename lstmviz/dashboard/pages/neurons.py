@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from lstmviz.analysis import probes
-from lstmviz.dashboard import data, figures, widgets
+from lstmviz.dashboard import data, figures, unitview, widgets
 
 MAX_VALUES = 50
 METRICS = {"auc": ("ROC-AUC", 0.5), "pearson_r": ("Pearson r", 0.0)}  # metric → (axis title, chance level)
@@ -72,6 +72,7 @@ st.plotly_chart(
 widgets.csv_download(ranking, f"{name}.{track}.ranking.csv")
 
 u = widgets.unit(run, name, default=int(ranking["unit"].iloc[0]))
+unitview.unit_link(name, u)
 start, stop = widgets.window(run)
 tokens = data.tokens_window(key, start, stop)
 values = data.window(key, name, start, stop, (u,))[:, 0]

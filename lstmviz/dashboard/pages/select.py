@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from lstmviz.analysis import select_match
-from lstmviz.dashboard import data, figures, widgets
+from lstmviz.dashboard import data, figures, unitview, widgets
 
 st.title("Select & match")
 st.write(
@@ -42,6 +42,7 @@ span_text = "".join(figures.show_token(t) for t in run.tokens["token"].iloc[a:b]
 st.subheader(f"Selected units for “{span_text}” [{a}, {b})")
 if units:
     st.success(f"{len(units)} unit(s) selected: {', '.join(map(str, units))}")
+    unitview.unit_link(name, units[0])
 else:
     st.info(
         "No unit is on over the whole span and off in the padding. Lower θ, shorten the span or the "

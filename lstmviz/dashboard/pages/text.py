@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from lstmviz.dashboard import data, figures, widgets
+from lstmviz.dashboard import data, figures, unitview, widgets
 from lstmviz.errors import UserError
 
 st.title("Text heatmap")
@@ -48,6 +48,7 @@ if live:
 c1, c2 = st.columns([3, 1])
 name = widgets.activation(run, where=c1)
 u = widgets.unit(run, name, where=c2)
+unitview.unit_link(name, u)
 start, stop = (0, min(run.n_tokens, max(widgets.WIDTHS))) if live else widgets.window(run)
 track_names = widgets.tracks(run)
 

@@ -3,7 +3,7 @@
 import numpy as np
 import streamlit as st
 
-from lstmviz.dashboard import cellview, data, figures, widgets
+from lstmviz.dashboard import cellview, data, figures, unitview, widgets
 from lstmviz.errors import UserError
 from lstmviz.names import GRU_Z_CAVEAT, equations
 
@@ -20,6 +20,7 @@ run, key = widgets.current_run()
 c1, c2 = st.columns([3, 1])
 name = widgets.activation(run, key="walk_act", where=c1)
 u = widgets.unit(run, name, key="walk_unit", where=c2)
+unitview.unit_link(name, u)
 group = cellview.layer_group(run, name)
 cell = cellview.cell_type(group)
 

@@ -1,0 +1,67 @@
+"""The Unit page's pieces: cached card and catalogue loaders, Karpathy-style coloured text, the link to a card.
+
+Loaders use streamlit only for ``st.cache_data``; :func:`context_html` is pure; :func:`unit_link` is the one line
+every other page uses to open the card of the unit in view.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from ..analysis import units
+from ..cards import token_strings
+from . import data, widgets
+
+
+@st.cache_data(max_entries=64, show_spinner="Reading the unit's card…")
+def card(key: data.RunRef, name: str, unit: int) -> units.Card:
+    """The unit's card (see :func:`lstmviz.analysis.units.card`)."""
+    return units.card(data.run_of(key), name, unit)
+
+
+@st.cache_data(max_entries=4, show_spinner="Labelling every unit of the run…")
+def catalogue(key: data.RunRef) -> pd.DataFrame:
+    """Every unit of the run, labelled (see :func:`lstmviz.analysis.units.catalogue`)."""
+    return units.catalogue(data.run_of(key))
+
+
+def tokens(key: data.RunRef) -> list[str]:
+    """The run's display tokens (cached per run file by :func:`lstmviz.cards.token_strings`)."""
+    return token_strings(data.run_of(key))
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def column(key: data.RunRef, name: str, unit: int) -> np.ndarray:
+    """float32 ``[tokens]``: the unit's value at every token, for colouring its contexts."""
+    return data.run_of(key).activations(name, [unit])[:, 0]
+
+
+def context_html(
+    tokens: Sequence[str], values: np.ndarray, center: int, scale: float, before: int = 12, after: int = 4
+) -> str:
+    """Tokens ``[center − before, center + after]`` as HTML spans, each on a background whose colour is its value
+    (red positive, blue negative, full at ``|value| ≥ scale``), the centre token outlined; the value on hover."""
+    lo, hi = max(0, center - before), min(len(tokens), center + after + 1)
+    spans = []
+    for i in range(lo, hi):
+        v = float(values[i])
+        a = 0.0 if not np.isfinite(v) or scale <= 0 else min(abs(v) / scale, 1.0)
+        rgb = "220,50,47" if v > 0 else "38,110,200"
+        border = "outline:2px solid #222;" if i == center else ""
+        text = html.escape(tokens[i]).replace("\n", "↵").replace(" ", "&nbsp;")
+        spans.append(
+            f'<span title="{i}: {v:+.3f}" style="background:rgba({rgb},{a:.2f});{border}'
+            f'font-family:monospace;padding:1px 0">{text}</span>'
+        )
+    return "".join(spans)
+
+
+def unit_link(name: str, unit: int, key: str = "to_unit") -> None:
+    """A button that opens the Unit page of ``unit`` of ``name``."""
+    if st.button(f"Unit card of {name} · {unit} ↗", key=key):
+        widgets.goto("unit", act=name, unit=int(unit))

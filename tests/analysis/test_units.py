@@ -1,0 +1,122 @@
+"""Unit labels and cards on planted concepts: a unit built to track an annotation gets that annotation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from torch import nn
+
+from lstmviz.analysis import units
+
+
+@pytest.fixture
+def planted(make_run, rng):
+    """3000 tokens with strings opened by `"`; planted units: l0.h 2 = in_string, l0.h 4 = depth, l1.c 1 = not
+    in_string, l0.h 5 = fires on `q`; everything else noise."""
+    T = 3000
+    tokens = list(rng.choice(list("abcdefgh q"), T))
+    in_string = np.zeros(T, bool)
+    t = 0
+    while t < T - 40:
+        t += int(rng.integers(20, 60))
+        length = int(rng.integers(5, 25))
+        tokens[t] = '"'
+        in_string[t + 1 : t + 1 + length] = True
+        t += length
+    depth = np.cumsum(rng.choice([-1, 1], T)).astype(float)
+    l0 = 0.3 * rng.normal(size=(T, 6))
+    l0[:, 2] += 0.8 * in_string
+    l0[:, 4] = 0.05 * depth + 0.3 * rng.normal(size=T)
+    l0[:, 5] = 0.1 * rng.normal(size=T) + np.array([t == "q" for t in tokens]) * 2.0
+    l1 = 0.3 * rng.normal(size=(T, 3))
+    l1[:, 1] -= 0.8 * in_string
+    return make_run({"rnn.l0.fwd.h": l0, "rnn.l1.fwd.c": l1}, tokens, in_string=in_string, depth=depth)
+
+
+def test_planted_units_get_their_planted_labels(planted):
+    table = units.catalogue(planted).set_index(["name", "unit"])
+    string = table.loc[("rnn.l0.fwd.h", 2)]
+    assert string["track"] == "in_string" and string["metric"] == "auc" and string["score"] > 0.9
+    assert string["label"].startswith(f"in_string (AUC {string['score']:.2f})")
+    assert table.loc[("rnn.l0.fwd.h", 4), "track"] == "depth"
+    assert table.loc[("rnn.l0.fwd.h", 4), "label"].startswith("depth (r ")
+    inverted = table.loc[("rnn.l1.fwd.c", 1)]
+    assert inverted["track"] == "in_string" and inverted["score"] < 0.1
+    assert table.loc[("rnn.l0.fwd.h", 5), "top_tokens"].split(" ")[0] == "`q`"
+    assert len(table) == 9
+
+
+def test_search_lists_the_string_units_across_layers(planted):
+    table = units.catalogue(planted)
+    pd.testing.assert_frame_equal(units.catalogue(planted), table)  # the second call reads the cached table
+    hits = units.search(table, "STRING")
+    assert set(zip(hits["name"], hits["unit"], strict=True)) == {("rnn.l0.fwd.h", 2), ("rnn.l1.fwd.c", 1)}
+    assert len(units.search(table, "")) == len(table)
+    assert units.search(table, "no such thing").empty
+
+
+def test_over_represented_tokens_against_counting():
+    tokens = list("aaaaaaaaab" * 100) + ["x"] * 10
+    idx = np.array([1000, 1001, 1002, 9, 19, 29, 0])  # x three times, b three times, a once
+    assert units.over_represented(idx, tokens) == ["`b`", "`x`"]
+    assert units.over_represented(np.array([0, 1, 2, 3]), tokens) == []  # a is common: no lift
+
+
+def test_card_gathers_the_stored_parts(planted):
+    c = units.card(planted, "rnn.l0.fwd.h", 5)
+    assert (c.top[1]["token"].head(5) == "q").all()
+    assert c.top[-1]["value"].is_monotonic_increasing
+    assert list(c.bands["band"].unique()) == list(range(10))
+    assert c.bands.groupby("band")["lo"].first().is_monotonic_increasing
+    x = planted.activations("rnn.l0.fwd.h", [5])[:, 0]
+    assert c.stats["frac_above"] == pytest.approx((x > 0.5).mean())
+    assert len(c.strip) * c.strip_per >= planted.n_tokens
+    assert c.top_tokens[0] == "`q`"
+    assert units.shown(" \n") == "`␣↵`"
+
+
+def test_logit_lens_is_the_units_column():
+    w = np.array([[0.5, -1.0], [2.0, 0.0], [-3.0, 1.0], [2.0, 4.0]])
+    lens = units.logit_lens(w, 0, ["a", "b", "c", "d"], k=2)
+    assert lens[lens["direction"] == "up"]["token"].tolist() == ["b", "d"]  # 2.0 tie: lower id first
+    assert lens[lens["direction"] == "down"]["token"].tolist() == ["c", "a"]
+    np.testing.assert_array_equal(lens["weight"], [2.0, 2.0, -3.0, 0.5])
+
+
+def test_decoder_and_feeding_layer():
+    class Char(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed, self.rnn, self.decoder = nn.Embedding(5, 4), nn.LSTM(4, 8, 2), nn.Linear(8, 5)
+
+    m = Char()
+    assert units.decoder_of(m, 8) is m.decoder and units.decoder_of(m, 3) is None
+
+
+def test_feeds_decoder_is_the_last_layers_h(planted, make_run):
+    run = make_run({f"rnn.l{layer}.fwd.{k}": np.zeros((10, 2)) for layer in (0, 1) for k in ("c", "h")})
+    assert [n for n in run.names if units.feeds_decoder(run, n)] == ["rnn.l1.fwd.h"]
+    assert units.tracks(planted) == ["in_string", "depth"]
+
+
+def test_one_units_label_agrees_with_the_catalogue(planted):
+    table = units.catalogue(planted).set_index(["name", "unit"])
+    for name, u in [("rnn.l0.fwd.h", 2), ("rnn.l0.fwd.h", 4), ("rnn.l1.fwd.c", 1), ("rnn.l0.fwd.h", 0)]:
+        c = units.card(planted, name, u)
+        row = table.loc[(name, u)]
+        assert c.label["label"] == row["label"] and c.label["track"] == row["track"]
+        assert c.label["score"] == pytest.approx(row["score"], abs=1e-9)
+
+
+def test_unusual_ranks_the_unit_that_is_off_its_corpus_range(planted, rng):
+    x = 0.3 * rng.normal(size=(200, 6)).astype(np.float32)
+    x[:, 2] += 0.8  # "inside a string" all along: unit 2 sits in its corpus top band
+    x[:, 4] = -5.0  # far below its corpus range
+    table = units.unusual(planted, "rnn.l0.fwd.h", x)
+    assert table["unit"].tolist()[:2] in ([2, 4], [4, 2])
+    a = units._cards.load_cards(planted, "rnn.l0.fwd.h").a
+    assert table.set_index("unit").loc[4, "bottom"] == 1.0
+    np.testing.assert_allclose(table.set_index("unit").loc[2, "top"], (x[:, 2] > a["band_lo"][2, -1]).mean())
+    with pytest.raises(units.RunError):
+        units.unusual(planted, "rnn.l0.fwd.h", x[:, :3])

@@ -1,0 +1,238 @@
+"""Unit cards against brute force: greedy top contexts, quantile bands, correlations, density, the strip."""
+
+from __future__ import annotations
+
+import itertools
+from unittest import mock
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lstmviz import cards
+from lstmviz.store import Activation, RunError, open_run, write_run
+
+
+def brute_top(x: np.ndarray, k: int, window: int) -> list[int]:
+    """The definition: value descending, ties to the earlier position, NaN never; take the best remaining
+    position, drop every position within ±window of it."""
+    order = sorted((i for i in range(len(x)) if not np.isnan(x[i])), key=lambda i: (-float(x[i]), i))
+    taken: list[int] = []
+    dropped: set[int] = set()
+    for i in order:
+        if len(taken) == k:
+            break
+        if i in dropped:
+            continue
+        taken.append(i)
+        dropped.update(range(i - window, i + window + 1))
+    return taken
+
+
+def feed(builder: cards.CardBuilder, half: np.ndarray, cuts: list[int], shuffle: int | None = None) -> None:
+    """Feed rows of ``half`` [n, U] to a builder in the chunks that ``cuts`` make, optionally in shuffled order."""
+    edges = [0, *sorted(set(c for c in cuts if 0 < c < len(half))), len(half)]
+    parts = list(itertools.pairwise(edges))
+    if shuffle is not None:
+        np.random.default_rng(shuffle).shuffle(parts)
+    for a, b in parts:
+        builder.update(a, np.ascontiguousarray(half[a:b]))
+
+
+def build(
+    half: np.ndarray, cuts: list[int], k: int, window: int, shuffle: int | None = None, compiled: bool = True
+) -> dict:
+    """The cards of ``half`` fed in chunks, by the compiled scan or (``compiled=False``) its numpy twin."""
+    b = cards.CardBuilder(Activation.from_name("rnn.l0.fwd.c", half.shape[1]), len(half), k=k, window=window)
+    with mock.patch.object(cards, "jit", cards.jit if compiled else lambda: None):
+        feed(b, half, cuts, shuffle)
+    return b.arrays()
+
+
+# values drawn from a handful of float16 levels so ties are everywhere, clustered maxima included
+levels = st.sampled_from([0.0, -0.0, 1.0, -1.0, 0.5, 0.5, 1.0, 1.0, -1.0, 2.0, np.nan, np.inf, -np.inf, 1e-7])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    data=st.lists(st.lists(levels, min_size=3, max_size=3), min_size=1, max_size=120),
+    cuts=st.lists(st.integers(0, 120), max_size=8),
+    k=st.integers(1, 6),
+    window=st.integers(0, 4),
+    shuffle=st.none() | st.integers(0, 3),
+    compiled=st.booleans(),
+)
+def test_top_contexts_equal_brute_force_with_ties_and_chunk_boundaries(data, cuts, k, window, shuffle, compiled):
+    half = np.array(data, np.float16)
+    out = build(half, cuts, k, window, shuffle, compiled)
+    x = half.astype(np.float32)
+    for u in range(half.shape[1]):
+        for sign, key in ((1, "top_pos"), (-1, "top_neg")):
+            want = brute_top(sign * x[:, u], k, window)
+            got = out[key][u]
+            assert got[got >= 0].tolist() == want
+            np.testing.assert_array_equal(out[f"{key}_value"][u][: len(want)], x[want, u])
+
+
+def test_clustered_maxima_straddling_chunks_are_deduplicated():
+    """A plateau of equal maxima across a chunk boundary gives its earliest position, then the next plateau."""
+    n = 400
+    x = np.zeros((n, 1), np.float16)
+    x[95:130, 0] = 3.0  # one long plateau that crosses the chunk boundary at 100
+    x[300:305, 0] = 3.0
+    x[200, 0] = 2.0
+    out = build(x, [100, 128, 301], k=4, window=10)
+    assert out["top_pos"][0].tolist() == [95, 106, 117, 128]
+    out = build(x, list(range(0, n, 7)), k=8, window=10, shuffle=1)
+    assert out["top_pos"][0].tolist() == brute_top(x[:, 0].astype(np.float32), 8, 10)
+
+
+def test_candidate_bound_is_tight_enough_for_the_greedy():
+    """The worst case of the bound: the best positions all fall inside earlier picks' windows."""
+    k, w = 4, 2
+    m = cards.candidates(k, w)
+    x = np.arange(100, 0, -1, dtype=np.float32)  # strictly descending: picks 0, 3, 6, 9, the last ranked 10th
+    assert brute_top(x, k, w) == [0, 3, 6, 9]
+    assert m >= 10
+    out = build(x[:, None].astype(np.float16), [13, 50], k, w)
+    assert out["top_pos"][0].tolist() == [0, 3, 6, 9]
+
+
+def test_correlations_equal_numpy_corrcoef():
+    rng = np.random.default_rng(1)
+    n, U = 5000, 9
+    base = rng.normal(size=(n, 3))
+    x = np.concatenate([base, base @ rng.normal(size=(3, 6)) + 0.1 * rng.normal(size=(n, 6))], 1)
+    x[:, 0] += 30.0  # a large mean: the shifted sums must not cancel it away
+    x[:, 1] = 0.95 + 0.001 * x[:, 1]  # a saturated gate
+    half = x.astype(np.float16)
+    out = build(half, list(range(0, n, 777)), 5, 3, shuffle=2)
+    want = np.corrcoef(half.astype(np.float64), rowvar=False)
+    np.testing.assert_allclose(out["corr"], want, atol=2e-5)
+    assert out["corr"].shape[0] == U
+
+
+def test_correlations_nan_for_constant_or_non_finite_units():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(300, 4)).astype(np.float16)
+    x[:, 1] = 0.5
+    x[7, 2] = np.inf
+    r = build(x, [100], 3, 1)["corr"]
+    assert np.isnan(r[1]).all() and np.isnan(r[:, 2]).all()
+    np.testing.assert_allclose(r[0, 3], np.corrcoef(x[:, 0].astype(float), x[:, 3].astype(float))[0, 1], atol=1e-5)
+
+
+def test_bands_equal_count_with_seeded_examples_against_brute_force():
+    rng = np.random.default_rng(3)
+    n = 20000
+    x = np.round(rng.normal(size=(n, 2)), 1).astype(np.float16)  # many ties
+    x[::3, 1] = np.nan
+    out = build(x, list(range(0, n, 999)), 3, 2, shuffle=4)
+    sample_pos = np.sort(np.random.default_rng(cards.SEED).choice(n, cards.SAMPLE, replace=False))
+    for u in range(2):
+        v = x[sample_pos, u].astype(np.float32)
+        ok = [i for i in range(len(v)) if not np.isnan(v[i])]
+        ranked = sorted(ok, key=lambda i: (float(v[i]), int(sample_pos[i])))
+        for b, part in enumerate(np.array_split(np.array(ranked), cards.BANDS)):
+            assert out["band_lo"][u, b] == v[part[0]] and out["band_hi"][u, b] == v[part[-1]]
+            ranks = np.random.default_rng((cards.SEED, b, len(part))).choice(
+                len(part), cards.BAND_EXAMPLES, replace=False
+            )
+            assert out["band_pos"][u, b].tolist() == sorted(sample_pos[part[ranks]].tolist())
+        sizes = [len(p) for p in np.array_split(np.array(ranked), cards.BANDS)]
+        assert max(sizes) - min(sizes) <= 1
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_density_and_strip_equal_direct_computation(compiled):
+    rng = np.random.default_rng(5)
+    n = 3001
+    x = rng.normal(size=(n, 3)).astype(np.float16)
+    x[10, 0] = np.nan
+    x[11, 1] = -np.inf
+    x[12:20, 2] = 0.5  # θ itself is not above θ
+    x[20:30, 2] = -0.5
+    out = build(x, list(range(0, n, 256)), 3, 2, shuffle=6, compiled=compiled)
+    f = x.astype(np.float32)
+    np.testing.assert_array_equal(out["n_above"], (f > cards.THETA).sum(0))
+    np.testing.assert_array_equal(out["n_below"], (f < -cards.THETA).sum(0))
+    per = int(out["strip_per"])
+    for b in [*range(0, len(out["strip_mean"]), 37), 11 // per]:
+        rows = f[b * per : (b + 1) * per]
+        ok = np.isfinite(rows)
+        np.testing.assert_allclose(out["strip_mean"][b], np.where(ok, rows, 0).sum(0) / len(rows), rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(out["strip_max"][b], np.where(ok, rows, -np.inf).max(0))
+        np.testing.assert_array_equal(out["strip_min"][b], np.where(ok, rows, np.inf).min(0))
+
+
+def test_orderable_keys_sort_as_the_values():
+    every = np.arange(1 << 16, dtype=np.uint16).view(np.float16)
+    ords = cards.orderable(every)
+    finite = ~np.isnan(every)
+    v = every[finite].astype(np.float64)
+    o = ords[finite].astype(np.int64)
+    i = np.argsort(v, kind="stable")
+    assert (np.diff(o[i]) >= 0).all() and (ords[~finite] == 0).all()
+    assert ((np.diff(v[i]) == 0) == (np.diff(o[i]) == 0)).all()  # equal keys exactly for equal values (±0)
+    np.testing.assert_array_equal(cards.value_of(ords[finite]), every[finite].astype(np.float32))
+
+
+def test_recorded_run_holds_cards_and_old_runs_fall_back(tmp_path):
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(700, 6)).astype(np.float32)
+    tokens = [str(t) for t in rng.integers(0, 9, 700)]
+    with_cards = write_run(tmp_path / "a", tokens, {"rnn.l0.fwd.c": x}, observers=cards.card_observers(700))
+    run = open_run(with_cards)
+    assert run.info("rnn.l0.fwd.c")["cards"].startswith("cache/cards/")
+    stored = cards.load_cards(run, "rnn.l0.fwd.c").a
+    old = open_run(write_run(tmp_path / "b", tokens, {"rnn.l0.fwd.c": x}))
+    built = cards.load_cards(old, "rnn.l0.fwd.c").a  # computed from the values, then cached
+    assert (old.path / "cache" / "cards" / cards.card_file("rnn.l0.fwd.c", 700)).is_file()
+    for key in stored:
+        np.testing.assert_array_equal(stored[key], built[key], err_msg=key)
+    with pytest.raises(RunError):
+        cards.load_cards(run, "rnn.l9.fwd.c")
+
+
+def test_run_api_answers_from_the_cards_and_computes_other_windows(tmp_path):
+    rng = np.random.default_rng(8)
+    n = 2000
+    x = rng.normal(size=(n, 5)).astype(np.float32)
+    x[:, 3] = x[:, 0] * 0.9 + 0.1 * x[:, 3]
+    x[:, 4] = -x[:, 0]
+    tokens = [chr(97 + t) for t in rng.integers(0, 26, n)]
+    run = open_run(write_run(tmp_path / "r", tokens, {"rnn.l0.fwd.h": x}, observers=cards.card_observers(n)))
+    f = run.activations("rnn.l0.fwd.h")
+    for sign in (1, -1):
+        for k, window in ((20, 10), (5, 10), (40, 10), (7, 3)):
+            top = run.top_contexts("rnn.l0.fwd.h", 2, k=k, sign=sign, window=window)
+            want = brute_top(sign * f[:, 2], k, window)
+            assert top["idx"].tolist() == want
+            np.testing.assert_array_equal(top["value"], f[want, 2])
+    top = run.top_contexts("rnn.l0.fwd.h", 1)
+    i = int(top["idx"][0])
+    assert top["token"][0] == tokens[i] and top["context"][0] == "".join(tokens[max(0, i - 10) : i + 1])
+    corr = run.correlated_units("rnn.l0.fwd.h", 0, k=3)
+    want = np.corrcoef(f.astype(np.float64), rowvar=False)[0]
+    assert corr["unit"].tolist()[:2] == [4, 3] and 0 not in corr["unit"].tolist()
+    np.testing.assert_allclose(corr["r"], want[corr["unit"]], atol=1e-5)
+    for bad in (dict(sign=0), dict(k=0), dict(window=-1)):
+        with pytest.raises(RunError):
+            run.top_contexts("rnn.l0.fwd.h", 0, **bad)
+    with pytest.raises(RunError):
+        run.correlated_units("rnn.l0.fwd.h", 5)
+
+
+def test_a_gates_correlations_are_computed_on_first_use(tmp_path):
+    rng = np.random.default_rng(9)
+    n = 3000
+    x = 1 / (1 + np.exp(-rng.normal(size=(n, 4)) @ rng.normal(size=(4, 4))))
+    run = open_run(write_run(tmp_path / "g", ["a"] * n, {"rnn.l0.fwd.f": x}, observers=cards.card_observers(n)))
+    assert "corr" not in cards.load_cards(run, "rnn.l0.fwd.f").a  # not paid for while recording
+    got = run.correlated_units("rnn.l0.fwd.f", 1, k=3)
+    f = run.activations("rnn.l0.fwd.f").astype(np.float64)
+    want = np.corrcoef(f, rowvar=False)[1]
+    np.testing.assert_allclose(got["r"], want[got["unit"]], atol=1e-5)
+    assert sorted(got["unit"]) == [0, 2, 3] and (np.diff(np.abs(got["r"])) <= 0).all()
+    assert (run.path / "cache" / "cards" / (cards.card_file("rnn.l0.fwd.f", n) + ".corr.npy")).is_file()
