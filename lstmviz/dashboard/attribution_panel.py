@@ -51,7 +51,16 @@ def show(run: Run, key: data.RunRef, start: int, stop: int) -> None:
         expect=f"a token of the window ({start}…{last})",
         clamp=state.clamp_int(start, last),
     )
-    idx = int(c1.number_input(f"Prediction after token ({start}…{last})", start, last, step=1, key="attr_at"))
+    idx = int(
+        c1.number_input(
+            f"Position ({start}…{last})",
+            start,
+            last,
+            step=1,
+            key="attr_at",
+            help="The token whose next-token prediction is attributed: its top-5 guesses are the targets.",
+        )
+    )
     state.publish("attr_at", idx)
     row = run.tokens.iloc[idx]
     vocab = data.vocab(run)
@@ -122,7 +131,7 @@ def show(run: Run, key: data.RunRef, start: int, stop: int) -> None:
         )
     except UserError as e:
         widgets.fail(f"Cannot attribute this prediction: {e}", "Pick another position or method.")
-    lo = max(first, idx - attributing.MAX_SHOWN + 1)
+    lo = max(first, start, idx - attributing.MAX_SHOWN + 1)  # the text of the window above, up to the position
     shown = data.tokens_window(key, lo, idx + 1)["token"].astype(str).tolist()
     scores = a.scores[lo - first : idx - first + 1]
     wanted = label(target)

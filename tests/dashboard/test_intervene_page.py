@@ -45,7 +45,8 @@ def test_intervene_page_shows_the_change_and_two_generations(runs_root, monkeypa
     assert float(at.metric[0].value) == round(fx.delta_loss(), 4)
     codes = [c.value for c in at.code]
     assert len(codes) == 2 and codes[0] != codes[1]
-    assert codes[0].startswith(at.text_input(key="iv_prompt").value)
+    prompt = at.text_area(key="iv_prompt").value  # a text area: a one-line input drops the prompt's newlines
+    assert "\n" in prompt and codes[0].startswith(prompt)
 
 
 def test_a_lower_layer_and_a_gru_show_the_total_effect_only(runs_root, monkeypatch):
