@@ -134,7 +134,7 @@ def attribute(
     return logits ``[batch, time, vocab]``.
     """
     module, call = unpack(model, call)
-    ids = torch.as_tensor(np.asarray(ids), dtype=torch.long).reshape(-1)
+    ids = torch.tensor(np.asarray(ids), dtype=torch.long).reshape(-1)  # a copy: a run's arrays are read-only
     T = len(ids)
     if method not in METHODS:
         raise UserError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
