@@ -75,18 +75,48 @@ def attribution(
 
 
 def figure(tokens: list[str], scores: np.ndarray, first_idx: int, attributed: int, title: str = "") -> go.Figure:
-    """The text up to the position, each token coloured by its score (the last ``attributed`` tokens carry one).
+    """The text around the position, each token up to it coloured by its score, the position outlined.
 
-    tokens ``[T]`` display strings ending at the position, scores ``[T]``, first_idx the corpus position of
-    tokens[0]; tokens before the attributed window are drawn white and say so on hover.
+    tokens ``[T]`` display strings from corpus position ``first_idx`` on; scores ``[P + 1]`` for tokens[0…P], P
+    the position (the last ``attributed`` of them are scored; those before are read but not scored, those after
+    not read: both are drawn white and say so on hover). Each token carries an invisible marker whose
+    ``customdata`` is its corpus position, so a click on it selects it (plotly heatmaps report no selection).
     """
     scores = np.asarray(scores, np.float64)
-    T = len(tokens)
-    hover = [
-        f"#{first_idx + j} {figures.show_token(t)!r}<br>"
-        + (f"attribution {scores[j]:+.4f}" if j >= T - attributed else "before the window: read, not attributed")
-        for j, t in enumerate(tokens)
-    ]
-    return figures.text_figure(
-        tokens, scores, hover=hover, zrange=figures.symmetric_range(scores[T - attributed :]), title=title
+    T, P = len(tokens), len(scores) - 1
+    values = np.zeros(T)
+    values[: P + 1] = scores
+
+    def note(j: int) -> str:
+        if j > P:
+            return "after the position: not read"
+        return f"attribution {scores[j]:+.4f}" if j > P - attributed else "before the window: read, not scored"
+
+    hover = [f"#{first_idx + j} {figures.show_token(t)!r}<br>{note(j)}" for j, t in enumerate(tokens)]
+    fig = figures.text_figure(
+        tokens, values, hover=hover, zrange=figures.symmetric_range(scores[P + 1 - attributed :]), title=title
     )
+    custom = np.asarray(fig.data[0].customdata, dtype=object)
+    rows, cols = np.nonzero(custom != "")
+    if len(rows) != T:  # a layout that does not give each token one cell: no click, the number input remains
+        return fig
+    fig.update_traces(hoverinfo="skip", selector={"type": "heatmap"})
+    fig.add_trace(
+        go.Scatter(
+            x=cols,
+            y=rows,
+            mode="markers",
+            marker={"size": 16, "symbol": "square", "opacity": 0},
+            selected={"marker": {"opacity": 0}},
+            unselected={"marker": {"opacity": 0}},
+            customdata=np.arange(first_idx, first_idx + T),
+            hovertext=[h + ("<br>click: attribute the prediction here" if j != P else "") for j, h in enumerate(hover)],
+            hovertemplate="%{hovertext}<extra></extra>",
+            showlegend=False,
+        )
+    )
+    fig.add_shape(
+        type="rect", x0=cols[P] - 0.5, x1=cols[P] + 0.5, y0=rows[P] - 0.5, y1=rows[P] + 0.5, line={"width": 2}
+    )
+    fig.update_layout(clickmode="event+select", dragmode=False)
+    return fig

@@ -1,8 +1,11 @@
 """The attribution view of the Text heatmap: pick a position and a target, see which tokens before it made the
-model predict that target there. Widgets and their URL keys (``attr``, ``attr_at``, ``attr_target``,
-``attr_method``, ``attr_window``, ``attr_budget``) live here, so the page itself holds one call."""
+model predict that target there. The position is typed, or clicked in the view's own text (an invisible marker
+per token: plotly heatmaps report no click to streamlit). Widgets and their URL keys (``attr``, ``attr_at``,
+``attr_target``, ``attr_method``, ``attr_window``, ``attr_budget``) live here, so the page itself holds one call."""
 
 from __future__ import annotations
+
+import functools
 
 import pandas as pd
 import streamlit as st
@@ -11,6 +14,8 @@ from ..errors import UserError
 from ..store import Run
 from . import attributing, data, figures, state, widgets
 
+AFTER = 80
+"""Tokens drawn after the position, so a click can move it on."""
 EXPLAIN = (
     "Pick a token: the text before it is coloured by each token's share of log p(target) there, the model's "
     "log-probability of the chosen next token. Red tokens pushed the model towards the target, blue ones away. "
@@ -132,22 +137,34 @@ def show(run: Run, key: data.RunRef, start: int, stop: int) -> None:
         )
     except UserError as e:
         widgets.fail(f"Cannot attribute this prediction: {e}", "Pick another position or method.")
-    lo = max(first, start, idx - attributing.MAX_SHOWN + 1)  # the text of the window above, up to the position
-    shown = data.tokens_window(key, lo, idx + 1)["token"].astype(str).tolist()
+    lo = max(first, start, idx - attributing.MAX_SHOWN + 1)  # the text of the window above, around the position
+    hi = min(stop, idx + 1 + AFTER)
+    shown = data.tokens_window(key, lo, hi)["token"].astype(str).tolist()
     scores = a.scores[lo - first : idx - first + 1]
     wanted = label(target)
     st.plotly_chart(
         attributing.figure(shown, scores, lo, min(window, idx - first + 1), f"Attribution to {wanted} after #{idx}"),
         width="stretch",
         key="attr_fig",
+        on_select=functools.partial(_clicked, start, last),
+        selection_mode="points",
     )
+    st.caption("Click a token of this text (or type its position above) to attribute the prediction made there.")
     _summary(a)
     widgets.csv_download(
-        pd.DataFrame({"idx": range(lo, idx + 1), "token": shown, "score": scores}),
+        pd.DataFrame({"idx": range(lo, idx + 1), "token": shown[: len(scores)], "score": scores}),
         f"attribution.{idx}.{a.target}.{method}.csv",
         key="dl_attr",
     )
     st.caption(CONCLUDE)
+
+
+def _clicked(start: int, last: int) -> None:
+    """A click on a token's marker moves the position there (before the widget is drawn again)."""
+    points = st.session_state["attr_fig"]["selection"]["points"]
+    picked = [p["customdata"] for p in points if p.get("customdata") is not None]
+    if picked and start <= int(picked[0]) <= last:
+        st.session_state["attr_at"] = int(picked[0])
 
 
 def _summary(a) -> None:

@@ -9,7 +9,7 @@ from test_intervene_page import array
 from test_pages import app, assert_clean, figure, visit
 
 from lstmviz.causal import attribute
-from lstmviz.dashboard import attributing, data
+from lstmviz.dashboard import attributing, attribution_panel, data, figures
 
 
 def in_second_stream(run) -> tuple[int, int]:
@@ -37,8 +37,10 @@ def test_scores_shown_are_the_library_scores_for_a_top_5_target(runs_root, monke
     assert np.exp(a.logp) == pytest.approx(float(run.tokens["top_p"].iat[idx][1]), abs=1e-5)
     z = array(figure(at, 1)["data"][0]["z"])
     shown = z[~np.isnan(z)]
-    assert len(shown) == idx - first + 1  # the whole stream so far: shorter than attributing.MAX_SHOWN
-    np.testing.assert_allclose(shown, a.scores[: idx - first + 1], atol=1e-6)
+    upto = idx - first + 1  # the whole stream so far (shorter than attributing.MAX_SHOWN), then the window's rest
+    assert len(shown) == upto + min(attribution_panel.AFTER, idx + 50 - idx - 1)
+    np.testing.assert_allclose(shown[:upto], a.scores[:upto], atol=1e-6)
+    assert np.all(shown[upto:] == 0)
     assert np.count_nonzero(shown) == attributing.DEFAULT_WINDOW
     metrics = {m.label: m.value for m in at.metric}
     assert float(metrics["log p(target)"]) == round(a.logp, 4)
@@ -50,7 +52,7 @@ def test_scores_shown_are_the_library_scores_for_a_top_5_target(runs_root, monke
     g = attribute(loaded, ids, idx - first, method="grad_x_input", window=attributing.DEFAULT_WINDOW)
     assert g.target == int(run.tokens["token_id"].iat[idx + 1])
     z = array(figure(at, 1)["data"][0]["z"])
-    np.testing.assert_allclose(z[~np.isnan(z)], g.scores[: idx - first + 1], atol=1e-6)
+    np.testing.assert_allclose(z[~np.isnan(z)][:upto], g.scores[:upto], atol=1e-6)
     assert [m.label for m in at.metric] == ["log p(target)", "Σ scores"]
 
 
@@ -80,3 +82,20 @@ def test_a_position_outside_the_window_is_clamped_with_a_warning(runs_root, monk
     assert not at.exception
     assert at.number_input(key="attr_at").value == 99
     assert any("attr_at=5000" in w.value for w in at.warning)
+
+
+def test_each_token_has_a_marker_on_its_cell_naming_its_position():
+    """The click layer: marker j sits on the cell that shows token j and carries its corpus position."""
+    tokens = list("def f(x):\n    return (x + 1)\n") * 3
+    scores = np.linspace(-1, 1, 40)
+    fig = attributing.figure(tokens, scores, 500, 20)
+    heat, marks = fig.data[0], fig.data[-1]
+    text = np.asarray(heat.text, dtype=object)
+    assert list(marks.customdata) == list(range(500, 500 + len(tokens)))
+    assert [text[y, x] for x, y in zip(marks.x, marks.y, strict=True)] == [figures.show_token(t) for t in tokens]
+    z = np.asarray(heat.z, dtype=float)
+    values = [z[y, x] for x, y in zip(marks.x, marks.y, strict=True)]
+    np.testing.assert_allclose(values[:40], scores, atol=1e-6)
+    assert values[40:] == [0] * (len(tokens) - 40)
+    box = fig.layout.shapes[0]
+    assert (box.x0 + 0.5, box.y0 + 0.5) == (marks.x[39], marks.y[39])  # the position, outlined
