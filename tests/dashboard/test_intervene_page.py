@@ -45,13 +45,14 @@ def test_intervene_page_shows_the_change_and_two_generations(runs_root, monkeypa
     assert float(at.metric[0].value) == round(fx.delta_loss(), 4)
     codes = [c.value for c in at.code]
     assert len(codes) == 2 and codes[0] != codes[1]
-    assert codes[0].startswith(at.text_input(key="iv_prompt").value)
+    prompt = at.text_area(key="iv_prompt").value  # a text area: a one-line input drops the prompt's newlines
+    assert "\n" in prompt and codes[0].startswith(prompt)
 
 
 def test_a_lower_layer_and_a_gru_show_the_total_effect_only(runs_root, monkeypatch):
     at = open_page(runs_root, monkeypatch, "tiny_gru")
     at.selectbox(key="iv_act").set_value("rnn.l0.fwd.h").run()
-    at.selectbox(key="iv_kind").set_value("corpus mean").run()
+    at.selectbox(key="iv_kind").set_value("mean").run()
     assert_clean(at)
     assert [m.label for m in at.metric] == ["Δ loss, total (nats per token)"]
     assert all(o != "rnn.l0.fwd.c" for o in at.selectbox(key="iv_act").options)
@@ -65,3 +66,22 @@ def test_bad_units_are_a_guided_error(runs_root, monkeypatch):
     at.text_input(key="iv_units").input("99").run()
     assert not at.exception
     assert "has units 0…11; got unit 99" in at.error[0].value
+
+
+def test_the_url_holds_the_clamp(runs_root, monkeypatch):
+    """A link reproduces the intervention: units, kind and value come from the URL and go back to it."""
+    params = {"iv_act": "rnn.l1.fwd.c", "iv_units": "2,5", "iv_kind": "number", "iv_value": "3.0"}
+    at = visit(app(runs_root, monkeypatch, run="tiny_lstm", **params), "intervene")
+    assert_clean(at)
+    assert at.text_input(key="iv_units").value == "2,5"
+    assert at.number_input(key="iv_value").value == 3.0
+    run, _ = data.load_run(str(runs_root / "tiny_lstm"))
+    width = int(at.selectbox(key="width").value)
+    ids = torch.tensor(run.tokens["token_id"].to_numpy()[:width])
+    fx = effects(data.load_model(data.checkpoint_of(run)), ids, {"rnn.l1.fwd.c": {2: 3.0, 5: 3.0}}, direct=False)
+    assert float(at.metric[0].value) == round(fx.delta_loss(), 4)
+    at.selectbox(key="iv_kind").set_value("zero").run()
+    at.text_input(key="iv_units").input("5, 1").run()
+    assert_clean(at)
+    assert at.query_params["iv_kind"] in ("zero", ["zero"])
+    assert at.query_params["iv_units"] in ("1,5", ["1,5"])

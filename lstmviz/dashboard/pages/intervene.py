@@ -3,7 +3,7 @@
 import numpy as np
 import streamlit as st
 
-from lstmviz.dashboard import data, figures, intervening, widgets
+from lstmviz.dashboard import data, figures, intervening, state, widgets
 from lstmviz.errors import UserError
 
 st.title("Intervene")
@@ -27,26 +27,32 @@ c1, c2, c3 = st.columns([3, 2, 2])
 name = widgets.activation(run, key="iv_act", kinds=("h", "c"), label="Hold (state)", where=c1)
 info = run.info(name)
 stats = run.stats[run.stats["name"] == name].set_index("unit") if not run.stats.empty else None
-raw = c2.text_input(f"Units (0…{info['units'] - 1}, comma-separated)", value="0", key="iv_units")
+state.init("iv_units", "0", str)
+raw = c2.text_input(f"Units (0…{info['units'] - 1}, comma-separated)", key="iv_units")
 try:
     units = tuple(sorted({int(u) for u in raw.replace(" ", "").split(",") if u}))
 except ValueError:
     widgets.fail(f"“{raw}” is not a list of unit numbers.", "Type units like 255 or 12, 40.")
 if not units:
     widgets.empty("Type the units to hold, e.g. 255.")
-kind = c3.selectbox("Value", ["a number", "corpus mean", "zero"], key="iv_kind")
+state.publish("iv_units", ",".join(map(str, units)))
+kinds = {"number": "a number", "mean": "corpus mean", "zero": "zero"}
+state.init("iv_kind", "number", str, lambda v: v in kinds, expect="number, mean or zero")
+kind = kinds[c3.selectbox("Value", list(kinds), key="iv_kind", format_func=kinds.get)]
+state.publish("iv_kind", st.session_state["iv_kind"])
 value: float | str = "mean" if kind == "corpus mean" else "zero" if kind == "zero" else 0.0
 if kind == "a number":
     top = float(stats.loc[units[0], "max"]) if stats is not None and units[0] in stats.index else 1.0
+    state.init("iv_value", top, state.finite, expect="a finite number")
     value = float(
         st.number_input(
             "Held at",
-            value=top,
             step=0.1,
             key="iv_value",
             help="Defaults to the first unit's largest recorded value: the unit fully on.",
         )
     )
+    state.publish("iv_value", value)
     if stats is not None and all(u in stats.index for u in units):
         lo, hi = stats.loc[list(units), "min"].min(), stats.loc[list(units), "max"].max()
         if not lo <= value <= hi:
@@ -95,7 +101,7 @@ st.caption("The window is read from a zero state, without the text before it.")
 st.subheader("Generate")
 g1, g2, g3, g4 = st.columns([4, 1, 1, 1])
 default_prompt = "".join(tokens["token"].astype(str).tolist()[:40])
-prompt = g1.text_input("Prompt", value=default_prompt, key="iv_prompt")
+prompt = g1.text_area("Prompt", value=default_prompt, key="iv_prompt", height=90)
 n = int(g2.number_input("Tokens", 1, 400, 120, key="iv_n"))
 temperature = float(g3.number_input("Temperature", 0.0, 2.0, 0.7, step=0.1, key="iv_temp"))
 seed = int(g4.number_input("Seed", 0, 2**31 - 1, 0, key="iv_seed"))

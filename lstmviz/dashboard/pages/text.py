@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from lstmviz.dashboard import data, figures, unitview, widgets
+from lstmviz.dashboard import attribution_panel, data, figures, unitview, widgets
 from lstmviz.errors import UserError
 
 st.title("Text heatmap")
@@ -71,6 +71,9 @@ widgets.csv_download(
     pd.DataFrame({"idx": tokens["idx"], "token": tokens["token"], "value": values[:, u]}),
     f"{name}.u{u}.{start}-{stop}.csv",
 )
+
+st.subheader("Attribution: what the model's next guess rests on")
+attribution_panel.show(run, key, start, stop)
 
 st.subheader("All units in this window")
 st.plotly_chart(
