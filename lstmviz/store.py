@@ -34,13 +34,14 @@ import pyarrow.parquet as pq
 from . import chunkstats as _cs
 from . import names as _names
 from .errors import RunError
+from .layout import SCHEMA_VERSION, TOKEN_COLUMNS, unit_columns
 from .outputs import Output, write_json_atomically
 
-SCHEMA_VERSION = 1
+__all__ = ["SCHEMA_VERSION", "TOKEN_COLUMNS", "Activation", "Run", "RunError", "RunWriter", "open_run", "unit_columns"]
+
 ROW_GROUP = 16384
 LOW, HIGH = 0.1, 0.9
 HIST_BINS = 32
-TOKEN_COLUMNS = ("idx", "doc", "pos", "token_id", "token")
 _PARQUET_OPTS = dict(use_dictionary=False, write_statistics=False)
 _THRESHOLD_KEYS = _cs.threshold_keys(LOW, HIGH)
 # Per kind, by measurement (bench/e2e.py's codec lines). Uncompressed is the fastest to encode, and encoding is
@@ -49,11 +50,6 @@ _THRESHOLD_KEYS = _cs.threshold_keys(LOW, HIGH)
 # that time for its bytes; none is listed.
 COMPRESSION: dict[str, str] = {}
 WRITE_ROWS = 4096  # RunWriter.write handles its rows this many at a time (bounded scratch however long the run)
-
-
-def unit_columns(units: int) -> list[str]:
-    """Column names of an activation file: ``["u0000", "u0001", …]``."""
-    return [f"u{u:04d}" for u in range(units)]
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ import pyarrow.parquet as pq
 
 from . import names as _names
 from . import shards as _shards
-from .store import SCHEMA_VERSION, TOKEN_COLUMNS, RunError, unit_columns
+from .errors import RunError
+from .layout import SCHEMA_VERSION, TOKEN_COLUMNS, unit_columns
 
 MAPPING_FIELDS = (
     "model",
