@@ -21,8 +21,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from .errors import ModelError, UserError
 
 if TYPE_CHECKING:
@@ -107,6 +105,7 @@ def record_text(
     """
     from . import recorder
     from .annotate.text import read_annotations
+    from .documents import drop_line_ends
     from .models.samples import annotations as tracks
 
     tok = loaded.tokenizer
@@ -130,16 +129,15 @@ def record_text(
         ids = ids[:max_tokens]
     loaded.check_ids(ids)
     _check_projections(projections, len(ids), "--project")
-    if options.get("mode") == "sequences":
-        if tok.kind != "char":
-            raise UserError("--mode sequences records one sequence per line of the text, which needs a char tokenizer")
-        newline = np.frombuffer(text.encode("utf-32-le"), np.uint32) == ord("\n")  # one char, one token
-        options["docs"] = np.concatenate([[0], np.cumsum(newline[:-1])])[: len(ids)]
+    if options.get("mode") == "sequences" and tok.kind != "char":
+        raise UserError("--mode sequences records one sequence per line of the text, which needs a char tokenizer")
     display = tok.display(ids)
     extra = tracks(annotate, text) if tok.kind == "char" else None
     if annotations is not None:
         user = read_annotations(annotations, display)
         extra = user if extra is None else extra.join(user, rsuffix="_user")
+    if options.get("mode") == "sequences":
+        ids, display, extra, options["docs"] = drop_line_ends(text, ids, display, extra)
     meta = {"model_source": loaded.description, "tokenizer": tok.to_json(), **(manifest or {})}
     return recorder.record_corpus(
         loaded.module, ids, out, display=display, call=loaded.call, tokens_extra=extra, manifest=meta, **options
@@ -156,7 +154,7 @@ def _record(args: argparse.Namespace) -> int:
     if args.streams < 1 or args.chunk < 1:
         raise UserError("--streams and --chunk must be at least 1")
     device = _device(args.device)
-    text = read_text(args.text)
+    text = read_text(args.text) if args.text is not None else None
     loaded = load_model(
         args.checkpoint,
         model=args.model,
@@ -167,6 +165,22 @@ def _record(args: argparse.Namespace) -> int:
         convention=args.convention,
         layout=args.layout,
     )
+    if args.docs is not None:
+        from .documents import read_docs, record_docs
+
+        out = record_docs(
+            loaded,
+            read_docs(args.docs),
+            args.out,
+            manifest={"corpus": {"file": str(args.docs.resolve())}},
+            streams=args.streams,
+            device=device,
+            names=args.names,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+        )
+        print(f"recorded {out}")
+        return 0
     out = record_text(
         loaded,
         text,
@@ -208,15 +222,30 @@ def _add_record(sub) -> None:
         "--trust-pickle", action="store_true", help="allow a pickled whole module; loading one runs code from the file"
     )
     src.add_argument(
-        "--tokenizer", "--vocab", type=Path, help="vocabulary file (JSON list, or one token per line) for --model"
+        "--tokenizer",
+        "--vocab",
+        type=Path,
+        help="vocabulary file (a JSON list, or one token per line; the id is the position) for --model. It splits "
+        "text by character when every entry but special symbols like <pad>, <unk> is one character, else into "
+        "words on whitespace; a word vocabulary listing <eos> ends every line with it, as word_language_model's "
+        "data.py does",
     )
     src.add_argument(
         "--convention",
-        choices=["ids", "ids_hidden"],
-        help="call as model(ids) or model(ids, hidden); guessed by default",
+        choices=["ids", "ids_hidden", "ids_lengths"],
+        help="call as model(ids), model(ids, hidden) or model(ids, lengths); guessed by default",
     )
     src.add_argument("--layout", choices=["batch", "seq"], help="ids as [batch, time] or [time, batch]")
-    p.add_argument("--text", required=True, type=Path, help="UTF-8 text to record")
+    given = p.add_mutually_exclusive_group(required=True)
+    given.add_argument("--text", type=Path, help="UTF-8 text to record")
+    given.add_argument(
+        "--docs",
+        type=Path,
+        metavar="FILE",
+        help='documents to record each on its own: JSONL ({"text": …, "label": …} a line; the other fields '
+        "become doc_* token columns) or one document per line (the line end not part of it). A classifier's "
+        "output per document is kept as pred, pred_p, p0…",
+    )
     p.add_argument("--out", required=True, type=Path, help="run directory to create")
     p.add_argument(
         "--annotate",
@@ -228,7 +257,12 @@ def _add_record(sub) -> None:
     p.add_argument("--max-tokens", type=int, help="record only the first N tokens")
     p.add_argument("--streams", type=int, default=16, help="parallel streams (default 16)")
     p.add_argument("--chunk", type=int, default=256, help="steps per forward (default 256)")
-    p.add_argument("--mode", choices=["stateful", "sequences"], default="stateful")
+    p.add_argument(
+        "--mode",
+        choices=["stateful", "sequences"],
+        default="stateful",
+        help="stateful: one continuous text; sequences: each line of --text alone (its line end not part of it)",
+    )
     p.add_argument("--names", nargs="+", help="record only these activation names")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")

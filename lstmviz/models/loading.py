@@ -11,10 +11,12 @@ for the run manifest. Three sources are understood:
 
 Files are always read with ``torch.load(weights_only=True)`` first, which cannot run code.
 
-Calling conventions: ``model(ids)`` or ``model(ids, hidden)`` (with ``init_hidden(batch)``, the PyTorch
-word-language-model example), with ids ``[batch, time]`` or ``[time, batch]``. Both are found by probing the
-model on a tiny input and watching what its first recurrent module receives; when that cannot tell, the error
-names the option to pass (``convention=`` / ``--convention``, ``layout=`` / ``--layout``).
+Calling conventions: ``model(ids)``, ``model(ids, hidden)`` (with ``init_hidden(batch)``, the PyTorch
+word-language-model example) or ``model(ids, lengths)`` (a classifier that packs its batch), with ids
+``[batch, time]`` or ``[time, batch]``. They are found by probing the model on a tiny input of a real symbol
+(never the padding id) and watching what its first recorded module (an nn.LSTM/GRU/RNN, a step cell, or a cell
+calling ``lstmviz.tap``) computes; when that cannot tell, the error names the option to pass
+(``convention=`` / ``--convention``, ``layout=`` / ``--layout``).
 """
 
 from __future__ import annotations
@@ -35,10 +37,9 @@ from torch import nn
 
 from ..errors import ModelError, UserError
 from .charrnn import CharRNN, CharRNNConfig
-from .tokenizers import Tokenizer
+from .tokenizers import PAD_NAMES, Tokenizer, is_special
 
-RECURRENT = (nn.LSTM, nn.GRU, nn.RNN)
-CONVENTIONS = ("ids", "ids_hidden")
+CONVENTIONS = ("ids", "ids_hidden", "ids_lengths")
 LAYOUTS = ("batch", "seq")
 _PROBE_B, _PROBE_T = 2, 3  # distinct, so the time axis the recurrent module sees tells the layout
 
@@ -47,7 +48,8 @@ _PROBE_B, _PROBE_T = 2, 3  # distinct, so the time axis the recurrent module see
 class CallConvention:
     """How to call a model on batch-first ids; usable as the recorder's ``call=``.
 
-    ``convention``: ``"ids"`` calls ``model(x)``; ``"ids_hidden"`` calls ``model(x, hidden)`` where hidden is
+    ``convention``: ``"ids"`` calls ``model(x)``; ``"ids_lengths"`` calls ``model(x, lengths)`` (a classifier
+    that packs its batch); ``"ids_hidden"`` calls ``model(x, hidden)`` where hidden is
     None when the model accepts it (the recorder then carries state across chunks) and else the state the model
     returned on the previous call, starting from ``model.init_hidden(batch)`` after :meth:`reset` (which the
     recorder calls at the start of every independent stream). ``layout``: ``"batch"`` passes ``x = ids [B, T]``,
@@ -60,16 +62,26 @@ class CallConvention:
     hidden_none: bool = True
     state: Any = field(default=None, repr=False)
 
+    @property
+    def takes_lengths(self) -> bool:
+        """True for ``model(x, lengths)``: the recorder then passes each row's valid length."""
+        return self.convention == "ids_lengths"
+
     def reset(self) -> None:
         """Forget the carried hidden state: the next call starts from ``init_hidden``."""
         self.state = None
 
-    def __call__(self, model: nn.Module, ids: torch.Tensor) -> Any:
-        """ids: int64 ``[B, T]`` → the model's output, as ``[B, T, V]`` when it is a per-step tensor."""
+    def __call__(self, model: nn.Module, ids: torch.Tensor, lengths: torch.Tensor | None = None) -> Any:
+        """ids: int64 ``[B, T]`` (right-padded rows of ``lengths [B]`` valid steps, default all ``T``) → the
+        model's output, as ``[B, T, V]`` when it is a per-step tensor. ``"ids_lengths"`` passes ``lengths`` as an
+        int64 CPU tensor, as ``pack_padded_sequence`` wants it; the other conventions ignore it."""
         B, T = ids.shape
         x = ids if self.layout == "batch" else ids.t()  # (B, T) or (T, B)
         if self.convention == "ids":
             out = model(x)
+        elif self.convention == "ids_lengths":
+            lens = torch.full((B,), T, dtype=torch.long) if lengths is None else torch.as_tensor(lengths)
+            out = model(x, lens.to("cpu", torch.long))
         elif self.hidden_none:
             out = model(x, None)
         else:
@@ -97,13 +109,16 @@ def _detached(state: Any) -> Any:
 @dataclass
 class LoadedModel:
     """A model ready to record: ``module`` (eval mode), ``tokenizer`` (or None), ``call`` (for the recorder),
-    ``vocab_size`` (rows of its input embedding, or None), ``description`` (for the run manifest)."""
+    ``vocab_size`` (rows of its input embedding, or None), ``description`` (for the run manifest), ``pad_id``
+    (the id that right-pads a batch of documents: the embedding's ``padding_idx`` or the tokenizer's pad
+    symbol, else 0)."""
 
     module: nn.Module
     tokenizer: Tokenizer | None
     call: CallConvention
     vocab_size: int | None = None
     description: dict = field(default_factory=dict)
+    pad_id: int = 0
 
     def check_ids(self, ids: np.ndarray | torch.Tensor) -> None:
         """Fail, before any work, on ids the model's embedding cannot look up."""
@@ -133,7 +148,7 @@ def load_model(
     """Load a model to record (see the module docstring for the sources and conventions).
 
     ``tokenizer``: a :class:`Tokenizer` or a vocabulary file; it overrides the checkpoint's. ``convention``
-    (``"ids"`` | ``"ids_hidden"``) and ``layout`` (``"batch"`` | ``"seq"``) skip the probe.
+    (``"ids"`` | ``"ids_hidden"`` | ``"ids_lengths"``) and ``layout`` (``"batch"`` | ``"seq"``) skip the probe.
     Raises :class:`~lstmviz.errors.UserError` with a one-line message for every bad input.
     """
     if convention is not None and convention not in CONVENTIONS:
@@ -158,14 +173,14 @@ def load_model(
     elif tokenizer is not None:
         tok = Tokenizer.from_vocab_file(tokenizer)
     module.eval()
-    recurrent = _recurrent(module)
     vocab_size = _embedding_rows(module)
     if tok is not None and vocab_size is not None and len(tok) > vocab_size:
         raise UserError(
             f"the tokenizer has {len(tok)} symbols but the model's embedding has only {vocab_size} "
             f"rows: they do not belong together"
         )
-    call = _probe(module, convention, layout)
+    padding = _padding_ids(module, tok)
+    call, recurrent = _probe(module, convention, layout, _probe_id(vocab_size, padding, tok))
     desc.update(
         {
             "class": f"{type(module).__module__}.{type(module).__qualname__}",
@@ -187,7 +202,7 @@ def load_model(
             },
         }
     )
-    return LoadedModel(module, tok, call, vocab_size, desc)
+    return LoadedModel(module, tok, call, vocab_size, desc, padding[0] if padding else 0)
 
 
 def rebuild(source: dict, *, tokenizer: Tokenizer | None = None) -> LoadedModel:
@@ -426,20 +441,11 @@ def _from_factory(spec: str, weights: str | os.PathLike | None) -> nn.Module:
         raise ModelError.wrap(e) from e
     if not isinstance(module, nn.Module):
         raise UserError(f"--model {spec} returned a {type(module).__name__}, not an nn.Module")
-    _recurrent(module)  # before reading any weights
     if weights is None:
         raise UserError(f"--model {spec} needs --weights FILE (a state_dict saved with torch.save)")
     state, _ = _torch_load(Path(weights), trust_pickle=False)
     _load_state(module, state, weights)
     return module
-
-
-def _recurrent(module: nn.Module) -> list[str]:
-    """Paths of the recurrent modules, or a :class:`UserError` when there are none."""
-    found = [n for n, m in module.named_modules() if isinstance(m, RECURRENT)]
-    if not found:
-        raise UserError(f"{type(module).__name__} has no nn.LSTM, nn.GRU or nn.RNN module: lstmviz records only those")
-    return found
 
 
 # --- conventions ----------------------------------------------------------------------------------------------
@@ -450,14 +456,44 @@ def _embedding_rows(module: nn.Module) -> int | None:
     return None if emb is None else emb.num_embeddings
 
 
-def _takes_hidden(module: nn.Module) -> bool:
-    """Does ``forward`` take a second positional argument (the hidden state)?"""
+def _padding_ids(module: nn.Module, tok: Tokenizer | None) -> list[int]:
+    """The ids that stand for padding: every embedding's ``padding_idx``, then the tokenizer's pad symbol."""
+    found = [m.padding_idx for m in module.modules() if isinstance(m, nn.Embedding) and m.padding_idx is not None]
+    if tok is not None:
+        found += [tok.index[s] for s in PAD_NAMES if s in tok.index]
+    return list(dict.fromkeys(int(i) for i in found))
+
+
+def _probe_id(vocab_size: int | None, padding: list[int], tok: Tokenizer | None) -> int:
+    """An id to probe with that is a real symbol: not padding (a model that packs by ``ids != pad`` would see
+    empty sequences) and, when the tokenizer says, no special symbol such as ``<unk>``."""
+    n = vocab_size if vocab_size is not None else (len(tok) if tok is not None else 2 + len(padding))
+    if tok is not None:
+        plain = [i for i in range(min(n, len(tok))) if i not in padding and not is_special(tok.vocab[i])]
+        if plain:
+            return plain[0]
+    return next((i for i in range(n) if i not in padding), 0)
+
+
+def _second_argument(module: nn.Module) -> str | None:
+    """The name of ``forward``'s second positional parameter when it is required (a hidden state or lengths)."""
     try:
         params = list(inspect.signature(module.forward).parameters.values())
     except (TypeError, ValueError):
-        return False
+        return None
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return len(positional) >= 2 and positional[1].default is inspect.Parameter.empty
+    if len(positional) >= 2 and positional[1].default is inspect.Parameter.empty:
+        return positional[1].name
+    return None
+
+
+def _guessed_conventions(module: nn.Module) -> list[str]:
+    """The conventions to probe, most likely first: a second argument named like ``lengths`` is tried as lengths
+    first, any other as a hidden state first; both are tried, and the probe tells."""
+    second = _second_argument(module)
+    if second is None:
+        return ["ids"]
+    return ["ids_lengths", "ids_hidden"] if "len" in second.lower() else ["ids_hidden", "ids_lengths"]
 
 
 def _check_signature(module: nn.Module, convention: str, given: bool) -> None:
@@ -467,64 +503,73 @@ def _check_signature(module: nn.Module, convention: str, given: bool) -> None:
         signature = inspect.signature(module.forward)
     except (TypeError, ValueError):
         return  # nothing to read: the probe will tell
-    call = "model(ids)" if convention == "ids" else "model(ids, hidden)"
+    call = {"ids": "model(ids)", "ids_hidden": "model(ids, hidden)", "ids_lengths": "model(ids, lengths)"}[convention]
     try:
         signature.bind(*([None] if convention == "ids" else [None, None]))
     except TypeError as e:
-        fix = f"--convention {convention} does not fit it" if given else "lstmviz calls model(ids) or (ids, hidden)"
+        fix = (
+            f"--convention {convention} does not fit it"
+            if given
+            else "lstmviz calls model(ids), (ids, hidden) or (ids, lengths)"
+        )
         raise UserError(f"{type(module).__name__}.forward{signature} cannot be called as {call} ({e}): {fix}") from None
 
 
-def _probe(module: nn.Module, convention: str | None, layout: str | None) -> CallConvention:
-    """Find the call convention by calling the model on a ``[2, 3]`` (or ``[3, 2]``) probe and checking that its
-    first recurrent module sees 3 time steps."""
+def _probe(
+    module: nn.Module, convention: str | None, layout: str | None, probe_id: int
+) -> tuple[CallConvention, list[str]]:
+    """Find the call convention by calling the model on a ``[2, 3]`` (or ``[3, 2]``) probe of ``probe_id`` under a
+    :class:`~lstmviz.recorder.Recorder`, and checking that the first thing it records (a sequence module, a step
+    cell stepped 3 times, or a tapped cell) is ``[2, 3, units]``. Returns the convention and the paths recorded."""
+    from ..recorder import Recorder
+
     user_convention = convention
-    if convention is None:
-        convention = "ids_hidden" if _takes_hidden(module) else "ids"
-    _check_signature(module, convention, user_convention is not None)
+    conventions = [convention] if convention is not None else _guessed_conventions(module)
+    _check_signature(module, conventions[0], user_convention is not None)
     has_init = callable(getattr(module, "init_hidden", None))
-    hidden_options = [True, False] if convention == "ids_hidden" and has_init else [True]
-    rnn = next(m for m in module.modules() if isinstance(m, RECURRENT))
-    seen: list[int] = []
-
-    def hook(m: nn.Module, args: tuple) -> None:
-        x = args[0]
-        if isinstance(x, torch.Tensor) and x.dim() == 3:
-            seen.append(x.shape[1] if m.batch_first else x.shape[0])
-
     candidates = [
-        CallConvention(convention, lay, none) for lay in ([layout] if layout else LAYOUTS) for none in hidden_options
+        CallConvention(conv, lay, none)
+        for conv in conventions
+        for lay in ([layout] if layout else LAYOUTS)
+        for none in ([True, False] if conv == "ids_hidden" and has_init else [True])
     ]
     errors: list[Exception] = []
-    handle = rnn.register_forward_pre_hook(hook)
-    try:
+    recorded: list[str] = []
+    ids = torch.full((_PROBE_B, _PROBE_T), probe_id, dtype=torch.long)
+    with Recorder(module) as rec:
         for cand in candidates:
-            seen.clear()
-            ids = torch.zeros(_PROBE_B, _PROBE_T, dtype=torch.long)
+            cache = rec.new_cache()
             try:
                 with torch.no_grad():
                     out = cand(module, ids)
+                rec.flush()
             except Exception as e:  # any failure rules this candidate out
                 errors.append(e)
                 continue
+            cand.reset()
+            recorded = [m.path for m in rec.recorded()]
+            first = next((cache[a.name] for a in rec.activations() if a.name in cache), None)
             fits_output = (
                 not isinstance(out, torch.Tensor) or out.dim() != 3 or tuple(out.shape[:2]) == (_PROBE_B, _PROBE_T)
             )
-            if seen and seen[0] == _PROBE_T and fits_output:
-                return cand
-            if layout is not None:
-                return cand  # the user said so, and the call runs
-    finally:
-        handle.remove()
+            if isinstance(first, torch.Tensor) and tuple(first.shape[:2]) == (_PROBE_B, _PROBE_T) and fits_output:
+                return cand, recorded
+            if layout is not None and first is not None:
+                return cand, recorded  # the user said so, and the call runs
     if len(errors) == len(candidates):
         # forward's signature fits (checked above) and every layout and hidden state raised: no option can
         # help, so it is the model's own error; show the one most calls raised
         keys = [(type(e), str(e)) for e in errors]
         raised = errors[keys.index(max(keys, key=keys.count))]
         raise ModelError.wrap(raised) from raised
+    if not recorded:
+        raise UserError(
+            f"{type(module).__name__} has no nn.LSTM, nn.GRU or nn.RNN module, no nn.LSTMCell, nn.GRUCell or "
+            f"nn.RNNCell, and its forward called no lstmviz.tap: lstmviz records only those"
+        )
     hint = " or ".join(
         opt
-        for opt, given in (("--layout batch|seq", layout), ("--convention ids|ids_hidden", user_convention))
+        for opt, given in (("--layout batch|seq", layout), ("--convention ids|ids_hidden|ids_lengths", user_convention))
         if not given
     )
     why = f" (tried: {'; '.join(_first_line(e) for e in errors[:2])})" if errors else ""
