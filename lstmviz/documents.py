@@ -202,8 +202,8 @@ def output_columns(output: Any, rows: int, labels: np.ndarray | None = None) -> 
     """Token columns of a model's per-document output, one value per batch row (see the module docstring).
 
     ``output``: the model's return value (or the first element of a tuple); used when it is a float tensor
-    ``[rows, C]`` (or ``[rows, 1, C]``), ``[rows, 1]`` or ``[rows]``, else no columns. ``labels`` ``[rows]``: true classes, for
-    ``correct``.
+    ``[rows, C]`` (or ``[rows, 1, C]``), ``[rows, 1]`` or ``[rows]``, else no columns. ``labels`` ``[rows]``:
+    true classes, for ``correct``.
     """
     import torch
 
