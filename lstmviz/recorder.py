@@ -743,9 +743,9 @@ def _kept(rec: Recorder, names: NameFilter) -> list[Activation]:
     every = [a for m in rec.recorded() for a in m.activations()]
     if not every:
         raise rec.nothing_found()
-    check_names(names, [a.name for a in every])
     kept = rec.activations()
     if kept:
+        check_names(names, [a.name for a in every])
         return kept
     raise RunError(f"names= matches no activation of this model (they look like {every[0].name!r})")
 

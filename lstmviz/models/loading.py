@@ -160,7 +160,7 @@ def load_model(
         if checkpoint is not None and weights is not None:
             raise UserError("give the state_dict once: as --weights (with --model), not also as a checkpoint")
         weights = weights or checkpoint
-        module, tok = _from_factory(model, weights), None
+        (module, state), tok = _from_factory(model, weights), None
         desc = {"source": "factory", "factory": model, "weights": _absolute(weights)}
     elif weights is not None:
         raise UserError("--weights needs --model package.module:factory to build the module it fills")
@@ -181,6 +181,8 @@ def load_model(
         )
     padding = _padding_ids(module, tok)
     call, recurrent = _probe(module, convention, layout, _probe_id(vocab_size, padding, tok))
+    if model is not None:
+        _load_state(module, state, weights)
     desc.update(
         {
             "class": f"{type(module).__module__}.{type(module).__qualname__}",
@@ -415,8 +417,9 @@ def _load_state(module: nn.Module, state: Any, path: Path | str) -> None:
     module.load_state_dict(state)
 
 
-def _from_factory(spec: str, weights: str | os.PathLike | None) -> nn.Module:
-    """Build ``package.module:factory`` (a class or a function of no arguments) and load ``weights`` into it."""
+def _from_factory(spec: str, weights: str | os.PathLike | None) -> tuple[nn.Module, Any]:
+    """Build ``package.module:factory`` (a class or a function of no arguments) and read ``weights`` (not yet
+    loaded into it: the probe first tells whether the module has anything to record)."""
     mod_name, _, attr = spec.partition(":")
     if not mod_name or not attr:
         raise UserError(f"--model must look like package.module:factory, got {spec!r}")
@@ -444,8 +447,7 @@ def _from_factory(spec: str, weights: str | os.PathLike | None) -> nn.Module:
     if weights is None:
         raise UserError(f"--model {spec} needs --weights FILE (a state_dict saved with torch.save)")
     state, _ = _torch_load(Path(weights), trust_pickle=False)
-    _load_state(module, state, weights)
-    return module
+    return module, state
 
 
 # --- conventions ----------------------------------------------------------------------------------------------

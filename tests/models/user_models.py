@@ -253,3 +253,19 @@ def sentiment_unpacked() -> nn.Module:
 def pad_counting_gru() -> nn.Module:
     torch.manual_seed(8)
     return PadCountingGRU(len(CHAR_SPECIALS_VOCAB))
+
+
+def cell_lstm() -> nn.Module:
+    """A model that steps an nn.LSTMCell itself (no nn.LSTM anywhere)."""
+    from tiny_models import CellCharModel
+
+    torch.manual_seed(9)
+    return CellCharModel(nn.LSTMCell, vocab=VOCAB)
+
+
+def tapped_cell() -> nn.Module:
+    """A model that steps its own cell, which records itself with lstmviz.tap (no torch recurrent module)."""
+    from tiny_models import CellCharModel, LayerNormLSTMCell
+
+    torch.manual_seed(10)
+    return CellCharModel(LayerNormLSTMCell, vocab=VOCAB)
