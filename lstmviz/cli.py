@@ -154,6 +154,23 @@ def _record(args: argparse.Namespace) -> int:
     if args.streams < 1 or args.chunk < 1:
         raise UserError("--streams and --chunk must be at least 1")
     device = _device(args.device)
+    if args.docs is not None:
+        from .documents import read_docs
+
+        docs = read_docs(args.docs)
+        given = [
+            f
+            for f, v in (
+                ("--annotate", args.annotate != "none"),
+                ("--annotations", args.annotations),
+                ("--max-tokens", args.max_tokens),
+                ("--mode", args.mode != "stateful"),
+                ("--project", args.project),
+            )
+            if v
+        ]
+        if given:
+            raise UserError(f"{given[0]} applies to --text, not to --docs (each document is recorded on its own)")
     text = read_text(args.text) if args.text is not None else None
     loaded = load_model(
         args.checkpoint,
@@ -166,11 +183,11 @@ def _record(args: argparse.Namespace) -> int:
         layout=args.layout,
     )
     if args.docs is not None:
-        from .documents import read_docs, record_docs
+        from .documents import record_docs
 
         out = record_docs(
             loaded,
-            read_docs(args.docs),
+            docs,
             args.out,
             manifest={"corpus": {"file": str(args.docs.resolve())}},
             streams=args.streams,
@@ -217,7 +234,11 @@ def _add_record(sub) -> None:
     src.add_argument("--checkpoint", type=Path, help="native lstmviz checkpoint (or a pickled module)")
     src.add_argument("--model", metavar="PKG.MOD:FACTORY", help="build your own model by calling this")
     src.add_argument("--weights", type=Path, help="state_dict file for --model (loaded weights-only)")
-    src.add_argument("--code", type=Path, help="directory to add to the import path for --model")
+    src.add_argument(
+        "--code",
+        type=Path,
+        help="directory to add to the import path: for --model, or a pickled --checkpoint's classes",
+    )
     src.add_argument(
         "--trust-pickle", action="store_true", help="allow a pickled whole module; loading one runs code from the file"
     )

@@ -369,3 +369,38 @@ def test_record_docs_refuses_bad_documents_without_writing(tmp_path, capsys):
     assert "has no string 'text' field" in line
     line = refused([*f["argv"], "--text", tmp_path / "docs.jsonl", "--out", tmp_path / "run"], tmp_path, capsys)
     assert "not allowed with argument" in line
+
+
+def test_options_for_a_text_are_refused_with_docs(tmp_path, capsys):
+    f = classifier_files(tmp_path, "sentiment_packed")
+    for extra, option in (
+        (["--annotate", "code"], "--annotate"),
+        (["--max-tokens", "3"], "--max-tokens"),
+        (["--mode", "sequences"], "--mode"),
+    ):
+        line = refused([*f["argv"], *extra, "--out", tmp_path / "run"], tmp_path, capsys)
+        assert f"{option} applies to --text, not to --docs" in line
+
+
+def test_help_says_how_a_vocabulary_file_splits_text(capsys):
+    with pytest.raises(SystemExit):
+        main(["record", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "by character when every entry but special symbols like <pad>, <unk> is one character" in text
+    assert "a word vocabulary listing <eos> ends every line with it" in text
+
+
+@pytest.mark.parametrize("form", ["logits", "probabilities", "log-probabilities", "one-token batch"])
+def test_output_columns_read_a_classifiers_output(form):
+    from lstmviz.documents import output_columns
+
+    logits = torch.tensor([[2.0, -1.0, 0.5], [-3.0, 0.0, 4.0]])
+    p = torch.softmax(logits, 1)
+    given = {"logits": logits, "probabilities": p, "log-probabilities": p.log(), "one-token batch": logits[:, None]}
+    cols = output_columns(given[form], 2, labels=np.array([0, 1]))
+    np.testing.assert_allclose(np.stack([cols["p0"], cols["p1"], cols["p2"]], 1), p.numpy(), rtol=1e-6)
+    assert cols["pred"].tolist() == [0, 2] and cols["correct"].tolist() == [True, False]
+    one = output_columns(torch.tensor([[0.3], [-2.0]]), 2)
+    assert one["pred"].tolist() == [1, 0]
+    np.testing.assert_allclose(one["p1"], torch.sigmoid(torch.tensor([0.3, -2.0])).numpy(), rtol=1e-6)
+    assert output_columns(torch.zeros(2, 4, 5), 2) == {} and output_columns(logits, 3) == {}
