@@ -551,6 +551,8 @@ def _probe(
             cand.reset()
             recorded = [m.path for m in rec.recorded()]
             first = next((cache[a.name] for a in rec.activations() if a.name in cache), None)
+            if isinstance(first, list):  # calls that differ in batch size (a beam): the first call tells
+                first = first[0]
             fits_output = (
                 not isinstance(out, torch.Tensor) or out.dim() != 3 or tuple(out.shape[:2]) == (_PROBE_B, _PROBE_T)
             )
