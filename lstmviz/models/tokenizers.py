@@ -46,7 +46,7 @@ def is_special(symbol: str) -> bool:
 
 
 def text_lines(text: str) -> list[str]:
-    """The lines of ``text`` without their line ends, as iterating over a text file gives them (``\n``, ``\r\n``
+    r"""The lines of ``text`` without their line ends, as iterating over a text file gives them (``\n``, ``\r\n``
     or ``\r``); a line end at the very end of the text starts no further line."""
     lines = _LINE_END.split(text)
     return lines[:-1] if lines and lines[-1] == "" else lines
