@@ -81,29 +81,46 @@ def lines_documents(text: str) -> Documents:
 
 
 def _jsonl(path: Path, lines: list[str]) -> Documents:
-    texts: list[str] = []
-    rows: list[dict] = []
+    records: list[tuple[int, Any]] = []
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            records.append((n, json.loads(line)))
         except json.JSONDecodeError as e:
             raise UserError(f"{path} line {n} is not JSON ({e.msg}): a JSONL file has one object per line") from None
+    if not records:
+        raise UserError(f"{path} holds no documents")
+    return _from_records(records, f"{path} line ", "JSON ")
+
+
+def from_records(records: Sequence[str | Mapping[str, Any]]) -> Documents:
+    """Documents from Python: each record a text, or a mapping with a string ``"text"`` and other fields
+    (``{"text": "great film", "label": 1}``), as one JSONL line would be. ``line`` is the record's 1-based
+    position."""
+    if isinstance(records, str) or not len(records):
+        raise UserError("from_records() takes a list of texts or of {'text': …} mappings, and at least one")
+    as_dicts = [(n, {"text": r} if isinstance(r, str) else dict(r)) for n, r in enumerate(records, 1)]
+    return _from_records(as_dicts, "record ", "")
+
+
+def _from_records(records: list[tuple[int, Any]], where: str, what: str) -> Documents:
+    """``(line, object)`` pairs → Documents; ``where`` + line names a bad one in an error."""
+    texts: list[str] = []
+    rows: list[dict] = []
+    for n, obj in records:
         if not isinstance(obj, dict):
-            raise UserError(f"{path} line {n} is a JSON {type(obj).__name__}, not an object with a 'text' field")
+            raise UserError(f"{where}{n} is a {what}{type(obj).__name__}, not an object with a 'text' field")
+        obj = dict(obj)
         text = obj.pop("text", None)
         if not isinstance(text, str):
-            raise UserError(f"{path} line {n} has no string 'text' field (its fields: {', '.join(obj) or 'none'})")
+            raise UserError(f"{where}{n} has no string 'text' field (its fields: {', '.join(obj) or 'none'})")
         if not text.strip():
-            raise UserError(f"{path} line {n}: the document's text is empty")
-        clash = [k for k in obj if k == "line"]
-        if clash:
-            raise UserError(f"{path} line {n}: the field 'line' is lstmviz's own (the file's line number): rename it")
+            raise UserError(f"{where}{n}: the document's text is empty")
+        if "line" in obj:
+            raise UserError(f"{where}{n}: the field 'line' is lstmviz's own (the document's line number): rename it")
         texts.append(text)
         rows.append({"line": n, **obj})
-    if not texts:
-        raise UserError(f"{path} holds no documents")
     return Documents(texts, pd.DataFrame([{k: _scalar(v) for k, v in r.items()} for r in rows]), "jsonl")
 
 

@@ -404,3 +404,27 @@ def test_output_columns_read_a_classifiers_output(form):
     assert one["pred"].tolist() == [1, 0]
     np.testing.assert_allclose(one["p1"], torch.sigmoid(torch.tensor([0.3, -2.0])).numpy(), rtol=1e-6)
     assert output_columns(torch.zeros(2, 4, 5), 2) == {} and output_columns(logits, 3) == {}
+
+
+def test_record_docs_from_python_records(tmp_path):
+    from lstmviz.documents import from_records
+
+    model = um.sentiment_packed().eval()
+    torch.save(model.state_dict(), tmp_path / "sd.pt")
+    (tmp_path / "vocab.json").write_text(json.dumps(um.SENTIMENT_VOCAB))
+    loaded = lstmviz.load_model(
+        model="user_models:sentiment_packed",
+        weights=tmp_path / "sd.pt",
+        code=USER_MODELS,
+        tokenizer=tmp_path / "vocab.json",
+    )
+    records = [{"text": t, "label": y, "id": i} for t, y, i in REVIEWS]
+    run = lstmviz.open_run(
+        lstmviz.record_docs(loaded, from_records(records), tmp_path / "run", streams=3, progress=False)
+    )
+    assert doc_table(run).doc_id.tolist() == [i for _, _, i in REVIEWS]
+    for d, (text, _, _) in enumerate(REVIEWS):
+        check_alone(run, d, model.rnn, model.embedding(word_ids(text)[:, None]))
+    assert from_records(["one text", "two"]).texts == ["one text", "two"]
+    with pytest.raises(UserError, match="record 2 has no string 'text' field"):
+        from_records([{"text": "a"}, {"label": 1}])
