@@ -2,9 +2,10 @@
 verdict on it.
 
 A documents file is JSONL (one ``{"text": …, "label": …, "id": …}`` object per line) or plain text with one
-document per line; the line end is never part of a document, and blank lines are no documents. Each document
-is recorded from a zero state, on its own (``record_corpus(mode="sequences")``: right-padding is invisible to
-the sequence modules), so its states equal the model's on that document alone.
+document per line (:func:`read_docs`), or Python records (:func:`from_records`); the line end is never part
+of a document, and blank lines are no documents. Each document is recorded from a zero state, on its own
+(``record_corpus(mode="sequences")``: right-padding is invisible to the sequence modules), so its states equal
+the model's on that document alone.
 
 What the run gets, besides the activations (docs/FORMAT.md, "Documents"):
 
