@@ -5,6 +5,7 @@ Public API (torch is imported only when a recording function is first used)::
     output, cache = lstmviz.run_with_cache(model, ids)      # notebook: one forward, every activation
     run_dir = lstmviz.record_corpus(model, token_ids, out)  # stream a corpus into a run directory
     run_dir = lstmviz.record_text(lstmviz.load_model("model.pt"), text, out, annotate="code")  # a text, tokenized
+    run_dir = lstmviz.record_docs(loaded, lstmviz.read_docs("reviews.jsonl"), out)  # each document alone
     run = lstmviz.open_run(run_dir)                         # lazy reader: run.tokens, run.activations(...)
     output, cache = lstmviz.intervene(model, ids, clamp={"rnn.l0.fwd.c": {255: 1.0}})  # units held (lstmviz.causal)
     a = lstmviz.attribute(model, ids, position, target)      # each token's share of log p(target)
@@ -36,7 +37,9 @@ __all__ = [
     "intervene",
     "load_model",
     "open_run",
+    "read_docs",
     "record_corpus",
+    "record_docs",
     "record_text",
     "run_with_cache",
     "tap",
@@ -58,6 +61,10 @@ def __getattr__(name: str) -> Any:
         from .record import record_text
 
         return record_text
+    if name in ("record_docs", "read_docs"):
+        from . import documents
+
+        return getattr(documents, name)
     if name == "load_model":
         from .models import loading
 

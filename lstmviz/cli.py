@@ -59,7 +59,25 @@ def _record(args: argparse.Namespace) -> int:
     if args.ray is not None and args.shards is None:
         raise UserError("--ray names where to record shards: pass --shards N too")
     device = check_device(args.device)
-    text = read_text(args.text)
+    if args.docs is not None:
+        from .documents import read_docs
+
+        docs = read_docs(args.docs)
+        given = [
+            f
+            for f, v in (
+                ("--annotate", args.annotate != "none"),
+                ("--annotations", args.annotations),
+                ("--max-tokens", args.max_tokens),
+                ("--mode", args.mode != "stateful"),
+                ("--project", args.project),
+                ("--shards", args.shards is not None),
+            )
+            if v
+        ]
+        if given:
+            raise UserError(f"{given[0]} applies to --text, not to --docs (each document is recorded on its own)")
+    text = read_text(args.text) if args.text is not None else None
     loaded = load_model(
         args.checkpoint,
         model=args.model,
@@ -70,6 +88,22 @@ def _record(args: argparse.Namespace) -> int:
         convention=args.convention,
         layout=args.layout,
     )
+    if args.docs is not None:
+        from .documents import record_docs
+
+        out = record_docs(
+            loaded,
+            docs,
+            args.out,
+            manifest={"corpus": {"file": str(args.docs.resolve())}},
+            streams=args.streams,
+            device=device,
+            names=args.names,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+        )
+        print(f"recorded {out}")
+        return 0
     out = record_text(
         loaded,
         text,

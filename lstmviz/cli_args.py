@@ -36,20 +36,39 @@ def add_record(p: argparse.ArgumentParser) -> None:
     src.add_argument("--checkpoint", type=Path, help="native lstmviz checkpoint (or a pickled module)")
     src.add_argument("--model", metavar="PKG.MOD:FACTORY", help="build your own model by calling this")
     src.add_argument("--weights", type=Path, help="state_dict file for --model (loaded weights-only)")
-    src.add_argument("--code", type=Path, help="directory to add to the import path for --model")
+    src.add_argument(
+        "--code",
+        type=Path,
+        help="directory to add to the import path: for --model, or a pickled --checkpoint's classes",
+    )
     src.add_argument(
         "--trust-pickle", action="store_true", help="allow a pickled whole module; loading one runs code from the file"
     )
     src.add_argument(
-        "--tokenizer", "--vocab", type=Path, help="vocabulary file (JSON list, or one token per line) for --model"
+        "--tokenizer",
+        "--vocab",
+        type=Path,
+        help="vocabulary file (a JSON list, or one token per line; the id is the position) for --model. It splits "
+        "text by character when every entry but special symbols like <pad>, <unk> is one character, else into "
+        "words on whitespace; a word vocabulary listing <eos> ends every line with it, as word_language_model's "
+        "data.py does",
     )
     src.add_argument(
         "--convention",
-        choices=["ids", "ids_hidden"],
-        help="call as model(ids) or model(ids, hidden); guessed by default",
+        choices=["ids", "ids_hidden", "ids_lengths"],
+        help="call as model(ids), model(ids, hidden) or model(ids, lengths); guessed by default",
     )
     src.add_argument("--layout", choices=["batch", "seq"], help="ids as [batch, time] or [time, batch]")
-    p.add_argument("--text", required=True, type=Path, help="UTF-8 text to record")
+    given = p.add_mutually_exclusive_group(required=True)
+    given.add_argument("--text", type=Path, help="UTF-8 text to record")
+    given.add_argument(
+        "--docs",
+        type=Path,
+        metavar="FILE",
+        help='documents to record each on its own: JSONL ({"text": …, "label": …} a line; the other fields '
+        "become doc_* token columns) or one document per line (the line end not part of it). A classifier's "
+        "output per document is kept as pred, pred_p, p0…",
+    )
     p.add_argument("--out", required=True, type=Path, help="run directory to create")
     p.add_argument(
         "--annotate",
@@ -61,7 +80,12 @@ def add_record(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-tokens", type=int, help="record only the first N tokens")
     p.add_argument("--streams", type=int, default=16, help="parallel streams (default 16)")
     p.add_argument("--chunk", type=int, default=256, help="steps per forward (default 256)")
-    p.add_argument("--mode", choices=["stateful", "sequences"], default="stateful")
+    p.add_argument(
+        "--mode",
+        choices=["stateful", "sequences"],
+        default="stateful",
+        help="stateful: one continuous text; sequences: each line of --text alone (its line end not part of it)",
+    )
     p.add_argument("--names", nargs="+", help="record only these activation names")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")

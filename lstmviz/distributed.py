@@ -54,7 +54,17 @@ def cut_points(n: int, shards: int, docs: np.ndarray | None = None) -> list[tupl
 
 
 def hist_ranges(
-    model, ids0: np.ndarray, *, streams: int, chunk: int, call, names, strategy: str, mode: str, docs0: np.ndarray
+    model,
+    ids0: np.ndarray,
+    *,
+    streams: int,
+    chunk: int,
+    call,
+    names,
+    strategy: str,
+    mode: str,
+    docs0: np.ndarray,
+    pad_id: int = 0,
 ) -> dict[str, tuple[float, float]]:
     """The stats histograms' (lo, hi) per activation from the first chunk of shard 0 (ids0 ``[n₀]``), the same
     chunk and rule by which recording shard 0 alone would choose them, so every shard bins alike."""
@@ -64,13 +74,22 @@ def hist_ranges(
     from .store import _hist_range
 
     t = torch.as_tensor(np.array(ids0), dtype=torch.long)
-    batches = _stateful_batches(t, streams, chunk) if mode == "stateful" else _sequence_batches(t, docs0, streams)
+    if mode == "stateful":
+        batches = _stateful_batches(t, streams, chunk)
+    else:
+        batches = _sequence_batches(t, docs0, streams, pad_id)
     batch, _, counts, _, _ = next(iter(batches))
+    call = call or default_call
     was_training = model.training
     model.cpu().eval()
     try:
         with Recorder(model, names=names, strategy=strategy) as rec, torch.inference_mode():
-            (call or default_call)(model, batch)
+            # as record_corpus calls it: the padding invisible, a call that takes lengths given them
+            rec.lengths = torch.as_tensor(counts) if mode == "sequences" else None
+            if rec.lengths is not None and getattr(call, "takes_lengths", False):
+                call(model, batch, lengths=rec.lengths)
+            else:
+                call(model, batch)
             rec.flush()
     except Exception as e:
         raise ModelError.wrap(e) from e
@@ -183,6 +202,7 @@ def record_sharded(
     manifest: Mapping | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    pad_id: int = 0,
     max_retries: int = 3,
     cpus_per_shard: int = 1,
 ) -> Path:
@@ -194,7 +214,8 @@ def record_sharded(
     (``device`` then defaults to the GPU Ray assigned). A task whose worker dies is retried up to
     ``max_retries`` times; an error inside the model is not retried. ``ray`` is ``"local"`` (start a local
     cluster unless Ray is already initialised) or a cluster address (``"auto"``, ``"ray://host:10001"``).
-    ``progress``: a bar over all tokens, with each shard's share. Returns the run directory.
+    ``progress``: a bar over all tokens, with each shard's share. ``pad_id`` right-pads ``"sequences"`` batches.
+    Returns the run directory.
     """
     ids = np.asarray(token_ids, np.int64).reshape(-1)
     n = len(ids)
@@ -235,6 +256,7 @@ def record_sharded(
             strategy=strategy,
             mode=mode,
             docs0=doc_ids[:n0],
+            pad_id=pad_id,
         )
         _wait(ray_mod, [ranges], [(0, n0)], None, max_retries, what="the first chunk of shard")
         options = dict(
@@ -246,6 +268,7 @@ def record_sharded(
             names=names,
             strategy=strategy,
             manifest=manifest,
+            pad_id=pad_id,
         )
         task = ray_mod.remote(_record_shard).options(
             num_cpus=cpus_per_shard, num_gpus=gpus, max_retries=max_retries, retry_exceptions=False

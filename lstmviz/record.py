@@ -16,8 +16,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from .errors import UserError
 
 if TYPE_CHECKING:
@@ -70,33 +68,25 @@ def record_text(
         text = text[:max_tokens]
     projections = options.pop("projections", None)
     check_device(options.get("device"))
-    names = options.get("names")
-    if names:
-        available = [a.name for rm in recorder.find_recurrent(loaded.module) for a in rm.activations()]
-        unknown = [n for n in names if n not in available]
-        if unknown:
-            raise UserError(
-                f"names=: this model has no activation {unknown[0]!r}; it has e.g. {', '.join(available[:6])}",
-                arguments=("names=",),
-            )
     ids = tok.encode(text)
     if max_tokens is not None:
         ids = ids[:max_tokens]
     loaded.check_ids(ids)
     check_projections(projections, len(ids))
-    if options.get("mode") == "sequences":
-        if tok.kind != "char":
-            raise UserError(
-                "mode='sequences' records one sequence per line of the text, which needs a char tokenizer",
-                arguments=("mode='sequences'",),
-            )
-        newline = np.frombuffer(text.encode("utf-32-le"), np.uint32) == ord("\n")  # one char, one token
-        options["docs"] = np.concatenate([[0], np.cumsum(newline[:-1])])[: len(ids)]
+    if options.get("mode") == "sequences" and tok.kind != "char":
+        raise UserError(
+            "mode='sequences' records one sequence per line of the text, which needs a char tokenizer",
+            arguments=("mode='sequences'",),
+        )
     display = tok.display(ids)
     extra = annotation_tracks(annotate, text) if tok.kind == "char" else None
     if annotations is not None:
         user = read_annotations(annotations, display)
         extra = user if extra is None else extra.join(user, rsuffix="_user")
+    if options.get("mode") == "sequences":  # each line a document, its line end not part of it
+        from .documents import drop_line_ends
+
+        ids, display, extra, options["docs"] = drop_line_ends(text, ids, display, extra)
     meta = {"model_source": loaded.description, "tokenizer": tok.to_json(), **(manifest or {})}
     return recorder.record_corpus(
         loaded.module, ids, out, display=display, call=loaded.call, tokens_extra=extra, manifest=meta, **options

@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import _VF, Tensor, nn
-from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from . import cells, stepcells, taps
 from . import names as _names
@@ -114,8 +114,26 @@ def _name_filter(names: NameFilter) -> Callable[[str], bool]:
         return lambda _: True
     if callable(names):
         return names
-    wanted = set(names)
+    wanted = _listed(names)
     return wanted.__contains__
+
+
+def _listed(names: NameFilter) -> set[str] | None:
+    """The names an iterable filter lists (one string is one name); None for no filter or a predicate."""
+    if names is None or callable(names):
+        return None
+    return {names} if isinstance(names, str) else set(names)
+
+
+def check_names(names: NameFilter, available: Sequence[str]) -> None:
+    """A :class:`UserError` naming the valid names when ``names`` lists one that ``available`` lacks."""
+    unknown = sorted((_listed(names) or set()) - set(available))
+    if unknown:
+        shown = ", ".join(available[:12]) + (f" … ({len(available)} in all)" if len(available) > 12 else "")
+        raise UserError(
+            f"names=: this model has no activation {unknown[0]!r}; its activations are {shown or '(none)'}",
+            arguments=("names=",),
+        )
 
 
 class ActivationCache(dict):
@@ -194,10 +212,23 @@ class Recorder(contextlib.AbstractContextManager):
             forward (stateful streaming over a long corpus); ``reset()`` forgets it.
         reuse_buffers: if True, the step loop writes into the same buffers on every forward, so a cache is
             only valid until the next forward (streaming callers that consume each chunk at once).
+
+    ``lengths`` (LongTensor ``[B]``, or None), set before a forward over a right-padded batch of ``B``
+    independent sequences, makes the padding invisible: a sequence module given a plain ``[B, T, ·]`` tensor
+    (``T`` the longest length) runs as if it were packed, so each row's states, forward and reverse (which
+    starts at the row's own last step), and its final state equal the module on that row alone; its output
+    is zero past each length, as ``pad_packed_sequence`` gives it. Modules given a PackedSequence, step
+    cells and taps are recorded as they are called.
     """
 
-    def __init__(self, model: nn.Module, names: NameFilter = None, strategy: str = "auto", carry: bool = False,
-                 reuse_buffers: bool = False):
+    def __init__(
+        self,
+        model: nn.Module,
+        names: NameFilter = None,
+        strategy: str = "auto",
+        carry: bool = False,
+        reuse_buffers: bool = False,
+    ):
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
         self.model = model
@@ -214,6 +245,7 @@ class Recorder(contextlib.AbstractContextManager):
         self._steps = stepcells.StepRecorder(self.cells, self.keep, self.state, carry)
         self._taps = taps.TapRecorder(model, self.keep, self._carry_tapped if carry else None)
         self._hook = None
+        self.lengths: Tensor | None = None
 
     def reset(self) -> None:
         """Forget carried states."""
@@ -242,8 +274,10 @@ class Recorder(contextlib.AbstractContextManager):
 
     def nothing_found(self) -> RunError:
         """The error for a model with nothing to record."""
-        return RunError(f"{type(self.model).__name__} contains no nn.LSTM, nn.GRU, nn.RNN, nn.LSTMCell, nn.GRUCell "
-                        f"or nn.RNNCell, and its forward called no lstmviz.tap: there is nothing to record")
+        return RunError(
+            f"{type(self.model).__name__} contains no nn.LSTM, nn.GRU, nn.RNN, nn.LSTMCell, nn.GRUCell "
+            f"or nn.RNNCell, and its forward called no lstmviz.tap: there is nothing to record"
+        )
 
     def new_cache(self) -> ActivationCache:
         """Start collecting into a fresh cache, and return it."""
@@ -313,8 +347,25 @@ class Recorder(contextlib.AbstractContextManager):
         batch = x.shape[0] if rm.module.batch_first else x.shape[1]
         return "loop" if rm.cell == "GRU" or batch >= (2 if compiled_pointwise(x) else 4) else "replay"
 
+    def _padded(self, rm: RecurrentModule, input) -> Tensor | None:
+        """The row lengths to pack ``input`` by: when :attr:`lengths` is set, ``input`` is a plain batched
+        tensor with one row per length and the longest length's steps, and some row is shorter."""
+        lens = self.lengths
+        if lens is None or isinstance(input, PackedSequence) or input.dim() != 3:
+            return None
+        B, T = (input.shape[0], input.shape[1]) if rm.module.batch_first else (input.shape[1], input.shape[0])
+        if len(lens) != B or int(lens.max()) != T or int(lens.min()) in (0, T):
+            return None
+        return lens.to("cpu", torch.long)
+
     def _forward(self, rm: RecurrentModule, input, hx):
         m = rm.module
+        lens = self._padded(rm, input)
+        if lens is not None:
+            T = input.shape[1] if m.batch_first else input.shape[0]
+            packed_in = pack_padded_sequence(input, lens, batch_first=m.batch_first, enforce_sorted=False)
+            out, state = self._forward(rm, packed_in, hx)
+            return pad_packed_sequence(out, batch_first=m.batch_first, total_length=T)[0], state
         packed = isinstance(input, PackedSequence)
         unbatched = not packed and input.dim() == 2
         if unbatched:
@@ -477,23 +528,45 @@ class Recorder(contextlib.AbstractContextManager):
 
 
 def run_with_cache(
-    model: nn.Module, *args, names: NameFilter = None, strategy: str = "auto", **kwargs
+    model: nn.Module,
+    *args,
+    names: NameFilter = None,
+    strategy: str = "auto",
+    call: Call | None = None,
+    lengths: Sequence[int] | Tensor | None = None,
+    **kwargs,
 ) -> tuple[object, ActivationCache]:
-    """Run ``model(*args, **kwargs)`` once and return ``(output, cache)``.
+    """Run ``model(*args, **kwargs)`` (or ``call(model, ids)``) once and return ``(output, cache)``.
 
     ``output`` is what the model returns; the recorded ``h`` is the modules' own output. ``cache`` maps every
     activation name (``rnn.l0.fwd.f`` …; see :mod:`lstmviz.names`) to a detached ``[batch, time, units]``
-    tensor; ``names`` keeps a subset (an iterable of names, or a predicate). Hooks are removed even if the
-    forward raises.
+    tensor; ``names`` keeps a subset: one name, an iterable of names (each must exist: an unknown one is a
+    :class:`UserError` listing the valid ones), or a predicate. Hooks are removed even if the forward raises.
+
+    ``call``: how to call the model on ids ``[batch, time]``, e.g. ``lstmviz.load_model(...).call`` for a model
+    that is ``model(ids, hidden)``, ``model(ids, lengths)`` or sequence-first; ``args`` is then ``(ids,)``.
+    ``lengths`` ``[batch]``: the valid length of each row of right-padded ids, so the padding is invisible to
+    the sequence modules (see :class:`Recorder`) and ``call`` passes them to a model that takes lengths.
     """
+    lens = None if lengths is None else torch.as_tensor(lengths, dtype=torch.long).reshape(-1)
     with Recorder(model, names=names, strategy=strategy) as rec:
-        output = model(*args, **kwargs)
+        rec.lengths = lens
+        if call is None:
+            output = model(*args, **kwargs)
+        elif len(args) != 1 or kwargs:
+            raise UserError("with call=, run_with_cache takes the ids alone: run_with_cache(model, ids, call=...)")
+        elif lens is not None and getattr(call, "takes_lengths", False):
+            output = call(model, args[0], lengths=lens)
+        else:
+            output = call(model, args[0])
     if not rec.cache and not rec.recorded():
         raise rec.nothing_found()
+    check_names(names, [a.name for m in rec.recorded() for a in m.activations()])
     return output, rec.cache
 
 
 Call = Callable[[nn.Module, Tensor], object]
+RowColumns = Callable[[object, np.ndarray, np.ndarray], Mapping[str, np.ndarray]]
 
 
 def default_call(model: nn.Module, ids: Tensor) -> object:
@@ -579,14 +652,18 @@ def record_corpus(
     hist_ranges: Mapping[str, tuple[float, float]] | None = None,
     shards: int | None = None,
     ray: str | None = None,
+    pad_id: int = 0,
+    row_columns: RowColumns | None = None,
 ) -> Path:
     """Stream a token sequence through ``model`` and write a run directory (see docs/FORMAT.md).
 
     ``mode="stateful"`` splits the corpus into ``streams`` contiguous parallel streams (as char-rnn trains) and
     feeds them ``chunk`` steps at a time, carrying every recurrent module's state from chunk to chunk; memory is
     flat in corpus length. ``mode="sequences"`` records each document (``docs``: a document id per token,
-    contiguous) independently from a zero state, batching up to ``streams`` documents (right-padded; a
-    bidirectional layer sees that padding).
+    contiguous) independently from a zero state, batching up to ``streams`` documents, right-padded with
+    ``pad_id``; the padding is invisible to the sequence modules (see :class:`Recorder`: each document's states,
+    forward and reverse, are the module's on that document alone), and a ``call`` that takes lengths
+    (``call.takes_lengths``) is given each document's length.
 
     Args:
         model: any module with nn.LSTM / nn.GRU / nn.RNN, step cells (nn.LSTMCell …) or cells calling
@@ -609,16 +686,38 @@ def record_corpus(
         shards / ray: record ``shards`` contiguous pieces on Ray workers into one sharded run
             (:func:`lstmviz.distributed.record_sharded`; ``ray`` is ``"local"`` or a cluster address).
         progress: a bar, or a callable given the number of tokens of each chunk once it is recorded.
+        pad_id: the id that right-pads the documents of a ``"sequences"`` batch (the model's own padding id).
+        row_columns: ``row_columns(output, starts, counts)`` → ``{column: values [B]}`` for each batch: token
+            columns made from the model's output, one value per batch row given to each of that row's tokens
+            (in ``"sequences"`` mode, per document: e.g. a classifier's prediction). Not with ``shards``.
     """
     if shards is not None:
         from .distributed import record_sharded
 
         if observers is not None or hist_ranges is not None:
             raise ValueError("a sharded recording builds its own observers and histogram ranges")
+        if row_columns is not None:
+            raise ValueError("row_columns= is not supported with shards= (each shard is recorded on its own worker)")
         return record_sharded(
-            model, token_ids, out_dir, shards=shards, ray=ray or "local", streams=streams, chunk=chunk,
-            device=device, display=display, docs=docs, mode=mode, call=call, names=names, strategy=strategy,
-            tokens_extra=tokens_extra, manifest=manifest, overwrite=overwrite, progress=progress,
+            model,
+            token_ids,
+            out_dir,
+            shards=shards,
+            ray=ray or "local",
+            streams=streams,
+            chunk=chunk,
+            device=device,
+            display=display,
+            docs=docs,
+            mode=mode,
+            call=call,
+            names=names,
+            strategy=strategy,
+            tokens_extra=tokens_extra,
+            manifest=manifest,
+            overwrite=overwrite,
+            progress=progress,
+            pad_id=pad_id,
         )
     ids = torch.as_tensor(np.asarray(token_ids), dtype=torch.long).reshape(-1)
     n = len(ids)
@@ -658,29 +757,50 @@ def record_corpus(
                 batches = (
                     _stateful_batches(ids, streams, chunk)
                     if mode == "stateful"
-                    else _sequence_batches(ids, doc_ids, streams)
+                    else _sequence_batches(ids, doc_ids, streams, pad_id)
                 )
                 for batch, starts, counts, targets, fresh in _progress(batches, progress):
                     if fresh:
                         rec.reset()
                         getattr(call, "reset", lambda: None)()  # a call that carries the model's own state
                     cache = rec.new_cache()
+                    rec.lengths = torch.as_tensor(counts) if mode == "sequences" else None
                     with torch.inference_mode():
                         try:
-                            out = call(model, batch.to(device))
+                            if rec.lengths is not None and getattr(call, "takes_lengths", False):
+                                out = call(model, batch.to(device), lengths=rec.lengths)
+                            else:
+                                out = call(model, batch.to(device))
                         except (UserError, RunError):
                             raise
                         except Exception as e:
                             raise ModelError.wrap(e) from e
                         rec.flush()  # for a call that steps the model's parts without calling the model itself
                     if writer is None:
-                        meta = _manifest(model, rec.recorded(), manifest, mode=mode, streams=streams, chunk=chunk,
-                                         device=str(device), strategy=strategy)
+                        meta = _manifest(
+                            model,
+                            rec.recorded(),
+                            manifest,
+                            mode=mode,
+                            streams=streams,
+                            chunk=chunk,
+                            device=str(device),
+                            strategy=strategy,
+                        )
                         writer = opened.enter_context(
-                            RunWriter(out_dir, tokens, _kept(rec), meta, overwrite=overwrite, observers=observers,
-                                      hist_ranges=hist_ranges)
+                            RunWriter(
+                                out_dir,
+                                tokens,
+                                _kept(rec, names),
+                                meta,
+                                overwrite=overwrite,
+                                observers=observers,
+                                hist_ranges=hist_ranges,
+                            )
                         )
                     staging.write(writer, cache, starts, counts)
+                    for column, values in (row_columns(out, starts, counts) if row_columns else {}).items():
+                        _set_rows(writer, column, np.asarray(values), starts, counts)
                     logits = _logits(out, *batch.shape)
                     if logits is not None:
                         rows, sel = _rows(starts, counts, batch.shape[1])
@@ -694,15 +814,29 @@ def record_corpus(
         model.train(was_training)
 
 
-def _kept(rec: Recorder) -> list[Activation]:
+def _kept(rec: Recorder, names: NameFilter) -> list[Activation]:
     """The activations a corpus recording writes, or the error that says why there are none."""
-    kept = rec.activations()
-    if kept:
-        return kept
     every = [a for m in rec.recorded() for a in m.activations()]
     if not every:
         raise rec.nothing_found()
-    raise RunError(f"names= matches no activation of this model (they look like {every[0].name!r})")
+    kept = rec.activations()
+    if kept:
+        check_names(names, [a.name for a in every])
+        return kept
+    unknown = sorted(_listed(names) or ())
+    why = f"names=: this model has no activation {unknown[0]!r}, so " if unknown else ""
+    raise RunError(
+        f"{why}names= matches no activation of this model (they look like {every[0].name!r})", arguments=("names=",)
+    )
+
+
+def _set_rows(writer: RunWriter, column: str, values: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> None:
+    """Give ``values[b]`` (one per batch row) to the row's tokens ``[starts[b], starts[b] + counts[b])``."""
+    if len(values) != len(starts):
+        raise RunError(f"row column {column!r} has {len(values)} values for a batch of {len(starts)} rows")
+    for value, start, count in zip(values, starts, counts, strict=True):
+        if count:
+            writer.set_column(column, int(start), np.repeat(value[None], count, axis=0))
 
 
 def _rows(starts: np.ndarray, counts: np.ndarray, T: int) -> tuple[np.ndarray, Tensor]:
@@ -786,14 +920,14 @@ def _stateful_batches(ids: Tensor, streams: int, chunk: int) -> Iterator[BatchIt
         yield padded[:, k : k + c], starts, counts, nxt[:, k : k + c], k == 0
 
 
-def _sequence_batches(ids: Tensor, docs: np.ndarray, streams: int) -> Iterator[BatchItem]:
-    """Batch whole documents (up to ``streams`` at a time, similar lengths together), right-padded."""
+def _sequence_batches(ids: Tensor, docs: np.ndarray, streams: int, pad_id: int = 0) -> Iterator[BatchItem]:
+    """Batch whole documents (up to ``streams`` at a time, similar lengths together), right-padded with ``pad_id``."""
     bounds = np.r_[0, np.flatnonzero(np.diff(docs)) + 1, len(docs)]
     spans = sorted(itertools.pairwise(bounds), key=lambda s: s[1] - s[0])
     for i in range(0, len(spans), streams):
         group = spans[i : i + streams]
         T = max(b - a for a, b in group)
-        batch = ids.new_zeros(len(group), T)
+        batch = ids.new_full((len(group), T), pad_id)
         targets = ids.new_full((len(group), T), -1)
         for r, (a, b) in enumerate(group):
             batch[r, : b - a] = ids[a:b]

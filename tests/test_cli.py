@@ -174,9 +174,10 @@ def test_sequences_mode_records_one_sequence_per_line(files, capsys):
     argv = ["record", "--checkpoint", files["ckpt"], "--text", files["text"], "--out", files["out"]]
     run_ok([*argv, "--mode", "sequences", "--no-progress"], capsys)
     tokens = lstmviz.open_run(files["out"]).tokens
-    lines = CODE.splitlines(keepends=True)
+    lines = CODE.splitlines()  # the line end is no part of its line's document
     assert tokens["doc"].tolist() == [d for d, line in enumerate(lines) for _ in line]
     assert tokens["pos"].tolist() == [p for line in lines for p in range(len(line))]
+    assert "".join(tokens["token"]) == "".join(lines)
 
 
 def test_export_csv(files, capsys):

@@ -190,6 +190,10 @@ def test_bad_inputs(tiny_model, tmp_path):
         lstmviz.record_corpus(tiny_model, [1, 2, 3], tmp_path / "b", display=["a", "b"], progress=False)
     with pytest.raises(RunError, match=r"matches no activation.*'rnn\.l0\.fwd\.i'"):
         lstmviz.record_corpus(tiny_model, [1, 2, 3], tmp_path / "c", names=["lstm.l0.fwd.h"], progress=False)
+    with pytest.raises(ValueError, match="row_columns= is not supported with shards="):
+        lstmviz.record_corpus(
+            tiny_model, [1, 2, 3], tmp_path / "d", shards=2, row_columns=lambda *_: {}, progress=False
+        )
     assert not any(tmp_path.iterdir())
 
 

@@ -11,8 +11,10 @@ for the run manifest. Three sources are understood:
 
 Files are always read with ``torch.load(weights_only=True)`` first, which cannot run code.
 
-How to call the model (``model(ids)`` or ``model(ids, hidden)``, ids ``[batch, time]`` or ``[time, batch]``) is
-found by :func:`lstmviz.models.calling.probe`.
+How to call the model (``model(ids)``, ``model(ids, hidden)`` or ``model(ids, lengths)``, ids ``[batch, time]``
+or ``[time, batch]``) is found by :func:`lstmviz.models.calling.probe`, which also tells whether the model has
+anything to record (an nn.LSTM/GRU/RNN, a step cell, or a cell calling ``lstmviz.tap``). :func:`rebuild` loads
+the model a run was recorded with again, from its manifest's ``model_source``.
 """
 
 from __future__ import annotations
@@ -31,25 +33,27 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ModelError, UserError, no_recurrent
-from .calling import CONVENTIONS, LAYOUTS, RECURRENT, CallConvention, first_line, probe
+from ..errors import ModelError, UserError
+from .calling import CONVENTIONS, LAYOUTS, CallConvention, first_line, padding_ids, probe, probe_id
 from .charrnn import CharRNN, CharRNNConfig
 from .tokenizers import Tokenizer
 
-__all__ = ["CallConvention", "LoadedModel", "load_model"]
+__all__ = ["CallConvention", "LoadedModel", "load_model", "rebuild"]
 
 
 @dataclass
 class LoadedModel:
     """A model ready to record: ``module`` (eval mode), ``tokenizer`` (or None), ``call`` (for the recorder),
     ``vocab_size`` (rows of its input embedding, or None), ``description`` (how it was loaded: the run manifest's
-    ``model_source``)."""
+    ``model_source``), ``pad_id`` (the id that right-pads a batch of documents: the embedding's ``padding_idx``
+    or the tokenizer's pad symbol, else 0)."""
 
     module: nn.Module
     tokenizer: Tokenizer | None
     call: CallConvention
     vocab_size: int | None = None
     description: dict = field(default_factory=dict)
+    pad_id: int = 0
 
     def check_ids(self, ids: np.ndarray | torch.Tensor) -> None:
         """Fail, before any work, on ids the model's embedding cannot look up."""
@@ -79,21 +83,23 @@ def load_model(
     """Load a model to record (see the module docstring for the sources and conventions).
 
     ``tokenizer``: a :class:`Tokenizer` or a vocabulary file; it overrides the checkpoint's. ``convention``
-    (``"ids"`` | ``"ids_hidden"``) and ``layout`` (``"batch"`` | ``"seq"``) skip the probe.
+    (``"ids"`` | ``"ids_hidden"`` | ``"ids_lengths"``) and ``layout`` (``"batch"`` | ``"seq"``) skip the probe.
     Raises :class:`~lstmviz.errors.UserError` with a one-line message for every bad input.
     """
     if convention is not None and convention not in CONVENTIONS:
         raise UserError(f"convention must be one of {', '.join(CONVENTIONS)}, got {convention!r}")
     if layout is not None and layout not in LAYOUTS:
         raise UserError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    code_dir = _import_path(code) if code is not None else None
     if model is not None:
         if checkpoint is not None and weights is not None:
             raise UserError(
                 "give the state_dict once: as weights= (with model=), not also as a checkpoint",
                 arguments=("weights=", "model="),
             )
-        module, tok = _from_factory(model, weights or checkpoint, code), None
-        desc = {"source": "factory", "factory": model, "weights": str(weights or checkpoint or "")}
+        weights = weights or checkpoint
+        (module, state), tok = _from_factory(model, weights), None
+        desc = {"source": "factory", "factory": model, "weights": _absolute(weights)}
     elif weights is not None:
         raise UserError(
             'weights= needs model="package.module:factory" to build the module it fills',
@@ -111,14 +117,16 @@ def load_model(
     elif tokenizer is not None:
         tok = Tokenizer.from_vocab_file(tokenizer)
     module.eval()
-    _check_recurrent(module)
     vocab_size = _embedding_rows(module)
     if tok is not None and vocab_size is not None and len(tok) > vocab_size:
         raise UserError(
             f"the tokenizer has {len(tok)} symbols but the model's embedding has only {vocab_size} "
             f"rows: they do not belong together"
         )
-    call = probe(module, convention, layout)
+    padding = padding_ids(module, tok)
+    call, _ = probe(module, convention, layout, probe_id(vocab_size, padding, tok))
+    if model is not None:  # after the probe, which tells first whether the module has anything to record
+        _load_state(module, state, weights)
     # the model's class, parameter count and recurrent modules are the recorder's manifest field "model"
     desc.update(
         {
@@ -126,9 +134,64 @@ def load_model(
             "layout": call.layout,
             "vocab_size": vocab_size,
             "tokenizer": None if tok is None else {"kind": tok.kind, "size": len(tok), "unk": tok.unk},
+            "rebuild": {
+                "checkpoint": None if model is not None else _absolute(checkpoint),
+                "model": model,
+                "weights": None if model is None else _absolute(weights),
+                "code": code_dir,
+                "tokenizer": None if tokenizer is None or isinstance(tokenizer, Tokenizer) else _absolute(tokenizer),
+                "convention": call.convention,
+                "layout": call.layout,
+                "pickled": desc["source"] == "pickle",
+            },
         }
     )
-    return LoadedModel(module, tok, call, vocab_size, desc)
+    return LoadedModel(module, tok, call, vocab_size, desc, padding[0] if padding else 0)
+
+
+def rebuild(source: dict, *, tokenizer: Tokenizer | None = None) -> LoadedModel:
+    """The model a run was recorded with, from its manifest's ``model_source`` (its ``rebuild`` entry), without
+    ever unpickling: a pickled module is refused, a native checkpoint or a factory plus weights is loaded again.
+
+    ``source["rebuild"]`` holds :func:`load_model`'s arguments with absolute paths: ``checkpoint``, ``model``
+    (``package.module:factory``), ``weights``, ``code`` (the directory put on the import path), ``tokenizer``
+    (a vocabulary file), ``convention``, ``layout``, and ``pickled``. ``tokenizer`` here (e.g. the manifest's
+    own ``tokenizer`` entry, read with :meth:`Tokenizer.from_json`) overrides the file. The caller decides which
+    paths it lets a user reach; this function only refuses what cannot be rebuilt safely.
+    """
+    spec = source.get("rebuild") if isinstance(source, dict) else None
+    if not isinstance(spec, dict):
+        raise UserError("this run's manifest does not say how to rebuild its model (no model_source.rebuild)")
+    if spec.get("pickled"):
+        raise UserError(
+            "this run's model is a pickled module: rebuilding it would unpickle, which runs code from the file; "
+            "save a state_dict and record with a factory (model= with weights=) to use it here",
+            arguments=("model=", "weights="),
+        )
+    return load_model(
+        spec.get("checkpoint"),
+        model=spec.get("model"),
+        weights=spec.get("weights"),
+        code=spec.get("code"),
+        tokenizer=tokenizer if tokenizer is not None else spec.get("tokenizer"),
+        convention=spec.get("convention"),
+        layout=spec.get("layout"),
+    )
+
+
+def _absolute(path: str | os.PathLike | None) -> str | None:
+    return None if path is None else str(Path(path).expanduser().resolve())
+
+
+def _import_path(code: str | os.PathLike) -> str:
+    """Put the directory ``code`` first on ``sys.path`` (for a factory or a pickle's classes); its absolute path."""
+    code = Path(code).expanduser()
+    if not code.is_dir():
+        raise UserError(f'code="{code}" is not a directory', arguments=(f'code="{code}"',))
+    resolved = str(code.resolve())
+    if resolved not in sys.path:
+        sys.path.insert(0, resolved)
+    return resolved
 
 
 # --- sources ------------------------------------------------------------------------------------------------
@@ -231,7 +294,7 @@ def _pickled_globals(path: Path) -> list[str] | None:
 def _from_checkpoint(path: Path, trust_pickle: bool) -> tuple[nn.Module, dict, Tokenizer | None]:
     obj, pickled = _torch_load(path, trust_pickle)
     if isinstance(obj, nn.Module):
-        return obj, {"source": "pickle", "checkpoint": str(path)}, None
+        return obj, {"source": "pickle", "checkpoint": _absolute(path)}, None
     if pickled:
         raise UserError(f"{path} holds a {type(obj).__name__}, not an nn.Module")
     if isinstance(obj, dict) and obj.get("format") == "lstmviz":
@@ -263,7 +326,7 @@ def _native(path: Path, ckpt: dict) -> tuple[nn.Module, dict, Tokenizer | None]:
     tok = Tokenizer.from_json(ckpt["tokenizer"]) if ckpt.get("tokenizer") else None
     desc = {
         "source": "native",
-        "checkpoint": str(path),
+        "checkpoint": _absolute(path),
         "config": config.to_json(),
         "metrics": ckpt.get("metrics", {}),
         "training": ckpt.get("training", {}),
@@ -296,17 +359,12 @@ def _load_state(module: nn.Module, state: Any, path: Path | str) -> None:
     module.load_state_dict(state)
 
 
-def _from_factory(spec: str, weights: str | os.PathLike | None, code: str | os.PathLike | None) -> nn.Module:
-    """Build ``package.module:factory`` (a class or a function of no arguments) and load ``weights`` into it."""
+def _from_factory(spec: str, weights: str | os.PathLike | None) -> tuple[nn.Module, Any]:
+    """Build ``package.module:factory`` (a class or a function of no arguments) and read ``weights`` (not yet
+    loaded into it: the probe first tells whether the module has anything to record)."""
     mod_name, _, attr = spec.partition(":")
     if not mod_name or not attr:
         raise UserError(f"model= must look like package.module:factory, got {spec!r}", arguments=("model=",))
-    if code is not None:
-        code = Path(code)
-        if not code.is_dir():
-            raise UserError(f'code="{code}" is not a directory', arguments=(f'code="{code}"',))
-        if str(code.resolve()) not in sys.path:
-            sys.path.insert(0, str(code.resolve()))
     try:
         mod = importlib.import_module(mod_name)
     except ImportError as e:
@@ -334,21 +392,13 @@ def _from_factory(spec: str, weights: str | os.PathLike | None, code: str | os.P
         raise UserError(
             f'model="{spec}" returned a {type(module).__name__}, not an nn.Module', arguments=(f'model="{spec}"',)
         )
-    _check_recurrent(module)  # before reading any weights
     if weights is None:
         raise UserError(
             f'model="{spec}" needs weights="FILE" (a state_dict saved with torch.save)',
             arguments=(f'model="{spec}"', 'weights="FILE"'),
         )
     state, _ = _torch_load(Path(weights), trust_pickle=False)
-    _load_state(module, state, weights)
-    return module
-
-
-def _check_recurrent(module: nn.Module) -> None:
-    """A :class:`UserError` when ``module`` has no recurrent module, which lstmviz records."""
-    if not any(isinstance(m, RECURRENT) for m in module.modules()):
-        raise no_recurrent(module)
+    return module, state
 
 
 def _embedding_rows(module: nn.Module) -> int | None:

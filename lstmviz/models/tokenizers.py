@@ -4,8 +4,14 @@ One :class:`Tokenizer` class covers all three; they differ only in how text is s
 
 - ``char``: every character is a symbol (the char-rnn setting);
 - ``word``: ``str.split()`` on whitespace, or ``re.findall(pattern, text)`` for a regex ``pattern``;
-- a vocabulary file (JSON list, or one token per line) fixes the symbols; it splits by char when every entry is
-  one character, else by word.
+- a vocabulary file (JSON list, or one token per line) fixes the symbols; it splits by char when every entry
+  but the special symbols (``<pad>``, ``<unk>``, ``[CLS]``…: see :func:`is_special`) is one character, else by
+  word (on whitespace).
+
+A word vocabulary with an end-of-line symbol (``eos``; ``<eos>`` in a vocabulary file) reads text as PyTorch's
+``word_language_model`` data.py does: every line is ``line.split() + ["<eos>"]``, so the token stream (and the
+loss) is the model's own. Special symbols never come out of splitting a text; a char vocabulary with ``<pad>``
+still splits by character.
 
 Unknown symbols map to the UNK id when the vocabulary has one (``unk``; detected as one of :data:`UNK_NAMES` in a
 vocabulary file), otherwise encoding fails with a :class:`~lstmviz.errors.UserError` naming them.
@@ -26,6 +32,26 @@ import numpy as np
 from ..errors import UserError
 
 UNK_NAMES = ("<unk>", "<UNK>", "[UNK]", "<oov>", "UNK")
+PAD_NAMES = ("<pad>", "<PAD>", "[PAD]")
+EOS_NAMES = ("<eos>",)
+_LINE_END = re.compile(r"\r\n|\r|\n")  # what Python's text files split lines on
+
+
+def is_special(symbol: str) -> bool:
+    """A special symbol of a vocabulary (``<pad>``, ``<unk>``, ``<eos>``, ``[CLS]``, ``UNK``…): one of
+    :data:`UNK_NAMES`, or longer than one character and wrapped in ``<…>`` or ``[…]``."""
+    if symbol in UNK_NAMES:
+        return True
+    return len(symbol) > 2 and (symbol[0], symbol[-1]) in (("<", ">"), ("[", "]"))
+
+
+def text_lines(text: str) -> list[str]:
+    r"""The lines of ``text`` without their line ends, as iterating over a text file gives them (``\n``, ``\r\n``
+    or ``\r``); a line end at the very end of the text starts no further line."""
+    lines = _LINE_END.split(text)
+    return lines[:-1] if lines and lines[-1] == "" else lines
+
+
 _SHOWN = 8  # unknown symbols named in an error message
 
 
@@ -54,6 +80,7 @@ class Tokenizer:
     vocab: list[str]
     unk: str | None = None
     pattern: str | None = None  # word only: re.findall pattern; None splits on whitespace
+    eos: str | None = None  # word only: the symbol that ends every line (word_language_model's "<eos>")
     index: dict[str, int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -68,9 +95,13 @@ class Tokenizer:
             self.index[s] = i
         if self.unk is not None and self.unk not in self.index:
             raise UserError(f"the UNK token {self.unk!r} is not in the vocabulary")
-        long = [s for s in self.vocab if len(s) != 1 and s != self.unk] if self.kind == "char" else []
+        if self.eos is not None and (self.kind != "word" or self.eos not in self.index):
+            raise UserError(f"the end-of-line token {self.eos!r} needs a word vocabulary that lists it")
+        long = [s for s in self.vocab if len(s) != 1 and not is_special(s)] if self.kind == "char" else []
         if long:
-            raise UserError(f"a char vocabulary has only single characters, but it lists {long[0]!r}")
+            raise UserError(
+                f"a char vocabulary has only single characters and special symbols like <pad>, but it lists {long[0]!r}"
+            )
         if self.pattern is not None:
             try:
                 re.compile(self.pattern)
@@ -108,7 +139,9 @@ class Tokenizer:
     def from_vocab_file(
         cls, path: str | os.PathLike, *, kind: str | None = None, pattern: str | None = None
     ) -> Tokenizer:
-        """A JSON list of tokens, or one token per line. ``kind`` defaults to char when all are single chars."""
+        """A JSON list of tokens, or one token per line. ``kind`` defaults to char when all entries but the
+        special symbols (:func:`is_special`) are single characters, else word; a word vocabulary that lists
+        ``<eos>`` ends every line of a text with it."""
         text = read_text(path)
         vocab: list[str]
         if text.lstrip().startswith("["):
@@ -122,26 +155,31 @@ class Tokenizer:
             vocab = [line for line in text.split("\n") if line != ""]
         unk = next((u for u in UNK_NAMES if u in vocab), None)
         if kind is None:
-            kind = "char" if all(len(s) == 1 for s in vocab if s != unk) else "word"
-        return cls(kind, vocab, unk, pattern)
+            plain = [s for s in vocab if not is_special(s)]
+            kind = "char" if plain and all(len(s) == 1 for s in plain) else "word"
+        eos = next((e for e in EOS_NAMES if e in vocab), None) if kind == "word" else None
+        return cls(kind, vocab, unk, pattern, eos)
 
     def to_json(self) -> dict:
-        return {"kind": self.kind, "vocab": list(self.vocab), "unk": self.unk, "pattern": self.pattern}
+        return {"kind": self.kind, "vocab": list(self.vocab), "unk": self.unk, "pattern": self.pattern, "eos": self.eos}
 
     @classmethod
     def from_json(cls, d: dict) -> Tokenizer:
         try:
-            return cls(d["kind"], list(d["vocab"]), d.get("unk"), d.get("pattern"))
+            return cls(d["kind"], list(d["vocab"]), d.get("unk"), d.get("pattern"), d.get("eos"))
         except (KeyError, TypeError) as e:
             raise UserError(f"malformed tokenizer description (needs kind and vocab): {e}") from None
 
     # --- use ------------------------------------------------------------------------------------------
 
     def split(self, text: str) -> list[str]:
-        """The symbols of ``text``: characters, or words."""
+        """The symbols of ``text``: characters, or words (each line's words then ``eos``, when there is one)."""
         if self.kind == "char":
             return list(text)
-        return re.findall(self.pattern, text) if self.pattern else text.split()
+        words = (lambda t: re.findall(self.pattern, t)) if self.pattern else str.split
+        if self.eos is None:
+            return words(text)
+        return [w for line in text_lines(text) for w in [*words(line), self.eos]]
 
     def encode(self, text: str) -> np.ndarray:
         """int64 ``[n_symbols]``. Unknown symbols become the UNK id, or raise a :class:`UserError` naming them."""

@@ -10,6 +10,7 @@ import torch
 from user_models import VOCAB, BatchFirstGRU, WordLanguageModel
 
 from lstmviz.errors import UserError
+from lstmviz.models.calling import probe
 from lstmviz.models.charrnn import CharRNN, CharRNNConfig
 from lstmviz.models.loading import CallConvention, load_model
 
@@ -207,3 +208,44 @@ def test_state_is_carried_across_chunks_for_a_model_that_needs_its_hidden(tmp_pa
     np.testing.assert_allclose(
         run.activations(f"rnn.l{model.rnn.num_layers - 1}.fwd.h"), expect, rtol=2**-11, atol=1e-6
     )
+
+
+@pytest.mark.parametrize(("factory", "found"), [("cell_lstm", "cell"), ("tapped_cell", "cell")])
+def test_models_built_on_step_cells_or_taps_load(factory, found, tmp_path, user_models):
+    import user_models as um
+
+    original = getattr(um, factory)().eval()
+    torch.save(original.state_dict(), tmp_path / "sd.pt")
+    loaded = load_model(model=f"user_models:{factory}", weights=tmp_path / "sd.pt", code=user_models)
+    assert (loaded.call.convention, loaded.call.layout) == ("ids", "batch")
+    assert probe(loaded.module, None, None, probe_id=1) == (loaded.call, [found])  # what the probe recorded
+    assert "recurrent_modules" not in loaded.description  # the recorder's manifest lists the modules
+    ids = torch.randint(0, VOCAB, (2, 5))
+    with torch.no_grad():
+        assert torch.equal(loaded.call(loaded.module, ids), original(ids))
+
+
+def test_a_model_that_takes_lengths_is_found_by_probing(tmp_path, user_models):
+    import user_models as um
+
+    original = um.sentiment_packed().eval()
+    torch.save(original.state_dict(), tmp_path / "sd.pt")
+    loaded = load_model(model="user_models:sentiment_packed", weights=tmp_path / "sd.pt", code=user_models)
+    assert (loaded.call.convention, loaded.call.layout) == ("ids_lengths", "seq")
+    assert loaded.pad_id == um.SENTIMENT_VOCAB.index("<pad>")
+    ids = torch.tensor([[2, 4, 6, 8], [3, 5, 1, 1]])  # (B, T), the second row padded
+    with torch.no_grad():
+        expect = original(ids.t(), torch.tensor([4, 2]))
+        assert torch.equal(loaded.call(loaded.module, ids, lengths=torch.tensor([4, 2])), expect)
+
+
+def test_the_probe_feeds_real_symbols_not_padding(tmp_path, user_models):
+    """A model that packs by ``ids != <pad>`` raises on all-padding input, which was the probe's zeros."""
+    import user_models as um
+
+    original = um.pad_counting_gru().eval()
+    with pytest.raises(RuntimeError):
+        original(torch.zeros(2, 3, dtype=torch.long))  # the oracle: zeros are <pad> here, and it refuses them
+    torch.save(original.state_dict(), tmp_path / "sd.pt")
+    loaded = load_model(model="user_models:pad_counting_gru", weights=tmp_path / "sd.pt", code=user_models)
+    assert (loaded.call.convention, loaded.call.layout, loaded.pad_id) == ("ids", "batch", 0)

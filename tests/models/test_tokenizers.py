@@ -108,3 +108,26 @@ def test_read_text_errors(tmp_path):
         read_text(tmp_path / "nope.txt")
     with pytest.raises(UserError, match="is a directory"):
         read_text(tmp_path)
+
+
+def test_a_char_vocabulary_with_special_symbols_still_splits_by_character(tmp_path):
+    (tmp_path / "v.json").write_text(json.dumps(["<pad>", "<unk>", "[CLS]", "a", "b", " "]))
+    tok = Tokenizer.from_vocab_file(tmp_path / "v.json")
+    assert (tok.kind, tok.unk) == ("char", "<unk>")
+    assert tok.encode("ab a<pad>").tolist() == [3, 4, 5, 3, 1, 1, 3, 1, 1]  # "<pad>" typed in a text is 5 chars
+    (tmp_path / "w.json").write_text(json.dumps(["<pad>", "<unk>", "a", "bc"]))
+    assert Tokenizer.from_vocab_file(tmp_path / "w.json").kind == "word"  # a real multi-character entry
+
+
+@pytest.mark.parametrize("text", ["one two\n\nthree  four\nfive", "ab cd\r\nef\rgh\n", "xy\n", "\n\n", "no newline"])
+def test_a_word_vocabulary_with_eos_reads_lines_as_word_language_models_data_py(tmp_path, text):
+    """The oracle: data.py's ``for line in open(path): line.split() + ['<eos>']`` over the same file."""
+    (tmp_path / "t.txt").write_bytes(text.encode())
+    with open(tmp_path / "t.txt", encoding="utf8") as f:
+        expect = [w for line in f for w in [*line.split(), "<eos>"]]
+    words = sorted({w for w in expect if w != "<eos>"})
+    (tmp_path / "v.txt").write_text("\n".join(["<unk>", *words, "<eos>"]) + "\n")
+    tok = Tokenizer.from_vocab_file(tmp_path / "v.txt")
+    assert tok.eos == "<eos>" and tok.split(text) == expect
+    assert tok.display(tok.encode(text)) == expect
+    assert Tokenizer.from_json(tok.to_json()).split(text) == expect

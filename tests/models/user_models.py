@@ -129,3 +129,143 @@ def not_a_module() -> dict:
 
 def needs_arguments(size: int) -> nn.Module:
     return nn.LSTM(size, size)
+
+
+# --- real-shaped user models (issue 14): written as their tutorials write them -------------------------------
+
+
+class RNNModel(nn.Module):
+    """pytorch/examples word_language_model/model.py's RNNModel (LSTM/GRU branch): an encoder, a recurrent
+    module, and a decoder; sequence-first, ``forward(input, hidden)`` returning flattened log-probabilities."""
+
+    def __init__(self, rnn_type, ntoken, ninp, nhid, nlayers, dropout=0.5, tie_weights=False):
+        super().__init__()
+        self.ntoken = ntoken
+        self.drop = nn.Dropout(dropout)
+        self.encoder = nn.Embedding(ntoken, ninp)
+        self.rnn = getattr(nn, rnn_type)(ninp, nhid, nlayers, dropout=dropout)
+        self.decoder = nn.Linear(nhid, ntoken)
+        if tie_weights:
+            self.decoder.weight = self.encoder.weight
+        self.init_weights()
+        self.rnn_type, self.nhid, self.nlayers = rnn_type, nhid, nlayers
+
+    def init_weights(self):
+        initrange = 0.1
+        nn.init.uniform_(self.encoder.weight, -initrange, initrange)
+        nn.init.zeros_(self.decoder.bias)
+        nn.init.uniform_(self.decoder.weight, -initrange, initrange)
+
+    def forward(self, input, hidden):
+        emb = self.drop(self.encoder(input))
+        output, hidden = self.rnn(emb, hidden)
+        output = self.drop(output)
+        decoded = self.decoder(output)
+        decoded = decoded.view(-1, self.ntoken)
+        return F.log_softmax(decoded, dim=1), hidden
+
+    def init_hidden(self, bsz):
+        weight = next(self.parameters())
+        if self.rnn_type == "LSTM":
+            return (weight.new_zeros(self.nlayers, bsz, self.nhid), weight.new_zeros(self.nlayers, bsz, self.nhid))
+        return weight.new_zeros(self.nlayers, bsz, self.nhid)
+
+
+WORD_LM_VOCAB = 16
+
+
+def word_lm() -> nn.Module:
+    torch.manual_seed(5)
+    return RNNModel("LSTM", WORD_LM_VOCAB, 12, 10, 2, dropout=0.2)
+
+
+SENTIMENT_VOCAB = ["<unk>", "<pad>", "the", "a", "movie", "film", "was", "is", "good", "bad", "great", "awful", "not"]
+
+
+class SentimentPacked(nn.Module):
+    """A sentiment-tutorial bidirectional LSTM classifier: ``forward(text, text_lengths)`` with text
+    ``[sent len, batch]``, packed with ``enforce_sorted=False``; the class logits come from both directions'
+    final hidden states."""
+
+    def __init__(self, vocab_size, embedding_dim, hidden_dim, output_dim, n_layers, bidirectional, dropout, pad_idx):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_idx)
+        self.rnn = nn.LSTM(embedding_dim, hidden_dim, num_layers=n_layers, bidirectional=bidirectional, dropout=dropout)
+        self.fc = nn.Linear(hidden_dim * 2, output_dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, text, text_lengths):
+        embedded = self.dropout(self.embedding(text))
+        packed_embedded = nn.utils.rnn.pack_padded_sequence(embedded, text_lengths.to("cpu"), enforce_sorted=False)
+        packed_output, (hidden, _cell) = self.rnn(packed_embedded)
+        _output, _output_lengths = nn.utils.rnn.pad_packed_sequence(packed_output)
+        hidden = self.dropout(torch.cat((hidden[-2, :, :], hidden[-1, :, :]), dim=1))
+        return self.fc(hidden)
+
+
+class SentimentUnpacked(nn.Module):
+    """The same classifier without packing, batch-first: ``forward(text)``; its reverse direction would start
+    at the padding of a batch."""
+
+    def __init__(self, vocab_size, embedding_dim, hidden_dim, output_dim, n_layers, pad_idx):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_idx)
+        self.rnn = nn.LSTM(embedding_dim, hidden_dim, num_layers=n_layers, bidirectional=True, batch_first=True)
+        self.fc = nn.Linear(hidden_dim * 2, output_dim)
+
+    def forward(self, text):
+        _, (hidden, _) = self.rnn(self.embedding(text))
+        return self.fc(torch.cat((hidden[-2], hidden[-1]), dim=1))
+
+
+class PadCountingGRU(nn.Module):
+    """A char classifier that finds each row's length itself, as ``ids != <pad>`` (id 0), and packs: all-padding
+    input has no length, which pack_padded_sequence refuses."""
+
+    def __init__(self, vocab_size):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, 6, padding_idx=0)
+        self.rnn = nn.GRU(6, 5, batch_first=True, bidirectional=True)
+        self.fc = nn.Linear(10, 3)
+
+    def forward(self, ids):
+        lengths = (ids != 0).sum(1)
+        packed = nn.utils.rnn.pack_padded_sequence(
+            self.embedding(ids), lengths.cpu(), batch_first=True, enforce_sorted=False
+        )
+        _, hidden = self.rnn(packed)
+        return self.fc(torch.cat((hidden[-2], hidden[-1]), dim=1))
+
+
+CHAR_SPECIALS_VOCAB = ["<pad>", "<unk>", *"abcdefgh "]
+
+
+def sentiment_packed() -> nn.Module:
+    torch.manual_seed(6)
+    return SentimentPacked(len(SENTIMENT_VOCAB), 8, 6, 3, 2, True, 0.3, SENTIMENT_VOCAB.index("<pad>"))
+
+
+def sentiment_unpacked() -> nn.Module:
+    torch.manual_seed(7)
+    return SentimentUnpacked(len(SENTIMENT_VOCAB), 8, 6, 2, 2, SENTIMENT_VOCAB.index("<pad>"))
+
+
+def pad_counting_gru() -> nn.Module:
+    torch.manual_seed(8)
+    return PadCountingGRU(len(CHAR_SPECIALS_VOCAB))
+
+
+def cell_lstm() -> nn.Module:
+    """A model that steps an nn.LSTMCell itself (no nn.LSTM anywhere)."""
+    from tiny_models import CellCharModel
+
+    torch.manual_seed(9)
+    return CellCharModel(nn.LSTMCell, vocab=VOCAB)
+
+
+def tapped_cell() -> nn.Module:
+    """A model that steps its own cell, which records itself with lstmviz.tap (no torch recurrent module)."""
+    from tiny_models import CellCharModel, LayerNormLSTMCell
+
+    torch.manual_seed(10)
+    return CellCharModel(LayerNormLSTMCell, vocab=VOCAB)
