@@ -166,6 +166,11 @@ def find_text(key: RunRef, needle: str, start: int) -> int | None:
     return int(np.searchsorted(offsets, at, side="right") - 1)
 
 
+def joiner(run: Run) -> str:
+    """How the run's display strings join into text: ``""`` for characters, ``" "`` for words."""
+    return select_match.token_joiner(run)
+
+
 def vocab(run: Run) -> list[str] | None:
     """The run's vocabulary (id → display string) from its manifest, if recorded with a tokenizer."""
     tok = run.manifest.get("tokenizer") or {}

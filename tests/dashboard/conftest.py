@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -67,3 +68,58 @@ def build_runs(root: Path) -> Path:
 def runs_root(tmp_path_factory) -> Path:
     """A runs root with two tiny recorded runs (LSTM and GRU) of native checkpoints."""
     return build_runs(tmp_path_factory.mktemp("dash") / "runs")
+
+
+WORDS = """the cat sat on the mat and looked at the door
+a dog ran past the window while the rain fell
+she said that the old house on the hill was empty
+we walked to the river and watched the boats go by
+he read the letter twice before he put it away
+"""
+
+
+def build_word_run(root: Path, repeat: int = 4) -> Path:
+    """Write ``root/tiny_words``: a randomly initialised word-level LSTM (a native checkpoint with a word
+    tokenizer, under ``root/../ckpt``) recorded on ``WORDS`` × ``repeat``, one document per line; returns root."""
+    from lstmviz.models.charrnn import CharRNN, CharRNNConfig
+    from lstmviz.models.loading import load_model
+    from lstmviz.models.tokenizers import Tokenizer
+    from lstmviz.models.train import save_checkpoint
+    from lstmviz.recorder import record_corpus
+
+    ckpt_dir = root.parent / "ckpt"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    tok = Tokenizer.word(WORDS)
+    torch.manual_seed(0)
+    model = CharRNN(CharRNNConfig(arch="lstm", vocab_size=len(tok), hidden=12, layers=1, embed=8)).eval()
+    with torch.no_grad():
+        for weight in model.rnn.parameters():
+            weight.mul_(WEIGHT_SCALE)
+    ckpt = ckpt_dir / "tiny_words.pt"
+    save_checkpoint(ckpt, model, tok, {}, {"steps": 0})
+    loaded = load_model(ckpt)
+    lines = (WORDS * repeat).splitlines()
+    ids = [tok.encode(line) for line in lines]
+    docs = np.concatenate([np.full(len(x), d) for d, x in enumerate(ids)])
+    flat = np.concatenate(ids)
+    meta = {"model_source": loaded.description, "tokenizer": tok.to_json()}
+    record_corpus(
+        loaded.module,
+        flat,
+        root / "tiny_words",
+        display=tok.display(flat),
+        docs=docs,
+        mode="sequences",
+        call=loaded.call,
+        manifest=meta,
+        streams=4,
+        device="cpu",
+        progress=False,
+    )
+    return root
+
+
+@pytest.fixture(scope="session")
+def word_root(tmp_path_factory) -> Path:
+    """A runs root holding one tiny word-level run of several documents."""
+    return build_word_run(tmp_path_factory.mktemp("words") / "runs")

@@ -60,9 +60,19 @@ tracks = tokens[track_names] if track_names else None
 stats = run.stats[(run.stats["name"] == name) & (run.stats["unit"] == u)] if not run.stats.empty else None
 zrange = None if stats is None or stats.empty else figures.symmetric_range(stats[["min", "max"]].to_numpy(np.float32))
 
+docs = tokens["doc"].to_numpy() if run.n_tokens and run.tokens["doc"].iat[-1] > 0 else None  # docs count from 0
+
 st.subheader(f"Unit {u} of {name}")
 st.plotly_chart(
-    figures.text_figure(tokens["token"].tolist(), values[:, u], hover=hover, tracks=tracks, zrange=zrange),
+    figures.text_figure(
+        tokens["token"].tolist(),
+        values[:, u],
+        hover=hover,
+        tracks=tracks,
+        joiner=data.joiner(run),
+        docs=docs,
+        zrange=zrange,
+    ),
     width="stretch",
     key="text_fig",
 )
