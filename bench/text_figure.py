@@ -7,7 +7,8 @@ A synthetic window (random English-like words over 40 documents, or random chara
 hover (position, token, two annotation tracks, loss, five next-token guesses) and two annotation tracks drawn.
 Each round builds :func:`lstmviz.dashboard.figures.text_figure` and serialises it to JSON (what ``st.plotly_chart``
 sends), interleaving the word and char cases; ``units_heatmap`` of the same window (the page draws it too) is the
-yardstick, and ``word_figure_only`` leaves the hover strings out (built once). Prints ``metric: value`` lines, ratios first, then median milliseconds.
+yardstick, and ``word_figure_only`` leaves the hover strings out (built once). Prints ``metric: value`` lines,
+ratios first, then median milliseconds.
 """
 
 from __future__ import annotations
