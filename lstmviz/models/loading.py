@@ -140,11 +140,13 @@ def load_model(
         raise UserError(f"convention must be one of {', '.join(CONVENTIONS)}, got {convention!r}")
     if layout is not None and layout not in LAYOUTS:
         raise UserError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    code_dir = _import_path(code) if code is not None else None
     if model is not None:
         if checkpoint is not None and weights is not None:
             raise UserError("give the state_dict once: as --weights (with --model), not also as a checkpoint")
-        module, tok = _from_factory(model, weights or checkpoint, code), None
-        desc = {"source": "factory", "factory": model, "weights": str(weights or checkpoint or "")}
+        weights = weights or checkpoint
+        module, tok = _from_factory(model, weights), None
+        desc = {"source": "factory", "factory": model, "weights": _absolute(weights)}
     elif weights is not None:
         raise UserError("--weights needs --model package.module:factory to build the module it fills")
     elif checkpoint is None:
@@ -173,9 +175,63 @@ def load_model(
             "layout": call.layout,
             "vocab_size": vocab_size,
             "tokenizer": None if tok is None else {"kind": tok.kind, "size": len(tok), "unk": tok.unk},
+            "rebuild": {
+                "checkpoint": None if model is not None else _absolute(checkpoint),
+                "model": model,
+                "weights": None if model is None else _absolute(weights),
+                "code": code_dir,
+                "tokenizer": None if tokenizer is None or isinstance(tokenizer, Tokenizer) else _absolute(tokenizer),
+                "convention": call.convention,
+                "layout": call.layout,
+                "pickled": desc["source"] == "pickle",
+            },
         }
     )
     return LoadedModel(module, tok, call, vocab_size, desc)
+
+
+def rebuild(source: dict, *, tokenizer: Tokenizer | None = None) -> LoadedModel:
+    """The model a run was recorded with, from its manifest's ``model_source`` (its ``rebuild`` entry), without
+    ever unpickling: a pickled module is refused, a native checkpoint or a factory plus weights is loaded again.
+
+    ``source["rebuild"]`` holds :func:`load_model`'s arguments with absolute paths: ``checkpoint``, ``model``
+    (``package.module:factory``), ``weights``, ``code`` (the directory put on the import path), ``tokenizer``
+    (a vocabulary file), ``convention``, ``layout``, and ``pickled``. ``tokenizer`` here (e.g. the manifest's
+    own ``tokenizer`` entry, read with :meth:`Tokenizer.from_json`) overrides the file. The caller decides which
+    paths it lets a user reach; this function only refuses what cannot be rebuilt safely.
+    """
+    spec = source.get("rebuild") if isinstance(source, dict) else None
+    if not isinstance(spec, dict):
+        raise UserError("this run's manifest does not say how to rebuild its model (no model_source.rebuild)")
+    if spec.get("pickled"):
+        raise UserError(
+            "this run's model is a pickled module: rebuilding it would unpickle, which runs code from the file; "
+            "save a state_dict and record with a factory (--model with --weights) to use it here"
+        )
+    return load_model(
+        spec.get("checkpoint"),
+        model=spec.get("model"),
+        weights=spec.get("weights"),
+        code=spec.get("code"),
+        tokenizer=tokenizer if tokenizer is not None else spec.get("tokenizer"),
+        convention=spec.get("convention"),
+        layout=spec.get("layout"),
+    )
+
+
+def _absolute(path: str | os.PathLike | None) -> str | None:
+    return None if path is None else str(Path(path).expanduser().resolve())
+
+
+def _import_path(code: str | os.PathLike) -> str:
+    """Put the directory ``code`` first on ``sys.path`` (for a factory or a pickle's classes); its absolute path."""
+    code = Path(code).expanduser()
+    if not code.is_dir():
+        raise UserError(f"--code {code} is not a directory")
+    resolved = str(code.resolve())
+    if resolved not in sys.path:
+        sys.path.insert(0, resolved)
+    return resolved
 
 
 # --- sources ------------------------------------------------------------------------------------------------
@@ -281,7 +337,7 @@ def _first_line(e: BaseException) -> str:
 def _from_checkpoint(path: Path, trust_pickle: bool) -> tuple[nn.Module, dict, Tokenizer | None]:
     obj, pickled = _torch_load(path, trust_pickle)
     if isinstance(obj, nn.Module):
-        return obj, {"source": "pickle", "checkpoint": str(path)}, None
+        return obj, {"source": "pickle", "checkpoint": _absolute(path)}, None
     if pickled:
         raise UserError(f"{path} holds a {type(obj).__name__}, not an nn.Module")
     if isinstance(obj, dict) and obj.get("format") == "lstmviz":
@@ -311,7 +367,7 @@ def _native(path: Path, ckpt: dict) -> tuple[nn.Module, dict, Tokenizer | None]:
     tok = Tokenizer.from_json(ckpt["tokenizer"]) if ckpt.get("tokenizer") else None
     desc = {
         "source": "native",
-        "checkpoint": str(path),
+        "checkpoint": _absolute(path),
         "config": config.to_json(),
         "metrics": ckpt.get("metrics", {}),
         "training": ckpt.get("training", {}),
@@ -344,17 +400,11 @@ def _load_state(module: nn.Module, state: Any, path: Path | str) -> None:
     module.load_state_dict(state)
 
 
-def _from_factory(spec: str, weights: str | os.PathLike | None, code: str | os.PathLike | None) -> nn.Module:
+def _from_factory(spec: str, weights: str | os.PathLike | None) -> nn.Module:
     """Build ``package.module:factory`` (a class or a function of no arguments) and load ``weights`` into it."""
     mod_name, _, attr = spec.partition(":")
     if not mod_name or not attr:
         raise UserError(f"--model must look like package.module:factory, got {spec!r}")
-    if code is not None:
-        code = Path(code)
-        if not code.is_dir():
-            raise UserError(f"--code {code} is not a directory")
-        if str(code.resolve()) not in sys.path:
-            sys.path.insert(0, str(code.resolve()))
     try:
         mod = importlib.import_module(mod_name)
     except ImportError as e:
