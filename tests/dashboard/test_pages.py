@@ -98,7 +98,7 @@ def test_corrupt_run_shows_guidance(runs_root, tmp_path, monkeypatch):
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "manifest.json").write_text("{not json")
-    at = app(runs_root, monkeypatch, run=str(bad))
+    at = app(tmp_path, monkeypatch, run=str(bad))
     assert not at.exception
     assert any("corrupt" in e.value for e in at.error)
 
@@ -107,7 +107,7 @@ def test_incomplete_run_shows_guidance(runs_root, tmp_path, monkeypatch):
     bad = tmp_path / "half"
     bad.mkdir()
     (bad / "manifest.json").write_text(json.dumps({"schema_version": 1, "n_tokens": 3, "activations": []}))
-    at = visit(app(runs_root, monkeypatch, run=str(bad)), "text")
+    at = visit(app(tmp_path, monkeypatch, run=str(bad)), "text")
     assert not at.exception
     assert any("incomplete" in e.value for e in at.error)
 
@@ -281,7 +281,7 @@ def test_saturation_of_a_run_without_gates_is_an_empty_state(runs_root, tmp_path
     tokens = tokens_frame(list("abcab"), [0, 1, 2, 0, 1])
     with RunWriter(out, tokens, [Activation.from_name("rnn.l0.fwd.h", 4)], {}, overwrite=True) as w:
         w.write("rnn.l0.fwd.h", 0, np.zeros((5, 4), np.float32))
-    at = visit(app(runs_root, monkeypatch, run=str(out)), "saturation")
+    at = visit(app(tmp_path, monkeypatch, run=str(out)), "saturation")
     assert_clean(at)
     assert any("no sigmoid gates" in i.value for i in at.info)
 
