@@ -4,24 +4,31 @@ Public API (torch is imported only when a recording function is first used)::
 
     output, cache = lstmviz.run_with_cache(model, ids)      # notebook: one forward, every activation
     run_dir = lstmviz.record_corpus(model, token_ids, out)  # stream a corpus into a run directory
+    run_dir = lstmviz.record_text(lstmviz.load_model("model.pt"), text, out, annotate="code")  # a text, tokenized
     run = lstmviz.open_run(run_dir)                         # lazy reader: run.tokens, run.activations(...)
     output, cache = lstmviz.intervene(model, ids, clamp={"rnn.l0.fwd.c": {255: 1.0}})  # units held (lstmviz.causal)
     a = lstmviz.attribute(model, ids, position, target)      # each token's share of log p(target)
     ids = lstmviz.generate(model, prompt_ids, 200, clamp=..., seed=0)
     f = lstmviz.tap(self, "f", f, gate=True)                # inside your own cell: record f (a no-op otherwise)
+
+Errors the user can fix are :class:`UserError` (:class:`RunError` for a run directory, :class:`ModelError` when
+the user's own model raised): one line that names the argument at fault.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .store import Run, RunError, open_run, write_run
+from .errors import ModelError, RunError, UserError
+from .store import Run, open_run, write_run
 from .taps import tap
 
 __version__ = "0.1.0"
 __all__ = [
+    "ModelError",
     "Run",
     "RunError",
+    "UserError",
     "__version__",
     "attribute",
     "effects",
@@ -30,6 +37,7 @@ __all__ = [
     "load_model",
     "open_run",
     "record_corpus",
+    "record_text",
     "run_with_cache",
     "tap",
     "write_run",
@@ -46,6 +54,10 @@ def __getattr__(name: str) -> Any:
         from . import causal
 
         return getattr(causal, name)
+    if name == "record_text":
+        from .record import record_text
+
+        return record_text
     if name == "load_model":
         from .models import loading
 

@@ -19,14 +19,10 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import numpy as np
-
+from . import cli_args
 from .errors import ModelError, UserError
-
-if TYPE_CHECKING:
-    from .models.loading import LoadedModel
+from .record import check_device, check_projections, record_text
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -49,103 +45,6 @@ def _check_out(out: Path, overwrite: bool, kind: str = "run", option: str = "--o
     check_target(out, kind, overwrite, name=option, flag="--overwrite")
 
 
-def _device(name: str | None) -> str | None:
-    """``--device``: cpu, cuda, cuda:N (or mps) that this machine has; anything else is a UserError."""
-    if name is None:
-        return None
-    import torch
-
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise UserError(f"--device {name!r} is not a device (use cpu, cuda or cuda:N)") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UserError(f"--device {name}: CUDA is not available on this machine")
-        count = torch.cuda.device_count()
-        if device.index is not None and device.index >= count:
-            raise UserError(f"--device {name}: this machine has {count} CUDA device(s), cuda:0…cuda:{count - 1}")
-    elif device.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise UserError(f"--device {name}: MPS is not available on this machine")
-    elif device.type != "cpu":
-        raise UserError(f"--device {name}: lstmviz records on cpu, cuda or cuda:N, not on {device.type!r}")
-    return name
-
-
-def _check_projections(methods: Sequence[str] | None, n_tokens: int, option: str) -> None:
-    """Refuse, before recording, projections that cannot be made of ``n_tokens`` tokens or without umap-learn."""
-    import importlib.util
-
-    from .analysis.projection import MIN_TOKENS
-
-    for method in methods or ():
-        if n_tokens < MIN_TOKENS[method]:
-            raise UserError(
-                f"{option} {method} needs at least {MIN_TOKENS[method]} tokens; this recording has {n_tokens}"
-            )
-        if method == "umap" and importlib.util.find_spec("umap") is None:
-            raise UserError(f"{option} umap needs umap-learn: pip install umap-learn")
-
-
-def record_text(
-    loaded: LoadedModel,
-    text: str,
-    out: Path,
-    *,
-    annotate: str = "none",
-    annotations: Path | None = None,
-    max_tokens: int | None = None,
-    manifest: dict | None = None,
-    **options,
-) -> Path:
-    """Tokenize ``text``, check it against the model, add annotation tracks and record it into ``out``.
-
-    ``loaded``: a :class:`~lstmviz.models.loading.LoadedModel`. ``options`` go to ``record_corpus``
-    (streams, chunk, device, mode, names, overwrite, progress), except ``projections`` (methods the caller
-    will precompute, checked here against the number of tokens). Every check runs before any recording starts.
-    """
-    from . import recorder
-    from .annotate.text import read_annotations
-    from .models.samples import annotations as tracks
-
-    tok = loaded.tokenizer
-    if tok is None:
-        raise UserError("this model has no tokenizer: pass --tokenizer FILE (a JSON list, or one token per line)")
-    if annotate in ("code", "parens") and tok.kind != "char":
-        raise UserError(f"--annotate {annotate} needs a char tokenizer; this one splits {tok.kind}s")
-    if max_tokens is not None and tok.kind == "char":
-        text = text[:max_tokens]
-    projections = options.pop("projections", None)
-    names = options.get("names")
-    if names:
-        available = [a.name for rm in recorder.find_recurrent(loaded.module) for a in rm.activations()]
-        unknown = [n for n in names if n not in available]
-        if unknown:
-            raise UserError(
-                f"--names: this model has no activation {unknown[0]!r}; it has e.g. {', '.join(available[:6])}"
-            )
-    ids = tok.encode(text)
-    if max_tokens is not None:
-        ids = ids[:max_tokens]
-    loaded.check_ids(ids)
-    _check_projections(projections, len(ids), "--project")
-    if options.get("mode") == "sequences":
-        if tok.kind != "char":
-            raise UserError("--mode sequences records one sequence per line of the text, which needs a char tokenizer")
-        newline = np.frombuffer(text.encode("utf-32-le"), np.uint32) == ord("\n")  # one char, one token
-        options["docs"] = np.concatenate([[0], np.cumsum(newline[:-1])])[: len(ids)]
-    display = tok.display(ids)
-    extra = tracks(annotate, text) if tok.kind == "char" else None
-    if annotations is not None:
-        user = read_annotations(annotations, display)
-        extra = user if extra is None else extra.join(user, rsuffix="_user")
-    meta = {"model_source": loaded.description, "tokenizer": tok.to_json(), **(manifest or {})}
-    return recorder.record_corpus(
-        loaded.module, ids, out, display=display, call=loaded.call, tokens_extra=extra, manifest=meta, **options
-    )
-
-
 def _record(args: argparse.Namespace) -> int:
     from .models.loading import load_model
     from .models.tokenizers import read_text
@@ -155,7 +54,7 @@ def _record(args: argparse.Namespace) -> int:
         raise UserError(f"--max-tokens must be at least 1, got {args.max_tokens}")
     if args.streams < 1 or args.chunk < 1:
         raise UserError("--streams and --chunk must be at least 1")
-    device = _device(args.device)
+    device = check_device(args.device)
     text = read_text(args.text)
     loaded = load_model(
         args.checkpoint,
@@ -191,55 +90,6 @@ def _record(args: argparse.Namespace) -> int:
         precompute(open_run(out), args.project)
     print(f"recorded {out}")
     return 0
-
-
-def _add_record(sub) -> None:
-    p = sub.add_parser(
-        "record",
-        help="record every activation of a model over a text into a run directory",
-        description="Record every gate, cell and hidden state of a model over a text.",
-    )
-    src = p.add_argument_group("model (a native checkpoint, or --model with --weights)")
-    src.add_argument("--checkpoint", type=Path, help="native lstmviz checkpoint (or a pickled module)")
-    src.add_argument("--model", metavar="PKG.MOD:FACTORY", help="build your own model by calling this")
-    src.add_argument("--weights", type=Path, help="state_dict file for --model (loaded weights-only)")
-    src.add_argument("--code", type=Path, help="directory to add to the import path for --model")
-    src.add_argument(
-        "--trust-pickle", action="store_true", help="allow a pickled whole module; loading one runs code from the file"
-    )
-    src.add_argument(
-        "--tokenizer", "--vocab", type=Path, help="vocabulary file (JSON list, or one token per line) for --model"
-    )
-    src.add_argument(
-        "--convention",
-        choices=["ids", "ids_hidden"],
-        help="call as model(ids) or model(ids, hidden); guessed by default",
-    )
-    src.add_argument("--layout", choices=["batch", "seq"], help="ids as [batch, time] or [time, batch]")
-    p.add_argument("--text", required=True, type=Path, help="UTF-8 text to record")
-    p.add_argument("--out", required=True, type=Path, help="run directory to create")
-    p.add_argument(
-        "--annotate",
-        choices=["none", "code", "parens"],
-        default="none",
-        help="add Python tokenize tracks (code) or nesting depth (parens) to the tokens",
-    )
-    p.add_argument("--annotations", type=Path, help="CSV with a header and one row per token")
-    p.add_argument("--max-tokens", type=int, help="record only the first N tokens")
-    p.add_argument("--streams", type=int, default=16, help="parallel streams (default 16)")
-    p.add_argument("--chunk", type=int, default=256, help="steps per forward (default 256)")
-    p.add_argument("--mode", choices=["stateful", "sequences"], default="stateful")
-    p.add_argument("--names", nargs="+", help="record only these activation names")
-    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--project",
-        nargs="+",
-        choices=["pca", "umap"],
-        help="precompute these projections of the default activation for the Projection page",
-    )
-    p.set_defaults(func=_record)
 
 
 # --- info -------------------------------------------------------------------------------------------------------
@@ -311,7 +161,7 @@ def _samples(args: argparse.Namespace) -> int:
         raise UserError(f"--chars must be at least 1, got {args.chars}")
     if args.streams < 1:
         raise UserError(f"--streams must be at least 1, got {args.streams}")
-    _check_projections(args.project, args.chars, "--project")
+    check_projections(args.project, args.chars)
     for s in samples.pick(args.only):
         _check_out(args.out / s.name, args.overwrite)
     for out in samples.record_all(
@@ -321,40 +171,12 @@ def _samples(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         chars=args.chars,
         streams=args.streams,
-        device=_device(args.device),
+        device=check_device(args.device),
         progress=not args.no_progress,
         projections=args.project,
     ):
         print(f"recorded {out}")
     return 0
-
-
-def _add_samples(sub) -> None:
-    from .models.samples import SAMPLES, SAMPLES_DIR
-
-    p = sub.add_parser(
-        "samples",
-        help="record the bundled sample models on their corpora",
-        description="Record the bundled sample models ("
-        + ", ".join(s.name for s in SAMPLES)
-        + ") on a held-out excerpt of their corpora, with annotation tracks.",
-    )
-    p.add_argument("--out", type=Path, default=Path("runs"), help="directory for the runs (default runs/)")
-    p.add_argument("--only", nargs="+", metavar="NAME", help="record only these samples")
-    p.add_argument("--chars", type=int, default=20000, help="characters per run (default 20000)")
-    p.add_argument("--streams", type=int, default=4, help="parallel streams (default 4)")
-    p.add_argument("--samples-dir", type=Path, default=SAMPLES_DIR, help=argparse.SUPPRESS)
-    p.add_argument("--device", help="cpu, cuda or cuda:N")
-    p.add_argument("--overwrite", action="store_true", help="replace existing runs")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument(
-        "--project",
-        nargs="*",
-        default=["pca", "umap"],
-        choices=["pca", "umap"],
-        help="projections to precompute for the Projection page (default: pca umap; none: --project)",
-    )
-    p.set_defaults(func=_samples)
 
 
 # --- train, import, export ------------------------------------------------------------------------------------
@@ -368,10 +190,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    if not args.folder.is_dir():
-        raise UserError(f"{args.folder} is not a directory (an LSTMVis project folder with lstm.yml)")
     _check_out(args.out, args.overwrite)
-    from .interop.lstmvis import import_lstmvis
+    from .interop.lstmvis_import import import_lstmvis
 
     print(f"imported {import_lstmvis(args.folder, args.out, overwrite=args.overwrite)}")
     return 0
@@ -390,7 +210,7 @@ def _export(args: argparse.Namespace) -> int:
         if args.start is not None or args.stop is not None:
             raise UserError("--start and --stop choose the tokens of a --csv or --parquet table; --lstmvis exports all")
         _check_out(dest, args.overwrite, "lstmvis", option)
-        from .interop.lstmvis import export_lstmvis
+        from .interop.lstmvis_export import export_lstmvis
 
         dest = export_lstmvis(run, dest, names=args.names, overwrite=args.overwrite)
     else:
@@ -421,6 +241,9 @@ def _token_range(start: int | None, stop: int | None, n_tokens: int) -> tuple[in
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of every subcommand."""
+    from .models import train
+    from .models.samples import SAMPLES
+
     parser = _Parser(prog="lstmviz", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--traceback",
@@ -428,9 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="show the whole traceback of an unexpected error, e.g. one raised inside your own model",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
-    _add_record(sub)
-
-    from .models import train
+    p = sub.add_parser(
+        "record",
+        help="record every activation of a model over a text into a run directory",
+        description="Record every gate, cell and hidden state of a model over a text.",
+    )
+    cli_args.add_record(p)
+    p.set_defaults(func=_record)
 
     p = sub.add_parser(
         "train",
@@ -444,30 +271,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="what is in a run, and its size")
     p.add_argument("run", type=Path)
     p.set_defaults(func=_info)
-    _add_samples(sub)
+
+    p = sub.add_parser(
+        "samples",
+        help="record the bundled sample models on their corpora",
+        description=f"Record the bundled sample models ({', '.join(s.name for s in SAMPLES)}) on a held-out "
+        "excerpt of their corpora, with annotation tracks.",
+    )
+    cli_args.add_samples(p)
+    p.set_defaults(func=_samples)
 
     p = sub.add_parser("import-lstmvis", help="turn an LSTMVis project folder into a run")
-    p.add_argument("folder", type=Path)
-    p.add_argument("--out", required=True, type=Path, help="run directory to create")
-    p.add_argument("--overwrite", action="store_true")
+    cli_args.add_import(p)
     p.set_defaults(func=_import)
 
     p = sub.add_parser("export", help="write a run's activations as an LSTMVis folder, CSV or parquet")
-    p.add_argument("run", type=Path)
-    dest = p.add_mutually_exclusive_group(required=True)
-    dest.add_argument("--lstmvis", type=Path, metavar="FOLDER", help="an LSTMVis project folder")
-    dest.add_argument("--csv", type=Path, metavar="FILE", help="a CSV table, one row per token")
-    dest.add_argument("--parquet", type=Path, metavar="FILE", help="a parquet table, one row per token")
-    p.add_argument("--names", nargs="+", help="activations to export (default: all)")
-    p.add_argument("--start", type=int, help="first token (CSV/parquet)")
-    p.add_argument("--stop", type=int, help="token after the last (CSV/parquet)")
-    p.add_argument("--overwrite", action="store_true")
+    cli_args.add_export(p)
     p.set_defaults(func=_export)
     return parser
 
 
 def _one_line(e: BaseException) -> str:
-    msg = str(e) or type(e).__name__
+    """The error's message on one line, a library error's arguments spelled as the flags that set them."""
+    msg = (e.reworded(cli_args.FLAGS) if isinstance(e, UserError) else str(e)) or type(e).__name__
     if isinstance(e, OSError) and e.filename:
         msg = f"{e.strerror or type(e).__name__}: {e.filename}"
     return " ".join(msg.split())
@@ -483,8 +309,6 @@ def _failure(message: str, command: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lstmviz`` script; returns the exit status."""
-    from .store import RunError
-
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv  # train stores the command that made a checkpoint
@@ -498,13 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ModelError as e:  # before UserError, which it is: the user's own code raised, so show the way in
         if args.traceback:
             raise
-        return _failure(str(e), args.command)
-    except (
-        UserError,
-        RunError,
-        ValueError,
-        OSError,
-    ) as e:
+        return _failure(_one_line(e), args.command)
+    except (ValueError, OSError) as e:  # UserError and RunError, which are ValueErrors, too
         print(f"lstmviz: error: {_one_line(e)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -26,7 +26,7 @@ MAPPING_FIELDS = ("model", "model_source", "recording", "tokenizer", "corpus", "
 NESTED_FIELDS: dict[tuple[str, str], tuple[type | tuple[type, ...], str]] = {
     ("model", "params"): (int, "an integer"),
     ("model", "modules"): (list, "a list"),
-    ("model_source", "params"): (int, "an integer"),
+    ("model_source", "params"): (int, "an integer"),  # older runs repeat model.params here; still read
     ("model_source", "metrics"): (Mapping, "a mapping"),
     ("tokenizer", "vocab"): (list, "a list"),
     ("stats", "low"): ((int, float), "a number"),

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..cells import LayerParams, cell_type, gru_cell, layer_params, lstm_cell, rnn_cell
-from ..errors import UserError
+from ..errors import UserError, no_recurrent
 
 Loss = Callable[[Tensor, Tensor], Tensor]
 """``loss(h_top [B, P], next_ids [B]) -> [B]``: the per-target loss from the top layer's state at t."""
@@ -70,6 +70,8 @@ def find_parts(
         rnn = getattr(model, "rnn", None)
         if cell_type(rnn) is None:
             found = [(n, m) for n, m in model.named_modules() if cell_type(m)]
+            if not found:
+                raise no_recurrent(model)
             if len(found) != 1:
                 names = ", ".join(n for n, _ in found) or "none"
                 raise UserError(f"gradient flow needs exactly one recurrent module; found {names}: pass rnn=")

@@ -24,6 +24,8 @@ from ..analysis.probes import probe as rank_units
 from ..analysis.projection import project
 from ..analysis.saturation import saturation as gate_saturation
 from ..errors import UserError
+from ..models import samples
+from ..record import record_text
 from ..store import Run, RunError, open_run
 
 RunRef = tuple[str, float]
@@ -34,8 +36,6 @@ OVERVIEW_BINS = 1_500
 LIVE_MAX_CHARS = 5_000
 GRADIENT_TOKENS = 20_000
 """Gradient flow runs on the first this many tokens of a run: its warm-up is one forward pass over them."""
-REPO = Path(__file__).resolve().parents[2]
-SAMPLE_MODELS = REPO / "sample_models"
 
 
 # --- where runs live ------------------------------------------------------------------------------------------
@@ -59,7 +59,7 @@ def browsable(path: str | os.PathLike, what: str = "the run", root: Path | None 
     not read arbitrary files of the machine. The check is on the path as written, with ``..`` folded, so links
     the operator placed under the runs root are followed."""
     p = Path(os.path.abspath(Path(path).expanduser()))
-    roots = [Path(os.path.abspath(r)) for r in (root or runs_root(), SAMPLE_MODELS)]
+    roots = [Path(os.path.abspath(r)) for r in (root or runs_root(), samples.SAMPLES_DIR)]
     if any(p == r or r in p.parents for r in roots):
         return p
     raise UserError(
@@ -241,7 +241,7 @@ def checkpoint_of(run: Run) -> Path | None:
     ckpt = source.get("checkpoint")
     if not ckpt:
         return None
-    for p in (Path(ckpt), REPO / ckpt, run.path / ckpt):
+    for p in (Path(ckpt), samples.SAMPLES_DIR.parent / ckpt, run.path / ckpt):  # relative: to the checkout, or the run
         if p.is_file():
             return p.resolve()
     return None
@@ -345,8 +345,6 @@ def live_run(model: ModelRef, text: str, annotate: str = "none") -> str:
 
 @st.cache_data(max_entries=32, show_spinner="Recording your text…")
 def _live_run(model: ModelRef, text: str, annotate: str) -> str:
-    from ..cli import record_text
-
     digest = hashlib.sha1(f"{model!r}\0{annotate}\0{text}".encode()).hexdigest()[:16]
     out = live_dir() / digest
     if (out / "manifest.json").is_file():
@@ -395,8 +393,6 @@ def record_samples(root: Path, on_progress: Callable[[float, str], None], chars:
     a BaseException) resumes on the next start; a recording that fails gives up the marker, so it is not retried
     by every session.
     """
-    from ..models import samples
-
     present = [s.name for s in samples.SAMPLES if (samples.SAMPLES_DIR / s.checkpoint).is_file()]
     if not present:
         raise UserError(

@@ -11,10 +11,8 @@ for the run manifest. Three sources are understood:
 
 Files are always read with ``torch.load(weights_only=True)`` first, which cannot run code.
 
-Calling conventions: ``model(ids)`` or ``model(ids, hidden)`` (with ``init_hidden(batch)``, the PyTorch
-word-language-model example), with ids ``[batch, time]`` or ``[time, batch]``. Both are found by probing the
-model on a tiny input and watching what its first recurrent module receives; when that cannot tell, the error
-names the option to pass (``convention=`` / ``--convention``, ``layout=`` / ``--layout``).
+How to call the model (``model(ids)`` or ``model(ids, hidden)``, ids ``[batch, time]`` or ``[time, batch]``) is
+found by :func:`lstmviz.models.calling.probe`.
 """
 
 from __future__ import annotations
@@ -33,71 +31,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ModelError, UserError
+from ..errors import ModelError, UserError, no_recurrent
+from .calling import CONVENTIONS, LAYOUTS, RECURRENT, CallConvention, first_line, probe
 from .charrnn import CharRNN, CharRNNConfig
 from .tokenizers import Tokenizer
 
-RECURRENT = (nn.LSTM, nn.GRU, nn.RNN)
-CONVENTIONS = ("ids", "ids_hidden")
-LAYOUTS = ("batch", "seq")
-_PROBE_B, _PROBE_T = 2, 3  # distinct, so the time axis the recurrent module sees tells the layout
-
-
-@dataclass
-class CallConvention:
-    """How to call a model on batch-first ids; usable as the recorder's ``call=``.
-
-    ``convention``: ``"ids"`` calls ``model(x)``; ``"ids_hidden"`` calls ``model(x, hidden)`` where hidden is
-    None when the model accepts it (the recorder then carries state across chunks) and else the state the model
-    returned on the previous call, starting from ``model.init_hidden(batch)`` after :meth:`reset` (which the
-    recorder calls at the start of every independent stream). ``layout``: ``"batch"`` passes ``x = ids [B, T]``,
-    ``"seq"`` passes ``x = ids.T [T, B]``. The output (or the first element of an ``(output, hidden)`` tuple) is
-    returned as ``[B, T, V]``, unflattening ``[T·B, V]`` or ``[B·T, V]`` outputs.
-    """
-
-    convention: str = "ids"
-    layout: str = "batch"
-    hidden_none: bool = True
-    state: Any = field(default=None, repr=False)
-
-    def reset(self) -> None:
-        """Forget the carried hidden state: the next call starts from ``init_hidden``."""
-        self.state = None
-
-    def __call__(self, model: nn.Module, ids: torch.Tensor) -> Any:
-        """ids: int64 ``[B, T]`` → the model's output, as ``[B, T, V]`` when it is a per-step tensor."""
-        B, T = ids.shape
-        x = ids if self.layout == "batch" else ids.t()  # (B, T) or (T, B)
-        if self.convention == "ids":
-            out = model(x)
-        elif self.hidden_none:
-            out = model(x, None)
-        else:
-            out = model(x, self.state if self.state is not None else model.init_hidden(B))
-            if isinstance(out, tuple | list) and len(out) > 1:
-                self.state = _detached(out[1])
-        if isinstance(out, tuple | list):
-            out = out[0]
-        if not (isinstance(out, torch.Tensor) and out.is_floating_point()):
-            return out
-        if out.dim() == 2 and out.shape[0] == B * T:
-            out = out.view(B, T, -1) if self.layout == "batch" else out.view(T, B, -1)  # unflatten
-        if out.dim() == 3 and self.layout == "seq":
-            out = out.transpose(0, 1)  # (T, B, V) -> (B, T, V)
-        return out
-
-
-def _detached(state: Any) -> Any:
-    """A returned hidden state (tensor or nested tuple of tensors) cut from the graph, as repackage_hidden does."""
-    if isinstance(state, torch.Tensor):
-        return state.detach()
-    return tuple(_detached(s) for s in state)
+__all__ = ["CallConvention", "LoadedModel", "load_model"]
 
 
 @dataclass
 class LoadedModel:
     """A model ready to record: ``module`` (eval mode), ``tokenizer`` (or None), ``call`` (for the recorder),
-    ``vocab_size`` (rows of its input embedding, or None), ``description`` (for the run manifest)."""
+    ``vocab_size`` (rows of its input embedding, or None), ``description`` (how it was loaded: the run manifest's
+    ``model_source``)."""
 
     module: nn.Module
     tokenizer: Tokenizer | None
@@ -143,14 +89,23 @@ def load_model(
     code_dir = _import_path(code) if code is not None else None
     if model is not None:
         if checkpoint is not None and weights is not None:
-            raise UserError("give the state_dict once: as --weights (with --model), not also as a checkpoint")
+            raise UserError(
+                "give the state_dict once: as weights= (with model=), not also as a checkpoint",
+                arguments=("weights=", "model="),
+            )
         weights = weights or checkpoint
         module, tok = _from_factory(model, weights), None
         desc = {"source": "factory", "factory": model, "weights": _absolute(weights)}
     elif weights is not None:
-        raise UserError("--weights needs --model package.module:factory to build the module it fills")
+        raise UserError(
+            'weights= needs model="package.module:factory" to build the module it fills',
+            arguments=("weights=", 'model="package.module:factory"'),
+        )
     elif checkpoint is None:
-        raise UserError("nothing to load: give a checkpoint, or --model package.module:factory with --weights")
+        raise UserError(
+            'nothing to load: give a checkpoint, or model="package.module:factory" with weights=',
+            arguments=('model="package.module:factory"', "weights="),
+        )
     else:
         module, desc, tok = _from_checkpoint(Path(checkpoint), trust_pickle)
     if isinstance(tokenizer, Tokenizer):
@@ -158,19 +113,17 @@ def load_model(
     elif tokenizer is not None:
         tok = Tokenizer.from_vocab_file(tokenizer)
     module.eval()
-    recurrent = _recurrent(module)
+    _check_recurrent(module)
     vocab_size = _embedding_rows(module)
     if tok is not None and vocab_size is not None and len(tok) > vocab_size:
         raise UserError(
             f"the tokenizer has {len(tok)} symbols but the model's embedding has only {vocab_size} "
             f"rows: they do not belong together"
         )
-    call = _probe(module, convention, layout)
+    call = probe(module, convention, layout)
+    # the model's class, parameter count and recurrent modules are the recorder's manifest field "model"
     desc.update(
         {
-            "class": f"{type(module).__module__}.{type(module).__qualname__}",
-            "params": sum(p.numel() for p in module.parameters()),
-            "recurrent_modules": recurrent,
             "convention": call.convention,
             "layout": call.layout,
             "vocab_size": vocab_size,
@@ -256,7 +209,7 @@ def _torch_load(path: Path, trust_pickle: bool) -> tuple[Any, bool]:
     # unsafe flag for a file that is not a pickle
     named = _pickled_globals(path)
     if not named:
-        why = _first_line(refused)
+        why = first_line(refused)
         if why.startswith("Weights only load failed"):  # torch's words for both cases, told apart here
             why = (
                 "it is a pickle of plain data"
@@ -267,14 +220,16 @@ def _torch_load(path: Path, trust_pickle: bool) -> tuple[Any, bool]:
     if not trust_pickle:
         raise UserError(
             f"{path} is a pickled Python object (it names {named[0]}; e.g. torch.save(model)); loading it would "
-            f"run arbitrary code from the file. Pass --trust-pickle (trust_pickle=True) only if you "
-            f"trust its source, or save a state_dict and use --model with --weights"
+            f"run arbitrary code from the file. Pass trust_pickle=True only if you "
+            f"trust its source, or save a state_dict and use model= with weights=",
+            arguments=("trust_pickle=True", "model=", "weights="),
         )
     try:
         return torch.load(path, map_location="cpu", weights_only=False), True
     except (AttributeError, ModuleNotFoundError) as e:
         raise UserError(
-            f"{path} needs code that is not importable ({_first_line(e)}): add its directory with --code DIR"
+            f"{path} needs code that is not importable ({first_line(e)}): add its directory with code=",
+            arguments=("code=",),
         ) from None
 
 
@@ -329,11 +284,6 @@ def _pickled_globals(path: Path) -> list[str] | None:
     return sorted(found, key=lambda g: g.startswith(_SAFE_PREFIXES)) if complete else None
 
 
-def _first_line(e: BaseException) -> str:
-    lines = [s.strip() for s in str(e).splitlines() if s.strip()]
-    return lines[0] if lines else type(e).__name__
-
-
 def _from_checkpoint(path: Path, trust_pickle: bool) -> tuple[nn.Module, dict, Tokenizer | None]:
     obj, pickled = _torch_load(path, trust_pickle)
     if isinstance(obj, nn.Module):
@@ -344,12 +294,14 @@ def _from_checkpoint(path: Path, trust_pickle: bool) -> tuple[nn.Module, dict, T
         return _native(path, obj)
     if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise UserError(
-            f"{path} holds a bare state_dict: pass --model package.module:factory to build the "
-            f"module it fills (and --weights {path})"
+            f'{path} holds a bare state_dict: pass model="package.module:factory" to build the '
+            f'module it fills (and weights="{path}")',
+            arguments=('model="package.module:factory"', f'weights="{path}"'),
         )
     raise UserError(
         f"{path} is not an lstmviz checkpoint (no format: 'lstmviz' entry); for your own model "
-        f"pass --model package.module:factory --weights FILE"
+        f'pass model="package.module:factory" and weights="FILE"',
+        arguments=('model="package.module:factory"', 'weights="FILE"'),
     )
 
 
@@ -404,20 +356,24 @@ def _from_factory(spec: str, weights: str | os.PathLike | None) -> nn.Module:
     """Build ``package.module:factory`` (a class or a function of no arguments) and load ``weights`` into it."""
     mod_name, _, attr = spec.partition(":")
     if not mod_name or not attr:
-        raise UserError(f"--model must look like package.module:factory, got {spec!r}")
+        raise UserError(f"model= must look like package.module:factory, got {spec!r}", arguments=("model=",))
     try:
         mod = importlib.import_module(mod_name)
     except ImportError as e:
-        raise UserError(f"cannot import {mod_name!r} for --model ({e}); add its directory with --code DIR") from None
+        raise UserError(
+            f"cannot import {mod_name!r} for model= ({e}); add its directory with code=", arguments=("model=", "code=")
+        ) from None
     except Exception as e:  # the user's module raised while it was imported
         raise ModelError.wrap(e) from e
     factory: Callable | None = getattr(mod, attr, None)
     if factory is None or not callable(factory):
-        raise UserError(f"{mod_name} has no callable {attr!r} for --model")
+        raise UserError(f"{mod_name} has no callable {attr!r} for model=", arguments=("model=",))
     try:
         inspect.signature(factory).bind()
     except TypeError as e:  # told apart from a TypeError raised inside the factory, which is the model's
-        raise UserError(f"--model {spec}: the factory must be callable without arguments ({e})") from None
+        raise UserError(
+            f'model="{spec}": the factory must be callable without arguments ({e})', arguments=(f'model="{spec}"',)
+        ) from None
     except ValueError:
         pass  # no signature to read (a builtin): call it and see
     try:
@@ -425,109 +381,26 @@ def _from_factory(spec: str, weights: str | os.PathLike | None) -> nn.Module:
     except Exception as e:
         raise ModelError.wrap(e) from e
     if not isinstance(module, nn.Module):
-        raise UserError(f"--model {spec} returned a {type(module).__name__}, not an nn.Module")
-    _recurrent(module)  # before reading any weights
+        raise UserError(
+            f'model="{spec}" returned a {type(module).__name__}, not an nn.Module', arguments=(f'model="{spec}"',)
+        )
+    _check_recurrent(module)  # before reading any weights
     if weights is None:
-        raise UserError(f"--model {spec} needs --weights FILE (a state_dict saved with torch.save)")
+        raise UserError(
+            f'model="{spec}" needs weights="FILE" (a state_dict saved with torch.save)',
+            arguments=(f'model="{spec}"', 'weights="FILE"'),
+        )
     state, _ = _torch_load(Path(weights), trust_pickle=False)
     _load_state(module, state, weights)
     return module
 
 
-def _recurrent(module: nn.Module) -> list[str]:
-    """Paths of the recurrent modules, or a :class:`UserError` when there are none."""
-    found = [n for n, m in module.named_modules() if isinstance(m, RECURRENT)]
-    if not found:
-        raise UserError(f"{type(module).__name__} has no nn.LSTM, nn.GRU or nn.RNN module: lstmviz records only those")
-    return found
-
-
-# --- conventions ----------------------------------------------------------------------------------------------
+def _check_recurrent(module: nn.Module) -> None:
+    """A :class:`UserError` when ``module`` has no recurrent module, which lstmviz records."""
+    if not any(isinstance(m, RECURRENT) for m in module.modules()):
+        raise no_recurrent(module)
 
 
 def _embedding_rows(module: nn.Module) -> int | None:
     emb = next((m for m in module.modules() if isinstance(m, nn.Embedding)), None)
     return None if emb is None else emb.num_embeddings
-
-
-def _takes_hidden(module: nn.Module) -> bool:
-    """Does ``forward`` take a second positional argument (the hidden state)?"""
-    try:
-        params = list(inspect.signature(module.forward).parameters.values())
-    except (TypeError, ValueError):
-        return False
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return len(positional) >= 2 and positional[1].default is inspect.Parameter.empty
-
-
-def _check_signature(module: nn.Module, convention: str, given: bool) -> None:
-    """A UserError when ``module.forward`` cannot take the arguments of ``convention`` at all (told apart from a
-    TypeError raised inside forward, which is the model's)."""
-    try:
-        signature = inspect.signature(module.forward)
-    except (TypeError, ValueError):
-        return  # nothing to read: the probe will tell
-    call = "model(ids)" if convention == "ids" else "model(ids, hidden)"
-    try:
-        signature.bind(*([None] if convention == "ids" else [None, None]))
-    except TypeError as e:
-        fix = f"--convention {convention} does not fit it" if given else "lstmviz calls model(ids) or (ids, hidden)"
-        raise UserError(f"{type(module).__name__}.forward{signature} cannot be called as {call} ({e}): {fix}") from None
-
-
-def _probe(module: nn.Module, convention: str | None, layout: str | None) -> CallConvention:
-    """Find the call convention by calling the model on a ``[2, 3]`` (or ``[3, 2]``) probe and checking that its
-    first recurrent module sees 3 time steps."""
-    user_convention = convention
-    if convention is None:
-        convention = "ids_hidden" if _takes_hidden(module) else "ids"
-    _check_signature(module, convention, user_convention is not None)
-    has_init = callable(getattr(module, "init_hidden", None))
-    hidden_options = [True, False] if convention == "ids_hidden" and has_init else [True]
-    rnn = next(m for m in module.modules() if isinstance(m, RECURRENT))
-    seen: list[int] = []
-
-    def hook(m: nn.Module, args: tuple) -> None:
-        x = args[0]
-        if isinstance(x, torch.Tensor) and x.dim() == 3:
-            seen.append(x.shape[1] if m.batch_first else x.shape[0])
-
-    candidates = [
-        CallConvention(convention, lay, none) for lay in ([layout] if layout else LAYOUTS) for none in hidden_options
-    ]
-    errors: list[Exception] = []
-    handle = rnn.register_forward_pre_hook(hook)
-    try:
-        for cand in candidates:
-            seen.clear()
-            ids = torch.zeros(_PROBE_B, _PROBE_T, dtype=torch.long)
-            try:
-                with torch.no_grad():
-                    out = cand(module, ids)
-            except Exception as e:  # any failure rules this candidate out
-                errors.append(e)
-                continue
-            fits_output = (
-                not isinstance(out, torch.Tensor) or out.dim() != 3 or tuple(out.shape[:2]) == (_PROBE_B, _PROBE_T)
-            )
-            if seen and seen[0] == _PROBE_T and fits_output:
-                return cand
-            if layout is not None:
-                return cand  # the user said so, and the call runs
-    finally:
-        handle.remove()
-    if len(errors) == len(candidates):
-        # forward's signature fits (checked above) and every layout and hidden state raised: no option can
-        # help, so it is the model's own error; show the one most calls raised
-        keys = [(type(e), str(e)) for e in errors]
-        raised = errors[keys.index(max(keys, key=keys.count))]
-        raise ModelError.wrap(raised) from raised
-    hint = " or ".join(
-        opt
-        for opt, given in (("--layout batch|seq", layout), ("--convention ids|ids_hidden", user_convention))
-        if not given
-    )
-    why = f" (tried: {'; '.join(_first_line(e) for e in errors[:2])})" if errors else ""
-    raise UserError(
-        f"cannot tell how to call {type(module).__name__} on token ids{': pass ' + hint if hint else ''}{why}"
-    )

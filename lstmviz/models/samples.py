@@ -1,5 +1,8 @@
 """The bundled sample models (sample_models/) and how ``lstmviz samples`` records them.
 
+:data:`SAMPLES_DIR` is the one place that says where the sample models live: ``sample_models/`` of the source
+checkout this package runs from, or the folder that the environment variable ``LSTMVIZ_SAMPLES`` names.
+
 Each sample is a native checkpoint plus the corpus it was trained on. It is recorded on a held-out excerpt from
 the end of that corpus (the last ``--val-frac`` that training never saw), with the annotation tracks that
 suit the text: Python tokenize tracks for code, nesting depth for the parentheses language.
@@ -7,15 +10,17 @@ suit the text: Python tokenize tracks for code, nesting depth for the parenthese
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-
 from ..errors import UserError
 
-SAMPLES_DIR = Path(__file__).resolve().parents[2] / "sample_models"
+SAMPLES_ENV = "LSTMVIZ_SAMPLES"
+SAMPLES_DIR = Path(os.environ.get(SAMPLES_ENV) or Path(__file__).resolve().parents[2] / "sample_models").expanduser()
+"""The folder of the sample checkpoints and their corpora: $LSTMVIZ_SAMPLES, else sample_models/ of the source
+checkout (an installed wheel has none: :func:`check_samples_dir` says so)."""
 
 
 @dataclass(frozen=True)
@@ -46,17 +51,14 @@ SAMPLES = (
 )
 
 
-def annotations(kind: str, text: str) -> pd.DataFrame | None:
-    """Annotation tracks of ``text`` for a char model: ``"code"``, ``"parens"`` or ``"none"``."""
-    if kind == "code":
-        from ..annotate.code import python_tracks
-
-        return python_tracks(text)
-    if kind == "parens":
-        from ..annotate.parens import paren_depth
-
-        return paren_depth(text)
-    return None
+def check_samples_dir(samples_dir: Path = SAMPLES_DIR) -> Path:
+    """``samples_dir`` when it is a directory, else a :class:`UserError` that says where to point instead."""
+    if not samples_dir.is_dir():
+        raise UserError(
+            f"no sample models at {samples_dir}: set {SAMPLES_ENV} to the sample_models folder of a source "
+            f"checkout of lstmviz"
+        )
+    return samples_dir
 
 
 def pick(only: Sequence[str] | None) -> list[Sample]:
@@ -88,9 +90,9 @@ def record_sample(
     opens from cache; UMAP's first use in a process compiles numba code for about a minute.
     """
     from ..analysis.projection import precompute
-    from ..cli import record_text
     from ..models.loading import load_model
     from ..models.tokenizers import read_text
+    from ..record import record_text
     from ..store import open_run
 
     corpus = samples_dir / sample.corpus
@@ -100,8 +102,10 @@ def record_sample(
         text,
         out,
         annotate=sample.annotate,
-        manifest={"corpus": {"file": str(corpus), "excerpt": "held-out tail", "chars": len(text)},
-                  "sample": sample.name},
+        manifest={
+            "corpus": {"file": str(corpus), "excerpt": "held-out tail", "chars": len(text)},
+            "sample": sample.name,
+        },
         streams=streams,
         chunk=256,
         device=device,
@@ -126,12 +130,15 @@ def record_all(
     each sample and at the end; ``options`` go to :func:`record_sample`.
     """
     chosen = pick(only)
+    check_samples_dir(samples_dir)
     for s in chosen:
         for f in (samples_dir / s.checkpoint, samples_dir / s.corpus):
             if not f.is_file():
                 raise UserError(f"sample file {f} is missing (train it with sample_models/train_all.sh)")
         if (root / s.name).exists() and not overwrite:
-            raise UserError(f"{root / s.name} already exists: pass --overwrite to replace it")
+            raise UserError(
+                f"{root / s.name} already exists: pass overwrite=True to replace it", arguments=("overwrite=True",)
+            )
     root.mkdir(parents=True, exist_ok=True)
     done = []
     for i, s in enumerate(chosen):

@@ -34,11 +34,11 @@ class Box:
 
 def build_runs(root: Path) -> Path:
     """Write ``root/tiny_lstm``, ``root/tiny_gru`` and their checkpoints under ``root/../ckpt``; returns root."""
-    from lstmviz.cli import record_text
     from lstmviz.models.charrnn import CharRNN, CharRNNConfig
     from lstmviz.models.loading import load_model
     from lstmviz.models.tokenizers import Tokenizer
     from lstmviz.models.train import save_checkpoint
+    from lstmviz.record import record_text
 
     ckpt_dir = root.parent / "ckpt"
     ckpt_dir.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ from test_pages import app, assert_clean, figure, visit
 
 from lstmviz.dashboard import data
 from lstmviz.errors import UserError
+from lstmviz.models import samples
 from lstmviz.models.tokenizers import Tokenizer
 
 TEXT = "the dog sat on a mat"
@@ -113,7 +114,7 @@ def test_a_run_outside_the_runs_root_is_refused(runs_root, word_root, monkeypatc
 def test_browsable_folds_dots_and_allows_the_samples(tmp_path):
     root = tmp_path / "runs"
     assert data.browsable(root / "a" / "b", root=root) == root / "a" / "b"
-    assert data.browsable(data.SAMPLE_MODELS / "x.pt", root=root) == data.SAMPLE_MODELS / "x.pt"
+    assert data.browsable(samples.SAMPLES_DIR / "x.pt", root=root) == samples.SAMPLES_DIR / "x.pt"
     for bad in (root / ".." / "runs2", tmp_path, "/etc/passwd", root.parent / "runs_other"):
         with pytest.raises(UserError, match="outside the runs root"):
             data.browsable(bad, root=root)

@@ -13,7 +13,7 @@ import yaml
 from lstmvis_project import DEPTH, IDS, OUTPUT1, STATES1, STATES2, SURPRISE, TEXT, edit_config
 
 from lstmviz import RunError, open_run, write_run
-from lstmviz.interop import lstmvis
+from lstmviz.interop import lstmvis, lstmvis_export
 from lstmviz.interop.lstmvis import export_lstmvis, import_lstmvis, read_dict
 from lstmviz.store import tokens_frame
 
@@ -362,7 +362,7 @@ def test_export_errors_leave_nothing(run_dir: Path, tmp_path: Path, monkeypatch:
     def fail(*args: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(lstmvis, "_export_meta", fail)
+    monkeypatch.setattr(lstmvis_export, "_export_meta", fail)
     with pytest.raises(OSError, match="disk full"):
         export_lstmvis(run_dir, tmp_path / "proj")
     assert not (tmp_path / "proj").exists() and not (tmp_path / "proj.partial").exists()

@@ -65,7 +65,7 @@ def test_unguessable_layout_names_the_option(tmp_path, user_models):
     import user_models as um
 
     torch.save(um.Flattening().state_dict(), tmp_path / "sd.pt")
-    with pytest.raises(UserError, match="--layout"):
+    with pytest.raises(UserError, match="layout="):
         load_model(model="user_models:flattening", weights=tmp_path / "sd.pt", code=user_models)
     forced = load_model(model="user_models:flattening", weights=tmp_path / "sd.pt", code=user_models, layout="batch")
     assert forced.call.layout == "batch"
@@ -84,7 +84,7 @@ class Evil:
 def test_malicious_pickle_does_not_run_without_trust(tmp_path):
     target = tmp_path / "pwned"
     torch.save(Evil(target), tmp_path / "evil.pt")
-    with pytest.raises(UserError, match="--trust-pickle") as e:
+    with pytest.raises(UserError, match="trust_pickle=True") as e:
         load_model(tmp_path / "evil.pt")
     assert "arbitrary code" in str(e.value)
     assert not target.exists()
@@ -119,13 +119,13 @@ def test_ids_beyond_the_embedding_fail_before_work(native):
     ("kwargs", "message"),
     [
         ({}, "nothing to load"),
-        ({"weights": "x.pt"}, "--weights needs --model"),
+        ({"weights": "x.pt"}, "weights= needs model="),
         ({"model": "no_colon"}, "package.module:factory"),
         ({"model": "surely_not_a_module_xyz:f", "weights": "x.pt"}, "cannot import"),
         ({"model": "user_models:missing", "weights": "x.pt"}, "no callable 'missing'"),
         ({"model": "user_models:not_a_module", "weights": "x.pt"}, "not an nn.Module"),
         ({"model": "user_models:needs_arguments", "weights": "x.pt"}, "without arguments"),
-        ({"model": "user_models:batch_first_gru"}, "needs --weights"),
+        ({"model": "user_models:batch_first_gru"}, "needs weights="),
         ({"convention": "magic"}, "convention must be"),
     ],
 )

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import lstmviz
 from lstmviz.cli import main
+from lstmviz.errors import UserError
+from lstmviz.models import samples
 from lstmviz.models.samples import SAMPLES, SAMPLES_DIR
 
 
@@ -74,3 +80,20 @@ def test_excerpts_start_at_a_boundary():
     assert SAMPLES[0].excerpt(code, 1000) == code
     parens = "(a)\n((b))\n(c)\n"
     assert SAMPLES[-1].excerpt(parens, 6) == "(c)\n"
+
+
+def test_samples_dir_follows_the_environment(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    code = "from lstmviz.models.samples import SAMPLES_DIR; print(SAMPLES_DIR)"
+    env = {**os.environ, "LSTMVIZ_SAMPLES": str(elsewhere)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == str(elsewhere)
+    env.pop("LSTMVIZ_SAMPLES")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == str(Path(samples.__file__).resolve().parents[2] / "sample_models")  # the checkout's
+
+
+def test_missing_samples_dir_is_one_clear_error(tmp_path):
+    with pytest.raises(UserError, match=r"no sample models at .*none: set LSTMVIZ_SAMPLES to the sample_models"):
+        samples.record_all(tmp_path / "runs", samples_dir=tmp_path / "none")
+    assert not (tmp_path / "runs").exists()
