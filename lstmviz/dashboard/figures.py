@@ -203,7 +203,12 @@ def text_figure(
         title=title or None,
         height=max(160, round(26 * lay.n_rows * line_h) + 80),
         margin={"l": 10, "r": 10, "t": 40, "b": 10},
-        coloraxis={"colorscale": DIVERGING, "cmin": lo, "cmax": hi, "colorbar": {"thickness": 10}},
+        coloraxis={
+            "colorscale": DIVERGING,
+            "cmin": lo,
+            "cmax": hi,
+            "colorbar": {"thickness": 10, "lenmode": "pixels", "len": 240, "y": 1, "yanchor": "top"},  # at the top
+        },
         coloraxis2={"colorscale": TRACK_SCALE, "cmin": 0, "cmax": 1, "showscale": False},
         xaxis={"visible": False, "range": [0, cols], "fixedrange": False},
         yaxis={
