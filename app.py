@@ -37,11 +37,18 @@ def frame() -> None:
     if st.session_state.get("_samples_failed"):
         st.sidebar.warning(f"Could not record the samples: {st.session_state['_samples_failed']}")
 
-    pages = [
-        st.Page(widgets.page_file(key), title=title, icon=icon, url_path=key, default=key == "overview")
+    pages = {
+        key: st.Page(widgets.page_file(key), title=title, icon=icon, url_path=key)
         for key, (title, icon) in widgets.PAGES.items()
-    ]
-    page = st.navigation(pages)
+    }
+
+    def home() -> None:
+        """The root URL opens the Overview at its own address, so ``/overview?run=…`` links work too (Streamlit
+        serves a default page only at the root, never under its own url_path)."""
+        st.switch_page(pages["overview"], query_params=st.query_params.to_dict())
+
+    root_page = st.Page(home, title="lstmviz", url_path="home", default=True, visibility="hidden")
+    page = st.navigation([root_page, *pages.values()])
     st.sidebar.title("lstmviz")
     widgets.run_picker(root)
     page.run()

@@ -53,6 +53,23 @@ def runs_root(argv: Sequence[str] | None = None) -> Path:
     return Path(os.environ.get("LSTMVIZ_RUNS", "runs")).expanduser()
 
 
+def browsable(path: str | os.PathLike, what: str = "the run", root: Path | None = None) -> Path:
+    """``path`` made absolute, when it lies under the runs root or the sample models; a :class:`UserError` saying
+    why otherwise. Every path that arrives from the browser (the sidebar's box, ``?run=``, live mode's
+    checkpoint) passes here first, because the app may serve a network (a classroom LAN): whoever reaches it must
+    not read arbitrary files of the machine. The check is on the path as written, with ``..`` folded, so links
+    the operator placed under the runs root are followed."""
+    p = Path(os.path.abspath(Path(path).expanduser()))
+    roots = [Path(os.path.abspath(r)) for r in (root or runs_root(), samples.SAMPLES_DIR)]
+    if any(p == r or r in p.parents for r in roots):
+        return p
+    raise UserError(
+        f"{what} {os.fspath(path)!r} is outside the runs root ({roots[0]}) and the sample models ({roots[1]}): "
+        "the dashboard opens only what lies under them, since anyone who can reach it could type any path. "
+        "Move or link it under the runs root, or start the app with `-- --runs DIR`."
+    )
+
+
 def find_runs(root: Path, depth: int = 3) -> list[Path]:
     """Run directories (holding a manifest.json) under ``root``, at most ``depth`` levels down, sorted."""
     found: list[Path] = []
@@ -155,6 +172,11 @@ def find_text(key: RunRef, needle: str, start: int) -> int | None:
     return int(np.searchsorted(offsets, at, side="right") - 1)
 
 
+def joiner(run: Run) -> str:
+    """How the run's display strings join into text: ``""`` for characters, ``" "`` for words."""
+    return select_match.token_joiner(run)
+
+
 def vocab(run: Run) -> list[str] | None:
     """The run's vocabulary (id → display string) from its manifest, if recorded with a tokenizer."""
     tok = run.manifest.get("tokenizer") or {}
@@ -236,29 +258,85 @@ def live_dir() -> Path:
     return Path(tempfile.gettempdir()) / f"lstmviz-live-{os.getuid() if hasattr(os, 'getuid') else 0}"
 
 
-def live_run(checkpoint: str | os.PathLike, text: str, annotate: str = "none") -> str:
-    """Record ``text`` with the checkpoint's model into a temporary run directory; returns its path.
+ModelRef = tuple[str, str, tuple[float, ...]]
+"""``(kind, path, mtimes)``: the cache key of a model to record with. kind ``"run"``: the model a run was recorded
+with, rebuilt from its manifest (path: the run; mtimes: its manifest's and its weight files'); kind
+``"checkpoint"``: a native checkpoint file."""
+
+
+def _mtime(path: str | None) -> float:
+    try:
+        return os.stat(path).st_mtime if path else 0.0
+    except OSError:
+        return 0.0
+
+
+def live_model(run: Run, typed: str = "") -> ModelRef:
+    """What live mode records with: the run's own model (rebuilt from ``model_source.rebuild`` in its manifest:
+    a native checkpoint, or a factory with its weights and code directory), or a native checkpoint typed in the
+    browser (``typed``, which must lie under the runs root or the sample models: see :func:`browsable`).
+
+    Never unpickles: a run of a pickled module raises a :class:`UserError` that says so, and a typed file is read
+    weights-only. A run recorded before manifests kept ``rebuild`` falls back to its native checkpoint.
+    """
+    if typed.strip():
+        p = browsable(typed.strip(), "the checkpoint")
+        if not p.is_file():
+            raise UserError(f"no checkpoint file at {p}")
+        return "checkpoint", str(p), (p.stat().st_mtime,)
+    source = run.manifest.get("model_source") or {}
+    spec = source.get("rebuild")
+    if isinstance(spec, dict):
+        if spec.get("pickled"):
+            raise UserError(
+                "this run's model is a pickled module (torch.save(model)); the dashboard never unpickles, since "
+                "that runs code from the file. Record it from a state_dict with --model and --weights, or type a "
+                "native checkpoint below"
+            )
+        files = (spec.get("checkpoint"), spec.get("weights"), spec.get("tokenizer"))
+        return "run", str(run.path), (ref(run.path)[1], *(_mtime(f) for f in files))
+    ckpt = checkpoint_of(run)
+    if ckpt is None:
+        raise UserError(
+            "this run's manifest names no model that can be rebuilt (recorded before lstmviz kept one, or its "
+            "checkpoint is gone): type a native checkpoint below"
+        )
+    return "checkpoint", str(ckpt), (ckpt.stat().st_mtime,)
+
+
+@st.cache_resource(max_entries=8, show_spinner="Loading the model…")
+def _live_loaded(model: ModelRef):
+    from ..models.loading import rebuild
+    from ..models.tokenizers import Tokenizer
+
+    kind, path, _ = model
+    if kind == "checkpoint":
+        return load_model(path)  # weights-only: a pickle is refused with its reason
+    manifest = open_run(path).manifest
+    tok = manifest.get("tokenizer")
+    return rebuild(manifest.get("model_source") or {}, tokenizer=Tokenizer.from_json(tok) if tok else None)
+
+
+def live_run(model: ModelRef, text: str, annotate: str = "none") -> str:
+    """Record ``text`` with ``model`` (from :func:`live_model`) into a temporary run directory; returns its path.
 
     ``annotate`` is ``"code"`` (Python tokenize tracks, when the text parses), ``"parens"`` or ``"none"``.
-    The directory is named by a hash of (checkpoint, its mtime, text), so the same text is recorded once.
+    The directory is named by a hash of (model, its files' mtimes, text), so the same text is recorded once.
     """
     if not text.strip():
         raise UserError("the text is empty: type or paste something to record")
     if len(text) > LIVE_MAX_CHARS:
         raise UserError(f"the text has {len(text):,} characters; live mode records at most {LIVE_MAX_CHARS:,}")
-    p = Path(checkpoint).expanduser()
-    if not p.is_file():
-        raise UserError(f"no checkpoint file at {p}")
-    return _live_run(str(p.resolve()), p.stat().st_mtime, text, annotate)
+    return _live_run(model, text, annotate)
 
 
 @st.cache_data(max_entries=32, show_spinner="Recording your text…")
-def _live_run(checkpoint: str, mtime: float, text: str, annotate: str) -> str:
-    digest = hashlib.sha1(f"{checkpoint}\0{mtime}\0{annotate}\0{text}".encode()).hexdigest()[:16]
+def _live_run(model: ModelRef, text: str, annotate: str) -> str:
+    digest = hashlib.sha1(f"{model!r}\0{annotate}\0{text}".encode()).hexdigest()[:16]
     out = live_dir() / digest
     if (out / "manifest.json").is_file():
         return str(out)
-    loaded = load_model(checkpoint)
+    loaded = _live_loaded(model)
     if annotate == "code":
         try:
             compile(text, "<live>", "exec")

@@ -20,6 +20,7 @@ import pandas as pd
 import streamlit as st
 
 from ..analysis.projection import default_activation
+from ..errors import UserError
 from ..store import Run, RunError
 from . import data, state
 
@@ -127,9 +128,12 @@ def run_picker(root: Path) -> str:
     """
     found = [str(p) for p in data.find_runs(root)]
     state.init("run", found[0] if found else "", str)
-    current = st.session_state["run"]
-    if current and not Path(current).exists() and (root / current).exists():
-        current = st.session_state["run"] = str(root / current)  # a URL names runs relative to the root
+    current, refused = st.session_state["run"], st.session_state.pop("_run_refused", "")
+    try:
+        current = _reachable(current, root)
+    except UserError as e:
+        refused, current = str(e), found[0] if found else ""
+    st.session_state["run"] = current
     options = found + ([current] if current and current not in found else [])
 
     def label(path: str) -> str:
@@ -142,7 +146,10 @@ def run_picker(root: Path) -> str:
     def use_typed() -> None:
         typed = st.session_state.get("run_typed", "").strip()
         if typed:
-            st.session_state["run"] = typed
+            try:
+                st.session_state["run"] = _reachable(typed, root)
+            except UserError as e:
+                st.session_state["_run_refused"] = str(e)
             st.session_state["run_typed"] = ""
 
     if options:
@@ -161,7 +168,19 @@ def run_picker(root: Path) -> str:
         help="Type a path and press Enter.",
     )
     state.publish("run", st.session_state["run"], label)
+    if refused:
+        fail(f"Not opened: {refused}", "Pick a run in the sidebar.")
     return st.session_state["run"]
+
+
+def _reachable(path: str, root: Path) -> str:
+    """A run path from the browser, as the picker keeps it: relative to ``root`` when the URL names it so (a
+    copied link says ``?run=code_lstm``), and never outside what :func:`data.browsable` allows."""
+    if path and not Path(path).expanduser().is_absolute() and not Path(path).exists():
+        path = str(root / path)
+    if path:
+        data.browsable(path, root=root)
+    return path
 
 
 def current_run() -> tuple[Run, data.RunRef]:

@@ -1,7 +1,10 @@
 """Export an lstmviz run as an LSTMVis project folder (the folder's format: :mod:`lstmviz.interop.lstmvis_format`).
 
 Export writes h, c and every gate of a run as state types (LSTMVis layer = lstmviz layer + 1), and the token
-columns as meta tracks.
+columns as meta tracks. LSTMVis 2.1 shows the tanh of every state dataset, so an activation whose values all lie
+in [-1, 1] (h, gates) is written as its atanh, and LSTMVis shows exactly lstmviz's values; an unbounded one (c)
+is written as it is, and LSTMVis shows its tanh, as for its own projects. No file LSTMVis reads can make it show
+a value beyond ±1.
 """
 
 from __future__ import annotations
@@ -18,8 +21,12 @@ import pandas as pd
 from .. import names as _names
 from ..outputs import Output
 from ..store import TOKEN_COLUMNS, Run, RunError, open_run
-from .lstmvis_format import CHUNK, REV, TYPE_OF_KIND, load_h5py, write_dict
+from .lstmvis_format import CHUNK, REV, TYPE_OF_KIND, VALUES, load_h5py, shown_as, write_dict
 from .tables import flat_columns
+
+MAX_CATEGORIES = 64
+"""A non-negative int column with more distinct values than this is a scalar meta track, not a discrete one
+(LSTMVis colours 20 categories, then shades of grey)."""
 
 
 def export_lstmvis(
@@ -33,9 +40,11 @@ def export_lstmvis(
 
     ``names`` defaults to every activation except gradients. Each becomes a float32 ``[T, units]`` dataset in
     states.h5 named like the activation, with type ``state`` (c), ``output`` (h) or the gate's name, LSTMVis
-    layer = lstmviz layer + 1, and ``_rev`` appended for reverse directions. Values within [-1, 1] are
-    declared ``transform: none`` (LSTMVis shows them as they are); others, like c, keep LSTMVis's tanh.
-    Extra token columns become meta tracks: floats scalar, everything else discrete. The folder is written
+    layer = lstmviz layer + 1, and ``_rev`` appended for reverse directions. An activation within [-1, 1] is
+    stored as its atanh (``lstmviz_values: atanh``), so LSTMVis, which shows tanh of every state, shows it
+    exactly; others, like c, are stored as they are (``lstmviz_values: raw``) and LSTMVis shows their tanh.
+    Extra token columns become meta tracks: floats scalar, everything else discrete, with the categories
+    listed. The folder is written
     as ``FOLDER.partial`` and renamed, and lstm.yml is written after the rename, so an interrupted export never
     looks finished. The folder holds the marker ``.lstmviz``, by which ``overwrite`` knows it may replace it
     (see :mod:`lstmviz.outputs`); it refuses any other folder.
@@ -82,15 +91,30 @@ def _export_states(run: Run, chosen: Sequence[str], folder: Path, h5py: Any) -> 
     types = []
     with h5py.File(folder / "states.h5", "w") as f:
         for name in chosen:
+            lo, hi = _bounds(run, name)
+            bounded = lo >= -1.0 and hi <= 1.0
             d = f.create_dataset(name, shape=(run.n_tokens, run.units(name)), dtype=np.float32)
-            lo, hi = np.inf, -np.inf
             for start in range(0, run.n_tokens, CHUNK):
                 block = run.activations(name, start=start, stop=start + CHUNK)  # [≤CHUNK, units]
-                d[start : start + len(block)] = block
-                if block.size:
-                    lo, hi = min(lo, float(block.min())), max(hi, float(block.max()))
+                d[start : start + len(block)] = shown_as(block) if bounded else block
             types.append(_state_entry(name, lo, hi))
     return types
+
+
+def _bounds(run: Run, name: str) -> tuple[float, float]:
+    """(min, max) of an activation's finite values: from stats.parquet, else read once; (0, 0) when none."""
+    stats = run.stats
+    rows = stats[stats["name"] == name] if not stats.empty else stats
+    if len(rows) == run.units(name) and rows[["min", "max"]].notna().all().all():
+        lo, hi = float(rows["min"].min()), float(rows["max"].max())
+    else:
+        lo, hi = np.inf, -np.inf
+        for start in range(0, run.n_tokens, CHUNK):
+            block = run.activations(name, start=start, stop=start + CHUNK)
+            finite = block[np.isfinite(block)]
+            if finite.size:
+                lo, hi = min(lo, float(finite.min())), max(hi, float(finite.max()))
+    return (lo, hi) if lo <= hi else (0.0, 0.0)
 
 
 def _state_entry(name: str, lo: float, hi: float) -> dict:
@@ -101,9 +125,8 @@ def _state_entry(name: str, lo: float, hi: float) -> dict:
         "type": TYPE_OF_KIND.get(kind, kind) + (REV if n.dir == "rev" else ""),
         "layer": n.layer + 1,
         "path": name,
+        VALUES: "atanh" if lo >= -1.0 and hi <= 1.0 else "raw",
     }
-    if lo >= -1.0 and hi <= 1.0:
-        entry["transform"] = "none"
     if lo >= 0.0:
         entry["unsigned"] = True
     return entry
@@ -147,8 +170,13 @@ def _meta_track(series: pd.Series, key: str, folder: Path) -> tuple[np.ndarray, 
     ) and not series.isna().any():
         values = series.to_numpy(np.int64)
         if not values.size or values.min() >= 0:
-            top = int(values.max()) + 1 if values.size else 1
-            return values, {"vis": {"type": "discrete", "range": f"0...{top}"}}
+            categories = np.unique(values)
+            if len(categories) > MAX_CATEGORIES:
+                lo, hi = (float(categories[0]), float(categories[-1])) if values.size else (0.0, 1.0)
+                return values, {"vis": {"type": "scalar", "range": [lo, hi]}}
+            # the categories themselves: LSTMVis turns a "0...N" string into a Python range, which its JSON
+            # cleanup then drops, and its client fails on the missing range (a blank page)
+            return values, {"vis": {"type": "discrete", "range": categories.tolist()}}
     codes, uniques = pd.factorize(series.astype("string").fillna("<NA>"), sort=True)
     write_dict(folder / f"{key}.dict", dict(enumerate(map(str, uniques))))
     return codes.astype(np.int64), {"dict": f"{key}_dict", "vis": {"type": "discrete", "range": "dict"}}

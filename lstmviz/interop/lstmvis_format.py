@@ -8,9 +8,11 @@ An LSTMVis project (Strobelt et al., lstm.seas.harvard.edu) is a folder::
     train.h5      1-D int dataset [T] of word ids
     words.dict    lines ``token id``; a line that starts with a space (`` 7``) is the space token
 
-This module holds what both directions agree on: the names of state types, the words.dict lines, and how h5py
-is imported. :mod:`~lstmviz.interop.lstmvis_import` reads a project, :mod:`~lstmviz.interop.lstmvis_export`
-writes one.
+LSTMVis 2.1 shows the tanh of every state dataset, whatever its ``transform`` says (:func:`lstmvis_shows`).
+
+This module holds what both directions agree on: the names of state types, what a state dataset holds, the
+words.dict lines, and how h5py is imported. :mod:`~lstmviz.interop.lstmvis_import` reads a project,
+:mod:`~lstmviz.interop.lstmvis_export` writes one.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ..store import ROW_GROUP, RunError
 
@@ -42,6 +46,26 @@ TYPE_OF_KIND = {
 KIND_OF_TYPE = {t: k for k, t in TYPE_OF_KIND.items()}
 REV = "_rev"
 """Suffix of the ``type`` of a reverse-direction activation (LSTMVis has no notion of direction)."""
+
+VALUES = "lstmviz_values"
+"""The key of a ``states.types`` entry (LSTMVis ignores it) saying what its dataset holds: ``atanh`` (the atanh
+of lstmviz's values, which LSTMVis's tanh shows exactly) or ``raw`` (lstmviz's values; LSTMVis shows their tanh)."""
+_INSIDE = np.nextafter(np.float32(1), np.float32(0))  # the float32 closest to 1 from below
+
+
+def lstmvis_shows(stored: np.ndarray) -> np.ndarray:
+    """What LSTMVis 2.1 shows for a states.h5 block ``[T, cells]``: its tanh, whatever ``transform`` says (its
+    client never sends a transform, so the server's default tanh applies, and match thresholds arctanh(θ))."""
+    return np.tanh(np.asarray(stored, np.float32))
+
+
+def shown_as(values: np.ndarray) -> np.ndarray:
+    """float32 ``x [T, cells]`` with ``tanh(x) == values`` to float32 rounding, for values in [-1, 1]: what to
+    store so that LSTMVis shows ``values``. ±1 (a saturated float16 gate) become the atanh of the float32 just
+    inside, about ±9, whose tanh rounds to ±1: the file holds finite numbers. NaN stays NaN."""
+    v = np.clip(np.asarray(values, np.float64), -_INSIDE, _INSIDE)
+    return np.arctanh(v).astype(np.float32)
+
 
 WHITESPACE_SIGNS = {"\n": "↵", "\t": "⇥", "\r": "␍", " ": "␣"}
 """words.dict lines are split on whitespace, so tokens other than " " that hold whitespace are written so."""

@@ -1,8 +1,9 @@
 """Import an LSTMVis project folder as an lstmviz run (the folder's format: :mod:`lstmviz.interop.lstmvis_format`).
 
-Import maps ``state`` → ``c`` and ``output`` → ``h`` (module ``lstmvis``), applies tanh unless the type
-says ``transform: none`` (so the run holds what LSTMVis shows), and turns discrete and scalar meta into token
-columns. LSTMVis numbers layers from 1; lstmviz from 0. Import subtracts 1 unless some type declares layer 0.
+Import maps ``state`` → ``c`` and ``output`` → ``h`` (module ``lstmvis``), applies tanh to every state (so the run
+holds what LSTMVis 2.1 shows, whatever ``transform`` says: its client never asks for another transform), and
+turns discrete and scalar meta into token columns. LSTMVis numbers layers from 1; lstmviz from 0. Import
+subtracts 1 unless some type declares layer 0.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pandas as pd
 
 from .. import names as _names
 from ..store import TOKEN_COLUMNS, Activation, RunError, RunWriter, tokens_frame
-from .lstmvis_format import CHUNK, KIND_OF_TYPE, MODULE, REV, load_h5py, read_dict
+from .lstmvis_format import CHUNK, KIND_OF_TYPE, MODULE, REV, load_h5py, lstmvis_shows, read_dict
 
 
 @dataclass(frozen=True)
@@ -51,10 +52,10 @@ def import_lstmvis(folder: str | os.PathLike, out: str | os.PathLike, *, overwri
     """Turn the LSTMVis project in ``folder`` into the lstmviz run ``out``; returns ``out``.
 
     Every state type becomes an activation ``lstmvis.l{layer}.{fwd|rev}.{kind}`` of shape ``[T, cells]``,
-    with tanh applied unless ``transform: none``. Tokens come from the word sequence and its dict, all in one
-    document. Discrete meta become int columns (string columns when they have a dict), scalar meta float32
-    columns. Everything is checked before anything is written: a malformed project raises :class:`RunError`
-    naming the field and file, and leaves nothing behind.
+    with tanh applied, as LSTMVis shows it (an lstmviz export stores atanh, so its values come back). Tokens
+    come from the word sequence and its dict, all in one document. Discrete meta become int columns (string
+    columns when they have a dict), scalar meta float32 columns. Everything is checked before anything is
+    written: a malformed project raises :class:`RunError` naming the field and file, and leaves nothing behind.
     """
     h5py = load_h5py()
     folder = Path(folder)
@@ -74,7 +75,7 @@ def import_lstmvis(folder: str | os.PathLike, out: str | os.PathLike, *, overwri
     with RunWriter(out, tokens, activations, manifest, overwrite=overwrite) as w:
         for s in states:
             for start, block in _blocks(s.data, h5py):
-                w.write(s.name, start, block if s.transform == "none" else np.tanh(block))
+                w.write(s.name, start, lstmvis_shows(block))
     return Path(out)
 
 
@@ -329,7 +330,7 @@ def _import_manifest(
                     "path": s.data.path,
                     "transform": s.transform,
                     "unsigned": s.unsigned,
-                    "stored": "tanh(x)" if s.transform == "tanh" else "x",
+                    "stored": "tanh(x)",
                 }
                 for s in states
             ],

@@ -74,7 +74,7 @@ def broken(tiny_run, runs_root: Path, tmp_path_factory) -> dict[str, CorruptRun]
 @pytest.mark.parametrize("case", [*CASES, "default_act_short"])
 def test_broken_run_is_a_guided_error_on_every_page(broken, runs_root, monkeypatch, case):
     path, message = broken[case]
-    monkeypatch.setenv("LSTMVIZ_RUNS", str(runs_root))
+    monkeypatch.setenv("LSTMVIZ_RUNS", str(path.parent))  # the dashboard opens only runs under its root
     at = AppTest.from_file(APP, default_timeout=120)
     at.query_params["run"] = str(path)
     for page in PAGES:  # one session through every page: each opens the run afresh and refuses it
@@ -280,8 +280,8 @@ def _with_counts(runs_root: Path, out: Path, counts: dict[tuple[str, int], tuple
 
 def test_overview_counts_units_holding_nan_or_inf(runs_root, tmp_path, monkeypatch):
     counts = {("rnn.l0.fwd.c", 3): (5, 0), ("rnn.l1.fwd.h", 0): (0, 2), ("rnn.l1.fwd.h", 7): (1, 1)}
-    run = _with_counts(runs_root, tmp_path / "diverged", counts)
-    at = open_page(runs_root, monkeypatch, "overview", run=str(run))
+    run = _with_counts(runs_root, tmp_path / "runs" / "diverged", counts)
+    at = open_page(tmp_path / "runs", monkeypatch, "overview", run=str(run))
     no_traceback(at)
     [warning] = [w.value for w in at.warning]
     assert warning.startswith("3 units hold NaN/inf values: 1 of rnn.l0.fwd.c, 2 of rnn.l1.fwd.h.")
@@ -296,8 +296,8 @@ def test_overview_counts_units_holding_nan_or_inf(runs_root, tmp_path, monkeypat
 
 
 def test_overview_of_a_finite_run_with_counts_warns_of_nothing(runs_root, tmp_path, monkeypatch):
-    run = _with_counts(runs_root, tmp_path / "finite", {})
-    at = open_page(runs_root, monkeypatch, "overview", run=str(run))
+    run = _with_counts(runs_root, tmp_path / "runs" / "finite", {})
+    at = open_page(tmp_path / "runs", monkeypatch, "overview", run=str(run))
     no_traceback(at)
     assert not at.warning and len(at.dataframe) == 1
     assert at.dataframe[0].value[["n_nan", "n_inf"]].eq(0).all().all()

@@ -146,13 +146,22 @@ def assert_clean(tab, where: str) -> None:
 
 @pytest.mark.parametrize("key", list(widgets.PAGES))
 def test_every_page_renders(page, server, key):
-    page.goto(f"{server}/{'' if key == 'overview' else key}")
+    page.goto(f"{server}/{key}?run=tiny_gru")  # every page at its own address, a run named in the URL
     settle(page)
     title = page.locator('[data-testid="stMain"] h1').first
     title.wait_for(timeout=30_000)
     assert widgets.PAGES[key][0] in title.inner_text()
+    assert "page not found" not in page.locator("body").inner_text().lower()
     assert_clean(page, key)
     snapshot(page, f"page-{key}")
+
+
+def test_the_root_url_opens_the_overview_at_its_own_address(page, server):
+    page.goto(f"{server}/?run=tiny_gru")
+    settle(page)
+    assert page.locator('[data-testid="stMain"] h1').first.inner_text().startswith("Overview")
+    assert page.url.endswith("/overview?run=tiny_gru"), page.url  # so a copied link names the page
+    assert_clean(page, "root")
 
 
 def test_box_select_brush_selects_units(page, server):

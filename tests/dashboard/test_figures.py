@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lstmviz.dashboard import figures
 
@@ -11,22 +13,85 @@ from lstmviz.dashboard import figures
 def test_text_figure_wraps_lines_and_colours_by_value():
     tokens = list("ab\ncd")
     fig = figures.text_figure(tokens, np.array([1, -1, 0, 0.5, 2], np.float16), cols=10)
-    heat = fig.data[0]
-    z = np.asarray(heat.z, float)
-    assert z.shape == (2, 10)  # the newline ends the first line
-    assert z[0, :3].tolist() == [1, -1, 0] and z[1, :2].tolist() == [0.5, 2]
-    assert heat.text[0][2] == "↵"
+    boxes = fig.data[0]
+    assert np.asarray(boxes.marker.color).dtype == np.float32
+    assert np.asarray(boxes.marker.color).tolist() == [1, -1, 0, 0.5, 2]
+    assert np.asarray(boxes.y).tolist() == [0, 0, 0, 1, 1]  # the newline ends the first line
+    assert np.round(np.asarray(boxes.base, float), 2).tolist() == [0.05, 1.05, 2.05, 0.05, 1.05]
+    assert list(boxes.text) == ["a", "b", "↵", "c", "d"]
     assert (fig.layout.coloraxis.cmin, fig.layout.coloraxis.cmax) == (-2, 2)
+    assert not fig.layout.yaxis.visible  # one document: no labels
 
 
-def test_text_figure_draws_tracks_under_each_line():
+def test_text_figure_draws_tracks_under_each_token():
     tokens = list("abcd")
     tracks = pd.DataFrame({"in_string": [False, True, True, False], "kind": ["A", "B", "A", "C"]})
     fig = figures.text_figure(tokens, np.zeros(4), tracks=tracks, cols=2)
-    tz = np.asarray(fig.data[1].z, float)
-    assert tz.shape == (6, 2)  # 2 lines × (text + 2 tracks)
-    assert tz[1].tolist() == [0, 1] and tz[4].tolist() == [1, 0]  # in_string under each line
-    assert np.isnan(tz[0]).all()
+    text, in_string, kind = fig.data
+    assert np.asarray(in_string.marker.color).tolist() == [0, 1, 1, 0]
+    assert np.asarray(kind.marker.color).tolist() == [0, 0.5, 0, 1]
+    line = 1 + 2 * figures.TRACK_H
+    assert np.asarray(text.y).tolist() == [0, 0, line, line]  # 2 lines of text, each with its 2 tracks under it
+    assert all(text.y[j] + 0.5 < in_string.y[j] < kind.y[j] < text.y[j] + line for j in range(4))
+    assert list(in_string.customdata) == ["in_string: False", "in_string: True", "in_string: True", "in_string: False"]
+
+
+def test_word_tokens_take_their_own_width_and_never_overlap():
+    """The failure this layout fixes: each word squeezed into one character cell, its letters over the next."""
+    words = ["the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog"]
+    lay = figures.layout_text(words, cols=16, joiner=" ")
+    assert lay.width.tolist() == [len(w) for w in words]
+    rows = [[w for w, r in zip(words, lay.row, strict=True) if r == k] for k in range(lay.n_rows)]
+    assert rows == [["the", "quick", "brown"], ["fox", "jumps", "over"], ["the", "lazy", "dog"]]
+    assert lay.x0[:3].tolist() == [0, 4, 10]  # one cell of space between words, as the text reads
+    fig = figures.text_figure(words, np.arange(9.0), joiner=" ", cols=16)
+    assert np.round(np.asarray(fig.data[0].x, float), 2).tolist() == [len(w) - 0.1 for w in words]
+
+
+def test_documents_begin_lines_under_a_rule_and_are_labelled():
+    words = ["a", "b", "c", "d", "e"]
+    docs = np.array([3, 3, 4, 4, 9])
+    lay = figures.layout_text(words, cols=80, joiner=" ", docs=docs)
+    assert lay.row.tolist() == [0, 0, 1, 1, 2]
+    assert lay.doc_rows == [(0, 3), (1, 4), (2, 9)]
+    fig = figures.text_figure(words, np.zeros(5), joiner=" ", docs=docs)
+    assert fig.layout.yaxis.visible and list(fig.layout.yaxis.ticktext) == ["doc 3", "doc 4", "doc 9"]
+    rules = fig.data[-1]
+    assert [y for y in rules.y if y is not None] == [0.5, 0.5, 1.5, 1.5]  # between lines 0|1 and 1|2
+
+
+def test_line_ends_long_tokens_and_missing_values():
+    tokens = ["hi", "<eos>", "x" * 30, "ok"]
+    lay = figures.layout_text(tokens, cols=10, joiner=" ")
+    assert lay.row.tolist() == [0, 0, 1, 2]  # a new line after <eos>; a token wider than a line has its own
+    assert lay.x0.tolist() == [0, 3, 0, 0]
+    fig = figures.text_figure(tokens, np.array([1, np.nan, 2, 3]), joiner=" ", cols=10)
+    assert len(fig.data[0].text) == 3 and list(fig.data[1].text) == ["<eos>"]  # NaN: a grey box of its own
+    assert fig.data[1].marker.color == "#bbb" and "value nan" in fig.data[1].customdata[0]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=14), max_size=60),
+    st.integers(1, 40),
+    st.sampled_from(["", " "]),
+    st.lists(st.integers(0, 2), max_size=60),
+)
+def test_layout_reads_in_order_without_overlap(tokens, cols, joiner, doc_steps):
+    """Brute force: every token is on the page in reading order, none overlaps another, none passes the right
+    edge unless it is wider than a whole line (and then it is alone), and documents never share a line."""
+    docs = np.cumsum((doc_steps + [0] * len(tokens))[: len(tokens)]) if tokens else None
+    lay = figures.layout_text(tokens, cols, joiner, docs)
+    order = list(zip(lay.row.tolist(), lay.x0.tolist(), strict=True))
+    assert order == sorted(order)
+    for j in range(1, len(tokens)):
+        if lay.row[j] == lay.row[j - 1]:
+            assert lay.x0[j] >= lay.x0[j - 1] + lay.width[j - 1] + len(joiner)
+            assert docs[j] == docs[j - 1]
+    for j in range(len(tokens)):
+        alone = np.count_nonzero(lay.row == lay.row[j]) == 1
+        assert lay.x0[j] + lay.width[j] <= cols or (alone and lay.x0[j] == 0)
+        assert lay.width[j] == max(1, len(figures.show_token(tokens[j])))
 
 
 def test_units_heatmap_is_box_select_over_tokens():

@@ -39,8 +39,7 @@ def test_intervene_page_shows_the_change_and_two_generations(runs_root, monkeypa
     width = int(at.selectbox(key="width").value)
     ids = torch.tensor(run.tokens["token_id"].to_numpy()[:width])
     fx = effects(loaded, ids, {"rnn.l1.fwd.c": {2: 3.0, 5: 3.0}}, direct=False)
-    z = array(figure(at)["data"][0]["z"])
-    shown = z[~np.isnan(z)]
+    shown = array(figure(at)["data"][0]["marker"]["color"])  # one box per token, in order
     np.testing.assert_allclose(shown[1 : len(ids)], fx.delta_logp()[0].numpy(), atol=1e-5)
     assert float(at.metric[0].value) == round(fx.delta_loss(), 4)
     codes = [c.value for c in at.code]

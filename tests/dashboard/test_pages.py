@@ -11,6 +11,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from lstmviz.dashboard import widgets
+from lstmviz.store import open_run
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 PAGES = list(widgets.PAGES)
@@ -97,7 +98,7 @@ def test_corrupt_run_shows_guidance(runs_root, tmp_path, monkeypatch):
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "manifest.json").write_text("{not json")
-    at = app(runs_root, monkeypatch, run=str(bad))
+    at = app(tmp_path, monkeypatch, run=str(bad))
     assert not at.exception
     assert any("corrupt" in e.value for e in at.error)
 
@@ -106,17 +107,17 @@ def test_incomplete_run_shows_guidance(runs_root, tmp_path, monkeypatch):
     bad = tmp_path / "half"
     bad.mkdir()
     (bad / "manifest.json").write_text(json.dumps({"schema_version": 1, "n_tokens": 3, "activations": []}))
-    at = visit(app(runs_root, monkeypatch, run=str(bad)), "text")
+    at = visit(app(tmp_path, monkeypatch, run=str(bad)), "text")
     assert not at.exception
     assert any("incomplete" in e.value for e in at.error)
 
 
 def test_text_page_unit_and_window_change_the_figures(runs_root, monkeypatch):
     at = visit(app(runs_root, monkeypatch), "text")
-    before = figure(at, 0)["data"][0]["z"]
+    before = figure(at, 0)["data"][0]["marker"]["color"]
     at.number_input(key="unit").set_value(3).run()
     assert_clean(at)
-    assert figure(at, 0)["data"][0]["z"] != before
+    assert figure(at, 0)["data"][0]["marker"]["color"] != before
     x0 = figure(at, 1)["data"][0]["x"]
     at.selectbox(key="width").set_value(100).run()
     at.button(key="start_next").click().run()
@@ -124,6 +125,18 @@ def test_text_page_unit_and_window_change_the_figures(runs_root, monkeypatch):
     assert at.number_input(key="start").value == 100
     assert figure(at, 1)["data"][0]["x"] != x0
     assert at.query_params["start"] in ("100", ["100"])
+
+
+def test_text_page_lays_out_words_by_document(word_root, monkeypatch):
+    """A word run reads as text: one box per word, as wide as the word, each document on lines of its own."""
+    at = visit(app(word_root, monkeypatch, width="100"), "text")
+    assert_clean(at)
+    spec = figure(at, 0)
+    boxes = spec["data"][0]
+    tokens = open_run(word_root / "tiny_words").tokens.iloc[:100]
+    assert boxes["text"] == tokens["token"].tolist()
+    assert spec["layout"]["yaxis"]["ticktext"][:3] == ["doc 0", "doc 1", "doc 2"]
+    assert spec["layout"]["xaxis"]["range"] == [0, 90]
 
 
 def test_url_reproduces_the_view(runs_root, monkeypatch):
@@ -225,8 +238,7 @@ def test_live_mode_records_typed_text(runs_root, monkeypatch):
     assert any("Type or paste" in i.value for i in at.info)
     at.text_area(key="live_text").input("def f(x):\n    return x\n").run()
     assert_clean(at)
-    cells = figure(at, 0)["data"][0]["text"]
-    assert "d" in cells[0] and "f" in cells[0]
+    assert figure(at, 0)["data"][0]["text"][:3] == ["d", "e", "f"]
 
 
 def shown(widget) -> str:
@@ -269,7 +281,7 @@ def test_saturation_of_a_run_without_gates_is_an_empty_state(runs_root, tmp_path
     tokens = tokens_frame(list("abcab"), [0, 1, 2, 0, 1])
     with RunWriter(out, tokens, [Activation.from_name("rnn.l0.fwd.h", 4)], {}, overwrite=True) as w:
         w.write("rnn.l0.fwd.h", 0, np.zeros((5, 4), np.float32))
-    at = visit(app(runs_root, monkeypatch, run=str(out)), "saturation")
+    at = visit(app(tmp_path, monkeypatch, run=str(out)), "saturation")
     assert_clean(at)
     assert any("no sigmoid gates" in i.value for i in at.info)
 

@@ -15,6 +15,7 @@ from lstmvis_project import DEPTH, IDS, OUTPUT1, STATES1, STATES2, SURPRISE, TEX
 from lstmviz import RunError, open_run, write_run
 from lstmviz.interop import lstmvis, lstmvis_export
 from lstmviz.interop.lstmvis import export_lstmvis, import_lstmvis, read_dict
+from lstmviz.interop.lstmvis_format import lstmvis_shows
 from lstmviz.store import tokens_frame
 
 F16 = dict(rtol=1e-3, atol=1e-3)  # float16 keeps 11 significant bits: relative error ≤ 2⁻¹¹
@@ -27,12 +28,13 @@ def f16(x: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------- import
 
 
-def test_import_values_follow_lstmvis_transform(project: Path, tmp_path: Path) -> None:
+def test_import_values_are_what_lstmvis_shows(project: Path, tmp_path: Path) -> None:
     run = open_run(import_lstmvis(project, tmp_path / "run"))
     assert run.names == ["lstmvis.l0.fwd.c", "lstmvis.l0.fwd.h", "lstmvis.l1.fwd.c"]
-    # state types get tanh (LSTMVis's default); the output declared transform: none is taken as it is
+    # LSTMVis 2.1 shows tanh of every state: its client never asks for another transform, so the output
+    # that declares transform: none is shown (and imported) as tanh too
     np.testing.assert_array_equal(run.activations("lstmvis.l0.fwd.c"), f16(np.tanh(STATES1)))
-    np.testing.assert_array_equal(run.activations("lstmvis.l0.fwd.h"), f16(OUTPUT1))
+    np.testing.assert_array_equal(run.activations("lstmvis.l0.fwd.h"), f16(np.tanh(OUTPUT1)))
     np.testing.assert_array_equal(run.activations("lstmvis.l1.fwd.c"), f16(np.tanh(STATES2)))
     assert run.info("lstmvis.l1.fwd.c")["units"] == 4
 
@@ -278,10 +280,10 @@ def test_export_writes_an_lstmvis_project(run_dir: Path, tmp_path: Path) -> None
         "type": "forget_gate",
         "layer": 1,
         "path": "rnn.l0.fwd.f",
-        "transform": "none",
+        "lstmviz_values": "atanh",
         "unsigned": True,
     }
-    assert types["rnn.l0.fwd.c"] == {"type": "state", "layer": 1, "path": "rnn.l0.fwd.c"}  # LSTMVis's tanh
+    assert types["rnn.l0.fwd.c"] == {"type": "state", "layer": 1, "path": "rnn.l0.fwd.c", "lstmviz_values": "raw"}
     assert types["rnn.l0.fwd.g"]["type"] == "cell_candidate" and "unsigned" not in types["rnn.l0.fwd.g"]
     assert types["rnn.l0.rev.h"]["type"] == "output_rev"
     assert types["rnn.l1.fwd.h"]["layer"] == 2
@@ -291,14 +293,17 @@ def test_export_writes_an_lstmvis_project(run_dir: Path, tmp_path: Path) -> None
         for name, values in ACTS.items():
             if name in types:
                 assert f[name].dtype == np.float32
-                np.testing.assert_array_equal(f[name][()], f16(values))
+                bounded = types[name]["lstmviz_values"] == "atanh"
+                stored = np.arctanh(f16(values).astype(np.float64)) if bounded else f16(values)
+                np.testing.assert_allclose(f[name][()], stored, rtol=1e-6)
 
 
 def test_export_meta_tracks(run_dir: Path, tmp_path: Path) -> None:
     folder = export_lstmvis(run_dir, tmp_path / "proj")
     meta = yaml.safe_load((folder / "lstm.yml").read_text())["meta"]
     assert set(meta) == {"in_word", "depth", "kind", "loss"}  # the list column top3 is left out
-    assert meta["depth"] == {"file": "meta", "path": "depth", "vis": {"type": "discrete", "range": "0...3"}}
+    assert meta["depth"] == {"file": "meta", "path": "depth", "vis": {"type": "discrete", "range": [0, 1, 2]}}
+    assert meta["in_word"]["vis"] == {"type": "discrete", "range": [0, 1]}
     assert meta["kind"]["dict"] == "kind_dict"
     assert meta["kind"]["vis"] == {"type": "discrete", "range": "dict"}
     assert meta["loss"]["vis"] == {"type": "scalar", "range": [0.5, 3.0]}
@@ -323,7 +328,7 @@ def test_export_then_import_round_trip(run_dir: Path, tmp_path: Path) -> None:
     assert sorted(back.names) == sorted([*pairs, "lstmvis.l0.fwd.c"])
     for new, old in pairs.items():
         np.testing.assert_allclose(back.activations(new), ACTS[old], **F16)
-    # c leaves as raw values for LSTMVis to tanh, so it comes back as LSTMVis shows it: tanh(c)
+    # c leaves as raw values and comes back as LSTMVis shows it, tanh(c); the others leave as atanh and come back
     np.testing.assert_allclose(back.activations("lstmvis.l0.fwd.c"), np.tanh(ACTS["rnn.l0.fwd.c"]), **F16)
     tokens = back.tokens
     assert list(tokens["token"]) == ["a", " ", "b", "↵", "a", "␣b"]
@@ -339,20 +344,26 @@ def test_import_then_export_keeps_the_project(project: Path, tmp_path: Path) -> 
     folder = export_lstmvis(run, tmp_path / "again")
     assert read_dict(folder / "words.dict") == {1: "a", 2: "b", 3: " ", 4: "c"}
     types = yaml.safe_load((folder / "lstm.yml").read_text())["states"]["types"]
-    # imported states already hold tanh(x), within [-1, 1], so they go back with transform: none
-    assert [(t["type"], t["layer"], t.get("transform")) for t in types] == [
-        ("state", 1, "none"),
-        ("output", 1, "none"),
-        ("state", 2, "none"),
+    # imported states hold tanh(x), within [-1, 1], so they go back as atanh: LSTMVis shows them as before
+    assert [(t["type"], t["layer"], t["lstmviz_values"]) for t in types] == [
+        ("state", 1, "atanh"),
+        ("output", 1, "atanh"),
+        ("state", 2, "atanh"),
     ]
     with h5py.File(folder / "states.h5") as f:
-        np.testing.assert_allclose(f["lstmvis.l0.fwd.c"][()], np.tanh(STATES1), **F16)
+        np.testing.assert_allclose(lstmvis_shows(f["lstmvis.l0.fwd.c"][()]), np.tanh(STATES1), **F16)
 
 
 def test_export_selected_names_with_gradient(run_dir: Path, tmp_path: Path) -> None:
     folder = export_lstmvis(run_dir, tmp_path / "proj", names=["rnn.l0.fwd.h_grad"])
     (entry,) = yaml.safe_load((folder / "lstm.yml").read_text())["states"]["types"]
-    assert entry == {"type": "h_grad", "layer": 1, "path": "rnn.l0.fwd.h_grad", "unsigned": True}
+    assert entry == {
+        "type": "h_grad",
+        "layer": 1,
+        "path": "rnn.l0.fwd.h_grad",
+        "lstmviz_values": "raw",
+        "unsigned": True,
+    }
 
 
 def test_export_errors_leave_nothing(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

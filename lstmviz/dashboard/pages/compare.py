@@ -44,7 +44,11 @@ for col, r, k, suffix, end in ((left, run, key, "", stop), (right, run_b, key_b,
         values = data.window(k, name, start, end, (u,))[:, 0]
         st.plotly_chart(
             figures.text_figure(
-                tokens["token"].tolist(), values, cols=60, hover=figures.token_hover(tokens, data.vocab(r))
+                tokens["token"].tolist(),
+                values,
+                cols=60,
+                joiner=data.joiner(r),
+                hover=figures.token_hover(tokens, data.vocab(r)),
             ),
             width="stretch",
             key=f"cmp_fig{suffix}",

@@ -83,6 +83,7 @@ st.plotly_chart(
         tokens["token"].tolist(),
         values,
         tracks=shown,
+        joiner=data.joiner(run),
         hover=figures.token_hover(tokens, data.vocab(run), [track]),
     ),
     width="stretch",

@@ -15,6 +15,20 @@ st.write(
     "every token. This page says what was recorded; the other pages let you look at it."
 )
 
+
+def model_source(source: dict) -> dict[str, str]:
+    """The model card's rows saying where the model came from: a checkpoint, or a factory with its weights."""
+    spec = source.get("rebuild") or {}
+    if source.get("source") == "factory" or spec.get("model"):
+        rows = {
+            "factory": source.get("factory") or spec.get("model"),
+            "weights": source.get("weights") or spec.get("weights"),
+        }
+        return {k: v for k, v in {**rows, "code": spec.get("code")}.items() if v}
+    kind = " (a pickled module)" if source.get("source") == "pickle" else ""
+    return {"checkpoint": f"{source.get('checkpoint') or spec.get('checkpoint') or '–'}{kind}"}
+
+
 run, key = widgets.current_run()
 m = run.manifest
 model, source = m.get("model", {}), m.get("model_source", {})
@@ -40,7 +54,7 @@ card = {
         for d in modules
     )
     or "?",
-    "checkpoint": source.get("checkpoint", "–"),
+    **model_source(source),
     "validation loss": f"{metrics['val_bpc']} bits/char" if metrics.get("val_bpc") else "–",
     "tokenizer": (m.get("tokenizer") or {}).get("kind", "–"),
     "recorded": m.get("created", "?"),

@@ -18,30 +18,27 @@ run, key = widgets.current_run()
 live = st.toggle(
     "Live mode: type your own text",
     key="live",
-    help="Records your text on the spot with the model of this run (its checkpoint).",
+    help="Records your text on the spot with the model this run was recorded with.",
 )
 if live:
-    ckpt = data.checkpoint_of(run)
-    path = st.text_input(
-        "Checkpoint",
-        value=str(ckpt or ""),
+    typed = st.text_input(
+        "Another checkpoint (optional)",
         key="live_ckpt",
-        help="The native checkpoint to record with (defaults to the one this run came from).",
+        placeholder="empty: this run's own model",
+        help="Empty: the run's own model, rebuilt from its manifest (a native checkpoint, or a factory with its "
+        "weights); a pickled module is never loaded here. Or a native checkpoint (from `lstmviz train`) under "
+        "the runs root or the sample models.",
     )
     text = st.text_area("Your text", key="live_text", height=120, placeholder="def f(x):\n    return (x + 1)")
     if not text.strip():
         widgets.empty("Type or paste some text above; it is recorded as soon as you press Ctrl+Enter.")
-    if not path:
-        widgets.fail(
-            "This run names no checkpoint that still exists, so there is no model to record with.",
-            "Type the path of a native checkpoint (from `lstmviz train`) above.",
-        )
     ann = "code" if "in_string" in run.tokens else "parens" if "depth" in run.tokens else "none"
     try:
-        live_path = data.live_run(path, text, ann)
+        live_path = data.live_run(data.live_model(run, typed), text, ann)
     except UserError as e:
         widgets.fail(
-            f"Cannot record this text: {e}", "Check the checkpoint path, or remove symbols the model does not know."
+            f"Cannot record this text: {e}",
+            "Leave the checkpoint empty for this run's own model, or remove symbols the model does not know.",
         )
     run, key = data.load_run(live_path)
 
@@ -61,9 +58,19 @@ tracks = tokens[track_names] if track_names else None
 stats = run.stats[(run.stats["name"] == name) & (run.stats["unit"] == u)] if not run.stats.empty else None
 zrange = None if stats is None or stats.empty else figures.symmetric_range(stats[["min", "max"]].to_numpy(np.float32))
 
+docs = tokens["doc"].to_numpy() if run.n_tokens and run.tokens["doc"].iat[-1] > 0 else None  # docs count from 0
+
 st.subheader(f"Unit {u} of {name}")
 st.plotly_chart(
-    figures.text_figure(tokens["token"].tolist(), values[:, u], hover=hover, tracks=tracks, zrange=zrange),
+    figures.text_figure(
+        tokens["token"].tolist(),
+        values[:, u],
+        hover=hover,
+        tracks=tracks,
+        joiner=data.joiner(run),
+        docs=docs,
+        zrange=zrange,
+    ),
     width="stretch",
     key="text_fig",
 )
