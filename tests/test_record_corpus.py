@@ -68,8 +68,9 @@ def test_sequences_mode_records_each_document_from_a_zero_state(tmp_path):
     lengths = [5, 9, 1, 7, 9]
     ids = torch.randint(0, 12, (sum(lengths),))
     docs = np.repeat(np.arange(len(lengths)), lengths)
-    run = lstmviz.open_run(lstmviz.record_corpus(model, ids, tmp_path / "r", mode="sequences", docs=docs,
-                                                 streams=2, progress=False))
+    run = lstmviz.open_run(
+        lstmviz.record_corpus(model, ids, tmp_path / "r", mode="sequences", docs=docs, streams=2, progress=False)
+    )
     got = run.activations("rnn.l0.fwd.c")
     start = 0
     for n in lengths:
@@ -227,8 +228,9 @@ def test_a_module_called_per_step_records_like_one_forward(tmp_path, strategy):
     torch.manual_seed(4)
     model = SteppedDecoder().eval()
     ids = torch.randint(0, 12, (96,))
-    run = lstmviz.open_run(lstmviz.record_corpus(model, ids, tmp_path / "r", streams=32, chunk=2,
-                                                 strategy=strategy, progress=False))
+    run = lstmviz.open_run(
+        lstmviz.record_corpus(model, ids, tmp_path / "r", streams=32, chunk=2, strategy=strategy, progress=False)
+    )
     with torch.no_grad():
         whole, _ = model.dec(model.embed(ids.view(32, 3)))  # (S, L, H): one forward per stream
         logits = model.out(whole).reshape(96, 12)
@@ -239,8 +241,15 @@ def test_a_module_called_per_step_records_like_one_forward(tmp_path, strategy):
 
 def test_a_call_that_transposes_the_batch_is_a_clear_error(tiny_model, tmp_path):
     with pytest.raises(RunError, match="layout"):
-        lstmviz.record_corpus(tiny_model, torch.randint(0, 12, (60,)), tmp_path / "r", streams=3, chunk=5,
-                              call=lambda m, ids: m(ids.t()), progress=False)
+        lstmviz.record_corpus(
+            tiny_model,
+            torch.randint(0, 12, (60,)),
+            tmp_path / "r",
+            streams=3,
+            chunk=5,
+            call=lambda m, ids: m(ids.t()),
+            progress=False,
+        )
     assert not any(tmp_path.iterdir())
 
 

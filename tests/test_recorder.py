@@ -18,8 +18,14 @@ CELLS = {"LSTM": nn.LSTM, "GRU": nn.GRU, "RNN": nn.RNN}
 
 def truncated(module: nn.RNNBase, layers: int) -> nn.RNNBase:
     """A copy of ``module`` keeping only its first ``layers`` layers: its output is layer ``layers-1``'s h."""
-    kw = dict(input_size=module.input_size, hidden_size=module.hidden_size, num_layers=layers,
-              bias=module.bias, batch_first=module.batch_first, bidirectional=module.bidirectional)
+    kw = dict(
+        input_size=module.input_size,
+        hidden_size=module.hidden_size,
+        num_layers=layers,
+        bias=module.bias,
+        batch_first=module.batch_first,
+        bidirectional=module.bidirectional,
+    )
     if isinstance(module, nn.LSTM):
         kw["proj_size"] = module.proj_size
     if type(module) is nn.RNN:
@@ -40,31 +46,39 @@ def final_h(state):
     return state[0] if isinstance(state, tuple) else state
 
 
-config = st.fixed_dictionaries({
-    "cell": st.sampled_from(["LSTM", "GRU", "RNN"]),
-    "layers": st.integers(1, 3),
-    "bidirectional": st.booleans(),
-    "batch_first": st.booleans(),
-    "hidden": st.integers(1, 64),
-    "proj": st.integers(0, 3),
-    "bias": st.booleans(),
-    "dropout": st.sampled_from([0.0, 0.3]),
-    "relu": st.booleans(),
-    "batch": st.integers(1, 4),
-    "time": st.integers(1, 12),
-    "given_state": st.booleans(),
-    "packed": st.sampled_from([None, True, False]),  # enforce_sorted, or not packed
-    "dtype": st.sampled_from([torch.float32, torch.float64]),
-    "strategy": st.sampled_from(["auto", "replay", "loop"]),
-    "seed": st.integers(0, 2**16),
-})
+config = st.fixed_dictionaries(
+    {
+        "cell": st.sampled_from(["LSTM", "GRU", "RNN"]),
+        "layers": st.integers(1, 3),
+        "bidirectional": st.booleans(),
+        "batch_first": st.booleans(),
+        "hidden": st.integers(1, 64),
+        "proj": st.integers(0, 3),
+        "bias": st.booleans(),
+        "dropout": st.sampled_from([0.0, 0.3]),
+        "relu": st.booleans(),
+        "batch": st.integers(1, 4),
+        "time": st.integers(1, 12),
+        "given_state": st.booleans(),
+        "packed": st.sampled_from([None, True, False]),  # enforce_sorted, or not packed
+        "dtype": st.sampled_from([torch.float32, torch.float64]),
+        "strategy": st.sampled_from(["auto", "replay", "loop"]),
+        "seed": st.integers(0, 2**16),
+    }
+)
 
 
 def build(cfg):
     torch.manual_seed(cfg["seed"])
-    kw = dict(input_size=5, hidden_size=cfg["hidden"], num_layers=cfg["layers"], bias=cfg["bias"],
-              batch_first=cfg["batch_first"], bidirectional=cfg["bidirectional"],
-              dropout=cfg["dropout"] if cfg["layers"] > 1 else 0.0)
+    kw = dict(
+        input_size=5,
+        hidden_size=cfg["hidden"],
+        num_layers=cfg["layers"],
+        bias=cfg["bias"],
+        batch_first=cfg["batch_first"],
+        bidirectional=cfg["bidirectional"],
+        dropout=cfg["dropout"] if cfg["layers"] > 1 else 0.0,
+    )
     if cfg["cell"] == "LSTM" and cfg["proj"] and cfg["proj"] < cfg["hidden"]:
         kw["proj_size"] = cfg["proj"]
     if cfg["cell"] == "RNN":
@@ -80,8 +94,7 @@ def build(cfg):
     hx = None
     if cfg["given_state"]:
         h0 = torch.randn(cfg["layers"] * D, B, P, dtype=cfg["dtype"])
-        hx = (h0, torch.randn(cfg["layers"] * D, B, cfg["hidden"], dtype=cfg["dtype"])) \
-            if cfg["cell"] == "LSTM" else h0
+        hx = (h0, torch.randn(cfg["layers"] * D, B, cfg["hidden"], dtype=cfg["dtype"])) if cfg["cell"] == "LSTM" else h0
     inp = x if cfg["batch_first"] else x.transpose(0, 1)
     if cfg["packed"] is not None:
         inp = pack_padded_sequence(inp, lengths, batch_first=cfg["batch_first"], enforce_sorted=cfg["packed"])
@@ -118,8 +131,11 @@ def test_recorded_h_is_the_modules_own_output(cfg):
     P = ref_bf.shape[2] // D
     for layer in range(module.num_layers):
         sub = truncated(module, layer + 1)
-        sub_hx = None if hx is None else (
-            tuple(h[: (layer + 1) * D] for h in hx) if isinstance(hx, tuple) else hx[: (layer + 1) * D])
+        sub_hx = (
+            None
+            if hx is None
+            else (tuple(h[: (layer + 1) * D] for h in hx) if isinstance(hx, tuple) else hx[: (layer + 1) * D])
+        )
         with torch.no_grad():
             layer_ref = as_batch_first(sub(inp, sub_hx)[0], module, lengths)
         for d, dir in enumerate(["fwd", "rev"][:D]):
@@ -188,8 +204,9 @@ def test_gates_satisfy_the_cell_equations(cfg):
 def test_names_filter_and_keys(tiny_model):
     ids = torch.randint(0, 12, (2, 7))
     _, cache = lstmviz.run_with_cache(tiny_model, ids)
-    assert sorted(cache) == sorted(names.build("rnn", layer, "fwd", k) for layer in range(2)
-                                   for k in ["i", "f", "g", "o", "c", "h"])
+    assert sorted(cache) == sorted(
+        names.build("rnn", layer, "fwd", k) for layer in range(2) for k in ["i", "f", "g", "o", "c", "h"]
+    )
     assert all(v.shape == (2, 7, 8) for v in cache.values())
     _, some = lstmviz.run_with_cache(tiny_model, ids, names=["rnn.l1.fwd.f", "rnn.l0.fwd.h"])
     assert sorted(some) == ["rnn.l0.fwd.h", "rnn.l1.fwd.f"]
