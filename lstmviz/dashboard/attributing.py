@@ -96,15 +96,13 @@ def figure(tokens: list[str], scores: np.ndarray, first_idx: int, attributed: in
     fig = figures.text_figure(
         tokens, values, hover=hover, zrange=figures.symmetric_range(scores[P + 1 - attributed :]), title=title
     )
-    custom = np.asarray(fig.data[0].customdata, dtype=object)
-    rows, cols = np.nonzero(custom != "")
-    if len(rows) != T:  # a layout that does not give each token one cell: no click, the number input remains
-        return fig
-    fig.update_traces(hoverinfo="skip", selector={"type": "heatmap"})
+    lay = figures.layout_text(tokens, figures.TEXT_COLS[""])  # where text_figure put each token (no tracks)
+    x, y = lay.x0 + lay.width / 2, lay.row.astype(np.float64)
+    fig.update_traces(hoverinfo="skip", selector={"type": "bar"})
     fig.add_trace(
         go.Scatter(
-            x=cols,
-            y=rows,
+            x=x,
+            y=y,
             mode="markers",
             marker={"size": 16, "symbol": "square", "opacity": 0},
             selected={"marker": {"opacity": 0}},
@@ -116,7 +114,12 @@ def figure(tokens: list[str], scores: np.ndarray, first_idx: int, attributed: in
         )
     )
     fig.add_shape(
-        type="rect", x0=cols[P] - 0.5, x1=cols[P] + 0.5, y0=rows[P] - 0.5, y1=rows[P] + 0.5, line={"width": 2}
+        type="rect",
+        x0=lay.x0[P],
+        x1=lay.x0[P] + lay.width[P],
+        y0=y[P] - 0.5,
+        y1=y[P] + 0.5,
+        line={"width": 2},
     )
     fig.update_layout(clickmode="event+select", dragmode=False)
     return fig

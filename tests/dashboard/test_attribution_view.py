@@ -35,8 +35,7 @@ def test_scores_shown_are_the_library_scores_for_a_top_5_target(runs_root, monke
     a = attribute(loaded, ids, idx - first, top[1], window=attributing.DEFAULT_WINDOW, max_steps=512)
     # The model read the token as the recording did: its log p is the recorded top-5 probability.
     assert np.exp(a.logp) == pytest.approx(float(run.tokens["top_p"].iat[idx][1]), abs=1e-5)
-    z = array(figure(at, 1)["data"][0]["z"])
-    shown = z[~np.isnan(z)]
+    shown = array(figure(at, 1)["data"][0]["marker"]["color"]).astype(float)  # one box per token shown
     upto = idx - first + 1  # the whole stream so far (shorter than attributing.MAX_SHOWN), then the window's rest
     assert len(shown) == upto + min(attribution_panel.AFTER, idx + 50 - idx - 1)
     np.testing.assert_allclose(shown[:upto], a.scores[:upto], atol=1e-6)
@@ -51,8 +50,8 @@ def test_scores_shown_are_the_library_scores_for_a_top_5_target(runs_root, monke
     assert_clean(at)
     g = attribute(loaded, ids, idx - first, method="grad_x_input", window=attributing.DEFAULT_WINDOW)
     assert g.target == int(run.tokens["token_id"].iat[idx + 1])
-    z = array(figure(at, 1)["data"][0]["z"])
-    np.testing.assert_allclose(z[~np.isnan(z)][:upto], g.scores[:upto], atol=1e-6)
+    shown = array(figure(at, 1)["data"][0]["marker"]["color"]).astype(float)
+    np.testing.assert_allclose(shown[:upto], g.scores[:upto], atol=1e-6)
     assert [m.label for m in at.metric] == ["log p(target)", "Σ scores"]
 
 
@@ -68,7 +67,7 @@ def test_the_url_round_trip(runs_root, monkeypatch):
     assert at.selectbox(key="attr_target").value == target
     assert at.selectbox(key="attr_method").value == "gxi"
     assert at.number_input(key="attr_window").value == 7
-    z = array(figure(at, 1)["data"][0]["z"])
+    z = array(figure(at, 1)["data"][0]["marker"]["color"]).astype(float)
     assert np.count_nonzero(z[~np.isnan(z)]) == 7
     at.selectbox(key="attr_method").set_value("ig").run()
     at.number_input(key="attr_window").set_value(12).run()
@@ -85,17 +84,18 @@ def test_a_position_outside_the_window_is_clamped_with_a_warning(runs_root, monk
 
 
 def test_each_token_has_a_marker_on_its_cell_naming_its_position():
-    """The click layer: marker j sits on the cell that shows token j and carries its corpus position."""
+    """The click layer: marker j sits on the box that shows token j and carries its corpus position."""
     tokens = list("def f(x):\n    return (x + 1)\n") * 3
     scores = np.linspace(-1, 1, 40)
     fig = attributing.figure(tokens, scores, 500, 20)
-    heat, marks = fig.data[0], fig.data[-1]
-    text = np.asarray(heat.text, dtype=object)
+    boxes, marks = fig.data[0], fig.data[-1]
     assert list(marks.customdata) == list(range(500, 500 + len(tokens)))
-    assert [text[y, x] for x, y in zip(marks.x, marks.y, strict=True)] == [figures.show_token(t) for t in tokens]
-    z = np.asarray(heat.z, dtype=float)
-    values = [z[y, x] for x, y in zip(marks.x, marks.y, strict=True)]
+    starts, widths, rows = np.asarray(boxes.base), np.asarray(boxes.x), np.asarray(boxes.y)
+    for j, (mx, my) in enumerate(zip(marks.x, marks.y, strict=True)):  # every token has a finite value: one box each
+        assert starts[j] < mx < starts[j] + widths[j] and rows[j] == my
+        assert boxes.text[j] == figures.show_token(tokens[j])
+    values = np.asarray(boxes.marker.color, dtype=float)
     np.testing.assert_allclose(values[:40], scores, atol=1e-6)
-    assert values[40:] == [0] * (len(tokens) - 40)
+    assert list(values[40:]) == [0] * (len(tokens) - 40)
     box = fig.layout.shapes[0]
-    assert (box.x0 + 0.5, box.y0 + 0.5) == (marks.x[39], marks.y[39])  # the position, outlined
+    assert box.x0 < marks.x[39] < box.x1 and box.y0 < marks.y[39] < box.y1  # the position, outlined

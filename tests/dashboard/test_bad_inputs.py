@@ -305,11 +305,12 @@ def test_overview_of_a_finite_run_with_counts_warns_of_nothing(runs_root, tmp_pa
 
 def test_overview_of_a_run_without_counts_shows_none(runs_root, tmp_path, monkeypatch):
     """A run recorded before stats counted NaN and inf has no such columns: the page shows none."""
-    run = tmp_path / "old"
+    root = tmp_path / "runs"  # a root of its own, so the shared one keeps its runs
+    run = root / "old_stats"
     shutil.copytree(runs_root / "tiny_lstm", run)
     stats = pd.read_parquet(run / "stats.parquet")
     stats.drop(columns=["n_nan", "n_inf"], errors="ignore").to_parquet(run / "stats.parquet")
-    at = open_page(runs_root, monkeypatch, "overview", run=str(run))
+    at = open_page(root, monkeypatch, "overview", run=str(run))
     no_traceback(at)
     assert not at.error and not at.warning
     assert {"n_nan", "n_inf"}.isdisjoint(at.dataframe[0].value.columns)

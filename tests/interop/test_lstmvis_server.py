@@ -87,7 +87,8 @@ def test_lstmvis_matches_on_the_cells_lstmviz_selects(recorded):
         for theta in THETAS:
             ours = np.arctanh(theta) if name == "rnn.l0.fwd.c" else theta
             index = on_index(run, name, float(ours))
-            bits = np.unpackbits(np.asarray(index.bits), axis=1, count=run.n_tokens).T.astype(bool)  # [T, units]
+            units = run.units(name)
+            bits = np.unpackbits(np.asarray(index.bits), axis=1, bitorder="little")[:, :units].astype(bool)  # [T, U]
             np.testing.assert_array_equal(lstmvis.on(folder, name, theta), bits, err_msg=f"{name} at {theta}")
 
 
