@@ -921,11 +921,16 @@ def _stateful_batches(ids: Tensor, streams: int, chunk: int) -> Iterator[BatchIt
 
 
 def _sequence_batches(ids: Tensor, docs: np.ndarray, streams: int, pad_id: int = 0) -> Iterator[BatchItem]:
-    """Batch whole documents (up to ``streams`` at a time, similar lengths together), right-padded with ``pad_id``."""
+    """Batch whole documents, up to ``streams`` at a time, each batch of documents of one length.
+
+    Equal lengths mean no padding at all, so a model that reads its last step (``output[:, -1]``), or steps a
+    cell over every column, computes each document's verdict as it would on that document alone (``pad_id``
+    then fills no cell).
+    """
     bounds = np.r_[0, np.flatnonzero(np.diff(docs)) + 1, len(docs)]
-    spans = sorted(itertools.pairwise(bounds), key=lambda s: s[1] - s[0])
-    for i in range(0, len(spans), streams):
-        group = spans[i : i + streams]
+    spans = sorted(itertools.pairwise(bounds), key=lambda s: (s[1] - s[0], s[0]))
+    groups = [list(g) for _, g in itertools.groupby(spans, key=lambda s: s[1] - s[0])]
+    for group in (same[i : i + streams] for same in groups for i in range(0, len(same), streams)):
         T = max(b - a for a, b in group)
         batch = ids.new_full((len(group), T), pad_id)
         targets = ids.new_full((len(group), T), -1)

@@ -429,3 +429,35 @@ def test_record_docs_from_python_records(tmp_path):
     assert from_records(["one text", "two"]).texts == ["one text", "two"]
     with pytest.raises(UserError, match="record 2 has no string 'text' field"):
         from_records([{"text": "a"}, {"label": 1}])
+
+
+def test_a_classifier_stepping_a_cell_gets_each_documents_own_verdict(tmp_path):
+    """A model that steps nn.LSTMCell over every column and reads its last step: a document batched with longer
+    ones would be read through their padding, so documents are batched only with others of their length."""
+    model = um.cell_classifier().eval()
+    torch.save(model.state_dict(), tmp_path / "sd.pt")
+    (tmp_path / "vocab.json").write_text(json.dumps(um.SENTIMENT_VOCAB))
+    loaded = lstmviz.load_model(
+        model="user_models:cell_classifier",
+        weights=tmp_path / "sd.pt",
+        code=USER_MODELS,
+        tokenizer=tmp_path / "vocab.json",
+    )
+    docs = lstmviz.documents.from_records([t for t, _, _ in REVIEWS])
+    run = lstmviz.open_run(lstmviz.record_docs(loaded, docs, tmp_path / "run", streams=4, progress=False))
+    h, doc = run.activations("cell.l0.fwd.h"), run.tokens["doc"].to_numpy()
+    logits = []
+    for d, (text, _, _) in enumerate(REVIEWS):
+        ids = word_ids(text)[None]  # (1, T)
+        x, hx, hs = model.embedding(ids), None, []
+        with torch.no_grad():
+            for t in range(ids.shape[1]):
+                hx = model.cell(x[:, t], hx)
+                hs.append(hx[0][0])
+            logits.append(model(ids)[0])
+        np.testing.assert_allclose(h[doc == d], torch.stack(hs).numpy(), atol=2e-3)  # float16 as stored
+    table = doc_table(run)
+    for d, one in enumerate(logits):
+        p = torch.softmax(one, -1).numpy()
+        np.testing.assert_allclose(table.loc[d, ["p0", "p1"]].to_numpy(float), p, rtol=1e-5, atol=1e-6)
+        assert table.pred[d] == p.argmax()

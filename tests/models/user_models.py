@@ -269,3 +269,26 @@ def tapped_cell() -> nn.Module:
 
     torch.manual_seed(10)
     return CellCharModel(LayerNormLSTMCell, vocab=VOCAB)
+
+
+class CellClassifier(nn.Module):
+    """Steps an nn.LSTMCell over every column of ids ``[B, T]`` and classifies from the last step's h: padding
+    would change its verdict, and it takes no lengths to say where a document ends."""
+
+    def __init__(self, vocab: int, emb: int, hidden: int, classes: int):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab, emb)
+        self.cell = nn.LSTMCell(emb, hidden)
+        self.out = nn.Linear(hidden, classes)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids ``[B, T]`` → logits ``[B, classes]``."""
+        x, hx = self.embedding(ids), None
+        for t in range(ids.shape[1]):
+            hx = self.cell(x[:, t], hx)
+        return self.out(hx[0])
+
+
+def cell_classifier() -> nn.Module:
+    torch.manual_seed(11)
+    return CellClassifier(len(SENTIMENT_VOCAB), 5, 7, 2)
