@@ -217,19 +217,11 @@ def record_sharded(
     ``progress``: a bar over all tokens, with each shard's share. ``pad_id`` right-pads ``"sequences"`` batches.
     Returns the run directory.
     """
+    from .recorder import check_corpus
+
     ids = np.asarray(token_ids, np.int64).reshape(-1)
     n = len(ids)
-    if n == 0:
-        raise RunError("the corpus is empty: there are no tokens to record")
-    if mode not in ("stateful", "sequences"):
-        raise ValueError(f"mode must be 'stateful' or 'sequences', got {mode!r}")
-    if display is not None and len(display) != n:
-        raise RunError(f"display has {len(display)} entries for {n} tokens")
-    if tokens_extra is not None and len(tokens_extra) != n:
-        raise RunError(f"annotations have {len(tokens_extra)} rows for {n} tokens")
-    doc_ids = np.zeros(n, np.int64) if docs is None else np.asarray(docs, np.int64)
-    if len(doc_ids) != n:
-        raise RunError(f"docs has {len(doc_ids)} entries for {n} tokens")
+    doc_ids = check_corpus(n, mode, streams, chunk, display, tokens_extra, docs)
     bounds = cut_points(n, shards, doc_ids if docs is not None or mode == "sequences" else None)
     from .store import tokens_frame
 

@@ -721,19 +721,7 @@ def record_corpus(
         )
     ids = torch.as_tensor(np.asarray(token_ids), dtype=torch.long).reshape(-1)
     n = len(ids)
-    if n == 0:
-        raise RunError("the corpus is empty: there are no tokens to record")
-    if mode not in ("stateful", "sequences"):
-        raise ValueError(f"mode must be 'stateful' or 'sequences', got {mode!r}")
-    if streams < 1 or chunk < 1:
-        raise ValueError("streams and chunk must be positive")
-    if display is not None and len(display) != n:
-        raise RunError(f"display has {len(display)} entries for {n} tokens")
-    if tokens_extra is not None and len(tokens_extra) != n:
-        raise RunError(f"annotations have {len(tokens_extra)} rows for {n} tokens")
-    doc_ids = np.zeros(n, np.int64) if docs is None else np.asarray(docs, np.int64)
-    if len(doc_ids) != n:
-        raise RunError(f"docs has {len(doc_ids)} entries for {n} tokens")
+    doc_ids = check_corpus(n, mode, streams, chunk, display, tokens_extra, docs)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     call = call or default_call
     was_training = model.training
@@ -812,6 +800,33 @@ def record_corpus(
                 return writer.out
     finally:
         model.train(was_training)
+
+
+def check_corpus(
+    n: int,
+    mode: str,
+    streams: int,
+    chunk: int,
+    display: Sequence[str] | None,
+    tokens_extra: pd.DataFrame | None,
+    docs: np.ndarray | None,
+) -> np.ndarray:
+    """Check a corpus of ``n`` tokens and what comes with it before anything is recorded; returns the document
+    id of each token, int64 ``[n]`` (all 0 without ``docs``)."""
+    if n == 0:
+        raise RunError("the corpus is empty: there are no tokens to record")
+    if mode not in ("stateful", "sequences"):
+        raise ValueError(f"mode must be 'stateful' or 'sequences', got {mode!r}")
+    if streams < 1 or chunk < 1:
+        raise ValueError("streams and chunk must be positive")
+    if display is not None and len(display) != n:
+        raise RunError(f"display has {len(display)} entries for {n} tokens")
+    if tokens_extra is not None and len(tokens_extra) != n:
+        raise RunError(f"annotations have {len(tokens_extra)} rows for {n} tokens")
+    doc_ids = np.zeros(n, np.int64) if docs is None else np.asarray(docs, np.int64)
+    if len(doc_ids) != n:
+        raise RunError(f"docs has {len(doc_ids)} entries for {n} tokens")
+    return doc_ids
 
 
 def _kept(rec: Recorder, names: NameFilter) -> list[Activation]:
