@@ -1,4 +1,4 @@
-"""figures.py builds plain plotly figures from arrays: shapes, ranges, casts and layout, without streamlit."""
+"""lstmviz.dashboard.figures builds plain plotly figures from arrays: shapes, ranges, casts and layout, without streamlit."""
 
 from __future__ import annotations
 
