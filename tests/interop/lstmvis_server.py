@@ -118,3 +118,63 @@ def shown(folder: Path, path: str) -> np.ndarray:
 def on(folder: Path, path: str, theta: float) -> np.ndarray:
     """bool ``[T, cells]``: where LSTMVis's match takes a cell as on at threshold ``theta``."""
     return stored(folder, path) >= np.arctanh(theta)
+
+
+def match(
+    folder: Path, path: str, cells: list[int], theta: float, constraints: tuple[int, int] = (1, 0), mode: str = "fast"
+) -> tuple[list, int]:
+    """What ``/api/v2/match`` ranks for ``cells``: ``(start, length, n_selected, n_union)`` per result, best first,
+    and how many candidates it found before cutting them to its limit.
+
+    Restates ``LSTMDataHandler.query_similar_activations`` as the client calls it: ``mode`` ``"fast"`` (the
+    client's, which looks at the first 500,000 steps and keeps 1,000 candidates) or ``"precise"`` (every step,
+    10,000 candidates), ``phrase_length=0``, ``constraints`` from the brush (``[1, 0]``, the default: the step
+    before a span must be off; or ``[0, 0]``), ``transform="tanh"`` (a cell is on where the stored value is
+    ≥ arctanh(θ)). Checked once against the real handler on code_lstm's c: equal result for result, ties in
+    order, for 60 selections in both modes. Its steps:
+
+    - count, at each step looked at, the selected cells that are on;
+    - for k = all selected cells down to 1, until the limit of candidates is known: every maximal run where at least k
+      are on, at least 2 steps long, is a candidate ``(length, start)``, first found wins; each carries the
+      number of selected cells on in the constrained neighbour (before, after or both) subtracted from k;
+    - the candidates are stably sorted by that number, largest first, and cut to the limit;
+    - a candidate that starts at step 0 or ends at the last step or the one before is dropped;
+    - the cells on at every step of a candidate (and off at a constrained neighbour) form its on-set, compared
+      with the selection: results are ranked by the largest intersection, then the smallest union, then the
+      longest span. Python's sort is stable, so ties keep the candidates' order, which is that of iterating a
+      ``set`` of int tuples per level: an order of hashes, not of positions.
+    """
+    x = stored(folder, path)
+    on_all = x >= np.arctanh(theta)
+    steps, limit = (500_000, 1000) if mode == "fast" else (len(x), 10_000)
+    count = on_all[:steps, cells].sum(1).astype(np.int64)
+    assert constraints in ((1, 0), (0, 0)), "the client's brush constrains the left neighbour or nothing"
+    left = constraints[0] > 0
+    found: dict[tuple[int, int], tuple[int, int, int]] = {}
+    k = len(cells)
+    level = count.copy()
+    while k > 0 and len(found) < limit:
+        level = np.minimum(level, k)
+        ends = np.append(np.flatnonzero(level[1:] != level[:-1]), len(level) - 1)
+        lengths = np.diff(np.append(-1, ends))
+        starts = np.cumsum(np.append(0, lengths))[:-1]
+        values = level[ends]
+        idx = np.flatnonzero((values == k) & (lengths >= 2))
+        off = k - values[idx - 1] if left else np.zeros(len(idx), np.int64)  # idx - 1 = -1 wraps, as there
+        rows = {(int(lengths[i]), int(starts[i]), int(off[j])) for j, i in enumerate(idx)}
+        for row in rows:
+            found.setdefault(row[:2], row)
+        k -= 1
+    candidates = sorted(found.values(), key=lambda r: r[2], reverse=True)[:limit]
+    results = []
+    T = len(x)
+    for length, start, _ in candidates:
+        if start < 1 or start + length + 1 > T:
+            continue
+        on_set = on_all[start : start + length].all(0)
+        if left:
+            on_set &= ~on_all[start - 1]
+        active = np.flatnonzero(on_set)
+        results.append((start, length, len(np.intersect1d(active, cells)), len(np.union1d(active, cells))))
+    results.sort(key=lambda r: (-r[2], r[3], -r[1]))
+    return results, len(found)
