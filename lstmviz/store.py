@@ -19,7 +19,7 @@ import datetime as _dt
 import json
 import os
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
@@ -36,6 +36,7 @@ from . import names as _names
 from .errors import RunError
 from .layout import SCHEMA_VERSION, TOKEN_COLUMNS, unit_columns
 from .outputs import Output, write_json_atomically
+from .parquet_f16 import F16ParquetWriter
 
 __all__ = ["SCHEMA_VERSION", "TOKEN_COLUMNS", "Activation", "Run", "RunError", "RunWriter", "open_run", "unit_columns"]
 
@@ -406,13 +407,13 @@ def _spill_to_parquet(
     tiles: (first row, rows, byte offset in ``spill``) of each tile ``[units, rows]``; rows no tile covers are 0.
     Each row group is assembled unit-major (contiguous runs per tile) and handed to pyarrow without a copy.
     """
-    schema = pa.schema([(c, pa.float16()) for c in unit_columns(units)])
     index = np.array(sorted(tiles), np.int64).reshape(-1, 3)
     first, rows, offsets = index.T
     end = first + rows
     block = np.empty(units * ROW_GROUP, np.float16)
-    opts = {**_PARQUET_OPTS, "compression": COMPRESSION.get(kind, "none")}
-    with pq.ParquetWriter(dest, schema, **opts) as writer, open(spill, "rb") as f:
+    codec = COMPRESSION.get(kind, "none")
+    names = unit_columns(units)
+    with _group_writer(dest, names, codec) as write, open(spill, "rb") as f:
         fd = f.fileno()
         for r0 in range(0, max(n, 1), ROW_GROUP):
             r1 = min(r0 + ROW_GROUP, n)
@@ -425,8 +426,29 @@ def _spill_to_parquet(
                 a, b = max(first[i], r0), min(end[i], r1)
                 tile = np.frombuffer(os.pread(fd, int(units * rows[i] * 2), int(offsets[i])), np.float16)
                 group[:, a - r0 : b - r0] = tile.reshape(units, rows[i])[:, a - first[i] : b - first[i]]
-            cols = [pa.Array.from_buffers(pa.float16(), R, [None, pa.py_buffer(group[u])]) for u in range(units)]
+            write(group)
+
+
+@contextlib.contextmanager
+def _group_writer(dest: Path, names: Sequence[str], codec: str) -> Iterator[Callable[[np.ndarray], None]]:
+    """A function that writes one row group, float16 ``[units, rows]``, into the parquet file ``dest``.
+
+    Uncompressed files are written page by page by :mod:`lstmviz.parquet_f16` (the same file pyarrow writes,
+    without its per-value encoding pass); a codec goes through pyarrow.
+    """
+    if codec == "none":
+        with F16ParquetWriter(dest, names) as w:
+            yield w.write_group
+        return
+    schema = pa.schema([(c, pa.float16()) for c in names])
+    with pq.ParquetWriter(dest, schema, **{**_PARQUET_OPTS, "compression": codec}) as writer:
+
+        def write(group: np.ndarray) -> None:
+            R = group.shape[1]
+            cols = [pa.Array.from_buffers(pa.float16(), R, [None, pa.py_buffer(group[u])]) for u in range(len(names))]
             writer.write_table(pa.Table.from_arrays(cols, schema=schema), row_group_size=ROW_GROUP)
+
+        yield write
 
 
 def write_run(

@@ -1,0 +1,238 @@
+"""Float16 columns straight into a parquet file: plain pages, no codec, the footer written here.
+
+An activation file is a wide table of float16 unit columns with no nulls, no dictionary and no statistics, so
+each column chunk is one data page whose body is the unit's values as they lie in memory. Encoding it through
+pyarrow costs a copy and a per-value pass for every column; here a row group is one ``writev`` of page headers
+and the caller's buffers, and the footer (the one part that needs the Thrift compact protocol) is built once
+at the end. The file is what ``pq.write_table(..., use_dictionary=False, write_statistics=False,
+compression="none")`` writes for the same table, field for field: optional ``FIXED_LEN_BYTE_ARRAY(2)`` columns
+with the ``FLOAT16`` logical type, data pages v1 with RLE definition levels, and the Arrow schema in the
+key-value metadata, so pyarrow, DuckDB and Polars read it as they read pyarrow's.
+
+The Thrift field ids below are those of parquet-format's ``parquet.thrift``.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import struct
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+MAGIC = b"PAR1"
+
+# parquet.thrift enums
+_FIXED_LEN_BYTE_ARRAY = 7
+_OPTIONAL = 1
+_PLAIN = 0
+_RLE = 3
+_UNCOMPRESSED = 0
+_DATA_PAGE = 0
+
+# Thrift compact protocol field types
+_I16, _I32, _I64, _BINARY, _LIST, _STRUCT = 4, 5, 6, 8, 9, 12
+_IOV_MAX = 1024  # buffers per writev (Linux's limit)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _zigzag(n: int) -> bytes:
+    return _varint((n << 1) ^ (n >> 63))
+
+
+class _Struct:
+    """A Thrift compact-protocol struct, written field by field in increasing id order."""
+
+    def __init__(self) -> None:
+        self.out = bytearray()
+        self.last = 0
+
+    def _header(self, fid: int, ftype: int) -> None:
+        delta = fid - self.last
+        if 0 < delta <= 15:
+            self.out.append((delta << 4) | ftype)
+        else:
+            self.out.append(ftype)
+            self.out += _zigzag(fid)
+        self.last = fid
+
+    def int(self, fid: int, value: int, ftype: int = _I32) -> _Struct:
+        self._header(fid, ftype)
+        self.out += _zigzag(value)
+        return self
+
+    def binary(self, fid: int, value: bytes) -> _Struct:
+        self._header(fid, _BINARY)
+        self.out += _varint(len(value)) + value
+        return self
+
+    def struct(self, fid: int, value: bytes) -> _Struct:
+        """``value``: an encoded struct, stop byte included."""
+        self._header(fid, _STRUCT)
+        self.out += value
+        return self
+
+    def list(self, fid: int, etype: int, items: Sequence[bytes]) -> _Struct:
+        """``items``: encoded elements (varints for ints, length-prefixed bytes for binaries, structs)."""
+        self._header(fid, _LIST)
+        n = len(items)
+        self.out += bytes([(n << 4) | etype]) if n < 15 else bytes([0xF0 | etype]) + _varint(n)
+        for item in items:
+            self.out += item
+        return self
+
+    def end(self) -> bytes:
+        return bytes(self.out) + b"\x00"
+
+
+def _page_header(rows: int) -> bytes:
+    """The header of one data page of ``rows`` float16 values with no nulls, and the definition levels that
+    start its body (every level 1: one RLE run)."""
+    levels = _varint(rows << 1) + b"\x01"
+    levels = struct.pack("<i", len(levels)) + levels
+    size = len(levels) + 2 * rows
+    data_page = (
+        _Struct().int(1, rows).int(2, _PLAIN).int(3, _RLE).int(4, _RLE).end()
+    )  # num_values, encoding, definition_level_encoding, repetition_level_encoding
+    header = _Struct().int(1, _DATA_PAGE).int(2, size).int(3, size).struct(5, data_page).end()
+    return header + levels
+
+
+class F16ParquetWriter:
+    """Writes a parquet file of float16 columns ``names``, one row group per :meth:`write_group` call.
+
+    Usage::
+
+        with F16ParquetWriter(path, names) as w:
+            w.write_group(block)   # block: float16 [len(names), rows], C-contiguous, one row per column
+    """
+
+    def __init__(self, path: str | os.PathLike, names: Sequence[str]):
+        self.path = Path(path)
+        self.names = list(names)
+        self.fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        _write_all(self.fd, [MAGIC])
+        self.offset = len(MAGIC)
+        self.groups: list[tuple[int, int, int]] = []  # (rows, first page offset, column chunk size)
+
+    def write_group(self, block: np.ndarray) -> None:
+        """One row group: block float16 ``[columns, rows]``, C-contiguous (row u is column u's values)."""
+        if block.dtype != np.float16 or block.ndim != 2 or block.shape[0] != len(self.names):
+            raise ValueError(f"expected float16 [{len(self.names)}, rows], got {block.dtype} {list(block.shape)}")
+        block = np.ascontiguousarray(block)
+        rows = block.shape[1]
+        header = _page_header(rows)
+        pieces = [piece for u in range(len(self.names)) for piece in (header, block[u].data)]
+        for i in range(0, len(pieces), _IOV_MAX):
+            _write_all(self.fd, pieces[i : i + _IOV_MAX])
+        size = len(header) + 2 * rows
+        self.groups.append((rows, self.offset, size))
+        self.offset += size * len(self.names)
+
+    def close(self) -> None:
+        """Write the footer and close the file."""
+        if self.fd is None:
+            return
+        try:
+            footer = self._footer()
+            _write_all(self.fd, [footer, struct.pack("<i", len(footer)), MAGIC])
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        """Close the file as it is (the caller removes it)."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self) -> F16ParquetWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def _footer(self) -> bytes:
+        float16 = _Struct().struct(15, b"\x00").end()  # LogicalType union: FLOAT16 (an empty struct)
+        schema = [_Struct().binary(4, b"schema").int(5, len(self.names)).end()]
+        schema += [
+            _Struct()
+            .int(1, _FIXED_LEN_BYTE_ARRAY)
+            .int(2, 2)
+            .int(3, _OPTIONAL)
+            .binary(4, name.encode())
+            .struct(10, float16)
+            .end()
+            for name in self.names
+        ]
+        encodings = [_zigzag(_RLE), _zigzag(_PLAIN)]
+        paths = [_varint(len(n.encode())) + n.encode() for n in self.names]
+        groups = []
+        for ordinal, (rows, first, size) in enumerate(self.groups):
+            chunks = []
+            for u, path in enumerate(paths):
+                page = first + u * size
+                meta = (
+                    _Struct()
+                    .int(1, _FIXED_LEN_BYTE_ARRAY)
+                    .list(2, _I32, encodings)
+                    .list(3, _BINARY, [path])
+                    .int(4, _UNCOMPRESSED)
+                    .int(5, rows, _I64)
+                    .int(6, size, _I64)
+                    .int(7, size, _I64)
+                    .int(9, page, _I64)
+                    .end()
+                )
+                chunks.append(_Struct().int(2, 0, _I64).struct(3, meta).end())
+            total = size * len(paths)
+            groups.append(
+                _Struct()
+                .list(1, _STRUCT, chunks)
+                .int(2, total, _I64)
+                .int(3, rows, _I64)
+                .int(5, first, _I64)
+                .int(6, total, _I64)
+                .int(7, ordinal, _I16)
+                .end()
+            )
+        arrow = pa.schema([(n, pa.float16()) for n in self.names]).serialize().to_pybytes()
+        kv = _Struct().binary(1, b"ARROW:schema").binary(2, base64.b64encode(arrow)).end()
+        return (
+            _Struct()
+            .int(1, 2)
+            .list(2, _STRUCT, schema)
+            .int(3, sum(g[0] for g in self.groups), _I64)
+            .list(4, _STRUCT, groups)
+            .list(5, _STRUCT, [kv])
+            .binary(6, b"lstmviz parquet_f16")
+            .end()
+        )
+
+
+def _write_all(fd: int, pieces: Sequence) -> None:
+    """``writev`` that goes on after a short write until every byte of ``pieces`` is written."""
+    views = [memoryview(p).cast("B") for p in pieces]
+    while views:
+        n = os.writev(fd, views)
+        while views and n >= views[0].nbytes:
+            n -= views[0].nbytes
+            views.pop(0)
+        if views:
+            views[0] = views[0][n:]
