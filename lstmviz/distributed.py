@@ -70,14 +70,12 @@ def hist_ranges(
     chunk and rule by which recording shard 0 alone would choose them, so every shard bins alike."""
     import torch
 
-    from .recorder import Recorder, _sequence_batches, _stateful_batches, default_call
+    from .batching import sequence_batches, stateful_batches
+    from .recorder import Recorder, default_call
     from .store import _hist_range
 
     t = torch.as_tensor(np.array(ids0), dtype=torch.long)
-    if mode == "stateful":
-        batches = _stateful_batches(t, streams, chunk)
-    else:
-        batches = _sequence_batches(t, docs0, streams, pad_id)
+    batches = stateful_batches(t, streams, chunk) if mode == "stateful" else sequence_batches(t, docs0, streams, pad_id)
     batch, _, counts, _, _ = next(iter(batches))
     call = call or default_call
     was_training = model.training
@@ -117,17 +115,18 @@ def _record_shard(
     threads: int,
     progress,
 ) -> int:
-    """One Ray task: ``record_corpus`` over tokens ``[start, start + len)`` into ``part``, then the tokens table
-    given the run's ``idx`` and ``pos``. Returns the shard's token count. Idempotent, so a retry starts over."""
+    """One Ray task: the single-process recording (:func:`lstmviz.streaming.record_in_process`) over tokens
+    ``[start, start + len)`` into ``part``, then the tokens table given the run's ``idx`` and ``pos``. Returns the
+    shard's token count. Idempotent, so a retry starts over."""
     import torch
 
-    from .recorder import record_corpus
+    from .streaming import record_in_process
 
     torch.set_num_threads(threads)
     ids = np.array(piece["ids"])  # Ray hands arrays over read-only; torch wants to own a writable one
     part = Path(part)
     report = None if progress is None else (lambda k: progress.add.remote(shard, k))
-    record_corpus(
+    record_in_process(
         model,
         ids,
         part,
@@ -217,7 +216,7 @@ def record_sharded(
     ``progress``: a bar over all tokens, with each shard's share. ``pad_id`` right-pads ``"sequences"`` batches.
     Returns the run directory.
     """
-    from .recorder import check_corpus
+    from .batching import check_corpus
 
     ids = np.asarray(token_ids, np.int64).reshape(-1)
     n = len(ids)
