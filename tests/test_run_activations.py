@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lstmviz import store
+from lstmviz.store import writer as store
 from lstmviz.store import RunError, open_run, write_run
 
 T, U, NAME = 300, 9, "rnn.l0.fwd.c"
