@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lstmviz.parquet_f16 import F16ParquetWriter
+from lstmviz.store.parquet_f16 import F16ParquetWriter
 
 ROWS = 16384
 

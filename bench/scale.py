@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lstmviz.corpus import record_corpus
 from lstmviz.distributed import record_sharded
 from lstmviz.models.charrnn import CharRNN, CharRNNConfig
-from lstmviz.recorder import record_corpus
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
     python bench/sharded_queries.py                      # 2M tokens × 64 units, 4 shards (about 260 MB on disk)
     python bench/sharded_queries.py --tokens 10000000    # the 10M-token case (about 1.3 GB per activation)
 
-The run is written as the Ray driver writes one (each shard a run with lstmviz.shards.shard_observers, then the
+The run is written as the Ray driver writes one (each shard a run with lstmviz.shard_merge.shard_observers, then the
 driver's merge), without Ray, in a child process: what is measured is reading. One sigmoid activation of smooth
 random values. Each query runs 5 times; the median is printed. Prints ``metric: value`` lines; the peak RSS of
 the reading process comes last, after every query.
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 import lstmviz
-from lstmviz import distributed, shards
+from lstmviz import distributed, shard_merge, shards
 from lstmviz.analysis.match_bits import on_index
 from lstmviz.analysis.overview import overview
 from lstmviz.analysis.select_match import match_index
@@ -48,7 +48,7 @@ def build(out: Path, n: int, units: int, k: int) -> None:
             x[r : r + m] = 1 / (1 + np.exp(-np.cumsum(rng.normal(0, 0.3, (m, units)), 0) / 8))
         tokens = tokens_frame(["x"] * (b - a))
         tokens["idx"] += a
-        write_run(part, tokens, {NAME: x}, observers=shards.shard_observers(n, a, b - a, part.parent))
+        write_run(part, tokens, {NAME: x}, observers=shard_merge.shard_observers(n, a, b - a, part.parent))
         del x
     manifest = distributed._merge(output.partial, parts, bounds, "none")
     output.publish(finish=lambda run: write_json_atomically(run / "manifest.json", {**manifest, "complete": True}))

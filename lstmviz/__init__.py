@@ -49,10 +49,14 @@ _CAUSAL = ("intervene", "effects", "attribute", "generate")
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("run_with_cache", "record_corpus"):
-        from . import recorder
+    if name == "run_with_cache":
+        from .recorder import run_with_cache
 
-        return getattr(recorder, name)
+        return run_with_cache
+    if name == "record_corpus":
+        from .corpus import record_corpus
+
+        return record_corpus
     if name in _CAUSAL:
         from . import causal
 

@@ -28,6 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import shard_merge
 from . import shards as _shards
 from .errors import ModelError, RunError, UserError
 from .outputs import Output, write_json_atomically
@@ -70,14 +71,12 @@ def hist_ranges(
     chunk and rule by which recording shard 0 alone would choose them, so every shard bins alike."""
     import torch
 
-    from .recorder import Recorder, _sequence_batches, _stateful_batches, default_call
-    from .store import _hist_range
+    from .batching import sequence_batches, stateful_batches
+    from .recorder import Recorder, default_call
+    from .store.stats import hist_range
 
     t = torch.as_tensor(np.array(ids0), dtype=torch.long)
-    if mode == "stateful":
-        batches = _stateful_batches(t, streams, chunk)
-    else:
-        batches = _sequence_batches(t, docs0, streams, pad_id)
+    batches = stateful_batches(t, streams, chunk) if mode == "stateful" else sequence_batches(t, docs0, streams, pad_id)
     batch, _, counts, _, _ = next(iter(batches))
     call = call or default_call
     was_training = model.training
@@ -101,7 +100,7 @@ def hist_ranges(
     for name, value in rec.cache.items():
         if name in kinds and isinstance(value, torch.Tensor) and value.dim() == 3:
             half = value.float().numpy().astype(np.float16)[valid[:, : value.shape[1]]]
-            out[name] = _hist_range(kinds[name], half.astype(np.float32))
+            out[name] = hist_range(kinds[name], half.astype(np.float32))
     return out
 
 
@@ -117,17 +116,18 @@ def _record_shard(
     threads: int,
     progress,
 ) -> int:
-    """One Ray task: ``record_corpus`` over tokens ``[start, start + len)`` into ``part``, then the tokens table
-    given the run's ``idx`` and ``pos``. Returns the shard's token count. Idempotent, so a retry starts over."""
+    """One Ray task: the single-process recording (:func:`lstmviz.streaming.record_in_process`) over tokens
+    ``[start, start + len)`` into ``part``, then the tokens table given the run's ``idx`` and ``pos``. Returns the
+    shard's token count. Idempotent, so a retry starts over."""
     import torch
 
-    from .recorder import record_corpus
+    from .streaming import record_in_process
 
     torch.set_num_threads(threads)
     ids = np.array(piece["ids"])  # Ray hands arrays over read-only; torch wants to own a writable one
     part = Path(part)
     report = None if progress is None else (lambda k: progress.add.remote(shard, k))
-    record_corpus(
+    record_in_process(
         model,
         ids,
         part,
@@ -137,7 +137,7 @@ def _record_shard(
         overwrite=True,
         progress=report or False,
         hist_ranges=ranges,
-        observers=_shards.shard_observers(n_run, start, len(ids), part.parent),
+        observers=shard_merge.shard_observers(n_run, start, len(ids), part.parent),
         **options,
     )
     tokens = pq.read_table(part / "tokens.parquet")
@@ -217,7 +217,7 @@ def record_sharded(
     ``progress``: a bar over all tokens, with each shard's share. ``pad_id`` right-pads ``"sequences"`` batches.
     Returns the run directory.
     """
-    from .recorder import check_corpus
+    from .batching import check_corpus
 
     ids = np.asarray(token_ids, np.int64).reshape(-1)
     n = len(ids)
@@ -360,10 +360,10 @@ def _merge(run: Path, parts: list[Path], bounds: list[tuple[int, int]], address:
     for k, m in enumerate(shard_manifests[1:], 1):
         if [a["name"] for a in m["activations"]] != [a["name"] for a in base["activations"]]:
             raise RunError(f"shard {k} recorded other activations than shard 0")
-    stats = _shards.merge_stats([pd.read_parquet(p / "stats.parquet") for p in parts])
+    stats = shard_merge.merge_stats([pd.read_parquet(p / "stats.parquet") for p in parts])
     pq.write_table(pa.Table.from_pandas(stats, preserve_index=False), run / "stats.parquet")
     acts = [{**a, "file": _shards.act_glob(a["name"])} for a in base["activations"]]
-    _shards.merge_cache(run, parts, bounds, acts)
+    shard_merge.merge_cache(run, parts, bounds, acts)
     manifest = {
         **base,
         "schema_version": _shards.SHARDED_VERSION,

@@ -170,7 +170,7 @@ def record_docs(
     """Record each of ``docs`` independently into the run ``out``, with its fields and the model's output on it
     (see the module docstring). ``options`` go to :func:`lstmviz.record_corpus` (streams, device, names,
     strategy, overwrite, progress). Returns the run directory."""
-    from . import recorder
+    from .corpus import record_corpus
 
     ids, doc_of, display, kept = encode(loaded, docs)
     fields = docs.fields.iloc[kept].reset_index(drop=True)
@@ -193,7 +193,7 @@ def record_docs(
     meta["corpus"] = {**meta["corpus"], "documents": len(kept), "format": docs.source, "fields": list(fields.columns)}
     options.pop("mode", None)
     options.pop("docs", None)
-    return recorder.record_corpus(
+    return record_corpus(
         loaded.module,
         ids,
         out,

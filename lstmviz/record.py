@@ -44,12 +44,12 @@ def record_text(
     :data:`ANNOTATE` (code and parens need a char tokenizer). ``annotations``: a CSV with a header and one row per
     token, added as token columns. ``max_tokens``: record only the first N tokens. ``manifest``: extra entries for
     the run's manifest (the corpus it came from, say). ``options`` go to
-    :func:`~lstmviz.recorder.record_corpus` (streams, chunk, device, mode, names, overwrite, progress), except
+    :func:`~lstmviz.corpus.record_corpus` (streams, chunk, device, mode, names, overwrite, progress), except
     ``projections`` (methods the caller will precompute, checked here against the number of tokens).
     Returns the run directory.
     """
-    from . import recorder
     from .annotate.text import read_annotations
+    from .corpus import record_corpus
 
     tok = loaded.tokenizer
     if tok is None:
@@ -88,7 +88,7 @@ def record_text(
 
         ids, display, extra, options["docs"] = drop_line_ends(text, ids, display, extra)
     meta = {"model_source": loaded.description, "tokenizer": tok.to_json(), **(manifest or {})}
-    return recorder.record_corpus(
+    return record_corpus(
         loaded.module, ids, out, display=display, call=loaded.call, tokens_extra=extra, manifest=meta, **options
     )
 

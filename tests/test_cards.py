@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lstmviz import cards
+from lstmviz.cards import build as card_build
 from lstmviz.store import Activation, RunError, open_run, write_run
 
 
@@ -45,7 +46,7 @@ def build(
 ) -> dict:
     """The cards of ``half`` fed in chunks, by the compiled scan or (``compiled=False``) its numpy twin."""
     b = cards.CardBuilder(Activation.from_name("rnn.l0.fwd.c", half.shape[1]), len(half), k=k, window=window)
-    with mock.patch.object(cards, "jit", cards.jit if compiled else lambda: None):
+    with mock.patch.object(card_build, "jit", cards.jit if compiled else lambda: None):
         feed(b, half, cuts, shuffle)
     return b.arrays()
 

@@ -541,7 +541,7 @@ def test_a_failed_swap_keeps_the_old_run_and_leaves_no_finished_partial(world, m
 
 
 def test_a_failed_manifest_puts_the_old_run_back(world, monkeypatch):
-    from lstmviz import store
+    from lstmviz.store import writer as store
 
     def full(*args, **kwargs):
         raise OSError(28, "No space left on device")

@@ -273,3 +273,22 @@ def test_the_app_shows_a_sharded_run(sharded, tmp_path_factory, monkeypatch, pag
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
     assert at.title[0].value == widgets.PAGES[page][0]
+
+
+def test_cards_of_a_sharded_run_are_those_of_its_shards_concatenated(sharded, alone):
+    """Top contexts (both signs, de-duplicated across shard boundaries) and correlated units of the sharded run
+    equal brute force over the shards recorded alone, put end to end."""
+    from test_cards import brute_top
+
+    for name in ("rnn.l0.fwd.c", "rnn.l1.fwd.h"):
+        x = np.concatenate([run.activations(name) for run in alone]).astype(np.float64)  # [T, units]
+        r = np.corrcoef(x.T)
+        for unit in (0, 3):
+            for sign in (1, -1):
+                got = sharded.top_contexts(name, unit, k=12, sign=sign, window=5)
+                assert got["idx"].tolist() == brute_top(sign * x[:, unit], 12, 5), (name, unit, sign)
+                np.testing.assert_array_equal(got["value"], x[got["idx"], unit].astype(np.float32))
+            corr = sharded.correlated_units(name, unit, k=5)
+            want = [u for u in np.argsort(-np.abs(r[unit]), kind="stable") if u != unit][:5]
+            assert sorted(corr["unit"]) == sorted(want), (name, unit)
+            np.testing.assert_allclose(corr["r"], r[unit, corr["unit"]], atol=1e-9)

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from lstmviz.parquet_f16 import F16ParquetWriter, _varint, _zigzag
+from lstmviz.store.parquet_f16 import F16ParquetWriter, _varint, _zigzag
 
 ALL_F16 = np.arange(1 << 16, dtype=np.uint16).view(np.float16)  # every bit pattern: NaNs, ±inf, ±0, denormals
 

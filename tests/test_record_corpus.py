@@ -256,7 +256,7 @@ def test_a_call_that_transposes_the_batch_is_a_clear_error(tiny_model, tmp_path)
 def test_a_failing_close_keeps_the_old_run_and_leaves_nothing_partial(tiny_run, tmp_path, monkeypatch):
     import shutil
 
-    from lstmviz import store
+    from lstmviz.store import writer as store
 
     copy = tmp_path / "run"
     shutil.copytree(tiny_run.path, copy)

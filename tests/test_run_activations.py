@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from lstmviz import store
 from lstmviz.store import RunError, open_run, write_run
+from lstmviz.store import writer as store
 
 T, U, NAME = 300, 9, "rnn.l0.fwd.c"
 

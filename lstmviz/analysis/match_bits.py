@@ -29,7 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..store import Activation, Run, RunError
+from ..errors import RunError
+from ..store.format import Activation
+from ..store.reader import RunReader
 
 INDEX_VERSION = 2
 ROWS = 1 << 16  # rows per block when reading a run or a scratch copy
@@ -293,7 +295,7 @@ def recording_observers(n_tokens: int, scratch_dir: str | os.PathLike) -> Callab
     return make
 
 
-def on_index(run: Run, name: str, threshold: float | Threshold = 0.3) -> OnIndex:
+def on_index(run: RunReader, name: str, threshold: float | Threshold = 0.3) -> OnIndex:
     """The on-index of ``name`` at θ: recorded with the run for :data:`DEFAULT_THRESHOLDS`, otherwise built on
     first use from the run's values (seconds for a large run) and cached under ``<run>/cache/match/``. A deleted
     index is rebuilt the same way.
@@ -316,7 +318,7 @@ def _load(bits: str, cols: str, theta: str, n_tokens: int, mtime_ns: int, inode:
     return OnIndex(np.load(bits, mmap_mode="r"), np.load(theta), n_tokens, np.load(cols, mmap_mode="r"))
 
 
-def build_index(run: Run, name: str, threshold: float | Threshold) -> None:
+def build_index(run: RunReader, name: str, threshold: float | Threshold) -> None:
     """Build and cache the index of a finished run: its rows in blocks through an :class:`IndexBuilder`."""
     builder = IndexBuilder(name, run.units(name), run.n_tokens, threshold, run.cache_dir)
     for r in range(0, run.n_tokens, ROWS):

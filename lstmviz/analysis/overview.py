@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..store import Run
+from ..store.reader import RunReader
 
 VERSION = 1
 MAX_CELLS = 2_000_000
@@ -99,7 +99,7 @@ class OverviewBuilder:
         return {}
 
 
-def overview(run: Run, name: str, max_cells: int = MAX_CELLS, max_bins: int = MAX_BINS) -> tuple[np.ndarray, int]:
+def overview(run: RunReader, name: str, max_cells: int = MAX_CELLS, max_bins: int = MAX_BINS) -> tuple[np.ndarray, int]:
     """A downsampled picture of a whole activation: (float32 ``[bins, units]`` bin means, tokens per bin).
 
     Tokens are grouped into equal bins, at most ``max_bins`` and so that bins × units ≤ max_cells; each cell is

@@ -34,7 +34,8 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import UserError
-from ..recorder import Recorder, find_recurrent
+from ..recorder import Recorder
+from ..recurrent import find_recurrent
 from .intervene import Call, logits_of, unpack
 
 METHODS = ("integrated_gradients", "grad_x_input")

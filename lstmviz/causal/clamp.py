@@ -20,7 +20,7 @@ from torch import Tensor
 
 from .. import names as _names
 from ..errors import UserError
-from ..recorder import RecurrentModule
+from ..recurrent import RecurrentModule
 from ..store import Run
 
 Value = float | int | str

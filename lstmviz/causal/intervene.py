@@ -24,8 +24,10 @@ from torch.nn.utils.rnn import PackedSequence
 
 from .. import cells
 from .. import names as _names
+from ..cache import ActivationCache, NameFilter
 from ..errors import UserError
-from ..recorder import ActivationCache, NameFilter, Recorder, RecurrentModule
+from ..recorder import Recorder
+from ..recurrent import RecurrentModule
 from ..store import Run
 from .clamp import Clamp, resolve, resolve_span
 from .steps import run_direction
@@ -78,7 +80,7 @@ class Intervention(contextlib.AbstractContextManager):
 
     @property
     def cache(self) -> ActivationCache:
-        """The activations of the latest forward (see :class:`~lstmviz.recorder.ActivationCache`)."""
+        """The activations of the latest forward (see :class:`~lstmviz.cache.ActivationCache`)."""
         return self.recorder.cache
 
     def reset(self) -> None:

@@ -81,11 +81,11 @@ he read the letter twice before he put it away
 def build_word_run(root: Path, repeat: int = 4) -> Path:
     """Write ``root/tiny_words``: a randomly initialised word-level LSTM (a native checkpoint with a word
     tokenizer, under ``root/../ckpt``) recorded on ``WORDS`` × ``repeat``, one document per line; returns root."""
+    from lstmviz.corpus import record_corpus
     from lstmviz.models.charrnn import CharRNN, CharRNNConfig
     from lstmviz.models.loading import load_model
     from lstmviz.models.tokenizers import Tokenizer
     from lstmviz.models.train import save_checkpoint
-    from lstmviz.recorder import record_corpus
 
     ckpt_dir = root.parent / "ckpt"
     ckpt_dir.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Compiled twin of the per-chunk scan of :class:`lstmviz.cards.CardBuilder` (numba; see ``cards.jit``).
+"""Compiled twin of the per-chunk scan of :class:`lstmviz.cards.CardBuilder` (numba; see ``cards.build.jit``).
 
 One pass over a chunk does what the numpy path does in several: the orderable key of each value for both signs,
 the keys that beat each unit's threshold, the counts beyond ±θ, and the strip's sum, max and min per corpus bin.

@@ -1,16 +1,5 @@
-"""The run directory: written atomically, opened lazily. docs/FORMAT.md is the specification.
-
-A run is a folder of plain parquet files plus ``manifest.json``::
-
-    <run>/manifest.json           what is here; "complete": true is written last
-    <run>/tokens.parquet          one row per token, in corpus order
-    <run>/acts/<name>.parquet     one file per activation, wide float16 columns u0000…, same rows as tokens
-    <run>/stats.parquet           per activation, per unit: count, mean, std, min, max, saturation, histogram
-    <run>/cache/                  derived data, safe to delete
-
-:class:`RunWriter` fills ``<run>.partial/`` and renames it to ``<run>`` only when every file is written, so an
-interrupted recording never looks complete, and writing again simply starts over.
-"""
+"""Writing a run: :class:`RunWriter` streams activations in any row order into ``<run>.partial/`` and renames it into
+place only when every file is written (:mod:`lstmviz.outputs`); :func:`write_run` writes one from arrays."""
 
 from __future__ import annotations
 
@@ -21,147 +10,28 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import chunkstats as _cs
-from . import names as _names
-from .errors import RunError
-from .layout import SCHEMA_VERSION, TOKEN_COLUMNS, unit_columns
-from .outputs import Output, write_json_atomically
+from ..errors import RunError
+from ..layout import SCHEMA_VERSION, TOKEN_COLUMNS, unit_columns
+from ..outputs import Output, write_json_atomically
+from .format import Activation, Observer, tokens_frame
 from .parquet_f16 import F16ParquetWriter
-
-__all__ = ["SCHEMA_VERSION", "TOKEN_COLUMNS", "Activation", "Run", "RunError", "RunWriter", "open_run", "unit_columns"]
+from .stats import HIGH, HIST_BINS, LOW, Stats
 
 ROW_GROUP = 16384
-LOW, HIGH = 0.1, 0.9
-HIST_BINS = 32
 _PARQUET_OPTS = dict(use_dictionary=False, write_statistics=False)
-_THRESHOLD_KEYS = _cs.threshold_keys(LOW, HIGH)
 # Per kind, by measurement (bench/e2e.py's codec lines). Uncompressed is the fastest to encode, and encoding is
 # what the end of a recording waits for: lz4 saves ~18 % on sigmoid gates and nothing on g, c, h for ~1.6× the
 # encoding time, zstd ~40 % on gates and ~12 % on g, c, h for ~2×. A kind listed here ("lz4", "zstd") trades
 # that time for its bytes; none is listed.
 COMPRESSION: dict[str, str] = {}
 WRITE_ROWS = 4096  # RunWriter.write handles its rows this many at a time (bounded scratch however long the run)
-
-
-@dataclass(frozen=True)
-class Activation:
-    """One entry of the manifest's activation list."""
-
-    name: str
-    module: str
-    layer: int
-    dir: str
-    kind: str
-    units: int
-    dtype: str = "float16"
-
-    @property
-    def file(self) -> str:
-        return f"acts/{self.name}.parquet"
-
-    def to_json(self) -> dict:
-        return {**self.__dict__, "file": self.file}
-
-    @classmethod
-    def from_name(cls, name: str, units: int) -> Activation:
-        n = _names.parse(name)
-        return cls(name, n.module, n.layer, n.dir, n.kind + ("_grad" if n.grad else ""), units)
-
-
-def _hist_range(kind: str, first: np.ndarray) -> tuple[float, float]:
-    """Histogram range: the kind's bounds for bounded kinds, else ±1.5·max|x| of the first finite values seen."""
-    if kind in _names.SIGMOID_KINDS:
-        return 0.0, 1.0
-    finite = first[np.isfinite(first)]
-    bound = float(np.abs(finite).max()) if finite.size else 1.0
-    if kind in _names.TANH_KINDS or bound <= 1.0:
-        return -1.0, 1.0
-    return -1.5 * bound, 1.5 * bound
-
-
-class _Stats:
-    """Per-unit streaming aggregates of one activation, over the float16 values as stored.
-
-    NaN and ±inf are counted (n_nan, n_inf) and left out of the moments, min, max and histogram; n_low / n_high
-    compare every non-NaN value, as ``x < low`` over the stored values does. One compiled pass per chunk
-    (:func:`lstmviz.chunkstats.chunk_pass`), which also lays the chunk out unit-major for the spill.
-    """
-
-    def __init__(self, act: Activation):
-        u = act.units
-        self.act = act
-        self.count = 0
-        self.acc = np.zeros((2, u))  # sum, sumsq of the finite values
-        self.cnt = np.zeros((6, u), np.int64)  # n_low, n_high, n_nan, n_inf, min key, max key
-        self.cnt[4], self.cnt[5] = _cs.NO_KEY, -_cs.NO_KEY
-        self.hist = np.zeros((u, 4, HIST_BINS + 1), np.int64)
-        self.range: tuple[float, float] | None = None
-
-    def update(self, bits: np.ndarray, counts: np.ndarray, tiles: np.ndarray) -> None:
-        """bits: float16 bit patterns uint16 ``[B, T, units]``, rows ``[0, counts[b])`` of stream b valid.
-
-        Writes each stream's valid rows unit-major into ``tiles[b, :units·counts[b]]`` (uint16 ``[B, ≥units·T]``).
-        """
-        if self.range is None:
-            valid = np.arange(bits.shape[1])[None, :] < counts[:, None]
-            self.range = _hist_range(self.act.kind, _cs.LUT[bits[valid]])
-        lo, hi = self.range
-        _cs.chunk_pass(bits, counts, *_THRESHOLD_KEYS, lo, HIST_BINS / (hi - lo), tiles, self.acc, self.cnt, self.hist)
-        self.count += int(counts.sum())
-
-    def frame(self) -> pd.DataFrame:
-        n_nan, n_inf = self.cnt[2], self.cnt[3]
-        finite = self.count - n_nan - n_inf
-        n = np.maximum(finite, 1)
-        mean = self.acc[0] / n
-        var = np.maximum(self.acc[1] / n - mean**2, 0.0)
-        none = finite == 0
-        lo, hi = self.range or (0.0, 1.0)
-        return pd.DataFrame(
-            {
-                "name": self.act.name,
-                "unit": np.arange(self.act.units, dtype=np.int32),
-                "count": np.full(self.act.units, self.count, np.int64),
-                "mean": np.where(none, np.nan, mean),
-                "std": np.where(none, np.nan, np.sqrt(var)),
-                "min": np.where(none, np.nan, _cs.LUT[_cs.key_bits(self.cnt[4])].astype(np.float64)),
-                "max": np.where(none, np.nan, _cs.LUT[_cs.key_bits(self.cnt[5])].astype(np.float64)),
-                "n_low": self.cnt[0],
-                "n_high": self.cnt[1],
-                "n_nan": n_nan,
-                "n_inf": n_inf,
-                "hist": list(self.hist[:, :, :HIST_BINS].sum(1)),
-                "hist_lo": lo,
-                "hist_hi": hi,
-            }
-        )
-
-
-class Observer(Protocol):
-    """Derived data built in the recording's own pass (e.g. a match index), one observer per activation.
-
-    ``update`` receives every row of the activation exactly once, as stored (float16 ``[n, units]`` rows
-    ``[start, start + n)``; ``np.float32(values)`` equals what :meth:`Run.activations` returns), in any row order
-    (a stateful recording interleaves its streams); calls for one activation never run concurrently, and the
-    array is only valid during the call (copy what you keep). ``finish`` runs once, after every update and after
-    the activation files are written, with the run's (still partial) directory; write under ``run_dir / "cache"``.
-    Its dict is merged into the activation's manifest entry, so keys must be JSON-serialisable and should not
-    collide with the entry's own (name, units, …).
-    """
-
-    def update(self, start: int, values: np.ndarray) -> None: ...
-
-    def finish(self, run_dir: Path) -> dict: ...
 
 
 class RunWriter:
@@ -210,7 +80,7 @@ class RunWriter:
         self.n = len(self.tokens)
         self.acts = {a.name: a for a in activations}
         self.manifest = dict(manifest or {})
-        self.stats = {a.name: _Stats(a) for a in activations}
+        self.stats = {a.name: Stats(a) for a in activations}
         for name, bounds in (hist_ranges or {}).items():  # the shards of one run bin over the run's ranges
             if name in self.stats:
                 self.stats[name].range = (float(bounds[0]), float(bounds[1]))
@@ -357,7 +227,7 @@ class RunWriter:
                 pa.Table.from_pandas(pd.concat(stats, ignore_index=True), preserve_index=False),
                 self.partial / "stats.parquet",
             )
-        from . import __version__
+        from .. import __version__
 
         manifest = {
             "schema_version": SCHEMA_VERSION,
@@ -433,7 +303,7 @@ def _spill_to_parquet(
 def _group_writer(dest: Path, names: Sequence[str], codec: str) -> Iterator[Callable[[np.ndarray], None]]:
     """A function that writes one row group, float16 ``[units, rows]``, into the parquet file ``dest``.
 
-    Uncompressed files are written page by page by :mod:`lstmviz.parquet_f16` (the same file pyarrow writes,
+    Uncompressed files are written page by page by :mod:`lstmviz.store.parquet_f16` (the same file pyarrow writes,
     without its per-value encoding pass); a codec goes through pyarrow.
     """
     if codec == "none":
@@ -472,204 +342,3 @@ def write_run(
         for name, a in acts.items():
             w.write(name, 0, a)
     return Path(out_dir)
-
-
-def tokens_frame(
-    display: Sequence[str], token_ids: Iterable[int] | None = None, docs: Iterable[int] | None = None
-) -> pd.DataFrame:
-    """The base tokens table: ``idx, doc, pos, token_id, token`` for tokens in corpus order."""
-    n = len(display)
-    doc = np.zeros(n, np.int32) if docs is None else np.asarray(list(docs), np.int32)
-    starts = np.r_[0, np.flatnonzero(np.diff(doc)) + 1] if n else np.zeros(0, np.int64)
-    pos = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n])) if n else np.zeros(0, np.int64)
-    ids = np.arange(n) if token_ids is None else np.asarray(list(token_ids))
-    return pd.DataFrame(
-        {
-            "idx": np.arange(n, dtype=np.int64),
-            "doc": doc,
-            "pos": pos.astype(np.int32),
-            "token_id": ids.astype(np.int32),
-            "token": pd.array(list(display), dtype="string"),
-        }
-    )
-
-
-class Run:
-    """A recorded run, opened lazily. Use :func:`open_run`, which checks it first."""
-
-    def __init__(self, path: Path, manifest: dict):
-        self.path = path
-        self.manifest = manifest
-        self._acts = {a["name"]: a for a in manifest["activations"]}
-        self._files: dict[str, pq.ParquetFile] = {}
-
-    def __repr__(self) -> str:
-        return f"Run({str(self.path)!r}, tokens={self.n_tokens}, activations={len(self.names)})"
-
-    @property
-    def names(self) -> list[str]:
-        """Activation names, in recording order."""
-        return list(self._acts)
-
-    @property
-    def n_tokens(self) -> int:
-        return int(self.manifest["n_tokens"])
-
-    def info(self, name: str) -> dict:
-        """The manifest entry of one activation: name, module, layer, dir, kind, units, dtype, file."""
-        if not isinstance(name, str):
-            raise RunError(f"an activation name is a string such as {self.names[:1] or ['rnn.l0.fwd.h']}, got {name!r}")
-        try:
-            return self._acts[name]
-        except KeyError:
-            raise RunError(
-                f"run {self.path} has no activation {name!r}; it has {len(self._acts)}, "
-                f"e.g. {', '.join(self.names[:4])}"
-            ) from None
-
-    def units(self, name: str) -> int:
-        return int(self.info(name)["units"])
-
-    def top_contexts(self, name: str, unit: int, k: int = 20, sign: int = 1, window: int = 10) -> pd.DataFrame:
-        """The unit's greedy de-duplicated top-k contexts: ``rank, idx, value, token, context`` (see
-        :func:`lstmviz.cards.top_contexts`)."""
-        from .cards import top_contexts
-
-        return top_contexts(self, name, unit, k=k, sign=sign, window=window)
-
-    def correlated_units(self, name: str, unit: int, k: int = 10) -> pd.DataFrame:
-        """The k units of ``name`` most correlated with ``unit``: ``unit, r`` by |r| (see
-        :func:`lstmviz.cards.correlated_units`)."""
-        from .cards import correlated_units
-
-        return correlated_units(self, name, unit, k=k)
-
-    @cached_property
-    def tokens(self) -> pd.DataFrame:
-        """One row per token: idx, doc, pos, token_id, token, then annotation and prediction columns."""
-        from .shards import tokens_file
-
-        return self._read_table(tokens_file(self.manifest))
-
-    @cached_property
-    def stats(self) -> pd.DataFrame:
-        """Per activation, per unit: count, mean, std, min, max, n_low, n_high, hist, hist_lo, hist_hi."""
-        from .validate import stats_file
-
-        file = stats_file(self.manifest)
-        return self._read_table(file) if (self.path / file).exists() else pd.DataFrame()
-
-    def _read_table(self, file: str) -> pd.DataFrame:
-        """A whole parquet file (or a sharded run's parts of one) of the run; damage that its footer did not show
-        is a RunError too."""
-        from .shards import read_table
-
-        try:
-            return read_table(self.path, file)
-        except (OSError, pa.ArrowException) as e:
-            raise RunError(f"{self.path / file} is unreadable: {' '.join(str(e).split())}") from None
-
-    @property
-    def cache_dir(self) -> Path:
-        """``<run>/cache``: derived data, created on demand, safe to delete."""
-        d = self.path / "cache"
-        d.mkdir(exist_ok=True)
-        return d
-
-    def _file(self, name: str) -> pq.ParquetFile:
-        if name not in self._files:
-            from .shards import open_parquet
-
-            path = self.path / self.info(name)["file"]
-            try:
-                self._files[name] = open_parquet(self.path, self.info(name)["file"])
-            except (OSError, pa.ArrowException) as e:
-                raise RunError(f"activation file {path} is unreadable: {' '.join(str(e).split())}") from None
-        return self._files[name]
-
-    def activations(
-        self,
-        name: str,
-        units: Sequence[int] | np.ndarray | int | None = None,
-        start: int | None = None,
-        stop: int | None = None,
-    ) -> np.ndarray:
-        """Values of ``name`` for tokens ``[start, stop)`` and the given units: float32 ``[tokens, len(units)]``.
-
-        ``units`` is a sequence of unit ids in ``[0, units(name))``, in any order and possibly repeated (column
-        ``j`` holds unit ``units[j]``, as numpy's ``full[:, units]``), a boolean mask of length ``units(name)``,
-        one id, or None for all. Reads only the row groups that overlap the range and each requested column once.
-        """
-        from .validate import is_index, unit_ids
-
-        n_units = self.units(name)
-        for key, value in (("start", start), ("stop", stop)):
-            if value is not None and not is_index(value):
-                raise RunError(f"{key} must be an integer token position or None, got {value!r}")
-        start, stop, _ = slice(start, stop).indices(self.n_tokens)
-        stop = max(stop, start)
-        units = np.arange(n_units) if units is None else unit_ids(units, n_units, name)
-        out = np.empty((stop - start, len(units)), np.float32)
-        if stop == start or not len(units):
-            return out
-        f = self._file(name)
-        md = f.metadata
-        read, where = np.unique(units, return_inverse=True)  # each column is read once, then placed
-        row0 = 0
-        groups, first = [], None
-        for g in range(md.num_row_groups):
-            rows = md.row_group(g).num_rows
-            if row0 + rows > start and row0 < stop:
-                groups.append(g)
-                first = row0 if first is None else first
-            row0 += rows
-        try:
-            table = f.read_row_groups(groups, columns=[f"u{u:04d}" for u in read])
-        except (OSError, pa.ArrowException) as e:  # changed on disk since open_run checked it
-            raise RunError(
-                f"activation file {self.path / self.info(name)['file']} is unreadable: {' '.join(str(e).split())}"
-            ) from None
-        lo, hi = start - first, stop - first
-        for j, column in enumerate(table.columns):
-            out[:, where == j] = column.slice(lo, hi - lo).to_numpy()[:, None]
-        return out
-
-
-def open_run(path: str | os.PathLike) -> Run:
-    """Open a run directory. Raises :class:`RunError` (one line) for a missing, incomplete or corrupt run.
-
-    Reads the manifest and the parquet footers of the files it lists (not their data) and checks that they agree:
-    see :func:`lstmviz.validate.check_run`.
-    """
-    from .validate import check_run, check_version
-
-    if not isinstance(path, str | os.PathLike) or isinstance(os.fspath(path), bytes):
-        raise RunError(f"a run is opened by its path (a str or os.PathLike), got {path!r}")
-    if not os.fspath(path):
-        raise RunError("no run path given: pass the run's directory")
-    if "\x00" in os.fspath(path):
-        raise RunError(f"{os.fspath(path)!r} is not a usable path: it holds a NUL byte")
-    p = Path(path)
-    if not p.exists():
-        raise RunError(f"no run at {p}: the directory does not exist")
-    if not p.is_dir():
-        raise RunError(f"{p} is a file, not a run directory")
-    mf = p / "manifest.json"
-    if not mf.exists():
-        hint = " (an interrupted recording: record it again)" if p.name.endswith(".partial") else ""
-        raise RunError(f"{p} is not a run: it has no manifest.json{hint}")
-    try:
-        manifest = json.loads(mf.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise RunError(f"{mf} is corrupt: {e}") from None
-    except OSError as e:
-        raise RunError(f"{mf} is unreadable: {e.strerror or e}") from None
-    if not isinstance(manifest, dict):
-        raise RunError(f"{mf} is corrupt: it must hold a JSON object, not a {type(manifest).__name__}")
-    if not manifest.get("complete"):
-        raise RunError(f"{p} is an incomplete run (its manifest is not marked complete): record it again")
-    if manifest["complete"] is not True:
-        raise RunError(f"{p} is corrupt: manifest.json field complete must be true, got {manifest['complete']!r}")
-    check_version(p, manifest)
-    check_run(p, manifest)
-    return Run(p, manifest)

@@ -1,0 +1,144 @@
+"""Reading the unit cards: :func:`load_cards` (built from the run's values on first use, then cached), and the
+answers made from them, :func:`top_contexts` and :func:`correlated_units`."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from ..errors import RunError
+from ..store.format import Activation
+from ..store.reader import RunReader
+from ..validate import unit_ids
+from .build import WINDOW, CardBuilder, _TopKeys, candidates, card_file, correlation, greedy, orderable, value_of
+
+
+def load_cards(run: RunReader, name: str) -> Cards:
+    """The cards of one activation: from ``cache/cards/`` when the recording built them, else built now from the
+    run's values (a run recorded before cards existed, or a deleted cache) and cached for next time."""
+    run.info(name)  # a RunError for an unknown name
+    path = run.path / "cache" / "cards" / card_file(name, run.n_tokens)
+    if not path.is_file():
+        build_cards(run, name)
+    return _load(str(path), path.stat().st_mtime_ns)
+
+
+def build_cards(run: RunReader, name: str, rows: int = 16384) -> None:
+    """Build and cache the cards of a finished run's activation, its rows streamed in blocks."""
+    builder = CardBuilder(Activation.from_name(name, run.units(name)), run.n_tokens)
+    for start in range(0, run.n_tokens, rows):
+        x = run.activations(name, start=start, stop=start + rows)
+        builder.update(start, x.astype(np.float16))
+    builder.finish(run.path)
+
+
+class Cards:
+    """The arrays of one cards file (names as in docs/FORMAT.md), read-only."""
+
+    def __init__(self, arrays: Mapping[str, np.ndarray]):
+        self.a = dict(arrays)
+        self.k, self.window = int(self.a["k"]), int(self.a["window"])
+
+    def top(self, unit: int, sign: int) -> tuple[np.ndarray, np.ndarray]:
+        """Positions int64 ``[k]`` and values float32 ``[k]`` of the stored greedy top contexts of ``unit`` (sign
+        +1 or −1), in rank order."""
+        s = "top_pos" if sign > 0 else "top_neg"
+        p = self.a[s][unit]
+        return p[p >= 0], self.a[f"{s}_value"][unit][p >= 0]
+
+    def corr(self, unit: int) -> np.ndarray:
+        """Pearson r float32 ``[U]`` of ``unit`` with every unit of the activation."""
+        return self.a["corr"][unit]
+
+
+@functools.lru_cache(maxsize=16)
+def _load(path: str, mtime_ns: int) -> Cards:
+    with np.load(path) as z:
+        return Cards({key: z[key] for key in z.files})
+
+
+def top_contexts(
+    run: RunReader, name: str, unit: int, k: int = 20, sign: int = 1, window: int = WINDOW, context: int = 10
+) -> pd.DataFrame:
+    """The greedy de-duplicated top ``k`` positions of one unit (see the module docstring), in rank order.
+
+    Answered from the cards when ``k ≤`` the stored k and ``window`` is the stored window, else computed from
+    the unit's column (one column read). Returns columns ``rank, idx, value, token, context``: ``context`` is the
+    tokens ``[idx − context, idx]`` joined, the top token last.
+    """
+    (unit,) = unit_ids(unit, run.units(name), name)
+    if sign not in (1, -1):
+        raise RunError(f"sign is 1 (the most positive contexts) or -1 (the most negative), got {sign!r}")
+    if not isinstance(k, int) or k < 1 or not isinstance(window, int) or window < 0:
+        raise RunError(f"k must be a positive integer and window a non-negative one, got k={k!r}, window={window!r}")
+    c = load_cards(run, name)
+    if k <= c.k and window == c.window:
+        idx, value = c.top(unit, sign)
+        idx, value = idx[:k], value[:k]
+    else:
+        col = run.activations(name, [unit]).astype(np.float16)
+        keys = _TopKeys(1, candidates(k, window))
+        ords = orderable(col if sign > 0 else -col)
+        keys.update(0, ords)
+        picked, o = greedy(keys.ranked(), k, window)
+        idx = picked[0][picked[0] >= 0]
+        value = value_of(o[0][: len(idx)]) * sign
+    tokens = token_strings(run)
+    return pd.DataFrame(
+        {
+            "rank": np.arange(len(idx)),
+            "idx": idx,
+            "value": value,
+            "token": [tokens[i] for i in idx],
+            "context": ["".join(tokens[max(0, i - context) : i + 1]) for i in idx],
+        }
+    )
+
+
+def correlated_units(run: RunReader, name: str, unit: int, k: int = 10) -> pd.DataFrame:
+    """The ``k`` units of the same activation most correlated with ``unit`` (Pearson r over the run, from the
+    cards), by |r| descending, ties to the lower unit; columns ``unit, r``. The unit itself is left out."""
+    (unit,) = unit_ids(unit, run.units(name), name)
+    c = load_cards(run, name)
+    r = (c.corr(unit) if "corr" in c.a else correlations(run, name)[unit]).astype(np.float64)
+    others = np.delete(np.arange(len(r)), unit)
+    strength = np.abs(r[others])
+    order = others[np.lexsort((others, -np.nan_to_num(strength, nan=-1.0)))][:k]
+    return pd.DataFrame({"unit": order, "r": r[order]})
+
+
+def correlations(run: RunReader, name: str, rows: int = 16384) -> np.ndarray:
+    """Pearson r float32 ``[U, U]`` of an activation whose cards hold none (a kind outside ``CORR_KINDS``):
+    computed from its file with the cards' streaming sums once, then cached as ``<cards file>.corr.npy``."""
+    path = run.path / "cache" / "cards" / (card_file(name, run.n_tokens) + ".corr.npy")
+    if not path.is_file():
+        builder = CardBuilder(Activation.from_name(name, run.units(name)), run.n_tokens)
+        for start in range(0, run.n_tokens, rows):
+            x = run.activations(name, start=start, stop=start + rows)
+            finite = np.isfinite(x)
+            if not finite.all():
+                builder.bad |= ~finite.all(0)
+                x = np.where(finite, x, 0.0)
+            builder._moments(x)
+        if builder._filled:
+            builder._gemm()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npy")
+        np.save(tmp, correlation(builder.count, builder.s1, builder.sxx, builder.bad))
+        tmp.replace(path)
+    return np.load(path, mmap_mode="r")
+
+
+def token_strings(run: RunReader) -> list[str]:
+    """The run's display tokens, read once per run file (the column alone, not the whole tokens table)."""
+    f = run.path / "tokens.parquet"
+    return _tokens(str(f), f.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _tokens(path: str, mtime_ns: int) -> list[str]:
+    return pq.read_table(path, columns=["token"]).column("token").to_pylist()
