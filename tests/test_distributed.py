@@ -291,4 +291,4 @@ def test_cards_of_a_sharded_run_are_those_of_its_shards_concatenated(sharded, al
             corr = sharded.correlated_units(name, unit, k=5)
             want = [u for u in np.argsort(-np.abs(r[unit]), kind="stable") if u != unit][:5]
             assert sorted(corr["unit"]) == sorted(want), (name, unit)
-            np.testing.assert_allclose(corr["r"], r[unit, corr["unit"]], atol=1e-9)
+            np.testing.assert_allclose(corr["r"], r[unit, corr["unit"]], atol=1e-6)  # r is stored as float32

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
 from ..errors import RunError
+from ..shards import expand, tokens_file
 from ..store.format import Activation
 from ..store.reader import RunReader
 from ..validate import unit_ids
@@ -134,11 +136,12 @@ def correlations(run: RunReader, name: str, rows: int = 16384) -> np.ndarray:
 
 
 def token_strings(run: RunReader) -> list[str]:
-    """The run's display tokens, read once per run file (the column alone, not the whole tokens table)."""
-    f = run.path / "tokens.parquet"
-    return _tokens(str(f), f.stat().st_mtime_ns)
+    """The run's display tokens, read once per run (the column alone, not the whole tokens table); a sharded
+    run's come from its parts in order."""
+    files = tuple(str(run.path / f) for f in expand(run.path, tokens_file(run.manifest)))
+    return _tokens(files, tuple(Path(f).stat().st_mtime_ns for f in files))
 
 
 @functools.lru_cache(maxsize=4)
-def _tokens(path: str, mtime_ns: int) -> list[str]:
-    return pq.read_table(path, columns=["token"]).column("token").to_pylist()
+def _tokens(files: tuple[str, ...], mtimes_ns: tuple[int, ...]) -> list[str]:
+    return [t for f in files for t in pq.read_table(f, columns=["token"]).column("token").to_pylist()]
