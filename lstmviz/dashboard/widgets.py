@@ -9,8 +9,6 @@ first value comes from, and how a bad URL value is reported and clamped, is :mod
 
 from __future__ import annotations
 
-import inspect
-import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -22,7 +20,7 @@ import streamlit as st
 from ..analysis.projection import default_activation
 from ..errors import UserError
 from ..store import Run, RunError
-from . import data, state
+from . import data, figures, helptext, state
 
 PAGES_DIR = "lstmviz/dashboard/pages"
 PAGES = {
@@ -90,10 +88,46 @@ def empty(message: str) -> NoReturn:
     st.stop()
 
 
+PROJECTOR_FONT = 22
+"""The figures' font size in px in projector mode (the pages' text grows by about the same factor)."""
+PROJECTOR_CSS = """<style>
+html { font-size: 22px; }
+[data-testid="stMarkdownContainer"] p, [data-testid="stMarkdownContainer"] li,
+[data-testid="stCaptionContainer"], [data-testid="stWidgetLabel"] p, [data-testid="stAlertContentInfo"] p
+  { font-size: 1.25rem; line-height: 1.45; }
+[data-testid="stSidebarNavLink"] span, [data-testid="stExpander"] summary p { font-size: 1.2rem; }
+</style>"""
+"""Projector mode's stylesheet: Streamlit sizes its text in rem, so the root size scales the whole page; body text,
+captions and labels, which Streamlit sets smaller than the root, are raised further for the back row."""
+
+
+def projector() -> int:
+    """Sidebar: projector mode, large fonts for a class on a projector (``?projector=1`` keeps it in the URL).
+
+    Enlarges the page's text (:data:`PROJECTOR_CSS`) and returns the figures' font size in px, which
+    :func:`font_size` hands to the pages afterwards. Call it once per run, before the page (app.py does).
+    """
+    state.init("projector", False, state.flag, lambda v: isinstance(v, bool), expect="0 or 1", show=_flag)
+    on = st.sidebar.toggle("Projector mode", key="projector", help="Large fonts, for a room reading a projector.")
+    state.publish("projector", bool(on), _flag)
+    if on:
+        st.html(PROJECTOR_CSS)
+    return font_size()
+
+
+def font_size() -> int:
+    """The figures' font size in px: :data:`PROJECTOR_FONT` in projector mode, else ``figures.FONT``."""
+    return PROJECTOR_FONT if st.session_state.get("projector") else figures.FONT
+
+
+def _flag(v: bool) -> str:
+    return "1" if v else "0"
+
+
 def help_text(obj: Any) -> str:
-    """The description part of a docstring (before ``Args:``), dedented, with Sphinx roles as plain code."""
-    doc = (inspect.getdoc(obj) or "").split("\nArgs:")[0].strip()
-    return re.sub(r":(?:func|class|data|mod|meth|attr):`~?([^`]+)`", r"`\1`", doc)
+    """The description part of ``obj``'s docstring as Markdown with typeset math (:func:`helptext.doc_markdown`),
+    for ``st.markdown``."""
+    return helptext.doc_markdown(obj)
 
 
 def csv_download(table: pd.DataFrame, filename: str, label: str = "Download CSV", key: str | None = None) -> None:
