@@ -92,7 +92,7 @@ def stepper(run: Run, key: str = "step") -> int:
     cols[1].button("◀ Back", key=f"{key}_back", on_click=_set, args=(key, here - 1, top), width="stretch")
     cols[2].button("Step ▶", key=f"{key}_fwd", on_click=_set, args=(key, here + 1, top), width="stretch")
     cols[3].button(
-        "⏸ Pause" if is_playing(key) else "⏵ Play",
+        "Pause" if is_playing(key) else "▶ Play",
         key=f"{key}_play_button",
         on_click=_play,
         args=(key, top),

@@ -96,9 +96,13 @@ html { font-size: 22px; }
 [data-testid="stCaptionContainer"], [data-testid="stWidgetLabel"] p, [data-testid="stAlertContentInfo"] p
   { font-size: 1.25rem; line-height: 1.45; }
 [data-testid="stSidebarNavLink"] span, [data-testid="stExpander"] summary p { font-size: 1.2rem; }
+.stButton button, .stDownloadButton button { padding-left: 0.25rem; padding-right: 0.25rem; }
+.stButton button p, .stDownloadButton button p { font-size: 0.75rem; line-height: 1.15; }
 </style>"""
 """Projector mode's stylesheet: Streamlit sizes its text in rem, so the root size scales the whole page; body text,
-captions and labels, which Streamlit sets smaller than the root, are raised further for the back row."""
+captions and labels, which Streamlit sets smaller than the root, are raised further for the back row. Button
+labels stay near their usual size, with less padding: in a row of narrow columns ("◀ Prev", "Find next") a larger one
+is cut off."""
 
 
 def projector() -> int:

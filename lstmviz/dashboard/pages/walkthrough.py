@@ -12,7 +12,7 @@ st.write(
     "Pick one unit and read the text with it, one token at a time. The diagram shows that unit's numbers at "
     "the current token: how much the input pushes (x), what it remembers (h₋₁, c₋₁), each gate, and the new "
     "cell and hidden state. The lines below show the same numbers over the stretch of text around it. Type a "
-    "token number or find a word to go there; ⏵ Play steps on by itself."
+    "token number or find a word to go there; ▶ Play steps on by itself."
 )
 
 run, key = widgets.current_run()
