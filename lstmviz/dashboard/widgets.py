@@ -324,20 +324,6 @@ def window(run: Run, key: str = "start") -> tuple[int, int]:
     return int(start), int(min(start + width, n))
 
 
-def stepper(run: Run, key: str = "step") -> int:
-    """One token at a time: back / step buttons and a slider over the whole run. Returns the token index."""
-    top = max(run.n_tokens - 1, 0)
-    state.init(
-        key, 0, state.whole, _within(0, top), expect=f"a token position (0…{top:,})", clamp=state.clamp_int(0, top)
-    )
-    cols = st.columns([1, 1, 4])
-    cols[0].button("◀ Back", key=f"{key}_back", on_click=_shift, args=(key, -1, top), width="stretch")
-    cols[1].button("Step ▶", key=f"{key}_fwd", on_click=_shift, args=(key, 1, top), width="stretch")
-    step = int(cols[2].slider("Token", 0, max(top, 1), key=key))
-    state.publish(key, step)
-    return min(step, top)
-
-
 def span(run: Run, start: int, stop: int, key: str = "span") -> tuple[int, int]:
     """The selected span [a, b): typed, or brushed on the heatmap (see :func:`set_span_from_box`).
 
