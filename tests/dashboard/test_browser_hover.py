@@ -1,12 +1,12 @@
-"""A real browser's mouse over the Text heatmap: each point of a token, its box and the track rows under it, shows
-that token's hover (Debian's chromium through Playwright, as in test_browser.py)."""
+"""A real browser on the text views (Debian's chromium through Playwright, as in test_browser.py): the mouse over
+each point of a token, its box and the track rows under it, reads that token; the walkthrough's Play steps on."""
 
 from __future__ import annotations
 
 import pytest
 from test_browser import page, server, settle  # noqa: F401  (fixtures)
 
-from lstmviz.dashboard import figures
+from lstmviz.dashboard import figures, stepper
 
 pytestmark = pytest.mark.browser
 
@@ -32,3 +32,20 @@ def test_the_mouse_anywhere_over_a_token_or_its_tracks_reads_that_token(page, se
             assert tip.startswith(f"#{j} '{token}'value "), (j, y, tip)
             assert "in_string=False" in tip and "bracket_depth=0" in tip and "next: " in tip
         page.mouse.move(5, 5)
+
+
+def test_play_steps_through_the_text_by_itself(page, server):  # noqa: F811
+    page.goto(f"{server}/walkthrough?run=tiny_lstm&step=3")
+    settle(page)
+    position = page.get_by_label("Token (0", exact=False)
+    assert position.input_value() == "3"
+    page.get_by_role("button", name="▶ Play").click()
+    page.wait_for_timeout(round(stepper.PLAY_EVERY * 6 * 1000))
+    moved = int(position.input_value())
+    assert 3 + 2 <= moved < stepper.STRETCH, moved  # on by itself, one token a beat, within the stretch
+    page.get_by_role("button", name="Pause").click()
+    settle(page)
+    held = position.input_value()
+    page.wait_for_timeout(round(stepper.PLAY_EVERY * 3 * 1000))
+    assert position.input_value() == held
+    assert not page.locator('[data-testid="stException"]').count()
