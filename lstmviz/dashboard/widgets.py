@@ -95,7 +95,7 @@ html { font-size: 22px; }
 [data-testid="stMarkdownContainer"] p, [data-testid="stMarkdownContainer"] li,
 [data-testid="stCaptionContainer"], [data-testid="stWidgetLabel"] p, [data-testid="stAlertContentInfo"] p
   { font-size: 1.25rem; line-height: 1.45; }
-[data-testid="stSidebarNavLink"] span, [data-testid="stExpander"] summary p { font-size: 1.2rem; }
+[data-testid="stExpander"] summary p { font-size: 1.2rem; }
 .stButton button, .stDownloadButton button { padding-left: 0.25rem; padding-right: 0.25rem; }
 .stButton button p, .stDownloadButton button p { font-size: 0.75rem; line-height: 1.15; }
 </style>"""

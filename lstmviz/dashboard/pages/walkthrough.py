@@ -51,7 +51,8 @@ def walk() -> None:
             "h₋₁ (c₋₁) where it tapped h (c)."
         )
     else:
-        left, right = st.columns([3, 2])
+        # in projector mode the typeset equations are too wide for a column beside the diagram: they go under it
+        left, right = st.columns([3, 2]) if font == figures.FONT else (st.container(), st.container())
         values = {k: float(now[k]) for k in trace.columns if k != "idx" and np.isfinite(now[k])}
         left.plotly_chart(
             figures.cell_figure(cell, values, f"{cell} unit {u}, layer {run.info(name)['layer']}", font_size=font),
