@@ -45,7 +45,7 @@ def test_neuron_search_text_hovers_each_annotation_once(runs_root, monkeypatch):
 def test_projector_mode_enlarges_the_page_and_the_figures_and_stays_in_the_url(runs_root, monkeypatch):
     at = visit(app(runs_root, monkeypatch, run="tiny_lstm"), "text")
     small = figure(at)
-    assert not at.toggle(key="projector").value and at.query_params["projector"] in ("0", ["0"])
+    assert not at.toggle(key="projector").value and "projector" not in at.query_params
     at.toggle(key="projector").set_value(True).run()
     assert_clean(at)
     assert at.query_params["projector"] in ("1", ["1"])
@@ -55,6 +55,9 @@ def test_projector_mode_enlarges_the_page_and_the_figures_and_stays_in_the_url(r
     assert big["data"][0]["textfont"]["size"] == widgets.PROJECTOR_FONT > small["data"][0]["textfont"]["size"]
     assert big["layout"]["font"]["size"] == widgets.PROJECTOR_FONT
     assert big["layout"]["xaxis"]["range"][1] < small["layout"]["xaxis"]["range"][1]  # fewer, larger cells
+    at.toggle(key="projector").set_value(False).run()
+    assert "projector" not in at.query_params and widgets.PROJECTOR_CSS not in [h.proto.body for h in at.get("html")]
+    assert figure(at)["layout"]["font"]["size"] == figures.FONT
 
 
 def test_projector_mode_from_a_link(runs_root, monkeypatch):
