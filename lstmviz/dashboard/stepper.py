@@ -64,6 +64,7 @@ def _find(run: Run, key: str, after: bool) -> None:
 
 
 def is_playing(key: str = "step") -> bool:
+    """Whether Play is on for the position ``key``."""
     return bool(st.session_state.get(f"{key}_play", False))
 
 
