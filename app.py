@@ -51,6 +51,7 @@ def frame() -> None:
     page = st.navigation([root_page, *pages.values()])
     st.sidebar.title("lstmviz")
     widgets.run_picker(root)
+    widgets.projector()
     page.run()
 
 

@@ -49,7 +49,7 @@ def window(n: int, words: bool, rng: np.random.Generator) -> tuple[list[str], pd
 
 
 def build(vocab: list[str], table: pd.DataFrame, values: np.ndarray, joiner: str, hover: list | None = None) -> None:
-    hover = hover or figures.token_hover(table, vocab, ["depth", "in_string"])
+    hover = hover or figures.token_hover(table, vocab)  # the figure adds the drawn tracks
     docs = table["doc"].to_numpy() if joiner else None
     tracks = table[["depth", "in_string"]]
     tokens = table["token"].tolist()
@@ -70,7 +70,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     values = rng.standard_normal((args.tokens, args.units)).astype(np.float16)
     words, chars = window(args.tokens, True, rng), window(args.tokens, False, rng)
-    word_hover = figures.token_hover(words[1], words[0], ["depth", "in_string"])
+    word_hover = figures.token_hover(words[1], words[0])
     cases = {
         "word": lambda: build(*words, values, " "),
         "char": lambda: build(*chars, values, ""),

@@ -9,8 +9,6 @@ first value comes from, and how a bad URL value is reported and clamped, is :mod
 
 from __future__ import annotations
 
-import inspect
-import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -22,7 +20,7 @@ import streamlit as st
 from ..analysis.projection import default_activation
 from ..errors import UserError
 from ..store import Run, RunError
-from . import data, state
+from . import data, figures, helptext, state
 
 PAGES_DIR = "lstmviz/dashboard/pages"
 PAGES = {
@@ -90,10 +88,53 @@ def empty(message: str) -> NoReturn:
     st.stop()
 
 
+PROJECTOR_FONT = 22
+"""The figures' font size in px in projector mode (the pages' text grows by about the same factor)."""
+PROJECTOR_CSS = """<style>
+html { font-size: 22px; }
+[data-testid="stMarkdownContainer"] p, [data-testid="stMarkdownContainer"] li,
+[data-testid="stCaptionContainer"], [data-testid="stWidgetLabel"] p, [data-testid="stAlertContentInfo"] p
+  { font-size: 1.25rem; line-height: 1.45; }
+[data-testid="stExpander"] summary p { font-size: 1.2rem; }
+.stButton button, .stDownloadButton button { padding-left: 0.25rem; padding-right: 0.25rem; }
+.stButton button p, .stDownloadButton button p { font-size: 0.75rem; line-height: 1.15; }
+</style>"""
+"""Projector mode's stylesheet: Streamlit sizes its text in rem, so the root size scales the whole page; body text,
+captions and labels, which Streamlit sets smaller than the root, are raised further for the back row. Button
+labels stay near their usual size, with less padding: in a row of narrow columns ("◀ Prev", "Find next") a larger one
+is cut off."""
+
+
+def projector() -> int:
+    """Sidebar: projector mode, large fonts for a class on a projector (``?projector=1`` keeps it in the URL).
+
+    Enlarges the page's text (:data:`PROJECTOR_CSS`) and returns the figures' font size in px, which
+    :func:`font_size` hands to the pages afterwards. Call it once per run, before the page (app.py does).
+    """
+    state.init("projector", False, state.flag, lambda v: isinstance(v, bool), expect="0 or 1", show=_flag)
+    on = st.sidebar.toggle("Projector mode", key="projector", help="Large fonts, for a room reading a projector.")
+    st.session_state["_keep_projector"] = bool(on)
+    if on:  # in the URL only when on, so the links of an ordinary session stay as they were
+        st.query_params["projector"] = "1"
+        st.html(PROJECTOR_CSS)
+    elif "projector" in st.query_params:
+        del st.query_params["projector"]
+    return font_size()
+
+
+def font_size() -> int:
+    """The figures' font size in px: :data:`PROJECTOR_FONT` in projector mode, else ``figures.FONT``."""
+    return PROJECTOR_FONT if st.session_state.get("projector") else figures.FONT
+
+
+def _flag(v: bool) -> str:
+    return "1" if v else "0"
+
+
 def help_text(obj: Any) -> str:
-    """The description part of a docstring (before ``Args:``), dedented, with Sphinx roles as plain code."""
-    doc = (inspect.getdoc(obj) or "").split("\nArgs:")[0].strip()
-    return re.sub(r":(?:func|class|data|mod|meth|attr):`~?([^`]+)`", r"`\1`", doc)
+    """The description part of ``obj``'s docstring as Markdown with typeset math (:func:`helptext.doc_markdown`),
+    for ``st.markdown``."""
+    return helptext.doc_markdown(obj)
 
 
 def csv_download(table: pd.DataFrame, filename: str, label: str = "Download CSV", key: str | None = None) -> None:
@@ -284,20 +325,6 @@ def window(run: Run, key: str = "start") -> tuple[int, int]:
     state.publish(key, int(start))
     state.publish("width", int(width))
     return int(start), int(min(start + width, n))
-
-
-def stepper(run: Run, key: str = "step") -> int:
-    """One token at a time: back / step buttons and a slider over the whole run. Returns the token index."""
-    top = max(run.n_tokens - 1, 0)
-    state.init(
-        key, 0, state.whole, _within(0, top), expect=f"a token position (0…{top:,})", clamp=state.clamp_int(0, top)
-    )
-    cols = st.columns([1, 1, 4])
-    cols[0].button("◀ Back", key=f"{key}_back", on_click=_shift, args=(key, -1, top), width="stretch")
-    cols[1].button("Step ▶", key=f"{key}_fwd", on_click=_shift, args=(key, 1, top), width="stretch")
-    step = int(cols[2].slider("Token", 0, max(top, 1), key=key))
-    state.publish(key, step)
-    return min(step, top)
 
 
 def span(run: Run, start: int, stop: int, key: str = "span") -> tuple[int, int]:

@@ -12,7 +12,7 @@ from tiny_models import CellCharModel, LayerNormLSTMCell
 from torch import nn
 
 import lstmviz
-from lstmviz.dashboard import widgets
+from lstmviz.dashboard import helptext, widgets
 from lstmviz.names import equations
 
 TEXT = "def f(x):\n    return [x, (x + 1) * 2]\n" * 6
@@ -58,5 +58,5 @@ def test_the_walkthrough_says_what_it_cannot_show_for_a_tapped_cell(cell_runs, m
 def test_the_walkthrough_draws_a_stepped_cell_with_its_equations(cell_runs, monkeypatch):
     at = visit(app(cell_runs, monkeypatch, run=str(cell_runs / "stepped"), act="cell.l0.fwd.f"), "walkthrough")
     assert_clean(at)
-    assert [c.value for c in at.code] == ["\n".join(equations("LSTM"))]
+    assert [m.value.strip("$\n") for m in at.latex] == [helptext.equation(e) for e in equations("LSTM")]
     assert not any("does not know" in i.value for i in at.info)

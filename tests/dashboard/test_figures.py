@@ -27,13 +27,13 @@ def test_text_figure_draws_tracks_under_each_token():
     tokens = list("abcd")
     tracks = pd.DataFrame({"in_string": [False, True, True, False], "kind": ["A", "B", "A", "C"]})
     fig = figures.text_figure(tokens, np.zeros(4), tracks=tracks, cols=2)
-    text, in_string, kind = fig.data
+    text, in_string, kind, hover = fig.data
     assert np.asarray(in_string.marker.color).tolist() == [0, 1, 1, 0]
     assert np.asarray(kind.marker.color).tolist() == [0, 0.5, 0, 1]
     line = 1 + 2 * figures.TRACK_H
     assert np.asarray(text.y).tolist() == [0, 0, line, line]  # 2 lines of text, each with its 2 tracks under it
     assert all(text.y[j] + 0.5 < in_string.y[j] < kind.y[j] < text.y[j] + line for j in range(4))
-    assert list(in_string.customdata) == ["in_string: False", "in_string: True", "in_string: True", "in_string: False"]
+    assert [t.split("<br>")[2] for t in hover.customdata] == [f"in_string={v}" for v in tracks["in_string"]]
 
 
 def test_word_tokens_take_their_own_width_and_never_overlap():
@@ -56,7 +56,7 @@ def test_documents_begin_lines_under_a_rule_and_are_labelled():
     assert lay.doc_rows == [(0, 3), (1, 4), (2, 9)]
     fig = figures.text_figure(words, np.zeros(5), joiner=" ", docs=docs)
     assert fig.layout.yaxis.visible and list(fig.layout.yaxis.ticktext) == ["doc 3", "doc 4", "doc 9"]
-    rules = fig.data[-1]
+    rules = fig.data[-2]  # under the hover layer
     assert [y for y in rules.y if y is not None] == [0.5, 0.5, 1.5, 1.5]  # between lines 0|1 and 1|2
 
 
@@ -67,7 +67,7 @@ def test_line_ends_long_tokens_and_missing_values():
     assert lay.x0.tolist() == [0, 3, 0, 0]
     fig = figures.text_figure(tokens, np.array([1, np.nan, 2, 3]), joiner=" ", cols=10)
     assert len(fig.data[0].text) == 3 and list(fig.data[1].text) == ["<eos>"]  # NaN: a grey box of its own
-    assert fig.data[1].marker.color == "#bbb" and "value nan" in fig.data[1].customdata[0]
+    assert fig.data[1].marker.color == "#bbb" and "value nan" in fig.data[-1].customdata[1]
 
 
 @settings(max_examples=200, deadline=None)
@@ -154,8 +154,18 @@ def test_projection_figure_uses_webgl_and_lasso():
 
 def test_cell_figure_marks_missing_values():
     fig = figures.cell_figure("LSTM", {"f": 0.9, "c": -0.4})
-    text = dict(zip(["x", "h₋₁", "c₋₁", "f", "i", "g", "o", "c", "h"], fig.data[0].text, strict=True))
+    text = {t.split("</b>")[0][3:]: t for trace in fig.data for t in trace.text}
+    assert set(text) == {"x", "h₋₁", "c₋₁", "f", "i", "g", "o", "c", "h"}
     assert "+0.90" in text["f"] and "–" in text["i"]
+
+
+def test_cell_figure_draws_gates_on_zero_to_one_and_states_on_minus_one_to_one():
+    """A forget gate at 0.9 is not the far end of a signed scale: the gates have their own 0…1 one."""
+    fig = figures.cell_figure("GRU", {"r": 0.9, "z": 0.1, "n": -0.5, "h": 0.2})
+    by_box = {t.split("</b>")[0][3:]: trace for trace in fig.data for t in trace.text}
+    assert by_box["r"] is by_box["z"] and by_box["n"] is by_box["h"] is not by_box["r"]
+    assert (by_box["r"].marker.cmin, by_box["r"].marker.cmax) == (0, 1)
+    assert (by_box["h"].marker.cmin, by_box["h"].marker.cmax) == (-1, 1)
 
 
 def test_token_class_and_hover():

@@ -228,7 +228,7 @@ def test_walkthrough_steps(runs_root, monkeypatch):
     at.button(key="step_fwd").click().run()
     at.button(key="step_fwd").click().run()
     assert_clean(at)
-    assert at.slider(key="step").value == 2
+    assert at.number_input(key="step").value == 2
     assert figure(at, 0)["data"][0]["text"] != spec
 
 

@@ -12,6 +12,8 @@ from lstmviz.dashboard.figures.cells import cell_figure, sparklines
 from lstmviz.dashboard.figures.charts import gradient_figure, projection_figure, ranking_figure, saturation_figure
 from lstmviz.dashboard.figures.common import (
     DIVERGING,
+    FONT,
+    GATE_SCALE,
     MAX_HOVER_CELLS,
     SEQUENTIAL,
     TRACK_SCALE,
@@ -21,12 +23,15 @@ from lstmviz.dashboard.figures.common import (
     token_class,
     token_hover,
     track_values,
+    unit_scale,
 )
 from lstmviz.dashboard.figures.heatmaps import counts_figure, overview_figure, units_heatmap
 from lstmviz.dashboard.figures.text import LINE_ENDS, TEXT_COLS, TRACK_H, TextLayout, layout_text, text_figure
 
 __all__ = [
     "DIVERGING",
+    "FONT",
+    "GATE_SCALE",
     "LINE_ENDS",
     "MAX_HOVER_CELLS",
     "SEQUENTIAL",
@@ -50,5 +55,6 @@ __all__ = [
     "token_class",
     "token_hover",
     "track_values",
+    "unit_scale",
     "units_heatmap",
 ]

@@ -8,7 +8,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from lstmviz.dashboard.figures.common import DIVERGING, show_token
+from lstmviz.dashboard.figures.common import FONT, show_token, unit_scale
+from lstmviz.names import SIGMOID_KINDS
 
 _BOXES = {
     "LSTM": {
@@ -71,11 +72,12 @@ _ROLE = {
 }
 
 
-def cell_figure(cell: str, values: Mapping[str, float], title: str = "") -> go.Figure:
+def cell_figure(cell: str, values: Mapping[str, float], title: str = "", font_size: int = FONT) -> go.Figure:
     """A diagram of one LSTM / GRU / RNN unit at one step: a box per quantity, coloured and labelled by its value.
 
     values: quantity → value, with keys among x (the input's contribution to the pre-activation), h₋₁, c₋₁ and
-    the cell's kinds (i f g o c h, r z n h, or h). Missing quantities are drawn grey.
+    the cell's kinds (i f g o c h, r z n h, or h). Missing quantities are drawn grey. The gates (i f o, r z) are
+    coloured on their own 0…1 scale (:func:`unit_scale`), everything else on −1…1 diverging.
     """
     boxes, arrows = _BOXES[cell], _ARROWS[cell]
     fig = go.Figure()
@@ -99,37 +101,49 @@ def cell_figure(cell: str, values: Mapping[str, float], title: str = "") -> go.F
             startstandoff=26,
             text="",
         )
-    names = list(boxes)
-    vals = np.array([values.get(n, np.nan) for n in names], np.float32)
-    fig.add_trace(
-        go.Scatter(
-            x=[boxes[n][0] for n in names],
-            y=[boxes[n][1] for n in names],
-            mode="markers+text",
-            marker={
-                "symbol": "square",
-                "size": 58,
-                "color": vals,
-                "colorscale": DIVERGING,
-                "cmin": -1,
-                "cmax": 1,
-                "line": {"color": "#333", "width": 1},
-                "colorbar": {"thickness": 10, "title": {"text": "value"}},
-            },
-            text=[
-                f"<b>{n}</b><br>{v:+.2f}" if np.isfinite(v) else f"<b>{n}</b><br>–"
-                for n, v in zip(names, vals, strict=True)
-            ],
-            textfont={"size": 12, "color": np.where(np.abs(np.nan_to_num(vals)) > 0.5, "white", "#222").tolist()},
-            customdata=[_ROLE[n] for n in names],
-            hovertemplate="%{customdata}: %{marker.color:.4f}<extra></extra>",
-            showlegend=False,
+    box = round(58 * font_size / FONT)
+    for gates in (False, True):
+        names = [n for n in boxes if (n in SIGMOID_KINDS) == gates]
+        if not names:
+            continue
+        vals = np.array([values.get(n, np.nan) for n in names], np.float32)
+        scale, (lo, hi) = unit_scale("f" if gates else "")
+        dark = vals > 0.6 if gates else np.abs(np.nan_to_num(vals)) > 0.5
+        fig.add_trace(
+            go.Scatter(
+                x=[boxes[n][0] for n in names],
+                y=[boxes[n][1] for n in names],
+                mode="markers+text",
+                marker={
+                    "symbol": "square",
+                    "size": box,
+                    "color": vals,
+                    "colorscale": scale,
+                    "cmin": lo,
+                    "cmax": hi,
+                    "line": {"color": "#333", "width": 1},
+                    "colorbar": {
+                        "thickness": 10,
+                        "len": 0.45,
+                        "y": 0.25 if gates else 0.75,
+                        "title": {"text": "gates" if gates else "value"},
+                    },
+                },
+                text=[
+                    f"<b>{n}</b><br>{v:+.2f}" if np.isfinite(v) else f"<b>{n}</b><br>–"
+                    for n, v in zip(names, vals, strict=True)
+                ],
+                textfont={"size": round(font_size * 12 / FONT), "color": np.where(dark, "white", "#222").tolist()},
+                customdata=[_ROLE[n] for n in names],
+                hovertemplate="%{customdata}: %{marker.color:.4f}<extra></extra>",
+                showlegend=False,
+            )
         )
-    )
     fig.update_layout(
         title=title or None,
-        height=380,
+        height=round(380 * max(1.0, font_size / FONT)),
         plot_bgcolor="white",
+        font={"size": font_size},
         xaxis={"visible": False, "range": [-0.8, 6.8]},
         yaxis={"visible": False, "range": [-0.8, 4.8]},
         margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
@@ -137,21 +151,29 @@ def cell_figure(cell: str, values: Mapping[str, float], title: str = "") -> go.F
     return fig
 
 
-def sparklines(series: Mapping[str, np.ndarray], step: int, tokens: Sequence[str] | None = None) -> go.Figure:
-    """One small line per quantity over the steps so far (each ``[steps]``), with the current step marked."""
+def sparklines(
+    series: Mapping[str, np.ndarray],
+    step: int,
+    tokens: Sequence[str] | None = None,
+    start: int = 0,
+    font_size: int = FONT,
+) -> go.Figure:
+    """One small line per quantity over a stretch of text (each ``[steps]``, token ``start`` first), with step
+    ``step`` of it (counted from the stretch's start) marked."""
     names = list(series)
     fig = make_subplots(rows=len(names), cols=1, shared_xaxes=True, vertical_spacing=0.02)
     for r, n in enumerate(names, start=1):
         y = np.asarray(series[n], np.float32)
+        x = start + np.arange(len(y))
         fig.add_trace(
             go.Scatter(
-                x=np.arange(len(y)),
+                x=x,
                 y=y,
                 mode="lines",
                 line={"width": 1.5},
                 name=n,
                 text=[show_token(t) for t in tokens[: len(y)]] if tokens is not None else None,
-                hovertemplate=f"{n} %{{y:.3f}}<br>step %{{x}} %{{text}}<extra></extra>",
+                hovertemplate=f"{n} %{{y:.3f}}<br>token %{{x}} %{{text}}<extra></extra>",
             ),
             row=r,
             col=1,
@@ -159,14 +181,23 @@ def sparklines(series: Mapping[str, np.ndarray], step: int, tokens: Sequence[str
         if 0 <= step < len(y):
             fig.add_trace(
                 go.Scatter(
-                    x=[step], y=[y[step]], mode="markers", marker={"size": 6, "color": "black"}, hoverinfo="skip"
+                    x=[start + step],
+                    y=[y[step]],
+                    mode="markers",
+                    marker={"size": 6, "color": "black"},
+                    hoverinfo="skip",
                 ),
                 row=r,
                 col=1,
             )
-        fig.add_vline(x=step, line={"color": "black", "width": 1, "dash": "dot"}, row=r, col=1)
+        fig.add_vline(x=start + step, line={"color": "black", "width": 1, "dash": "dot"}, row=r, col=1)
         fig.update_yaxes(title_text=n, title_standoff=2, row=r, col=1)
     steps = max((len(series[n]) for n in names), default=1)
-    fig.update_xaxes(range=[-0.5, max(steps - 1, 1) + 0.5])
-    fig.update_layout(height=60 * len(names) + 40, showlegend=False, margin={"l": 10, "r": 10, "t": 10, "b": 10})
+    fig.update_xaxes(range=[start - 0.5, start + max(steps - 1, 1) + 0.5])
+    fig.update_layout(
+        height=round((60 * len(names) + 40) * max(1.0, font_size / FONT)),
+        showlegend=False,
+        font={"size": font_size},
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+    )
     return fig

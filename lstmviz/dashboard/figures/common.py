@@ -8,8 +8,15 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from lstmviz.names import SIGMOID_KINDS
+
 DIVERGING = "RdBu_r"
 SEQUENTIAL = "Viridis"
+GATE_SCALE = "Greens"
+"""A sigmoid gate's 0…1: white where the gate is shut, dark green where it is open (one hue, apart from the
+red/blue of signed values and the purple of annotation tracks)."""
+FONT = 13
+"""The figures' base font size in px; projector mode passes a larger one."""
 TRACK_SCALE = [[0.0, "#f4f4f4"], [1.0, "#6a51a3"]]
 MAX_HOVER_CELLS = 20_000  # above this, heatmap cells carry no per-cell token (it costs ~1 ms per 1k cells)
 
@@ -32,6 +39,19 @@ def symmetric_range(values: np.ndarray) -> tuple[float, float]:
     finite = np.abs(values[np.isfinite(values)]) if values.size else np.zeros(0)
     m = float(finite.max()) if finite.size else 1.0
     return -(m or 1.0), m or 1.0
+
+
+def unit_scale(kind: str, zrange: tuple[float, float] | None = None) -> tuple[str, tuple[float, float]]:
+    """How one unit's values are coloured: ``(plotly colour scale, (lo, hi))``.
+
+    A sigmoid gate (i f o r z, :data:`lstmviz.names.SIGMOID_KINDS`) lies in [0, 1] whatever it does, so it is
+    drawn on :data:`GATE_SCALE` over exactly 0…1: a forget gate held near 1 reads as "open", not as the far end of
+    a signed scale. Every other kind is signed, so it is drawn diverging, over ``zrange`` (e.g. the unit's
+    symmetric range over the run; :func:`symmetric_range`), or ``(-1, 1)`` when none is given.
+    """
+    if kind in SIGMOID_KINDS:
+        return GATE_SCALE, (0.0, 1.0)
+    return DIVERGING, zrange or (-1.0, 1.0)
 
 
 def token_class(tokens: Sequence[str] | pd.Series) -> list[str]:

@@ -9,15 +9,22 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from lstmviz.dashboard.figures.common import DIVERGING, TRACK_SCALE, show_token, symmetric_range, track_values
+from lstmviz.dashboard.figures.common import (
+    FONT,
+    TRACK_SCALE,
+    show_token,
+    symmetric_range,
+    track_values,
+    unit_scale,
+)
 
 LINE_ENDS = frozenset({"<eos>"})
 """Tokens after which the text goes on in a new line (besides any token holding a newline)."""
 TEXT_COLS = {"": 80, " ": 90}
 """Cells per line of the text heatmap, by how tokens join: characters get roomy cells, words narrower ones, so
 both read well on a wide page (a 13 px monospace character is about 8 px wide)."""
-TRACK_H = 0.3
-"""The height of one annotation track under a line, in lines."""
+TRACK_H = 0.4
+"""The height of one annotation track under a line, in lines (tall enough for its label on the left)."""
 
 
 @dataclass(frozen=True)
@@ -69,39 +76,48 @@ def text_figure(
     docs: Sequence[int] | np.ndarray | None = None,
     cols: int | None = None,
     zrange: tuple[float, float] | None = None,
+    kind: str = "",
+    font_size: int = FONT,
     title: str = "",
 ) -> go.Figure:
     """Karpathy-style text colouring: each token a box coloured by one unit's value, laid out as text.
 
-    tokens ``[T]`` display strings, values ``[T]``, hover ``[T]`` strings. ``joiner`` is how the tokens join into
+    tokens ``[T]`` display strings, values ``[T]``, hover ``[T]`` strings (e.g. :func:`token_hover`: the token,
+    loss and next-token guesses; its first line should name the token). ``joiner`` is how the tokens join into
     text (``""`` characters, ``" "`` words: see :func:`layout_text`); ``docs [T]`` the document of each token,
     given when the run holds several: each document then begins a line, under a rule, labelled on the left.
     Each column of ``tracks`` (``[T]`` rows, numeric or boolean) is drawn as a thin bar under every token,
-    scaled to its own range. A token without a finite value is a grey box.
+    scaled to its own range, its rows labelled with its name on the left. A token without a finite value is a
+    grey box. ``kind`` (the activation's kind) picks the colour scale, see :func:`unit_scale`: a gate on 0…1,
+    anything else diverging over ``zrange`` (default ±max|value|). ``font_size`` (px) sizes the text, and with
+    it the cells: a larger font gets fewer cells per line (``cols`` defaults to :data:`TEXT_COLS` at 13 px).
+
+    Hover lives on one invisible layer drawn last, a box per token spanning its line and the track rows under
+    it, so wherever the mouse is over a token it reads the token, its value, each drawn track's value and the
+    lines of ``hover``; every visible layer skips hover, so none of them can catch the mouse first.
     """
     values = np.asarray(values, np.float32).reshape(-1)
-    cols = cols or TEXT_COLS.get(joiner, TEXT_COLS[" "])
+    cols = cols or max(8, round(TEXT_COLS.get(joiner, TEXT_COLS[" "]) * FONT / font_size))
     n_tracks = 0 if tracks is None else tracks.shape[1]
     lay = layout_text(tokens, cols, joiner, docs)
     line_h = 1 + TRACK_H * n_tracks
     y = lay.row * line_h
     labels = np.array([show_token(t) for t in tokens], object)
-    tips = list(hover) if hover is not None else [""] * len(values)
-    tips = np.array([f"{h}<br>value {v:.3f}" if h else f"value {v:.3f}" for h, v in zip(tips, values, strict=True)])
-    lo, hi = zrange or symmetric_range(values)
+    tips = _tips(tokens, values, hover, tracks)
+    colorscale, (lo, hi) = unit_scale(kind, zrange or symmetric_range(values))
     finite = np.isfinite(values)
-    traces = [_boxes(lay, finite, y, 0.9, {"color": values[finite], "coloraxis": "coloraxis"}, tips, labels)]
+    every = np.ones(len(values), bool)
+    traces = [_boxes(lay, finite, y, 0.9, {"color": values[finite], "coloraxis": "coloraxis"}, labels, font_size)]
     if not finite.all():
-        traces.append(_boxes(lay, ~finite, y, 0.9, {"color": "#bbb"}, tips, labels))
+        traces.append(_boxes(lay, ~finite, y, 0.9, {"color": "#bbb"}, labels, font_size))
+    track_y = {}
     for k, column in enumerate(tracks.columns if n_tracks else ()):
-        raw = tracks[column].to_numpy()
-        tip = np.array([f"{column}: {v}" for v in raw], object)
+        track_y[column] = y + 0.5 + TRACK_H * (k + 0.5)
         marker = {"color": track_values(tracks[column]), "coloraxis": "coloraxis2"}
-        every = np.ones(len(values), bool)
-        traces.append(_boxes(lay, every, y + 0.5 + TRACK_H * (k + 0.5), TRACK_H * 0.8, marker, tip))
-    ticks = {}
+        traces.append(_boxes(lay, every, track_y[column], TRACK_H * 0.8, marker))
+    ticks: dict[float, str] = {}
     if docs is not None and lay.doc_rows:
-        ticks = {"tickvals": [r * line_h for r, _ in lay.doc_rows], "ticktext": [f"doc {d}" for _, d in lay.doc_rows]}
+        ticks.update({r * line_h: f"doc {d}" for r, d in lay.doc_rows})
         rules = [v for r, _ in lay.doc_rows[1:] for v in (r * line_h - 0.5, r * line_h - 0.5, None)]
         traces.append(
             go.Scatter(
@@ -113,12 +129,16 @@ def text_figure(
                 showlegend=False,
             )
         )
+    for column, at in track_y.items():
+        ticks.update({float(v): str(column) for v in np.unique(at)})
+    traces.append(_hover_layer(lay, y - 0.5 + line_h / 2, line_h, tips))
     layout = dict(
         title=title or None,
-        height=max(160, round(26 * lay.n_rows * line_h) + 80),
+        height=max(160, round(2 * font_size * lay.n_rows * line_h) + 80),
         margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        font={"size": font_size},
         coloraxis={
-            "colorscale": DIVERGING,
+            "colorscale": colorscale,
             "cmin": lo,
             "cmax": hi,
             "colorbar": {"thickness": 10, "lenmode": "pixels", "len": 240, "y": 1, "yanchor": "top"},  # at the top
@@ -131,14 +151,33 @@ def text_figure(
             "showgrid": False,
             "zeroline": False,
             "ticks": "",
-            **ticks,
+            "tickvals": list(ticks),
+            "ticktext": list(ticks.values()),
+            "tickfont": {"size": max(9, round(font_size * 0.7)), "color": "#555"},
+            "automargin": True,
         },
         plot_bgcolor="white",
         bargap=0,
+        barmode="overlay",
         showlegend=False,
-        uniformtext={"mode": "show", "minsize": 13},
+        hovermode="closest",
+        uniformtext={"mode": "show", "minsize": font_size},
     )
     return go.Figure(traces, layout)
+
+
+def _tips(
+    tokens: Sequence[str], values: np.ndarray, hover: Sequence[str] | None, tracks: pd.DataFrame | None
+) -> np.ndarray:
+    """object ``[T]``: each token's hover, its first line (the token) first, then its value, the drawn tracks'
+    values and the rest of its ``hover`` lines; the token itself when ``hover`` is not given."""
+    columns = {} if tracks is None else {str(c): tracks[c].to_numpy() for c in tracks.columns}
+    out = np.empty(len(values), object)
+    for j, v in enumerate(values):
+        head, _, rest = (hover[j] if hover is not None else repr(show_token(tokens[j]))).partition("<br>")
+        lines = [head, f"value {v:.3f}", *(f"{c}={a[j]}" for c, a in columns.items()), rest]
+        out[j] = "<br>".join(line for line in lines if line)
+    return out
 
 
 def _boxes(
@@ -147,11 +186,12 @@ def _boxes(
     y: np.ndarray,
     thickness: float,
     marker: dict,
-    tips: np.ndarray,
     labels: np.ndarray | None = None,
+    font_size: int = FONT,
 ) -> go.Bar:
     """One horizontal bar per kept token (``keep``: bool ``[T]``), spanning its cells less a hair (the gap
-    between neighbours), at height ``y [T]``; ``tips``/``labels`` ``[T]`` (object arrays) its hover and text."""
+    between neighbours), at height ``y [T]``, with the text ``labels [T]`` (object) if given. It never hovers:
+    :func:`_hover_layer` does."""
     text = {} if labels is None else {"text": labels[keep], "textposition": "inside", "insidetextanchor": "middle"}
     return go.Bar(
         orientation="h",
@@ -160,11 +200,27 @@ def _boxes(
         y=y[keep],
         width=thickness,
         marker={**marker, "line": {"width": 0}},
-        customdata=tips[keep],
-        hovertemplate="%{customdata}<extra></extra>",
+        hoverinfo="skip",
         textangle=0,
         constraintext="none",
-        textfont={"family": "monospace", "size": 13},
+        textfont={"family": "monospace", "size": font_size},
         cliponaxis=False,
         **text,
+    )
+
+
+def _hover_layer(lay: TextLayout, y: np.ndarray, height: float, tips: np.ndarray) -> go.Bar:
+    """An invisible bar per token over its full cells and the full ``height`` of its line (centred at ``y [T]``),
+    carrying ``tips [T]``: whatever the mouse is over in a token's column of its line, this is what hovers."""
+    return go.Bar(
+        orientation="h",
+        base=lay.x0,
+        x=lay.width,
+        y=y,
+        width=height,
+        marker={"color": "rgba(0,0,0,0)", "line": {"width": 0}},
+        customdata=tips,
+        hovertemplate="%{customdata}<extra></extra>",
+        hoverlabel={"font": {"family": "monospace"}},
+        showlegend=False,
     )

@@ -17,7 +17,7 @@ st.write(
     "falls off a cliff; an LSTM's cell state keeps it up for much longer."
 )
 with st.expander("How it is computed"):
-    st.markdown(gradients.gradient_flow.__doc__.split("Args:")[0])
+    st.markdown(widgets.help_text(gradients))
 
 run, key = widgets.current_run()
 others = [str(p) for p in data.find_runs(data.runs_root()) if str(p) != str(run.path)]

@@ -84,7 +84,8 @@ st.plotly_chart(
         values,
         tracks=shown,
         joiner=data.joiner(run),
-        hover=figures.token_hover(tokens, data.vocab(run), [track]),
+        hover=figures.token_hover(tokens, data.vocab(run)),  # the figure adds the drawn track's value
+        kind=run.info(name)["kind"],
     ),
     width="stretch",
     key="probe_text",

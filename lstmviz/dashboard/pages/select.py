@@ -13,8 +13,8 @@ st.write(
     "corpus those units switch on together, ranked as LSTMVis ranks them. Click a hit to jump there."
 )
 with st.expander("How select and match work"):
-    st.markdown(select_match.select.__doc__.split("Args:")[0])
-    st.markdown(select_match.match.__doc__.split("Args:")[0])
+    st.markdown(widgets.help_text(select_match.select))
+    st.markdown(widgets.help_text(select_match.match))
 
 run, key = widgets.current_run()
 name = widgets.activation(run)

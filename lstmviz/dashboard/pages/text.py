@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from lstmviz import names
 from lstmviz.dashboard import attribution_panel, data, figures, unitview, widgets
 from lstmviz.errors import UserError
 
@@ -53,10 +54,13 @@ tokens = data.tokens_window(key, start, stop)
 values = data.window(key, name, start, stop)  # (T, U)
 if not len(tokens):
     widgets.empty("This run has no tokens in this window.")
-hover = figures.token_hover(tokens, data.vocab(run), track_names)
+hover = figures.token_hover(tokens, data.vocab(run))  # the figure adds the value and the drawn tracks' values
 tracks = tokens[track_names] if track_names else None
 stats = run.stats[(run.stats["name"] == name) & (run.stats["unit"] == u)] if not run.stats.empty else None
 zrange = None if stats is None or stats.empty else figures.symmetric_range(stats[["min", "max"]].to_numpy(np.float32))
+kind = run.info(name)["kind"]
+if kind in names.SIGMOID_KINDS:
+    st.caption("A gate lies in 0…1: white where it is shut, dark green where it is open.")
 
 docs = tokens["doc"].to_numpy() if run.n_tokens and run.tokens["doc"].iat[-1] > 0 else None  # docs count from 0
 
@@ -70,6 +74,8 @@ st.plotly_chart(
         joiner=data.joiner(run),
         docs=docs,
         zrange=zrange,
+        kind=kind,
+        font_size=widgets.font_size(),
     ),
     width="stretch",
     key="text_fig",
