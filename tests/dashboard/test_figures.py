@@ -1,4 +1,4 @@
-"""lstmviz.dashboard.figures builds plain plotly figures from arrays: shapes, ranges, casts and layout, without streamlit."""
+"""The figure builders make plain plotly figures from arrays: shapes, ranges, casts and layout, without streamlit."""
 
 from __future__ import annotations
 

@@ -8,8 +8,6 @@ span off). LSTMVis shows tanh(c), so its θ is atanh(θ) on c in lstmviz.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import lstmvis_server as lstmvis
 import numpy as np
 import pytest
@@ -33,7 +31,7 @@ def exported(tmp_path_factory) -> tuple:
 
 
 def _key(row: tuple) -> tuple:
-    start, length, n_selected, n_union = row
+    _start, length, n_selected, n_union = row
     return -n_selected, n_union, -length
 
 
