@@ -135,22 +135,30 @@ def parse_units(raw: str) -> tuple[int, ...]:
 # --- widgets -----------------------------------------------------------------------------------------------------
 
 
-def pick_value(corpus: Run, name: str, units: tuple[int, ...], prefix: str, where=st) -> str | float:
+def _init(key: str, default, parse, url: bool, **judge):
+    """A widget's first value: from the URL and back to it (:func:`state.init`), or kept in the session only."""
+    if url:
+        return state.init(key, default, parse, **judge)
+    return st.session_state.setdefault(key, default)
+
+
+def pick_value(corpus: Run, name: str, units: tuple[int, ...], prefix: str, url: bool = True) -> str | float:
     """The value picker (a number, the corpus mean or zero) with the units' observed range and its warning.
 
     A number defaults to the first unit's largest recorded value: the unit fully on. Keys ``{prefix}_kind`` and
-    ``{prefix}_value``, in the URL.
+    ``{prefix}_value``, in the URL when ``url``.
     """
-    state.init(f"{prefix}_kind", "number", str, lambda v: v in VALUES, expect="number, mean or zero")
-    kind = where.selectbox("Value", list(VALUES), key=f"{prefix}_kind", format_func=VALUES.get)
-    state.publish(f"{prefix}_kind", kind)
+    _init(f"{prefix}_kind", "number", str, url, valid=lambda v: v in VALUES, expect="number, mean or zero")
+    kind = st.selectbox("Value", list(VALUES), key=f"{prefix}_kind", format_func=VALUES.get)
+    if url:
+        state.publish(f"{prefix}_kind", kind)
     observed = observed_range(corpus, name, units)
     first = observed_range(corpus, name, units[:1])
     if kind != "number":
         if observed is not None:
             st.caption(f"Recorded range of the held units: {observed[0]:.2f}…{observed[1]:.2f}.")
         return kind
-    state.init(f"{prefix}_value", first[1] if first else 1.0, state.finite, expect="a finite number")
+    _init(f"{prefix}_value", first[1] if first else 1.0, state.finite, url, expect="a finite number")
     value = float(
         st.number_input(
             "Held at",
@@ -159,13 +167,24 @@ def pick_value(corpus: Run, name: str, units: tuple[int, ...], prefix: str, wher
             help="Defaults to the first unit's largest recorded value: the unit fully on.",
         )
     )
-    state.publish(f"{prefix}_value", value)
+    if url:
+        state.publish(f"{prefix}_value", value)
     if observed is not None:
         st.caption(f"Recorded range of the held units over the corpus: {observed[0]:.2f}…{observed[1]:.2f}.")
         warning = range_warning(value, observed)
         if warning:
             st.warning(warning)
     return value
+
+
+def forget(prefix: str, ident: object, keep: Sequence[str] = ()) -> None:
+    """Reset the panel's widgets (keys ``{prefix}_…`` but ``keep``) when it is drawn for another ``ident`` (another
+    unit), so that its defaults (the value: that unit's largest) are the new unit's."""
+    if st.session_state.get(f"_{prefix}_for") == ident:
+        return
+    for k in [k for k in st.session_state if str(k).startswith(f"{prefix}_") and k not in keep]:
+        del st.session_state[k]
+    st.session_state[f"_{prefix}_for"] = ident
 
 
 def pick_span(n: int, key: str) -> tuple[int, int]:
@@ -253,7 +272,8 @@ def panel(
     ``unit``, ``r`` rows, e.g. its correlated units, or typed), a value, a span of ``tokens`` (the text, with
     ``token_id`` and ``token`` columns), the coloured change and Δloss, and the generation box.
 
-    ``corpus`` (with its key ``stats``) gives ``"mean"`` and the observed range; widget keys start ``prefix``.
+    ``corpus`` (with its key ``stats``) gives ``"mean"`` and the observed range; widget keys start ``prefix`` (call
+    :func:`forget` before drawing any of them, so that they start afresh for another unit).
     """
     if not holdable(corpus, name):
         widgets.empty("Only the recurrent state can be held: pick h or c of an LSTM layer, or h of a GRU or RNN.")
@@ -276,7 +296,7 @@ def panel(
         widgets.fail(f"“{raw}” is not a list of unit numbers.", "Type units like 12 or 12, 40.")
     units = tuple(sorted({unit, *also, *more}))
     with c3:
-        value = pick_value(corpus, name, units, prefix)
+        value = pick_value(corpus, name, units, prefix, url=False)
     if len(tokens) < 2:
         widgets.empty("The text has fewer than two tokens: there is no next token to score.")
     held = (name, units, value)
