@@ -306,3 +306,19 @@ def panel(
     st.markdown("**Generate**")
     prompt = data.joiner(corpus).join(tokens["token"].astype(str).tolist()[:40])
     show_generation(model, stats, prompt, held, prefix)
+
+
+def on_text(corpus: Run, corpus_key: data.RunRef, model: data.ModelRef, text: data.RunRef, name: str, unit: int):
+    """Live mode's panel: hold ``unit`` of ``name`` while the model reads the typed text (the ``text`` run),
+    ``"mean"`` and the observed range from the ``corpus`` run; off until its toggle is on."""
+    state.init("liv_on", False, state.flag, expect="0 or 1")
+    holding = st.toggle("Hold this unit while the model reads your text", key="liv_on")
+    if holding or "liv_on" in st.query_params:
+        state.publish("liv_on", holding, lambda v: str(int(v)))
+    if not holding:
+        return
+    if name not in corpus.names:
+        widgets.empty(f"The corpus run has no {name}: your text was read by another model, with no stats to hold.")
+    forget("liv", (name, unit), keep=("liv_on",))
+    live = data.run_of(text)
+    panel(corpus, corpus_key, model, name, unit, data.tokens_window(text, 0, live.n_tokens), "liv")

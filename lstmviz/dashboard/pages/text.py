@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from lstmviz.dashboard import attribution_panel, data, figures, unitview, widgets
+from lstmviz.dashboard import attribution_panel, data, figures, intervening, unitview, widgets
 from lstmviz.errors import UserError
 
 st.title("Text heatmap")
@@ -15,6 +15,7 @@ st.write(
 )
 
 run, key = widgets.current_run()
+corpus, corpus_key = run, key  # live mode reads a typed text; the corpus run stays the reference
 live = st.toggle(
     "Live mode: type your own text",
     key="live",
@@ -34,7 +35,8 @@ if live:
         widgets.empty("Type or paste some text above; it is recorded as soon as you press Ctrl+Enter.")
     ann = "code" if "in_string" in run.tokens else "parens" if "depth" in run.tokens else "none"
     try:
-        live_path = data.live_run(data.live_model(run, typed), text, ann)
+        model = data.live_model(run, typed)
+        live_path = data.live_run(model, text, ann)
     except UserError as e:
         widgets.fail(
             f"Cannot record this text: {e}",
@@ -108,3 +110,9 @@ if not live:
         f"{name}.overview.csv",
         key="dl_overview",
     )
+
+if live:
+    st.subheader("Units unusual on your text")
+    unitview.prompt_view(corpus, corpus_key, key, name)
+    st.subheader("Intervene on your text")
+    intervening.on_text(corpus, corpus_key, model, key, name, u)
