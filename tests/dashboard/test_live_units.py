@@ -4,7 +4,7 @@ intervene panel on the typed text, against the library computed directly."""
 from __future__ import annotations
 
 import torch
-from test_pages import app, assert_clean, visit
+from test_pages import app, assert_clean, figure, type_live, visit
 
 import lstmviz
 from lstmviz.analysis import units
@@ -17,7 +17,7 @@ NAME = "rnn.l0.fwd.h"
 def live_page(runs_root, monkeypatch, text: str = TYPED, **params: str):
     at = visit(app(runs_root, monkeypatch, run="tiny_lstm", act=NAME, **params), "text")
     at.toggle(key="live").set_value(True).run()
-    return at.text_area(key="live_text").input(text).run()
+    return type_live(at, text)
 
 
 def recorded(text: str):
@@ -75,3 +75,19 @@ def test_the_mean_of_a_live_clamp_is_the_corpus_mean(runs_root, monkeypatch):
     fx = lstmviz.effects(loaded, ids, {NAME: {3: mean}}, direct=False)
     total = next(m for m in at.metric if m.label == "Δ loss, total (nats per token)")
     assert float(total.value) == round(fx.delta_loss(), 4)
+
+
+def test_a_new_text_is_recorded_again(runs_root, monkeypatch):
+    """The box commits after a pause (in the browser); each new text is recorded and drawn, the view follows it."""
+    at = live_page(runs_root, monkeypatch, text="abc = 1\n")
+    assert_clean(at)
+    assert figure(at, 0)["data"][0]["text"][:3] == ["a", "b", "c"]
+    first = [b.key for b in at.button if b.key and b.key.startswith("unusual_")]
+    at = type_live(at, "xyz = [(2)]\n")
+    assert_clean(at)
+    assert figure(at, 0)["data"][0]["text"][:3] == ["x", "y", "z"]
+    live, corpus = recorded("xyz = [(2)]\n")
+    assert live.n_tokens == len("xyz = [(2)]\n")
+    shown = [int(b.key.split("_")[1]) for b in at.button if b.key and b.key.startswith("unusual_")]
+    assert shown == units.unusual(corpus, NAME, live.activations(NAME))["unit"].tolist()[: len(shown)]
+    assert at.session_state["live_text"] == "xyz = [(2)]\n" and first

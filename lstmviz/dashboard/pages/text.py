@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from lstmviz.dashboard import attribution_panel, data, figures, intervening, unitview, widgets
+from lstmviz.dashboard import attribution_panel, data, figures, intervening, livetext, unitview, widgets
 from lstmviz.errors import UserError
 
 st.title("Text heatmap")
@@ -30,9 +30,9 @@ if live:
         "weights); a pickled module is never loaded here. Or a native checkpoint (from `lstmviz train`) under "
         "the runs root or the sample models.",
     )
-    text = st.text_area("Your text", key="live_text", height=120, placeholder="def f(x):\n    return (x + 1)")
+    text = livetext.live_text_area("Your text", "live_text", placeholder="def f(x):\n    return (x + 1)")
     if not text.strip():
-        widgets.empty("Type or paste some text above; it is recorded as soon as you press Ctrl+Enter.")
+        widgets.empty("Type or paste some text above; it is recorded as you type, when you pause.")
     ann = "code" if "in_string" in run.tokens else "parens" if "depth" in run.tokens else "none"
     try:
         model = data.live_model(run, typed)
