@@ -226,8 +226,10 @@ def test_live_text_is_recorded_when_typing_pauses(page, server):
     area.press_sequentially("zz", delay=30)
     page.wait_for_timeout(1500)
     settle(page)
-    texts = page.locator('[data-testid="stPlotlyChart"]').first.locator("text").evaluate_all(
-        "els => els.map(e => e.textContent)"
+    texts = (
+        page.locator('[data-testid="stPlotlyChart"]')
+        .first.locator("text")
+        .evaluate_all("els => els.map(e => e.textContent)")
     )
     assert "z" in texts, texts[:40]
     assert_clean(page, "live text after a pause")
