@@ -174,7 +174,7 @@ def catalogue(run: Run, names: Sequence[str] | None = None) -> pd.DataFrame:
     annotation reads the whole run once per annotation: about a minute for 20k tokens × 3k units here)."""
     if names is not None:
         return label_units(run, names)
-    path = run.path / "cache" / "cards" / f"catalogue.n{run.n_tokens}.v1.parquet"
+    path = _catalogue_path(run)
     if path.is_file():
         return pd.read_parquet(path)
     table = label_units(run, run.names)
@@ -183,6 +183,17 @@ def catalogue(run: Run, names: Sequence[str] | None = None) -> pd.DataFrame:
     table.to_parquet(tmp, index=False)
     tmp.replace(path)
     return table
+
+
+def _catalogue_path(run: Run):
+    return run.path / "cache" / "cards" / f"catalogue.n{run.n_tokens}.v1.parquet"
+
+
+def cached_catalogue(run: Run) -> pd.DataFrame | None:
+    """The catalogue if a page has built it already, else None: for views that show labels only when they are
+    free (building one reads the whole run once per annotation)."""
+    path = _catalogue_path(run)
+    return pd.read_parquet(path) if path.is_file() else None
 
 
 def label_units(run: Run, names: Sequence[str]) -> pd.DataFrame:

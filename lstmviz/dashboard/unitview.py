@@ -94,11 +94,14 @@ def prompt_view(corpus: Run, corpus_key: data.RunRef, text_key: data.RunRef, nam
         "conclude what that is from the ranking alone: open the unit's card and read its contexts."
     )
     table = unusual(corpus_key, text_key, name).head(PROMPT_ROWS)
+    catalogue = units.cached_catalogue(corpus)
+    labels = {} if catalogue is None else catalogue[catalogue["name"] == name].set_index("unit")["label"].to_dict()
     for row in table.itertuples():
+        label = labels.get(row.unit)
         c1, c2 = st.columns([1, 5], vertical_alignment="center")
         if c1.button(f"unit {row.unit} ↗", key=f"unusual_{row.unit}", help="Open its Unit card (on the corpus)"):
             widgets.goto("unit", act=name, unit=int(row.unit))
         c2.markdown(
             f"lift **{row.lift:.1f}**: {row.top:.0%} of your tokens in its corpus top tenth, {row.bottom:.0%} in its "
-            f"bottom tenth; on your text {row.min:+.2f}…{row.max:+.2f}"
+            f"bottom tenth; on your text {row.min:+.2f}…{row.max:+.2f}" + (f" · *{label}*" if label else "")
         )

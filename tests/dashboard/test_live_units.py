@@ -35,6 +35,11 @@ def test_the_prompt_view_ranks_units_against_the_corpus_and_links_to_cards(runs_
     assert x.shape[0] == len(TYPED)
     want = units.unusual(corpus, NAME, x)["unit"].tolist()
     assert shown == want[: len(shown)] and len(shown) == min(12, corpus.units(NAME))
+    table = units.catalogue(corpus)  # once built (the Units page builds it), each row shows the unit's label
+    label = table[(table["name"] == NAME) & (table["unit"] == shown[0])]["label"].iloc[0]
+    at.run()
+    row = next(m.value for m in at.markdown if m.value.startswith("lift "))
+    assert label and row.endswith(f"*{label}*")
     at = at.button(key=f"unusual_{shown[0]}").click().run()
     assert_clean(at)
     assert at.title[0].value == "Unit" and at.subheader[0].value == f"{NAME} · unit {shown[0]}"
