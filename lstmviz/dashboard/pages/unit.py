@@ -13,7 +13,8 @@ st.title("Unit")
 st.write(
     "One unit over the whole corpus: where it is most positive and most negative (each context coloured by the "
     "unit, red positive, blue negative, the top token outlined), examples from each tenth of its values, where "
-    "in the corpus it is on, the units that move with it, and what it does to the next token."
+    "in the corpus it is on, the units that move with it, and what it does to the next token. At the bottom, "
+    "hold it (and others) at a value and see what the model then predicts and writes."
 )
 with st.expander("How the label and the contexts are made"):
     st.markdown(widgets.help_text(units.label_units))
