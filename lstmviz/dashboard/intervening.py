@@ -203,9 +203,11 @@ def show_effect(
     span: tuple[int, int],
     last: bool,
     key: str,
+    joiner: str = "",
 ) -> tuple[float, float | None]:
     """Δloss metrics and the text coloured by Δ log p(actual token) for ``tokens`` (``token_id``, ``token``
-    columns, ``[T]`` rows) with ``held`` over ``span``; returns (total, direct or None) Δloss."""
+    columns, ``[T]`` rows, joined by ``joiner``) with ``held`` over ``span``; returns (total, direct or None)
+    Δloss."""
     name, units, _ = held
     try:
         table, d_total, d_direct = token_effects(
@@ -228,6 +230,7 @@ def show_effect(
             tokens["token"].astype(str).tolist(),
             delta,
             hover=[f"Δ log p = {v:+.3f}" for v in delta],
+            joiner=joiner,
             zrange=figures.symmetric_range(delta),
             title=f"Δ log p(actual token), {name} units {', '.join(map(str, units))} held",
         ),
@@ -301,10 +304,11 @@ def panel(
         widgets.empty("The text has fewer than two tokens: there is no next token to score.")
     held = (name, units, value)
     span = pick_span(len(tokens), f"{prefix}_span")
-    show_effect(model, stats, tokens, held, span, last_layer(corpus, name), f"{prefix}_text")
+    joiner = data.joiner(corpus)
+    show_effect(model, stats, tokens, held, span, last_layer(corpus, name), f"{prefix}_text", joiner)
     st.caption("The text is read from a zero state, without the text before it.")
     st.markdown("**Generate**")
-    prompt = data.joiner(corpus).join(tokens["token"].astype(str).tolist()[:40])
+    prompt = joiner.join(tokens["token"].astype(str).tolist()[:40])
     show_generation(model, stats, prompt, held, prefix)
 
 

@@ -40,7 +40,8 @@ if len(tokens) < 2:
     widgets.empty("This window has fewer than two tokens: widen it.")
 span = intervening.pick_span(len(tokens), "iv_span")
 held = (name, units, value)
-intervening.show_effect(model, key, tokens, held, span, intervening.last_layer(run, name), "iv_text")
+last = intervening.last_layer(run, name)
+intervening.show_effect(model, key, tokens, held, span, last, "iv_text", data.joiner(run))
 st.caption("The window is read from a zero state, without the text before it.")
 
 st.subheader("Generate")
