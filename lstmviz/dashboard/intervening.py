@@ -325,4 +325,5 @@ def on_text(corpus: Run, corpus_key: data.RunRef, model: data.ModelRef, text: da
         widgets.empty(f"The corpus run has no {name}: your text was read by another model, with no stats to hold.")
     forget("liv", (name, unit), keep=("liv_on",))
     live = data.run_of(text)
-    panel(corpus, corpus_key, model, name, unit, data.tokens_window(text, 0, live.n_tokens), "liv")
+    suggest = corpus.correlated_units(name, unit)  # over the corpus, as on the unit's card
+    panel(corpus, corpus_key, model, name, unit, data.tokens_window(text, 0, live.n_tokens), "liv", suggest)

@@ -50,6 +50,7 @@ def test_the_intervene_panel_on_typed_text_shows_the_libraries_delta_loss(runs_r
     at.toggle(key="liv_on").set_value(True).run()
     assert_clean(at)
     at.number_input(key="liv_value").set_value(2.5).run()
+    assert at.multiselect(key="liv_also").options  # the unit's correlated units over the corpus
     at.text_input(key="liv_more").input("1").run()
     assert_clean(at)
     corpus, _ = data.load_run(runs_root / "tiny_lstm")
