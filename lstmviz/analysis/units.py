@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -80,6 +81,44 @@ def card(run: Run, name: str, unit: int, k: int = 20, n_correlated: int = 10) ->
     )
 
 
+HIST_BINS = 60
+TAIL = 0.005  # the histogram's range drops this fraction of steps at each end, when the tails are long
+STRETCH = 2.0  # … "long": the observed range is more than this many times the 0.5–99.5 % range
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """A unit's value counts over its own range: ``counts [bins]`` over ``edges [bins + 1]``; ``below`` and
+    ``above`` count the finite values outside the edges (0 unless the range was cut to quantiles)."""
+
+    counts: np.ndarray
+    edges: np.ndarray
+    below: int
+    above: int
+
+
+def histogram(x: np.ndarray, bins: int = HIST_BINS, tail: float = TAIL) -> Histogram:
+    """The histogram of one unit's values x ``[tokens]`` (NaN and ±inf left out) over the unit's own range.
+
+    The range is the observed [min, max], unless a few extreme steps stretch it more than ``STRETCH`` times the
+    ``tail``…``1 − tail`` quantile range: then it is that quantile range and the steps beyond are counted in
+    ``below``/``above``, so the page can say what it leaves out. (stats.parquet's histogram shares one range
+    across an activation's units, which leaves a cell state with a small range as one spike.)
+    """
+    v = np.asarray(x, np.float64)
+    v = v[np.isfinite(v)]
+    if not len(v):
+        return Histogram(np.zeros(bins, np.int64), np.linspace(-1.0, 1.0, bins + 1), 0, 0)
+    lo, hi = float(v.min()), float(v.max())
+    q_lo, q_hi = (float(q) for q in np.quantile(v, [tail, 1 - tail]))
+    if q_hi > q_lo and hi - lo > STRETCH * (q_hi - q_lo):
+        lo, hi = q_lo, q_hi
+    if hi <= lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    counts, edges = np.histogram(v, bins=bins, range=(lo, hi))
+    return Histogram(counts, edges, int((v < lo).sum()), int((v > hi).sum()))
+
+
 def unit_stats(run: Run, name: str, unit: int) -> dict[str, float]:
     """The unit's row of stats.parquet (count, mean, std, min, max, n_low, n_high, hist…), or {} when absent."""
     s = run.stats
@@ -135,7 +174,7 @@ def catalogue(run: Run, names: Sequence[str] | None = None) -> pd.DataFrame:
     annotation reads the whole run once per annotation: about a minute for 20k tokens × 3k units here)."""
     if names is not None:
         return label_units(run, names)
-    path = run.path / "cache" / "cards" / f"catalogue.n{run.n_tokens}.v1.parquet"
+    path = _catalogue_path(run)
     if path.is_file():
         return pd.read_parquet(path)
     table = label_units(run, run.names)
@@ -144,6 +183,17 @@ def catalogue(run: Run, names: Sequence[str] | None = None) -> pd.DataFrame:
     table.to_parquet(tmp, index=False)
     tmp.replace(path)
     return table
+
+
+def _catalogue_path(run: Run):
+    return run.path / "cache" / "cards" / f"catalogue.n{run.n_tokens}.v1.parquet"
+
+
+def cached_catalogue(run: Run) -> pd.DataFrame | None:
+    """The catalogue if a page has built it already, else None: for views that show labels only when they are
+    free (building one reads the whole run once per annotation)."""
+    path = _catalogue_path(run)
+    return pd.read_parquet(path) if path.is_file() else None
 
 
 def label_units(run: Run, names: Sequence[str]) -> pd.DataFrame:
@@ -302,7 +352,8 @@ def unusual(run: Run, name: str, values: np.ndarray) -> pd.DataFrame:
     values: float32 ``[tokens, U]`` of activation ``name`` on the text. A unit's ``top`` is the fraction of the
     text's tokens above its corpus top band (``band_lo`` of band 10, the corpus's ~90th percentile) and ``bottom``
     the fraction below its bottom band's top (~10th percentile); on text like the corpus each is about 0.1.
-    ``lift`` is the larger over 0.1; rows by lift, descending, ties to the lower unit.
+    ``lift`` is the larger over 0.1; rows by lift, descending, ties to the lower unit. ``max`` and ``min`` are the
+    unit's extremes on the text (NaN left out), to set against its corpus range.
     """
     a = _cards.load_cards(run, name).a
     x = np.asarray(values, np.float32)
@@ -314,4 +365,16 @@ def unusual(run: Run, name: str, values: np.ndarray) -> pd.DataFrame:
     lift = np.maximum(top, bottom) / 0.1
     unit = np.arange(x.shape[1])
     order = np.lexsort((unit, -lift))
-    return pd.DataFrame({"unit": unit[order], "top": top[order], "bottom": bottom[order], "lift": lift[order]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a unit with no finite value on the text: NaN
+        most, least = np.nanmax(x, 0) if len(x) else unit * np.nan, np.nanmin(x, 0) if len(x) else unit * np.nan
+    return pd.DataFrame(
+        {
+            "unit": unit[order],
+            "top": top[order],
+            "bottom": bottom[order],
+            "lift": lift[order],
+            "max": most[order],
+            "min": least[order],
+        }
+    )

@@ -1,7 +1,9 @@
-"""The Unit page's pieces: cached card and catalogue loaders, Karpathy-style coloured text, the link to a card.
+"""The Unit page's pieces: cached card and catalogue loaders, Karpathy-style coloured text, the link to a card,
+and the prompt view of live mode.
 
 Loaders use streamlit only for ``st.cache_data``; :func:`context_html` is pure; :func:`unit_link` is the one line
-every other page uses to open the card of the unit in view.
+every other page uses to open the card of the unit in view; :func:`prompt_view` ranks the units of a typed text
+against the corpus, each row a link to its card.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import streamlit as st
 
 from ..analysis import units
 from ..cards import token_strings
+from ..store import Run
 from . import data, widgets
 
 
@@ -65,3 +68,40 @@ def unit_link(name: str, unit: int, key: str = "to_unit") -> None:
     """A button that opens the Unit page of ``unit`` of ``name``."""
     if st.button(f"Unit card of {name} · {unit} ↗", key=key):
         widgets.goto("unit", act=name, unit=int(unit))
+
+
+PROMPT_ROWS = 12
+
+
+@st.cache_data(max_entries=16, show_spinner="Comparing your text with the corpus…")
+def unusual(corpus: data.RunRef, text: data.RunRef, name: str) -> pd.DataFrame:
+    """:func:`lstmviz.analysis.units.unusual` of activation ``name`` of the ``text`` run against the ``corpus``."""
+    live = data.run_of(text)
+    return units.unusual(data.run_of(corpus), name, live.activations(name))
+
+
+def prompt_view(corpus: Run, corpus_key: data.RunRef, text_key: data.RunRef, name: str) -> None:
+    """The units of ``name`` most unusual on the typed text against their corpus deciles, each a link to its card
+    (on the corpus run). Says so and draws nothing when the text was recorded with another model."""
+    live = data.run_of(text_key)
+    if name not in corpus.names or corpus.units(name) != live.units(name):
+        st.caption(f"The corpus run has no {name} of this width: your text was read by another model.")
+        return
+    st.write(
+        "Which units your text drives out of their usual range: the share of its tokens in each unit's top or "
+        "bottom tenth of the corpus, against the tenth each would hold on text like the corpus (lift 1). "
+        "Conclude: a unit with a high lift responds to something your text has more of than the corpus. Do not "
+        "conclude what that is from the ranking alone: open the unit's card and read its contexts."
+    )
+    table = unusual(corpus_key, text_key, name).head(PROMPT_ROWS)
+    catalogue = units.cached_catalogue(corpus)
+    labels = {} if catalogue is None else catalogue[catalogue["name"] == name].set_index("unit")["label"].to_dict()
+    for row in table.itertuples():
+        label = labels.get(row.unit)
+        c1, c2 = st.columns([1, 5], vertical_alignment="center")
+        if c1.button(f"unit {row.unit} ↗", key=f"unusual_{row.unit}", help="Open its Unit card (on the corpus)"):
+            widgets.goto("unit", act=name, unit=int(row.unit))
+        c2.markdown(
+            f"lift **{row.lift:.1f}**: {row.top:.0%} of your tokens in its corpus top tenth, {row.bottom:.0%} in its "
+            f"bottom tenth; on your text {row.min:+.2f}…{row.max:+.2f}" + (f" · *{label}*" if label else "")
+        )

@@ -120,3 +120,60 @@ def test_unusual_ranks_the_unit_that_is_off_its_corpus_range(planted, rng):
     np.testing.assert_allclose(table.set_index("unit").loc[2, "top"], (x[:, 2] > a["band_lo"][2, -1]).mean())
     with pytest.raises(units.RunError):
         units.unusual(planted, "rnn.l0.fwd.h", x[:, :3])
+
+
+def test_unusual_against_brute_force_deciles(planted, rng):
+    """3000 tokens, under the cards' 4096-position sample: the bands are the corpus's own deciles, re-derived here
+    from the sorted values (ties to the earlier position), and the ranking is a plain sort."""
+    name = "rnn.l0.fwd.h"
+    corpus = planted.activations(name).astype(np.float64)  # [T, U]
+    T, U = corpus.shape
+    x = rng.normal(size=(37, U)).astype(np.float32) * corpus.std(0) + corpus.mean(0)
+    x[:, 1] += 3 * corpus.std(0)[1]  # far up: every token above its 90th percentile
+    x[:9, 3] -= 5 * corpus.std(0)[3]  # 9 of 37 tokens far down
+    x[5, 0] = np.nan  # a token without a value counts as neither
+    table = units.unusual(planted, name, x)
+    want = []
+    for u in range(U):
+        ranked = corpus[np.lexsort((np.arange(T), corpus[:, u])), u]
+        cuts = np.array_split(ranked, 10)
+        p90, p10 = cuts[-1][0], cuts[0][-1]
+        top = sum(v > p90 for v in x[:, u]) / len(x)
+        bottom = sum(v < p10 for v in x[:, u]) / len(x)
+        want.append((-max(top, bottom) / 0.1, u, top, bottom))
+    want.sort()
+    assert table["unit"].tolist() == [w[1] for w in want]
+    np.testing.assert_allclose(table["top"], [w[2] for w in want], atol=1e-12)
+    np.testing.assert_allclose(table["bottom"], [w[3] for w in want], atol=1e-12)
+    np.testing.assert_allclose(table["lift"], [-w[0] for w in want], atol=1e-12)
+    assert table["unit"].tolist()[:2] == [1, 3]
+    np.testing.assert_allclose(table.set_index("unit").loc[3, ["max", "min"]], [x[:, 3].max(), x[:, 3].min()])
+
+
+def test_histogram_covers_the_units_own_range(rng):
+    x = rng.normal(size=5000) * 0.3 - 0.5
+    h = units.histogram(x, bins=40)
+    want, edges = np.histogram(x, bins=40, range=(x.min(), x.max()))
+    np.testing.assert_array_equal(h.counts, want)
+    np.testing.assert_allclose(h.edges, edges)
+    assert (h.below, h.above) == (0, 0)
+    assert (h.counts > 0).sum() >= 30  # not one spike
+
+
+def test_histogram_cuts_long_tails_and_counts_them(rng):
+    x = np.r_[rng.normal(size=4000), [300.0, -80.0, 250.0], [np.nan, np.inf]]
+    h = units.histogram(x, bins=50, tail=0.005)
+    finite = np.sort(x[np.isfinite(x)])
+    n = len(finite)
+
+    def quantile(q):  # numpy's default, linear between order statistics
+        i = q * (n - 1)
+        return finite[int(np.floor(i))] + (i - np.floor(i)) * (finite[int(np.ceil(i))] - finite[int(np.floor(i))])
+
+    lo, hi = quantile(0.005), quantile(0.995)
+    assert h.edges[0] == pytest.approx(lo) and h.edges[-1] == pytest.approx(hi)
+    assert h.below == int((finite < lo).sum()) and h.above == int((finite > hi).sum())
+    assert h.counts.sum() + h.below + h.above == n
+    assert h.below >= 1 and h.above >= 2
+    flat = units.histogram(np.full(10, 2.0), bins=4)
+    assert flat.counts.sum() == 10 and flat.edges[0] < 2.0 < flat.edges[-1]

@@ -208,6 +208,33 @@ def test_live_text_is_drawn(page, server):
     snapshot(page, "text-live")
 
 
+def test_live_text_is_recorded_when_typing_pauses(page, server):
+    """No Ctrl+Enter, no blur: the box commits a pause after the last keystroke, and the heatmap shows the text."""
+    page.goto(f"{server}/text")
+    settle(page)
+    page.get_by_text("Live mode: type your own text").click()
+    settle(page)
+    area = page.locator("textarea").first
+    area.press_sequentially("qux = 1\n", delay=30)
+    page.wait_for_timeout(1500)  # the pause, then the recording
+    settle(page)
+    assert area.evaluate("el => el === el.getRootNode().activeElement"), "typing lost the focus"
+    heat = page.locator('[data-testid="stPlotlyChart"]').first
+    heat.scroll_into_view_if_needed()
+    texts = heat.locator("text").evaluate_all("els => els.map(e => e.textContent)")
+    assert {"q", "u", "x"} <= set(texts), texts[:40]
+    area.press_sequentially("zz", delay=30)
+    page.wait_for_timeout(1500)
+    settle(page)
+    texts = (
+        page.locator('[data-testid="stPlotlyChart"]')
+        .first.locator("text")
+        .evaluate_all("els => els.map(e => e.textContent)")
+    )
+    assert "z" in texts, texts[:40]
+    assert_clean(page, "live text after a pause")
+
+
 @pytest.mark.parametrize(
     ("path", "alert", "says"),
     [

@@ -84,3 +84,15 @@ def test_the_url_holds_the_clamp(runs_root, monkeypatch):
     assert_clean(at)
     assert at.query_params["iv_kind"] in ("zero", ["zero"])
     assert at.query_params["iv_units"] in ("1,5", ["1,5"])
+
+
+def test_a_word_model_shows_words_and_continues_a_word_prompt(word_root, monkeypatch):
+    at = open_page(word_root, monkeypatch, "tiny_words")
+    assert_clean(at)
+    run, _ = data.load_run(str(word_root / "tiny_words"))
+    words = run.tokens["token"].astype(str).tolist()
+    assert at.text_area(key="iv_prompt").value == " ".join(words[:40])  # words, not glued characters
+    shown = figure(at)["data"][0]["text"]
+    assert shown[:5] == words[:5]
+    codes = [c.value for c in at.code]
+    assert len(codes) == 2 and all(c.startswith(" ".join(words[:40])) for c in codes)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 from test_intervene_page import array
-from test_pages import app, assert_clean, figure, visit
+from test_pages import app, assert_clean, figure, type_live, visit
 
 from lstmviz.dashboard import data
 from lstmviz.errors import UserError
@@ -36,8 +36,7 @@ def fresh_import(monkeypatch):
 
 def live(at, text: str):
     at.toggle(key="live").set_value(True).run()
-    at.text_area(key="live_text").input(text).run()
-    return at
+    return type_live(at, text)
 
 
 def test_live_mode_rebuilds_a_factory_model_from_the_manifest(model_root, monkeypatch, fresh_import):

@@ -10,7 +10,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from lstmviz.dashboard import widgets
+from lstmviz.dashboard import livetext, widgets
 from lstmviz.store import open_run
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
@@ -34,6 +34,12 @@ def figure(at: AppTest, index: int = 0) -> dict:
     """The plotly spec of the index-th chart on the page."""
     charts = [e for e in at.main if getattr(e, "type", "") == "plotly_chart"] or at.get("plotly_chart")
     return json.loads(charts[index].proto.spec)
+
+
+def type_live(at: AppTest, text: str) -> AppTest:
+    """Type ``text`` into live mode's box and pause, as a browser does: through the component's own state."""
+    at.session_state[livetext.box_key("live_text")] = {"value": text}
+    return at.run()
 
 
 def assert_clean(at: AppTest) -> None:
@@ -236,7 +242,7 @@ def test_live_mode_records_typed_text(runs_root, monkeypatch):
     at = visit(app(runs_root, monkeypatch), "text")
     at.toggle(key="live").set_value(True).run()
     assert any("Type or paste" in i.value for i in at.info)
-    at.text_area(key="live_text").input("def f(x):\n    return x\n").run()
+    type_live(at, "def f(x):\n    return x\n")
     assert_clean(at)
     assert figure(at, 0)["data"][0]["text"][:3] == ["d", "e", "f"]
 
@@ -254,7 +260,7 @@ def test_live_mode_widgets_show_the_value_the_page_uses(runs_root, monkeypatch):
     at.selectbox(key="act").set_value("rnn.l0.fwd.z").run()
     at.number_input(key="unit").set_value(3).run()
     at.toggle(key="live").set_value(True).run()  # no text yet: the page stops before drawing the pickers
-    at.text_area(key="live_text").input("def f(x):\n    return x\n").run()
+    type_live(at, "def f(x):\n    return x\n")
     assert_clean(at)
     assert at.subheader[0].value == "Unit 3 of rnn.l0.fwd.z"
     assert shown(at.selectbox(key="act")) == "rnn.l0.fwd.z"

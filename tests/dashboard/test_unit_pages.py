@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from test_pages import app, assert_clean, visit
+import numpy as np
+from test_intervene_page import array
+from test_pages import app, assert_clean, figure, visit
 
 from lstmviz import open_run
 
@@ -54,3 +56,81 @@ def test_the_catalogue_search_comes_from_the_url(runs_root, monkeypatch):
     assert_clean(at)
     hits = at.dataframe[0].value
     assert at.text_input(key="q").value == "string" and hits["label"].str.contains("string").all()
+
+
+def direct_delta_loss(runs_root, run_name: str, start: int, stop: int, clamp: dict, span: tuple[int, int]) -> float:
+    """Δloss of ``clamp`` over ``span`` of tokens [start, stop), by ``lstmviz.intervene`` and the plain forward."""
+    import torch
+
+    import lstmviz
+    from lstmviz.dashboard import data
+
+    run = open_run(runs_root / run_name)
+    loaded = data.load_model(data.checkpoint_of(run))
+    ids = torch.tensor(run.tokens["token_id"].to_numpy()[start:stop])[None]
+    with torch.no_grad():
+        plain = loaded.call(loaded.module, ids)
+        held, _ = lstmviz.intervene(loaded, ids, clamp=clamp, span=span)
+
+    def nll(logits):
+        return -torch.log_softmax(logits[0, :-1].double(), -1).gather(1, ids[0, 1:, None]).mean()
+
+    return float(nll(held) - nll(plain))
+
+
+def test_intervene_panel_on_the_unit_page_shows_the_libraries_delta_loss(runs_root, monkeypatch):
+    at = visit(app(runs_root, monkeypatch, run="tiny_lstm", act="rnn.l1.fwd.c", unit="2", uiv_on="1"), "unit")
+    assert_clean(at)
+    assert at.toggle(key="uiv_on").value
+    begin, width = int(at.number_input(key="uiv_begin").value), int(at.selectbox(key="uiv_width").value)
+    also = at.multiselect(key="uiv_also")
+    other = also.options[0]
+    also.select(other).run()
+    at.text_input(key="uiv_more").input("7").run()
+    at.number_input(key="uiv_value").set_value(3.0).run()
+    at.slider(key="uiv_span").set_value((5, 60)).run()
+    assert_clean(at)
+    other = int(str(other).split()[0])
+    stop = min(begin + width, open_run(runs_root / "tiny_lstm").n_tokens)
+    clamp = {"rnn.l1.fwd.c": dict.fromkeys({2, 7, other}, 3.0)}
+    want = direct_delta_loss(runs_root, "tiny_lstm", begin, stop, clamp, (5, 60))
+    shown = {m.label: m.value for m in at.metric}
+    assert float(shown["Δ loss, total (nats per token)"]) == round(want, 4)
+    assert "Δ loss, direct (decoder only)" in shown  # the last layer: its held c reaches the decoder through h
+    codes = [c.value for c in at.code]
+    assert len(codes) == 2 and codes[0] != codes[1]
+
+
+def test_the_unit_page_warns_of_a_value_the_model_never_sees(runs_root, monkeypatch):
+    at = visit(app(runs_root, monkeypatch, run="tiny_lstm", act="rnn.l1.fwd.h", unit="2", uiv_on="1"), "unit")
+    assert_clean(at)
+    s = open_run(runs_root / "tiny_lstm").stats.set_index(["name", "unit"]).loc[("rnn.l1.fwd.h", 2)]
+    assert at.number_input(key="uiv_value").value == float(s["max"])  # the unit fully on
+    assert not at.warning
+    at.number_input(key="uiv_value").set_value(50.0).run()
+    assert not at.exception
+    assert "far beyond it" in at.warning[0].value and f"{s['min']:.2f}…{s['max']:.2f}" in at.warning[0].value
+    labels = [m.label for m in at.metric]
+    assert labels[-2:] == ["Δ loss, total (nats per token)", "Δ loss, direct (decoder only)"]
+
+
+def test_a_gate_cannot_be_held(runs_root, monkeypatch):
+    at = visit(app(runs_root, monkeypatch, run="tiny_lstm", act="rnn.l0.fwd.f", unit="1", uiv_on="1"), "unit")
+    assert not at.exception and not at.error
+    assert any("Only the recurrent state can be held" in i.value for i in at.info)
+
+
+def test_the_histogram_spans_the_units_own_values(runs_root, monkeypatch):
+    """Not the activation-wide range of stats.parquet, where a small cell state is one spike."""
+    at = visit(app(runs_root, monkeypatch, run="tiny_lstm", act="rnn.l0.fwd.c", unit="4"), "unit")
+    assert_clean(at)
+    run = open_run(runs_root / "tiny_lstm")
+    x = run.activations("rnn.l0.fwd.c", [4])[:, 0].astype(np.float64)
+    spec = next(f for f in (figure(at, i) for i in range(3)) if f["layout"]["title"]["text"] == "Histogram")
+    centres, counts, widths = (array(spec["data"][0][k]) for k in ("x", "y", "width"))
+    lo, hi = centres[0] - widths[0] / 2, centres[-1] + widths[-1] / 2
+    assert x.min() - 1e-6 <= lo < hi <= x.max() + 1e-6
+    assert counts.sum() == ((x >= lo - 1e-6) & (x <= hi + 1e-6)).sum()
+    assert (counts > 0).sum() >= 10  # spread over its bars, not one spike
+    row = run.stats.set_index(["name", "unit"]).loc[("rnn.l0.fwd.c", 4)]
+    assert (row["hist_hi"] - row["hist_lo"]) > 2 * (x.max() - x.min())  # the old range was the wrong one here

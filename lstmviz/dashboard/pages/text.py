@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from lstmviz import names
-from lstmviz.dashboard import attribution_panel, data, figures, unitview, widgets
+from lstmviz.dashboard import attribution_panel, data, figures, intervening, livetext, unitview, widgets
 from lstmviz.errors import UserError
 
 st.title("Text heatmap")
@@ -16,6 +16,7 @@ st.write(
 )
 
 run, key = widgets.current_run()
+corpus, corpus_key = run, key  # live mode reads a typed text; the corpus run stays the reference
 live = st.toggle(
     "Live mode: type your own text",
     key="live",
@@ -30,12 +31,13 @@ if live:
         "weights); a pickled module is never loaded here. Or a native checkpoint (from `lstmviz train`) under "
         "the runs root or the sample models.",
     )
-    text = st.text_area("Your text", key="live_text", height=120, placeholder="def f(x):\n    return (x + 1)")
+    text = livetext.live_text_area("Your text", "live_text", placeholder="def f(x):\n    return (x + 1)")
     if not text.strip():
-        widgets.empty("Type or paste some text above; it is recorded as soon as you press Ctrl+Enter.")
+        widgets.empty("Type or paste some text above; it is recorded as you type, when you pause.")
     ann = "code" if "in_string" in run.tokens else "parens" if "depth" in run.tokens else "none"
     try:
-        live_path = data.live_run(data.live_model(run, typed), text, ann)
+        model = data.live_model(run, typed)
+        live_path = data.live_run(model, text, ann)
     except UserError as e:
         widgets.fail(
             f"Cannot record this text: {e}",
@@ -114,3 +116,9 @@ if not live:
         f"{name}.overview.csv",
         key="dl_overview",
     )
+
+if live:
+    st.subheader("Units unusual on your text")
+    unitview.prompt_view(corpus, corpus_key, key, name)
+    st.subheader("Intervene on your text")
+    intervening.on_text(corpus, corpus_key, model, key, name, u)

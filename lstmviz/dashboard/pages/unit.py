@@ -5,7 +5,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from lstmviz.analysis import units
-from lstmviz.dashboard import data, unitview, widgets
+from lstmviz.dashboard import data, intervening, state, unitview, widgets
 from lstmviz.errors import UserError
 from lstmviz.store import RunError
 
@@ -13,7 +13,8 @@ st.title("Unit")
 st.write(
     "One unit over the whole corpus: where it is most positive and most negative (each context coloured by the "
     "unit, red positive, blue negative, the top token outlined), examples from each tenth of its values, where "
-    "in the corpus it is on, the units that move with it, and what it does to the next token."
+    "in the corpus it is on, the units that move with it, and what it does to the next token. At the bottom, "
+    "hold it (and others) at a value and see what the model then predicts and writes."
 )
 with st.expander("How the label and the contexts are made"):
     st.markdown(widgets.help_text(units.label_units))
@@ -63,10 +64,15 @@ for b, band in card.bands.sort_values("band", ascending=False).groupby("band", s
     st.markdown(f"`{b + 1:>2}` `{lo:+.2f}…{hi:+.2f}` {text}", unsafe_allow_html=True)
 
 h1, h2 = st.columns(2)
-if "hist" in s:
-    edges = np.linspace(s["hist_lo"], s["hist_hi"], len(s["hist"]) + 1)
-    fig = go.Figure(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=s["hist"], width=np.diff(edges)))
-    h1.plotly_chart(fig.update_layout(title="Histogram", height=260, margin=dict(t=40, b=20)), key="unit_hist")
+hist = units.histogram(values)
+fig = go.Figure(go.Bar(x=(hist.edges[:-1] + hist.edges[1:]) / 2, y=hist.counts, width=np.diff(hist.edges)))
+h1.plotly_chart(fig.update_layout(title="Histogram", height=260, margin=dict(t=40, b=20)), key="unit_hist")
+if hist.below or hist.above:
+    cut = f"{100 * units.TAIL:g}–{100 * (1 - units.TAIL):g} %"
+    h1.caption(
+        f"Over its {cut} range; not drawn: {hist.below:,} steps below {hist.edges[0]:.2f} and "
+        f"{hist.above:,} above {hist.edges[-1]:.2f} (min {s.get('min', np.nan):.2f}, max {s.get('max', np.nan):.2f})."
+    )
 
 
 def open_text() -> None:
@@ -116,3 +122,31 @@ else:
             f"Mean Δ log p(next token): direct {fx['direct']:+.4f} nats (through the output layer alone), "
             f"total {fx['total']:+.4f} nats (through the recurrence as well)."
         )
+
+st.markdown("**Intervene: hold it, and see what the model then predicts and writes**")
+state.init("uiv_on", False, state.flag, expect="0 or 1")
+holding = st.toggle("Hold this unit (and others) over a stretch of the corpus", key="uiv_on")
+if holding or "uiv_on" in st.query_params:
+    state.publish("uiv_on", holding, lambda v: str(int(v)))
+if not holding:
+    st.stop()
+try:
+    model = data.live_model(run)
+except UserError as e:
+    widgets.empty(f"An intervention needs the model itself: {e}.")
+intervening.forget("uiv", (name, u), keep=("uiv_on",))
+top = int(card.top[1]["idx"].iloc[0]) if len(card.top[1]) else 0
+w1, w2 = st.columns(2)
+begin = int(
+    w1.number_input(
+        f"Text from token (0…{run.n_tokens - 1:,})",
+        0,
+        max(run.n_tokens - 1, 0),
+        max(0, top - 100),
+        key="uiv_begin",
+        help="Starts 100 tokens before the unit's strongest positive context.",
+    )
+)
+width = int(w2.selectbox("Tokens", widgets.WIDTHS, index=1, key="uiv_width"))
+tokens = data.tokens_window(key, begin, min(begin + width, run.n_tokens))
+intervening.panel(run, key, model, name, u, tokens, "uiv", suggest=card.correlated)
