@@ -18,8 +18,8 @@ st.write(
 
 run, key = widgets.current_run()
 c1, c2 = st.columns([3, 1])
-name = widgets.activation(run, key="walk_act", where=c1)
-u = widgets.unit(run, name, key="walk_unit", where=c2)
+name = widgets.activation(run, where=c1)
+u = widgets.unit(run, name, where=c2)
 unitview.unit_link(name, u)
 group = cellview.layer_group(run, name)
 cell = cellview.cell_type(group)
