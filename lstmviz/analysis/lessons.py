@@ -410,3 +410,5 @@ def lesson(
         return unavailable(key, str(e))
     except RunError as e:
         return unavailable(key, f"the run cannot be read ({e}).")
+    except OSError as e:  # a file of the run vanished or is unreadable: that card only, not the page
+        return unavailable(key, f"a file of the run cannot be read ({getattr(e, 'strerror', None) or e}).")

@@ -184,13 +184,13 @@ def first_value(
     return value if valid(value) else default
 
 
-def publish(key: str, value: Any, fmt: Callable[[Any], str] = str) -> None:
-    """Write a picker's value to the URL and keep it for other pages."""
+def publish(key: str, value: Any, fmt: Callable[[Any], str] = str, url: str | None = None) -> None:
+    """Write a picker's value to the URL (parameter ``url``, default ``key``) and keep it for other pages."""
     st.session_state[f"_keep_{key}"] = value
-    text = fmt(value)
-    st.session_state[f"_url_{key}"] = text
-    if st.query_params.get(key) != text:
-        st.query_params[key] = text
+    text, param = fmt(value), url or key
+    st.session_state[f"_url_{param}"] = text
+    if st.query_params.get(param) != text:
+        st.query_params[param] = text
 
 
 def carry() -> None:

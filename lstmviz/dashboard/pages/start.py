@@ -6,9 +6,9 @@ import streamlit as st
 
 from lstmviz.analysis import lessons
 from lstmviz.dashboard import data, widgets
+from lstmviz.store import RunError
 
-SLOW = ("vanishing_gradient",)
-"""Lessons whose first measurement takes seconds (a backward pass through two models): drawn last."""
+SLOW = ("vanishing_gradient",)  # first measured by a backward pass through two models (seconds): drawn last
 
 st.title("Start here")
 st.write(
@@ -19,6 +19,13 @@ st.write(
 
 root = data.runs_root()
 preparing = data.samples_pending(root)
+if not preparing and not data.find_runs(root):
+    widgets.current_run()  # no run at all: its empty state says how to record one
+if st.session_state.get("run"):
+    try:  # the lessons read the sample runs, but a run the URL or the sidebar names is checked as on every page
+        data.load_run(st.session_state["run"])
+    except RunError as e:
+        st.error(f"{e}\n\nPick another run in the sidebar, or record this one again with `lstmviz record`.")
 if preparing:
     st.info(
         "The sample models are still being recorded: their cards fill in as each is ready.",
