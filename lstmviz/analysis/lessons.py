@@ -190,9 +190,9 @@ def parens_cell(run: Run) -> Lesson:
     return Lesson(
         key="parens_cell",
         title="A cell that is a counter",
-        text=f"This model read nothing but nested parentheses, and unit {u} of its cell state {name} follows "
-        f"the nesting depth with r = {r:+.2f}. Watch it step {'up' if r > 0 else 'down'} at every ( and back "
-        "at every ) beside the depth track: one number that counts.",
+        text=f"This model learned a toy language of random letters nested in parentheses (LSTMVis's example), and "
+        f"unit {u} of its cell state {name} follows the nesting depth with r = {r:+.2f}. Watch it step "
+        f"{'up' if r > 0 else 'down'} at every ( and back at every ) beside the depth track: one number that counts.",
         page="text",
         params={
             "run": run.path.name,

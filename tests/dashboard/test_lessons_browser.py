@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from test_browser import ARGS, ARTIFACTS, CHROMIUM, REPO, assert_clean, free_port, settle, snapshot
 
 from lstmviz.analysis import lessons
@@ -70,20 +71,33 @@ def tab(fresh):
         browser.close()
 
 
-@pytest.fixture(scope="module")
-def ready(tab, fresh) -> dict[str, lessons.Lesson]:
-    """Open the root, wait until the first start is over and no card is still being prepared; the lessons the
-    app found, by key."""
-    url, root = fresh
+CARDS_DONE = """(n) => {
+  const titles = [...document.querySelectorAll('[data-testid="stMain"] h3')];
+  return titles.length === n && titles.every(h => {
+    const card = h.closest('[data-testid="stVerticalBlock"]');
+    const done = '[data-testid="stPageLink"], [data-testid="stAlert"], [data-testid="stAlertContainer"]';
+    return card && card.querySelector(done);
+  });
+}"""
+
+
+def wait_for_cards(tab, url: str, root: Path) -> dict[str, lessons.Lesson]:
+    """Open the root, wait until the first start is over and every card is filled in and none is still being
+    prepared; the lessons the app found, by key (read back from what the page measured)."""
+    from lstmviz.dashboard import data
+
     tab.goto(url, timeout=120_000)
     end = time.time() + FIRST_START
     while time.time() < end:
         try:
             settle(tab, timeout=60)
+            tab.wait_for_function(CARDS_DONE, arg=len(lessons.TITLES), timeout=120_000)
         except AssertionError:
             continue  # still recording: the first start's progress bar
+        except PlaywrightTimeout:
+            continue
         main = tab.locator(MAIN).inner_text()
-        if main.startswith("Start here") and "being prepared" not in main and "being recorded" not in main:
+        if main.startswith("Start here") and "being prepared" not in main:
             break
         time.sleep(5)
         tab.reload()
@@ -96,28 +110,34 @@ def ready(tab, fresh) -> dict[str, lessons.Lesson]:
     def never(path):
         raise AssertionError("every measurement is cached by the page already")
 
-    from lstmviz.dashboard import data
-
     found = {key: lessons.lesson(key, root, data.checkpoint_of, never) for key in lessons.TITLES}
     missing = {k: v.reason for k, v in found.items() if not v.available}
     assert not missing, missing
     return found
 
 
+@pytest.fixture(scope="module")
+def ready(tab, fresh) -> dict[str, lessons.Lesson]:
+    return wait_for_cards(tab, *fresh)
+
+
 def open_card(tab, url: str, lesson: lessons.Lesson) -> str:
     """From Start here, click the card's link; the text of the page it opens once it has settled."""
     tab.goto(f"{url}/start")
     settle(tab)
-    card = tab.locator('[data-testid="stVerticalBlockBorderWrapper"]').filter(
-        has=tab.locator("h3", has_text=lesson.title)
-    )
+    card = tab.locator('[data-testid="stVerticalBlock"]').filter(has=tab.locator("h3", has_text=lesson.title)).last
     assert lesson.evidence.split(" · ")[0] in card.inner_text()
-    card.get_by_role("link").click()
+    card.locator('[data-testid="stPageLink-NavLink"]').click()
     tab.wait_for_url(f"**/{lesson.page}?*", timeout=30_000)
     settle(tab, timeout=300)
     assert_clean(tab, lesson.key)
     snapshot(tab, f"lesson-{lesson.key}")
     return tab.locator(MAIN).inner_text()
+
+
+def legend(tab) -> list[str]:
+    """The legend entries of the page's charts (SVG text has no inner text, only text content)."""
+    return tab.locator(f"{MAIN} .legendtext").evaluate_all("els => els.map(e => e.textContent)")
 
 
 def headings(tab) -> list[str]:
@@ -160,9 +180,9 @@ def test_forget_gate_card_colours_the_text_by_the_gate(tab, fresh, ready):
 
 def test_gradient_card_overlays_the_rnn_on_the_lstm(tab, fresh, ready):
     open_card(tab, fresh[0], ready["vanishing_gradient"])
-    legend = tab.locator(f"{MAIN} .legendtext").all_inner_texts()
-    assert any(t.startswith("code_lstm ") for t in legend), legend
-    assert any(t.startswith("code_rnn ") for t in legend), legend
+    names = legend(tab)
+    assert any(t.startswith("code_lstm ") for t in names), names
+    assert any(t.startswith("code_rnn ") for t in names), names
 
 
 def test_island_card_colours_the_map_by_in_string(tab, fresh, ready):
@@ -170,8 +190,7 @@ def test_island_card_colours_the_map_by_in_string(tab, fresh, ready):
     open_card(tab, fresh[0], lesson)
     assert picked(tab, "Colour by") == "in_string"
     assert picked(tab, "Method") == "UMAP"
-    legend = tab.locator(f"{MAIN} .legendtext").all_inner_texts()
-    assert {"True", "False"} <= set(legend), legend
+    assert {"True", "False"} <= set(legend(tab)), legend(tab)
 
 
 def test_clamp_card_holds_the_string_unit(tab, fresh, ready):

@@ -42,7 +42,7 @@ def found(key: str, root: str, stamps: tuple[float, ...], preparing: bool) -> le
 
 def card(lesson: lessons.Lesson) -> None:
     """Title, the two sentences, the evidence and one link to the exact view; or why it cannot be shown."""
-    st.subheader(lesson.title)
+    st.subheader(lesson.title, anchor=False)
     if not lesson.available:
         st.info(lesson.reason, icon=":material/hourglass_top:" if "prepared" in lesson.reason else ":material/info:")
         return
