@@ -39,6 +39,16 @@ GRADIENT_TOKENS = 1000
 GRADIENT_TARGETS = 16
 RUNS = {"code": "code_lstm", "rnn": "code_rnn", "parens": "parens_lstm"}
 """The sample runs the lessons read, by role."""
+TITLES = {
+    "string_unit": "A unit that knows it is inside a string",
+    "depth_counter": "A unit that counts open brackets",
+    "parens_cell": "A cell that is a counter",
+    "forget_gate": "A forget gate that almost never forgets",
+    "vanishing_gradient": "The vanishing gradient, side by side",
+    "string_island": "An island of strings",
+    "clamp": "Clamp the string unit and watch the model",
+}
+"""Lesson key → title, in the order the Start here page shows them."""
 
 
 @dataclass(frozen=True)
@@ -151,7 +161,7 @@ def string_unit(run: Run) -> Lesson:
     high, low = ("high", "low") if auc >= 0.5 else ("low", "high")
     return Lesson(
         key="string_unit",
-        title="A unit that knows it is inside a string",
+        title=TITLES["string_unit"],
         text=f"Unit {u} of {name} ({_layer(run, name)}) is {high} inside string literals and {low} outside "
         f"them, telling the two apart with a ROC-AUC of {max(auc, 1 - auc):.2f}, where 1 is perfect and 0.5 is "
         "chance. Nobody told the model what a string is: it learned that knowing helps it guess the next "
@@ -169,7 +179,7 @@ def depth_counter(run: Run) -> Lesson:
     name, u, r = b["name"], int(b["unit"]), float(b["score"])
     return Lesson(
         key="depth_counter",
-        title="A unit that counts open brackets",
+        title=TITLES["depth_counter"],
         text=f"Unit {u} of {name} ({_layer(run, name)}) follows how many brackets are open, with a correlation "
         f"of r = {r:+.2f}: it {'rises' if r > 0 else 'falls'} as brackets open and comes back as they close. "
         "To close every bracket it opened, the model has to count, and this unit is where it keeps the count.",
@@ -189,7 +199,7 @@ def parens_cell(run: Run) -> Lesson:
     deepest = int(np.nanargmax(depth))
     return Lesson(
         key="parens_cell",
-        title="A cell that is a counter",
+        title=TITLES["parens_cell"],
         text=f"This model learned a toy language of random letters nested in parentheses (LSTMVis's example), and "
         f"unit {u} of its cell state {name} follows the nesting depth with r = {r:+.2f}. Watch it step "
         f"{'up' if r > 0 else 'down'} at every ( and back at every ) beside the depth track: one number that counts.",
@@ -221,7 +231,7 @@ def forget_gate(run: Run) -> Lesson:
         )
     return Lesson(
         key="forget_gate",
-        title="A forget gate that almost never forgets",
+        title=TITLES["forget_gate"],
         text=f"Unit {u} of the forget gate {name} is above 0.9 on {_pct(frac)} of the steps, so its cell keeps "
         "what it holds from one character to the next over long stretches. Karpathy, Johnson and Fei-Fei (2015) "
         "found such right-saturated forget gates in their LSTMs; on the Gate saturation page it is a dot far to "
@@ -265,7 +275,7 @@ def vanishing_gradient(lstm: Run, rnn: Run, models: Callable[[Run], Any], K: int
         )
     return Lesson(
         key="vanishing_gradient",
-        title="The vanishing gradient, side by side",
+        title=TITLES["vanishing_gradient"],
         text=f"How strongly does the loss at one character depend on the top layer's state {K} characters "
         f"earlier, compared with its state at that character? For the LSTM {lstm.path.name} it is {_pct(a)}, for the "
         f"vanilla RNN {rnn.path.name} only {_pct(b)}, {_times(a / b)} less: the RNN's gradient vanishes, so it "
@@ -308,7 +318,7 @@ def string_island(run: Run, method: str = "umap", compute: bool = False) -> Less
         )
     return Lesson(
         key="string_island",
-        title="An island of strings",
+        title=TITLES["string_island"],
         text=f"On this {method.upper()} map of {name}, one dot per character, the characters inside strings "
         f"gather together: {_pct(purity)} of a string character's {NEIGHBOURS} nearest dots are string "
         f"characters too, though only {_pct(base)} of all characters are. The map was made from the model's "
@@ -335,7 +345,7 @@ def clamp(run: Run, has_model: bool) -> Lesson:
     start = max(int(strings[0]) - 40, 0) if len(strings) else 0
     return Lesson(
         key="clamp",
-        title="Clamp the string unit and watch the model",
+        title=TITLES["clamp"],
         text=f"Hold unit {u} of {name} at {value:.2f}, its most string-like value, and the model reads every "
         "character as if that unit said so. Each character is coloured by how much more (red) or less (blue) "
         "likely the model found it with the unit held, and a text is written with and without the clamp.",
@@ -356,17 +366,6 @@ def clamp(run: Run, has_model: bool) -> Lesson:
 
 
 # --- all of them ----------------------------------------------------------------------------------------------
-
-TITLES = {
-    "string_unit": "A unit that knows it is inside a string",
-    "depth_counter": "A unit that counts open brackets",
-    "parens_cell": "A cell that is a counter",
-    "forget_gate": "A forget gate that almost never forgets",
-    "vanishing_gradient": "The vanishing gradient, side by side",
-    "string_island": "An island of strings",
-    "clamp": "Clamp the string unit and watch the model",
-}
-"""Lesson key → title, in the order the Start here page shows them."""
 
 
 def unavailable(key: str, reason: str) -> Lesson:

@@ -25,7 +25,7 @@ from lstmviz.analysis import lessons
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-FIRST_START = 900  # seconds: recording every sample (and its maps) on two busy cores
+FIRST_START = 1800  # seconds: a ceiling for recording every sample and its maps on two busy cores
 MAIN = '[data-testid="stMain"]'
 
 
