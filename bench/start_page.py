@@ -1,6 +1,6 @@
 """Start here: how long the lesson page takes to open (goal: ≤ 2 s warm).
 
-    nice python bench/start_page.py --runs runs
+    nice python bench/start_page.py --samples runs
 
 Copies the recorded sample runs (code_lstm, code_rnn, parens_lstm, and their caches: projections, cards) into a
 temporary folder without any lesson measurement, then opens the page with Streamlit's AppTest three ways, in one
@@ -38,13 +38,14 @@ def opened(at: AppTest) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--runs", type=Path, default=Path("runs"))
+    # not --runs: the app itself reads --runs from the command line (data.runs_root), and would open that folder
+    p.add_argument("--samples", type=Path, default=Path("runs"), help="a runs folder holding the samples")
     p.add_argument("--rounds", type=int, default=5)
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "runs"
         for name in lessons.RUNS.values():
-            shutil.copytree(args.runs / name, root / name, ignore=shutil.ignore_patterns("lessons"))
+            shutil.copytree(args.samples / name, root / name, ignore=shutil.ignore_patterns("lessons"))
         os.environ["LSTMVIZ_RUNS"] = str(root)
         at = AppTest.from_file(APP, default_timeout=600)
         first = opened(at)
