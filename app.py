@@ -43,9 +43,9 @@ def frame() -> None:
     }
 
     def home() -> None:
-        """The root URL opens the Overview at its own address, so ``/overview?run=…`` links work too (Streamlit
+        """The root URL opens Start here at its own address, so ``/start?run=…`` links work too (Streamlit
         serves a default page only at the root, never under its own url_path)."""
-        st.switch_page(pages["overview"], query_params=st.query_params.to_dict())
+        st.switch_page(pages["start"], query_params=st.query_params.to_dict())
 
     root_page = st.Page(home, title="lstmviz", url_path="home", default=True, visibility="hidden")
     page = st.navigation([root_page, *pages.values()])

@@ -24,6 +24,8 @@ from .select_match import span_text
 
 CACHE_VERSION = 1
 METHODS = ("pca", "umap")
+SAMPLES = 5000
+"""Tokens a map samples by default (the Projection page's first view, and what recording precomputes)."""
 MIN_TOKENS = {"pca": 3, "umap": 4}
 """Fewest tokens each method maps: PCA's 2 components need 3 points, UMAP's spectral start 2 + 2."""
 
@@ -33,7 +35,7 @@ def project(
     name: str,
     *,
     method: str = "pca",
-    n_samples: int = 5000,
+    n_samples: int = SAMPLES,
     seed: int = 0,
     units: Sequence[int] | None = None,
     context: int = 20,
@@ -61,6 +63,36 @@ def project(
         pos, token_id, token, annotations …) and context (the text around the token, the token in ⟦ ⟧).
         ``attrs``: method, and explained_variance_ratio (PCA, 2 floats).
     """
+    cols, params, path = _cache_entry(run, name, method, n_samples, seed, units, n_neighbors, min_dist)
+    if not path.exists():
+        _compute(run, name, cols, params, path)
+    with np.load(path) as cached:
+        idx, xy, explained = cached["idx"], cached["xy"], cached["explained"]
+    frame = run.tokens.iloc[idx].reset_index(drop=True)
+    frame.insert(0, "x", xy[:, 0])
+    frame.insert(1, "y", xy[:, 1])
+    before, text, after = span_text(run, idx, idx + 1, context)
+    frame["context"] = [f"{b}⟦{t}⟧{a}" for b, t, a in zip(before, text, after, strict=True)]
+    frame.attrs = {"method": method, "explained_variance_ratio": explained.tolist()}
+    return frame
+
+
+def cached(run: Run, name: str, method: str, n_samples: int = SAMPLES, seed: int = 0) -> bool:
+    """Whether :func:`project` with these arguments (and the other defaults) reads its map from the cache."""
+    return _cache_entry(run, name, method, n_samples, seed, None, 15, 0.1)[2].exists()
+
+
+def _cache_entry(
+    run: Run,
+    name: str,
+    method: str,
+    n_samples: int,
+    seed: int,
+    units: Sequence[int] | None,
+    n_neighbors: int,
+    min_dist: float,
+) -> tuple[np.ndarray, dict, Path]:
+    """(units ``[k]``, the parameters that key the cache, the cache file) of a projection."""
     if method not in METHODS:
         raise RunError(f"projection method must be one of {', '.join(METHODS)}, got {method!r}")
     n_units = run.units(name)
@@ -77,18 +109,7 @@ def project(
     if method == "umap":
         params |= {"n_neighbors": int(n_neighbors), "min_dist": float(min_dist)}
     digest = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
-    path = run.cache_dir / "projection" / f"{method}-{digest}.npz"
-    if not path.exists():
-        _compute(run, name, cols, params, path)
-    with np.load(path) as cached:
-        idx, xy, explained = cached["idx"], cached["xy"], cached["explained"]
-    frame = run.tokens.iloc[idx].reset_index(drop=True)
-    frame.insert(0, "x", xy[:, 0])
-    frame.insert(1, "y", xy[:, 1])
-    before, text, after = span_text(run, idx, idx + 1, context)
-    frame["context"] = [f"{b}⟦{t}⟧{a}" for b, t, a in zip(before, text, after, strict=True)]
-    frame.attrs = {"method": method, "explained_variance_ratio": explained.tolist()}
-    return frame
+    return cols, params, run.cache_dir / "projection" / f"{method}-{digest}.npz"
 
 
 def default_activation(run: Run) -> str:
@@ -101,7 +122,7 @@ def default_activation(run: Run) -> str:
     return run.names[-1]
 
 
-def precompute(run: Run, methods: Sequence[str] = METHODS, n_samples: int = 5000) -> None:
+def precompute(run: Run, methods: Sequence[str] = METHODS, n_samples: int = SAMPLES) -> None:
     """Fill the cache with the maps the Projection page opens on (default activation, seed 0, each method)."""
     for method in methods:
         project(run, default_activation(run), method=method, n_samples=min(n_samples, run.n_tokens))

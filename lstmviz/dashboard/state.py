@@ -1,6 +1,11 @@
 """Page state in ``st.session_state`` and the URL: where a picker's first value comes from, and how a URL value is
 judged.
 
+The current run, activation and unit (``run``, ``act``, ``unit``: :data:`CURRENT`) are one notion for the whole
+app: every page's main pickers use these keys, so a unit picked on one page is the unit of the next, and the
+sidebar keeps them in the URL of every page (:func:`carry`). A URL that names a value the session did not publish
+(a lesson's link, a pasted link, an edited address) wins over the session's own: see :func:`first_value`.
+
 A URL is typed, edited and shared by hand, so every value read from it goes through :func:`from_url`, the one place
 that parses and checks a query parameter for all pages. A value that does not parse falls back to the picker's
 default; one that parses but is out of range is clamped into it (or, for a choice, falls back to the default). In
@@ -18,6 +23,8 @@ import streamlit as st
 
 MAX_SHOWN = 60
 """A bad URL value is quoted up to this many characters in the warning."""
+CURRENT = ("run", "act", "unit")
+"""The keys of the current run, activation and unit, shared by every page."""
 
 
 # --- parsers: raw URL text → value, or ValueError whose message says what the text is not ---------------------
@@ -156,23 +163,40 @@ def first_value(
     show: Callable[[Any], str] = str,
 ) -> Any:
     """The value :func:`init` gives ``key``, without writing it: for a picker that fills several widgets from one
-    URL parameter (the span's start and end)."""
+    URL parameter (the span's start and end).
+
+    A URL value that differs from what this session last wrote there (:func:`publish`) came from outside: a
+    link was followed or the address edited, so it wins over the session's value. The URL the session wrote
+    itself is behind its widgets by one run, so the session's value wins over that.
+    """
     pending = st.session_state.get("_goto", {})
+    param = url or key
+    raw = st.query_params.get(param)
     if key in pending:
         value = pending.pop(key)
+    elif raw is not None and raw != st.session_state.get(f"_url_{param}"):
+        st.session_state[f"_url_{param}"] = raw  # judged once: later runs keep what the widget then says
+        return from_url(param, raw, default, parse, valid, expect, clamp, show)
     elif key in st.session_state:
         value = st.session_state[key]
     else:
-        raw = st.query_params.get(url or key)
-        if raw is not None:
-            return from_url(url or key, raw, default, parse, valid, expect, clamp, show)
         value = st.session_state.get(f"_keep_{key}", default)
     return value if valid(value) else default
 
 
-def publish(key: str, value: Any, fmt: Callable[[Any], str] = str) -> None:
-    """Write a picker's value to the URL and keep it for other pages."""
+def publish(key: str, value: Any, fmt: Callable[[Any], str] = str, url: str | None = None) -> None:
+    """Write a picker's value to the URL (parameter ``url``, default ``key``) and keep it for other pages."""
     st.session_state[f"_keep_{key}"] = value
-    text = fmt(value)
-    if st.query_params.get(key) != text:
-        st.query_params[key] = text
+    text, param = fmt(value), url or key
+    st.session_state[f"_url_{param}"] = text
+    if st.query_params.get(param) != text:
+        st.query_params[param] = text
+
+
+def carry() -> None:
+    """Put the current activation and unit (kept from the page that last showed them) into this page's URL, so
+    that every page's address names them and a copied link opens the next page on them too."""
+    for key in CURRENT[1:]:
+        kept = st.session_state.get(f"_keep_{key}")
+        if kept is not None and key not in st.query_params:
+            st.query_params[key] = st.session_state[f"_url_{key}"] = str(kept)

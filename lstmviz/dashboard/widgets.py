@@ -1,6 +1,9 @@
 """Shared pickers, bound to ``st.query_params`` so that a copied URL reproduces the view.
 
 Each picker owns one session-state key (``run``, ``act``, ``unit``, ``start``, ``width``, ``span``, ``theta``, …).
+``run``, ``act`` and ``unit`` are the current unit of the whole app (:data:`state.CURRENT`): every page's main
+pickers use them, and a picker with a key of its own (the Intervene page's, the Compare page's) opens on the
+current activation and unit whenever its page is entered.
 On a session's first run its value comes from the URL; afterwards from the widget, and every run writes it back to
 the URL. A value is also kept under ``_keep_<key>`` so it survives a page switch (Streamlit forgets the state of
 widgets a page does not draw), and :func:`goto` hands values to another page before switching to it. Where a
@@ -24,6 +27,7 @@ from . import data, figures, helptext, state
 
 PAGES_DIR = "lstmviz/dashboard/pages"
 PAGES = {
+    "start": ("Start here", ":material/flag:"),
     "overview": ("Overview", ":material/dashboard:"),
     "text": ("Text heatmap", ":material/text_fields:"),
     "select": ("Select & match", ":material/select_all:"),
@@ -209,6 +213,7 @@ def run_picker(root: Path) -> str:
         help="Type a path and press Enter.",
     )
     state.publish("run", st.session_state["run"], label)
+    state.carry()
     if refused:
         fail(f"Not opened: {refused}", "Pick a run in the sidebar.")
     return st.session_state["run"]
@@ -250,6 +255,7 @@ def activation(
         empty(f"This run has no activations of kind {', '.join(kinds or [])}.")
     start = default_activation(run)
     default = start if start in names else names[-1]
+    _follow_current(key, "act", lambda v: v in names)
     state.init(key, default, str, lambda v: v in names, expect=f"an activation of this run ({_listed(names)})")
     name = where.selectbox(label, names, key=key, format_func=lambda n: f"{n}  ({run.info(n)['units']} units)")
     state.publish(key, name)
@@ -259,6 +265,7 @@ def activation(
 def unit(run: Run, name: str, key: str = "unit", where: Any = st, default: int = 0) -> int:
     """Pick one unit of ``name``."""
     n = run.units(name)
+    _follow_current(key, "unit", _within(0, n - 1))
     state.init(
         key,
         default,
@@ -270,6 +277,14 @@ def unit(run: Run, name: str, key: str = "unit", where: Any = st, default: int =
     u = where.number_input(f"Unit (0…{n - 1})", min_value=0, max_value=n - 1, step=1, key=key)
     state.publish(key, int(u))
     return int(u)
+
+
+def _follow_current(key: str, current: str, valid: Callable[[Any], bool]) -> None:
+    """A picker with a key of its own opens on the current value (``act`` or ``unit``) when its page is entered
+    (its widget is not in the session), where that value is valid for it."""
+    shared = st.session_state.get(f"_keep_{current}")
+    if key != current and key not in st.session_state and shared is not None and valid(shared):
+        st.session_state[f"_keep_{key}"] = shared
 
 
 def _shift(key: str, delta: int, top: int) -> None:

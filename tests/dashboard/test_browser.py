@@ -156,11 +156,11 @@ def test_every_page_renders(page, server, key):
     snapshot(page, f"page-{key}")
 
 
-def test_the_root_url_opens_the_overview_at_its_own_address(page, server):
+def test_the_root_url_opens_start_here_at_its_own_address(page, server):
     page.goto(f"{server}/?run=tiny_gru")
     settle(page)
-    assert page.locator('[data-testid="stMain"] h1').first.inner_text().startswith("Overview")
-    assert page.url.endswith("/overview?run=tiny_gru"), page.url  # so a copied link names the page
+    assert page.locator('[data-testid="stMain"] h1').first.inner_text().startswith("Start here")
+    assert page.url.endswith("/start?run=tiny_gru"), page.url  # so a copied link names the page
     assert_clean(page, "root")
 
 

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from lstmviz.analysis import gradients
-from lstmviz.dashboard import data, figures, widgets
+from lstmviz.dashboard import data, figures, state, widgets
 from lstmviz.errors import UserError
 from lstmviz.store import RunError
 
@@ -22,9 +22,18 @@ with st.expander("How it is computed"):
 run, key = widgets.current_run()
 others = [str(p) for p in data.find_runs(data.runs_root()) if str(p) != str(run.path)]
 cols = st.columns([3, 1, 1])
+by_name = {Path(p).name: p for p in others}
+state.init(
+    "grad_runs",
+    [],
+    lambda raw: [by_name[n] for n in raw.split(",") if n in by_name],
+    lambda v: isinstance(v, list) and all(p in others for p in v),
+    url="overlay",
+)
 chosen = cols[0].multiselect(
     "Overlay other runs (their models on their own text)", others, key="grad_runs", format_func=lambda p: Path(p).name
 )
+state.publish("grad_runs", chosen, lambda v: ",".join(Path(p).name for p in v), url="overlay")
 K = cols[1].number_input(
     "Largest distance K",
     min_value=5,
