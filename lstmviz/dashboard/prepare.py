@@ -126,8 +126,10 @@ class Status:
 # --- what a root needs ------------------------------------------------------------------------------------------
 
 
-def available(samples_dir: Path = samples.SAMPLES_DIR) -> list[samples.Sample]:
-    """The samples whose files are all in ``samples_dir``, code_lstm (the teaching model) first."""
+def available(samples_dir: Path | None = None) -> list[samples.Sample]:
+    """The samples whose files are all in ``samples_dir`` (default: :data:`samples.SAMPLES_DIR`, read at each call),
+    code_lstm (the teaching model) first."""
+    samples_dir = samples_dir or samples.SAMPLES_DIR
     return [s for s in samples.SAMPLES if all((samples_dir / f).is_file() for f in s.files())]
 
 
@@ -141,7 +143,7 @@ def _has_runs(root: Path) -> bool:
     return bool(find_runs(root))
 
 
-def needed(root: Path, samples_dir: Path = samples.SAMPLES_DIR) -> bool:
+def needed(root: Path, samples_dir: Path | None = None) -> bool:
     """Whether ``root`` wants a preparer: there are samples to record, and the root is empty, or a preparation
     began and did not finish, or holds some samples but lacks others that no finished preparation tried. A
     user's own runs root (runs, none of them samples) is left alone."""
@@ -158,7 +160,7 @@ def needed(root: Path, samples_dir: Path = samples.SAMPLES_DIR) -> bool:
     return any(not _recorded(root, s.name) and s.name not in tried for s in present)
 
 
-def plan(root: Path, samples_dir: Path = samples.SAMPLES_DIR) -> list[Step]:
+def plan(root: Path, samples_dir: Path | None = None) -> list[Step]:
     """The steps of a preparation of ``root``, in order (see the module docstring); steps whose output exists
     are still listed (they finish at once), so the progress counts the same work on every start."""
     present = available(samples_dir)
@@ -228,11 +230,12 @@ def _do(step: Step, root: Path, samples_dir: Path, chars: int) -> None:
             gradient_cache.compute(run, load_model(ckpt).module, ckpt, K, n)
 
 
-def prepare(root: Path, samples_dir: Path = samples.SAMPLES_DIR, chars: int = 20_000) -> Status | None:
+def prepare(root: Path, samples_dir: Path | None = None, chars: int = 20_000) -> Status | None:
     """Work through :func:`plan` for ``root``, holding its lock; None when another preparer holds it.
 
     A step that fails is recorded with its error and the others go on (a broken UMAP must not cost the
     gradient curves); the app shows the errors."""
+    samples_dir = samples_dir or samples.SAMPLES_DIR
     root.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + 2.0  # the app peeks at the lock to see whether one runs: wait that peek out
     while (lock := _locked(root)) is None:
@@ -274,7 +277,7 @@ def _exit_with(parent: int) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m lstmviz.dashboard.prepare", description=__doc__.split("\n\n")[0])
     p.add_argument("root", type=Path)
-    p.add_argument("--samples-dir", type=Path, default=samples.SAMPLES_DIR)
+    p.add_argument("--samples-dir", type=Path, default=None)
     p.add_argument("--chars", type=int, default=20_000)
     p.add_argument("--parent", type=int, default=None, help="exit when this process (the app) is gone")
     args = p.parse_args(argv)
@@ -292,8 +295,9 @@ _SPAWN_LOCK = threading.Lock()  # sessions are threads of one process: one of th
 _children: list[subprocess.Popen] = []
 
 
-def ensure(root: Path, samples_dir: Path = samples.SAMPLES_DIR, chars: int = 20_000) -> Status | None:
+def ensure(root: Path, samples_dir: Path | None = None, chars: int = 20_000) -> Status | None:
     """Start a preparer for ``root`` when it needs one and none is at work; returns the root's status."""
+    samples_dir = samples_dir or samples.SAMPLES_DIR
     with _SPAWN_LOCK:
         _children[:] = [c for c in _children if c.poll() is None]  # reap the finished ones
         if needed(root, samples_dir) and not running(root):
