@@ -14,7 +14,9 @@ A preparer works through :func:`plan` in order:
 2. record every other sample the root lacks;
 3. the Projection page's default maps (PCA, UMAP) of every sample run;
 4. the Gradients page's default curves of every sample that is a language model
-   (:mod:`lstmviz.analysis.gradient_cache`).
+   (:mod:`lstmviz.analysis.gradient_cache`);
+5. the unit catalogue of every sample (every unit labelled by the annotation it tracks best: the Units page, and
+   the units a lesson points to), code_lstm's first.
 
 **One preparer per root.** A preparer holds an exclusive lock on ``ROOT/.prepare.lock`` (``flock``) for its whole
 life, and exits at once if another holds it. The operating system drops the lock with the process however it
@@ -44,18 +46,28 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..analysis.projection import METHODS
 from ..models import samples
 
 LOCK = ".prepare.lock"
 STATUS = ".prepare.json"
 LOG = ".prepare.log"
-EXPECTED_S = {"record": 8.0, "record_docs": 4.0, "pca": 1.0, "umap": 15.0, "umap_first": 60.0, "gradients": 8.0}
+EXPECTED_S = {
+    "record": 8.0,
+    "record_docs": 4.0,
+    "pca": 1.0,
+    "umap": 15.0,
+    "umap_first": 60.0,
+    "gradients": 8.0,
+    "catalogue": 25.0,
+}
 """Seconds each kind of step takes on an idle 2-core CPU (UMAP's first call in a process compiles for a minute)."""
 
 
 @dataclass
 class Step:
-    """One unit of work: ``kind`` (record | projections | gradients) for ``sample``; ``seconds`` once done."""
+    """One unit of work: ``kind`` (record | projections | gradients | catalogue) for ``sample``; ``seconds`` once
+    done."""
 
     kind: str
     sample: str
@@ -66,7 +78,12 @@ class Step:
 
     @property
     def label(self) -> str:
-        what = {"record": "recording", "projections": "PCA and UMAP maps of", "gradients": "gradient curves of"}
+        what = {
+            "record": "recording",
+            "projections": "PCA and UMAP maps of",
+            "gradients": "gradient curves of",
+            "catalogue": "the unit catalogue of",
+        }
         return f"{what[self.kind]} {self.sample}"
 
 
@@ -172,6 +189,7 @@ def plan(root: Path, samples_dir: Path | None = None) -> list[Step]:
     for i, s in enumerate(present):
         steps.append(Step("projections", s.name, EXPECTED_S["pca"] + EXPECTED_S["umap_first" if i == 0 else "umap"]))
     steps += [Step("gradients", s.name, EXPECTED_S["gradients"]) for s in present if not s.docs]
+    steps += [Step("catalogue", s.name, EXPECTED_S["catalogue"]) for s in present]
     return steps
 
 
@@ -197,7 +215,9 @@ def _locked(root: Path):
 
 
 def running(root: Path) -> bool:
-    """Whether a preparer holds ``root``'s lock now."""
+    """Whether a preparer holds ``root``'s lock now, or one this process started is still starting up."""
+    if any(where == root and child.poll() is None for where, child in _children):
+        return True
     if not root.is_dir():
         return False
     f = _locked(root)
@@ -207,7 +227,7 @@ def running(root: Path) -> bool:
     return False
 
 
-def _do(step: Step, root: Path, samples_dir: Path, chars: int) -> None:
+def _do(step: Step, root: Path, samples_dir: Path, chars: int, methods: Sequence[str]) -> None:
     from ..store import open_run
 
     sample = next(s for s in samples.SAMPLES if s.name == step.sample)
@@ -216,10 +236,10 @@ def _do(step: Step, root: Path, samples_dir: Path, chars: int) -> None:
         if not _recorded(root, sample.name):
             samples.record_sample(sample, out, chars=chars, progress=False, samples_dir=samples_dir, projections=())
     elif step.kind == "projections":
-        from ..analysis.projection import METHODS, precompute
+        from ..analysis.projection import MIN_TOKENS, precompute
 
         run = open_run(out)
-        precompute(run, [m for m in METHODS if run.n_tokens >= 4])
+        precompute(run, [m for m in methods if run.n_tokens >= MIN_TOKENS[m]])
     elif step.kind == "gradients":
         from ..analysis import gradient_cache
         from ..models.loading import load_model
@@ -228,10 +248,17 @@ def _do(step: Step, root: Path, samples_dir: Path, chars: int) -> None:
         K, n = gradient_cache.DEFAULT_K, gradient_cache.DEFAULT_TARGETS
         if run.n_tokens > K + 1 and gradient_cache.stored(run, ckpt, K, n) is None:
             gradient_cache.compute(run, load_model(ckpt).module, ckpt, K, n)
+    elif step.kind == "catalogue":
+        from ..analysis.units import catalogue
+
+        catalogue(open_run(out))  # stored under the run's cache/cards/
 
 
-def prepare(root: Path, samples_dir: Path | None = None, chars: int = 20_000) -> Status | None:
-    """Work through :func:`plan` for ``root``, holding its lock; None when another preparer holds it.
+def prepare(
+    root: Path, samples_dir: Path | None = None, chars: int = 20_000, methods: Sequence[str] = METHODS
+) -> Status | None:
+    """Work through :func:`plan` for ``root``, holding its lock; None when another preparer holds it. ``chars``:
+    how much of each corpus is recorded; ``methods``: the projections precomputed.
 
     A step that fails is recorded with its error and the others go on (a broken UMAP must not cost the
     gradient curves); the app shows the errors."""
@@ -248,7 +275,7 @@ def prepare(root: Path, samples_dir: Path | None = None, chars: int = 20_000) ->
         for step in status.steps:
             t0 = time.perf_counter()
             try:
-                _do(step, root, samples_dir, chars)
+                _do(step, root, samples_dir, chars, methods)
             except Exception as e:  # one line for the sidebar; the traceback is this process's log
                 import traceback
 
@@ -279,48 +306,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("root", type=Path)
     p.add_argument("--samples-dir", type=Path, default=None)
     p.add_argument("--chars", type=int, default=20_000)
+    p.add_argument("--projections", default=",".join(METHODS), help="methods to precompute, comma-separated")
     p.add_argument("--parent", type=int, default=None, help="exit when this process (the app) is gone")
     args = p.parse_args(argv)
     if args.parent is not None:
         _exit_with(args.parent)
     if hasattr(os, "nice"):
         os.nice(5)  # the app's own work (drawing pages) goes first
-    prepare(args.root, args.samples_dir, args.chars)
+    prepare(args.root, args.samples_dir, args.chars, [m for m in args.projections.split(",") if m])
     return 0
 
 
 # --- the app's side ----------------------------------------------------------------------------------------------
 
 _SPAWN_LOCK = threading.Lock()  # sessions are threads of one process: one of them starts the preparer
-_children: list[subprocess.Popen] = []
+_children: list[tuple[Path, subprocess.Popen]] = []  # the preparers this process started, by runs root
 
 
-def ensure(root: Path, samples_dir: Path | None = None, chars: int = 20_000) -> Status | None:
-    """Start a preparer for ``root`` when it needs one and none is at work; returns the root's status."""
+def ensure(
+    root: Path, samples_dir: Path | None = None, chars: int = 20_000, methods: Sequence[str] = METHODS
+) -> Status | None:
+    """Start a preparer for ``root`` when it needs one and none is at work (with :func:`prepare`'s options);
+    returns the root's status."""
     samples_dir = samples_dir or samples.SAMPLES_DIR
     with _SPAWN_LOCK:
-        _children[:] = [c for c in _children if c.poll() is None]  # reap the finished ones
+        _children[:] = [(where, c) for where, c in _children if c.poll() is None]  # reap the finished ones
         if needed(root, samples_dir) and not running(root):
             root.mkdir(parents=True, exist_ok=True)
             package = str(Path(__file__).resolve().parents[2])  # the lstmviz this app runs, for the subprocess
             env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package, os.environ.get("PYTHONPATH")]))}
             argv = [sys.executable, "-m", "lstmviz.dashboard.prepare", str(root), "--samples-dir", str(samples_dir)]
-            argv += ["--chars", str(chars), "--parent", str(os.getpid())]
+            argv += ["--chars", str(chars), "--projections", ",".join(methods), "--parent", str(os.getpid())]
             with open(root / LOG, "ab") as log:
-                _children.append(subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT))
-            _wait_for_status(root)
+                child = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+            _children.append((root, child))
     return Status.read(root)
-
-
-def _wait_for_status(root: Path, timeout: float = 5.0) -> None:
-    """Wait until the new preparer has written its plan (or gave up), so the page that started it can say what
-    it prepares."""
-    stamp = (root / STATUS).stat().st_mtime_ns if (root / STATUS).exists() else None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _children and _children[-1].poll() is None:
-        if (root / STATUS).exists() and (root / STATUS).stat().st_mtime_ns != stamp:
-            return
-        time.sleep(0.05)
 
 
 def wait_for_first(root: Path, on_progress, timeout: float = 120.0) -> bool:
