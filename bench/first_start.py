@@ -35,6 +35,12 @@ def free_port() -> int:
     return port
 
 
+def shown_run(page) -> str:
+    """The run picker's value (its combobox input), and the URL, which names the run once the page published it."""
+    boxes = page.locator('[data-testid="stSelectbox"] input')
+    return " ".join([page.url, *(boxes.nth(i).input_value() for i in range(boxes.count()))])
+
+
 def browse(base: str, t0: float) -> float:
     """Seconds from ``t0`` until the Overview of code_lstm is drawn and settled in a real browser."""
     from playwright.sync_api import sync_playwright
@@ -52,7 +58,7 @@ def browse(base: str, t0: float) -> float:
         while True:
             ready = nav.count() and page.locator("h1", has_text="Overview").count()
             busy = page.locator('[data-testid="stSpinner"]').count()
-            if ready and not busy and "code_lstm" in page.locator('[data-testid="stSelectbox"]').first.inner_text():
+            if ready and not busy and "code_lstm" in shown_run(page):
                 took = time.monotonic() - t0
                 break
             if time.monotonic() - t0 > 300:
@@ -92,6 +98,7 @@ def main() -> None:
     root = args.keep or Path(tempfile.mkdtemp(prefix="lstmviz-first-")) / "runs"
     if root.exists():
         raise SystemExit(f"{root} exists: the bench needs a clean runs folder")
+    root.parent.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {**os.environ, "LSTMVIZ_RUNS": str(root), "PYTHONPATH": str(REPO)}
     argv = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true"]
@@ -126,10 +133,12 @@ def main() -> None:
     print(f"gradient_overlay_cold_over_stored: {cold / max(stored, 1e-9):.0f}")
     print(f"first_interactive_s: {first:.1f}")
     print(f"all_prepared_s: {prepared:.1f}")
+    print(f"load_average_1min: {os.getloadavg()[0]:.1f}")
     print(f"gradient_overlay_stored_s: {stored:.3f}")
     print(f"gradient_overlay_cold_s: {cold:.1f}")
     for step in done["steps"]:
-        print(f"step_{step['kind']}_{step['sample']}_s: {step['seconds']}" + (" (error)" if step["error"] else ""))
+        error = " (error)" if step["error"] else ""
+        print(f"step_{step['kind']}_{step['sample']}_s: {step['seconds']} wall, {step.get('cpu_s')} cpu{error}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Every cached function is keyed by a :data:`RunRef` ``(path, mtime of manifest.json)``, so a run recorded again
 under the same path is read afresh. Figures are never cached: they are cheap to build and plotly objects are
-mutable. Nothing here writes ``st.session_state``.
+mutable. Nothing here writes ``st.session_state``, and nothing here records: live text is recorded by
+:mod:`lstmviz.dashboard.live`, the samples at first start by :mod:`lstmviz.dashboard.prepare`.
 """
 
 from __future__ import annotations

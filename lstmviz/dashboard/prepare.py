@@ -66,8 +66,8 @@ EXPECTED_S = {
 
 @dataclass
 class Step:
-    """One unit of work: ``kind`` (record | projections | gradients | catalogue) for ``sample``; ``seconds`` once
-    done."""
+    """One unit of work: ``kind`` (record | projections | gradients | catalogue) for ``sample``; ``seconds`` (wall)
+    and ``cpu_s`` once done."""
 
     kind: str
     sample: str
@@ -75,6 +75,7 @@ class Step:
     done: bool = False
     seconds: float | None = None
     error: str | None = None
+    cpu_s: float | None = None  # this process's CPU seconds for the step: what a busy machine does not inflate
 
     @property
     def label(self) -> str:
@@ -255,10 +256,15 @@ def _do(step: Step, root: Path, samples_dir: Path, chars: int, methods: Sequence
 
 
 def prepare(
-    root: Path, samples_dir: Path | None = None, chars: int = 20_000, methods: Sequence[str] = METHODS
+    root: Path,
+    samples_dir: Path | None = None,
+    chars: int = 20_000,
+    methods: Sequence[str] = METHODS,
+    nice: bool = False,
 ) -> Status | None:
     """Work through :func:`plan` for ``root``, holding its lock; None when another preparer holds it. ``chars``:
-    how much of each corpus is recorded; ``methods``: the projections precomputed.
+    how much of each corpus is recorded; ``methods``: the projections precomputed; ``nice``: lower this
+    process's priority after the first step (the one the app waits for), so the pages' own work goes first.
 
     A step that fails is recorded with its error and the others go on (a broken UMAP must not cost the
     gradient curves); the app shows the errors."""
@@ -273,7 +279,7 @@ def prepare(
         status = Status(plan(root, samples_dir), started=time.time(), pid=os.getpid())
         status.write(root)
         for step in status.steps:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             try:
                 _do(step, root, samples_dir, chars, methods)
             except Exception as e:  # one line for the sidebar; the traceback is this process's log
@@ -282,7 +288,10 @@ def prepare(
                 traceback.print_exc()
                 step.error = " ".join(str(e).split())[:300] or type(e).__name__
             step.done, step.seconds = True, round(time.perf_counter() - t0, 2)
+            step.cpu_s = round(time.process_time() - c0, 2)
             status.write(root)
+            if nice and step is status.steps[0] and hasattr(os, "nice"):
+                os.nice(5)
         status.finished = True
         status.write(root)
         return status
@@ -311,9 +320,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.parent is not None:
         _exit_with(args.parent)
-    if hasattr(os, "nice"):
-        os.nice(5)  # the app's own work (drawing pages) goes first
-    prepare(args.root, args.samples_dir, args.chars, [m for m in args.projections.split(",") if m])
+    import torch
+
+    # One thread: the app and its users' sessions share the cores, and torch's spinning worker threads on a
+    # busy machine cost far more than they gain on these small batches.
+    torch.set_num_threads(1)
+    prepare(args.root, args.samples_dir, args.chars, [m for m in args.projections.split(",") if m], nice=True)
     return 0
 
 
