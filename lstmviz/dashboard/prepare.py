@@ -179,8 +179,9 @@ def needed(root: Path, samples_dir: Path | None = None) -> bool:
 
 
 def plan(root: Path, samples_dir: Path | None = None) -> list[Step]:
-    """The steps of a preparation of ``root``, in order (see the module docstring); steps whose output exists
-    are still listed (they finish at once), so the progress counts the same work on every start."""
+    """The steps of a preparation of ``root``, in order (see the module docstring): a recording for each sample
+    the root lacks, and every other step for every sample, even when its output exists (it then finishes at
+    once), since looking costs as much as the step's first moment."""
     present = available(samples_dir)
     steps = [
         Step("record", s.name, EXPECTED_S["record_docs" if s.docs else "record"])
@@ -233,6 +234,8 @@ def _do(step: Step, root: Path, samples_dir: Path, chars: int, methods: Sequence
 
     sample = next(s for s in samples.SAMPLES if s.name == step.sample)
     out = root / sample.name
+    if step.kind != "record" and not _recorded(root, sample.name):
+        return  # its recording failed, and that step says so: nothing to add to it
     if step.kind == "record":
         if not _recorded(root, sample.name):
             samples.record_sample(sample, out, chars=chars, progress=False, samples_dir=samples_dir, projections=())

@@ -200,3 +200,17 @@ def test_the_sidebar_says_what_is_still_being_prepared_and_what_failed(runs_root
     at = app(root, monkeypatch)
     assert not at.sidebar.get("progress")
     assert [w.value for w in at.sidebar.warning] == ["Could not prepare PCA and UMAP maps of code_lstm: umap is broken"]
+
+
+def test_a_sample_that_fails_to_record_is_one_error_and_the_others_go_on(tmp_path):
+    sm = _fake_samples(tmp_path, ["code_lstm", "parens_lstm"])  # empty files: no checkpoint loads
+    (sm / "corpora" / "parens.txt").write_text("(a(b))\n" * 20)
+    shutil.copy(samples.SAMPLES_DIR / "parens_lstm.pt", sm / "parens_lstm.pt")
+    root = tmp_path / "runs"
+    status = prepare.prepare(root, sm, chars=100, methods=["pca"])
+    assert status.finished and all(s.done for s in status.steps)
+    [error] = status.errors
+    assert error.startswith("recording code_lstm: ") and "is empty" in error
+    assert [r.name for r in data.find_runs(root)] == ["parens_lstm"]
+    assert not prepare.needed(root, sm)  # tried: the failure is shown, not retried by every session
+    assert prepare.Status.read(root).errors == [error] and not prepare.running(root)
