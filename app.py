@@ -1,6 +1,6 @@
 """The lstmviz dashboard: look inside a recorded LSTM / GRU / RNN in the browser.
 
-    streamlit run app.py                          # runs under ./runs (recorded from the samples on first start)
+    streamlit run app.py                          # runs under ./runs (the samples are recorded on first start)
     streamlit run app.py -- --runs /data/runs     # or LSTMVIZ_RUNS=/data/runs streamlit run app.py
 
 This file is the frame: page config, the sidebar run picker and ``st.navigation``. The pages live in
@@ -10,11 +10,12 @@ This file is the frame: page config, the sidebar run picker and ``st.navigation`
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pyarrow as pa
 import streamlit as st
 
-from lstmviz.dashboard import data, widgets
+from lstmviz.dashboard import data, prepare, widgets
 from lstmviz.errors import UserError
 from lstmviz.store import RunError
 
@@ -23,19 +24,19 @@ st.set_page_config(page_title="lstmviz", page_icon=":material/memory:", layout="
 
 
 def frame() -> None:
-    """Record the samples on a first start, then the sidebar and the chosen page."""
+    """Start preparing the samples on a first start (waiting only for the first one), then the sidebar, the
+    preparation's progress and the chosen page."""
     root = data.runs_root()
-    if (not data.find_runs(root) or data.samples_pending(root)) and not st.session_state.get("_samples_failed"):
+    try:
+        prepare.ensure(root)
+    except OSError as e:  # a runs root that cannot be written: the app still opens what is there
+        st.sidebar.warning(f"Could not prepare the samples in {root}: {e.strerror or e}")
+    if not data.find_runs(root) and prepare.running(root):
         st.title("lstmviz")
-        st.write(f"Recording the bundled sample models into `{root}`, once (about a minute).")
+        st.write(f"Recording the teaching model into `{root}`; the other samples follow in the background.")
         bar = st.progress(0.0, text="Starting…")
-        try:
-            data.record_samples(root, lambda fraction, message: bar.progress(fraction, text=message))
-        except (UserError, RunError, OSError) as e:
-            st.session_state["_samples_failed"] = str(e)
-        st.rerun()
-    if st.session_state.get("_samples_failed"):
-        st.sidebar.warning(f"Could not record the samples: {st.session_state['_samples_failed']}")
+        if prepare.wait_for_first(root, lambda fraction, message: bar.progress(fraction, text=message)):
+            st.rerun()
 
     pages = {
         key: st.Page(widgets.page_file(key), title=title, icon=icon, url_path=key)
@@ -51,8 +52,38 @@ def frame() -> None:
     page = st.navigation([root_page, *pages.values()])
     st.sidebar.title("lstmviz")
     widgets.run_picker(root)
+    status = prepare.Status.read(root)
+    if status is not None and status.steps:
+        with st.sidebar:  # a fragment draws into the container it is called in, never into st.sidebar itself
+            (preparing_live if not status.finished else preparing)(root)
     widgets.projector()
     page.run()
+
+
+def preparing(root: Path) -> None:
+    """The sidebar's note on what the background preparation of the samples does, with an estimate, while it
+    runs; its errors once it is done. When a new run appears the whole app reruns, so the run picker lists it."""
+    status = prepare.Status.read(root)
+    if status is None:
+        return
+    runs = len(data.find_runs(root))
+    if st.session_state.setdefault("_prepared_runs", runs) != runs:
+        st.session_state["_prepared_runs"] = runs
+        st.rerun(scope="app")
+    if not status.finished and prepare.running(root):
+        step, left = status.current(), status.seconds_left()
+        eta = f"about {left / 60:.0f} min" if left >= 90 else f"about {max(5, round(left, -1)):.0f} s"
+        st.progress(
+            status.done / len(status.steps),
+            text=f"Preparing the samples in the background: {step.label if step else 'finishing'} "
+            f"({status.done} of {len(status.steps)} steps, {eta} left).",
+        )
+        st.caption("Pages work meanwhile; a map or gradient curve not prepared yet is computed when asked for.")
+    for error in status.errors:
+        st.warning(f"Could not prepare {error}", icon=":material/warning:")
+
+
+preparing_live = st.fragment(run_every=2.0)(preparing)  # polls only while a preparation is unfinished
 
 
 # Streamlit's own st.stop / st.rerun / st.switch_page raise BaseExceptions, which pass through these handlers.

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 logs=${1:-/tmp/lstmviz-train}
 shift || true
-only=" ${*:-parens_lstm code_lstm code_gru code_rnn} "
+only=" ${*:-parens_lstm code_lstm code_gru code_rnn shakespeare_lstm balanced_gru} "
 mkdir -p "$logs"
 c=sample_models/corpora
 t() {
@@ -19,3 +19,10 @@ t parens_lstm --corpus $c/parens.txt --arch lstm --layers 1 --hidden 64 --embed 
 t code_lstm --corpus $c/python_stdlib.txt --arch lstm --layers 2 --hidden 256 --dropout 0.2 --steps 4000
 t code_gru --corpus $c/python_stdlib.txt --arch gru --layers 2 --hidden 296 --dropout 0.2 --steps 1200
 t code_rnn --corpus $c/python_stdlib.txt --arch rnn --layers 2 --hidden 512 --dropout 0.2 --steps 1200 --lr 2e-3
+t shakespeare_lstm --corpus $c/shakespeare.txt --arch lstm --layers 2 --hidden 256 --dropout 0.2 --steps 1400 --minutes 15
+# the many-to-one classifier (a factory, its state_dict, vocabulary and held-out documents), by its own script
+if [[ $only == *" balanced_gru "* ]]; then
+  /usr/bin/time -f "balanced_gru wall %e s" nice -n 10 python sample_models/balanced_gru.py --threads 1 --seed 0 \
+    >"$logs/balanced_gru.log" 2>&1
+  tail -n 2 "$logs/balanced_gru.log"
+fi

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -139,11 +140,15 @@ def test_record_user_model_with_vocab_and_annotations(tmp_path, capsys):
 
 
 def test_samples_records_every_sample(tmp_path, files, capsys):
-    from lstmviz.models.samples import SAMPLES
+    from lstmviz.models.samples import SAMPLES, SAMPLES_DIR
 
     samples_dir = tmp_path / "sm"
     (samples_dir / "corpora").mkdir(parents=True)
     for s in SAMPLES:
+        if s.docs:  # a classifier's own files: its factory, weights, vocabulary and documents
+            for f in s.files():
+                shutil.copy(SAMPLES_DIR / f, samples_dir / f)
+            continue
         (samples_dir / s.checkpoint).write_bytes(files["ckpt"].read_bytes())
         (samples_dir / s.corpus).write_text(CODE.replace("{", "(").replace("}", ")"))
     (samples_dir / "corpora" / "parens.txt").write_text(CODE)
@@ -156,6 +161,8 @@ def test_samples_records_every_sample(tmp_path, files, capsys):
     assert "depth" in lstmviz.open_run(tmp_path / "runs" / "parens_lstm").tokens
     cached = sorted(p.name.split("-")[0] for p in (tmp_path / "runs" / "code_lstm" / "cache" / "projection").iterdir())
     assert cached == ["pca", "umap"]  # the Projection page's default maps are precomputed
+    verdicts = lstmviz.open_run(tmp_path / "runs" / "balanced_gru").tokens
+    assert {"doc_label", "pred", "p0", "p1", "correct"} <= set(verdicts.columns)  # recorded with --docs
 
 
 def test_record_project_precomputes_the_default_map(files, capsys):

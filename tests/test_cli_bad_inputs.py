@@ -115,11 +115,15 @@ def _train(w: dict[str, Path], out: Path | str, *extra) -> list:
 
 
 def _samples_dir(w: dict[str, Path]) -> Path:
-    from lstmviz.models.samples import SAMPLES
+    from lstmviz.models.samples import SAMPLES, SAMPLES_DIR
 
     d = w["run"].parent / "sm"
     (d / "corpora").mkdir(parents=True)
     for s in SAMPLES:
+        if s.docs:  # a classifier's own files: its factory, weights, vocabulary and documents
+            for f in s.files():
+                shutil.copy(SAMPLES_DIR / f, d / f)
+            continue
         shutil.copy(w["m.pt"], d / s.checkpoint)
         (d / s.corpus).write_text(TEXT)
     return d

@@ -2,31 +2,29 @@
 
 Every cached function is keyed by a :data:`RunRef` ``(path, mtime of manifest.json)``, so a run recorded again
 under the same path is read afresh. Figures are never cached: they are cheap to build and plotly objects are
-mutable. Nothing here writes ``st.session_state``.
+mutable. Nothing here writes ``st.session_state``, and nothing here records: live text is recorded by
+:mod:`lstmviz.dashboard.live`, the samples at first start by :mod:`lstmviz.dashboard.prepare`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
-import tempfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
+from ..analysis import gradient_cache, select_match
 from ..analysis import overview as ov
-from ..analysis import select_match
 from ..analysis.probes import probe as rank_units
 from ..analysis.projection import project
 from ..analysis.saturation import saturation as gate_saturation
 from ..errors import UserError
 from ..models import samples
-from ..record import record_text
 from ..store import Run, RunError, open_run
 
 RunRef = tuple[str, float]
@@ -34,8 +32,7 @@ RunRef = tuple[str, float]
 
 MAX_OVERVIEW_CELLS = ov.MAX_CELLS
 OVERVIEW_BINS = ov.MAX_BINS
-LIVE_MAX_CHARS = 5_000
-GRADIENT_TOKENS = 20_000
+GRADIENT_TOKENS = gradient_cache.TOKENS
 """Gradient flow runs on the first this many tokens of a run: its warm-up is one forward pass over them."""
 
 
@@ -219,7 +216,7 @@ def on_counts(key: RunRef, name: str, units: tuple[int, ...], theta: float, quan
     return select_match.on_counts(index, units).astype(np.int64)
 
 
-# --- models and live recording ----------------------------------------------------------------------------------
+# --- models -------------------------------------------------------------------------------------------------------
 
 
 def checkpoint_of(run: Run) -> Path | None:
@@ -253,174 +250,23 @@ def load_model(path: str | os.PathLike):
     return _model(str(p.resolve()), p.stat().st_mtime)
 
 
-def live_dir() -> Path:
-    """Where live recordings go: a per-user folder under the system temp directory."""
-    return Path(tempfile.gettempdir()) / f"lstmviz-live-{os.getuid() if hasattr(os, 'getuid') else 0}"
-
-
-ModelRef = tuple[str, str, tuple[float, ...]]
-"""``(kind, path, mtimes)``: the cache key of a model to record with. kind ``"run"``: the model a run was recorded
-with, rebuilt from its manifest (path: the run; mtimes: its manifest's and its weight files'); kind
-``"checkpoint"``: a native checkpoint file."""
-
-
-def _mtime(path: str | None) -> float:
-    try:
-        return os.stat(path).st_mtime if path else 0.0
-    except OSError:
-        return 0.0
-
-
-def live_model(run: Run, typed: str = "") -> ModelRef:
-    """What live mode records with: the run's own model (rebuilt from ``model_source.rebuild`` in its manifest:
-    a native checkpoint, or a factory with its weights and code directory), or a native checkpoint typed in the
-    browser (``typed``, which must lie under the runs root or the sample models: see :func:`browsable`).
-
-    Never unpickles: a run of a pickled module raises a :class:`UserError` that says so, and a typed file is read
-    weights-only. A run recorded before manifests kept ``rebuild`` falls back to its native checkpoint.
-    """
-    if typed.strip():
-        p = browsable(typed.strip(), "the checkpoint")
-        if not p.is_file():
-            raise UserError(f"no checkpoint file at {p}")
-        return "checkpoint", str(p), (p.stat().st_mtime,)
-    source = run.manifest.get("model_source") or {}
-    spec = source.get("rebuild")
-    if isinstance(spec, dict):
-        if spec.get("pickled"):
-            raise UserError(
-                "this run's model is a pickled module (torch.save(model)); the dashboard never unpickles, since "
-                "that runs code from the file. Record it from a state_dict with --model and --weights, or type a "
-                "native checkpoint below"
-            )
-        files = (spec.get("checkpoint"), spec.get("weights"), spec.get("tokenizer"))
-        return "run", str(run.path), (ref(run.path)[1], *(_mtime(f) for f in files))
-    ckpt = checkpoint_of(run)
-    if ckpt is None:
-        raise UserError(
-            "this run's manifest names no model that can be rebuilt (recorded before lstmviz kept one, or its "
-            "checkpoint is gone): type a native checkpoint below"
-        )
-    return "checkpoint", str(ckpt), (ckpt.stat().st_mtime,)
-
-
-@st.cache_resource(max_entries=8, show_spinner="Loading the model…")
-def _live_loaded(model: ModelRef):
-    from ..models.loading import rebuild
-    from ..models.tokenizers import Tokenizer
-
-    kind, path, _ = model
-    if kind == "checkpoint":
-        return load_model(path)  # weights-only: a pickle is refused with its reason
-    manifest = open_run(path).manifest
-    tok = manifest.get("tokenizer")
-    return rebuild(manifest.get("model_source") or {}, tokenizer=Tokenizer.from_json(tok) if tok else None)
-
-
-def live_run(model: ModelRef, text: str, annotate: str = "none") -> str:
-    """Record ``text`` with ``model`` (from :func:`live_model`) into a temporary run directory; returns its path.
-
-    ``annotate`` is ``"code"`` (Python tokenize tracks, when the text parses), ``"parens"`` or ``"none"``.
-    The directory is named by a hash of (model, its files' mtimes, text), so the same text is recorded once.
-    """
-    if not text.strip():
-        raise UserError("the text is empty: type or paste something to record")
-    if len(text) > LIVE_MAX_CHARS:
-        raise UserError(f"the text has {len(text):,} characters; live mode records at most {LIVE_MAX_CHARS:,}")
-    return _live_run(model, text, annotate)
-
-
-@st.cache_data(max_entries=32, show_spinner="Recording your text…")
-def _live_run(model: ModelRef, text: str, annotate: str) -> str:
-    digest = hashlib.sha1(f"{model!r}\0{annotate}\0{text}".encode()).hexdigest()[:16]
-    out = live_dir() / digest
-    if (out / "manifest.json").is_file():
-        return str(out)
-    loaded = _live_loaded(model)
-    if annotate == "code":
-        try:
-            compile(text, "<live>", "exec")
-        except (SyntaxError, ValueError):
-            annotate = "none"  # Python tracks need code that tokenizes; plain text gets none
-    with MODEL_LOCK:
-        record_text(
-            loaded,
-            text,
-            out,
-            annotate=annotate,
-            manifest={"corpus": {"live": True, "chars": len(text)}},
-            streams=1,
-            chunk=256,
-            device="cpu",
-            overwrite=True,
-            progress=False,
-        )
-    return str(out)
-
-
-# --- first start ------------------------------------------------------------------------------------------------
-
-
-SAMPLES_PENDING = ".samples-pending"  # in the runs root while the first start records the samples
-SAMPLES_LOCK = threading.Lock()  # sessions are threads of one process: one records, the others wait for it
-
-
-def samples_pending(root: Path) -> bool:
-    """Whether a first-start recording of the samples into ``root`` began and has not finished (the tab that
-    started it was closed, say): the next start picks it up."""
-    return (root / SAMPLES_PENDING).is_file()
-
-
-def record_samples(root: Path, on_progress: Callable[[float, str], None], chars: int = 20000, **options) -> list[Path]:
-    """Record every bundled sample model whose checkpoint exists and that ``root`` lacks (as ``lstmviz samples``
-    does), with ``options`` for :func:`lstmviz.models.samples.record_sample`.
-
-    ``on_progress(fraction, message)`` is called before each sample and once at the end. A marker file stays in
-    ``root`` while samples are missing, so a recording cut short (the tab closed: streamlit stops the script with
-    a BaseException) resumes on the next start; a recording that fails gives up the marker, so it is not retried
-    by every session.
-    """
-    present = [s.name for s in samples.SAMPLES if (samples.SAMPLES_DIR / s.checkpoint).is_file()]
-    if not present:
-        raise UserError(
-            f"no sample checkpoints in {samples.SAMPLES_DIR}: train them with "
-            f"sample_models/train_all.sh, or record a run with `lstmviz record`"
-        )
-    marker = root / SAMPLES_PENDING
-    with SAMPLES_LOCK:
-        root.mkdir(parents=True, exist_ok=True)
-        marker.touch()
-        missing = [name for name in present if not (root / name).is_dir()]  # a run directory appears complete
-        try:
-            done = (
-                samples.record_all(
-                    root, on_progress, only=missing, overwrite=True, chars=chars, progress=False, **options
-                )
-                if missing
-                else []
-            )
-        except Exception:
-            marker.unlink(missing_ok=True)
-            raise
-        marker.unlink(missing_ok=True)
-    return done
-
-
 @st.cache_data(max_entries=32, show_spinner="Backpropagating through time…")
 def _gradient_flow(key: RunRef, checkpoint: str, mtime: float, K: int, n_targets: int) -> pd.DataFrame:
-    from ..analysis.gradients import gradient_flow as flow  # imports torch: only when a curve is asked for
-
-    ids = run_of(key).tokens["token_id"].to_numpy()[:GRADIENT_TOKENS].copy()
+    run = run_of(key)
     with MODEL_LOCK:
-        return flow(_model(checkpoint, mtime).module, ids, K=K, n_targets=n_targets).summary
+        return gradient_cache.compute(run, _model(checkpoint, mtime).module, Path(checkpoint), K, n_targets)
 
 
 def gradient_flow(run: Run, K: int, n_targets: int) -> pd.DataFrame:
     """:func:`lstmviz.analysis.gradients.gradient_flow` summary for a run's model over the first
-    :data:`GRADIENT_TOKENS` of its own tokens, cached."""
+    :data:`GRADIENT_TOKENS` of its own tokens: the curve stored with the run when there is one (the samples'
+    are precomputed at first start), else computed, stored and cached."""
     ckpt = checkpoint_of(run)
     if ckpt is None:
         raise UserError(f"{run.path.name} names no checkpoint that still exists: gradient flow needs the model")
+    done = gradient_cache.stored(run, ckpt, K, n_targets)
+    if done is not None:
+        return done
     return _gradient_flow(ref(run.path), str(ckpt), ckpt.stat().st_mtime, K, n_targets)
 
 

@@ -4,7 +4,7 @@ Hold units of ``h`` or ``c`` at a value over a span of a text, and show what cha
 change in log p of each actual next token, the total (and, for the last layer, direct) Δloss, and the same prompt
 continued with and without the clamp, side by side, seeded.
 
-The model is the one live mode records with (:func:`lstmviz.dashboard.data.live_model`: the run's own, rebuilt
+The model is the one live mode records with (:func:`lstmviz.dashboard.live.live_model`: the run's own, rebuilt
 from its manifest, or a typed native checkpoint); ``"mean"`` and the observed range come from the *corpus* run's
 stats, so a live text is held at the corpus mean, not its own. Running a model with a clamp swaps its modules'
 forward for the call, so it holds :data:`data.MODEL_LOCK`, as recording does. Nothing is written: an
@@ -24,7 +24,7 @@ import torch
 from ..causal import HOLDABLE, effects, generate
 from ..errors import UserError
 from ..store import Run
-from . import data, figures, state, widgets
+from . import data, figures, live, state, widgets
 
 Held = tuple[str, tuple[int, ...], str | float]
 """(activation name, units, value): what the panel holds."""
@@ -48,7 +48,7 @@ def _clamp(held: Held) -> dict:
 
 def _loaded(model: data.ModelRef):
     """The model of a :data:`data.ModelRef`, loaded once per process (weights-only; never unpickled)."""
-    return data._live_loaded(model)
+    return live._live_loaded(model)
 
 
 @st.cache_data(max_entries=32, show_spinner="Running the model with the units held…")

@@ -166,18 +166,24 @@ def choice(
     return value
 
 
+DEFAULT_RUN = "code_lstm"
+"""The run the app opens on when the URL names none: the teaching model, when the runs root has it."""
+
+
 def run_picker(root: Path) -> str:
-    """Sidebar: pick a run found under ``root``, or type a run directory. Returns the chosen path ("" if none).
+    """Sidebar: pick a run found under ``root`` (:data:`DEFAULT_RUN` first), or type a run directory. Returns the
+    chosen path ("" if none).
 
     The URL's ``run`` is relative to ``root`` for runs under it (``?run=code_lstm``), else a full path.
     """
     found = [str(p) for p in data.find_runs(root)]
-    state.init("run", found[0] if found else "", str)
+    default = next((p for p in found if Path(p).name == DEFAULT_RUN), found[0] if found else "")
+    state.init("run", default, str)
     current, refused = st.session_state["run"], st.session_state.pop("_run_refused", "")
     try:
         current = _reachable(current, root)
     except UserError as e:
-        refused, current = str(e), found[0] if found else ""
+        refused, current = str(e), default
     st.session_state["run"] = current
     options = found + ([current] if current and current not in found else [])
 

@@ -3,9 +3,13 @@
 :data:`SAMPLES_DIR` is the one place that says where the sample models live: ``sample_models/`` of the source
 checkout this package runs from, or the folder that the environment variable ``LSTMVIZ_SAMPLES`` names.
 
-Each sample is a native checkpoint plus the corpus it was trained on. It is recorded on a held-out excerpt from
-the end of that corpus (the last ``--val-frac`` that training never saw), with the annotation tracks that
-suit the text: Python tokenize tracks for code, nesting depth for the parentheses language.
+Most samples are a native checkpoint plus the corpus it was trained on. Each is recorded on a held-out excerpt
+from the end of that corpus (the last ``--val-frac`` that training never saw), with the annotation tracks that
+suit the text: Python tokenize tracks for code, nesting depth for the parentheses language, none for prose.
+
+A documents sample (``factory`` set: a many-to-one classifier) is a ``package.module:factory`` in the samples
+folder, its state_dict and its vocabulary file; it is recorded as ``lstmviz record --docs`` records, one held-out
+string per document, so the run has each document's true ``doc_label`` and the model's ``pred`` and ``p0`` … .
 """
 
 from __future__ import annotations
@@ -25,12 +29,28 @@ checkout (an installed wheel has none: :func:`check_samples_dir` says so)."""
 
 @dataclass(frozen=True)
 class Sample:
-    """A bundled checkpoint, its corpus, and its annotation (``"code"`` or ``"parens"``)."""
+    """A bundled checkpoint, its corpus, and its annotation (``"code"``, ``"parens"`` or ``"none"``).
+
+    For a documents sample, ``checkpoint`` is the state_dict that ``factory`` (``module:function``, importable
+    from the samples folder) fills, ``tokenizer`` its vocabulary file, and ``corpus`` a JSONL documents file.
+    """
 
     name: str
     checkpoint: str
     corpus: str
     annotate: str
+    factory: str | None = None
+    tokenizer: str | None = None
+
+    @property
+    def docs(self) -> bool:
+        """Whether the sample is recorded as independent documents (a classifier), not as a text stream."""
+        return self.factory is not None
+
+    def files(self) -> list[str]:
+        """Every file of the sample, relative to the samples folder."""
+        code = [f"{self.factory.partition(':')[0]}.py"] if self.factory else []
+        return [self.checkpoint, self.corpus, *code, *([self.tokenizer] if self.tokenizer else [])]
 
     def excerpt(self, text: str, chars: int) -> str:
         """About the last ``chars`` characters of ``text``, starting at a line (for code: a file) boundary."""
@@ -48,6 +68,15 @@ SAMPLES = (
     Sample("code_gru", "code_gru.pt", "corpora/python_stdlib.txt", "code"),
     Sample("code_rnn", "code_rnn.pt", "corpora/python_stdlib.txt", "code"),
     Sample("parens_lstm", "parens_lstm.pt", "corpora/parens.txt", "parens"),
+    Sample("shakespeare_lstm", "shakespeare_lstm.pt", "corpora/shakespeare.txt", "none"),
+    Sample(
+        "balanced_gru",
+        "balanced_gru.pt",
+        "corpora/balanced.jsonl",
+        "none",
+        factory="balanced_gru:build",
+        tokenizer="balanced_vocab.json",
+    ),
 )
 
 
@@ -90,14 +119,26 @@ def record_sample(
     opens from cache; UMAP's first use in a process compiles numba code for about a minute.
     """
     from ..analysis.projection import precompute
+    from ..store import open_run
+
+    if sample.docs:
+        path = _record_documents(sample, out, streams, device, overwrite, progress, samples_dir)
+    else:
+        path = _record_text(sample, out, chars, streams, device, overwrite, progress, samples_dir)
+    precompute(open_run(path), projections)
+    return path
+
+
+def _record_text(
+    sample: Sample, out: Path, chars: int, streams: int, device: str, overwrite: bool, progress: bool, samples_dir: Path
+) -> Path:
     from ..models.loading import load_model
     from ..models.tokenizers import read_text
     from ..record import record_text
-    from ..store import open_run
 
     corpus = samples_dir / sample.corpus
     text = sample.excerpt(read_text(corpus), chars)
-    path = record_text(
+    return record_text(
         load_model(samples_dir / sample.checkpoint),
         text,
         out,
@@ -112,8 +153,32 @@ def record_sample(
         overwrite=overwrite,
         progress=progress,
     )
-    precompute(open_run(path), projections)
-    return path
+
+
+def _record_documents(
+    sample: Sample, out: Path, streams: int, device: str, overwrite: bool, progress: bool, samples_dir: Path
+) -> Path:
+    """As ``lstmviz record --model FACTORY --code SAMPLES --weights CKPT --tokenizer VOCAB --docs CORPUS``."""
+    from ..documents import read_docs, record_docs
+    from ..models.loading import load_model
+
+    loaded = load_model(
+        model=sample.factory,
+        weights=samples_dir / sample.checkpoint,
+        code=samples_dir,
+        tokenizer=samples_dir / sample.tokenizer if sample.tokenizer else None,
+    )
+    corpus = samples_dir / sample.corpus
+    return record_docs(
+        loaded,
+        read_docs(corpus),
+        out,
+        manifest={"corpus": {"file": str(corpus), "excerpt": "held-out documents"}, "sample": sample.name},
+        streams=max(streams, 64),  # documents per batch: short strings, so many at once
+        device=device,
+        overwrite=overwrite,
+        progress=progress,
+    )
 
 
 def record_all(
@@ -132,7 +197,7 @@ def record_all(
     chosen = pick(only)
     check_samples_dir(samples_dir)
     for s in chosen:
-        for f in (samples_dir / s.checkpoint, samples_dir / s.corpus):
+        for f in (samples_dir / name for name in s.files()):
             if not f.is_file():
                 raise UserError(f"sample file {f} is missing (train it with sample_models/train_all.sh)")
         if (root / s.name).exists() and not overwrite:

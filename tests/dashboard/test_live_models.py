@@ -18,6 +18,7 @@ from test_intervene_page import array
 from test_pages import app, assert_clean, figure, type_live, visit
 
 from lstmviz.dashboard import data
+from lstmviz.dashboard import live as live_mode
 from lstmviz.errors import UserError
 from lstmviz.models import samples
 from lstmviz.models.tokenizers import Tokenizer
@@ -30,8 +31,8 @@ def fresh_import(monkeypatch):
     """Forget the user's module and its directory on sys.path, as in a dashboard started afresh."""
     monkeypatch.delitem(sys.modules, "h14_tiny_words", raising=False)
     monkeypatch.setattr(sys, "path", [p for p in sys.path if not p.endswith("/user/code")])
-    data._live_loaded.clear()
-    data._live_run.clear()
+    live_mode._live_loaded.clear()
+    live_mode._live_run.clear()
 
 
 def live(at, text: str):
@@ -129,3 +130,39 @@ def test_the_model_card_names_the_factory_and_its_weights(model_root, monkeypatc
     assert "checkpoint" not in card
     at = visit(app(model_root, monkeypatch, run="pickled"), "overview")
     assert at.table[0].value["value"].to_dict()["checkpoint"] == f"{user / 'whole.pt'} (a pickled module)"
+
+
+def test_live_mode_skips_characters_the_vocabulary_lacks_and_says_which(runs_root, monkeypatch):
+    """Curly quotes pasted from a word processor: the tiny model's vocabulary has neither them nor an UNK symbol,
+    so they are left out, the page says so in one line, and what is drawn is the model's own state on the rest."""
+    typed = "x = “hi”\nprint(x)\n"
+    kept = typed.replace("“", "").replace("”", "")
+    at = visit(app(runs_root, monkeypatch, run="tiny_lstm", act="rnn.l1.fwd.h", unit="3"), "text")
+    live(at, typed)
+    assert_clean(at)
+    [note] = [i.value for i in at.info if "vocabulary" in i.value]
+    assert "skipped" in note and "'“'" in note and "'”'" in note
+    boxes = figure(at, 0)["data"][0]
+    assert "".join(boxes["text"]) == kept.replace("\n", "↵")  # line ends drawn as ↵
+    loaded = data.load_model(runs_root.parent / "ckpt" / "tiny_lstm.pt")
+    ids = torch.as_tensor(loaded.tokenizer.encode(kept))[None]
+    with torch.no_grad():
+        h, _ = loaded.module.rnn(loaded.module.embedding(ids))  # the model's own LSTM on the kept text
+    np.testing.assert_allclose(array(boxes["marker"]["color"]), h[0, :, 3].numpy(), atol=2e-3)  # float16 run
+
+
+def test_fit_vocabulary_maps_to_unk_or_skips():
+    with_unk = Tokenizer("char", ["a", "b", " ", "<unk>"], "<unk>")
+    assert live_mode.fit_vocabulary(with_unk, "ab ab") == ("ab ab", "")
+    text, note = live_mode.fit_vocabulary(with_unk, "a “b” a“")
+    assert text == "a “b” a“"  # the encoder reads them as <unk>
+    assert note.startswith("Not in the model's vocabulary, so read as <unk>") and "'“' (2×), '”'" in note
+    assert with_unk.encode(text).tolist() == [0, 2, 3, 1, 3, 2, 0, 3]
+    no_unk = Tokenizer("char", ["a", "b"])
+    assert live_mode.fit_vocabulary(no_unk, "a-b-a")[0] == "aba"
+    words = Tokenizer("word", ["the", "cat", "<eos>"], eos="<eos>")
+    text, note = live_mode.fit_vocabulary(words, "the dog cat\nthe  emu")
+    assert text == "the cat\nthe" and "'dog', 'emu'" in note and "skipped" in note
+    assert words.split(text) == ["the", "cat", "<eos>", "the", "<eos>"]
+    with pytest.raises(UserError, match="no character of the text is in the model's vocabulary"):
+        live_mode.fit_vocabulary(no_unk, "“”")

@@ -8,7 +8,7 @@ from test_pages import app, assert_clean, figure, type_live, visit
 
 import lstmviz
 from lstmviz.analysis import units
-from lstmviz.dashboard import data
+from lstmviz.dashboard import data, live
 
 TYPED = 'x = "a string" + "another"\nprint((x, [x]))\n'
 NAME = "rnn.l0.fwd.h"
@@ -23,7 +23,7 @@ def live_page(runs_root, monkeypatch, text: str = TYPED, **params: str):
 def recorded(text: str):
     """The typed text as live mode records it, read back: its run."""
     corpus, _ = data.load_run(data.runs_root() / "tiny_lstm")
-    return lstmviz.open_run(data._live_run(data.live_model(corpus), text, "code")), corpus
+    return lstmviz.open_run(live._live_run(live.live_model(corpus), text, "code")), corpus
 
 
 def test_the_prompt_view_ranks_units_against_the_corpus_and_links_to_cards(runs_root, monkeypatch):

@@ -54,45 +54,6 @@ def test_every_page_runs(runs_root, monkeypatch, page):
     assert at.title[0].value == widgets.PAGES[page][0]
 
 
-def test_first_start_recording_resumes_where_a_closed_tab_left_it(tmp_path):
-    from lstmviz.dashboard import data
-    from lstmviz.models import samples
-
-    class TabClosed(BaseException):  # what streamlit raises in the script thread of a session that went away
-        pass
-
-    def close_at_second(fraction: float, message: str) -> None:
-        if fraction > 0:
-            raise TabClosed
-
-    root = tmp_path / "runs"
-    with pytest.raises(TabClosed):
-        data.record_samples(root, close_at_second, chars=300, projections=("pca",))
-    first = samples.SAMPLES[0].name
-    assert [r.name for r in data.find_runs(root)] == [first] and data.samples_pending(root)
-    stamp = (root / first / "manifest.json").stat().st_mtime_ns
-    messages = []
-    data.record_samples(root, lambda fraction, message: messages.append(message), chars=300, projections=("pca",))
-    assert not data.samples_pending(root)
-    assert sorted(r.name for r in data.find_runs(root)) == sorted(s.name for s in samples.SAMPLES)
-    assert not any(first in m for m in messages) and len(messages) == len(samples.SAMPLES)  # the rest, and "done"
-    assert (root / first / "manifest.json").stat().st_mtime_ns == stamp
-
-
-def test_first_start_recording_that_fails_is_not_retried_by_every_session(tmp_path, monkeypatch):
-    from lstmviz.dashboard import data
-    from lstmviz.errors import UserError
-    from lstmviz.models import samples
-
-    def broken(*args, **kwargs):
-        raise UserError("disk full")
-
-    monkeypatch.setattr(samples, "record_all", broken)
-    with pytest.raises(UserError, match="disk full"):
-        data.record_samples(tmp_path / "runs", lambda fraction, message: None)
-    assert not data.samples_pending(tmp_path / "runs")
-
-
 def test_no_runs_and_no_samples_is_an_empty_state(tmp_path, monkeypatch):
     monkeypatch.setattr("lstmviz.models.samples.SAMPLES_DIR", tmp_path / "none")
     at = app(tmp_path / "empty", monkeypatch)

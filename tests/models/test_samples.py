@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import lstmviz
 from lstmviz.cli import main
@@ -36,7 +37,7 @@ def test_parens_corpus_is_regenerated_byte_for_byte():
     assert _make_corpora().parens_corpus() == (SAMPLES_DIR / "corpora" / "parens.txt").read_text()
 
 
-@pytest.mark.parametrize("sample", SAMPLES, ids=lambda s: s.name)
+@pytest.mark.parametrize("sample", [s for s in SAMPLES if not s.docs], ids=lambda s: s.name)
 def test_checkpoints_load_and_are_small(sample):
     path = SAMPLES_DIR / sample.checkpoint
     assert path.stat().st_size < 5_000_000
@@ -97,3 +98,53 @@ def test_missing_samples_dir_is_one_clear_error(tmp_path):
     with pytest.raises(UserError, match=r"no sample models at .*none: set LSTMVIZ_SAMPLES to the sample_models"):
         samples.record_all(tmp_path / "runs", samples_dir=tmp_path / "none")
     assert not (tmp_path / "runs").exists()
+
+
+def _classifier():
+    """The bracket classifier sample, as ``lstmviz record --docs`` loads it, and its own module on the side."""
+    sample = next(s for s in SAMPLES if s.docs)
+    loaded = lstmviz.load_model(
+        model=sample.factory,
+        weights=SAMPLES_DIR / sample.checkpoint,
+        code=SAMPLES_DIR,
+        tokenizer=SAMPLES_DIR / sample.tokenizer,
+    )
+    return sample, loaded
+
+
+def test_the_classifier_sample_is_small_and_knows_balanced_strings():
+    sample, loaded = _classifier()
+    path = SAMPLES_DIR / sample.checkpoint
+    assert path.stat().st_size < 1_000_000
+    ckpt = torch.load(path, weights_only=True)
+    assert ckpt["metrics"]["test_accuracy"] >= 0.95 and ckpt["command"].startswith("python sample_models/")
+    import balanced_gru as bg  # importable now: load_model put the samples folder on the path
+
+    for s in ("(a(b)c)", "())(()", "((", "ab", ")("):  # the checker's verdict, by the model on each string alone
+        with torch.no_grad():
+            pred = loaded.module(torch.as_tensor(loaded.tokenizer.encode(s))[None]).argmax(1).item()
+        assert pred == bg.balanced(s), s
+
+
+def test_the_classifier_sample_records_each_document_alone_with_its_verdict(tmp_path):
+    """Recorded as a sample (``--docs``): every document's states are the GRU's on that document alone, both
+    directions, and its ``pred`` is the model's own verdict on it, next to the true label."""
+    from test_documents import check_alone
+
+    from lstmviz.documents import doc_table, read_docs
+
+    sample, loaded = _classifier()
+    run = lstmviz.open_run(samples.record_sample(sample, tmp_path / "b", progress=False, projections=()))
+    assert run.manifest["sample"] == "balanced_gru"
+    table = doc_table(run)
+    docs = read_docs(SAMPLES_DIR / sample.corpus)
+    assert table.text.tolist() == docs.texts and table.doc_label.tolist() == docs.fields.label.tolist()
+    model = loaded.module
+    for d in range(0, len(docs), 7):
+        ids = torch.as_tensor(loaded.tokenizer.encode(docs.texts[d]))[None]  # (1, T): batch-first
+        check_alone(run, d, model.rnn, model.embedding(ids))
+        with torch.no_grad():
+            p = torch.softmax(model(ids)[0], -1).numpy()
+        assert table.pred[d] == p.argmax() and table.correct[d] == (p.argmax() == table.doc_label[d])
+        np.testing.assert_allclose(table.loc[d, ["p0", "p1"]].to_numpy(float), p, rtol=1e-5, atol=1e-6)
+    assert table.correct.mean() >= 0.95

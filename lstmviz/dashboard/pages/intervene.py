@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from lstmviz.dashboard import data, intervening, state, widgets
+from lstmviz.dashboard import data, intervening, live, state, widgets
 from lstmviz.errors import UserError
 
 st.title("Intervene")
@@ -16,7 +16,7 @@ st.caption(intervening.CONCLUDE)
 
 run, key = widgets.current_run()
 try:
-    model = data.live_model(run)
+    model = live.live_model(run)
 except UserError as e:
     widgets.empty(f"An intervention needs the model itself: {e}.")
 c1, c2, c3 = st.columns([3, 2, 2])

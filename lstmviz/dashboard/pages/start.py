@@ -5,7 +5,7 @@ from pathlib import Path
 import streamlit as st
 
 from lstmviz.analysis import lessons
-from lstmviz.dashboard import data, widgets
+from lstmviz.dashboard import data, prepare, widgets
 from lstmviz.store import RunError
 
 SLOW = ("vanishing_gradient",)  # first measured by a backward pass through two models (seconds): drawn last
@@ -18,7 +18,7 @@ st.write(
 )
 
 root = data.runs_root()
-preparing = data.samples_pending(root)
+preparing = prepare.running(root) or prepare.needed(root)
 if not preparing and not data.find_runs(root):
     widgets.current_run()  # no run at all: its empty state says how to record one
 if st.session_state.get("run"):

@@ -6,6 +6,7 @@ import streamlit as st
 
 from lstmviz import names
 from lstmviz.dashboard import attribution_panel, data, figures, intervening, livetext, unitview, widgets
+from lstmviz.dashboard.live import live_model, live_run
 from lstmviz.errors import UserError
 
 st.title("Text heatmap")
@@ -36,14 +37,16 @@ if live:
         widgets.empty("Type or paste some text above; it is recorded as you type, when you pause.")
     ann = "code" if "in_string" in run.tokens else "parens" if "depth" in run.tokens else "none"
     try:
-        model = data.live_model(run, typed)
-        live_path = data.live_run(model, text, ann)
+        model = live_model(run, typed)
+        recorded = live_run(model, text, ann)
     except UserError as e:
         widgets.fail(
             f"Cannot record this text: {e}",
             "Leave the checkpoint empty for this run's own model, or remove symbols the model does not know.",
         )
-    run, key = data.load_run(live_path)
+    if recorded.note:
+        st.info(recorded.note, icon=":material/info:")
+    run, key = data.load_run(recorded.path)
 
 c1, c2 = st.columns([3, 1])
 name = widgets.activation(run, where=c1)

@@ -5,7 +5,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from lstmviz.analysis import units
-from lstmviz.dashboard import data, intervening, state, unitview, widgets
+from lstmviz.dashboard import data, intervening, live, state, unitview, widgets
 from lstmviz.errors import UserError
 from lstmviz.store import RunError
 
@@ -131,7 +131,7 @@ if holding or "uiv_on" in st.query_params:
 if not holding:
     st.stop()
 try:
-    model = data.live_model(run)
+    model = live.live_model(run)
 except UserError as e:
     widgets.empty(f"An intervention needs the model itself: {e}.")
 intervening.forget("uiv", (name, u), keep=("uiv_on",))
