@@ -9,7 +9,15 @@ walkthrough). Pages use them through this package, ``figures.text_figure(…)``.
 """
 
 from lstmviz.dashboard.figures.cells import cell_figure, sparklines
-from lstmviz.dashboard.figures.charts import gradient_figure, projection_figure, ranking_figure, saturation_figure
+from lstmviz.dashboard.figures.charts import (
+    BOOLEAN_COLORS,
+    QUALITATIVE,
+    gradient_figure,
+    projection_figure,
+    ranking_figure,
+    saturation_figure,
+    selection_lines,
+)
 from lstmviz.dashboard.figures.common import (
     DIVERGING,
     MAX_HOVER_CELLS,
@@ -26,9 +34,11 @@ from lstmviz.dashboard.figures.heatmaps import counts_figure, overview_figure, u
 from lstmviz.dashboard.figures.text import LINE_ENDS, TEXT_COLS, TRACK_H, TextLayout, layout_text, text_figure
 
 __all__ = [
+    "BOOLEAN_COLORS",
     "DIVERGING",
     "LINE_ENDS",
     "MAX_HOVER_CELLS",
+    "QUALITATIVE",
     "SEQUENTIAL",
     "TEXT_COLS",
     "TRACK_H",
@@ -43,6 +53,7 @@ __all__ = [
     "projection_figure",
     "ranking_figure",
     "saturation_figure",
+    "selection_lines",
     "show_token",
     "sparklines",
     "symmetric_range",
