@@ -10,7 +10,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from lstmviz.dashboard import widgets
+from lstmviz.dashboard import figures, widgets
 from lstmviz.store import open_run
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
@@ -328,9 +328,10 @@ def test_projection_colour_and_sample_change_the_map(runs_root, monkeypatch):
     spec = figure(at)
     assert spec["layout"]["xaxis"]["title"]["text"].startswith("PC1 (")
     assert {d["name"] for d in spec["data"]} >= {"letter", "space"}
+    assert len({d["marker"]["color"] for d in spec["data"]}) == len(spec["data"])  # one hue per token class
     at.selectbox(key="color").set_value("in_string").run()
     assert_clean(at)
-    assert {d["name"] for d in figure(at)["data"]} == {"False", "True"}
+    assert {d["name"]: d["marker"]["color"] for d in figure(at)["data"]} == figures.BOOLEAN_COLORS
     at.selectbox(key="color").set_value("unit value").run()
     assert_clean(at)
     assert len(figure(at)["data"]) == 1 and figure(at)["data"][0]["marker"]["colorbar"]["title"]["text"] == "unit value"
@@ -422,3 +423,19 @@ def test_select_from_its_defaults_selects_units_and_finds_matches(runs_root, mon
     assert any(f"{len(units)} unit(s) selected: {', '.join(map(str, units))}" in s.value for s in at.success)
     assert at.button(key=f"hit_{int(last['rank'])}").label.startswith("▶")  # the marker is on the hit on show
     assert at.button(key="hit_1").label.startswith("Show") or len(hits) == 1
+
+
+def test_projection_lasso_rows_open_the_text_heatmap_there(runs_root, monkeypatch):
+    at = visit(app(runs_root, monkeypatch), "projection")
+    name = at.selectbox(key="act").value
+    assert_clean(at)
+    at.session_state["proj_fig"] = {"selection": {"points": [{"customdata": 300}, {"customdata": 310}]}}
+    at.run()
+    assert_clean(at)
+    assert at.subheader[0].value == "2 selected contexts"
+    at.session_state["proj_rows"] = {"selection": {"rows": [1], "columns": []}}  # a click on the second row
+    at.run()
+    assert_clean(at)
+    assert at.title[0].value == "Text heatmap"
+    assert at.selectbox(key="act").value == name
+    assert at.number_input(key="start").value == 310 - 20  # every token is in the map: row label = position

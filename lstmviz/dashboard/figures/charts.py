@@ -193,6 +193,11 @@ def gradient_figure(table: pd.DataFrame, title: str = "") -> go.Figure:
     return fig
 
 
+def category_color(label: str, j: int) -> str:
+    """The colour of the j-th category (sorted) of a colour column: fixed for True/False, else a distinct hue."""
+    return BOOLEAN_COLORS.get(label, QUALITATIVE[j % len(QUALITATIVE)])
+
+
 def projection_figure(
     table: pd.DataFrame,
     color: str,
@@ -202,8 +207,9 @@ def projection_figure(
 ) -> go.Figure:
     """2-D scatter (WebGL) of projected token states: columns x, y, the ``color`` column and a ``hover`` column.
 
-    Every point carries its table row label as customdata. Drag mode is lasso, so a selection returns the chosen
-    points. ``axes`` are the axis titles.
+    A numeric column is drawn on a sequential scale; a boolean or categorical one in distinct hues
+    (:func:`category_color`: True red, False grey). Every point carries its table row label as customdata. Drag
+    mode is lasso, so a selection returns the chosen points. ``axes`` are the axis titles.
     """
     values = table[color]
     numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
@@ -226,7 +232,7 @@ def projection_figure(
             )
         )
     else:
-        for label, part in table.groupby(values.astype(str), sort=True):
+        for j, (label, part) in enumerate(table.groupby(values.astype(str), sort=True)):
             fig.add_trace(
                 go.Scattergl(
                     x=part["x"],
@@ -236,7 +242,7 @@ def projection_figure(
                     text=part[hover],
                     hovertemplate="%{text}<extra></extra>",
                     customdata=part.index.to_numpy(),
-                    marker={"size": 5},
+                    marker={"size": 5, "color": category_color(str(label), j)},
                 )
             )
     fig.update_layout(
