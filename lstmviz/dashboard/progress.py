@@ -52,14 +52,17 @@ def run(fn: Callable[[], T], label: str, *, expected_s: float | None = None) -> 
     latest: list[tuple[float, str]] = [(0.0, "")]
     outcome: dict[str, object] = {}
 
+    slot = st.empty()  # the bar, drawn once the loader is seen to take a while
+    below = st.container()  # the loader's own spinner goes here, under the bar, not on top of its text
+
     def work() -> None:
         try:
-            with progress.listening(lambda f, message: latest.__setitem__(0, (f, message))):
+            with below, progress.listening(lambda f, message: latest.__setitem__(0, (f, message))):
                 outcome["value"] = fn()
         except BaseException as e:  # handed to the script thread, which raises it where the page can catch it
             outcome["error"] = e
 
-    context = contextvars.copy_context()
+    context = contextvars.copy_context()  # the worker's own copy: entering ``below`` there moves only its cursor
     worker = threading.Thread(target=context.run, args=(work,), daemon=True, name="lstmviz-progress")
     ctx = get_script_run_ctx()
     if ctx is not None:
@@ -68,7 +71,7 @@ def run(fn: Callable[[], T], label: str, *, expected_s: float | None = None) -> 
     worker.start()
     worker.join(QUIET_S)
     if worker.is_alive():
-        bar = st.progress(0.0, text=f"{label}…")
+        bar = slot.progress(0.0, text=f"{label}…")
         while worker.is_alive():
             elapsed = time.monotonic() - t0
             f, message = latest[0]
@@ -80,7 +83,7 @@ def run(fn: Callable[[], T], label: str, *, expected_s: float | None = None) -> 
             phase = f" · {message}" if message else ""
             bar.progress(shown, text=f"{label}{phase} — {shown:.0%}, {eta}")
             worker.join(TICK_S)
-        bar.empty()
+        slot.empty()
     if "error" in outcome:
         raise outcome["error"]  # type: ignore[misc]
     return outcome["value"]  # type: ignore[return-value]

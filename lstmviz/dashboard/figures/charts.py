@@ -182,7 +182,7 @@ def gradient_figure(table: pd.DataFrame, title: str = "") -> go.Figure:
                 hovertemplate=f"{series}<br>k=%{{x}}<br>%{{y:.3e}}<extra></extra>",
             )
         )
-    fig.update_yaxes(type="log", exponentformat="power", showexponent="all", dtick=1, title_text="gradient norm")
+    fig.update_yaxes(type="log", exponentformat="power", showexponent="all", title_text="gradient norm")
     fig.update_layout(
         title=title or None,
         height=520,
