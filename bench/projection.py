@@ -3,8 +3,9 @@
     nice python bench/projection.py --run runs/code_lstm                 # its default activation, 5,000 tokens
     nice python bench/projection.py --run runs/code_lstm --rounds 3 --n 2000
 
-Both settings map the same seeded sample, in one process, in interleaved rounds, after one small warm-up map
-that pays numba's compiling (about a minute on first use in a process; it is printed, not compared):
+Both settings map the same seeded sample, in one process, in interleaved rounds, after the warm-up map of
+:func:`~lstmviz.analysis.projection.warm_umap` that pays numba's compiling (about a minute on first use in a
+process; it is printed, not compared):
 
 * defaults: the raw states (all units), umap-learn's own epochs (500 below 10,000 points);
 * page: the first :data:`~lstmviz.analysis.projection.UMAP_PCA_DIMS` principal components, and
@@ -54,7 +55,7 @@ def main() -> None:
     idx = pj.sample_tokens(run.n_tokens, args.n, 0)
     x = pj.gather_rows(run, name, idx, np.arange(run.units(name)))  # (n, U)
     t = time.perf_counter()
-    pj.umap_2d(x[:300], 0, 15, 0.1)
+    pj.warm_umap()  # pays the compiling of both neighbour searches, so neither setting's first round does
     compile_s = time.perf_counter() - t
     times: dict[str, list[float]] = {"defaults": [], "page": []}
     maps: dict[str, np.ndarray] = {}

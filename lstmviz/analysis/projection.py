@@ -181,6 +181,19 @@ def pca_scores(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 _umap_compiled = threading.Event()  # set after the first UMAP of this process: its numba code is compiled
 
 
+WARM_TOKENS = 4200
+"""umap-learn searches neighbours exactly below 4,096 points and with NN-descent above: a warm-up map must be
+larger, or the first real map still compiles NN-descent."""
+
+
+def warm_umap() -> None:
+    """Compile UMAP's numba code now (about a minute on first use in a process) on a random map of
+    :data:`WARM_TOKENS` points, so that the first map a page asks for costs only its own time. Meant for a
+    background thread at start; a no-op once a map was made in this process."""
+    if not _umap_compiled.is_set():
+        umap_2d(np.random.default_rng(0).normal(size=(WARM_TOKENS, 8)).astype(np.float32), 0, 15, 0.1, n_epochs=10)
+
+
 class _EpochCounter:
     """A file for umap-learn's tqdm bar (its only progress hook): each write carries ``n/total`` epochs done."""
 
