@@ -356,7 +356,8 @@ def theta(key: str = "theta", default: tuple[float, bool] = (0.3, False)) -> tup
     """θ for "on", absolute or as a per-unit quantile. Returns (value, quantile).
 
     ``default``: (value, quantile) the picker starts from (see
-    :func:`lstmviz.analysis.select_defaults.default_threshold`); a switch of the toggle starts at 0.9 or 0.3.
+    :func:`lstmviz.analysis.select_defaults.default_threshold`); a URL that asks for the other kind of θ
+    (``theta_q``) without a value starts at 0.9 for a quantile, 0.3 for an absolute θ.
     """
     quantile = state.init(
         f"{key}_q", bool(default[1]), state.flag, lambda v: isinstance(v, bool), show=lambda v: str(int(v))
