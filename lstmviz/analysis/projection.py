@@ -30,13 +30,15 @@ UMAP_VERSION = 2
 :data:`UMAP_EPOCHS` epochs."""
 UMAP_PCA_DIMS = 50
 """UMAP runs on the first this many principal components (as is usual for wide data): the neighbour search then
-compares 50 numbers per pair, not 512, and the map of a 5,000-token sample is the same to the eye."""
+compares 50 numbers per pair, not 512, and the map keeps as many of each token's neighbours as one made from
+every unit (``bench/projection.py``)."""
 UMAP_EPOCHS = 200
-"""umap-learn's own choice for large data; its default of 500 below 10,000 points triples the layout's time."""
-UMAP_COMPILE_S = 60.0
-UMAP_S_PER_TOKEN = 2e-3
-"""What a UMAP map costs on the 2-core development machine: about a minute of numba compiling on first use in a
-process, then about 2 ms per token (``bench/projection.py``). Used only to estimate the time left."""
+"""umap-learn's own choice for large data; below 10,000 points its default is 500 epochs."""
+UMAP_COMPILE_S = 120.0
+UMAP_S_PER_TOKEN = 5e-3
+"""What a UMAP map costs on the shared 2-core development machine (``bench/projection.py``): minutes of numba
+compiling on first use in a process (2 to 7 under load), then about 5 ms per token. Used only to estimate the
+time left."""
 METHODS = ("pca", "umap")
 MIN_TOKENS = {"pca": 3, "umap": 4}
 """Fewest tokens each method maps: PCA's 2 components need 3 points, UMAP's spectral start 2 + 2."""

@@ -33,7 +33,7 @@ n = int(
 if run.n_tokens < 3:
     widgets.empty("Nothing to project: a map needs at least 3 tokens.")
 if method == "umap":
-    st.caption("UMAP's first use in a process compiles numba code (about a minute); later views come from cache.")
+    st.caption("UMAP's first use in a process compiles numba code (a minute or more); later views come from cache.")
 table, explained = progress.run(
     lambda: data.projection(key, name, method, min(n, run.n_tokens)),
     f"Making the {method.upper()} map of {min(n, run.n_tokens):,} tokens",
