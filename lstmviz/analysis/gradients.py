@@ -27,6 +27,12 @@ from torch import Tensor, nn
 
 from ..cells import LayerParams, cell_type, gru_cell, layer_params, lstm_cell, rnn_cell
 from ..errors import UserError, no_recurrent
+from . import progress
+
+WARM_SHARE = 0.5
+"""The share of the work progress reports give the warm-up forward (about half, measured on the samples)."""
+FORWARD_SHARE = 0.1
+"""The share of a batch's work that is its unrolled forward; the backward pass, which cannot report, is the rest."""
 
 Loss = Callable[[Tensor, Tensor], Tensor]
 """``loss(h_top [B, P], next_ids [B]) -> [B]``: the per-target loss from the top layer's state at t."""
@@ -144,13 +150,18 @@ def gradient_flow(
     param = next(parts.rnn.parameters())
     ids = ids.to(param.device)
     chunks: list[dict[str, Tensor]] = []
+    n_batches = -(-len(t) // batch_size)
     with _eval_mode(model, parts):
-        h0, c0 = _warm_states(parts, ids, t - K)
-        for j in range(0, len(t), batch_size):
+        with progress.part(0.0, WARM_SHARE):
+            h0, c0 = _warm_states(parts, ids, t - K)
+        for i, j in enumerate(range(0, len(t), batch_size)):
             rows = slice(j, j + batch_size)
             window = ids[torch.as_tensor(t[rows, None] - K + np.arange(K + 1), device=ids.device)]  # (B, K+1)
             nxt = ids[torch.as_tensor(np.minimum(t[rows] + 1, len(ids) - 1), device=ids.device)]
-            chunks.append(_window_norms(parts, window, nxt, h0[:, rows], None if c0 is None else c0[:, rows], loss))
+            share = (1 - WARM_SHARE) / n_batches
+            with progress.part(WARM_SHARE + i * share, WARM_SHARE + (i + 1) * share):
+                h, c = h0[:, rows], None if c0 is None else c0[:, rows]
+                chunks.append(_window_norms(parts, window, nxt, h, c, loss))
     norms = {name: torch.cat([c[name] for c in chunks]).flip(1).cpu().double().numpy() for name in chunks[0]}
     return GradientFlow(np.arange(K + 1), t, norms, _summary(norms, quantiles))
 
@@ -208,9 +219,11 @@ def _warm_states(parts: ModelParts, ids: Tensor, starts: np.ndarray) -> tuple[Te
     h0 = param.new_zeros(rnn.num_layers, len(starts), P)
     c0 = param.new_zeros(rnn.num_layers, len(starts), rnn.hidden_size) if parts.cell == "LSTM" else None
     state, done = None, 0
+    last = max(int(starts.max()), 1) if len(starts) else 1
     for j in np.argsort(starts, kind="stable"):
         s = int(starts[j])
         if s > done:
+            progress.report(done / last, f"warming up the state: token {done:,} of {last:,}")
             x = parts.embed(ids[done:s].unsqueeze(0))  # (1, L, E)
             _, state = rnn(x if rnn.batch_first else x.transpose(0, 1), state)
             done = s
@@ -236,6 +249,7 @@ def _window_norms(
         nodes: dict[str, list[Tensor]] = {}
         inp = list(x.unbind(1))  # per-step views; slicing x[:, s] instead costs a full-size zero fill per step
         for layer in range(rnn.num_layers):
+            progress.report(FORWARD_SHARE * layer / rnn.num_layers, f"unrolling layer {layer} over {len(inp)} steps")
             p = _detached(layer_params(rnn, layer, reverse=False))
             h, c = h0[layer], None if c0 is None else c0[layer]
             hs, cs = [], []
@@ -252,6 +266,7 @@ def _window_norms(
             if cs:
                 nodes[f"c l{layer}"] = cs
             inp = hs
+        progress.report(FORWARD_SHARE, "backpropagating through time")
         ell = loss(hs[-1], nxt).sum()  # rows are independent targets, so one backward serves them all
         flat = [x, *(n for series in nodes.values() for n in series)]
         grads = torch.autograd.grad(ell, flat, allow_unused=True)

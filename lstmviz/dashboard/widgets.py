@@ -297,13 +297,16 @@ def _shift(key: str, delta: int, top: int) -> None:
     st.session_state[key] = int(min(max(st.session_state[key] + delta, 0), top))
 
 
-def window(run: Run, key: str = "start") -> tuple[int, int]:
-    """A window of tokens: jump to a position, step previous/next, or search the text. Returns (start, stop)."""
+def window(run: Run, key: str = "start", width: int = 500) -> tuple[int, int]:
+    """A window of tokens: jump to a position, step previous/next, or search the text. Returns (start, stop).
+
+    ``width``: the window's first width (one of :data:`WIDTHS`), when neither the URL nor another page set one.
+    """
     n = run.n_tokens
     top = max(n - 1, 0)
     state.init(
         "width",
-        500 if n > 500 else 100,
+        width if n > width else 100,
         state.whole,
         lambda v: v in WIDTHS,
         expect=f"one of {_listed(WIDTHS)}",
@@ -348,14 +351,17 @@ def window(run: Run, key: str = "start") -> tuple[int, int]:
     return int(start), int(min(start + width, n))
 
 
-def span(run: Run, start: int, stop: int, key: str = "span") -> tuple[int, int]:
+def span(run: Run, start: int, stop: int, key: str = "span", default: tuple[int, int] | None = None) -> tuple[int, int]:
     """The selected span [a, b): typed, or brushed on the heatmap (see :func:`set_span_from_box`).
 
-    Defaults to three tokens a third into the window. In the URL as ``span=a-b``.
+    Defaults to ``default``, else three tokens a third into the window. In the URL as ``span=a-b``.
     """
     n = run.n_tokens
-    a0 = min(start + (stop - start) // 3, max(n - 1, 0))
-    b0 = min(a0 + 3, n)
+    if default is not None and 0 <= default[0] < default[1] <= n:
+        a0, b0 = int(default[0]), int(default[1])
+    else:
+        a0 = min(start + (stop - start) // 3, max(n - 1, 0))
+        b0 = min(a0 + 3, n)
     first, after = _within(0, max(n - 1, 0)), _within(1, max(n, 1))
     keys = (f"{key}_a", f"{key}_b")
     if all(k in st.session_state for k in keys):  # the widgets' values, or a brush's
@@ -394,13 +400,20 @@ def set_span_from_box(chart_key: str = "brush", span_key: str = "span") -> None:
         st.session_state[f"{span_key}_a"], st.session_state[f"{span_key}_b"] = a, b
 
 
-def theta(key: str = "theta") -> tuple[float, bool]:
-    """θ for "on", absolute or as a per-unit quantile. Returns (value, quantile)."""
-    quantile = state.init(f"{key}_q", False, state.flag, lambda v: isinstance(v, bool), show=lambda v: str(int(v)))
+def theta(key: str = "theta", default: tuple[float, bool] = (0.3, False)) -> tuple[float, bool]:
+    """θ for "on", absolute or as a per-unit quantile. Returns (value, quantile).
+
+    ``default``: (value, quantile) the picker starts from (see
+    :func:`lstmviz.analysis.select_defaults.default_threshold`); a URL that asks for the other kind of θ
+    (``theta_q``) without a value starts at 0.9 for a quantile, 0.3 for an absolute θ.
+    """
+    quantile = state.init(
+        f"{key}_q", bool(default[1]), state.flag, lambda v: isinstance(v, bool), show=lambda v: str(int(v))
+    )
     lo, hi = (0.0, 1.0) if quantile else THETA_RANGE
     state.init(
         key,
-        0.9 if quantile else 0.3,
+        float(default[0]) if quantile == bool(default[1]) else (0.9 if quantile else 0.3),
         state.finite,
         lambda v: isinstance(v, float) and lo <= v <= hi,
         expect=f"in {lo:g}…{hi:g}" + (" (a quantile)" if quantile else ""),

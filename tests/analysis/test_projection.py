@@ -79,3 +79,44 @@ def test_umap_separates_two_clusters_reproducibly(make_run, rng):
         f.unlink()
     b = pj.project(run, NAME, method="umap", n_samples=300, seed=1)
     np.testing.assert_allclose(a[["x", "y"]].to_numpy(), b[["x", "y"]].to_numpy())
+
+
+SEEN: list[tuple[dict, np.ndarray]] = []
+
+
+class FakeUMAP:
+    """Stands in for umap.UMAP: keeps what it was given (in SEEN), reports epochs through its tqdm file, maps to
+    zeros."""
+
+    def __init__(self, **kwargs):
+        self.kwargs = kwargs
+
+    def fit_transform(self, x):
+        SEEN.append((self.kwargs, x))
+        self.kwargs["tqdm_kwds"]["file"].write(f"\r{self.kwargs['n_epochs']}/{self.kwargs['n_epochs']}")
+        return np.zeros((len(x), 2), np.float32)
+
+
+def test_umap_runs_on_the_leading_principal_components_and_reports_its_epochs(make_run, rng, monkeypatch):
+    import sys
+    import threading
+    import types
+
+    from lstmviz.analysis import progress
+
+    monkeypatch.setitem(sys.modules, "umap", types.SimpleNamespace(UMAP=FakeUMAP))
+    monkeypatch.setattr(pj, "_umap_compiled", threading.Event())  # a fake map compiles nothing
+    SEEN.clear()
+    x = rng.normal(size=(300, 80)) * np.linspace(3, 0.1, 80)
+    run = make_run({NAME: x})
+    heard = []
+    with progress.listening(lambda f, m: heard.append((f, m))):
+        pj.project(run, NAME, method="umap", n_samples=300)
+    ((kwargs, given),) = SEEN
+    assert kwargs["n_epochs"] == pj.UMAP_EPOCHS and given.shape == (300, pj.UMAP_PCA_DIMS)
+    want, _ = pj.pca_scores(run.activations(NAME), pj.UMAP_PCA_DIMS)
+    np.testing.assert_allclose(given, want, rtol=1e-4, atol=1e-4)
+    assert heard[-1] == (1.0, f"laying out: epoch {pj.UMAP_EPOCHS}/{pj.UMAP_EPOCHS}")
+    assert [f for f, _ in heard] == sorted(f for f, _ in heard)
+    pj.umap_2d(rng.normal(size=(10, 3)), 0, 15, 0.1)  # narrow data goes in as it is
+    assert SEEN[-1][1].shape == (10, 3)

@@ -100,7 +100,7 @@ def test_every_page_opens_beside_a_folder_of_broken_runs(broken, runs_root, tmp_
         else:
             assert not at.error, (page, [e.value for e in at.error])
     at.switch_page(widgets.page_file("gradients")).run()
-    at.multiselect(key="grad_runs").select(str(root / "act_file_short")).run()
+    at.multiselect(key="overlay").select("act_file_short").run()
     no_traceback(at)
     assert any("act_file_short" in w.value and "rows" in w.value for w in at.warning), [w.value for w in at.warning]
 
@@ -141,15 +141,16 @@ def test_an_unforeseen_exception_is_one_line_and_goes_to_the_log(runs_root, monk
 TOP = N_TOKENS - 1
 BAD_URLS = [
     # (page, bad URL parameter, its value, other parameters, widget key, the value the widget must show)
-    ("select", "theta", "500", {}, "theta", 100.0),
-    ("select", "theta", "-1e9", {}, "theta", -100.0),
-    ("select", "theta", "NaN", {}, "theta", 0.3),
-    ("select", "theta", "inf", {}, "theta", 0.3),
-    ("select", "theta", "high", {}, "theta", 0.3),
+    ("select", "theta", "500", {"theta_q": "0"}, "theta", 100.0),
+    ("select", "theta", "-1e9", {"theta_q": "0"}, "theta", -100.0),
+    ("select", "theta", "NaN", {"theta_q": "0"}, "theta", 0.3),
+    ("select", "theta", "inf", {"theta_q": "0"}, "theta", 0.3),
+    ("select", "theta", "high", {"theta_q": "0"}, "theta", 0.3),
+    ("select", "theta", "high", {}, "theta", 0.9),  # the default for an unbounded c: its 0.9-quantile
     ("select", "theta", "5", {"theta_q": "1"}, "theta", 1.0),
-    ("select", "theta_q", "maybe", {}, "theta_q", False),
-    ("select", "span", "abc", {}, "span_a", 166),  # the default: three tokens a third into the 500-token window
-    ("select", "span", "-3-4", {}, "span_a", 166),
+    ("select", "theta_q", "maybe", {}, "theta_q", True),
+    ("select", "span", "abc", {}, "span_a", 97),  # the default: the span of the 100-token window that selects most
+    ("select", "span", "-3-4", {}, "span_a", 97),
     ("select", "span", "5-9999", {}, "span_b", N_TOKENS),
     ("select", "pad_before", "100", {}, "pad_before", 50),
     ("select", "pad_after", "-1", {}, "pad_after", 0),

@@ -10,7 +10,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from lstmviz.dashboard import livetext, widgets
+from lstmviz.dashboard import figures, livetext, widgets
 from lstmviz.store import open_run
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
@@ -295,9 +295,10 @@ def test_projection_colour_and_sample_change_the_map(runs_root, monkeypatch):
     spec = figure(at)
     assert spec["layout"]["xaxis"]["title"]["text"].startswith("PC1 (")
     assert {d["name"] for d in spec["data"]} >= {"letter", "space"}
+    assert len({d["marker"]["color"] for d in spec["data"]}) == len(spec["data"])  # one hue per token class
     at.selectbox(key="color").set_value("in_string").run()
     assert_clean(at)
-    assert {d["name"] for d in figure(at)["data"]} == {"False", "True"}
+    assert {d["name"]: d["marker"]["color"] for d in figure(at)["data"]} == figures.BOOLEAN_COLORS
     at.selectbox(key="color").set_value("unit value").run()
     assert_clean(at)
     assert len(figure(at)["data"]) == 1 and figure(at)["data"][0]["marker"]["colorbar"]["title"]["text"] == "unit value"
@@ -310,13 +311,36 @@ def test_projection_colour_and_sample_change_the_map(runs_root, monkeypatch):
 def test_gradient_flow_quantities_and_overlay(runs_root, monkeypatch):
     at = visit(app(runs_root, monkeypatch), "gradients")
     assert_clean(at)
-    names = {d.get("name") for d in figure(at)["data"]} - {None}
-    assert names == {"tiny_gru x", "tiny_gru h l0", "tiny_gru h l1"}
+    names = {(d["legendgroup"], d["name"]) for d in figure(at)["data"] if d.get("name")}
+    assert names == {("tiny_gru", "x"), ("tiny_gru", "h l0"), ("tiny_gru", "h l1")}
     at.multiselect(key="grad_q").unselect("x").run()
-    at.multiselect(key="grad_runs").select(str(runs_root / "tiny_lstm")).run()
+    assert at.multiselect(key="overlay").options == ["tiny_lstm"]  # the run on show is not offered
+    at.multiselect(key="overlay").select("tiny_lstm").run()
     assert_clean(at)
-    names = {d.get("name") for d in figure(at)["data"]} - {None}
-    assert names == {f"tiny_gru h l{j}" for j in (0, 1)} | {f"tiny_lstm {q} l{j}" for q in "hc" for j in (0, 1)}
+    assert at.query_params["overlay"] in ("tiny_lstm", ["tiny_lstm"])
+    curves = [d for d in figure(at)["data"] if d.get("name")]
+    groups = {(d["legendgroup"], d["name"]) for d in curves}
+    assert groups == {("tiny_gru", f"h l{j}") for j in (0, 1)} | {
+        ("tiny_lstm", f"{q} l{j}") for q in "hc" for j in (0, 1)
+    }
+
+
+def test_gradient_flow_overlay_from_the_url_one_hue_per_run_one_dash_per_quantity(runs_root, monkeypatch):
+    at = visit(app(runs_root, monkeypatch, run="tiny_lstm", overlay="tiny_gru"), "gradients")
+    assert_clean(at)
+    assert at.multiselect(key="overlay").value == ["tiny_gru"]
+    spec = figure(at)
+    curves = {(d["legendgroup"], d["name"]): d["line"] for d in spec["data"] if d.get("name")}
+    assert {g for g, _ in curves} == {"tiny_lstm", "tiny_gru"}
+    top = {run: curves[(run, "h l1")]["color"] for run in ("tiny_lstm", "tiny_gru")}
+    assert top["tiny_lstm"] != top["tiny_gru"]
+    assert curves[("tiny_lstm", "c l1")]["color"] == top["tiny_lstm"]  # one hue per run …
+    assert curves[("tiny_lstm", "h l0")]["color"] != top["tiny_lstm"]  # … its lower layer lighter
+    assert {curves[("tiny_lstm", n)]["dash"] for n in ("h l1", "c l1", "x")} == {"solid", "dash", "dot"}
+    assert spec["layout"]["yaxis"]["exponentformat"] == "power" and spec["layout"]["legend"]["y"] < 0
+    bad = visit(app(runs_root, monkeypatch, run="tiny_lstm", overlay="tiny_lstm,nope"), "gradients")
+    assert_clean(bad)
+    assert any("overlay=tiny_lstm,nope" in w.value for w in bad.warning)
 
 
 def test_walkthrough_reading_line(runs_root, monkeypatch):
@@ -327,3 +351,58 @@ def test_walkthrough_reading_line(runs_root, monkeypatch):
     at.button(key="step_fwd").click().run()
     reading = [m.value for m in at.markdown if m.value.startswith("Reading:")]
     assert reading == ["Reading: `d` **`e`** (token 1)"]
+
+
+def test_select_from_its_defaults_selects_units_and_finds_matches(runs_root, monkeypatch):
+    import html
+
+    from lstmviz.analysis import select_match as sm
+    from lstmviz.analysis.select_defaults import default_threshold
+    from lstmviz.dashboard.figures import show_token
+
+    at = visit(app(runs_root, monkeypatch), "select")
+    assert_clean(at)
+    run = open_run(runs_root / "tiny_gru")
+    name = at.selectbox(key="act").value
+    fit = default_threshold(run, name)
+    assert (at.number_input(key="theta").value, at.toggle(key="theta_q").value) == (fit.value, fit.quantile)
+    a, b = at.number_input(key="span_a").value, at.number_input(key="span_b").value
+    assert all(t.strip() for t in run.tokens["token"].iloc[a:b])  # a real token span, not spaces
+    units = sm.select(run, name, (a, b), fit, 1, 1).units.tolist()
+    assert units and any(f"{len(units)} unit(s) selected" in s.value for s in at.success)
+    lines = figure(at, 1)
+    assert [d["name"] for d in lines["data"]] == [f"unit {u}" for u in units]
+    assert lines["layout"]["xaxis"]["ticktext"][a:b] == [show_token(t) for t in run.tokens["token"][a:b]]
+    ticks = figure(at, 0)["layout"]
+    tick_axis = [v for k, v in ticks.items() if k.startswith("xaxis") and "ticktext" in v]
+    assert tick_axis and tick_axis[0]["ticktext"][0] == show_token(run.tokens["token"].iloc[0])
+    hits = sm.match(run, name, units, fit, pad_before=1, pad_after=1)
+    shown = [h.proto.body for h in at.get("html")]
+    assert len(shown) == min(len(hits), 10) >= 1
+    marked = html.escape(show_token(hits.iloc[0]["text"]))
+    assert f'<mark style="background:#fde68a;font-weight:600">{marked}</mark>' in shown[0]
+    assert at.button(key="hit_1").label.endswith("#1")
+    last = hits.iloc[min(len(hits), 10) - 1]
+    at.button(key=f"hit_{int(last['rank'])}").click().run()  # jump to a match: the window moves, the selection stays
+    assert_clean(at)
+    assert (at.number_input(key="span_a").value, at.number_input(key="span_b").value) == (a, b)
+    assert at.number_input(key="start").value == max(int(last["start"]) - 25, 0)
+    assert any(f"{len(units)} unit(s) selected: {', '.join(map(str, units))}" in s.value for s in at.success)
+    assert at.button(key=f"hit_{int(last['rank'])}").label.startswith("▶")  # the marker is on the hit on show
+    assert at.button(key="hit_1").label.startswith("Show") or len(hits) == 1
+
+
+def test_projection_lasso_rows_open_the_text_heatmap_there(runs_root, monkeypatch):
+    at = visit(app(runs_root, monkeypatch), "projection")
+    name = at.selectbox(key="act").value
+    assert_clean(at)
+    at.session_state["proj_fig"] = {"selection": {"points": [{"customdata": 300}, {"customdata": 310}]}}
+    at.run()
+    assert_clean(at)
+    assert at.subheader[0].value == "2 selected contexts"
+    at.session_state["proj_rows"] = {"selection": {"rows": [1], "columns": []}}  # a click on the second row
+    at.run()
+    assert_clean(at)
+    assert at.title[0].value == "Text heatmap"
+    assert at.selectbox(key="act").value == name
+    assert at.number_input(key="start").value == 310 - 20  # every token is in the map: row label = position

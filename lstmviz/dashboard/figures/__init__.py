@@ -9,7 +9,15 @@ walkthrough). Pages use them through this package, ``figures.text_figure(…)``.
 """
 
 from lstmviz.dashboard.figures.cells import cell_figure, sparklines
-from lstmviz.dashboard.figures.charts import gradient_figure, projection_figure, ranking_figure, saturation_figure
+from lstmviz.dashboard.figures.charts import (
+    BOOLEAN_COLORS,
+    QUALITATIVE,
+    gradient_figure,
+    projection_figure,
+    ranking_figure,
+    saturation_figure,
+    selection_lines,
+)
 from lstmviz.dashboard.figures.common import (
     DIVERGING,
     FONT,
@@ -29,11 +37,13 @@ from lstmviz.dashboard.figures.heatmaps import counts_figure, overview_figure, u
 from lstmviz.dashboard.figures.text import LINE_ENDS, TEXT_COLS, TRACK_H, TextLayout, layout_text, text_figure
 
 __all__ = [
+    "BOOLEAN_COLORS",
     "DIVERGING",
     "FONT",
     "GATE_SCALE",
     "LINE_ENDS",
     "MAX_HOVER_CELLS",
+    "QUALITATIVE",
     "SEQUENTIAL",
     "TEXT_COLS",
     "TRACK_H",
@@ -48,6 +58,7 @@ __all__ = [
     "projection_figure",
     "ranking_figure",
     "saturation_figure",
+    "selection_lines",
     "show_token",
     "sparklines",
     "symmetric_range",

@@ -2,12 +2,84 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from lstmviz.dashboard.figures.common import SEQUENTIAL
+from lstmviz.dashboard.figures.common import SEQUENTIAL, show_token
+from lstmviz.dashboard.figures.heatmaps import MAX_TICK_TOKENS, char_ticks
+
+QUALITATIVE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
+"""Distinct hues (plotly's D3 set without its grey) for categories, runs and units."""
+BOOLEAN_COLORS = {"False": "#9e9e9e", "True": "#d62728"}
+"""A boolean colour column: the annotation holds in red, elsewhere grey, whatever the order of the groups."""
+DASHES = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"]
+
+
+def selection_lines(
+    values: np.ndarray,
+    start: int,
+    units: Sequence[int],
+    tokens: Sequence[str] | None = None,
+    theta: np.ndarray | float = 0.0,
+    *,
+    span: tuple[int, int] | None = None,
+    hit: tuple[int, int] | None = None,
+    title: str = "",
+) -> go.Figure:
+    """LSTMVis's line plot: the selected units over a window, one line each, with θ as a horizontal line.
+
+    values: float ``[T, k]`` for tokens ``start…start+T−1`` and the k ``units``. theta: one θ, or float ``[k]``
+    per unit (a quantile θ differs by unit: each is then drawn dotted in its unit's colour). ``span`` is shaded
+    grey and ``hit`` green. Windows of at most :data:`MAX_TICK_TOKENS` tokens carry their characters on the x axis.
+    """
+    values = np.asarray(values, np.float32)
+    T = len(values)
+    x = np.arange(start, start + T)
+    th = np.broadcast_to(np.asarray(theta, np.float32), (len(units),))
+    fig = go.Figure()
+    labels = [show_token(t) for t in tokens] if tokens is not None else None
+    for j, u in enumerate(units):
+        color = QUALITATIVE[j % len(QUALITATIVE)]
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=values[:, j],
+                mode="lines",
+                name=f"unit {u}",
+                line={"color": color, "width": 1.5, "shape": "hvh"},
+                customdata=labels,
+                hovertemplate=f"unit {u}<br>token %{{x}}"
+                + (" %{customdata}" if labels is not None else "")
+                + "<br>%{y:.3f}<extra></extra>",
+            )
+        )
+    if len(th) and np.all(th == th[0]):
+        fig.add_hline(y=float(th[0]), line={"color": "black", "width": 1, "dash": "dash"})
+        fig.add_annotation(
+            x=1, xref="paper", xanchor="right", y=float(th[0]), text=f"θ = {th[0]:.3g}", showarrow=False, yshift=8
+        )
+    else:
+        for j, t in enumerate(th):
+            fig.add_hline(y=float(t), line={"color": QUALITATIVE[j % len(QUALITATIVE)], "width": 1, "dash": "dot"})
+    for marked, color in ((span, "rgba(0,0,0,0.08)"), (hit, "rgba(44,160,44,0.15)")):
+        if marked is not None and marked[0] < start + T and marked[1] > start:
+            fig.add_vrect(
+                x0=max(marked[0], start) - 0.5, x1=min(marked[1], start + T) - 0.5, fillcolor=color, line_width=0
+            )
+    if labels is not None and T <= MAX_TICK_TOKENS:
+        fig.update_xaxes(**char_ticks(x, labels))
+    fig.update_layout(
+        title=title or None,
+        height=300,
+        yaxis_title="value",
+        legend={"orientation": "h", "yanchor": "top", "y": -0.12 if T <= MAX_TICK_TOKENS else -0.2},
+        margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
+    )
+    return fig
 
 
 def saturation_figure(table: pd.DataFrame, title: str = "") -> go.Figure:
@@ -56,26 +128,46 @@ def saturation_figure(table: pd.DataFrame, title: str = "") -> go.Figure:
     return fig
 
 
+def _lighter(color: str, amount: float) -> str:
+    """``color`` (``#rrggbb``) mixed with white by ``amount`` in [0, 1]."""
+    rgb = [int(color[i : i + 2], 16) for i in (1, 3, 5)]
+    return "#" + "".join(f"{round(c + (255 - c) * amount):02x}" for c in rgb)
+
+
+QUANTITY_DASH = {"h": "solid", "c": "dash", "x": "dot"}
+"""Gradient flow: one line style per quantity, so a run keeps one hue."""
+
+
 def gradient_figure(table: pd.DataFrame, title: str = "") -> go.Figure:
     """Gradient norm against distance k on a log scale, one line per series with a quantile band.
 
-    table columns: series (e.g. "code_lstm h l1"), k, mean, lo, hi.
+    table columns: series (e.g. "code_lstm h l1"), k, mean, lo, hi; and optionally run, quantity (h | c | x) and
+    layer (−1 for x). Each run has one hue (lower layers lighter), each quantity a line style (h solid, c dashed,
+    x dotted); the legend, grouped by run, sits under the plot. The log axis is labelled in powers of ten.
     """
     fig = go.Figure()
-    palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+    runs = list(dict.fromkeys(table["run"])) if "run" in table else [""]
+    top = table.groupby("run")["layer"].max().to_dict() if {"run", "layer"} <= set(table.columns) else {}
     for j, (series, part) in enumerate(table.groupby("series", sort=False)):
-        color = palette[j % len(palette)]
+        run = part["run"].iloc[0] if "run" in part else ""
+        quantity = part["quantity"].iloc[0] if "quantity" in part else ""
+        layer = int(part["layer"].iloc[0]) if "layer" in part else -1
+        hue = QUALITATIVE[(runs.index(run) if run in runs and run else j) % len(QUALITATIVE)]
+        depth = max(int(top.get(run, 0)), 0)
+        color = _lighter(hue, 0.5 * (depth - layer) / (depth + 1)) if layer >= 0 else hue
         rgb = tuple(int(color[i : i + 2], 16) for i in (1, 3, 5))
+        label = str(series)[len(str(run)) :].strip() if run and str(series).startswith(str(run)) else str(series)
+        group = str(run) or str(series)
         fig.add_trace(
             go.Scatter(
                 x=np.r_[part["k"], part["k"][::-1]],
                 y=np.r_[part["hi"], part["lo"][::-1]],
                 fill="toself",
-                fillcolor=f"rgba{(*rgb, 0.15)}",
+                fillcolor=f"rgba{(*rgb, 0.12)}",
                 line={"width": 0},
                 hoverinfo="skip",
                 showlegend=False,
-                legendgroup=str(series),
+                legendgroup=group,
             )
         )
         fig.add_trace(
@@ -83,21 +175,27 @@ def gradient_figure(table: pd.DataFrame, title: str = "") -> go.Figure:
                 x=part["k"],
                 y=part["mean"],
                 mode="lines",
-                name=str(series),
-                legendgroup=str(series),
-                line={"color": color},
-                hovertemplate=f"{series}<br>k=%{{x}}<br>%{{y:.3g}}<extra></extra>",
+                name=label,
+                legendgroup=group,
+                legendgrouptitle_text=str(run) if run else None,
+                line={"color": color, "dash": QUANTITY_DASH.get(quantity, DASHES[j % len(DASHES)]), "width": 2},
+                hovertemplate=f"{series}<br>k=%{{x}}<br>%{{y:.3e}}<extra></extra>",
             )
         )
+    fig.update_yaxes(type="log", exponentformat="power", showexponent="all", title_text="gradient norm")
     fig.update_layout(
         title=title or None,
-        height=460,
-        yaxis_type="log",
+        height=520,
         xaxis_title="distance k (steps back)",
-        yaxis_title="gradient norm",
+        legend={"orientation": "h", "yanchor": "top", "y": -0.15, "groupclick": "toggleitem"},
         margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
     )
     return fig
+
+
+def category_color(label: str, j: int) -> str:
+    """The colour of the j-th category (sorted) of a colour column: fixed for True/False, else a distinct hue."""
+    return BOOLEAN_COLORS.get(label, QUALITATIVE[j % len(QUALITATIVE)])
 
 
 def projection_figure(
@@ -109,8 +207,9 @@ def projection_figure(
 ) -> go.Figure:
     """2-D scatter (WebGL) of projected token states: columns x, y, the ``color`` column and a ``hover`` column.
 
-    Every point carries its table row label as customdata. Drag mode is lasso, so a selection returns the chosen
-    points. ``axes`` are the axis titles.
+    A numeric column is drawn on a sequential scale; a boolean or categorical one in distinct hues
+    (:func:`category_color`: True red, False grey). Every point carries its table row label as customdata. Drag
+    mode is lasso, so a selection returns the chosen points. ``axes`` are the axis titles.
     """
     values = table[color]
     numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
@@ -133,7 +232,7 @@ def projection_figure(
             )
         )
     else:
-        for label, part in table.groupby(values.astype(str), sort=True):
+        for j, (label, part) in enumerate(table.groupby(values.astype(str), sort=True)):
             fig.add_trace(
                 go.Scattergl(
                     x=part["x"],
@@ -143,7 +242,7 @@ def projection_figure(
                     text=part[hover],
                     hovertemplate="%{text}<extra></extra>",
                     customdata=part.index.to_numpy(),
-                    marker={"size": 5},
+                    marker={"size": 5, "color": category_color(str(label), j)},
                 )
             )
     fig.update_layout(

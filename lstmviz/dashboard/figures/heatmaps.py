@@ -18,6 +18,15 @@ from lstmviz.dashboard.figures.common import (
     track_values,
 )
 
+MAX_TICK_TOKENS = 160
+"""Windows up to this many tokens carry one tick label per token (about 8 px each across a wide page)."""
+
+
+def char_ticks(x: np.ndarray, labels: Sequence[str]) -> dict:
+    """x-axis settings that write each token under its column (a space as ␣, so it is seen)."""
+    text = ["␣" if t == " " else t for t in labels]
+    return {"tickmode": "array", "tickvals": x, "ticktext": text, "tickangle": 0, "tickfont": {"size": 10}}
+
 
 def units_heatmap(
     values: np.ndarray,
@@ -27,6 +36,7 @@ def units_heatmap(
     *,
     tracks: pd.DataFrame | None = None,
     span: tuple[int, int] | None = None,
+    hit: tuple[int, int] | None = None,
     zrange: tuple[float, float] | None = None,
     title: str = "",
     select: bool = True,
@@ -34,7 +44,9 @@ def units_heatmap(
     """Units × tokens heatmap of a window: values ``[T, U]`` for tokens ``start…start+T-1`` and ``units``.
 
     With ``select`` the drag mode is box-select (``dragmode="select"``): a brush returns x (token) and y (unit)
-    ranges. ``span`` (a, b) is outlined. Annotation ``tracks`` (``[T]`` rows) are drawn in rows below.
+    ranges. ``span`` (a, b) is outlined in black and ``hit`` (a match on show) in green, each when it overlaps
+    the window. Annotation ``tracks`` (``[T]`` rows) are drawn in rows below. A window of at most
+    :data:`MAX_TICK_TOKENS` tokens has its characters under the x axis.
     """
     values = np.asarray(values, np.float32)
     T, U = values.shape
@@ -77,19 +89,18 @@ def units_heatmap(
                 row=2 + k,
                 col=1,
             )
-    if span is not None:
-        fig.add_vrect(
-            x0=span[0] - 0.5,
-            x1=span[1] - 0.5,
-            line={"color": "black", "width": 2},
-            fillcolor="rgba(0,0,0,0)",
-            row=1,
-            col=1,
-        )
-    if labels is not None and T <= 120:
-        fig.update_xaxes(
-            tickmode="array", tickvals=x, ticktext=labels, tickangle=0, tickfont={"size": 10}, row=1 + n_tracks, col=1
-        )
+    for marked, color, dash in ((span, "black", "solid"), (hit, "#2ca02c", "dash")):
+        if marked is not None and marked[0] < start + T and marked[1] > start:
+            fig.add_vrect(
+                x0=max(marked[0], start) - 0.5,
+                x1=min(marked[1], start + T) - 0.5,
+                line={"color": color, "width": 2, "dash": dash},
+                fillcolor="rgba(0,0,0,0)",
+                row=1,
+                col=1,
+            )
+    if labels is not None and T <= MAX_TICK_TOKENS:
+        fig.update_xaxes(**char_ticks(x, labels), row=1 + n_tracks, col=1)
     fig.update_yaxes(title_text="unit", row=1, col=1)
     fig.update_layout(
         title=title or None,

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from lstmviz.analysis import gradients
-from lstmviz.dashboard import data, figures, state, widgets
+from lstmviz.dashboard import data, figures, progress, state, widgets
 from lstmviz.errors import UserError
 from lstmviz.store import RunError
 
@@ -20,20 +20,27 @@ with st.expander("How it is computed"):
     st.markdown(widgets.help_text(gradients))
 
 run, key = widgets.current_run()
-others = [str(p) for p in data.find_runs(data.runs_root()) if str(p) != str(run.path)]
-cols = st.columns([3, 1, 1])
-by_name = {Path(p).name: p for p in others}
+root = data.runs_root()
+here = Path(key[0])
+names = {}  # name in the URL (relative to the runs root) → path, every run but the one on show
+for p in data.find_runs(root):
+    if p.resolve() != here:
+        names[str(p.relative_to(root)) if p.is_relative_to(root) else str(p)] = str(p)
+pending = st.session_state.get("_goto", {})
+if isinstance(pending.get("overlay"), str):  # a lesson's link hands the names as the URL writes them
+    pending["overlay"] = [n for n in pending["overlay"].split(",") if n]
 state.init(
-    "grad_runs",
+    "overlay",
     [],
-    lambda raw: [by_name[n] for n in raw.split(",") if n in by_name],
-    lambda v: isinstance(v, list) and all(p in others for p in v),
-    url="overlay",
+    lambda raw: list(dict.fromkeys(n for n in raw.split(",") if n)),
+    lambda v: isinstance(v, list) and all(n in names for n in v),
+    expect=f"a list of other runs under {root} ({', '.join(list(names)[:4]) or 'none'})",
+    clamp=lambda v: [n for n in v if n in names],
+    show=",".join,
 )
-chosen = cols[0].multiselect(
-    "Overlay other runs (their models on their own text)", others, key="grad_runs", format_func=lambda p: Path(p).name
-)
-state.publish("grad_runs", chosen, lambda v: ",".join(Path(p).name for p in v), url="overlay")
+cols = st.columns([3, 1, 1])
+chosen = cols[0].multiselect("Overlay other runs (their models on their own text)", list(names), key="overlay")
+state.publish("overlay", list(chosen), ",".join)
 K = cols[1].number_input(
     "Largest distance K",
     min_value=5,
@@ -49,17 +56,21 @@ quantities = st.multiselect(
     ["h", "c", "x"],
     default=["h", "c", "x"],
     key="grad_q",
-    help="h: hidden state per layer; c: LSTM cell state per layer; x: the input embedding.",
+    help="h: hidden state per layer (solid); c: LSTM cell state per layer (dashed); x: the input embedding "
+    "(dotted). Each run has one colour, its lower layers lighter.",
 )
 
 if run.n_tokens > data.GRADIENT_TOKENS:
     st.caption(f"Measured on each run's first {data.GRADIENT_TOKENS:,} tokens.")
 
 tables = []
-for path in [str(run.path), *chosen]:
+for path in [str(run.path), *(names[n] for n in chosen)]:
     try:  # an overlaid run that is broken, or has no model, loses its curve, not the page
         r, _ = data.load_run(path)
-        summary = data.gradient_flow(r, int(K), int(n_targets))
+        summary = progress.run(
+            lambda r=r: data.gradient_flow(r, int(K), int(n_targets)),
+            f"Backpropagating through time on {r.path.name}",
+        )
     except (UserError, RunError) as e:
         st.warning(f"{Path(path).name}: {e}")
         continue

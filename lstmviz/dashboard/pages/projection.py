@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from lstmviz.analysis import projection
-from lstmviz.dashboard import data, figures, widgets
+from lstmviz.dashboard import data, figures, progress, widgets
 
 st.title("Projection")
 st.write(
@@ -33,8 +33,12 @@ n = int(
 if run.n_tokens < 3:
     widgets.empty("Nothing to project: a map needs at least 3 tokens.")
 if method == "umap":
-    st.caption("UMAP's first use in a process compiles numba code (about a minute); later views come from cache.")
-table, explained = data.projection(key, name, method, min(n, run.n_tokens))
+    st.caption("UMAP's first use in a process compiles numba code (a minute or more); later views come from cache.")
+table, explained = progress.run(
+    lambda: data.projection(key, name, method, min(n, run.n_tokens)),
+    f"Making the {method.upper()} map of {min(n, run.n_tokens):,} tokens",
+    expected_s=projection.expected_seconds(run, name, method, n),
+)
 if len(table) < n:
     st.caption(f"The run has {run.n_tokens:,} tokens: all of them are shown.")
 axes = (
@@ -62,8 +66,20 @@ st.plotly_chart(
     selection_mode=("lasso", "box"),
 )
 widgets.csv_download(table.drop(columns=[c for c in ("top_ids", "top_p") if c in table]), f"{name}.{method}.csv")
-picked = st.session_state["proj_fig"].selection.points if st.session_state.get("proj_fig") else []
-if picked:
-    chosen = table.loc[table.index.isin(pd.DataFrame(picked)["customdata"])]
-    st.subheader(f"{len(chosen)} selected contexts")
-    st.dataframe(chosen[["idx", "token", "context"]], hide_index=True, width="stretch")
+picked = ((st.session_state.get("proj_fig") or {}).get("selection") or {}).get("points") or []
+if not picked:
+    st.stop()
+chosen = table.loc[table.index.isin(pd.DataFrame(picked)["customdata"])].reset_index(drop=True)
+st.subheader(f"{len(chosen)} selected contexts")
+st.caption("Click a row to open the Text heatmap at that token.")
+rows = st.dataframe(
+    chosen[["idx", "token", "context"]],
+    hide_index=True,
+    width="stretch",
+    on_select="rerun",
+    selection_mode="single-row",
+    key="proj_rows",
+).selection.rows
+if rows:  # the table is not drawn on the Text page, so its selection is gone when the user comes back
+    at = int(chosen["idx"].iloc[rows[0]])
+    widgets.goto("text", act=name, start=max(at - 20, 0), **({"unit": u} if color == "unit value" else {}))
