@@ -117,12 +117,14 @@ def projector() -> int:
     """
     state.init("projector", False, state.flag, lambda v: isinstance(v, bool), expect="0 or 1", show=_flag)
     on = st.sidebar.toggle("Projector mode", key="projector", help="Large fonts, for a room reading a projector.")
-    st.session_state["_keep_projector"] = bool(on)
     if on:  # in the URL only when on, so the links of an ordinary session stay as they were
-        st.query_params["projector"] = "1"
+        state.publish("projector", True, _flag)
         st.html(PROJECTOR_CSS)
-    elif "projector" in st.query_params:
-        del st.query_params["projector"]
+    else:
+        st.session_state["_keep_projector"] = False
+        st.session_state.pop("_url_projector", None)
+        if "projector" in st.query_params:
+            del st.query_params["projector"]
     return font_size()
 
 

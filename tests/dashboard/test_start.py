@@ -12,7 +12,7 @@ from test_pages import APP, assert_clean, visit
 
 from lstmviz.analysis import lessons
 from lstmviz.analysis.gradients import gradient_flow
-from lstmviz.dashboard import data, widgets
+from lstmviz.dashboard import data, prepare, widgets
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +28,7 @@ def lesson_root(runs_root: Path, tmp_path_factory) -> Path:
 
 def start(root: Path, monkeypatch, **params: str) -> AppTest:
     monkeypatch.setenv("LSTMVIZ_RUNS", str(root))
+    monkeypatch.setattr(prepare, "ensure", lambda root, **options: None)  # the root holds sample names: no preparer
     at = AppTest.from_file(APP, default_timeout=180)
     for k, v in params.items():
         at.query_params[k] = v

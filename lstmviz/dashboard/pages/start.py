@@ -18,7 +18,7 @@ st.write(
 )
 
 root = data.runs_root()
-preparing = prepare.running(root) or prepare.needed(root)
+preparing = prepare.running(root)  # a preparer is at work: a missing sample is on its way
 if not preparing and not data.find_runs(root):
     widgets.current_run()  # no run at all: its empty state says how to record one
 if st.session_state.get("run"):
