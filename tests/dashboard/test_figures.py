@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -215,3 +216,16 @@ def test_code_span_survives_backticks_and_spaces():
     assert figures.code_span("a`b") == "``a`b``"
     assert figures.code_span(" x ") == "`  x  `"
     assert figures.code_span(" ") == "` `"
+
+
+def test_gate_heatmaps_are_drawn_on_zero_to_one():
+    """A gate's window and its downsampled run use the gate scale over exactly 0…1, as its text does; a signed
+    kind stays diverging over its symmetric range."""
+    gate = np.random.default_rng(0).random((30, 5)).astype(np.float32) * 0.5 + 0.5  # all in [0.5, 1)
+    for kind, scale, bounds in (("f", figures.GATE_SCALE, (0.0, 1.0)), ("c", figures.DIVERGING, None)):
+        heat = figures.units_heatmap(gate, 0, range(5), kind=kind).data[0]
+        over = figures.overview_figure(gate, 3, kind=kind).data[0]
+        for trace in (heat, over):
+            assert trace.colorscale == go.Heatmap(colorscale=scale).colorscale
+            lo, hi = bounds or figures.symmetric_range(gate)
+            assert (trace.zmin, trace.zmax) == (lo, hi)

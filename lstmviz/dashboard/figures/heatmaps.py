@@ -10,12 +10,12 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from lstmviz.dashboard.figures.common import (
-    DIVERGING,
     MAX_HOVER_CELLS,
     TRACK_SCALE,
     show_token,
     symmetric_range,
     track_values,
+    unit_scale,
 )
 
 MAX_TICK_TOKENS = 160
@@ -40,8 +40,11 @@ def units_heatmap(
     zrange: tuple[float, float] | None = None,
     title: str = "",
     select: bool = True,
+    kind: str = "",
 ) -> go.Figure:
     """Units × tokens heatmap of a window: values ``[T, U]`` for tokens ``start…start+T-1`` and ``units``.
+
+    ``kind`` (the activation's, e.g. ``"f"``) picks the colours as :func:`unit_scale` does: a gate on 0…1.
 
     With ``select`` the drag mode is box-select (``dragmode="select"``): a brush returns x (token) and y (unit)
     ranges. ``span`` (a, b) is outlined in black and ``hit`` (a match on show) in green, each when it overlaps
@@ -61,14 +64,14 @@ def units_heatmap(
     if labels is not None and T * U <= MAX_HOVER_CELLS:
         custom = np.broadcast_to(np.asarray(labels, object), (U, T))
         hover = "token %{x} %{customdata}<br>unit %{y}<br>value %{z:.3f}<extra></extra>"
-    lo, hi = zrange or symmetric_range(values)
+    scale, (lo, hi) = unit_scale(kind, zrange or symmetric_range(values))
     heat = go.Heatmap(
         z=values.T,
         x=x,
         y=list(units),
         customdata=custom,
         hovertemplate=hover,
-        colorscale=DIVERGING,
+        colorscale=scale,
         zmin=lo,
         zmax=hi,
         colorbar={"thickness": 10, "len": 0.8},
@@ -112,16 +115,19 @@ def units_heatmap(
     return fig
 
 
-def overview_figure(binned: np.ndarray, per: int, window: tuple[int, int] | None = None, title: str = "") -> go.Figure:
-    """The whole run at a glance: ``binned`` ``[bins, U]`` means of ``per`` tokens each; the window is outlined."""
+def overview_figure(
+    binned: np.ndarray, per: int, window: tuple[int, int] | None = None, title: str = "", kind: str = ""
+) -> go.Figure:
+    """The whole run at a glance: ``binned`` ``[bins, U]`` means of ``per`` tokens each; the window is outlined.
+    ``kind`` picks the colours as :func:`unit_scale` does (a gate on 0…1)."""
     binned = np.asarray(binned, np.float32)
     x = np.arange(binned.shape[0]) * per
-    lo, hi = symmetric_range(binned)
+    scale, (lo, hi) = unit_scale(kind, symmetric_range(binned))
     fig = go.Figure(
         go.Heatmap(
             z=binned.T,
             x=x,
-            colorscale=DIVERGING,
+            colorscale=scale,
             zmin=lo,
             zmax=hi,
             colorbar={"thickness": 10},

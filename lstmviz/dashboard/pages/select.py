@@ -47,6 +47,7 @@ heat = figures.units_heatmap(
     span=(a, b),
     hit=hit,
     tracks=tokens[track_names] if track_names else None,
+    kind=run.info(name)["kind"],
 )
 st.plotly_chart(heat, width="stretch", key="brush", on_select=widgets.set_span_from_box, selection_mode="box")
 

@@ -95,7 +95,9 @@ attribution_panel.show(run, key, start, stop)
 
 st.subheader("All units in this window")
 st.plotly_chart(
-    figures.units_heatmap(values, start, range(values.shape[1]), tokens["token"].tolist(), tracks=tracks, select=False),
+    figures.units_heatmap(
+        values, start, range(values.shape[1]), tokens["token"].tolist(), tracks=tracks, select=False, kind=kind
+    ),
     width="stretch",
     key="units_fig",
 )
@@ -111,7 +113,7 @@ if not live:
     st.subheader("The whole run, downsampled")
     binned, per = data.overview(key, name)
     st.caption(f"Each column is the mean of {per} tokens; the box is the window above.")
-    st.plotly_chart(figures.overview_figure(binned, per, (start, stop)), width="stretch", key="ov_fig")
+    st.plotly_chart(figures.overview_figure(binned, per, (start, stop), kind=kind), width="stretch", key="ov_fig")
     widgets.csv_download(
         pd.DataFrame(binned, columns=[f"u{j}" for j in range(binned.shape[1])]).assign(
             first_token=np.arange(len(binned)) * per
