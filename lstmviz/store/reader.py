@@ -134,10 +134,13 @@ class RunReader:
         lo, hi = start - first, stop - first
         # Each column lands contiguous in a unit-major copy, then tiles of it are transposed into the row-major
         # output: placing every column straight into its strided output column costs ~3× as much at 128 units.
+        same = len(read) == len(units) and bool((where == np.arange(len(read))).all())
+        if same and len(read) == 1:  # one column: [n, 1] is contiguous already (a unit's whole column, say)
+            out[:, 0] = table.column(0).slice(lo, hi - lo).to_numpy()
+            return out
         cols = np.empty((len(read), stop - start), out.dtype)
         for j, column in enumerate(table.columns):
             cols[j] = column.slice(lo, hi - lo).to_numpy()
-        same = len(read) == len(units) and bool((where == np.arange(len(read))).all())
         for r in range(0, stop - start, TILE_ROWS):
             tile = cols[:, r : r + TILE_ROWS].T  # [rows, len(read)]
             out[r : r + TILE_ROWS] = tile if same else tile[:, where]
