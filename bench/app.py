@@ -1,20 +1,29 @@
-"""Dashboard server time on a 1M-token run (goal: every cached interaction ≤ 300 ms).
+"""Dashboard server time on a large run (goal: every cached interaction ≤ 300 ms, peak RSS ≤ 2 GB).
 
     nice python bench/app.py
     nice python bench/app.py --tokens 200000 --units 128
+    nice python bench/app.py --tokens 10000000 --units 128 --out /tmp/h19     # the 10M-token case (7.7 GB)
 
 Builds a synthetic run once (random characters, three activations of ``--units`` units, written block by block with
 RunWriter under /tmp), then drives the real pages with Streamlit's AppTest, without a browser: each interaction is
 one widget change and one script run, timed after a first (uncached) visit. The first-visit times, which include
 reading and downsampling the whole activation, building the match index, counting gate saturation from the stats
-and projecting 5,000 sampled states with PCA, are printed too.
+and projecting 5,000 sampled states with PCA, are printed too, as are the Unit page's first visit (which builds the
+activation's unit cards from its values, block by block) apart from its warm visits of other units.
+
+The pages run in this process (AppTest), so the peak RSS printed at the end (``ru_maxrss``, after every
+interaction; the run is built in a child process when it does not exist yet) is the app's, with the bench's own
+small overhead; ``peak_rss_after_<page>_mb`` says where it grew.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -47,6 +56,11 @@ def build(out: Path, n: int, units: int) -> Path:
     return out
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident set so far, in MB (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def timed(at, action) -> float:
     """Seconds for one interaction: the widget change plus the script run it triggers."""
     t = time.perf_counter()
@@ -60,24 +74,36 @@ def main() -> None:
     p.add_argument("--units", type=int, default=64)
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--out", type=Path, default=Path("/tmp/lstmviz-bench-app"))
+    p.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
+    run_dir = args.out / f"run{args.tokens}x{args.units}"
+    if args.build_only:
+        build(run_dir, args.tokens, args.units)
+        return
     from streamlit.testing.v1 import AppTest
 
     t = time.perf_counter()
-    run_dir = build(args.out / f"run{args.tokens}x{args.units}", args.tokens, args.units)
+    if not (run_dir / "manifest.json").is_file():  # built in a child process, so this one's peak RSS is the app's
+        argv = [sys.executable, __file__, "--build-only", "--out", str(args.out)]
+        subprocess.run([*argv, "--tokens", str(args.tokens), "--units", str(args.units)], check=True)
     build_s = time.perf_counter() - t
     run = open_run(run_dir)
     os.environ["LSTMVIZ_RUNS"] = str(run_dir.parent)
     at = AppTest.from_file(APP, default_timeout=600)
-    at.query_params.update({"run": str(run_dir), "act": "rnn.l0.fwd.c", "width": "1000"})
+    # no padding: on a smooth walk few units switch on for exactly the span, and select must find some to match
+    query = {"run": str(run_dir), "act": "rnn.l0.fwd.c", "width": "1000", "pad_before": "0", "pad_after": "0"}
+    at.query_params.update(query)
     at.run()
 
     first: dict[str, float] = {}
-    for page in ("saturation", "projection", "text", "select"):  # ends on select, where the interactions start
+    rss: dict[str, float] = {"open": peak_rss_mb()}
+    # ends on select, where the interactions start
+    for page in ("overview", "saturation", "projection", "text", "unit", "select"):
         t = time.perf_counter()
         at.switch_page(f"lstmviz/dashboard/pages/{page}.py").run()
         first[page] = time.perf_counter() - t
         assert not at.exception, [e.value for e in at.exception]
+        rss[page] = peak_rss_mb()
 
     n, top = run.n_tokens, run.n_tokens - 1000
     rng = np.random.default_rng(1)
@@ -91,22 +117,46 @@ def main() -> None:
         "select_next_window": lambda i: lambda a: a.button(key="start_next").click(),
     }
     times: dict[str, list[float]] = {k: [] for k in interactions}
+    uncached: dict[str, list[float]] = {}
+    matched = 0
     for name, make in interactions.items():
         timed(at, make(0))  # warm the cache for this kind of interaction
         for i in range(args.repeat):
             times[name].append(timed(at, make(i)))
-    at.switch_page("lstmviz/dashboard/pages/text.py").run()
-    for name, make in {
-        "text_unit": lambda i: lambda a: a.number_input(key="unit").set_value(i % args.units),
-        "text_jump": lambda i: lambda a: a.number_input(key="start").set_value(starts[i]),
-        "text_activation": lambda i: lambda a: a.selectbox(key="act").set_value(NAMES[i % 2 + 1]),
-    }.items():
-        times[name] = []
-        for i in range(args.repeat):
-            timed(at, make(i))  # first visit of this view: uncached window read
-        for i in range(args.repeat):
-            times[name].append(timed(at, make(i)))  # the same views again: cached
         assert not at.exception, [e.value for e in at.exception]
+        matched += any(h.value.startswith("Matches") for h in at.subheader)  # select found units: match ran
+    rss["select_interactions"] = peak_rss_mb()
+
+    def views(page: str, kinds: dict) -> None:
+        """Each kind of interaction over ``repeat`` views, first uncached, then the same views again (cached)."""
+        at.switch_page(f"lstmviz/dashboard/pages/{page}.py").run()
+        for name, make in kinds.items():
+            uncached[name], times[name] = [], []
+            for i in range(args.repeat):
+                uncached[name].append(timed(at, make(i)))  # first visit of this view: uncached reads
+            for i in range(args.repeat):
+                times[name].append(timed(at, make(i)))  # the same views again: cached
+            assert not at.exception, [e.value for e in at.exception]
+        rss[page + "_interactions"] = peak_rss_mb()
+
+    views(
+        "text",
+        {
+            "text_unit": lambda i: lambda a: a.number_input(key="unit").set_value(i % args.units),
+            "text_jump": lambda i: lambda a: a.number_input(key="start").set_value(starts[i]),
+            "text_activation": lambda i: lambda a: a.selectbox(key="act").set_value(NAMES[i % 2 + 1]),
+        },
+    )
+    # the cards of c were built by the first visit; h's are built by the first switch to it (timed alone)
+    views("unit", {"unit_unit": lambda i: lambda a: a.number_input(key="unit").set_value(1 + i % (args.units - 1))})
+    t = time.perf_counter()
+    at.selectbox(key="act").set_value("rnn.l0.fwd.h").run()
+    first["unit_cards_build_h"] = time.perf_counter() - t
+    assert not at.exception, [e.value for e in at.exception]
+    rss["unit_interactions"] = peak_rss_mb()
+    t = time.perf_counter()
+    at.switch_page("lstmviz/dashboard/pages/overview.py").run()
+    times["overview_revisit"] = [time.perf_counter() - t]
 
     at.switch_page("lstmviz/dashboard/pages/saturation.py").run()
     lows = [0.05, 0.1, 0.15, 0.2, 0.25]
@@ -119,15 +169,22 @@ def main() -> None:
 
     worst = max(max(v) for v in times.values())
     print(f"worst_cached_interaction_over_goal: {worst / 0.300:.2f}")
+    print(f"select_interactions_that_matched: {matched} of {len(interactions)}")
     print(f"tokens: {n}")
     print(f"units_per_activation: {args.units}")
     print(f"build_run_s: {build_s:.1f}")
     for page, s in first.items():
         print(f"first_visit_{page}_s: {s:.2f}")
+    for name, v in uncached.items():
+        print(f"{name}_uncached_median_ms: {1000 * statistics.median(v):.0f}")
+        print(f"{name}_uncached_max_ms: {1000 * max(v):.0f}")
     for name, v in times.items():
         print(f"{name}_median_ms: {1000 * statistics.median(v):.0f}")
         print(f"{name}_max_ms: {1000 * max(v):.0f}")
     print(f"worst_cached_interaction_ms: {1000 * worst:.0f}")
+    for where, mb in rss.items():
+        print(f"peak_rss_after_{where}_mb: {mb:.0f}")
+    print(f"peak_rss_mb: {peak_rss_mb():.0f}")
 
 
 if __name__ == "__main__":

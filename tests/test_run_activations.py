@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lstmviz.store import RunError, open_run, write_run
+from lstmviz.store import RunError, open_run, reader, write_run
 from lstmviz.store import writer as store
 
 T, U, NAME = 300, 9, "rnn.l0.fwd.c"
@@ -65,6 +65,17 @@ def test_activations_equal_numpy_indexing_of_the_full_matrix(run_and_full, case,
     want = full[slice(*window)][:, oracle_columns(units)]
     assert got.shape == want.shape and got.dtype == np.float32
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("case", ["repeated_unsorted_array", "every_unit_twice", "mask", "range", "unsorted"])
+@pytest.mark.parametrize("window", [(None, None), (63, 200), (5, 12)])
+def test_activations_transposed_in_tiles_equal_numpy_indexing(run_and_full, case, window, monkeypatch):
+    """Reads are placed through unit-major tiles: tiles of 7 rows (not dividing the windows, the row groups of 64
+    or the run) give numpy's ``full[start:stop][:, units]`` too."""
+    run, full = run_and_full
+    monkeypatch.setattr(reader, "TILE_ROWS", 7)
+    units = GOOD_UNITS[case]
+    np.testing.assert_array_equal(run.activations(NAME, units, *window), full[slice(*window)][:, oracle_columns(units)])
 
 
 def test_one_integer_id_gives_one_column(run_and_full):

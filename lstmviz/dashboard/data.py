@@ -210,10 +210,12 @@ def match(
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def on_counts(key: RunRef, name: str, units: tuple[int, ...], theta: float, quantile: bool) -> np.ndarray:
-    """int ``[tokens]``: how many of ``units`` are on (≥ θ) at each step, from the match index."""
+def on_counts(
+    key: RunRef, name: str, units: tuple[int, ...], theta: float, quantile: bool, start: int, stop: int
+) -> np.ndarray:
+    """int ``[stop - start]``: how many of ``units`` are on (≥ θ) at each step of a window, from the match index."""
     index = select_match.on_index(run_of(key), name, select_match.Threshold(theta, quantile))
-    return select_match.on_counts(index, units).astype(np.int64)
+    return select_match.on_counts(index, units, start, stop).astype(np.int64)
 
 
 # --- models -------------------------------------------------------------------------------------------------------

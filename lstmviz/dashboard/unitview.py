@@ -38,10 +38,14 @@ def tokens(key: data.RunRef) -> list[str]:
     return token_strings(data.run_of(key))
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
+@st.cache_resource(max_entries=4, show_spinner=False)
 def column(key: data.RunRef, name: str, unit: int) -> np.ndarray:
-    """float32 ``[tokens]``: the unit's value at every token, for colouring its contexts."""
-    return data.run_of(key).activations(name, [unit])[:, 0]
+    """float32 ``[tokens]``, read-only: the unit's value at every token, for colouring its contexts. 40 MB at 10M
+    tokens: held once (a resource, not a pickled copy per rerun) and few of them, so a long browse stays within
+    the app's memory."""
+    values = data.run_of(key).activations(name, [unit])[:, 0]
+    values.flags.writeable = False
+    return values
 
 
 def context_html(

@@ -16,6 +16,8 @@ from ..errors import RunError
 from ..shards import open_parquet, read_table, tokens_file
 from ..validate import is_index, stats_file, unit_ids
 
+TILE_ROWS = 4096  # rows transposed at a time from the unit-major copy of a read (a tile stays in cache)
+
 
 class RunReader:
     """The files of a recorded run, read lazily: its manifest, tokens, stats and activations (see :class:`Run`,
@@ -130,6 +132,16 @@ class RunReader:
                 f"activation file {self.path / self.info(name)['file']} is unreadable: {' '.join(str(e).split())}"
             ) from None
         lo, hi = start - first, stop - first
+        # Each column lands contiguous in a unit-major copy, then tiles of it are transposed into the row-major
+        # output: placing every column straight into its strided output column costs ~3× as much at 128 units.
+        same = len(read) == len(units) and bool((where == np.arange(len(read))).all())
+        if same and len(read) == 1:  # one column: [n, 1] is contiguous already (a unit's whole column, say)
+            out[:, 0] = table.column(0).slice(lo, hi - lo).to_numpy()
+            return out
+        cols = np.empty((len(read), stop - start), out.dtype)
         for j, column in enumerate(table.columns):
-            out[:, where == j] = column.slice(lo, hi - lo).to_numpy()[:, None]
+            cols[j] = column.slice(lo, hi - lo).to_numpy()
+        for r in range(0, stop - start, TILE_ROWS):
+            tile = cols[:, r : r + TILE_ROWS].T  # [rows, len(read)]
+            out[r : r + TILE_ROWS] = tile if same else tile[:, where]
         return out

@@ -130,3 +130,20 @@ def test_match_rejects_bad_units(make_run):
         match(run, NAME, [8])
     with pytest.raises(RunError, match="min_selected"):
         match(run, NAME, [1, 2], min_selected=3)
+
+
+@pytest.mark.parametrize("threshold", [Threshold(0.2), Threshold(0.7, quantile=True)])
+@pytest.mark.parametrize("window", [(0, 500), (37, 61), (480, 500), (490, 700), (None, None), (100, 100)])
+def test_on_counts_of_a_window_equal_brute_force(make_run, rng, threshold, window):
+    """A window's counts are the units on (≥ θ) at each of its steps, counted on the values themselves, and the
+    whole run's counts sliced there."""
+    x = rng.normal(size=(500, 13))
+    run = make_run({NAME: x})
+    units = [12, 0, 7, 8, 3]
+    index = on_index(run, NAME, threshold)
+    values = run.activations(NAME)
+    want = (values[slice(*window)][:, units] >= index.theta[units]).sum(1)
+    got = sm.on_counts(index, units, *window)
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got, sm.on_counts(index, units)[slice(*window)])

@@ -76,6 +76,31 @@ def test_card_gathers_the_stored_parts(planted):
     assert units.shown(" \n") == "`␣↵`"
 
 
+def test_card_of_a_run_without_tracks_reads_no_whole_column(make_run, rng, monkeypatch):
+    """Without annotation tracks the label needs no column: the card reads windows only (at 10M tokens a column
+    is 40 MB and a scan of every row group), and it is the card made from the column all the same."""
+    x = rng.normal(size=(2000, 4))
+    x[::97, 1] += 3.0
+    run = make_run({"rnn.l0.fwd.h": x})
+    column = run.activations("rnn.l0.fwd.h", [1])[:, 0]
+    top = run.top_contexts("rnn.l0.fwd.h", 1, k=20)["idx"].to_numpy()
+    oracle = units.unit_label(run, column, top)  # the label as scored from the whole column
+    reads = []
+    read = run.activations
+
+    def spy(name, units_=None, start=None, stop=None):
+        out = read(name, units_, start, stop)
+        reads.append(len(out))
+        return out
+
+    monkeypatch.setattr(run, "activations", spy)
+    c = units.card(run, "rnn.l0.fwd.h", 1)
+    assert all(n < run.n_tokens for n in reads), reads
+    assert c.label == oracle
+    assert c.stats["frac_above"] == pytest.approx((column > 0.5).mean())
+    assert list(c.top[1]["idx"]) == list(top)
+
+
 def test_logit_lens_is_the_units_column():
     w = np.array([[0.5, -1.0], [2.0, 0.0], [-3.0, 1.0], [2.0, 4.0]])
     lens = units.logit_lens(w, 0, ["a", "b", "c", "d"], k=2)

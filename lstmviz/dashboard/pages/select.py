@@ -76,9 +76,9 @@ st.subheader("Matches across the corpus")
 hits = data.match(key, name, tuple(units), th, quantile, pad_before, pad_after)
 if hits.empty:
     widgets.empty("No other span has these units on together.")
-counts = data.on_counts(key, name, tuple(units), th, quantile)
+counts = data.on_counts(key, name, tuple(units), th, quantile, start, stop)
 st.plotly_chart(
-    figures.counts_figure(counts[start:stop], start, len(units), "Selected units on, in this window"),
+    figures.counts_figure(counts, start, len(units), "Selected units on, in this window"),
     width="stretch",
     key="counts_fig",
 )
