@@ -1,10 +1,11 @@
 """First start from a clean runs folder: seconds until the app is interactive, and until every sample is prepared.
 
-    python bench/first_start.py [--keep DIR]
+    python bench/first_start.py [--keep DIR] [--first-only]
 
 Starts ``streamlit run app.py`` headless on a fresh temporary runs folder and opens it in Debian's chromium
-(Playwright), as a first-time user would. ``first_interactive_s`` is from starting the server to the Overview of
-code_lstm drawn with the sidebar navigation (no spinner left); ``all_prepared_s`` is until the background
+(Playwright), as a first-time user would. ``first_interactive_s`` is from starting the server to Start here (the
+root page) on code_lstm with the sidebar navigation and its first lesson card drawn; ``start_here_complete_s``
+until its last card is filled (no spinner left); ``all_prepared_s`` is until the background
 preparer has written ``"finished": true`` (every sample recorded, its projections and gradient curves stored).
 Then, in this process, the Gradients page's RNN vs LSTM overlay (code_lstm and code_rnn at the page's default
 K and targets) read from the stored curves against computed cold, side by side.
@@ -41,8 +42,9 @@ def shown_run(page) -> str:
     return " ".join([page.url, *(boxes.nth(i).input_value() for i in range(boxes.count()))])
 
 
-def browse(base: str, t0: float) -> float:
-    """Seconds from ``t0`` until the Overview of code_lstm is drawn and settled in a real browser."""
+def browse(base: str, t0: float) -> tuple[float, float]:
+    """Seconds from ``t0`` until Start here (the root page) of code_lstm is usable in a real browser: the
+    navigation and its first lesson card drawn; and until every card is filled (no spinner left)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -55,17 +57,20 @@ def browse(base: str, t0: float) -> float:
             except Exception:  # the server is not listening yet
                 time.sleep(0.1)
         nav = page.locator('[data-testid="stSidebarNavLink"]')
+        usable = None
         while True:
-            ready = nav.count() and page.locator("h1", has_text="Overview").count()
-            busy = page.locator('[data-testid="stSpinner"]').count()
-            if ready and not busy and "code_lstm" in shown_run(page):
-                took = time.monotonic() - t0
+            ready = nav.count() and page.locator("h1", has_text="Start here").count()
+            cards = page.locator('[data-testid="stPageLink"]').count()
+            if usable is None and ready and cards and "code_lstm" in shown_run(page):
+                usable = time.monotonic() - t0
+            if usable is not None and not page.locator('[data-testid="stSpinner"]').count():
+                complete = time.monotonic() - t0
                 break
             if time.monotonic() - t0 > 300:
                 raise SystemExit("the app did not become interactive within 300 s")
             page.wait_for_timeout(100)
         browser.close()
-    return took
+    return usable, complete
 
 
 def overlay_seconds(root: Path) -> tuple[float, float]:
@@ -94,6 +99,7 @@ def overlay_seconds(root: Path) -> tuple[float, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--keep", type=Path, help="use (and keep) this runs folder, which must not exist yet")
+    ap.add_argument("--first-only", action="store_true", help="stop once Start here is complete (no preparation)")
     args = ap.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="lstmviz-first-")) / "runs"
     if root.exists():
@@ -113,7 +119,12 @@ def main() -> None:
                     break
             except OSError:
                 time.sleep(0.05)
-        first = browse(f"http://127.0.0.1:{port}", t0)
+        first, complete = browse(f"http://127.0.0.1:{port}", t0)
+        if args.first_only:
+            print(f"first_interactive_s: {first:.1f}")
+            print(f"start_here_complete_s: {complete:.1f}")
+            print(f"load_average_1min: {os.getloadavg()[0]:.1f}")
+            return
         status = root / ".prepare.json"
         while True:
             try:
@@ -132,6 +143,7 @@ def main() -> None:
     stored, cold = overlay_seconds(root)
     print(f"gradient_overlay_cold_over_stored: {cold / max(stored, 1e-9):.0f}")
     print(f"first_interactive_s: {first:.1f}")
+    print(f"start_here_complete_s: {complete:.1f}")
     print(f"all_prepared_s: {prepared:.1f}")
     print(f"load_average_1min: {os.getloadavg()[0]:.1f}")
     print(f"gradient_overlay_stored_s: {stored:.3f}")
