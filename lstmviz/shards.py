@@ -64,12 +64,6 @@ def tokens_file(manifest: dict) -> str:
     return (manifest.get("tokens") or {}).get("file", "tokens.parquet")
 
 
-def shard_bounds(manifest: dict) -> list[tuple[int, int]] | None:
-    """``recording.shards`` as ``[(start, stop), …]``, or None for an unsharded run."""
-    shards = (manifest.get("recording") or {}).get("shards")
-    return None if shards is None else [(int(a), int(b)) for a, b in shards]
-
-
 # --------------------------------------------------------------------------------------------------- reading
 
 

@@ -209,7 +209,7 @@ class RunWriter:
             _spill_to_parquet(spill, self._tiles[act.name], self.partial / act.file, self.n, act.units, act.kind)
             spill.unlink()
 
-        # The copies and pyarrow's encoding run without the GIL, so files convert in parallel.
+        # The copies, the page writes and pyarrow's codecs run without the GIL, so files convert in parallel.
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
             list(pool.map(convert, self.acts.values()))
         (self.partial / "spill").rmdir()

@@ -26,9 +26,6 @@ names = {}  # name in the URL (relative to the runs root) → path, every run bu
 for p in data.find_runs(root):
     if p.resolve() != here:
         names[str(p.relative_to(root)) if p.is_relative_to(root) else str(p)] = str(p)
-pending = st.session_state.get("_goto", {})
-if isinstance(pending.get("overlay"), str):  # a lesson's link hands the names as the URL writes them
-    pending["overlay"] = [n for n in pending["overlay"].split(",") if n]
 state.init(
     "overlay",
     [],
