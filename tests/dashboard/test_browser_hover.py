@@ -49,7 +49,11 @@ def test_play_steps_through_the_text_by_itself(page, server):  # noqa: F811
     assert 3 + 3 <= moved < stepper.STRETCH, moved  # on by itself, one token a beat, within the stretch
     page.get_by_role("button", name="Pause").click()
     settle(page)
+    # a beat already on its way when Pause lands may still show: what must hold is that no further beat comes
+    page.wait_for_timeout(round(stepper.PLAY_EVERY * 1.5 * 1000))
+    settle(page)
     held = position.input_value()
+    assert page.get_by_role("button", name="▶ Play").count()
     page.wait_for_timeout(round(stepper.PLAY_EVERY * 3 * 1000))
     assert position.input_value() == held
     assert not page.locator('[data-testid="stException"]').count()
