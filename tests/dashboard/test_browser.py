@@ -126,6 +126,20 @@ def settle(tab, timeout: float = 90) -> None:
     raise AssertionError("the app did not settle")
 
 
+def heatmap_texts(tab, want: set[str], timeout: float = 60) -> list[str]:
+    """The characters drawn in the first chart once they include ``want`` (polled: a debounced commit and its
+    rerun may land after any fixed wait on a loaded machine); fails with what was drawn."""
+    end, texts = time.time() + timeout, []
+    while time.time() < end:
+        chart = tab.locator('[data-testid="stPlotlyChart"]').first
+        if chart.count():
+            texts = chart.locator("text").evaluate_all("els => els.map(e => e.textContent)")
+            if want <= set(texts):
+                return texts
+        time.sleep(0.3)
+    raise AssertionError(f"{sorted(want)} not drawn: {texts[:40]}")
+
+
 def snapshot(tab, name: str) -> None:
     """Save ``test-artifacts/<name>.png`` of the whole page: the window is made as tall as the content (Streamlit
     scrolls inside its main block, so a full-page screenshot alone stops at the window)."""
@@ -216,22 +230,12 @@ def test_live_text_is_recorded_when_typing_pauses(page, server):
     settle(page)
     area = page.locator("textarea").first
     area.press_sequentially("qux = 1\n", delay=30)
-    page.wait_for_timeout(1500)  # the pause, then the recording
+    heatmap_texts(page, {"q", "u", "x"})  # the pause, then the recording
     settle(page)
     assert area.evaluate("el => el === el.getRootNode().activeElement"), "typing lost the focus"
-    heat = page.locator('[data-testid="stPlotlyChart"]').first
-    heat.scroll_into_view_if_needed()
-    texts = heat.locator("text").evaluate_all("els => els.map(e => e.textContent)")
-    assert {"q", "u", "x"} <= set(texts), texts[:40]
     area.press_sequentially("zz", delay=30)
-    page.wait_for_timeout(1500)
+    heatmap_texts(page, {"z"})
     settle(page)
-    texts = (
-        page.locator('[data-testid="stPlotlyChart"]')
-        .first.locator("text")
-        .evaluate_all("els => els.map(e => e.textContent)")
-    )
-    assert "z" in texts, texts[:40]
     assert_clean(page, "live text after a pause")
 
 
