@@ -45,11 +45,24 @@ def _check_out(out: Path, overwrite: bool, kind: str = "run", option: str = "--o
     check_target(out, kind, overwrite, name=option, flag="--overwrite")
 
 
+def _check_run_out(out: str, overwrite: bool):
+    """The run's location (a Path, or an FsPath on object storage), refused before any work if lstmviz may not
+    write there; a URI that does not resolve (unknown scheme, no bucket, no credentials) is one line too."""
+    from .location import FsPath, check_remote_target, resolve
+
+    target = resolve(out)
+    if isinstance(target, FsPath):
+        check_remote_target(target, "--out")
+    else:
+        _check_out(target, overwrite)
+    return target
+
+
 def _record(args: argparse.Namespace) -> int:
     from .models.loading import load_model
     from .models.tokenizers import read_text
 
-    _check_out(args.out, args.overwrite)
+    args.out = _check_run_out(args.out, args.overwrite)
     if args.max_tokens is not None and args.max_tokens < 1:
         raise UserError(f"--max-tokens must be at least 1, got {args.max_tokens}")
     if args.streams < 1 or args.chunk < 1:
