@@ -151,10 +151,11 @@ def _size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def describe_run(path: Path) -> list[str]:
+def describe_run(path: str | Path) -> list[str]:
     """The lines ``lstmviz info`` prints: tokens, model, tokenizer, activations by layer, size on disk."""
     from collections import defaultdict
 
+    from .location import FsPath, tree_size
     from .store import open_run
 
     run = open_run(path)
@@ -196,7 +197,10 @@ def describe_run(path: Path) -> list[str]:
         groups[f"{a['module']}.l{a['layer']}.{a['dir']}"].append(f"{a['kind']}[{a['units']}]")
     lines.append(f"activations {len(m['activations'])}, {sum(a['units'] for a in m['activations']):,} units")
     lines += [f"  {prefix}: {' '.join(kinds)}" for prefix, kinds in groups.items()]
-    lines.append(f"size        {_size(run.path) / 1e6:.1f} MB on disk")
+    if isinstance(run.path, FsPath):
+        lines.append(f"size        {tree_size(run.path) / 1e6:.1f} MB stored")
+    else:
+        lines.append(f"size        {_size(run.path) / 1e6:.1f} MB on disk")
     return lines
 
 
@@ -323,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_train)
 
     p = sub.add_parser("info", help="what is in a run, and its size")
-    p.add_argument("run", type=Path)
+    p.add_argument("run", help="run directory, or its URI on a pyarrow filesystem (s3://bucket/prefix, gs://…)")
     p.set_defaults(func=_info)
 
     p = sub.add_parser(

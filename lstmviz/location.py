@@ -161,6 +161,12 @@ class FsPath:
 AnyPath = Path | FsPath
 
 
+def tree_size(path: FsPath) -> int:
+    """Bytes of every file at or below ``path``."""
+    infos = path.fs.get_file_info(pafs.FileSelector(path.path, recursive=True, allow_not_found=True))
+    return sum(i.size or 0 for i in infos if i.type == pafs.FileType.File)
+
+
 def resolve(where: str | os.PathLike | FsPath, filesystem: pafs.FileSystem | None = None) -> AnyPath:
     """A local :class:`~pathlib.Path`, or an :class:`FsPath` on another filesystem.
 
@@ -260,12 +266,13 @@ def scratch_dir(out: AnyPath) -> Path:
     return out.expanduser().parent
 
 
-def local_cache(run: FsPath, created: str) -> Path:
+def local_cache(run: FsPath, manifest: dict) -> Path:
     """The local directory that stands in for a remote run's ``cache/`` (memory maps need local files): under
-    ``$LSTMVIZ_CACHE`` (default ``~/.cache/lstmviz``), one per run and recording, filled on first use with the
-    derived data the run was recorded with."""
+    ``$LSTMVIZ_CACHE`` (default ``~/.cache/lstmviz``), one per run and recording (keyed by its location and
+    manifest), filled on first use with the derived data the run was recorded with."""
     root = Path(os.environ.get("LSTMVIZ_CACHE") or Path.home() / ".cache" / "lstmviz") / "remote"
-    key = hashlib.sha256(f"{run.fs.type_name}\0{run.path}\0{created}".encode()).hexdigest()[:16]
+    recording = json.dumps(manifest, sort_keys=True, default=str)
+    key = hashlib.sha256(f"{run.fs.type_name}\0{run.path}\0{recording}".encode()).hexdigest()[:16]
     home = root / f"{run.name or 'run'}-{key}"
     cache = home / "cache"
     if not cache.is_dir():
@@ -300,6 +307,9 @@ def check_remote_target(target: FsPath, name: str = "output") -> None:
     with storage_errors(target, "write to"):
         if target.is_file():
             raise RunError(f"{name} {target} is a file, not a run directory: lstmviz will not replace it")
+        bucket = FsPath(target.fs, target.path.strip("/").split("/")[0])
+        if target.fs.type_name in ("s3", "gcs") and not bucket.is_dir():
+            raise RunError(f"{name} {target}: there is no bucket {bucket} (or these credentials cannot see it)")
         if not target.is_dir():
             return
         if (target / "manifest.json").exists():
@@ -326,19 +336,26 @@ class RemoteOutput:
     def __init__(self, target: FsPath, *, name: str = "output"):
         self.target = target
         self._name = name
-        check_remote_target(target, name)
-        with storage_errors(target, "write to"):
-            if target.exists():
-                target.rmtree()  # empty, or an interrupted recording of ours (checked above): start over
-            target.mkdir()
-            (target / MARKER).write_text(json.dumps({"written_by": "lstmviz", "kind": "run"}) + "\n")
-        self.partial = staging_dir(".lstmviz-stage-")
         self.published = False
+        self._ours = False  # whether what is at target is ours to delete again
+        check_remote_target(target, name)
+        self.partial = staging_dir(".lstmviz-stage-")
+        try:
+            with storage_errors(target, "write to"):
+                if target.exists():
+                    target.rmtree()  # empty, or an interrupted recording of ours (checked above): start over
+                self._ours = True
+                target.mkdir()
+                (target / MARKER).write_text(json.dumps({"written_by": "lstmviz", "kind": "run"}) + "\n")
+        except BaseException:
+            self.discard()
+            raise
 
     def publish(self, finish: Callable[[FsPath], None] | None = None) -> FsPath:
         """Upload the staged files under their final names (in parallel), then ``finish(target)`` last."""
         with storage_errors(self.target, "write to"):
-            if (self.target / "manifest.json").exists():
+            if (self.target / "manifest.json").exists():  # another writer finished a run here meanwhile
+                self._ours = False
                 check_remote_target(self.target, self._name)
             (self.partial / "manifest.json").unlink(missing_ok=True)
             (self.partial / MARKER).unlink(missing_ok=True)
@@ -353,11 +370,11 @@ class RemoteOutput:
     def discard(self) -> None:
         """Delete the staging directory and whatever reached ``target``; idempotent, and a no-op once published."""
         shutil.rmtree(self.partial, ignore_errors=True)
-        if self.published:
+        if self.published or not self._ours:
             return
+        self._ours = False
         with contextlib.suppress(OSError, pa.ArrowException):
             self.target.rmtree()
-        self.published = True  # nothing of ours is left to remove
 
     def __enter__(self) -> RemoteOutput:
         return self

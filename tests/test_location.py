@@ -8,6 +8,7 @@ data), and the files that a filesystem lists after a recording that failed or wa
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -102,6 +103,11 @@ def test_a_run_on_a_non_local_filesystem_equals_the_local_one(local, tmp_path):
     assert_same_run(run, local)
     assert run.cache_dir.is_relative_to(tmp_path / "lstmviz-cache")
 
+    from lstmviz.cli import describe_run
+
+    stored = sum(len(fs.open_input_stream(f"{root}/run/{f}").read()) for f in files)
+    assert describe_run(FsPath(fs, f"{root}/run"))[-1] == f"size        {stored / 1e6:.1f} MB stored"
+
 
 def test_an_existing_run_or_foreign_files_on_a_store_are_never_replaced(local, tmp_path):
     fs, root = _memory_fs(tmp_path)
@@ -141,7 +147,7 @@ def test_a_failed_recording_leaves_nothing_on_the_store(tmp_path):
         lstmviz.record_corpus(model, IDS, FsPath(fs, f"{root}/run"), **OPTIONS)
     assert _files(fs, f"{root}/run") == set()
     assert not any((tmp_path / "staging").iterdir())
-    with pytest.raises(lstmviz.RunError, match="no run at .*: the directory does not exist"):
+    with pytest.raises(lstmviz.RunError, match=r"no run at .*: the directory does not exist"):
         lstmviz.open_run(FsPath(fs, f"{root}/run"))
 
 
@@ -181,7 +187,7 @@ def test_a_killed_upload_leaves_no_complete_looking_run_and_a_new_one_starts_ove
 
 
 def test_paths_and_uris_resolve_to_one_place(tmp_path):
-    fs, root = _memory_fs(tmp_path)
+    fs, _ = _memory_fs(tmp_path)
     assert resolve("runs/x") == Path("runs/x")
     assert resolve(f"file://{tmp_path}/r") == tmp_path / "r"
     assert resolve(str(tmp_path / "r"), filesystem=pafs.LocalFileSystem()) == tmp_path / "r"
@@ -234,3 +240,38 @@ def test_a_sharded_recording_to_a_file_uri_and_to_a_store_equals_the_local_one(r
         table = duckdb.sql(f"select * from read_parquet('{root}/shards/*/acts/{name}.parquet')").fetchnumpy()
         values = np.stack([table[c] for c in sorted(table)], axis=1).astype(np.float32)
         np.testing.assert_array_equal(values, want.activations(name))
+
+
+class DiesOnceMidShard(TinyCharModel):
+    """Kills its worker process at the fifth forward of the whole recording (the histogram probe makes the first,
+    each of two shards three more), so a shard dies once its writer may have claimed its part on the store;
+    counted across processes by exclusively created files ``<marker>.<k>``."""
+
+    def __init__(self, marker: str):
+        super().__init__()
+        self.marker = marker
+
+    def forward(self, ids):
+        k = 0
+        while True:
+            try:
+                os.close(os.open(f"{self.marker}.{k}", os.O_CREAT | os.O_EXCL))
+                break
+            except FileExistsError:
+                k += 1
+        if k == 4:
+            os._exit(1)
+        return super().forward(ids)
+
+
+def test_a_killed_worker_on_a_store_is_retried_and_the_run_equals_the_local_one(ray_cluster, tmp_path):
+    local = tmp_path / "local"
+    record_sharded(_model(), IDS, local, shards=2, **OPTIONS)
+    bucket = tmp_path / "bucket"
+    bucket.mkdir()
+    fs = pafs.SubTreeFileSystem(str(bucket), pafs.LocalFileSystem())
+    model = DiesOnceMidShard(str(tmp_path / "died"))
+    model.load_state_dict(_model().state_dict())
+    record_sharded(model.eval(), IDS, FsPath(fs, "run"), shards=2, max_retries=2, **OPTIONS)
+    assert (tmp_path / "died.4").exists()  # the forward that died
+    assert_same_run(lstmviz.open_run(FsPath(fs, "run")), lstmviz.open_run(local))

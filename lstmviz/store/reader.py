@@ -29,6 +29,7 @@ class RunReader:
         self.manifest = manifest
         self._acts = {a["name"]: a for a in manifest["activations"]}
         self._files: dict[str, pq.ParquetFile] = {}
+        self._local_cache: Path | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r}, tokens={self.n_tokens}, activations={len(self.names)})"
@@ -81,7 +82,9 @@ class RunReader:
         """``<run>/cache``: derived data, created on demand, safe to delete. A run on object storage has a local
         one instead (:func:`lstmviz.location.local_cache`), filled with the run's own on first use."""
         if isinstance(self.path, FsPath):
-            return local_cache(self.path, str(self.manifest.get("created", "")))
+            if self._local_cache is None:
+                self._local_cache = local_cache(self.path, self.manifest)
+            return self._local_cache
         d = self.path / "cache"
         d.mkdir(exist_ok=True)
         return d
