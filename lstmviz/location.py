@@ -198,10 +198,6 @@ def resolve(where: str | os.PathLike | FsPath, filesystem: pafs.FileSystem | Non
     return Path(where)
 
 
-def is_remote(path: object) -> bool:
-    return isinstance(path, FsPath)
-
-
 def _line(e: BaseException) -> str:
     return " ".join(str(e).split()) or type(e).__name__
 
