@@ -300,11 +300,14 @@ def _own_marker(path: FsPath) -> bool:
 def check_remote_target(target: FsPath, name: str = "output") -> None:
     """Raise :class:`RunError` unless a run may be written at ``target``: new, empty, or an interrupted lstmviz
     recording (marker, no manifest). An existing run is refused even to be overwritten (see the module doc)."""
+    bucket = FsPath(target.fs, target.path.strip("/").split("/")[0])
+    buckets = target.fs.type_name in ("s3", "gcs")
+    if buckets and bucket.path == target.path.strip("/"):  # a run's files, deleted as one, never the bucket's
+        raise RunError(f"{name} {target} is a whole bucket: give a prefix inside it, e.g. {bucket}/runs/mine")
     with storage_errors(target, "write to"):
         if target.is_file():
             raise RunError(f"{name} {target} is a file, not a run directory: lstmviz will not replace it")
-        bucket = FsPath(target.fs, target.path.strip("/").split("/")[0])
-        if target.fs.type_name in ("s3", "gcs") and not bucket.is_dir():
+        if buckets and not bucket.is_dir():
             raise RunError(f"{name} {target}: there is no bucket {bucket} (or these credentials cannot see it)")
         if not target.is_dir():
             return

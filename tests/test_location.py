@@ -27,7 +27,7 @@ import lstmviz
 from lstmviz.analysis.match_bits import DEFAULT_THRESHOLDS, on_index
 from lstmviz.analysis.overview import overview
 from lstmviz.distributed import record_sharded
-from lstmviz.location import FsPath, resolve
+from lstmviz.location import FsPath, check_remote_target, resolve
 from lstmviz.store import write_run
 
 HERE = Path(__file__).resolve().parent
@@ -197,6 +197,8 @@ def test_paths_and_uris_resolve_to_one_place(tmp_path):
     for bad, why in (("nope://x/y", "Unrecognized filesystem type"), ("gs://", "names no bucket")):
         with pytest.raises(lstmviz.RunError, match=why):
             resolve(bad)
+    with pytest.raises(lstmviz.RunError, match="is a whole bucket: give a prefix inside it"):
+        check_remote_target(resolve("gs://bucket"))  # refused before any request: a run is never a bucket
 
 
 def test_cli_refuses_a_bad_or_unreachable_uri_in_one_line(tmp_path, capsys, monkeypatch):
