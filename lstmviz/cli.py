@@ -262,7 +262,8 @@ def _export(args: argparse.Namespace) -> int:
     for name in args.names or []:
         run.info(name)  # a RunError naming the unknown activation
     option, dest = next((f"--{k}", getattr(args, k)) for k in ("lstmvis", "csv", "parquet") if getattr(args, k))
-    if Path(os.path.abspath(dest)).is_relative_to(Path(os.path.abspath(run.path))):
+    local = isinstance(run.path, Path)  # a run on object storage cannot hold a local destination
+    if local and Path(os.path.abspath(dest)).is_relative_to(Path(os.path.abspath(run.path))):
         raise UserError(f"{option} {dest} is inside the run {run.path}: export it somewhere else")
     if args.lstmvis is not None:
         if args.start is not None or args.stop is not None:

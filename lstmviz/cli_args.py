@@ -138,7 +138,7 @@ def add_import(p: argparse.ArgumentParser) -> None:
 
 def add_export(p: argparse.ArgumentParser) -> None:
     """The options of ``lstmviz export``."""
-    p.add_argument("run", type=Path)
+    p.add_argument("run", help="run directory, or its URI on a pyarrow filesystem (s3://bucket/prefix, gs://…)")
     dest = p.add_mutually_exclusive_group(required=True)
     dest.add_argument("--lstmvis", type=Path, metavar="FOLDER", help="an LSTMVis project folder")
     dest.add_argument("--csv", type=Path, metavar="FILE", help="a CSV table, one row per token")

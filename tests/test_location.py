@@ -18,6 +18,7 @@ import duckdb
 import fsspec
 import numpy as np
 import pandas as pd
+import polars as pl
 import pyarrow.fs as pafs
 import pytest
 import torch
@@ -242,6 +243,8 @@ def test_a_sharded_recording_to_a_file_uri_and_to_a_store_equals_the_local_one(r
         table = duckdb.sql(f"select * from read_parquet('{root}/shards/*/acts/{name}.parquet')").fetchnumpy()
         values = np.stack([table[c] for c in sorted(table)], axis=1).astype(np.float32)
         np.testing.assert_array_equal(values, want.activations(name))
+        frame = pl.read_parquet(f"{root}/shards/*/acts/{name}.parquet")
+        np.testing.assert_array_equal(frame.to_numpy().astype(np.float32), want.activations(name))
 
 
 class DiesOnceMidShard(TinyCharModel):
