@@ -45,11 +45,24 @@ def _check_out(out: Path, overwrite: bool, kind: str = "run", option: str = "--o
     check_target(out, kind, overwrite, name=option, flag="--overwrite")
 
 
+def _check_run_out(out: str, overwrite: bool):
+    """The run's location (a Path, or an FsPath on object storage), refused before any work if lstmviz may not
+    write there; a URI that does not resolve (unknown scheme, no bucket, no credentials) is one line too."""
+    from .location import FsPath, check_remote_target, resolve
+
+    target = resolve(out)
+    if isinstance(target, FsPath):
+        check_remote_target(target, "--out")
+    else:
+        _check_out(target, overwrite)
+    return target
+
+
 def _record(args: argparse.Namespace) -> int:
     from .models.loading import load_model
     from .models.tokenizers import read_text
 
-    _check_out(args.out, args.overwrite)
+    args.out = _check_run_out(args.out, args.overwrite)
     if args.max_tokens is not None and args.max_tokens < 1:
         raise UserError(f"--max-tokens must be at least 1, got {args.max_tokens}")
     if args.streams < 1 or args.chunk < 1:
@@ -138,10 +151,11 @@ def _size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def describe_run(path: Path) -> list[str]:
+def describe_run(path: str | Path) -> list[str]:
     """The lines ``lstmviz info`` prints: tokens, model, tokenizer, activations by layer, size on disk."""
     from collections import defaultdict
 
+    from .location import FsPath, tree_size
     from .store import open_run
 
     run = open_run(path)
@@ -183,7 +197,10 @@ def describe_run(path: Path) -> list[str]:
         groups[f"{a['module']}.l{a['layer']}.{a['dir']}"].append(f"{a['kind']}[{a['units']}]")
     lines.append(f"activations {len(m['activations'])}, {sum(a['units'] for a in m['activations']):,} units")
     lines += [f"  {prefix}: {' '.join(kinds)}" for prefix, kinds in groups.items()]
-    lines.append(f"size        {_size(run.path) / 1e6:.1f} MB on disk")
+    if isinstance(run.path, FsPath):
+        lines.append(f"size        {tree_size(run.path) / 1e6:.1f} MB stored")
+    else:
+        lines.append(f"size        {_size(run.path) / 1e6:.1f} MB on disk")
     return lines
 
 
@@ -245,7 +262,8 @@ def _export(args: argparse.Namespace) -> int:
     for name in args.names or []:
         run.info(name)  # a RunError naming the unknown activation
     option, dest = next((f"--{k}", getattr(args, k)) for k in ("lstmvis", "csv", "parquet") if getattr(args, k))
-    if Path(os.path.abspath(dest)).is_relative_to(Path(os.path.abspath(run.path))):
+    local = isinstance(run.path, Path)  # a run on object storage cannot hold a local destination
+    if local and Path(os.path.abspath(dest)).is_relative_to(Path(os.path.abspath(run.path))):
         raise UserError(f"{option} {dest} is inside the run {run.path}: export it somewhere else")
     if args.lstmvis is not None:
         if args.start is not None or args.stop is not None:
@@ -310,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_train)
 
     p = sub.add_parser("info", help="what is in a run, and its size")
-    p.add_argument("run", type=Path)
+    p.add_argument("run", help="run directory, or its URI on a pyarrow filesystem (s3://bucket/prefix, gs://…)")
     p.set_defaults(func=_info)
 
     p = sub.add_parser(

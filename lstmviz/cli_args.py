@@ -69,7 +69,11 @@ def add_record(p: argparse.ArgumentParser) -> None:
         "become doc_* token columns) or one document per line (the line end not part of it). A classifier's "
         "output per document is kept as pred, pred_p, p0…",
     )
-    p.add_argument("--out", required=True, type=Path, help="run directory to create")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="run directory to create, or a URI on a pyarrow filesystem (s3://bucket/prefix, gs://…)",
+    )
     p.add_argument(
         "--annotate",
         choices=list(ANNOTATE),
@@ -124,13 +128,17 @@ def add_samples(p: argparse.ArgumentParser) -> None:
 def add_import(p: argparse.ArgumentParser) -> None:
     """The options of ``lstmviz import-lstmvis``."""
     p.add_argument("folder", type=Path)
-    p.add_argument("--out", required=True, type=Path, help="run directory to create")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="run directory to create, or a URI on a pyarrow filesystem (s3://bucket/prefix, gs://…)",
+    )
     p.add_argument("--overwrite", action="store_true")
 
 
 def add_export(p: argparse.ArgumentParser) -> None:
     """The options of ``lstmviz export``."""
-    p.add_argument("run", type=Path)
+    p.add_argument("run", help="run directory, or its URI on a pyarrow filesystem (s3://bucket/prefix, gs://…)")
     dest = p.add_mutually_exclusive_group(required=True)
     dest.add_argument("--lstmvis", type=Path, metavar="FOLDER", help="an LSTMVis project folder")
     dest.add_argument("--csv", type=Path, metavar="FILE", help="a CSV table, one row per token")

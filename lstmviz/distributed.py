@@ -13,6 +13,11 @@ The driver cuts the corpus, fixes each activation's histogram range (from the fi
 process does), launches the tasks, and once every shard is in place merges the stats, match indices and
 overviews and writes the manifest last (through :class:`lstmviz.outputs.Output`). A shard that fails for good
 removes the whole ``<run>.partial``; a killed driver leaves only ``<run>.partial``, which never looks complete.
+
+On object storage (``s3://…``, or any :class:`lstmviz.location.FsPath`) there is no rename: each task uploads
+its part under its final name ``<run>/shards/<k>/`` (staging it on the worker's own disk), the driver merges
+from there, and the run's ``manifest.json``, uploaded last, is what makes it complete
+(:class:`lstmviz.location.RemoteOutput`).
 """
 
 from __future__ import annotations
@@ -31,7 +36,18 @@ import pyarrow.parquet as pq
 from . import shard_merge
 from . import shards as _shards
 from .errors import ModelError, RunError, UserError
-from .outputs import Output, write_json_atomically
+from .location import (
+    AnyPath,
+    FsPath,
+    RemoteOutput,
+    read_table,
+    resolve,
+    scratch_dir,
+    staging_dir,
+    write_manifest,
+    write_table,
+)
+from .outputs import Output
 
 POLL_S = 0.5
 
@@ -109,7 +125,7 @@ def _record_shard(
     shard: int,
     start: int,
     piece: dict,
-    part: str,
+    part: str | FsPath,
     options: dict,
     n_run: int,
     ranges: dict,
@@ -118,14 +134,17 @@ def _record_shard(
 ) -> int:
     """One Ray task: the single-process recording (:func:`lstmviz.streaming.record_in_process`) over tokens
     ``[start, start + len)`` into ``part``, then the tokens table given the run's ``idx`` and ``pos``. Returns the
-    shard's token count. Idempotent, so a retry starts over."""
+    shard's token count. Idempotent, so a retry starts over (on object storage, by deleting what a killed try
+    uploaded: the part lies inside the run, which the driver owns)."""
     import torch
 
     from .streaming import record_in_process
 
     torch.set_num_threads(threads)
     ids = np.array(piece["ids"])  # Ray hands arrays over read-only; torch wants to own a writable one
-    part = Path(part)
+    part = resolve(part)
+    if isinstance(part, FsPath):
+        part.rmtree()
     report = None if progress is None else (lambda k: progress.add.remote(shard, k))
     record_in_process(
         model,
@@ -137,15 +156,13 @@ def _record_shard(
         overwrite=True,
         progress=report or False,
         hist_ranges=ranges,
-        observers=shard_merge.shard_observers(n_run, start, len(ids), part.parent),
+        observers=shard_merge.shard_observers(n_run, start, len(ids), scratch_dir(part)),
         **options,
     )
-    tokens = pq.read_table(part / "tokens.parquet")
+    tokens = read_table(part / "tokens.parquet")
     tokens = tokens.set_column(tokens.schema.get_field_index("idx"), "idx", pa.array(start + np.arange(len(ids))))
     tokens = tokens.set_column(tokens.schema.get_field_index("pos"), "pos", pa.array(piece["pos"], pa.int32()))
-    tmp = part / ".tokens.parquet.tmp"
-    pq.write_table(tokens, tmp)
-    os.replace(tmp, part / "tokens.parquet")
+    write_table(tokens, part / "tokens.parquet")
     return len(ids)
 
 
@@ -185,7 +202,7 @@ def _connect(address: str):
 def record_sharded(
     model,
     token_ids: Sequence[int] | np.ndarray,
-    out_dir: str | os.PathLike,
+    out_dir: str | os.PathLike | FsPath,
     *,
     shards: int,
     ray: str = "local",
@@ -215,6 +232,8 @@ def record_sharded(
     ``max_retries`` times; an error inside the model is not retried. ``ray`` is ``"local"`` (start a local
     cluster unless Ray is already initialised) or a cluster address (``"auto"``, ``"ray://host:10001"``).
     ``progress``: a bar over all tokens, with each shard's share. ``pad_id`` right-pads ``"sequences"`` batches.
+    ``out_dir`` may be on object storage (a URI or an :class:`~lstmviz.location.FsPath`, see the module doc);
+    every worker must reach it, and the local directory of a local run must be shared storage on a cluster.
     Returns the run directory.
     """
     from .batching import check_corpus
@@ -226,11 +245,19 @@ def record_sharded(
     from .store import tokens_frame
 
     pos = tokens_frame([""] * n, ids, doc_ids)["pos"].to_numpy()
-    output = Output(out_dir, "run", overwrite, name="output directory")
+    target = resolve(out_dir)
+    remote = isinstance(target, FsPath)
+    output = (
+        RemoteOutput(target, name="output directory")
+        if remote
+        else Output(target, "run", overwrite, name="output directory")
+    )
     try:
         ray_mod = _connect(ray)
-        (output.partial / _shards.PARTS).mkdir()
-        parts = [_shards.part_dir(output.partial, k) for k in range(len(bounds))]
+        root = output.target if remote else output.partial  # the parts go under their final names on a store
+        if not remote:
+            (root / _shards.PARTS).mkdir()
+        parts = [_shards.part_dir(root, k) for k in range(len(bounds))]
         gpus = 1 if ray_mod.cluster_resources().get("GPU", 0) > 0 else 0
         model_ref = ray_mod.put(model.cpu())
         # On a worker, not here: the user's model runs only where a crash is retried, not in the driver.
@@ -275,10 +302,11 @@ def record_sharded(
                 "pos": pos[a:b],
                 "extra": None if tokens_extra is None else tokens_extra.iloc[a:b].reset_index(drop=True),
             }
-            refs.append(task.remote(model_ref, k, a, piece, str(parts[k]), options, n, ranges, cpus_per_shard, tracker))
+            part = parts[k] if remote else str(parts[k])
+            refs.append(task.remote(model_ref, k, a, piece, part, options, n, ranges, cpus_per_shard, tracker))
         _wait(ray_mod, refs, bounds, tracker, max_retries)
         final = _merge(output.partial, parts, bounds, ray)
-        output.publish(finish=lambda run: write_json_atomically(run / "manifest.json", {**final, "complete": True}))
+        output.publish(finish=lambda run: write_manifest(run, {**final, "complete": True}))
     except BaseException:
         output.discard()
         raise
@@ -348,9 +376,9 @@ class _Bars:
             bar.close()
 
 
-def _merge(run: Path, parts: list[Path], bounds: list[tuple[int, int]], address: str) -> dict:
-    """Merge the shards' stats and derived data into ``run`` and return its complete manifest (written to
-    ``run/manifest.json`` now with ``"complete": false``)."""
+def _merge(run: Path, parts: list[AnyPath], bounds: list[tuple[int, int]], address: str) -> dict:
+    """Merge the shards' stats and derived data into ``run`` (the local partial or staging directory) and return
+    its complete manifest (written to ``run/manifest.json`` now with ``"complete": false``)."""
     import datetime as _dt
 
     from . import __version__
@@ -360,10 +388,13 @@ def _merge(run: Path, parts: list[Path], bounds: list[tuple[int, int]], address:
     for k, m in enumerate(shard_manifests[1:], 1):
         if [a["name"] for a in m["activations"]] != [a["name"] for a in base["activations"]]:
             raise RunError(f"shard {k} recorded other activations than shard 0")
-    stats = shard_merge.merge_stats([pd.read_parquet(p / "stats.parquet") for p in parts])
+    stats = shard_merge.merge_stats([read_table(p / "stats.parquet").to_pandas() for p in parts])
     pq.write_table(pa.Table.from_pandas(stats, preserve_index=False), run / "stats.parquet")
     acts = [{**a, "file": _shards.act_glob(a["name"])} for a in base["activations"]]
-    shard_merge.merge_cache(run, parts, bounds, acts)
+    if isinstance(parts[0], FsPath):
+        _merge_remote_cache(run, parts, bounds, acts)
+    else:
+        shard_merge.merge_cache(run, parts, bounds, acts)
     manifest = {
         **base,
         "schema_version": _shards.SHARDED_VERSION,
@@ -377,3 +408,24 @@ def _merge(run: Path, parts: list[Path], bounds: list[tuple[int, int]], address:
     }
     (run / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str))
     return manifest
+
+
+def _merge_remote_cache(run: Path, parts: list[FsPath], bounds: list[tuple[int, int]], acts: list[dict]) -> None:
+    """:func:`lstmviz.shard_merge.merge_cache` for parts on object storage: their caches are downloaded (the
+    merges read them as memory maps), merged into ``run``, then deleted from the parts."""
+    import shutil
+
+    import pyarrow.fs as pafs
+
+    local = staging_dir(".lstmviz-parts-")
+    try:
+        copies = []
+        for p in parts:
+            copy = local / p.name
+            pafs.copy_files((p / "cache").path, str(copy / "cache"), p.fs, pafs.LocalFileSystem())
+            copies.append(copy)
+        shard_merge.merge_cache(run, copies, bounds, acts)
+        for p in parts:
+            (p / "cache").rmtree()
+    finally:
+        shutil.rmtree(local, ignore_errors=True)

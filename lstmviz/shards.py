@@ -29,13 +29,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .location import AnyPath, FsPath, parquet_file
+
 SHARDED_VERSION = 2
 PARTS = "shards"
 
 
-def part_dir(run_dir: Path, shard: int) -> Path:
+def part_dir(run_dir: AnyPath, shard: int) -> AnyPath:
     """The directory of shard ``shard`` inside ``run_dir``: ``shards/00000`` …"""
-    return Path(run_dir) / PARTS / f"{shard:05d}"
+    return (run_dir if isinstance(run_dir, FsPath) else Path(run_dir)) / PARTS / f"{shard:05d}"
 
 
 def act_glob(name: str) -> str:
@@ -50,11 +52,13 @@ def is_glob(file: str) -> bool:
     return glob.has_magic(file)
 
 
-def expand(run_dir: Path, file: str) -> list[str]:
+def expand(run_dir: AnyPath, file: str) -> list[str]:
     """The files (relative to ``run_dir``) a manifest entry names: itself, or its glob's matches in sorted order,
     which is corpus order (hidden names, e.g. a replaced part being removed, never match)."""
     if not is_glob(file):
         return [file]
+    if isinstance(run_dir, FsPath):
+        return [f.relative_to(run_dir) for f in run_dir.glob(file)]
     root = os.fspath(run_dir)
     return sorted(os.path.relpath(f, root) for f in glob.glob(os.path.join(glob.escape(root), file)))
 
@@ -90,9 +94,9 @@ class PartedFile:
     Opens each part's footer once, on first use; :meth:`read_row_groups` reads only the parts it needs.
     """
 
-    def __init__(self, paths: Sequence[Path]):
+    def __init__(self, paths: Sequence[AnyPath]):
         self.paths = list(paths)
-        self._files = [pq.ParquetFile(p) for p in self.paths]
+        self._files = [parquet_file(p) for p in self.paths]
         rows, self._where = [], []
         for i, f in enumerate(self._files):
             for g in range(f.metadata.num_row_groups):
@@ -110,29 +114,29 @@ class PartedFile:
         return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
 
-def open_parquet(run_dir: Path, file: str) -> pq.ParquetFile | PartedFile:
+def open_parquet(run_dir: AnyPath, file: str) -> pq.ParquetFile | PartedFile:
     """A listed file, or a glob's parts as one :class:`PartedFile`."""
     if not is_glob(file):
-        return pq.ParquetFile(run_dir / file)
+        return parquet_file(run_dir / file)
     return PartedFile([run_dir / f for f in expand(run_dir, file)])
 
 
-def read_table(run_dir: Path, file: str) -> pd.DataFrame:
+def read_table(run_dir: AnyPath, file: str) -> pd.DataFrame:
     """A whole listed file, or its glob's parts concatenated in order."""
     files = expand(run_dir, file)
     frames = [read_frame(run_dir / f) for f in files]
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
-def read_frame(path: Path) -> pd.DataFrame:
+def read_frame(path: AnyPath) -> pd.DataFrame:
     """One parquet file as ``pd.read_parquet`` reads it, a column at a time: a whole-file read holds the arrow
     table and its pandas copy at once (a 10M-token tokens table peaks ~300 MB higher). A file whose pandas
     metadata names stored index columns is read whole."""
-    f = pq.ParquetFile(path)
+    f = parquet_file(path)
     meta = f.schema_arrow.pandas_metadata or {}
     names = f.schema_arrow.names
     if not names or any(isinstance(c, str) for c in meta.get("index_columns", [])):
-        return pd.read_parquet(path)
+        return f.read().to_pandas()
     columns = {}
     for name in names:
         columns[name] = f.read(columns=[name]).to_pandas(self_destruct=True)[name]

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from . import batching
 from .cache import NameFilter, check_names, listed
 from .errors import ModelError, UserError
+from .location import AnyPath, FsPath, resolve, scratch_dir
 from .recorder import Call, Recorder, default_call
 from .recurrent import RecurrentModule
 from .staging import Staging
@@ -87,7 +88,7 @@ def _manifest(model: nn.Module, modules: Sequence[RecurrentModule], extra: Mappi
 def record_in_process(
     model: nn.Module,
     token_ids: Sequence[int] | np.ndarray | Tensor,
-    out_dir: str | Path,
+    out_dir: str | Path | FsPath,
     *,
     streams: int = 64,
     chunk: int = 128,
@@ -106,9 +107,10 @@ def record_in_process(
     hist_ranges: Mapping[str, tuple[float, float]] | None = None,
     pad_id: int = 0,
     row_columns: RowColumns | None = None,
-) -> Path:
+) -> AnyPath:
     """Record ``token_ids`` ``[N]`` into the run ``out_dir`` in this process; the arguments are
     :func:`lstmviz.corpus.record_corpus`'s (``observers`` None: the default observers of a recording)."""
+    out_dir = resolve(out_dir)  # once: resolving an s3:// URI asks the bucket's region
     ids = torch.as_tensor(np.asarray(token_ids), dtype=torch.long).reshape(-1)
     n = len(ids)
     doc_ids = batching.check_corpus(n, mode, streams, chunk, display, tokens_extra, docs)
@@ -128,7 +130,7 @@ def record_in_process(
             if observers is None:
                 from .analysis.match_bits import recording_observers
 
-                observers = recording_observers(n, Path(out_dir).expanduser().parent)
+                observers = recording_observers(n, scratch_dir(out_dir))
             staging = Staging(device)
             with contextlib.ExitStack() as opened:
                 writer = None  # opened after the first chunk: a tapped kind's units come from its tensor

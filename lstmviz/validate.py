@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -21,6 +20,7 @@ from . import names as _names
 from . import shards as _shards
 from .errors import RunError
 from .layout import SCHEMA_VERSION, TOKEN_COLUMNS, unit_columns
+from .location import AnyPath, read_metadata, read_table
 
 MAPPING_FIELDS = (
     "model",
@@ -63,7 +63,7 @@ Corrupt = Callable[[str], RunError]
 """Builds the RunError "<run> is corrupt: <what>" of the run being checked."""
 
 
-def check_version(p: Path, manifest: dict) -> None:
+def check_version(p: AnyPath, manifest: dict) -> None:
     """Refuse a manifest of another format version, naming what it holds."""
     if "schema_version" not in manifest:
         raise RunError(f"{p} is corrupt: its manifest.json has no schema_version")
@@ -79,7 +79,7 @@ def check_version(p: Path, manifest: dict) -> None:
         )
 
 
-def check_run(p: Path, manifest: dict) -> None:
+def check_run(p: AnyPath, manifest: dict) -> None:
     """Validate a complete manifest of the current version against the parquet footers of the files it lists.
 
     Each footer is dropped once checked, not kept for later reads: held in memory, a footer costs in proportion
@@ -153,7 +153,7 @@ def check_run(p: Path, manifest: dict) -> None:
 
 
 def _part_footers(
-    p: Path, file: str, what: str, bounds: list[tuple[int, int]] | None, corrupt: Corrupt
+    p: AnyPath, file: str, what: str, bounds: list[tuple[int, int]] | None, corrupt: Corrupt
 ) -> pq.FileMetaData:
     """The footers of a glob's parts: one per shard, each with its shard's rows and the first part's schema;
     returns the first."""
@@ -242,7 +242,7 @@ def _check_entry(entry: object, where: str, corrupt: Corrupt) -> str:
     return name
 
 
-def _check_stats(p: Path, manifest: Mapping, acts: list, corrupt: Corrupt) -> None:
+def _check_stats(p: AnyPath, manifest: Mapping, acts: list, corrupt: Corrupt) -> None:
     """stats.parquet, when there are activations, must hold one row per unit of each (row count from the footer)."""
     if "stats" in manifest:
         if "file" not in manifest["stats"]:
@@ -260,7 +260,7 @@ def _check_stats(p: Path, manifest: Mapping, acts: list, corrupt: Corrupt) -> No
     if md.num_rows == expected:
         return
     # Only on this error path are the names read, to say which activation's rows are missing.
-    have = set(pq.read_table(path, columns=["name"]).column("name").to_pylist())
+    have = set(read_table(path, columns=["name"]).column("name").to_pylist())
     missing = [a["name"] for a in acts if a["name"] not in have]
     if missing:
         raise corrupt(f"{file} has no rows for {', '.join(missing[:3])}{' …' if len(missing) > 3 else ''}")
@@ -315,7 +315,7 @@ def _brief(x: object) -> str:
     return f"{_short(x, 40)} ({type(x).__name__})"
 
 
-def _footer(path: Path, file: str, corrupt: Corrupt) -> pq.FileMetaData:
+def _footer(path: AnyPath, file: str, corrupt: Corrupt) -> pq.FileMetaData:
     """The parquet footer of a listed file, or the RunError that says why there is none."""
     if not path.exists():
         raise corrupt(f"missing {file}")
@@ -324,7 +324,7 @@ def _footer(path: Path, file: str, corrupt: Corrupt) -> pq.FileMetaData:
     if path.stat().st_size == 0:
         raise corrupt(f"{file} is empty (0 bytes)")
     try:
-        return pq.read_metadata(path)
+        return read_metadata(path)
     except (OSError, pa.ArrowException) as e:
         raise corrupt(f"{file} is not a readable parquet file ({e})") from None
 

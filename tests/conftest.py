@@ -1,6 +1,9 @@
-"""Shared fixtures: tiny models and a tiny recorded run."""
+"""Shared fixtures: tiny models, a tiny recorded run, and the one local Ray cluster of the session."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +20,18 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray cluster shared by every test that records shards: starting one costs seconds."""
+    ray = pytest.importorskip("ray")
+    # Workers import the tests' models (and lstmviz from this checkout) by module name.
+    here = Path(__file__).resolve().parent
+    path = os.pathsep.join([str(here.parent), str(here), os.environ.get("PYTHONPATH", "")])
+    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
+    yield ray
+    ray.shutdown()
 
 
 @pytest.fixture

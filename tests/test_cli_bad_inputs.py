@@ -545,12 +545,12 @@ def test_a_failed_swap_keeps_the_old_run_and_leaves_no_finished_partial(world, m
 
 
 def test_a_failed_manifest_puts_the_old_run_back(world, monkeypatch):
-    from lstmviz.store import writer as store
+    from lstmviz import location  # where the writer's last file, the manifest, is written
 
     def full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(store, "write_json_atomically", full)
+    monkeypatch.setattr(location, "write_json_atomically", full)
     with pytest.raises(OSError, match="No space"):
         lstmviz.write_run(world["run"], ["x", "y"], {"a.l0.fwd.h": np.zeros((2, 1), np.float32)}, overwrite=True)
     assert lstmviz.open_run(world["run"]).n_tokens == 10

@@ -1,7 +1,7 @@
 """Sharded runs recorded on a local Ray cluster (lstmviz/distributed.py) and read as one (lstmviz/shards.py).
 
 Oracles: each shard recorded on its own by record_corpus (no Ray), and numpy over the concatenated values.
-One Ray cluster serves every test here: starting one costs seconds.
+One Ray cluster (conftest's ray_cluster) serves every test of the session: starting one costs seconds.
 """
 
 from __future__ import annotations
@@ -26,16 +26,6 @@ from lstmviz.errors import UserError
 
 HERE = Path(__file__).resolve().parent
 STREAMS, CHUNK = 3, 40
-
-
-@pytest.fixture(scope="session")
-def ray_cluster():
-    ray = pytest.importorskip("ray")
-    # Workers import this file's models (and lstmviz from this checkout) by module name.
-    path = os.pathsep.join([str(HERE.parent), str(HERE), os.environ.get("PYTHONPATH", "")])
-    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
-    yield ray
-    ray.shutdown()
 
 
 def _model() -> TinyCharModel:

@@ -90,7 +90,7 @@ def find_run(root: Path, name: str, preparing: bool = False) -> Run:
 
 def _cached(run: Run, what: str, compute: Callable[[], dict]) -> dict:
     """``compute()`` (a JSON-able dict), kept in ``<run>/cache/lessons/``; a read-only run is measured anew."""
-    path = run.path / "cache" / "lessons" / f"{what}.n{run.n_tokens}.v{CACHE_VERSION}.json"
+    path = run.cache_dir / "lessons" / f"{what}.n{run.n_tokens}.v{CACHE_VERSION}.json"
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):

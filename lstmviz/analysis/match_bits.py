@@ -323,4 +323,4 @@ def build_index(run: RunReader, name: str, threshold: float | Threshold) -> None
     builder = IndexBuilder(name, run.units(name), run.n_tokens, threshold, run.cache_dir)
     for r in range(0, run.n_tokens, ROWS):
         builder.update(r, run.activations(name, start=r, stop=r + ROWS).astype(np.float16))
-    builder.finish(run.path)
+    builder.finish(run.cache_dir.parent)

@@ -112,5 +112,5 @@ def overview(run: RunReader, name: str, max_cells: int = MAX_CELLS, max_bins: in
         builder = OverviewBuilder(name, units, n, max_cells, max_bins)
         for r in range(0, n, ROWS):
             builder.update(r, run.activations(name, start=r, stop=r + ROWS).astype(np.float16))
-        builder.finish(run.path)
+        builder.finish(run.cache_dir.parent)
     return np.load(path), per

@@ -188,7 +188,7 @@ def catalogue(run: Run, names: Sequence[str] | None = None) -> pd.DataFrame:
 
 
 def _catalogue_path(run: Run):
-    return run.path / "cache" / "cards" / f"catalogue.n{run.n_tokens}.v1.parquet"
+    return run.cache_dir / "cards" / f"catalogue.n{run.n_tokens}.v1.parquet"
 
 
 def cached_catalogue(run: Run) -> pd.DataFrame | None:

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from ..errors import RunError
+from ..location import AnyPath, read_table
 from ..shards import expand, tokens_file
 from ..store.format import Activation
 from ..store.reader import RunReader
@@ -23,7 +22,7 @@ def load_cards(run: RunReader, name: str) -> Cards:
     """The cards of one activation: from ``cache/cards/`` when the recording built them, else built now from the
     run's values (a run recorded before cards existed, or a deleted cache) and cached for next time."""
     run.info(name)  # a RunError for an unknown name
-    path = run.path / "cache" / "cards" / card_file(name, run.n_tokens)
+    path = run.cache_dir / "cards" / card_file(name, run.n_tokens)
     if not path.is_file():
         build_cards(run, name)
     return _load(str(path), path.stat().st_mtime_ns)
@@ -35,7 +34,7 @@ def build_cards(run: RunReader, name: str, rows: int = 16384) -> None:
     for start in range(0, run.n_tokens, rows):
         x = run.activations(name, start=start, stop=start + rows)
         builder.update(start, x.astype(np.float16))
-    builder.finish(run.path)
+    builder.finish(run.cache_dir.parent)
 
 
 class Cards:
@@ -116,7 +115,7 @@ def correlated_units(run: RunReader, name: str, unit: int, k: int = 10) -> pd.Da
 def correlations(run: RunReader, name: str, rows: int = 16384) -> np.ndarray:
     """Pearson r float32 ``[U, U]`` of an activation whose cards hold none (a kind outside ``CORR_KINDS``):
     computed from its file with the cards' streaming sums once, then cached as ``<cards file>.corr.npy``."""
-    path = run.path / "cache" / "cards" / (card_file(name, run.n_tokens) + ".corr.npy")
+    path = run.cache_dir / "cards" / (card_file(name, run.n_tokens) + ".corr.npy")
     if not path.is_file():
         builder = CardBuilder(Activation.from_name(name, run.units(name)), run.n_tokens)
         for start in range(0, run.n_tokens, rows):
@@ -138,10 +137,10 @@ def correlations(run: RunReader, name: str, rows: int = 16384) -> np.ndarray:
 def token_strings(run: RunReader) -> list[str]:
     """The run's display tokens, read once per run (the column alone, not the whole tokens table); a sharded
     run's come from its parts in order."""
-    files = tuple(str(run.path / f) for f in expand(run.path, tokens_file(run.manifest)))
-    return _tokens(files, tuple(Path(f).stat().st_mtime_ns for f in files))
+    files = tuple(run.path / f for f in expand(run.path, tokens_file(run.manifest)))
+    return _tokens(files, tuple(f.stat().st_mtime_ns for f in files))
 
 
 @functools.lru_cache(maxsize=4)
-def _tokens(files: tuple[str, ...], mtimes_ns: tuple[int, ...]) -> list[str]:
-    return [t for f in files for t in pq.read_table(f, columns=["token"]).column("token").to_pylist()]
+def _tokens(files: tuple[AnyPath, ...], mtimes_ns: tuple[int, ...]) -> list[str]:
+    return [t for f in files for t in read_table(f, columns=["token"]).column("token").to_pylist()]

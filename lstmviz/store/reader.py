@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import RunError
+from ..location import AnyPath, FsPath, local_cache
 from ..shards import open_parquet, read_table, tokens_file
 from ..validate import is_index, stats_file, unit_ids
 
@@ -23,11 +24,12 @@ class RunReader:
     """The files of a recorded run, read lazily: its manifest, tokens, stats and activations (see :class:`Run`,
     which adds the unit cards' reads; open either with :func:`open_run`, which checks the run first)."""
 
-    def __init__(self, path: Path, manifest: dict):
+    def __init__(self, path: AnyPath, manifest: dict):
         self.path = path
         self.manifest = manifest
         self._acts = {a["name"]: a for a in manifest["activations"]}
         self._files: dict[str, pq.ParquetFile] = {}
+        self._local_cache: Path | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r}, tokens={self.n_tokens}, activations={len(self.names)})"
@@ -77,7 +79,12 @@ class RunReader:
 
     @property
     def cache_dir(self) -> Path:
-        """``<run>/cache``: derived data, created on demand, safe to delete."""
+        """``<run>/cache``: derived data, created on demand, safe to delete. A run on object storage has a local
+        one instead (:func:`lstmviz.location.local_cache`), filled with the run's own on first use."""
+        if isinstance(self.path, FsPath):
+            if self._local_cache is None:
+                self._local_cache = local_cache(self.path, self.manifest)
+            return self._local_cache
         d = self.path / "cache"
         d.mkdir(exist_ok=True)
         return d

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from pathlib import Path
 
 import pandas as pd
+import pyarrow.fs as pafs
 
 from ..errors import RunError
+from ..location import MARKER, AnyPath, FsPath, resolve, storage_errors
 from ..validate import check_run, check_version
 from .reader import RunReader
 
@@ -35,26 +37,37 @@ class Run(RunReader):
         return correlated_units(self, name, unit, k=k)
 
 
-def open_run(path: str | os.PathLike) -> Run:
+def open_run(path: str | os.PathLike | FsPath, filesystem: pafs.FileSystem | None = None) -> Run:
     """Open a run directory. Raises :class:`RunError` (one line) for a missing, incomplete or corrupt run.
 
-    Reads the manifest and the parquet footers of the files it lists (not their data) and checks that they agree:
-    see :func:`lstmviz.validate.check_run`.
+    ``path``: a local directory, a URI (``s3://bucket/runs/x``, ``gs://…``, ``file:///…``), or a path on the
+    pyarrow ``filesystem`` given (see :func:`lstmviz.location.resolve`). Reads the manifest and the parquet
+    footers of the files it lists (not their data) and checks that they agree: see
+    :func:`lstmviz.validate.check_run`.
     """
-    if not isinstance(path, str | os.PathLike) or isinstance(os.fspath(path), bytes):
-        raise RunError(f"a run is opened by its path (a str or os.PathLike), got {path!r}")
-    if not os.fspath(path):
-        raise RunError("no run path given: pass the run's directory")
-    if "\x00" in os.fspath(path):
-        raise RunError(f"{os.fspath(path)!r} is not a usable path: it holds a NUL byte")
-    p = Path(path)
+    if not isinstance(path, FsPath):
+        if not isinstance(path, str | os.PathLike) or isinstance(os.fspath(path), bytes):
+            raise RunError(f"a run is opened by its path (a str or os.PathLike), got {path!r}")
+        if not os.fspath(path):
+            raise RunError("no run path given: pass the run's directory")
+        if "\x00" in os.fspath(path):
+            raise RunError(f"{os.fspath(path)!r} is not a usable path: it holds a NUL byte")
+    p = resolve(path, filesystem)
+    remote = storage_errors(p, "read the run at") if isinstance(p, FsPath) else contextlib.nullcontext()
+    with remote:
+        return _open(p)
+
+
+def _open(p: AnyPath) -> Run:
+    """:func:`open_run` on a resolved path."""
     if not p.exists():
         raise RunError(f"no run at {p}: the directory does not exist")
     if not p.is_dir():
         raise RunError(f"{p} is a file, not a run directory")
     mf = p / "manifest.json"
     if not mf.exists():
-        hint = " (an interrupted recording: record it again)" if p.name.endswith(".partial") else ""
+        interrupted = p.name.endswith(".partial") or (p / MARKER).exists()
+        hint = " (an interrupted recording: record it again)" if interrupted else ""
         raise RunError(f"{p} is not a run: it has no manifest.json{hint}")
     try:
         manifest = json.loads(mf.read_text())

@@ -1,5 +1,6 @@
 """Writing a run: :class:`RunWriter` streams activations in any row order into ``<run>.partial/`` and renames it into
-place only when every file is written (:mod:`lstmviz.outputs`); :func:`write_run` writes one from arrays."""
+place only when every file is written (:mod:`lstmviz.outputs`), or, for a run on object storage, stages it locally
+and uploads it with the manifest last (:mod:`lstmviz.location`); :func:`write_run` writes one from arrays."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ import pyarrow.parquet as pq
 
 from ..errors import RunError
 from ..layout import SCHEMA_VERSION, TOKEN_COLUMNS, unit_columns
-from ..outputs import Output, write_json_atomically
+from ..location import AnyPath, FsPath, RemoteOutput, resolve, write_manifest
+from ..outputs import Output
 from .format import Activation, Observer, tokens_frame
 from .parquet_f16 import F16ParquetWriter
 from .stats import HIGH, HIST_BINS, LOW, Stats
@@ -49,6 +51,10 @@ class RunWriter:
     activation's values as they are stored and are finished before the manifest is written (their dicts are
     merged into the activation's manifest entry). Derived data built this way costs no second pass over the run.
 
+    ``out_dir`` may be a URI (``s3://bucket/runs/x``) or an :class:`~lstmviz.location.FsPath`: the run is
+    then staged in a local directory as a local one is written, and uploaded when closed, its manifest last
+    (:class:`~lstmviz.location.RemoteOutput`); an existing run there is refused, even with ``overwrite``.
+
     Usage::
 
         with RunWriter(out, tokens, activations, manifest) as w:
@@ -58,7 +64,7 @@ class RunWriter:
 
     def __init__(
         self,
-        out_dir: str | os.PathLike,
+        out_dir: str | os.PathLike | FsPath,
         tokens: pd.DataFrame,
         activations: Sequence[Activation],
         manifest: Mapping | None = None,
@@ -67,14 +73,17 @@ class RunWriter:
         observers: Callable[[Activation], Iterable[Observer]] | None = None,
         hist_ranges: Mapping[str, tuple[float, float]] | None = None,
     ):
-        self.out = Path(out_dir)
+        self.out: AnyPath = resolve(out_dir)
         missing = [c for c in TOKEN_COLUMNS if c not in tokens.columns]
         if missing:
             raise RunError(f"tokens table lacks columns {missing}")
         if len(tokens) == 0:  # refused here, before anything exists, as open_run refuses such a run
             raise RunError("a run needs at least one token; this one has none (is the corpus empty?)")
         # refuses what lstmviz did not write; starts over from an interrupted recording's <run>.partial
-        self._output = Output(self.out, "run", overwrite, name="output directory")
+        if isinstance(self.out, FsPath):
+            self._output: Output | RemoteOutput = RemoteOutput(self.out, name="output directory")
+        else:
+            self._output = Output(self.out, "run", overwrite, name="output directory")
         self.partial = self._output.partial
         self.tokens = tokens.reset_index(drop=True)
         self.n = len(self.tokens)
@@ -183,7 +192,7 @@ class RunWriter:
             self.columns[column] = np.zeros((self.n, *values.shape[1:]), values.dtype)
         self.columns[column][start : start + len(values)] = values
 
-    def close(self) -> Path:
+    def close(self) -> AnyPath:
         """Convert spills to parquet, write tokens, stats and the manifest, rename into place, and only then
         mark the manifest complete (see :mod:`lstmviz.outputs`).
 
@@ -191,7 +200,7 @@ class RunWriter:
         """
         try:
             manifest = self._finish()
-            self._output.publish(finish=lambda run: write_json_atomically(run / "manifest.json", manifest))
+            self._output.publish(finish=lambda run: write_manifest(run, manifest))
         except BaseException:
             self.abort()
             raise
@@ -322,14 +331,14 @@ def _group_writer(dest: Path, names: Sequence[str], codec: str) -> Iterator[Call
 
 
 def write_run(
-    out_dir: str | os.PathLike,
+    out_dir: str | os.PathLike | FsPath,
     tokens: pd.DataFrame | Sequence[str],
     acts: Mapping[str, np.ndarray],
     manifest: Mapping | None = None,
     *,
     overwrite: bool = False,
     observers: Callable[[Activation], Iterable[Observer]] | None = None,
-) -> Path:
+) -> AnyPath:
     """Write a complete run from in-memory arrays (tests, importers). acts: name → ``[tokens, units]``.
 
     ``tokens`` is a table with at least :data:`TOKEN_COLUMNS` plus any annotation columns, or a plain list of
@@ -341,4 +350,4 @@ def write_run(
     with RunWriter(out_dir, tokens, activations, manifest, overwrite=overwrite, observers=observers) as w:
         for name, a in acts.items():
             w.write(name, 0, a)
-    return Path(out_dir)
+    return w.out
