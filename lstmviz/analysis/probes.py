@@ -2,22 +2,43 @@
 
 Each unit is scored against one annotation column of the tokens table over every token of the run: Pearson
 correlation for a numeric track, ROC-AUC for a boolean one (or for ``column == value`` on a categorical one).
-AUC is computed exactly, ties counted half, from per-unit histograms of the stored float16 values, so a
-million tokens × 512 units takes seconds and little memory.
+AUC is computed exactly, ties counted half, from per-unit histograms of the stored float16 values. The run is
+read in blocks of rows (:data:`ROWS` steps of a group of units at a time), never a whole column: each block adds
+to per-unit counts of each float16 value, split by the token's class (annotation true, false, or, for a number,
+present), and Pearson r takes its sums Σx·y from the same blocks and its Σx, Σx² from the counts. Memory is the
+counts (:data:`HIST_BYTES`) and one block, whatever the run's length.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
 from ..store import Run, RunError
-from .select_match import unit_blocks
 
 N_KEYS = 1 << 16  # float16 bit patterns
 AUC_UNITS = 32  # units whose histograms are built at once (2M int64 counters)
+ROWS = 1 << 16  # steps read at once
+HIST_BYTES = 1 << 26  # the per-unit value counts held at once (64 MB): this bounds the units of one pass
+
+
+@functools.cache
+def jit():
+    """The compiled counting loop (:mod:`lstmviz.analysis._probe_jit`), or None with ``LSTMVIZ_NO_JIT=1`` or where
+    numba cannot compile or cache here (then numpy counts, slower)."""
+    if os.environ.get("LSTMVIZ_NO_JIT", "") not in ("", "0"):
+        return None
+    try:
+        from . import _probe_jit as k
+
+        k.count_keys(np.zeros((1, 1), np.uint16), np.zeros(1, np.int8), np.zeros((1, 1, N_KEYS), np.int64))
+    except Exception:  # no numba, nowhere to cache, or a compile error
+        return None
+    return k
 
 
 def probe(
@@ -70,33 +91,88 @@ def _track(run: Run, column: str, value: object) -> tuple[np.ndarray, np.ndarray
 
 
 def _score(run: Run, name: str, y: np.ndarray, valid: np.ndarray, boolean: bool) -> pd.DataFrame:
-    y = y[valid]
+    """One activation's units scored against y ``[T]`` (valid ``[T]`` marks the tokens that count), reading the
+    run in blocks: each unit's counts of each float16 value per class (true / false, or valid), and for a
+    number the sums Σx·(y − ȳ) per unit."""
+    n_units, T = run.units(name), run.n_tokens
+    cls = np.where(valid, y.astype(np.int8) if boolean else 0, -1).astype(np.int8)  # [T]
+    yv = y[valid]
+    yc = np.where(valid, y - yv.mean(), 0.0) if not boolean and len(yv) else None  # [T], 0 where invalid
+    n_cls = 2 if boolean else 1
+    group = max(1, HIST_BYTES // (n_cls * N_KEYS * 8))
     parts = []
-    for units, x in unit_blocks(run, name):  # x: (T, block)
-        x = x[valid]
+    for j in range(0, n_units, group):
+        units = np.arange(j, min(j + group, n_units))
+        hist = np.zeros((n_cls, len(units), N_KEYS), np.int64)
+        sxy = np.zeros(len(units))
+        for r in range(0, T, ROWS):
+            x = run.activations(name, units, r, r + ROWS, dtype=np.float16)  # [rows, len(units)], as stored
+            _count(x, cls[r : r + ROWS], hist)
+            if yc is not None:
+                xb = x.astype(np.float64)
+                xb[~valid[r : r + ROWS]] = 0.0  # a missing annotation's step counts in no sum
+                sxy += yc[r : r + ROWS] @ xb
         if boolean:
-            parts.append(
-                pd.DataFrame(
-                    {
-                        "unit": units,
-                        "metric": "auc",
-                        "score": auc(x, y),
-                        "mean_true": _mean(x[y]),
-                        "mean_false": _mean(x[~y]),
-                    }
-                )
-            )
+            part = {"unit": units, "metric": "auc", "score": _auc_counts(hist[1], hist[0])}
+            part["mean_true"], part["mean_false"] = _mean_counts(hist[1]), _mean_counts(hist[0])
         else:
-            parts.append(pd.DataFrame({"unit": units, "metric": "pearson_r", "score": pearson(x, y)}))
+            score = _pearson_counts(hist[0], sxy, yc) if yc is not None else np.full(len(units), np.nan)
+            part = {"unit": units, "metric": "pearson_r", "score": score}
+        parts.append(pd.DataFrame(part))
     frame = pd.concat(parts, ignore_index=True)
     frame.insert(0, "name", name)
     frame["strength"] = (2 * frame["score"] - 1).abs() if boolean else frame["score"].abs()
-    frame["n"] = len(y)
+    frame["n"] = len(yv)
     return frame
 
 
-def _mean(x: np.ndarray) -> np.ndarray:
-    return x.mean(0, dtype=np.float64) if len(x) else np.full(x.shape[1], np.nan)
+def _count(x: np.ndarray, cls: np.ndarray, hist: np.ndarray) -> None:
+    """hist ``[classes, units, N_KEYS]`` += the counts of the keys (:func:`_order_keys`) of x ``[n, units]`` by the
+    class cls ``[n]`` of each step (−1: not counted)."""
+    k = jit()
+    if k is not None:
+        return k.count_keys(np.ascontiguousarray(x, np.float16).view(np.uint16), cls, hist)
+    keys = _order_keys(x)
+    units = np.arange(keys.shape[1]) * N_KEYS
+    for c in range(len(hist)):
+        cells = (keys[cls == c] + units).ravel()
+        hist[c] += np.bincount(cells, minlength=hist[c].size).reshape(hist[c].shape)
+
+
+@functools.cache
+def _key_values() -> np.ndarray:
+    """float64 ``[N_KEYS]``: the float16 value of each key of :func:`_order_keys` (the inverse map)."""
+    k = np.arange(N_KEYS, dtype=np.uint32)
+    bits = np.where(k & 0x8000, k & 0x7FFF, 0xFFFF - k).astype(np.uint16)
+    return bits.view(np.float16).astype(np.float64)
+
+
+def _sums(counts: np.ndarray, power: int, center: np.ndarray | None = None) -> np.ndarray:
+    """float64 ``[units]``: Σ over the counted values of (value − center)^power, from counts ``[units, N_KEYS]``
+    (keys never counted are left out, so the NaN patterns among them do not spoil the sum)."""
+    out = np.zeros(len(counts))
+    v = _key_values()
+    for u in range(len(counts)):
+        seen = np.flatnonzero(counts[u])
+        d = v[seen] - (0.0 if center is None else center[u])
+        out[u] = (counts[u, seen] * d**power).sum()
+    return out
+
+
+def _mean_counts(counts: np.ndarray) -> np.ndarray:
+    n = counts.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, _sums(counts, 1) / n, np.nan)
+
+
+def _pearson_counts(counts: np.ndarray, sxy: np.ndarray, yc: np.ndarray) -> np.ndarray:
+    """Pearson r per unit from its value counts ``[units, N_KEYS]``, Σx·yc ``[units]`` and yc ``[T]`` (y minus its
+    mean where valid, else 0): Σ(x − x̄)(y − ȳ) = Σx·yc − x̄·Σyc, and Σ(x − x̄)² from the counts."""
+    mean = _mean_counts(counts)
+    sxx = _sums(counts, 2, mean)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (sxy - mean * yc.sum()) / np.sqrt(sxx * (yc @ yc))
+    return np.where(sxx > 0, r, np.nan)  # a constant unit: 0/0, which rounding in Σx·yc would turn into ±inf
 
 
 def pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -125,10 +201,18 @@ def auc(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         k = k + np.arange(b) * N_KEYS  # one histogram per unit, side by side
         pos = np.bincount(k[y].ravel(), minlength=b * N_KEYS).reshape(b, N_KEYS)
         neg = np.bincount(k[~y].ravel(), minlength=b * N_KEYS).reshape(b, N_KEYS)
-        below = np.cumsum(neg, axis=1) - neg  # negatives strictly below each key
-        wins = (pos * below).sum(1) * 2 + (pos * neg).sum(1)  # twice the Mann–Whitney U, exact in int64
-        out[j : j + b] = wins / (2 * n_pos * n_neg)
+        out[j : j + b] = _auc_counts(pos, neg)
     return out
+
+
+def _auc_counts(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """ROC-AUC per unit from its counts of each key among positives and negatives, int64 ``[units, N_KEYS]``
+    each: twice the Mann–Whitney U, exact in int64, over 2·n_pos·n_neg; NaN without positives or negatives."""
+    n_pos, n_neg = pos.sum(1), neg.sum(1)
+    below = np.cumsum(neg, axis=1) - neg  # negatives strictly below each key
+    wins = (pos * below).sum(1) * 2 + (pos * neg).sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((n_pos > 0) & (n_neg > 0), wins / (2 * n_pos * n_neg), np.nan)
 
 
 def _order_keys(x: np.ndarray) -> np.ndarray:

@@ -37,18 +37,7 @@ __all__ = [
     "thresholds",
 ]
 
-BLOCK_VALUES = 1 << 24  # float32 values read at once by unit_blocks (64 MB)
 POP8 = np.array([bin(i).count("1") for i in range(256)], np.int64)
-
-
-def unit_blocks(run: Run, name: str, units: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield ``(units, values)`` blocks covering every token: values float32 ``[T, len(units)]``, at most
-    :data:`BLOCK_VALUES` values at a time."""
-    units = np.arange(run.units(name)) if units is None else np.asarray(units, np.int64)
-    step = max(1, BLOCK_VALUES // max(run.n_tokens, 1))
-    for j in range(0, len(units), step):
-        block = units[j : j + step]
-        yield block, run.activations(name, block)
 
 
 def thresholds(run: Run, name: str, threshold: float | Threshold) -> np.ndarray:

@@ -1,0 +1,28 @@
+"""Compiled loop (numba) for neuron search: per-unit counts of each float16 value, split by the token's class.
+
+Importing this module compiles nothing; the first call compiles (seconds) and caches the machine code on disk.
+:mod:`lstmviz.analysis.probes` holds the numpy equivalent used when numba cannot run here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(error_model="numpy", cache=True, nogil=True)
+def count_keys(bits: np.ndarray, cls: np.ndarray, hist: np.ndarray) -> None:
+    """hist int64 ``[classes, units, 65536]`` += 1 at ``[cls[t], u, key(bits[t, u])]`` for each step t with
+    ``cls[t] >= 0``; bits uint16 ``[n, units]`` are float16 bit patterns, cls int8 ``[n]``. The key is
+    :func:`lstmviz.analysis.probes._order_keys`'s (−0 folded onto +0, then sign-flipped so integer order is float
+    order). Unit by unit, so each unit's 65536 counters stay in cache while its column streams past."""
+    n, U = bits.shape
+    for u in range(U):
+        for t in range(n):
+            c = cls[t]
+            if c < 0:
+                continue
+            b = np.int64(bits[t, u])
+            if b == 0x8000:
+                b = 0
+            hist[c, u, (0xFFFF - b) if b & 0x8000 else (b | 0x8000)] += 1
