@@ -92,9 +92,32 @@ def _track(run: Run, column: str, value: object) -> tuple[np.ndarray, np.ndarray
 
 def _score(run: Run, name: str, y: np.ndarray, valid: np.ndarray, boolean: bool) -> pd.DataFrame:
     """One activation's units scored against y ``[T]`` (valid ``[T]`` marks the tokens that count), reading the
-    run in blocks: each unit's counts of each float16 value per class (true / false, or valid), and for a
-    number the sums Σx·(y − ȳ) per unit."""
-    n_units, T = run.units(name), run.n_tokens
+    run in blocks of rows, float16 as stored."""
+
+    def read(units: np.ndarray, start: int, stop: int) -> np.ndarray:
+        return run.activations(name, units, start, stop, dtype=np.float16)
+
+    frame = scores(read, run.units(name), run.n_tokens, y, valid, boolean)
+    frame.insert(0, "name", name)
+    return frame
+
+
+def column_score(x: np.ndarray, y: np.ndarray, valid: np.ndarray, boolean: bool) -> tuple[str, float]:
+    """(metric, score) of one unit's column x ``[T]`` (its float16 values, as stored) against y ``[T]``: what
+    :func:`probe` gives that unit, read a block at a time with no copy of the column."""
+
+    def read(units: np.ndarray, start: int, stop: int) -> np.ndarray:
+        return x[start:stop, None]
+
+    row = scores(read, 1, len(x), y, valid, boolean).iloc[0]
+    return str(row["metric"]), float(row["score"])
+
+
+def scores(read, n_units: int, T: int, y: np.ndarray, valid: np.ndarray, boolean: bool) -> pd.DataFrame:
+    """Every unit scored against y ``[T]`` from blocks of values: ``read(units, start, stop)`` gives float16
+    ``[stop - start, len(units)]``. Per unit, the counts of each float16 value by class (true / false, or valid)
+    and, for a number, the sums Σx·(y − ȳ); at most :data:`HIST_BYTES` of counts at once, so the units are taken
+    a group at a time. Columns: unit, metric, score (and mean_true, mean_false), strength, n."""
     cls = np.where(valid, y.astype(np.int8) if boolean else 0, -1).astype(np.int8)  # [T]
     yv = y[valid]
     yc = np.where(valid, y - yv.mean(), 0.0) if not boolean and len(yv) else None  # [T], 0 where invalid
@@ -106,7 +129,7 @@ def _score(run: Run, name: str, y: np.ndarray, valid: np.ndarray, boolean: bool)
         hist = np.zeros((n_cls, len(units), N_KEYS), np.int64)
         sxy = np.zeros(len(units))
         for r in range(0, T, ROWS):
-            x = run.activations(name, units, r, r + ROWS, dtype=np.float16)  # [rows, len(units)], as stored
+            x = read(units, r, min(r + ROWS, T))  # [rows, len(units)]
             _count(x, cls[r : r + ROWS], hist)
             if yc is not None:
                 xb = x.astype(np.float64)
@@ -120,7 +143,6 @@ def _score(run: Run, name: str, y: np.ndarray, valid: np.ndarray, boolean: bool)
             part = {"unit": units, "metric": "pearson_r", "score": score}
         parts.append(pd.DataFrame(part))
     frame = pd.concat(parts, ignore_index=True)
-    frame.insert(0, "name", name)
     frame["strength"] = (2 * frame["score"] - 1).abs() if boolean else frame["score"].abs()
     frame["n"] = len(yv)
     return frame

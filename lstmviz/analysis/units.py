@@ -50,8 +50,9 @@ class Card:
     label: dict  # as unit_label
 
 
-def card(run: Run, name: str, unit: int, k: int = 20, n_correlated: int = 10) -> Card:
-    """The card of ``unit`` of activation ``name``, from the run's stored cards (built now for an older run)."""
+def card(run: Run, name: str, unit: int, k: int = 20, n_correlated: int = 10, column: np.ndarray | None = None) -> Card:
+    """The card of ``unit`` of activation ``name``, from the run's stored cards (built now for an older run).
+    ``column``: the unit's values ``[tokens]``, when the caller holds them already (else read for the label)."""
     c = _cards.load_cards(run, name)
     top = {sign: run.top_contexts(name, unit, k=k, sign=sign, window=c.window) for sign in (1, -1)}
     a = c.a
@@ -67,7 +68,9 @@ def card(run: Run, name: str, unit: int, k: int = 20, n_correlated: int = 10) ->
     stats["theta"] = float(a["theta"])
     # the label scores the unit's whole column against the annotation tracks: a run without tracks (where the
     # column would be read for nothing, 40 MB and a scan of every row group at 10M tokens) skips the read
-    x = run.activations(name, [unit])[:, 0] if tracks(run) else np.empty(0, np.float32)
+    if column is None and tracks(run):
+        column = run.activations(name, [unit], dtype=np.float16)[:, 0]
+    x = np.empty(0, np.float16) if column is None else column
     return Card(
         window=c.window,
         label=unit_label(run, x, top[1]["idx"].to_numpy()),
@@ -107,18 +110,49 @@ def histogram(x: np.ndarray, bins: int = HIST_BINS, tail: float = TAIL) -> Histo
     ``below``/``above``, so the page can say what it leaves out. (stats.parquet's histogram shares one range
     across an activation's units, which leaves a cell state with a small range as one spike.)
     """
+    if np.asarray(x).dtype == np.float16:
+        return _histogram_f16(np.asarray(x), bins, tail)
     v = np.asarray(x, np.float64)
     v = v[np.isfinite(v)]
     if not len(v):
         return Histogram(np.zeros(bins, np.int64), np.linspace(-1.0, 1.0, bins + 1), 0, 0)
     lo, hi = float(v.min()), float(v.max())
     q_lo, q_hi = (float(q) for q in np.quantile(v, [tail, 1 - tail]))
+    return _binned(v, None, lo, hi, q_lo, q_hi, bins)
+
+
+def _binned(
+    v: np.ndarray, w: np.ndarray | None, lo: float, hi: float, q_lo: float, q_hi: float, bins: int
+) -> Histogram:
+    """The histogram of values v ``[n]`` (each counted ``w`` times, default once) from their range and quantiles."""
     if q_hi > q_lo and hi - lo > STRETCH * (q_hi - q_lo):
         lo, hi = q_lo, q_hi
     if hi <= lo:
         lo, hi = lo - 0.5, hi + 0.5
-    counts, edges = np.histogram(v, bins=bins, range=(lo, hi))
-    return Histogram(counts, edges, int((v < lo).sum()), int((v > hi).sum()))
+    counts, edges = np.histogram(v, bins=bins, range=(lo, hi), weights=w)
+    w = np.ones(len(v), np.int64) if w is None else w
+    return Histogram(counts.astype(np.int64), edges, int(w[v < lo].sum()), int(w[v > hi].sum()))
+
+
+def _histogram_f16(x: np.ndarray, bins: int, tail: float) -> Histogram:
+    """:func:`histogram` of float16 values ``[tokens]`` (a column as stored) from the count of each of the 65536
+    values, one pass and no float64 copy: the same range, quantiles and counts as the float64 path (np.quantile's
+    interpolation between the two order statistics it picks, each value in the bin np.histogram gives it)."""
+    counts = np.zeros((1, 1, probes.N_KEYS), np.int64)
+    probes._count(x[:, None], np.zeros(len(x), np.int8), counts)
+    v = probes._key_values()
+    seen = np.flatnonzero(counts[0, 0] * np.isfinite(v))  # keys in value order
+    if not len(seen):
+        return Histogram(np.zeros(bins, np.int64), np.linspace(-1.0, 1.0, bins + 1), 0, 0)
+    v, c = v[seen], counts[0, 0, seen]
+    n, cum = int(c.sum()), np.cumsum(c)
+    q = []
+    for p in (tail, 1 - tail):
+        at = (n - 1) * p
+        i = int(np.floor(at))
+        pair = v[np.searchsorted(cum, [i, min(i + 1, n - 1)], side="right")]  # order statistics i and i + 1
+        q.append(float(np.quantile(pair, at - i)))
+    return _binned(v, c, float(v[0]), float(v[-1]), q[0], q[1], bins)
 
 
 def unit_stats(run: Run, name: str, unit: int) -> dict[str, float]:
@@ -252,14 +286,10 @@ def unit_label(run: Run, x: np.ndarray, top_idx: np.ndarray) -> dict:
     for t in tracks(run):
         col = run.tokens[t]
         valid = ~col.isna().to_numpy()
-        if pd.api.types.is_bool_dtype(col.dtype):
-            y = col.fillna(False).to_numpy(bool)[valid]
-            score = float(probes.auc(x[valid][:, None], y)[0])
-            metric, strength = "auc", abs(2 * score - 1)
-        else:
-            y = col.to_numpy(np.float64, na_value=np.nan)[valid]
-            score = float(probes.pearson(x[valid][:, None], y)[0])
-            metric, strength = "pearson_r", abs(score)
+        boolean = pd.api.types.is_bool_dtype(col.dtype)
+        y = col.fillna(False).to_numpy(bool) if boolean else col.to_numpy(np.float64, na_value=np.nan)
+        metric, score = probes.column_score(np.asarray(x, np.float16), y, valid, boolean)
+        strength = abs(2 * score - 1) if boolean else abs(score)
         if np.isfinite(strength) and not strength <= np.nan_to_num(best["strength"], nan=-1.0):
             best = {"track": t, "metric": metric, "score": score, "strength": strength}
     top_tokens = " ".join(over_represented(top_idx[:20], _cards.token_strings(run)))
