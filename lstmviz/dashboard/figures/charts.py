@@ -41,7 +41,8 @@ def selection_lines(
     x = np.arange(start, start + T)
     th = np.broadcast_to(np.asarray(theta, np.float32), (len(units),))
     fig = go.Figure()
-    labels = [show_token(t) for t in tokens] if tokens is not None else None
+    # one array for every line: plotly checks a list element by element, once per trace
+    labels = np.asarray([show_token(t) for t in tokens]) if tokens is not None else None
     for j, u in enumerate(units):
         color = QUALITATIVE[j % len(QUALITATIVE)]
         fig.add_trace(
