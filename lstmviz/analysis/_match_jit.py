@@ -151,32 +151,6 @@ def _spans(
 
 
 @njit(**_JIT)
-def level_runs(
-    count: np.ndarray, m: int, prev_a: np.ndarray, prev_b: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Maximal runs of ``count >= m``: (starts, stops, new), new False where the run equals one of the runs
-    (prev_a, prev_b), sorted by start."""
-    T = len(count)
-    a = np.empty(T // 2 + 1, np.int64)
-    b = np.empty(T // 2 + 1, np.int64)
-    new = np.empty(T // 2 + 1, np.bool_)
-    g, p, t = 0, 0, 0
-    while t < T:
-        if count[t] < m:
-            t += 1
-            continue
-        s = t
-        while t < T and count[t] >= m:
-            t += 1
-        while p < len(prev_a) and prev_a[p] < s:
-            p += 1
-        a[g], b[g] = s, t
-        new[g] = not (p < len(prev_a) and prev_a[p] == s and prev_b[p] == t)
-        g += 1
-    return a[:g], b[:g], new[:g]
-
-
-@njit(**_JIT)
 def on_sets(
     bits: np.ndarray, a: np.ndarray, b: np.ndarray, pad_before: int, pad_after: int, sel_mask: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -308,7 +308,9 @@ def _levels(k, count: np.ndarray, top: int, lowest: int) -> Iterator[tuple[int, 
 def _level_runs(
     count: np.ndarray, m: int, prev_a: np.ndarray, prev_b: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """numpy twin of :func:`lstmviz.analysis._match_jit.level_runs`."""
+    """The maximal runs of ``count >= m`` (starts, stops) and whether each is new (not one of the runs prev_a,
+    prev_b of level m + 1): one level's scan, the numpy path and the reference of the compiled
+    :func:`lstmviz.analysis._match_jit.level_spans`."""
     mask = count >= m
     edges = np.flatnonzero(mask[1:] != mask[:-1]) + 1
     bounds = np.concatenate(

@@ -42,7 +42,7 @@ def selection_lines(
     th = np.broadcast_to(np.asarray(theta, np.float32), (len(units),))
     fig = go.Figure()
     # one array for every line: plotly checks a list element by element, once per trace
-    labels = np.asarray([show_token(t) for t in tokens]) if tokens is not None else None
+    labels = np.asarray([show_token(t) for t in tokens], object) if tokens is not None else None
     for j, u in enumerate(units):
         color = QUALITATIVE[j % len(QUALITATIVE)]
         fig.add_trace(
