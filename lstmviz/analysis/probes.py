@@ -35,7 +35,8 @@ def jit():
     try:
         from . import _probe_jit as k
 
-        k.count_keys(np.zeros((1, 1), np.uint16), np.zeros(1, np.int8), np.zeros((1, 1, N_KEYS), np.int64))
+        h, one = np.zeros((1, 1, N_KEYS), np.int64), np.zeros(1)
+        k.count_keys(np.zeros((1, 1), np.uint16), np.zeros(1, np.int8), h, one, one, _pattern_values())
     except Exception:  # no numba, nowhere to cache, or a compile error
         return None
     return k
@@ -130,11 +131,7 @@ def scores(read, n_units: int, T: int, y: np.ndarray, valid: np.ndarray, boolean
         sxy = np.zeros(len(units))
         for r in range(0, T, ROWS):
             x = read(units, r, min(r + ROWS, T))  # [rows, len(units)]
-            _count(x, cls[r : r + ROWS], hist)
-            if yc is not None:
-                xb = x.astype(np.float64)
-                xb[~valid[r : r + ROWS]] = 0.0  # a missing annotation's step counts in no sum
-                sxy += yc[r : r + ROWS] @ xb
+            _count(x, cls[r : r + ROWS], hist, None if yc is None else yc[r : r + ROWS], sxy)
         if boolean:
             part = {"unit": units, "metric": "auc", "score": _auc_counts(hist[1], hist[0])}
             part["mean_true"], part["mean_false"] = _mean_counts(hist[1]), _mean_counts(hist[0])
@@ -148,17 +145,29 @@ def scores(read, n_units: int, T: int, y: np.ndarray, valid: np.ndarray, boolean
     return frame
 
 
-def _count(x: np.ndarray, cls: np.ndarray, hist: np.ndarray) -> None:
+def _count(x: np.ndarray, cls: np.ndarray, hist: np.ndarray, yc: np.ndarray | None, sxy: np.ndarray) -> None:
     """hist ``[classes, units, N_KEYS]`` += the counts of the keys (:func:`_order_keys`) of x ``[n, units]`` by the
-    class cls ``[n]`` of each step (−1: not counted)."""
+    class cls ``[n]`` of each step (−1: not counted); with yc ``[n]``, sxy ``[units]`` += Σ x·yc over the counted
+    steps (in a loop, not a BLAS product, whose threads a busy machine stalls)."""
     k = jit()
     if k is not None:
-        return k.count_keys(np.ascontiguousarray(x, np.float16).view(np.uint16), cls, hist)
+        bits = np.ascontiguousarray(x, np.float16).view(np.uint16)
+        return k.count_keys(bits, cls, hist, np.zeros(0) if yc is None else yc, sxy, _pattern_values())
     keys = _order_keys(x)
     units = np.arange(keys.shape[1]) * N_KEYS
     for c in range(len(hist)):
         cells = (keys[cls == c] + units).ravel()
         hist[c] += np.bincount(cells, minlength=hist[c].size).reshape(hist[c].shape)
+    if yc is not None:
+        xb = x.astype(np.float64)
+        xb[cls < 0] = 0.0  # a missing annotation's step counts in no sum
+        sxy += yc @ xb
+
+
+@functools.cache
+def _pattern_values() -> np.ndarray:
+    """float64 ``[65536]``: the value of each float16 bit pattern."""
+    return np.arange(N_KEYS, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float64)
 
 
 @functools.cache

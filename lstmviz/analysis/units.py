@@ -121,6 +121,20 @@ def histogram(x: np.ndarray, bins: int = HIST_BINS, tail: float = TAIL) -> Histo
     return _binned(v, None, lo, hi, q_lo, q_hi, bins)
 
 
+def peak(x: np.ndarray) -> float:
+    """The largest |value| of a column x ``[tokens]``, NaN left out (1.0 for an empty or all-NaN one): for float16,
+    from the bit patterns (integer work, where float16 arithmetic is emulated and slow)."""
+    x = np.asarray(x)
+    if x.dtype == np.float16:
+        b = x.view(np.uint16) & 0x7FFF  # |value|'s pattern; NaN patterns lie above 0x7C00 (inf)
+        number = b <= 0x7C00
+        if not number.any():
+            return 1.0
+        return float(np.uint16(np.max(b, where=number, initial=0)).view(np.float16))
+    finite = x[~np.isnan(x)]
+    return float(np.max(np.abs(finite))) if len(finite) else 1.0
+
+
 def _binned(
     v: np.ndarray, w: np.ndarray | None, lo: float, hi: float, q_lo: float, q_hi: float, bins: int
 ) -> Histogram:
@@ -139,7 +153,7 @@ def _histogram_f16(x: np.ndarray, bins: int, tail: float) -> Histogram:
     values, one pass and no float64 copy: the same range, quantiles and counts as the float64 path (np.quantile's
     interpolation between the two order statistics it picks, each value in the bin np.histogram gives it)."""
     counts = np.zeros((1, 1, probes.N_KEYS), np.int64)
-    probes._count(x[:, None], np.zeros(len(x), np.int8), counts)
+    probes._count(x[:, None], np.zeros(len(x), np.int8), counts, None, np.zeros(1))
     v = probes._key_values()
     seen = np.flatnonzero(counts[0, 0] * np.isfinite(v))  # keys in value order
     if not len(seen):

@@ -48,6 +48,14 @@ def column(key: data.RunRef, name: str, unit: int) -> np.ndarray:
     return values
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def spread(key: data.RunRef, name: str, unit: int) -> tuple[units.Histogram, float]:
+    """The unit's histogram (:func:`lstmviz.analysis.units.histogram`) and its largest |value| (the contexts'
+    colour scale), once per unit rather than on every rerun of its page."""
+    values = column(key, name, unit)
+    return units.histogram(values), units.peak(values)
+
+
 def context_html(
     tokens: Sequence[str], values: np.ndarray, center: int, scale: float, before: int = 12, after: int = 4
 ) -> str:

@@ -248,3 +248,13 @@ def test_a_units_label_from_its_float16_column_equals_scoring_the_whole_column(p
         best = max(want, key=lambda t: want[t][1])
         assert got["track"] == best
         assert got["score"] == pytest.approx(want[best][0], rel=1e-9)
+
+
+def test_peak_of_a_float16_column_is_the_largest_magnitude(rng):
+    """From the bit patterns, as np.nanmax(np.abs(x)) finds it: NaN left out, inf kept, −0 and an empty column."""
+    x = (rng.normal(size=3000) * 7).astype(np.float16)
+    for col in (x, np.r_[x, [np.nan]].astype(np.float16), np.r_[x, [-np.inf]].astype(np.float16)):
+        assert units.peak(col) == float(np.nanmax(np.abs(col.astype(np.float64))))
+        assert units.peak(col.astype(np.float32)) == units.peak(col)
+    assert units.peak(np.array([-0.0, np.nan], np.float16)) == 0.0
+    assert units.peak(np.zeros(0, np.float16)) == units.peak(np.array([np.nan], np.float16)) == 1.0
