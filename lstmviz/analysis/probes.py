@@ -119,14 +119,23 @@ def scores(read, n_units: int, T: int, y: np.ndarray, valid: np.ndarray, boolean
     ``[stop - start, len(units)]``. Per unit, the counts of each float16 value by class (true / false, or valid)
     and, for a number, the sums Σx·(y − ȳ); at most :data:`HIST_BYTES` of counts at once, so the units are taken
     a group at a time. Columns: unit, metric, score (and mean_true, mean_false), strength, n."""
-    # [T] each, built in place: at 10M tokens every temporary of y is 80 MB
+    # int8 [T], built in place; y − ȳ is made a block at a time: at 10M tokens each [T] float64 copy is 80 MB
     cls = y.astype(np.int8) if boolean else np.zeros(T, np.int8)
     cls[~valid] = -1
     n_valid = int(valid.sum())
-    yc = None
-    if not boolean and n_valid:
-        yc = y - np.mean(y, where=valid)
-        yc[~valid] = 0.0
+    numeric = not boolean and n_valid > 0
+    y_mean = float(np.mean(y, where=valid)) if numeric else 0.0
+
+    def centred(r: int, stop: int) -> np.ndarray:
+        """y − ȳ over steps [r, stop), 0 where the annotation is missing (a block at a time: no [T] copy)."""
+        yc = y[r:stop] - y_mean
+        yc[~valid[r:stop]] = 0.0
+        return yc
+
+    syc = syy = 0.0  # Σyc and Σyc², once
+    for r in range(0, T, ROWS) if numeric else ():
+        yc = centred(r, min(r + ROWS, T))
+        syc, syy = syc + float(yc.sum()), syy + float((yc * yc).sum())
     n_cls = 2 if boolean else 1
     group = max(1, HIST_BYTES // (n_cls * N_KEYS * 8))
     parts = []
@@ -135,13 +144,14 @@ def scores(read, n_units: int, T: int, y: np.ndarray, valid: np.ndarray, boolean
         hist = np.zeros((n_cls, len(units), N_KEYS), np.int64)
         sxy = np.zeros(len(units))
         for r in range(0, T, ROWS):
-            x = read(units, r, min(r + ROWS, T))  # [rows, len(units)]
-            _count(x, cls[r : r + ROWS], hist, None if yc is None else yc[r : r + ROWS], sxy)
+            stop = min(r + ROWS, T)
+            x = read(units, r, stop)  # [rows, len(units)]
+            _count(x, cls[r:stop], hist, centred(r, stop) if numeric else None, sxy)
         if boolean:
             part = {"unit": units, "metric": "auc", "score": _auc_counts(hist[1], hist[0])}
             part["mean_true"], part["mean_false"] = _mean_counts(hist[1]), _mean_counts(hist[0])
         else:
-            score = _pearson_counts(hist[0], sxy, yc) if yc is not None else np.full(len(units), np.nan)
+            score = _pearson_counts(hist[0], sxy, syc, syy) if numeric else np.full(len(units), np.nan)
             part = {"unit": units, "metric": "pearson_r", "score": score}
         parts.append(pd.DataFrame(part))
     frame = pd.concat(parts, ignore_index=True)
@@ -201,13 +211,13 @@ def _mean_counts(counts: np.ndarray) -> np.ndarray:
         return np.where(n > 0, _sums(counts, 1) / n, np.nan)
 
 
-def _pearson_counts(counts: np.ndarray, sxy: np.ndarray, yc: np.ndarray) -> np.ndarray:
-    """Pearson r per unit from its value counts ``[units, N_KEYS]``, Σx·yc ``[units]`` and yc ``[T]`` (y minus its
-    mean where valid, else 0): Σ(x − x̄)(y − ȳ) = Σx·yc − x̄·Σyc, and Σ(x − x̄)² from the counts."""
+def _pearson_counts(counts: np.ndarray, sxy: np.ndarray, syc: float, syy: float) -> np.ndarray:
+    """Pearson r per unit from its value counts ``[units, N_KEYS]``, Σx·yc ``[units]``, Σyc and Σyc², yc being y
+    minus its mean where valid, else 0: Σ(x − x̄)(y − ȳ) = Σx·yc − x̄·Σyc, and Σ(x − x̄)² from the counts."""
     mean = _mean_counts(counts)
     sxx = _sums(counts, 2, mean)
     with np.errstate(invalid="ignore", divide="ignore"):
-        r = (sxy - mean * yc.sum()) / np.sqrt(sxx * (yc @ yc))
+        r = (sxy - mean * syc) / np.sqrt(sxx * syy)
     return np.where(sxx > 0, r, np.nan)  # a constant unit: 0/0, which rounding in Σx·yc would turn into ±inf
 
 
