@@ -110,3 +110,5 @@ except Exception as e:  # the last resort: whatever was not foreseen is still on
         "log of `streamlit run`).",
         icon=":material/error:",
     )
+finally:
+    data.release_memory()

@@ -81,30 +81,73 @@ def count_on(cols: np.ndarray, sel: np.ndarray) -> np.ndarray:
     return out
 
 
+@njit(inline="always", **_JIT)
+def _pop64(x: np.uint64) -> np.uint64:
+    """Set bits of a 64-bit word (SWAR: the sums of bit pairs, nibbles and bytes, then one multiply)."""
+    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return (x * np.uint64(0x0101010101010101)) >> np.uint64(56)
+
+
 @njit(**_JIT)
-def level_runs(
-    count: np.ndarray, m: int, prev_a: np.ndarray, prev_b: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Maximal runs of ``count >= m``: (starts, stops, new), new False where the run equals one of the runs
-    (prev_a, prev_b), sorted by start."""
-    T = len(count)
-    a = np.empty(T // 2 + 1, np.int64)
-    b = np.empty(T // 2 + 1, np.int64)
-    new = np.empty(T // 2 + 1, np.bool_)
-    g, p, t = 0, 0, 0
-    while t < T:
-        if count[t] < m:
-            t += 1
-            continue
+def count_words(words: np.ndarray, which: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """int32 ``[T]``: set bits of ``words[t, which[i]] & masks[i]`` summed over i; words uint64 ``[T, W]`` (the
+    time-major bits read eight bytes at a time), masks uint64 ``[len(which)]``. One pass over the rows, which
+    beats a pass per unit over ``cols`` once more than a few units are selected."""
+    T = words.shape[0]
+    out = np.empty(T, np.int32)
+    for t in range(T):
+        c = np.uint64(0)
+        for i in range(len(which)):
+            c += _pop64(words[t, which[i]] & masks[i])
+        out[t] = np.int32(c)
+    return out
+
+
+@njit(**_JIT)
+def level_spans(count: np.ndarray, lowest: int, highest: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every maximal run of ``count >= m`` for every level m in ``[lowest, highest]`` from one scan, each listed
+    once, at the level where it first appears (its minimum count): (starts, stops, levels), int64 ``[n]`` twice
+    and int16 ``[n]``, ordered by stop, so each level's runs are in corpus order.
+
+    A stack of (start, height), heights strictly increasing, as in the largest-rectangle-in-a-histogram scan:
+    a height popped at t closes the run [start, t) of the steps at or above it, the maximal run at every level
+    from above its higher neighbour up to its minimum, the popped height. Counts below ``lowest`` read as 0, so
+    the stack works only where the count is that high, and the runs of the levels at or above ``lowest`` are
+    unchanged."""
+    n = _spans(count, lowest, highest, np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int16), False)
+    a, b, level = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int16)
+    _spans(count, lowest, highest, a, b, level, True)  # again, into arrays of the size the first scan found
+    return a, b, level
+
+
+@njit(**_JIT)
+def _spans(
+    count: np.ndarray, lowest: int, highest: int, a: np.ndarray, b: np.ndarray, level: np.ndarray, fill: bool
+) -> int:
+    """The scan of :func:`level_spans`: how many runs it lists, written into a, b, level when ``fill``."""
+    stack_s = np.empty(highest + 2, np.int64)
+    stack_h = np.empty(highest + 2, np.int64)
+    n, sp, T = 0, 0, len(count)
+    for t in range(T + 1):
+        c = np.int64(count[t]) if t < T else np.int64(0)
+        if c < lowest:
+            c = 0
+        elif c > highest:  # the levels above the band are one level: their runs are popped, not listed
+            c = highest + 1
         s = t
-        while t < T and count[t] >= m:
-            t += 1
-        while p < len(prev_a) and prev_a[p] < s:
-            p += 1
-        a[g], b[g] = s, t
-        new[g] = not (p < len(prev_a) and prev_a[p] == s and prev_b[p] == t)
-        g += 1
-    return a[:g], b[:g], new[:g]
+        while sp > 0 and stack_h[sp - 1] > c:
+            sp -= 1
+            s = stack_s[sp]
+            if stack_h[sp] <= highest:
+                if fill:
+                    a[n], b[n], level[n] = s, t, stack_h[sp]
+                n += 1
+        if c > 0 and (sp == 0 or stack_h[sp - 1] < c):
+            stack_s[sp], stack_h[sp] = s, c
+            sp += 1
+    return n
 
 
 @njit(**_JIT)

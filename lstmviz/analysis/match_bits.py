@@ -102,7 +102,8 @@ def jit():
             k.pack_on(h, kth, np.empty((1, 2), np.uint8))
             k.coarse_hist(h, np.zeros((9, 257), np.int32))
             k.fine_hist(h, np.zeros((9, 2), np.int64), np.zeros((9, 2, 256), np.int64))
-            k.level_runs(k.count_on(bits, sel), 1, sel, sel + 1)
+            k.level_spans(k.count_on(bits, sel), 1, 1)
+            k.level_spans(k.count_words(_frozen(np.zeros((3, 1), np.uint64), ro), sel, sel.astype(np.uint64)), 1, 2)
             k.on_sets(bits, sel, sel + 1, 1, 1, np.zeros(2, np.uint8))
     except Exception:  # no numba, nowhere to cache, or a compile error
         return None

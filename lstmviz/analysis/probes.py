@@ -2,22 +2,44 @@
 
 Each unit is scored against one annotation column of the tokens table over every token of the run: Pearson
 correlation for a numeric track, ROC-AUC for a boolean one (or for ``column == value`` on a categorical one).
-AUC is computed exactly, ties counted half, from per-unit histograms of the stored float16 values, so a
-million tokens × 512 units takes seconds and little memory.
+AUC is computed exactly, ties counted half, from per-unit histograms of the stored float16 values. The run is
+read in blocks of rows (:data:`ROWS` steps of a group of units at a time), never a whole column: each block adds
+to per-unit counts of each float16 value, split by the token's class (annotation true, false, or, for a number,
+present), and Pearson r takes its sums Σx·y from the same blocks and its Σx, Σx² from the counts. Memory is the
+counts (:data:`HIST_BYTES`) and one block, whatever the run's length.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
 from ..store import Run, RunError
-from .select_match import unit_blocks
 
 N_KEYS = 1 << 16  # float16 bit patterns
 AUC_UNITS = 32  # units whose histograms are built at once (2M int64 counters)
+ROWS = 1 << 16  # steps read at once
+HIST_BYTES = 1 << 26  # the per-unit value counts held at once (64 MB): this bounds the units of one pass
+
+
+@functools.cache
+def jit():
+    """The compiled counting loop (:mod:`lstmviz.analysis._probe_jit`), or None with ``LSTMVIZ_NO_JIT=1`` or where
+    numba cannot compile or cache here (then numpy counts, slower)."""
+    if os.environ.get("LSTMVIZ_NO_JIT", "") not in ("", "0"):
+        return None
+    try:
+        from . import _probe_jit as k
+
+        h, one = np.zeros((1, 1, N_KEYS), np.int64), np.zeros(1)
+        k.count_keys(np.zeros((1, 1), np.uint16), np.zeros(1, np.int8), h, one, one, _pattern_values())
+    except Exception:  # no numba, nowhere to cache, or a compile error
+        return None
+    return k
 
 
 def probe(
@@ -70,33 +92,133 @@ def _track(run: Run, column: str, value: object) -> tuple[np.ndarray, np.ndarray
 
 
 def _score(run: Run, name: str, y: np.ndarray, valid: np.ndarray, boolean: bool) -> pd.DataFrame:
-    y = y[valid]
-    parts = []
-    for units, x in unit_blocks(run, name):  # x: (T, block)
-        x = x[valid]
-        if boolean:
-            parts.append(
-                pd.DataFrame(
-                    {
-                        "unit": units,
-                        "metric": "auc",
-                        "score": auc(x, y),
-                        "mean_true": _mean(x[y]),
-                        "mean_false": _mean(x[~y]),
-                    }
-                )
-            )
-        else:
-            parts.append(pd.DataFrame({"unit": units, "metric": "pearson_r", "score": pearson(x, y)}))
-    frame = pd.concat(parts, ignore_index=True)
+    """One activation's units scored against y ``[T]`` (valid ``[T]`` marks the tokens that count), reading the
+    run in blocks of rows, float16 as stored."""
+
+    def read(units: np.ndarray, start: int, stop: int) -> np.ndarray:
+        return run.activations(name, units, start, stop, dtype=np.float16)
+
+    frame = scores(read, run.units(name), run.n_tokens, y, valid, boolean)
     frame.insert(0, "name", name)
-    frame["strength"] = (2 * frame["score"] - 1).abs() if boolean else frame["score"].abs()
-    frame["n"] = len(y)
     return frame
 
 
-def _mean(x: np.ndarray) -> np.ndarray:
-    return x.mean(0, dtype=np.float64) if len(x) else np.full(x.shape[1], np.nan)
+def column_score(x: np.ndarray, y: np.ndarray, valid: np.ndarray, boolean: bool) -> tuple[str, float]:
+    """(metric, score) of one unit's column x ``[T]`` (its float16 values, as stored) against y ``[T]``: what
+    :func:`probe` gives that unit, read a block at a time with no copy of the column."""
+
+    def read(units: np.ndarray, start: int, stop: int) -> np.ndarray:
+        return x[start:stop, None]
+
+    row = scores(read, 1, len(x), y, valid, boolean).iloc[0]
+    return str(row["metric"]), float(row["score"])
+
+
+def scores(read, n_units: int, T: int, y: np.ndarray, valid: np.ndarray, boolean: bool) -> pd.DataFrame:
+    """Every unit scored against y ``[T]`` from blocks of values: ``read(units, start, stop)`` gives float16
+    ``[stop - start, len(units)]``. Per unit, the counts of each float16 value by class (true / false, or valid)
+    and, for a number, the sums Σx·(y − ȳ); at most :data:`HIST_BYTES` of counts at once, so the units are taken
+    a group at a time. Columns: unit, metric, score (and mean_true, mean_false), strength, n."""
+    # int8 [T], built in place; y − ȳ is made a block at a time: at 10M tokens each [T] float64 copy is 80 MB
+    cls = y.astype(np.int8) if boolean else np.zeros(T, np.int8)
+    cls[~valid] = -1
+    n_valid = int(valid.sum())
+    numeric = not boolean and n_valid > 0
+    y_mean = float(np.mean(y, where=valid)) if numeric else 0.0
+
+    def centred(r: int, stop: int) -> np.ndarray:
+        """y − ȳ over steps [r, stop), 0 where the annotation is missing (a block at a time: no [T] copy)."""
+        yc = y[r:stop] - y_mean
+        yc[~valid[r:stop]] = 0.0
+        return yc
+
+    syc = syy = 0.0  # Σyc and Σyc², once
+    for r in range(0, T, ROWS) if numeric else ():
+        yc = centred(r, min(r + ROWS, T))
+        syc, syy = syc + float(yc.sum()), syy + float((yc * yc).sum())
+    n_cls = 2 if boolean else 1
+    group = max(1, HIST_BYTES // (n_cls * N_KEYS * 8))
+    parts = []
+    for j in range(0, n_units, group):
+        units = np.arange(j, min(j + group, n_units))
+        hist = np.zeros((n_cls, len(units), N_KEYS), np.int64)
+        sxy = np.zeros(len(units))
+        for r in range(0, T, ROWS):
+            stop = min(r + ROWS, T)
+            x = read(units, r, stop)  # [rows, len(units)]
+            _count(x, cls[r:stop], hist, centred(r, stop) if numeric else None, sxy)
+        if boolean:
+            part = {"unit": units, "metric": "auc", "score": _auc_counts(hist[1], hist[0])}
+            part["mean_true"], part["mean_false"] = _mean_counts(hist[1]), _mean_counts(hist[0])
+        else:
+            score = _pearson_counts(hist[0], sxy, syc, syy) if numeric else np.full(len(units), np.nan)
+            part = {"unit": units, "metric": "pearson_r", "score": score}
+        parts.append(pd.DataFrame(part))
+    frame = pd.concat(parts, ignore_index=True)
+    frame["strength"] = (2 * frame["score"] - 1).abs() if boolean else frame["score"].abs()
+    frame["n"] = n_valid
+    return frame
+
+
+def _count(x: np.ndarray, cls: np.ndarray, hist: np.ndarray, yc: np.ndarray | None, sxy: np.ndarray) -> None:
+    """hist ``[classes, units, N_KEYS]`` += the counts of the keys (:func:`_order_keys`) of x ``[n, units]`` by the
+    class cls ``[n]`` of each step (−1: not counted); with yc ``[n]``, sxy ``[units]`` += Σ x·yc over the counted
+    steps (in a loop, not a BLAS product, whose threads a busy machine stalls)."""
+    k = jit()
+    if k is not None:
+        bits = np.ascontiguousarray(x, np.float16).view(np.uint16)
+        return k.count_keys(bits, cls, hist, np.zeros(0) if yc is None else yc, sxy, _pattern_values())
+    keys = _order_keys(x)
+    units = np.arange(keys.shape[1]) * N_KEYS
+    for c in range(len(hist)):
+        cells = (keys[cls == c] + units).ravel()
+        hist[c] += np.bincount(cells, minlength=hist[c].size).reshape(hist[c].shape)
+    if yc is not None:
+        xb = x.astype(np.float64)
+        xb[cls < 0] = 0.0  # a missing annotation's step counts in no sum
+        sxy += yc @ xb
+
+
+@functools.cache
+def _pattern_values() -> np.ndarray:
+    """float64 ``[65536]``: the value of each float16 bit pattern."""
+    return np.arange(N_KEYS, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float64)
+
+
+@functools.cache
+def _key_values() -> np.ndarray:
+    """float64 ``[N_KEYS]``: the float16 value of each key of :func:`_order_keys` (the inverse map)."""
+    k = np.arange(N_KEYS, dtype=np.uint32)
+    bits = np.where(k & 0x8000, k & 0x7FFF, 0xFFFF - k).astype(np.uint16)
+    return bits.view(np.float16).astype(np.float64)
+
+
+def _sums(counts: np.ndarray, power: int, center: np.ndarray | None = None) -> np.ndarray:
+    """float64 ``[units]``: Σ over the counted values of (value − center)^power, from counts ``[units, N_KEYS]``
+    (keys never counted are left out, so the NaN patterns among them do not spoil the sum)."""
+    out = np.zeros(len(counts))
+    v = _key_values()
+    for u in range(len(counts)):
+        seen = np.flatnonzero(counts[u])
+        d = v[seen] - (0.0 if center is None else center[u])
+        out[u] = (counts[u, seen] * d**power).sum()
+    return out
+
+
+def _mean_counts(counts: np.ndarray) -> np.ndarray:
+    n = counts.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, _sums(counts, 1) / n, np.nan)
+
+
+def _pearson_counts(counts: np.ndarray, sxy: np.ndarray, syc: float, syy: float) -> np.ndarray:
+    """Pearson r per unit from its value counts ``[units, N_KEYS]``, Σx·yc ``[units]``, Σyc and Σyc², yc being y
+    minus its mean where valid, else 0: Σ(x − x̄)(y − ȳ) = Σx·yc − x̄·Σyc, and Σ(x − x̄)² from the counts."""
+    mean = _mean_counts(counts)
+    sxx = _sums(counts, 2, mean)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (sxy - mean * syc) / np.sqrt(sxx * syy)
+    return np.where(sxx > 0, r, np.nan)  # a constant unit: 0/0, which rounding in Σx·yc would turn into ±inf
 
 
 def pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -125,10 +247,18 @@ def auc(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         k = k + np.arange(b) * N_KEYS  # one histogram per unit, side by side
         pos = np.bincount(k[y].ravel(), minlength=b * N_KEYS).reshape(b, N_KEYS)
         neg = np.bincount(k[~y].ravel(), minlength=b * N_KEYS).reshape(b, N_KEYS)
-        below = np.cumsum(neg, axis=1) - neg  # negatives strictly below each key
-        wins = (pos * below).sum(1) * 2 + (pos * neg).sum(1)  # twice the Mann–Whitney U, exact in int64
-        out[j : j + b] = wins / (2 * n_pos * n_neg)
+        out[j : j + b] = _auc_counts(pos, neg)
     return out
+
+
+def _auc_counts(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """ROC-AUC per unit from its counts of each key among positives and negatives, int64 ``[units, N_KEYS]``
+    each: twice the Mann–Whitney U, exact in int64, over 2·n_pos·n_neg; NaN without positives or negatives."""
+    n_pos, n_neg = pos.sum(1), neg.sum(1)
+    below = np.cumsum(neg, axis=1) - neg  # negatives strictly below each key
+    wins = (pos * below).sum(1) * 2 + (pos * neg).sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((n_pos > 0) & (n_neg > 0), wins / (2 * n_pos * n_neg), np.nan)
 
 
 def _order_keys(x: np.ndarray) -> np.ndarray:

@@ -37,18 +37,7 @@ __all__ = [
     "thresholds",
 ]
 
-BLOCK_VALUES = 1 << 24  # float32 values read at once by unit_blocks (64 MB)
 POP8 = np.array([bin(i).count("1") for i in range(256)], np.int64)
-
-
-def unit_blocks(run: Run, name: str, units: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield ``(units, values)`` blocks covering every token: values float32 ``[T, len(units)]``, at most
-    :data:`BLOCK_VALUES` values at a time."""
-    units = np.arange(run.units(name)) if units is None else np.asarray(units, np.int64)
-    step = max(1, BLOCK_VALUES // max(run.n_tokens, 1))
-    for j in range(0, len(units), step):
-        block = units[j : j + step]
-        yield block, run.activations(name, block)
 
 
 def thresholds(run: Run, name: str, threshold: float | Threshold) -> np.ndarray:
@@ -215,11 +204,33 @@ def on_counts(
         return count
     k = jit()
     if k is not None:
+        words = _word_view(index.bits)
+        if words is not None and len(np.unique(sel)) == len(sel):  # a word's mask counts a unit once
+            which, masks = _word_masks(sel, words.shape[1])
+            if 3 * len(sel) > 8 * len(which):  # a pass over the words of the rows beats a pass per unit
+                return k.count_words(words, which, masks)
         return k.count_on(cols, sel)
     count = np.zeros(index.n_tokens, np.int32)
     for s in sel:
         count += (cols[s >> 3] >> (s & 7)) & 1
     return count
+
+
+def _word_view(bits: np.ndarray) -> np.ndarray | None:
+    """uint64 ``[T, ⌈U/64⌉]``: the time-major bits read eight bytes at a time (units 64w … 64w+63 in word w,
+    unit u at bit u & 63, as the bytes are little-endian), or None where a row is not whole words."""
+    bits = np.asarray(bits)
+    if bits.shape[1] % 8 or not bits.flags.c_contiguous or not np.little_endian:
+        return None
+    return bits.view(np.uint64)
+
+
+def _word_masks(sel: np.ndarray, n_words: int) -> tuple[np.ndarray, np.ndarray]:
+    """(words holding a selected unit, int64 ``[w]``; their masks, uint64 ``[w]``)."""
+    masks = np.zeros(n_words, np.uint64)
+    np.bitwise_or.at(masks, sel >> 6, np.left_shift(np.uint64(1), (sel & 63).astype(np.uint64)))
+    which = np.flatnonzero(masks)
+    return which.astype(np.int64), masks[which]
 
 
 def match_index(
@@ -244,16 +255,12 @@ def match_index(
     np.bitwise_or.at(sel_mask, sel >> 3, (1 << (sel & 7)).astype(np.uint8))
     count = on_counts(index, sel)
     k = jit()
-    runs, on_sets = (k.level_runs, k.on_sets) if k is not None else (_level_runs, _on_sets)
     pads = int(pad_before), int(pad_after)
     found: list[tuple[np.ndarray, ...]] = []
-    prev_a = prev_b = np.zeros(0, np.int64)
-    for m in range(len(sel), min_selected - 1, -1):
-        a, b, new = runs(count, m, prev_a, prev_b)
-        prev_a, prev_b = a, b
-        keep = new & (b - a >= min_length)
+    for m, a, b in _levels(k, count, len(sel), min_selected):
+        keep = b - a >= min_length
         a, b = a[keep], b[keep]
-        n_sel, n_all = on_sets(bits, a, b, *pads, sel_mask)
+        n_sel, n_all = (k.on_sets if k is not None else _on_sets)(bits, a, b, *pads, sel_mask)
         found.append((a, b, n_sel, n_all))
         if sum(int((f[2] >= m).sum()) for f in found) >= top:
             break
@@ -272,10 +279,38 @@ def match_index(
     )
 
 
+def _levels(k, count: np.ndarray, top: int, lowest: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """For m from ``top`` down to ``lowest``: (m, starts, stops) of the maximal runs of ``count >= m`` that are
+    not runs of level m + 1 (those whose minimum count is m), sorted by start.
+
+    Compiled, a scan (:func:`~lstmviz.analysis._match_jit.level_spans`) lists a band of levels at once, the
+    first band four deep and each next one four times deeper: match usually stops within the first few levels,
+    and a scan's cost grows with the steps whose count lies in its band, most of which lie at the low levels."""
+    if k is None or top > np.iinfo(np.int16).max:
+        prev_a = prev_b = np.zeros(0, np.int64)
+        for m in range(top, lowest - 1, -1):
+            a, b, new = _level_runs(count, m, prev_a, prev_b)
+            prev_a, prev_b = a, b
+            yield m, a[new], b[new]
+        return
+    hi, depth = top, 4
+    while hi >= lowest:
+        lo = max(lowest, hi - depth + 1)
+        a, b, level = k.level_spans(count, lo, hi)
+        order = np.argsort(-level, kind="stable")  # by level, high first; each level's runs stay in order of stop
+        ends = np.searchsorted(-level[order], np.arange(-hi, -lo + 2), side="left")
+        for m in range(hi, lo - 1, -1):
+            part = order[ends[hi - m] : ends[hi - m + 1]]
+            yield m, a[part], b[part]
+        hi, depth = lo - 1, 4 * depth
+
+
 def _level_runs(
     count: np.ndarray, m: int, prev_a: np.ndarray, prev_b: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """numpy twin of :func:`lstmviz.analysis._match_jit.level_runs`."""
+    """The maximal runs of ``count >= m`` (starts, stops) and whether each is new (not one of the runs prev_a,
+    prev_b of level m + 1): one level's scan, the numpy path and the reference of the compiled
+    :func:`lstmviz.analysis._match_jit.level_spans`."""
     mask = count >= m
     edges = np.flatnonzero(mask[1:] != mask[:-1]) + 1
     bounds = np.concatenate(

@@ -26,6 +26,7 @@ from .. import cards as _cards
 from .. import names as _names
 from ..store import Run, RunError
 from . import probes
+from .histogram import HIST_BINS, STRETCH, TAIL, Histogram, histogram, peak  # noqa: F401 (re-exported: the Unit page reads units.TAIL)
 
 TRACK_SKIP = {"idx", "doc", "pos", "token_id", "token", "loss", "top_ids", "top_p"}
 LIFT = 2.0  # a token is over-represented when its share of the top contexts is this many times its corpus share
@@ -50,8 +51,9 @@ class Card:
     label: dict  # as unit_label
 
 
-def card(run: Run, name: str, unit: int, k: int = 20, n_correlated: int = 10) -> Card:
-    """The card of ``unit`` of activation ``name``, from the run's stored cards (built now for an older run)."""
+def card(run: Run, name: str, unit: int, k: int = 20, n_correlated: int = 10, column: np.ndarray | None = None) -> Card:
+    """The card of ``unit`` of activation ``name``, from the run's stored cards (built now for an older run).
+    ``column``: the unit's values ``[tokens]``, when the caller holds them already (else read for the label)."""
     c = _cards.load_cards(run, name)
     top = {sign: run.top_contexts(name, unit, k=k, sign=sign, window=c.window) for sign in (1, -1)}
     a = c.a
@@ -67,7 +69,9 @@ def card(run: Run, name: str, unit: int, k: int = 20, n_correlated: int = 10) ->
     stats["theta"] = float(a["theta"])
     # the label scores the unit's whole column against the annotation tracks: a run without tracks (where the
     # column would be read for nothing, 40 MB and a scan of every row group at 10M tokens) skips the read
-    x = run.activations(name, [unit])[:, 0] if tracks(run) else np.empty(0, np.float32)
+    if column is None and tracks(run):
+        column = run.activations(name, [unit], dtype=np.float16)[:, 0]
+    x = np.empty(0, np.float16) if column is None else column
     return Card(
         window=c.window,
         label=unit_label(run, x, top[1]["idx"].to_numpy()),
@@ -81,44 +85,6 @@ def card(run: Run, name: str, unit: int, k: int = 20, n_correlated: int = 10) ->
         correlated=run.correlated_units(name, unit, k=n_correlated),
         top_tokens=over_represented(top[1]["idx"].to_numpy(), _cards.token_strings(run)),
     )
-
-
-HIST_BINS = 60
-TAIL = 0.005  # the histogram's range drops this fraction of steps at each end, when the tails are long
-STRETCH = 2.0  # … "long": the observed range is more than this many times the 0.5–99.5 % range
-
-
-@dataclass(frozen=True)
-class Histogram:
-    """A unit's value counts over its own range: ``counts [bins]`` over ``edges [bins + 1]``; ``below`` and
-    ``above`` count the finite values outside the edges (0 unless the range was cut to quantiles)."""
-
-    counts: np.ndarray
-    edges: np.ndarray
-    below: int
-    above: int
-
-
-def histogram(x: np.ndarray, bins: int = HIST_BINS, tail: float = TAIL) -> Histogram:
-    """The histogram of one unit's values x ``[tokens]`` (NaN and ±inf left out) over the unit's own range.
-
-    The range is the observed [min, max], unless a few extreme steps stretch it more than ``STRETCH`` times the
-    ``tail``…``1 − tail`` quantile range: then it is that quantile range and the steps beyond are counted in
-    ``below``/``above``, so the page can say what it leaves out. (stats.parquet's histogram shares one range
-    across an activation's units, which leaves a cell state with a small range as one spike.)
-    """
-    v = np.asarray(x, np.float64)
-    v = v[np.isfinite(v)]
-    if not len(v):
-        return Histogram(np.zeros(bins, np.int64), np.linspace(-1.0, 1.0, bins + 1), 0, 0)
-    lo, hi = float(v.min()), float(v.max())
-    q_lo, q_hi = (float(q) for q in np.quantile(v, [tail, 1 - tail]))
-    if q_hi > q_lo and hi - lo > STRETCH * (q_hi - q_lo):
-        lo, hi = q_lo, q_hi
-    if hi <= lo:
-        lo, hi = lo - 0.5, hi + 0.5
-    counts, edges = np.histogram(v, bins=bins, range=(lo, hi))
-    return Histogram(counts, edges, int((v < lo).sum()), int((v > hi).sum()))
 
 
 def unit_stats(run: Run, name: str, unit: int) -> dict[str, float]:
@@ -252,14 +218,10 @@ def unit_label(run: Run, x: np.ndarray, top_idx: np.ndarray) -> dict:
     for t in tracks(run):
         col = run.tokens[t]
         valid = ~col.isna().to_numpy()
-        if pd.api.types.is_bool_dtype(col.dtype):
-            y = col.fillna(False).to_numpy(bool)[valid]
-            score = float(probes.auc(x[valid][:, None], y)[0])
-            metric, strength = "auc", abs(2 * score - 1)
-        else:
-            y = col.to_numpy(np.float64, na_value=np.nan)[valid]
-            score = float(probes.pearson(x[valid][:, None], y)[0])
-            metric, strength = "pearson_r", abs(score)
+        boolean = pd.api.types.is_bool_dtype(col.dtype)
+        y = col.fillna(False).to_numpy(bool) if boolean else col.to_numpy(np.float64, na_value=np.nan)
+        metric, score = probes.column_score(np.asarray(x, np.float16), y, valid, boolean)
+        strength = abs(2 * score - 1) if boolean else abs(score)
         if np.isfinite(strength) and not strength <= np.nan_to_num(best["strength"], nan=-1.0):
             best = {"track": t, "metric": metric, "score": score, "strength": strength}
     top_tokens = " ".join(over_represented(top_idx[:20], _cards.token_strings(run)))

@@ -23,8 +23,8 @@ from . import data, widgets
 
 @st.cache_data(max_entries=64, show_spinner="Reading the unit's card…")
 def card(key: data.RunRef, name: str, unit: int) -> units.Card:
-    """The unit's card (see :func:`lstmviz.analysis.units.card`)."""
-    return units.card(data.run_of(key), name, unit)
+    """The unit's card (see :func:`lstmviz.analysis.units.card`), its label scored on the column the page holds."""
+    return units.card(data.run_of(key), name, unit, column=column(key, name, unit))
 
 
 @st.cache_data(max_entries=4, show_spinner="Labelling every unit of the run…")
@@ -40,12 +40,20 @@ def tokens(key: data.RunRef) -> list[str]:
 
 @st.cache_resource(max_entries=4, show_spinner=False)
 def column(key: data.RunRef, name: str, unit: int) -> np.ndarray:
-    """float32 ``[tokens]``, read-only: the unit's value at every token, for colouring its contexts. 40 MB at 10M
-    tokens: held once (a resource, not a pickled copy per rerun) and few of them, so a long browse stays within
-    the app's memory."""
-    values = data.run_of(key).activations(name, [unit])[:, 0]
+    """float16 ``[tokens]``, read-only: the unit's value at every token as stored, for colouring its contexts, its
+    histogram and its label. 20 MB at 10M tokens: held once (a resource, not a pickled copy per rerun) and few of
+    them, so a long browse stays within the app's memory."""
+    values = data.run_of(key).activations(name, [unit], dtype=np.float16)[:, 0]
     values.flags.writeable = False
     return values
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def spread(key: data.RunRef, name: str, unit: int) -> tuple[units.Histogram, float]:
+    """The unit's histogram (:func:`lstmviz.analysis.units.histogram`) and its largest |value| (the contexts'
+    colour scale), once per unit rather than on every rerun of its page."""
+    values = column(key, name, unit)
+    return units.histogram(values), units.peak(values)
 
 
 def context_html(

@@ -104,8 +104,11 @@ class RunReader:
         units: Sequence[int] | np.ndarray | int | None = None,
         start: int | None = None,
         stop: int | None = None,
+        *,
+        dtype: type = np.float32,
     ) -> np.ndarray:
-        """Values of ``name`` for tokens ``[start, stop)`` and the given units: float32 ``[tokens, len(units)]``.
+        """Values of ``name`` for tokens ``[start, stop)`` and the given units: float32 ``[tokens, len(units)]``
+        (or ``dtype``: float16, as stored, halves a blockwise scan's memory and its conversions).
 
         ``units`` is a sequence of unit ids in ``[0, units(name))``, in any order and possibly repeated (column
         ``j`` holds unit ``units[j]``, as numpy's ``full[:, units]``), a boolean mask of length ``units(name)``,
@@ -118,7 +121,7 @@ class RunReader:
         start, stop, _ = slice(start, stop).indices(self.n_tokens)
         stop = max(stop, start)
         units = np.arange(n_units) if units is None else unit_ids(units, n_units, name)
-        out = np.empty((stop - start, len(units)), np.float32)
+        out = np.empty((stop - start, len(units)), dtype)
         if stop == start or not len(units):
             return out
         f = self._file(name)

@@ -72,3 +72,41 @@ def test_auc_counts_ties_half():
     y = np.array([False, True, False, True])
     assert auc(x, y)[0] == pytest.approx(roc_auc_score(y, x[:, 0])) == pytest.approx(0.5)
     assert auc(np.array([[-0.0], [0.0]], np.float32), np.array([True, False]))[0] == 0.5
+
+
+@pytest.mark.parametrize("kernels", [True, False])
+@pytest.mark.parametrize("column", ["in_string", "depth", "kind"])
+def test_blockwise_scores_equal_the_whole_column_brute_force(planted, monkeypatch, kernels, column):
+    """Read in blocks of 1,000 steps and 5 units at a time (so blocks and unit groups both split), the scores,
+    means and ranking equal those computed on each unit's whole column at once."""
+    from lstmviz.analysis import probes
+
+    monkeypatch.setattr(probes, "ROWS", 1000)
+    monkeypatch.setattr(probes, "HIST_BYTES", 5 * 2 * probes.N_KEYS * 8 if column != "depth" else 5 * probes.N_KEYS * 8)
+    if not kernels:
+        monkeypatch.setattr(probes, "jit", lambda: None)
+    value = "str" if column == "kind" else None
+    got = probe(planted, column, value=value)
+    col = planted.tokens[column]
+    y = (col == value).to_numpy(bool) if value else col.to_numpy()
+    rows = []
+    for name in planted.names:
+        x = planted.activations(name)  # [T, units]: the whole activation, as the brute force reads it
+        if y.dtype == bool:
+            score, extra = (
+                probes.auc(x, y),
+                {"mean_true": x[y].mean(0, np.float64), "mean_false": x[~y].mean(0, np.float64)},
+            )
+            strength = np.abs(2 * score - 1)
+        else:
+            score, extra = probes.pearson(x, y.astype(np.float64)), {}
+            strength = np.abs(score)
+        rows.append(
+            pd.DataFrame({"name": name, "unit": np.arange(x.shape[1]), "score": score, "strength": strength, **extra})
+        )
+    want = pd.concat(rows, ignore_index=True).sort_values("strength", ascending=False, kind="stable")
+    assert list(zip(got["name"], got["unit"], strict=True)) == list(zip(want["name"], want["unit"], strict=True))
+    np.testing.assert_allclose(got["score"], want["score"], rtol=1e-10 if y.dtype != bool else 0)
+    for c in ("mean_true", "mean_false"):
+        if c in want:
+            np.testing.assert_allclose(got[c], want[c], rtol=1e-9)

@@ -147,3 +147,47 @@ def test_on_counts_of_a_window_equal_brute_force(make_run, rng, threshold, windo
     assert got.dtype == np.int32
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(got, sm.on_counts(index, units)[slice(*window)])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    T=st.integers(1, 400),
+    U=st.sampled_from([64, 128, 130]),
+    density=st.floats(0.3, 0.97),
+    smooth=st.integers(1, 12),
+    seed=st.integers(0, 2**32 - 1),
+    pads=st.tuples(st.integers(0, 2), st.integers(0, 2)),
+    top=st.integers(1, 30),
+    data=st.data(),
+)
+def test_wide_rows_and_many_units_equal_brute_force(T, U, density, smooth, seed, pads, top, data):
+    """Rows of whole 64-bit words (64 or 128 units; 130 is not) with many units selected: the counts from a pass
+    over the words, and the levels of one stack scan per band of levels, as the dense scan finds them. Runs
+    held for ``smooth`` steps give counts that stay high, so several bands are visited."""
+    rng = np.random.default_rng(seed)
+    x = np.repeat(rng.random((-(-T // smooth), U)) < density, smooth, axis=0)[:T].astype(np.float32)
+    units = data.draw(st.lists(st.integers(0, U - 1), min_size=1, max_size=U, unique=True))
+    min_selected = data.draw(st.integers(1, len(units)))
+    index = OnIndex(np.packbits(x >= 0.5, axis=1, bitorder="little"), np.full(U, 0.5, np.float32), T)
+    np.testing.assert_array_equal(sm.on_counts(index, units), (x[:, units] >= 0.5).sum(1))
+    kw = dict(pad_before=pads[0], pad_after=pads[1], min_selected=min_selected, top=top)
+    assert match_index(index, units, **kw).values.tolist() == match_scan(x, index.theta, units, **kw).values.tolist()
+
+
+def test_level_spans_list_each_levels_maximal_runs_once():
+    """Every band of levels lists the runs whose minimum count lies in it, as the per-level scan finds them."""
+    k = match_bits.jit()
+    if k is None:
+        pytest.skip("numba is not available here")
+    rng = np.random.default_rng(3)
+    count = np.clip(np.cumsum(rng.integers(-2, 3, 3000)) % 23 - 3, 0, 19).astype(np.int32)
+    for lo, hi in [(1, 19), (17, 19), (5, 9), (1, 1), (19, 19)]:
+        a, b, level = k.level_spans(count, lo, hi)
+        want = []
+        prev_a = prev_b = np.zeros(0, np.int64)
+        for m in range(19, 0, -1):
+            ra, rb, new = sm._level_runs(count, m, prev_a, prev_b)
+            prev_a, prev_b = ra, rb
+            want += [(int(s), int(e), m) for s, e in zip(ra[new], rb[new], strict=True) if lo <= m <= hi]
+        assert sorted(zip(a.tolist(), b.tolist(), level.tolist(), strict=True)) == sorted(want)
+        assert (np.diff(b) >= 0).all()  # in order of stop, so each level's runs are in corpus order

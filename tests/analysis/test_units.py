@@ -202,3 +202,59 @@ def test_histogram_cuts_long_tails_and_counts_them(rng):
     assert h.below >= 1 and h.above >= 2
     flat = units.histogram(np.full(10, 2.0), bins=4)
     assert flat.counts.sum() == 10 and flat.edges[0] < 2.0 < flat.edges[-1]
+
+
+@pytest.mark.parametrize("kernels", [True, False])
+@pytest.mark.parametrize("case", ["normal", "tails", "flat", "empty"])
+def test_histogram_of_a_float16_column_equals_the_float64_one(rng, monkeypatch, kernels, case):
+    """A column as stored (float16) is binned from the count of each float16 value: the same edges, counts and
+    cut tails as binning its values one by one in float64."""
+    from lstmviz.analysis import probes
+
+    if not kernels:
+        monkeypatch.setattr(probes, "jit", lambda: None)
+    x = {
+        "normal": rng.normal(size=20000) * 0.3 - 0.5,
+        "tails": np.r_[rng.normal(size=5000), [300.0, -80.0, 250.0, -0.0, 0.0], [np.nan, np.inf, -np.inf]],
+        "flat": np.full(10, 2.0),
+        "empty": np.array([np.nan, np.inf]),
+    }[case].astype(np.float16)
+    got, want = units.histogram(x, bins=50), units.histogram(x.astype(np.float64), bins=50)
+    np.testing.assert_array_equal(got.counts, want.counts)
+    np.testing.assert_array_equal(got.edges, want.edges)
+    assert (got.below, got.above) == (want.below, want.above)
+    if case == "tails":
+        assert got.below >= 1 and got.above >= 2  # the range was cut to the quantiles
+
+
+def test_a_units_label_from_its_float16_column_equals_scoring_the_whole_column(planted):
+    """unit_label scores the column a block at a time from value counts: AUC exactly, r as numpy's corrcoef."""
+    from sklearn.metrics import roc_auc_score
+
+    name = "rnn.l0.fwd.h"
+    for u in range(planted.units(name)):
+        x = planted.activations(name, [u])[:, 0]
+        top = planted.top_contexts(name, u, k=20)["idx"].to_numpy()
+        got = units.unit_label(planted, x.astype(np.float16), top)
+        want = {}
+        for t in units.tracks(planted):
+            y = planted.tokens[t].to_numpy()
+            if y.dtype == bool:
+                s = roc_auc_score(y, x)
+                want[t] = (s, abs(2 * s - 1))
+            else:
+                s = np.corrcoef(x, y.astype(np.float64))[0, 1]
+                want[t] = (s, abs(s))
+        best = max(want, key=lambda t: want[t][1])
+        assert got["track"] == best
+        assert got["score"] == pytest.approx(want[best][0], rel=1e-9)
+
+
+def test_peak_of_a_float16_column_is_the_largest_magnitude(rng):
+    """From the bit patterns, as np.nanmax(np.abs(x)) finds it: NaN left out, inf kept, −0 and an empty column."""
+    x = (rng.normal(size=3000) * 7).astype(np.float16)
+    for col in (x, np.r_[x, [np.nan]].astype(np.float16), np.r_[x, [-np.inf]].astype(np.float16)):
+        assert units.peak(col) == float(np.nanmax(np.abs(col.astype(np.float64))))
+        assert units.peak(col.astype(np.float32)) == units.peak(col)
+    assert units.peak(np.array([-0.0, np.nan], np.float16)) == 0.0
+    assert units.peak(np.zeros(0, np.float16)) == units.peak(np.array([np.nan], np.float16)) == 1.0

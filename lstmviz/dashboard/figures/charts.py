@@ -41,9 +41,12 @@ def selection_lines(
     x = np.arange(start, start + T)
     th = np.broadcast_to(np.asarray(theta, np.float32), (len(units),))
     fig = go.Figure()
-    labels = [show_token(t) for t in tokens] if tokens is not None else None
+    labels = np.asarray([show_token(t) for t in tokens], object) if tokens is not None else None
     for j, u in enumerate(units):
         color = QUALITATIVE[j % len(QUALITATIVE)]
+        # one hover box per token lists every line (x unified), so only the first line carries the tokens:
+        # plotly copies a trace's customdata object by object, and a window's tokens per line cost the page
+        token = labels is not None and j == 0
         fig.add_trace(
             go.Scatter(
                 x=x,
@@ -51,10 +54,8 @@ def selection_lines(
                 mode="lines",
                 name=f"unit {u}",
                 line={"color": color, "width": 1.5, "shape": "hvh"},
-                customdata=labels,
-                hovertemplate=f"unit {u}<br>token %{{x}}"
-                + (" %{customdata}" if labels is not None else "")
-                + "<br>%{y:.3f}<extra></extra>",
+                customdata=labels if token else None,
+                hovertemplate=("token %{customdata} · " if token else "") + f"unit {u}: %{{y:.3f}}<extra></extra>",
             )
         )
     if len(th) and np.all(th == th[0]):
@@ -78,6 +79,7 @@ def selection_lines(
         yaxis_title="value",
         legend={"orientation": "h", "yanchor": "top", "y": -0.12 if T <= MAX_TICK_TOKENS else -0.2},
         margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
+        hovermode="x unified",
     )
     return fig
 

@@ -9,6 +9,8 @@ from lstmviz.analysis import select_defaults, select_match
 from lstmviz.dashboard import data, figures, unitview, widgets
 
 SHOWN_HITS = 10
+MAX_LINES = 20
+"""Selected units drawn as lines, the strongest in the span first: more are unreadable, and each costs the page."""
 
 st.title("Select & match")
 st.write(
@@ -55,10 +57,13 @@ span_text = "".join(figures.show_token(t) for t in run.tokens["token"].iloc[a:b]
 st.subheader(f"Selected units for “{span_text}” [{a}, {b})")
 if units:
     st.success(f"{len(units)} unit(s) selected: {', '.join(map(str, units))}")
+    drawn = units[:MAX_LINES]
     lines = figures.selection_lines(
-        values[:, units], start, units, tokens["token"].tolist(), theta[units], span=(a, b), hit=hit
+        values[:, drawn], start, drawn, tokens["token"].tolist(), theta[drawn], span=(a, b), hit=hit
     )
     st.plotly_chart(lines, width="stretch", key="sel_lines")
+    if len(units) > len(drawn):
+        st.caption(f"Lines of the {len(drawn)} units strongest in the span; all {len(units)} are matched below.")
     unitview.unit_link(name, units[0])
 else:
     st.info(

@@ -48,7 +48,7 @@ for col, (title, v) in zip(
 ):
     col.metric(title, "–" if v is None else (f"{v:.1%}" if title[0] in "<>" else f"{v:.3f}"))
 
-scale = float(np.nanmax(np.abs(values))) if len(values) else 1.0
+hist, scale = unitview.spread(key, name, u)
 left, right = st.columns(2)
 for where, sign, title in ((left, 1, "Most positive"), (right, -1, "Most negative")):
     where.markdown(f"**{title}** (at most one per ±{card.window} tokens)")
@@ -64,7 +64,6 @@ for b, band in card.bands.sort_values("band", ascending=False).groupby("band", s
     st.markdown(f"`{b + 1:>2}` `{lo:+.2f}…{hi:+.2f}` {text}", unsafe_allow_html=True)
 
 h1, h2 = st.columns(2)
-hist = units.histogram(values)
 fig = go.Figure(go.Bar(x=(hist.edges[:-1] + hist.edges[1:]) / 2, y=hist.counts, width=np.diff(hist.edges)))
 h1.plotly_chart(fig.update_layout(title="Histogram", height=260, margin=dict(t=40, b=20)), key="unit_hist")
 if hist.below or hist.above:
