@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import streamlit as st
 
 from ..analysis import gradient_cache, select_match
@@ -167,11 +169,13 @@ def tokens_window(key: RunRef, start: int, stop: int) -> pd.DataFrame:
 def joined_text(key: RunRef) -> tuple[str, np.ndarray]:
     """The corpus as one string and int64 ``[tokens]`` character offsets of each token, for text search."""
     run = run_of(key)
-    tok = run.tokens["token"].astype(str).tolist()
+    # in arrow, not as a list: 10M tokens as Python strings would hold ~500 MB for one search box
+    tok = pa.array(run.tokens["token"].astype(str), pa.large_string())
     sep = select_match.token_joiner(run)
-    lengths = np.fromiter((len(t) + len(sep) for t in tok), np.int64, len(tok))
+    lengths = pc.add(pc.utf8_length(tok), len(sep)).to_numpy(zero_copy_only=False).astype(np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]) if len(tok) else np.zeros(0, np.int64)
-    return sep.join(tok), offsets
+    whole = pa.LargeListArray.from_arrays(pa.array([0, len(tok)], pa.int64()), tok)
+    return (pc.binary_join(whole, pa.scalar(sep, pa.large_string()))[0].as_py() if len(tok) else ""), offsets
 
 
 def find_text(key: RunRef, needle: str, start: int) -> int | None:

@@ -82,3 +82,17 @@ def test_play_steps_on_by_itself_and_stops_at_the_end_of_the_stretch(runs_root, 
         seen.append(at.number_input(key="step").value)
     assert seen == [end - 1, end, end, end]
     assert at.button(key="step_play_button").label == "▶ Play"
+
+
+def test_the_searched_text_is_the_tokens_joined_as_the_run_joins_them(runs_root, word_root):
+    """Oracle: ``sep.join`` of the tokens as Python strings, and each token's offset counted one by one."""
+    from lstmviz.analysis import select_match
+    from lstmviz.dashboard import data
+
+    for path in [runs_root / "tiny_lstm", *sorted(p for p in word_root.iterdir() if (p / "manifest.json").exists())]:
+        run = open_run(path)
+        tokens = run.tokens["token"].astype(str).tolist()
+        sep = select_match.token_joiner(run)
+        text, offsets = data.joined_text(data.ref(path))
+        assert text == sep.join(tokens)
+        assert offsets.tolist() == [sum(len(t) + len(sep) for t in tokens[:i]) for i in range(len(tokens))]
