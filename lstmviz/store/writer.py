@@ -209,14 +209,18 @@ class RunWriter:
             _spill_to_parquet(spill, self._tiles[act.name], self.partial / act.file, self.n, act.units, act.kind)
             spill.unlink()
 
-        # The copies, the page writes and pyarrow's codecs run without the GIL, so files convert in parallel.
+        def finish(name: str) -> dict:
+            derived: dict = {}
+            for obs in self.observers[name]:
+                derived.update(obs.finish(self.partial))
+            return derived
+
+        # The copies, the page writes, pyarrow's codecs and the observers' compiled passes run without the GIL,
+        # so files convert, and then observers finish, in parallel (a recording waits for all of it).
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
             list(pool.map(convert, self.acts.values()))
-        (self.partial / "spill").rmdir()
-        derived = {name: {} for name in self.acts}
-        for name, observers in self.observers.items():
-            for obs in observers:
-                derived[name].update(obs.finish(self.partial))
+            (self.partial / "spill").rmdir()
+            derived = dict(zip(self.acts, pool.map(finish, self.acts), strict=True))
         tokens = self.tokens.copy()
         for column, values in self.columns.items():
             tokens[column] = list(values) if values.ndim > 1 else values
@@ -281,6 +285,7 @@ def _spill_to_parquet(
     first, rows, offsets = index.T
     end = first + rows
     block = np.empty(units * ROW_GROUP, np.float16)
+    scratch = np.empty(units * int(rows.max(initial=0)), np.float16)  # one tile, reused: no allocation per tile
     codec = COMPRESSION.get(kind, "none")
     names = unit_columns(units)
     with _group_writer(dest, names, codec) as write, open(spill, "rb") as f:
@@ -294,9 +299,20 @@ def _spill_to_parquet(
                 group[:] = 0
             for i in range(lo, hi):
                 a, b = max(first[i], r0), min(end[i], r1)
-                tile = np.frombuffer(os.pread(fd, int(units * rows[i] * 2), int(offsets[i])), np.float16)
+                tile = scratch[: units * rows[i]]
+                _pread_into(fd, tile, int(offsets[i]))
                 group[:, a - r0 : b - r0] = tile.reshape(units, rows[i])[:, a - first[i] : b - first[i]]
             write(group)
+
+
+def _pread_into(fd: int, out: np.ndarray, offset: int) -> None:
+    """Fill ``out`` (C-contiguous) with the file's bytes from ``offset`` on."""
+    view = memoryview(out).cast("B")
+    while view.nbytes:
+        n = os.preadv(fd, [view], offset)
+        if n <= 0:
+            raise RunError(f"a spill file ended early at byte {offset}")
+        view, offset = view[n:], offset + n
 
 
 @contextlib.contextmanager
