@@ -106,6 +106,7 @@ def record_in_process(
     hist_ranges: Mapping[str, tuple[float, float]] | None = None,
     pad_id: int = 0,
     row_columns: RowColumns | None = None,
+    gates: str = "float16",
 ) -> Path:
     """Record ``token_ids`` ``[N]`` into the run ``out_dir`` in this process; the arguments are
     :func:`lstmviz.corpus.record_corpus`'s (``observers`` None: the default observers of a recording)."""
@@ -164,6 +165,7 @@ def record_in_process(
                             chunk=chunk,
                             device=str(device),
                             strategy=strategy,
+                            gates=gates,
                         )
                         writer = opened.enter_context(
                             RunWriter(
@@ -174,6 +176,7 @@ def record_in_process(
                                 overwrite=overwrite,
                                 observers=observers,
                                 hist_ranges=hist_ranges,
+                                gates=gates,
                             )
                         )
                     staging.write(writer, cache, starts, counts)
