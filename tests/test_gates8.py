@@ -21,7 +21,7 @@ from lstmviz.models.charrnn import CharRNN, CharRNNConfig
 from lstmviz.models.tokenizers import Tokenizer
 from lstmviz.models.train import save_checkpoint
 from lstmviz.names import SIGMOID_KINDS
-from lstmviz.store.levels import LEVELS, MAX_ERROR, quantize
+from lstmviz.store.levels import LEVELS, MAX_ERROR, level_bits, quantize
 from lstmviz.store.parquet_f16 import F16ParquetWriter
 
 STREAMS, LENGTH = 3, 200
@@ -69,6 +69,16 @@ def test_the_bound_holds_at_the_level_midpoints_and_is_nearly_reached():
     err = np.abs(x.astype(np.float64) - LEVELS[quantize("g", x)].astype(np.float64))
     assert err.max() <= MAX_ERROR
     assert err.max() > 1 / 510  # the rounding to 1/255 steps is the bulk of the bound: it is not loose
+
+
+def test_the_compiled_pass_stores_what_the_definition_says():
+    mid = ((np.arange(255) + 0.5) / 255).astype(np.float32)
+    edges = [0, 1, -0.0, 1e-30, 3e-8, -1, 2, np.inf, -np.inf, np.float32(0.5 / 255)]
+    x = np.concatenate([np.nextafter(mid, np.float32(-1)), mid, np.nextafter(mid, np.float32(2)), edges])
+    x = np.concatenate([x, np.random.default_rng(1).random(100_000)]).astype(np.float32)
+    np.testing.assert_array_equal(level_bits("g", x).view(np.uint16), LEVELS[quantize("g", x)].view(np.uint16))
+    with pytest.raises(lstmviz.RunError, match="g has NaN"):
+        level_bits("g", np.array([0.5, np.nan], np.float32))
 
 
 def test_duckdb_and_polars_read_the_floats_pyarrow_reads(tmp_path):

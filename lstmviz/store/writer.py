@@ -21,7 +21,7 @@ from ..errors import RunError
 from ..layout import SCHEMA_VERSION, TOKEN_COLUMNS, unit_columns
 from ..outputs import Output, write_json_atomically
 from .format import Activation, Observer, tokens_frame
-from .levels import INDEX, LEVELS, MAX_ERROR, eight_bit, nan_error, quantize
+from .levels import INDEX, LEVELS, MAX_ERROR, eight_bit, level_bits, nan_error
 from .parquet_f16 import F16ParquetWriter
 from .stats import HIGH, HIST_BINS, LOW, Stats
 
@@ -126,7 +126,7 @@ class RunWriter:
     def _stored(self, name: str, values: np.ndarray) -> np.ndarray:
         """The float16 values as stored (C-contiguous): 8-bit levels for an 8-bit gate, else float16."""
         if name in self.eight:
-            return LEVELS[quantize(name, values)]
+            return level_bits(name, values)
         with np.errstate(over="ignore"):  # beyond float16's range is stored as ±inf, and counted so
             return np.ascontiguousarray(values, dtype=np.float16)
 
@@ -150,7 +150,6 @@ class RunWriter:
         if self._thread is None:
             self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lstmviz-writer")
         starts, counts = np.array(starts, np.int64), np.array(counts, np.int64)
-
         if (name in self.eight) != (values.dtype == np.uint8):
             want = "uint8 level indices" if name in self.eight else "float16 values"
             raise ValueError(f"{name}: expected {want}, got {values.dtype}")
