@@ -3,6 +3,7 @@
     python bench/e2e.py                       # LSTM and GRU 2×512, 64 streams, 200k tokens, 3 rounds
     python bench/e2e.py --tokens 50000 --rounds 2
     python bench/e2e.py --only lstm --no-rss
+    python bench/e2e.py --gates8 --record-threads 1   # also 8-bit gates, and recording on 1 torch thread
 
 Prints ``metric: value`` lines, ratios first. "plain" is the char model's own forward (embedding, the 2-layer
 recurrent module, the decoder) fed the same ``[streams, chunk]`` chunks with the recurrent state carried, under
@@ -14,7 +15,10 @@ plain in the same round): a shared machine has slow spells that hit both runs of
 writer's own cost); ``e2e_values_per_second`` divides by the whole recording's time. ``cpu_time_over_plain`` is
 the same ratio in process CPU time (all threads): on a machine shared with other jobs it says how much work the
 recording adds, where wall time also says how much of it overlaps the forward. The codec lines rewrite one
-activation of each kind with each parquet codec (this is how ``store.COMPRESSION`` was chosen).
+activation of each kind with each parquet codec (this is how ``store.COMPRESSION`` was chosen). ``--gates8`` adds
+the same lines for a recording with 8-bit gates (``_gates8``), ``--record-threads N`` for one whose forward runs
+on N torch threads (``_threadsN``) and for the plain forward on N threads (``_plain_threadsN``, whose writer
+lines mean nothing), each interleaved with the others in every round.
 """
 
 from __future__ import annotations
@@ -61,46 +65,75 @@ def plain(model: Char, ids: np.ndarray, streams: int, chunk: int) -> None:
             model.decoder(y)
 
 
-def record(model: Char, ids: np.ndarray, streams: int, chunk: int, out: Path, **kw) -> Path:
+def record(model: Char, ids: np.ndarray, streams: int, chunk: int, out: Path, threads: int = 0, **kw) -> Path:
+    """record_corpus into ``out``; ``threads`` > 0 runs it with that many torch threads (the plain forward keeps
+    the default), to measure where the writer's thread should sit on a machine the forward already fills."""
     shutil.rmtree(out, ignore_errors=True)
-    return lstmviz.record_corpus(model, ids, out, streams=streams, chunk=chunk, progress=False, **kw)
+    return with_threads(
+        threads, lstmviz.record_corpus, model, ids, out, streams=streams, chunk=chunk, progress=False, **kw
+    )
 
 
-def case(cell: str, tokens: int, rounds: int, streams: int, chunk: int, hidden: int, tmp: Path) -> dict[str, float]:
-    """Interleaved rounds of plain and record for one model; ratios and throughput."""
+def with_threads(threads: int, fn, *args, **kw):
+    """``fn(*args, **kw)`` with ``threads`` torch threads (0: as they are)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
+    try:
+        return fn(*args, **kw)
+    finally:
+        torch.set_num_threads(before)
+
+
+def case(
+    cell: str,
+    tokens: int,
+    rounds: int,
+    streams: int,
+    chunk: int,
+    hidden: int,
+    tmp: Path,
+    variants: dict[str, dict],
+) -> dict[str, dict]:
+    """Interleaved rounds of plain and each recording variant (name → record() keywords) for one model; per
+    variant its ratios and throughput."""
     torch.manual_seed(0)
     model = Char(cell, hidden).eval()
     ids = np.random.default_rng(0).integers(0, 96, tokens)
     plain(model, ids[: streams * chunk * 2], streams, chunk)  # warm up: first-touch of torch's buffers, numba load
-    record(model, ids[: streams * chunk * 2], streams, chunk, tmp / "warm")
-    times: dict[str, list[float]] = {"plain": [], "record": []}
-    cpu: dict[str, list[float]] = {"plain": [], "record": []}
+    for kw in (kw for kw in variants.values() if "plain_threads" not in kw):
+        record(model, ids[: streams * chunk * 2], streams, chunk, tmp / "warm", **kw)
+    times: dict[str, list[float]] = {k: [] for k in ("plain", *variants)}
+    cpu: dict[str, list[float]] = {k: [] for k in times}
+    sizes: dict[str, tuple[int, int]] = {}
     for _ in range(rounds):
-        t0, c0 = time.perf_counter(), time.process_time()
-        plain(model, ids, streams, chunk)
-        times["plain"].append(time.perf_counter() - t0)
-        cpu["plain"].append(time.process_time() - c0)
-        t0, c0 = time.perf_counter(), time.process_time()
-        path = record(model, ids, streams, chunk, tmp / "run")
-        times["record"].append(time.perf_counter() - t0)
-        cpu["record"].append(time.process_time() - c0)
-    run = lstmviz.open_run(path)
-    values = sum(run.units(n) for n in run.names) * tokens
-    size = sum(f.stat().st_size for f in (run.path / "acts").iterdir())
-    codec = codecs(run, tmp)
-    shutil.rmtree(path)
-    ratio = np.divide(times["record"], times["plain"])
-    extra = np.subtract(times["record"], times["plain"])
-    return {
-        "ratio": float(np.median(ratio)),
-        "cpu_ratio": float(np.median(np.divide(cpu["record"], cpu["plain"]))),
-        "codecs": codec,
-        "writer_vps": float(values / max(np.median(extra), 1e-9)),
-        "e2e_vps": float(values / np.median(times["record"])),
-        "bytes_per_value": size / values,
-        "plain_s": float(np.median(times["plain"])),
-        "record_s": float(np.median(times["record"])),
-    }
+        for k in times:
+            t0, c0 = time.perf_counter(), time.process_time()
+            if k == "plain":
+                plain(model, ids, streams, chunk)
+            elif "plain_threads" in variants[k]:
+                with_threads(variants[k]["plain_threads"], plain, model, ids, streams, chunk)
+            else:
+                path = record(model, ids, streams, chunk, tmp / k, **variants[k])
+            times[k].append(time.perf_counter() - t0)
+            cpu[k].append(time.process_time() - c0)
+            if "plain_threads" not in variants.get(k, {"plain_threads": 0}):
+                run = lstmviz.open_run(path)
+                values = sum(run.units(n) for n in run.names) * tokens
+                sizes[k] = (values, sum(f.stat().st_size for f in (run.path / "acts").iterdir()))
+    out: dict[str, dict] = {}
+    for k in variants:
+        values, size = sizes.get(k, sizes["record"])
+        extra = np.subtract(times[k], times["plain"])
+        out[k] = {
+            "ratio": float(np.median(np.divide(times[k], times["plain"]))),
+            "cpu_ratio": float(np.median(np.divide(cpu[k], cpu["plain"]))),
+            "writer_vps": float(values / max(np.median(extra), 1e-9)),
+            "e2e_vps": float(values / np.median(times[k])),
+            "bytes_per_value": size / values,
+            "plain_s": float(np.median(times["plain"])),
+            "record_s": float(np.median(times[k])),
+        }
+    return out
 
 
 def codecs(run: lstmviz.Run, tmp: Path) -> dict[str, float]:
@@ -150,22 +183,38 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", choices=["lstm", "gru"], help="models to run (default: both)")
     ap.add_argument("--no-rss", action="store_true", help="skip the peak-RSS subprocesses")
     ap.add_argument("--tmp", default=None, help="where runs are written (default: the system temp dir)")
+    ap.add_argument("--gates8", action="store_true", help="also record with 8-bit gates (the *_gates8 lines)")
+    ap.add_argument("--record-threads", type=int, nargs="*", default=[], help="also record with N torch threads")
+    ap.add_argument("--no-codecs", action="store_true", help="skip the codec lines")
     args = ap.parse_args()
     cells = {"lstm": "LSTM", "gru": "GRU"}
     only = args.only or list(cells)
+    variants: dict[str, dict] = {"record": {}}
+    if args.gates8:
+        variants["gates8"] = {"gates": "8bit"}
+    for n in args.record_threads:
+        variants[f"threads{n}"] = {"threads": n}
+        variants[f"plain_threads{n}"] = {"plain_threads": n}
+    tag = {v: "" if v == "record" else f"_{v}" for v in variants}
     with tempfile.TemporaryDirectory(dir=args.tmp) as d:
         tmp = Path(d)
-        res = {k: case(cells[k], args.tokens, args.rounds, args.streams, args.chunk, args.hidden, tmp) for k in only}
+        res = {}
+        for k in only:
+            res[k] = case(cells[k], args.tokens, args.rounds, args.streams, args.chunk, args.hidden, tmp, variants)
+            res[k]["codecs"] = {} if args.no_codecs else codecs(lstmviz.open_run(tmp / "record"), tmp)
+            for v in variants:
+                shutil.rmtree(tmp / v, ignore_errors=True)
+        for key, label in (("ratio", "over_plain"), ("cpu_ratio", "cpu_time_over_plain")):
+            for k, r in res.items():
+                for v in variants:
+                    print(f"e2e_{k}{tag[v]}_{label}: {r[v][key]:.3f}")
         for k, r in res.items():
-            print(f"e2e_{k}_over_plain: {r['ratio']:.3f}")
-        for k, r in res.items():
-            print(f"e2e_{k}_cpu_time_over_plain: {r['cpu_ratio']:.3f}")
-        for k, r in res.items():
-            print(f"{k}_writer_values_per_second: {r['writer_vps']:.3e}")
-            print(f"{k}_e2e_values_per_second: {r['e2e_vps']:.3e}")
-            print(f"{k}_bytes_per_value: {r['bytes_per_value']:.3f}")
-            print(f"{k}_plain_seconds: {r['plain_s']:.3f}")
-            print(f"{k}_record_seconds: {r['record_s']:.3f}")
+            for v in variants:
+                print(f"{k}{tag[v]}_writer_values_per_second: {r[v]['writer_vps']:.3e}")
+                print(f"{k}{tag[v]}_e2e_values_per_second: {r[v]['e2e_vps']:.3e}")
+                print(f"{k}{tag[v]}_bytes_per_value: {r[v]['bytes_per_value']:.3f}")
+                print(f"{k}{tag[v]}_record_seconds: {r[v]['record_s']:.3f}")
+            print(f"{k}_plain_seconds: {r['record']['plain_s']:.3f}")
             for metric, value in r["codecs"].items():
                 print(f"{k}_{metric}: {value:.3f}" if "bytes" in metric else f"{k}_{metric}: {value:.3e}")
         if not args.no_rss:

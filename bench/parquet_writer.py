@@ -4,8 +4,9 @@
     python bench/parquet_writer.py --units 256 --groups 4 --rounds 3
 
 Each round writes the same float16 blocks ``[units, 16384]`` into a fresh uncompressed file both ways, in
-alternating order (pyarrow as the run writer used it: no dictionary, no statistics). Prints ``metric: value``
-lines, the ratio (median over rounds of pyarrow's time ÷ ours in the same round) first; values/s are medians.
+alternating order (pyarrow as the run writer used it: no dictionary, no statistics), and the same number of
+8-bit gate indices as lstmviz's dictionary-encoded levels (``levels``). Prints ``metric: value`` lines, the ratio
+(median over rounds of pyarrow's time ÷ ours in the same round) first; values/s are medians.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lstmviz.store.levels import LEVELS
 from lstmviz.store.parquet_f16 import F16ParquetWriter
 
 ROWS = 16384
@@ -42,6 +44,13 @@ def with_pages(path: Path, blocks: list[np.ndarray]) -> None:
             w.write_group(block)
 
 
+def with_levels(path: Path, blocks: list[np.ndarray]) -> None:
+    """blocks: uint8 level indices ``[units, rows]``."""
+    with F16ParquetWriter(path, [f"u{i}" for i in range(len(blocks[0]))], LEVELS) as w:
+        for block in blocks:
+            w.write_group(block)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--units", type=int, default=512)
@@ -51,14 +60,15 @@ def main() -> None:
     rng = np.random.default_rng(0)
     blocks = [rng.normal(size=(args.units, ROWS)).astype(np.float16) for _ in range(args.groups)]
     values = args.units * ROWS * args.groups
-    times: dict[str, list[float]] = {"pyarrow": [], "pages": []}
+    indices = [rng.integers(0, 256, (args.units, ROWS)).astype(np.uint8) for _ in range(args.groups)]
+    times: dict[str, list[float]] = {"pyarrow": [], "pages": [], "levels": []}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
-            order = [("pyarrow", with_pyarrow), ("pages", with_pages)]
-            for name, write in order if r % 2 == 0 else order[::-1]:
+            order = [("pyarrow", with_pyarrow, blocks), ("pages", with_pages, blocks), ("levels", with_levels, indices)]
+            for name, write, data in order if r % 2 == 0 else order[::-1]:
                 path = Path(tmp) / f"{name}.parquet"
                 t = time.perf_counter()
-                write(path, blocks)
+                write(path, data)
                 times[name].append(time.perf_counter() - t)
                 path.unlink()
     ratio = statistics.median(a / b for a, b in zip(times["pyarrow"], times["pages"], strict=True))

@@ -114,6 +114,7 @@ def _record(args: argparse.Namespace) -> int:
             names=args.names,
             overwrite=args.overwrite,
             progress=not args.no_progress,
+            gates=args.gates,
         )
         print(f"recorded {out}")
         return 0
@@ -133,6 +134,7 @@ def _record(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.no_progress,
         projections=args.project,
+        gates=args.gates,
         **({"shards": args.shards, "ray": args.ray or "local"} if args.shards is not None else {}),
     )
     if args.project:

@@ -26,6 +26,8 @@ FLAGS = {
     "device": "--device",
     "projections": "--project",
     "overwrite": "--overwrite",
+    "gates": "--gates",
+    "shards": "--shards",
 }
 """Library argument name → the flag that sets it, for :meth:`lstmviz.errors.UserError.reworded`."""
 
@@ -91,6 +93,13 @@ def add_record(p: argparse.ArgumentParser) -> None:
         help="stateful: one continuous text; sequences: each line of --text alone (its line end not part of it)",
     )
     p.add_argument("--names", nargs="+", help="record only these activation names")
+    p.add_argument(
+        "--gates",
+        choices=["float16", "8bit"],
+        default="float16",
+        help="store the sigmoid gates (i f o, r z) as float16, or as 8bit levels: 1 byte per value, "
+        "each within 0.0022 of the exact gate (docs/FORMAT.md)",
+    )
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from .cache import NameFilter
+from .errors import UserError
 from .recorder import Call
 from .store import Activation, Observer
 from .streaming import RowColumns, record_in_process
@@ -45,6 +46,7 @@ def record_corpus(
     ray: str | None = None,
     pad_id: int = 0,
     row_columns: RowColumns | None = None,
+    gates: str = "float16",
 ) -> Path:
     """Stream a token sequence through ``model`` and write a run directory (see docs/FORMAT.md).
 
@@ -81,7 +83,14 @@ def record_corpus(
         row_columns: ``row_columns(output, starts, counts)`` → ``{column: values [B]}`` for each batch: token
             columns made from the model's output, one value per batch row given to each of that row's tokens
             (in ``"sequences"`` mode, per document: e.g. a classifier's prediction). Not with ``shards``.
+        gates: ``"float16"`` (default) or ``"8bit"``: store the sigmoid gates (i, f, o, r, z) as 256 levels,
+            1 byte per value, each within about 0.0022 of the exact value (:mod:`lstmviz.store.levels`,
+            docs/FORMAT.md); a gate with a NaN then fails the recording. Not with ``shards``.
     """
+    from .store.levels import GATES
+
+    if gates not in GATES:
+        raise UserError(f"gates= must be one of {', '.join(GATES)}, got {gates!r}", arguments=("gates=",))
     if shards is not None:
         from .distributed import record_sharded  # Ray and the driver load only for a sharded recording
 
@@ -89,6 +98,8 @@ def record_corpus(
             raise ValueError("a sharded recording builds its own observers and histogram ranges")
         if row_columns is not None:
             raise ValueError("row_columns= is not supported with shards= (each shard is recorded on its own worker)")
+        if gates != "float16":
+            raise UserError("gates='8bit' is not supported with shards=", arguments=("gates='8bit'", "shards="))
         return record_sharded(
             model,
             token_ids,
@@ -131,4 +142,5 @@ def record_corpus(
         hist_ranges=hist_ranges,
         pad_id=pad_id,
         row_columns=row_columns,
+        gates=gates,
     )

@@ -107,6 +107,7 @@ def record_in_process(
     hist_ranges: Mapping[str, tuple[float, float]] | None = None,
     pad_id: int = 0,
     row_columns: RowColumns | None = None,
+    gates: str = "float16",
 ) -> AnyPath:
     """Record ``token_ids`` ``[N]`` into the run ``out_dir`` in this process; the arguments are
     :func:`lstmviz.corpus.record_corpus`'s (``observers`` None: the default observers of a recording)."""
@@ -119,7 +120,10 @@ def record_in_process(
     was_training = model.training
     model.to(device).eval()
     try:
-        with Recorder(model, names=names, strategy=strategy, carry=(mode == "stateful"), reuse_buffers=True) as rec:
+        with (
+            _threads_beside_the_writer(device),
+            Recorder(model, names=names, strategy=strategy, carry=(mode == "stateful"), reuse_buffers=True) as rec,
+        ):
             tokens = tokens_frame(
                 list(display) if display is not None else [str(i) for i in ids.tolist()], ids.numpy(), doc_ids
             )
@@ -166,6 +170,7 @@ def record_in_process(
                             chunk=chunk,
                             device=str(device),
                             strategy=strategy,
+                            gates=gates,
                         )
                         writer = opened.enter_context(
                             RunWriter(
@@ -176,6 +181,7 @@ def record_in_process(
                                 overwrite=overwrite,
                                 observers=observers,
                                 hist_ranges=hist_ranges,
+                                gates=gates,
                             )
                         )
                     staging.write(writer, cache, starts, counts)
@@ -192,6 +198,20 @@ def record_in_process(
                 return writer.out
     finally:
         model.train(was_training)
+
+
+@contextlib.contextmanager
+def _threads_beside_the_writer(device: torch.device):
+    """On a CPU, torch runs on one thread fewer than it was set to (at least one) while recording: the writer's
+    thread takes a core of its own. With as many torch threads as cores, each of the forward's parallel regions
+    waits for a thread the writer has pushed off its core (bench/e2e.py --record-threads measures it)."""
+    before = torch.get_num_threads()
+    if device.type == "cpu" and before > 1:
+        torch.set_num_threads(before - 1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _kept(rec: Recorder, names: NameFilter) -> list[Activation]:

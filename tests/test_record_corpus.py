@@ -322,3 +322,24 @@ def test_streams_past_the_corpus_end_are_skipped(tmp_path):
     run = lstmviz.open_run(lstmviz.record_corpus(model, ids, tmp_path / "run", streams=64, chunk=1, progress=False))
     h, _ = streams_oracle(model, ids, 64)
     np.testing.assert_allclose(run.activations("rnn.l1.fwd.h"), h.numpy(), rtol=2**-11, atol=1e-6)
+
+
+def test_a_cpu_recording_leaves_the_writer_a_core_and_restores_torchs_threads(tmp_path):
+    seen = []
+
+    def call(model, ids):
+        seen.append(torch.get_num_threads())
+        return model(ids)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        lstmviz.record_corpus(TinyCharModel().eval(), torch.randint(0, 12, (60,)), tmp_path / "r", streams=2,
+                              chunk=10, device="cpu", call=call, progress=False)  # fmt: skip
+        assert seen == [1, 1, 1] and torch.get_num_threads() == 2
+        with pytest.raises(lstmviz.ModelError):
+            lstmviz.record_corpus(TinyCharModel().eval(), torch.full((60,), 99), tmp_path / "x", device="cpu",
+                                  progress=False)  # fmt: skip
+        assert torch.get_num_threads() == 2  # also after the model raised
+    finally:
+        torch.set_num_threads(before)

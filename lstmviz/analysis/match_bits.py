@@ -101,7 +101,7 @@ def jit():
             kth, sel = np.zeros(9, np.int64), np.zeros(1, np.int64)
             k.pack_on(h, kth, np.empty((1, 2), np.uint8))
             k.coarse_hist(h, np.zeros((9, 257), np.int32))
-            k.fine_hist(h, np.zeros((9, 2), np.int64), np.zeros((9, 2, 256), np.int64))
+            k.fine_hist(h, np.zeros((9, 2), np.int64), np.zeros((9, 2, 257), np.int32))
             k.level_spans(k.count_on(bits, sel), 1, 1)
             k.level_spans(k.count_words(_frozen(np.zeros((3, 1), np.uint64), ro), sel, sel.astype(np.uint64)), 1, 2)
             k.on_sets(bits, sel, sel + 1, 1, 1, np.zeros(2, np.uint8))
@@ -166,6 +166,8 @@ def _coarse(h: np.ndarray, hist: np.ndarray) -> None:
 
 
 def _fine(h: np.ndarray, bins: np.ndarray, fine: np.ndarray) -> None:
+    """fine int32 ``[U, 2, 257]`` += low-byte counts of the keys of h uint16 ``[n, U]`` in bin ``bins[u, side]``
+    (column 256: the rest)."""
     k = jit()
     if k is not None:
         return k.fine_hist(h, bins, fine)
@@ -174,7 +176,7 @@ def _fine(h: np.ndarray, bins: np.ndarray, fine: np.ndarray) -> None:
     for side in (0, 1):
         hit = (keys >= 0) & (keys >> 8 == bins[:, side])
         cells = (units[hit] << 8) + (keys[hit] & 255)
-        fine[:, side] += np.bincount(cells, minlength=h.shape[1] << 8).reshape(h.shape[1], 256)
+        fine[:, side, :256] += np.bincount(cells, minlength=h.shape[1] << 8).reshape(h.shape[1], 256)
 
 
 # ------------------------------------------------------------------------------------------------------ building
@@ -245,7 +247,7 @@ class IndexBuilder:
         for r in range(0, self.n, ROWS):
             rows = min(ROWS, self.n - r)
             if self.th.quantile:
-                block = _pack(np.ascontiguousarray(copy[r : r + rows]), self.theta, self.kth)
+                block = _pack(np.asarray(copy[r : r + rows]), self.theta, self.kth)
             else:
                 block = np.frombuffer(os.pread(fd, rows * self.nb, r * self.nb), np.uint8).reshape(rows, self.nb)
             bits[r : r + rows] = block
@@ -269,9 +271,10 @@ class IndexBuilder:
         cum = np.cumsum(self.hist[:, :256], axis=1, dtype=np.int64)  # [units, 256]
         bins = np.stack([(cum <= r).sum(1) for r in ranks], axis=1).clip(0, 255)  # [units, 2]
         below = np.take_along_axis(np.pad(cum, ((0, 0), (1, 0))), bins, axis=1)  # values in lower bins
-        fine = np.zeros((self.units, 2, 256), np.int64)
+        fine = np.zeros((self.units, 2, 257), np.int32)
         for r in range(0, n, ROWS):
-            _fine(np.ascontiguousarray(copy[r : r + ROWS]), bins, fine)
+            _fine(np.asarray(copy[r : r + ROWS]), bins, fine)  # a read-only view of the copy, no copy
+        fine = fine[:, :, :256]
         stats = np.empty((2, self.units), np.float32)
         for side in (0, 1):
             within = (np.cumsum(fine[:, side], axis=1) <= (ranks[side] - below[:, side])[:, None]).sum(1)

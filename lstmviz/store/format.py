@@ -46,7 +46,8 @@ class Observer(Protocol):
     ``[start, start + n)``; ``np.float32(values)`` equals what :meth:`Run.activations` returns), in any row order
     (a stateful recording interleaves its streams); calls for one activation never run concurrently, and the
     array is only valid during the call (copy what you keep). ``finish`` runs once, after every update and after
-    the activation files are written, with the run's (still partial) directory; write under ``run_dir / "cache"``.
+    the activation files are written, with the run's (still partial) directory; write under ``run_dir / "cache"``
+    (the observers of different activations may finish concurrently; those of one activation finish in turn).
     Its dict is merged into the activation's manifest entry, so keys must be JSON-serialisable and should not
     collide with the entry's own (name, units, …).
     """

@@ -9,6 +9,11 @@ compression="none")`` writes for the same table, field for field: optional ``FIX
 with the ``FLOAT16`` logical type, data pages v1 with RLE definition levels, and the Arrow schema in the
 key-value metadata, so pyarrow, DuckDB and Polars read it as they read pyarrow's.
 
+With ``levels`` (float16 ``[256]``) a column is dictionary-encoded instead: each column chunk is a dictionary
+page holding the levels (PLAIN) and one data page of ``RLE_DICTIONARY`` indices of bit width 8, written as a
+single bit-packed run, whose body is then the caller's uint8 indices as they lie in memory (1 byte per value).
+Readers decode it to the level values, float16, as they decode any dictionary column (lstmviz's 8-bit gates).
+
 The Thrift field ids below are those of parquet-format's ``parquet.thrift``.
 """
 
@@ -30,8 +35,10 @@ _FIXED_LEN_BYTE_ARRAY = 7
 _OPTIONAL = 1
 _PLAIN = 0
 _RLE = 3
+_RLE_DICTIONARY = 8
 _UNCOMPRESSED = 0
 _DATA_PAGE = 0
+_DICTIONARY_PAGE = 2
 
 # Thrift compact protocol field types
 _I16, _I32, _I64, _BINARY, _LIST, _STRUCT = 4, 5, 6, 8, 9, 12
@@ -99,21 +106,40 @@ class _Struct:
         return bytes(self.out) + b"\x00"
 
 
-def _page_header(rows: int) -> bytes:
-    """The header of one data page of ``rows`` float16 values with no nulls, and the definition levels that
-    start its body (every level 1: one RLE run)."""
+def _page_header(rows: int, dictionary: bool = False) -> bytes:
+    """The header of one data page of ``rows`` values with no nulls, and the start of its body: the definition
+    levels (every level 1: one RLE run), then for ``dictionary`` the indices' bit width (8) and the header of
+    one bit-packed run of ⌈rows / 8⌉ groups. The values follow: float16 (2 bytes each) or uint8 indices padded
+    to a multiple of 8."""
     levels = _varint(rows << 1) + b"\x01"
-    levels = struct.pack("<i", len(levels)) + levels
-    size = len(levels) + 2 * rows
+    body = struct.pack("<i", len(levels)) + levels
+    if dictionary:
+        body += b"\x08" + _varint((-(-rows // 8) << 1) | 1)
+    size = len(body) + _values_size(rows, dictionary)
     data_page = (
-        _Struct().int(1, rows).int(2, _PLAIN).int(3, _RLE).int(4, _RLE).end()
+        _Struct().int(1, rows).int(2, _RLE_DICTIONARY if dictionary else _PLAIN).int(3, _RLE).int(4, _RLE).end()
     )  # num_values, encoding, definition_level_encoding, repetition_level_encoding
     header = _Struct().int(1, _DATA_PAGE).int(2, size).int(3, size).struct(5, data_page).end()
-    return header + levels
+    return header + body
+
+
+def _values_size(rows: int, dictionary: bool) -> int:
+    return 8 * -(-rows // 8) if dictionary else 2 * rows
+
+
+def _dictionary_page(levels: np.ndarray) -> bytes:
+    """A whole dictionary page: its header and the levels, PLAIN (float16 as 2-byte fixed-length values)."""
+    body = np.ascontiguousarray(levels, np.float16).tobytes()
+    dict_header = _Struct().int(1, len(levels)).int(2, _PLAIN).end()  # num_values, encoding
+    header = _Struct().int(1, _DICTIONARY_PAGE).int(2, len(body)).int(3, len(body)).struct(7, dict_header).end()
+    return header + body
 
 
 class F16ParquetWriter:
     """Writes a parquet file of float16 columns ``names``, one row group per :meth:`write_group` call.
+
+    ``levels``, if given (float16 ``[256]``), makes every column dictionary-encoded with these values, and the
+    blocks are then uint8 indices into them.
 
     Usage::
 
@@ -121,25 +147,33 @@ class F16ParquetWriter:
             w.write_group(block)   # block: float16 [len(names), rows], C-contiguous, one row per column
     """
 
-    def __init__(self, path: str | os.PathLike, names: Sequence[str]):
+    def __init__(self, path: str | os.PathLike, names: Sequence[str], levels: np.ndarray | None = None):
         self.path = Path(path)
         self.names = list(names)
+        if levels is not None and len(levels) != 256:
+            raise ValueError(f"levels: expected 256 float16 values, got {len(levels)}")
+        self.dictionary = b"" if levels is None else _dictionary_page(levels)
+        self.dtype = np.float16 if levels is None else np.uint8
         self.fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         _write_all(self.fd, [MAGIC])
         self.offset = len(MAGIC)
         self.groups: list[tuple[int, int, int]] = []  # (rows, first page offset, column chunk size)
 
     def write_group(self, block: np.ndarray) -> None:
-        """One row group: block float16 ``[columns, rows]``, C-contiguous (row u is column u's values)."""
-        if block.dtype != np.float16 or block.ndim != 2 or block.shape[0] != len(self.names):
-            raise ValueError(f"expected float16 [{len(self.names)}, rows], got {block.dtype} {list(block.shape)}")
+        """One row group: block ``[columns, rows]``, C-contiguous (row u is column u's values), float16 (uint8
+        indices into ``levels`` for a dictionary-encoded file)."""
+        if block.dtype != self.dtype or block.ndim != 2 or block.shape[0] != len(self.names):
+            want = np.dtype(self.dtype).name
+            raise ValueError(f"expected {want} [{len(self.names)}, rows], got {block.dtype} {list(block.shape)}")
         block = np.ascontiguousarray(block)
         rows = block.shape[1]
-        header = _page_header(rows)
-        pieces = [piece for u in range(len(self.names)) for piece in (header, block[u].data)]
+        dictionary = bool(self.dictionary)
+        header = self.dictionary + _page_header(rows, dictionary)
+        pad = bytes(_values_size(rows, dictionary) - block[0].nbytes) if len(block) else b""
+        pieces = [piece for u in range(len(self.names)) for piece in (header, block[u].data, pad) if len(piece)]
         for i in range(0, len(pieces), _IOV_MAX):
             _write_all(self.fd, pieces[i : i + _IOV_MAX])
-        size = len(header) + 2 * rows
+        size = len(header) + _values_size(rows, dictionary)
         self.groups.append((rows, self.offset, size))
         self.offset += size * len(self.names)
 
@@ -181,7 +215,8 @@ class F16ParquetWriter:
             .end()
             for name in self.names
         ]
-        encodings = [_zigzag(_RLE), _zigzag(_PLAIN)]
+        encodings = [_zigzag(_RLE), _zigzag(_PLAIN)] + ([_zigzag(_RLE_DICTIONARY)] if self.dictionary else [])
+        dict_size = len(self.dictionary)
         paths = [_varint(len(n.encode())) + n.encode() for n in self.names]
         groups = []
         for ordinal, (rows, first, size) in enumerate(self.groups):
@@ -197,9 +232,11 @@ class F16ParquetWriter:
                     .int(5, rows, _I64)
                     .int(6, size, _I64)
                     .int(7, size, _I64)
-                    .int(9, page, _I64)
-                    .end()
+                    .int(9, page + dict_size, _I64)
                 )
+                if dict_size:
+                    meta.int(11, page, _I64)  # dictionary_page_offset: the chunk's dictionary page comes first
+                meta = meta.end()
                 chunks.append(_Struct().int(2, 0, _I64).struct(3, meta).end())
             total = size * len(paths)
             groups.append(

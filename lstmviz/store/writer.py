@@ -23,6 +23,7 @@ from ..layout import SCHEMA_VERSION, TOKEN_COLUMNS, unit_columns
 from ..location import AnyPath, FsPath, RemoteOutput, resolve, write_manifest
 from ..outputs import Output
 from .format import Activation, Observer, tokens_frame
+from .levels import INDEX, LEVELS, MAX_ERROR, eight_bit, level_bits, nan_error
 from .parquet_f16 import F16ParquetWriter
 from .stats import HIGH, HIST_BINS, LOW, Stats
 
@@ -46,6 +47,10 @@ class RunWriter:
 
     ``hist_ranges`` (name → (lo, hi)) fixes the stats histograms' ranges, which otherwise come from the first
     chunk (the shards of a run share the run's, so that their histograms add up).
+
+    ``gates="8bit"`` stores the sigmoid gates (i, f, o, r, z) as 8-bit levels (:mod:`lstmviz.store.levels`):
+    1 byte per value, within :data:`~lstmviz.store.levels.MAX_ERROR` of the exact value; their stats and
+    observers see the stored level values.
 
     ``observers``, when given, is called once per activation and returns the :class:`Observer` s that see that
     activation's values as they are stored and are finished before the manifest is written (their dicts are
@@ -72,8 +77,10 @@ class RunWriter:
         overwrite: bool = False,
         observers: Callable[[Activation], Iterable[Observer]] | None = None,
         hist_ranges: Mapping[str, tuple[float, float]] | None = None,
+        gates: str = "float16",
     ):
         self.out: AnyPath = resolve(out_dir)
+        self.eight = {a.name for a in activations if eight_bit(a.kind, gates)}  # names stored as 8-bit levels
         missing = [c for c in TOKEN_COLUMNS if c not in tokens.columns]
         if missing:
             raise RunError(f"tokens table lacks columns {missing}")
@@ -118,34 +125,50 @@ class RunWriter:
         if start < 0 or start + len(values) > self.n:
             raise ValueError(f"{name}: rows [{start}, {start + len(values)}) outside [0, {self.n})")
         for k in range(0, len(values), WRITE_ROWS):
-            with np.errstate(over="ignore"):  # beyond float16's range is stored as ±inf, and counted so
-                half = np.ascontiguousarray(values[k : k + WRITE_ROWS], dtype=np.float16)
+            half = self._stored(name, values[k : k + WRITE_ROWS])
             self._store(name, np.array([start + k]), half[None], np.array([len(half)]))
 
     def write_blocks(self, name: str, starts: np.ndarray, values: np.ndarray, counts: np.ndarray) -> None:
         """Store ``values[b, :counts[b]]`` at rows ``starts[b]…`` for each b. values: float ``[B, T, units]``."""
-        with np.errstate(over="ignore"):
-            half = np.ascontiguousarray(values, dtype=np.float16)
-        self._store(name, np.asarray(starts, np.int64), half, np.asarray(counts, np.int64))
+        self._store(name, np.asarray(starts, np.int64), self._stored(name, values), np.asarray(counts, np.int64))
+
+    def _stored(self, name: str, values: np.ndarray) -> np.ndarray:
+        """The float16 values as stored (C-contiguous): 8-bit levels for an 8-bit gate, else float16."""
+        if name in self.eight:
+            return level_bits(name, values)
+        with np.errstate(over="ignore"):  # beyond float16's range is stored as ±inf, and counted so
+            return np.ascontiguousarray(values, dtype=np.float16)
 
     def submit_blocks(
-        self, name: str, starts: np.ndarray, values: np.ndarray, counts: np.ndarray, ready: object = None
+        self,
+        name: str,
+        starts: np.ndarray,
+        values: np.ndarray,
+        counts: np.ndarray,
+        ready: object = None,
+        nan: object = None,
     ) -> Future:
         """:meth:`write_blocks` on the writer's own thread, so it overlaps what the caller computes next.
 
-        values: float16 ``[B, T, units]``, C-contiguous; the caller must leave it unchanged until the returned
-        future is done. ``ready``, if given (e.g. a ``torch.cuda.Event`` after an asynchronous copy into
-        ``values``), is synchronised on the thread first. Errors surface from the future, from later calls, and
-        from :meth:`close`. The compiled stats pass and the file writes release the GIL.
+        values: float16 ``[B, T, units]``, C-contiguous (for an 8-bit gate: its uint8 level indices, with
+        ``nan`` a boolean, e.g. a one-element tensor, true if the exact values had a NaN); the caller must leave
+        it unchanged until the returned future is done. ``ready``, if given (e.g. a ``torch.cuda.Event`` after an
+        asynchronous copy into ``values``), is synchronised on the thread first. Errors surface from the future,
+        from later calls, and from :meth:`close`. The compiled stats pass and the file writes release the GIL.
         """
         if self._thread is None:
             self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lstmviz-writer")
         starts, counts = np.array(starts, np.int64), np.array(counts, np.int64)
+        if (name in self.eight) != (values.dtype == np.uint8):
+            want = "uint8 level indices" if name in self.eight else "float16 values"
+            raise ValueError(f"{name}: expected {want}, got {values.dtype}")
 
         def job() -> None:
             if ready is not None:
                 ready.synchronize()
-            self._store(name, starts, values, counts)
+            if nan is not None and bool(nan):
+                raise nan_error(name)
+            self._store(name, starts, LEVELS[values] if values.dtype == np.uint8 else values, counts)
 
         self._pending = [f for f in self._pending if not f.done() or f.exception() is not None]
         future = self._thread.submit(job)
@@ -215,17 +238,22 @@ class RunWriter:
 
         def convert(act: Activation) -> None:
             spill = self.partial / "spill" / f"{act.name}.f16"
-            _spill_to_parquet(spill, self._tiles[act.name], self.partial / act.file, self.n, act.units, act.kind)
+            eight = act.name in self.eight
+            _spill_to_parquet(spill, self._tiles[act.name], self.partial / act.file, self.n, act.units, act.kind, eight)
             spill.unlink()
 
-        # The copies, the page writes and pyarrow's codecs run without the GIL, so files convert in parallel.
+        def finish(name: str) -> dict:
+            derived: dict = {}
+            for obs in self.observers[name]:
+                derived.update(obs.finish(self.partial))
+            return derived
+
+        # The copies, the page writes, pyarrow's codecs and the observers' compiled passes run without the GIL,
+        # so files convert, and then observers finish, in parallel (a recording waits for all of it).
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
             list(pool.map(convert, self.acts.values()))
-        (self.partial / "spill").rmdir()
-        derived = {name: {} for name in self.acts}
-        for name, observers in self.observers.items():
-            for obs in observers:
-                derived[name].update(obs.finish(self.partial))
+            (self.partial / "spill").rmdir()
+            derived = dict(zip(self.acts, pool.map(finish, self.acts), strict=True))
         tokens = self.tokens.copy()
         for column, values in self.columns.items():
             tokens[column] = list(values) if values.ndim > 1 else values
@@ -244,12 +272,16 @@ class RunWriter:
             "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             **self.manifest,
             "n_tokens": self.n,
-            "activations": [{**a.to_json(), **derived[a.name]} for a in self.acts.values()],
+            "activations": [{**a.to_json(), **derived[a.name], **self._quantized(a.name)} for a in self.acts.values()],
             "stats": {"file": "stats.parquet", "low": LOW, "high": HIGH, "hist_bins": HIST_BINS},
             "complete": False,
         }
         (self.partial / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str))
         return {**manifest, "complete": True}
+
+    def _quantized(self, name: str) -> dict:
+        """The manifest entry's ``quantized`` key of an 8-bit gate (docs/FORMAT.md); nothing for float16."""
+        return {"quantized": {"levels": len(LEVELS), "max_abs_error": MAX_ERROR}} if name in self.eight else {}
 
     def _drain(self) -> None:
         """Let submitted chunks finish (raising the first error), then stop the writer thread."""
@@ -279,18 +311,21 @@ class RunWriter:
 
 
 def _spill_to_parquet(
-    spill: Path, tiles: Sequence[tuple[int, int, int]], dest: Path, n: int, units: int, kind: str
+    spill: Path, tiles: Sequence[tuple[int, int, int]], dest: Path, n: int, units: int, kind: str, eight: bool
 ) -> None:
-    """Unit-major float16 tiles → wide parquet with ROW_GROUP-row groups.
+    """Unit-major float16 tiles → wide parquet with ROW_GROUP-row groups (``eight``: 8-bit levels, whose float16
+    values the tiles hold, as a dictionary-encoded file).
 
     tiles: (first row, rows, byte offset in ``spill``) of each tile ``[units, rows]``; rows no tile covers are 0.
-    Each row group is assembled unit-major (contiguous runs per tile) and handed to pyarrow without a copy.
+    Each row group is assembled unit-major (contiguous runs per tile) and handed to the file writer.
     """
     index = np.array(sorted(tiles), np.int64).reshape(-1, 3)
     first, rows, offsets = index.T
     end = first + rows
     block = np.empty(units * ROW_GROUP, np.float16)
-    codec = COMPRESSION.get(kind, "none")
+    scratch = np.empty(units * int(rows.max(initial=0)), np.float16)  # one tile, reused: no allocation per tile
+    codec = "levels" if eight else COMPRESSION.get(kind, "none")
+    indices = np.empty(units * ROW_GROUP, np.uint8) if eight else None
     names = unit_columns(units)
     with _group_writer(dest, names, codec) as write, open(spill, "rb") as f:
         fd = f.fileno()
@@ -303,9 +338,22 @@ def _spill_to_parquet(
                 group[:] = 0
             for i in range(lo, hi):
                 a, b = max(first[i], r0), min(end[i], r1)
-                tile = np.frombuffer(os.pread(fd, int(units * rows[i] * 2), int(offsets[i])), np.float16)
+                tile = scratch[: units * rows[i]]
+                _pread_into(fd, tile, int(offsets[i]))
                 group[:, a - r0 : b - r0] = tile.reshape(units, rows[i])[:, a - first[i] : b - first[i]]
+            if indices is not None:
+                group = np.take(INDEX, group.view(np.uint16), out=indices[: units * R].reshape(units, R), mode="clip")
             write(group)
+
+
+def _pread_into(fd: int, out: np.ndarray, offset: int) -> None:
+    """Fill ``out`` (C-contiguous) with the file's bytes from ``offset`` on."""
+    view = memoryview(out).cast("B")
+    while view.nbytes:
+        n = os.preadv(fd, [view], offset)
+        if n <= 0:
+            raise RunError(f"a spill file ended early at byte {offset}")
+        view, offset = view[n:], offset + n
 
 
 @contextlib.contextmanager
@@ -313,10 +361,11 @@ def _group_writer(dest: Path, names: Sequence[str], codec: str) -> Iterator[Call
     """A function that writes one row group, float16 ``[units, rows]``, into the parquet file ``dest``.
 
     Uncompressed files are written page by page by :mod:`lstmviz.store.parquet_f16` (the same file pyarrow writes,
-    without its per-value encoding pass); a codec goes through pyarrow.
+    without its per-value encoding pass), and so are 8-bit gates (codec ``"levels"``: the group is uint8 level
+    indices); a codec goes through pyarrow.
     """
-    if codec == "none":
-        with F16ParquetWriter(dest, names) as w:
+    if codec in ("none", "levels"):
+        with F16ParquetWriter(dest, names, LEVELS if codec == "levels" else None) as w:
             yield w.write_group
         return
     schema = pa.schema([(c, pa.float16()) for c in names])
@@ -338,16 +387,17 @@ def write_run(
     *,
     overwrite: bool = False,
     observers: Callable[[Activation], Iterable[Observer]] | None = None,
+    gates: str = "float16",
 ) -> AnyPath:
     """Write a complete run from in-memory arrays (tests, importers). acts: name → ``[tokens, units]``.
 
     ``tokens`` is a table with at least :data:`TOKEN_COLUMNS` plus any annotation columns, or a plain list of
-    display strings (one document, ids 0…).
+    display strings (one document, ids 0…). ``gates``: as for :class:`RunWriter`.
     """
     if not isinstance(tokens, pd.DataFrame):
         tokens = tokens_frame(list(tokens))
     activations = [Activation.from_name(name, a.shape[1]) for name, a in acts.items()]
-    with RunWriter(out_dir, tokens, activations, manifest, overwrite=overwrite, observers=observers) as w:
+    with RunWriter(out_dir, tokens, activations, manifest, overwrite=overwrite, observers=observers, gates=gates) as w:
         for name, a in acts.items():
             w.write(name, 0, a)
     return w.out
