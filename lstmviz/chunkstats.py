@@ -13,6 +13,19 @@ max, the thresholds and finiteness are counted on order keys of the bit patterns
 vectorises where float comparisons with NaN in play would stay scalar. The moments may reassociate their float64
 sums (that is what lets them vectorise); the histogram bins may not (a reassociated ``(x − lo)·scale`` rounds
 differently at a bin edge than the same formula in numpy).
+
+With a :class:`CardState` (the unit cards, :mod:`lstmviz.cards`), the same pass also keeps, per unit, while the
+unit's values are in cache:
+
+- the candidates for the greedy top contexts of both signs: every value whose card key (:func:`card_keys`: the
+  value's order, then the earlier position) beats the unit's running threshold, the M-th best key so far, enters
+  a buffer ``[2, U, cap]``; a full buffer is cut to its best M (a selection, not a sort) and the threshold rises
+  to the M-th. A row whose best non-NaN key is below the threshold (most rows once the threshold has risen) is
+  skipped after one vectorised reduction. The final top M per unit and sign is exact whatever the row order: a
+  key below the running M-th best is beaten by M others and cannot be among the last M;
+- the counts beyond ±θ, and per strip bin the sum (exact in float64: float16 values are multiples of 2⁻²⁴
+  below 2¹⁶, so sums of up to 2¹³ of them are exact in any order) and the max and min order keys of the finite
+  values.
 """
 
 from __future__ import annotations
@@ -27,6 +40,9 @@ _ZERO = np.float32(0)
 # No nnan/ninf anywhere: NaN and inf are data here (a diverged model). Finiteness is tested on the bit patterns.
 _FAST = {"fastmath": {"nsz", "arcp", "contract", "reassoc"}, "error_model": "numpy", "nogil": True, "cache": True}
 _STRICT = {"error_model": "numpy", "nogil": True, "cache": True}
+POS_BITS = 47  # a card key: (order key + 2¹⁵) << POS_BITS | (POS_MAX − position)
+POS_MAX = (1 << POS_BITS) - 1
+_NAN_FREE = 0x7C00  # |order key| ≤ this: not NaN (±inf included, as a value)
 
 
 def key(bits: np.ndarray) -> np.ndarray:
@@ -50,6 +66,72 @@ def threshold_keys(low: float, high: float) -> tuple[int, int]:
     ok = ~np.isnan(LUT)
     keys = key(np.arange(1 << 16))
     return int(keys[ok & (np.float32(low) > LUT)].max()), int(keys[ok & (np.float32(high) < LUT)].min())
+
+
+def card_keys(k: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """int64 card keys of order keys ``k`` (:func:`key`, of the value times the sign) at corpus positions ``pos``:
+    larger is better, value first, then the earlier position; all distinct for distinct positions, all > 0."""
+    return ((np.asarray(k, np.int64) + 0x8000) << POS_BITS) | (POS_MAX - np.asarray(pos, np.int64))
+
+
+def card_order_keys(ck: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The order keys and positions int64 of card keys (the inverse of :func:`card_keys`)."""
+    ck = np.asarray(ck, np.int64)
+    return (ck >> POS_BITS) - 0x8000, POS_MAX - (ck & POS_MAX)
+
+
+class CardState:
+    """What the chunk pass keeps for the unit cards of one activation of ``units`` units (see the module
+    docstring); positions are the chunk's rows plus ``offset`` (a shard's start in its run), and strip bin b
+    holds positions ``[b·per, (b + 1)·per)``.
+
+    Arrays: ``buf`` int64 ``[2, U, cap]`` card keys (sign +1, −1) of which ``length`` int64 ``[2, U]`` are
+    filled; ``thr`` int64 ``[2, U]`` the M-th best key once M are kept (0 before); ``dens`` int64 ``[2, U]`` the
+    counts of ``x > θ`` and ``x < −θ``; ``strip_sum`` float64 ``[U, bins]``; ``strip_kmax`` / ``strip_kmin``
+    int32 ``[U, bins]`` order keys (∓NO_KEY where a bin has no finite value).
+    """
+
+    def __init__(self, units: int, m: int, theta: float, per: int, bins: int, offset: int = 0):
+        self.m, self.per, self.offset = m, per, offset
+        cap = 2 * m  # a cut every m admissions: the selection costs O(cap), so O(1) per admitted key
+        self.buf = np.zeros((2, units, cap), np.int64)
+        self.length = np.zeros((2, units), np.int64)
+        self.thr = np.zeros((2, units), np.int64)
+        self.dens = np.zeros((2, units), np.int64)
+        keys = key(np.arange(1 << 16))
+        ok = ~np.isnan(LUT)
+        self.above_key = int(keys[ok & (np.float32(theta) >= LUT)].max())  # x > θ ⇔ key > above_key
+        self.below_key = int(keys[ok & (np.float32(-theta) <= LUT)].min())  # x < −θ ⇔ key < below_key
+        self.strip_sum = np.zeros((units, bins), np.float64)
+        self.strip_kmax = np.full((units, bins), -NO_KEY, np.int32)
+        self.strip_kmin = np.full((units, bins), NO_KEY, np.int32)
+
+    def args(self) -> tuple:
+        """The trailing arguments of :func:`chunk_pass`."""
+        return (
+            True, self.offset, self.m, self.buf, self.length, self.thr, self.dens, self.above_key, self.below_key,
+            self.per, self.strip_sum, self.strip_kmax, self.strip_kmin,
+        )  # fmt: skip
+
+    def top(self, sign: int) -> np.ndarray:
+        """The best ≤ M card keys int64 ``[U, ≤ M]`` of one sign, each row descending (0 pads)."""
+        s = 0 if sign > 0 else 1
+        out = np.zeros((self.buf.shape[1], self.m), np.int64)
+        for u in range(self.buf.shape[1]):
+            row = np.sort(self.buf[s, u, : self.length[s, u]])[::-1][: self.m]
+            out[u, : len(row)] = row
+        return out
+
+
+_NO_CARDS = (
+    False, 0, 1, np.zeros((2, 1, 1), np.int64), np.zeros((2, 1), np.int64), np.zeros((2, 1), np.int64),
+    np.zeros((2, 1), np.int64), 0, 0, 1, np.zeros((1, 1)), np.zeros((1, 1), np.int32), np.zeros((1, 1), np.int32),
+)  # fmt: skip
+
+
+def no_cards() -> tuple:
+    """The trailing arguments of :func:`chunk_pass` without cards (never written to)."""
+    return _NO_CARDS
 
 
 @njit(**_STRICT)
@@ -152,6 +234,74 @@ def _histogram(
         t += 1
 
 
+@njit(**_FAST)
+def _density(keys: np.ndarray, c: int, above_key: int, below_key: int) -> tuple[int, int, int, int]:
+    """Over one unit's order keys ``[≥c]``: the counts of ``x > θ`` and ``x < −θ``, and the largest and smallest
+    non-NaN key (one vectorised loop)."""
+    n_above = 0
+    n_below = 0
+    k_max = -0x8000
+    k_min = 0x8000
+    for t in range(c):
+        k = keys[t]
+        ok = (k if k >= 0 else -k) <= _NAN_FREE
+        n_above += (k > above_key) & ok
+        n_below += (k < below_key) & ok
+        k_max = max(k_max, k if ok else -0x8000)
+        k_min = min(k_min, k if ok else 0x8000)
+    return n_above, n_below, k_max, k_min
+
+
+@njit(**_FAST)
+def _strip(
+    xf: np.ndarray, keys: np.ndarray, c: int, pos0: int, per: int, ssum: np.ndarray, kmax: np.ndarray, kmin: np.ndarray
+) -> None:
+    """One unit's values (xf, 0 where not finite) at positions ``pos0 + [0, c)`` into its strip bins."""
+    t = 0
+    while t < c:
+        b = (pos0 + t) // per
+        t1 = min(c, (b + 1) * per - pos0)
+        s = 0.0
+        hi = -NO_KEY
+        lo = NO_KEY
+        for i in range(t, t1):
+            s += np.float64(xf[i])
+            k = keys[i]
+            fin = (k if k >= 0 else -k) < 0x7C00
+            hi = max(hi, k if fin else -NO_KEY)
+            lo = min(lo, k if fin else NO_KEY)
+        ssum[b] += s
+        kmax[b] = max(kmax[b], hi)
+        kmin[b] = min(kmin[b], lo)
+        t = t1
+
+
+@njit(**_STRICT)
+def _admit(
+    keys: np.ndarray, c: int, pos0: int, sign: int, m: int, buf: np.ndarray, length: np.ndarray, thr: np.ndarray
+) -> None:
+    """The keys of one unit and sign (``sign · key``) at positions ``pos0 + [0, c)`` that beat ``thr[0]`` into
+    ``buf`` ``[cap]`` (``length[0]`` filled); a full buffer is cut to its best m and ``thr[0]`` set to the m-th."""
+    n = length[0]
+    cap = buf.shape[0]
+    tk = (thr[0] >> POS_BITS) - 0x8000  # the threshold's order key: no key below it can beat it
+    tail = POS_MAX - pos0
+    for t in range(c):
+        k = sign * keys[t]
+        if k >= tk and (k if k >= 0 else -k) <= _NAN_FREE:
+            ck = (np.int64(k + 0x8000) << POS_BITS) | (tail - t)
+            if ck > thr[0]:
+                buf[n] = ck
+                n += 1
+                if n == cap:
+                    part = np.partition(buf, cap - m)
+                    buf[:m] = part[cap - m :]
+                    n = m
+                    thr[0] = part[cap - m]
+                    tk = (thr[0] >> POS_BITS) - 0x8000
+    length[0] = n
+
+
 @njit(**_STRICT)
 def chunk_pass(
     bits: np.ndarray,
@@ -164,10 +314,26 @@ def chunk_pass(
     acc: np.ndarray,
     cnt: np.ndarray,
     hist: np.ndarray,
+    starts: np.ndarray,
+    cards: bool,
+    offset: int,
+    m: int,
+    buf: np.ndarray,
+    length: np.ndarray,
+    thr: np.ndarray,
+    dens: np.ndarray,
+    above_key: int,
+    below_key: int,
+    per: int,
+    strip_sum: np.ndarray,
+    strip_kmax: np.ndarray,
+    strip_kmin: np.ndarray,
 ) -> None:
     """bits uint16 ``[B, T, U]``; counts int64 ``[B]``; tiles uint16 ``[B, U·T]`` (out: tile b packed ``[U, c_b]``).
 
     Accumulates into acc float64 ``[2, U]``, cnt int64 ``[6, U]`` and hist int64 ``[U, 4, K + 1]`` (see above).
+    With ``cards``, stream b's rows are at positions ``offset + starts[b] + [0, counts[b])`` and the arguments
+    after it are a :class:`CardState`'s (:meth:`CardState.args`); without, they are never touched.
     """
     T, U = bits.shape[1], bits.shape[2]
     xi = np.empty(T, np.int32)
@@ -183,3 +349,13 @@ def chunk_pass(
         for u in range(U):
             _moments(tile[u * c : (u + 1) * c], xi, xf, keys, low_key, high_key, acc, cnt, u)
             _histogram(xf, keys, c, lo, scale, hist[u], bins)
+            if cards:
+                pos0 = offset + starts[b]
+                n_above, n_below, k_max, k_min = _density(keys, c, above_key, below_key)
+                dens[0, u] += n_above
+                dens[1, u] += n_below
+                _strip(xf, keys, c, pos0, per, strip_sum[u], strip_kmax[u], strip_kmin[u])
+                if k_max >= (thr[0, u] >> POS_BITS) - 0x8000:
+                    _admit(keys, c, pos0, 1, m, buf[0, u], length[0, u : u + 1], thr[0, u : u + 1])
+                if -k_min >= (thr[1, u] >> POS_BITS) - 0x8000:
+                    _admit(keys, c, pos0, -1, m, buf[1, u], length[1, u : u + 1], thr[1, u : u + 1])

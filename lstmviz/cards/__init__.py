@@ -43,16 +43,17 @@ from .build import (
     WINDOW,
     CardBuilder,
     K,
+    Moments,
     bands,
     candidates,
     card_file,
-    card_observers,
     correlation,
     greedy,
     jit,
     orderable,
     value_of,
 )
+from .inpass import PassCards, card_observers, merge_parts
 from .read import Cards, build_cards, correlated_units, correlations, load_cards, token_strings, top_contexts
 
 __all__ = [
@@ -68,6 +69,8 @@ __all__ = [
     "CardBuilder",
     "Cards",
     "K",
+    "Moments",
+    "PassCards",
     "bands",
     "build_cards",
     "candidates",
@@ -79,6 +82,7 @@ __all__ = [
     "greedy",
     "jit",
     "load_cards",
+    "merge_parts",
     "orderable",
     "token_strings",
     "top_contexts",

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ VERSION = 1
 POS_BITS = 47
 _POS_MAX = (1 << POS_BITS) - 1
 _GEMM_ROWS = 2048  # rows gathered before one Σxxᵀ GEMM
+_F16_LUT = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)  # a gather beats astype
 
 
 @functools.cache
@@ -184,6 +184,72 @@ class _TopKeys:
         return -np.sort(-self.top, axis=1)
 
 
+class Moments:
+    """Streaming sums for Pearson r within an activation: rows n, Σ(x − shift) ``[U]`` and Σ(x − shift)(x − shift)ᵀ
+    ``[U, U]`` (float64) of the rows fed, with non-finite values as 0 and their units marked ``bad``. The shift
+    is the first rows' mean (covariance is shift-invariant, and the shifted sums cancel less). Rows are gathered
+    in float32 and summed by one GEMM per ``_GEMM_ROWS`` rows."""
+
+    def __init__(self, units: int):
+        self.count = 0
+        self.shift: np.ndarray | None = None
+        self.s1 = np.zeros(units, np.float64)
+        self.sxx = np.zeros((units, units), np.float64)
+        self.bad = np.zeros(units, bool)
+        self._rows = np.empty((_GEMM_ROWS, units), np.float32)
+        self._filled = 0
+
+    def add(self, values: np.ndarray) -> None:
+        """values: float ``[n, U]`` rows (float16 as stored, or float32)."""
+        x = _F16_LUT[values.view(np.uint16)] if values.dtype == np.float16 else np.asarray(values, np.float32)
+        finite = np.isfinite(x)
+        if not finite.all():
+            self.bad |= ~finite.all(0)
+            x = np.where(finite, x, np.float32(0))
+        if self.shift is None:
+            self.shift = x.mean(0, dtype=np.float64).astype(np.float32)
+        k = 0
+        while k < len(x):
+            take = min(len(x) - k, _GEMM_ROWS - self._filled)
+            np.subtract(x[k : k + take], self.shift, out=self._rows[self._filled : self._filled + take])
+            self._filled += take
+            k += take
+            if self._filled == _GEMM_ROWS:
+                self._gemm()
+
+    def _gemm(self) -> None:
+        r = self._rows[: self._filled]
+        self.s1 += r.sum(0, dtype=np.float64)
+        self.sxx += r.T @ r  # float32 GEMM per block, accumulated in float64
+        self.count += self._filled
+        self._filled = 0
+
+    def sums(self) -> dict[str, np.ndarray]:
+        """The sums so far: ``count`` int64, ``shift`` float64 ``[U]``, ``s1``, ``sxx``, ``bad``."""
+        if self._filled:
+            self._gemm()
+        shift = np.zeros(len(self.s1)) if self.shift is None else self.shift.astype(np.float64)
+        return {"count": np.int64(self.count), "shift": shift, "s1": self.s1, "sxx": self.sxx, "bad": self.bad}
+
+    @staticmethod
+    def merge(parts) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(n, Σ, Σxxᵀ, bad) for :func:`correlation` of the union of several :meth:`sums` (the rows of each),
+        moved to the first part's shift a: with d = shift − a, Σ(x − a) = Σ(x − shift) + n·d and
+        Σ(x − a)(x − a)ᵀ = Σ(x − shift)(x − shift)ᵀ + Σ(x − shift)dᵀ + d Σ(x − shift)ᵀ + n·d dᵀ."""
+        a = parts[0]["shift"]
+        n = 0
+        s1 = np.zeros_like(a)
+        sxx = np.zeros((len(a), len(a)))
+        bad = np.zeros(len(a), bool)
+        for p in parts:
+            m, d = int(p["count"]), p["shift"] - a
+            s1 += p["s1"] + m * d
+            sxx += p["sxx"] + np.outer(p["s1"], d) + np.outer(d, p["s1"]) + m * np.outer(d, d)
+            n += m
+            bad |= p["bad"]
+        return np.full(len(a), n, np.int64), s1, sxx, bad
+
+
 class CardBuilder:
     """Builds the unit cards of one activation from its stored chunks (an :class:`~lstmviz.store.Observer`)."""
 
@@ -202,13 +268,7 @@ class CardBuilder:
         self.strip_sum = np.zeros((bins, U), np.float64)
         self.strip_max = np.full((bins, U), -np.inf, np.float32)
         self.strip_min = np.full((bins, U), np.inf, np.float32)
-        self.count = np.zeros(U, np.int64)  # finite rows only enter the correlation sums
-        self.shift: np.ndarray | None = None  # Σ over x − shift: covariance is shift-invariant, and cancels less
-        self.s1 = np.zeros(U, np.float64)
-        self.sxx = np.zeros((U, U), np.float64)
-        self.bad = np.zeros(U, bool)  # a unit with a non-finite value gets r = NaN
-        self._rows = np.empty((_GEMM_ROWS, U), np.float32)
-        self._filled = 0
+        self.moments = Moments(U)
         self._out = np.empty((2, 0, 2), np.int64)
 
     def update(self, start: int, values: np.ndarray) -> None:
@@ -245,11 +305,7 @@ class CardBuilder:
         if hi > lo:
             self.sample[lo:hi] = x[self.sample_pos[lo:hi] - start]
         if self.correlations:
-            finite = np.isfinite(x)
-            if not finite.all():
-                self.bad |= ~finite.all(0)
-                x = np.where(finite, x, 0.0)
-            self._moments(x)
+            self.moments.add(x)
 
     def _scan(self, start: int, values: np.ndarray, x: np.ndarray) -> None:
         """The numpy twin of the compiled scan: top-key admission, density counts, the strip."""
@@ -273,25 +329,6 @@ class CardBuilder:
         np.maximum.at(self.strip_max, bins, np.maximum.reduceat(hi, heads, axis=0))
         np.minimum.at(self.strip_min, bins, np.minimum.reduceat(lo, heads, axis=0))
 
-    def _moments(self, x: np.ndarray) -> None:
-        if self.shift is None:
-            self.shift = x.mean(0)
-        k = 0
-        while k < len(x):
-            take = min(len(x) - k, _GEMM_ROWS - self._filled)
-            self._rows[self._filled : self._filled + take] = x[k : k + take] - self.shift
-            self._filled += take
-            k += take
-            if self._filled == _GEMM_ROWS:
-                self._gemm()
-
-    def _gemm(self) -> None:
-        r = self._rows[: self._filled]
-        self.s1 += r.sum(0, dtype=np.float64)
-        self.sxx += r.T @ r  # float32 GEMM per block, accumulated in float64
-        self.count += self._filled
-        self._filled = 0
-
     def finish(self, run_dir: str | os.PathLike) -> dict:
         """Write the cards under ``run_dir/cache/cards/``; returns the manifest entry's ``cards`` key."""
         arrays = self.arrays()
@@ -305,8 +342,6 @@ class CardBuilder:
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Everything the cards file holds (docs/FORMAT.md), computed from what the updates saw."""
-        if self._filled:
-            self._gemm()
         out: dict[str, np.ndarray] = {"k": np.int64(self.k), "window": np.int64(self.window)}
         for s, top in zip(("pos", "neg"), self.top, strict=True):
             out[f"top_{s}"], ords = greedy(top.ranked(), self.k, self.window)
@@ -318,7 +353,8 @@ class CardBuilder:
         out["strip_mean"] = (self.strip_sum / counts[:, None]).astype(np.float32)
         out["strip_max"], out["strip_min"] = self.strip_max, self.strip_min
         if self.correlations:
-            out["corr"] = correlation(self.count, self.s1, self.sxx, self.bad)
+            m = self.moments.sums()
+            out["corr"] = correlation(np.int64(m["count"]), m["s1"], m["sxx"], m["bad"])
         return out
 
 
@@ -361,7 +397,7 @@ def bands(sample_pos: np.ndarray, sample: np.ndarray) -> dict[str, np.ndarray]:
 def correlation(n: np.ndarray, s1: np.ndarray, sxx: np.ndarray, bad: np.ndarray) -> np.ndarray:
     """Pearson r float32 ``[U, U]`` from sums of shifted values: n ``[U]`` rows, Σx ``[U]``, Σxxᵀ ``[U, U]``
     (float64); NaN for a constant unit or one with a non-finite value."""
-    count = float(n.max(initial=0))
+    count = float(np.max(n, initial=0))
     if count < 2:
         return np.full(sxx.shape, np.nan, np.float32)
     mean = s1 / count
@@ -379,9 +415,3 @@ def correlation(n: np.ndarray, s1: np.ndarray, sxx: np.ndarray, bad: np.ndarray)
 def card_file(name: str, n_tokens: int) -> str:
     """The cards file name of an activation in a run of ``n_tokens`` tokens."""
     return f"{name}.n{n_tokens}.v{VERSION}.npz"
-
-
-def card_observers(n_tokens: int) -> Callable[[Activation], list[CardBuilder]]:
-    """``observers`` for :func:`~lstmviz.record_corpus`: one :class:`CardBuilder` per activation, with the
-    correlation sums for the kinds in ``CORR_KINDS`` (the others' correlations are computed on first use)."""
-    return lambda act: [CardBuilder(act, n_tokens, correlations=act.kind in CORR_KINDS)]

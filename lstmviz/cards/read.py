@@ -16,7 +16,18 @@ from ..shards import expand, tokens_file
 from ..store.format import Activation
 from ..store.reader import RunReader
 from ..validate import unit_ids
-from .build import WINDOW, CardBuilder, _TopKeys, candidates, card_file, correlation, greedy, orderable, value_of
+from .build import (
+    WINDOW,
+    CardBuilder,
+    Moments,
+    _TopKeys,
+    candidates,
+    card_file,
+    correlation,
+    greedy,
+    orderable,
+    value_of,
+)
 
 
 def load_cards(run: RunReader, name: str) -> Cards:
@@ -118,19 +129,13 @@ def correlations(run: RunReader, name: str, rows: int = 16384) -> np.ndarray:
     computed from its file with the cards' streaming sums once, then cached as ``<cards file>.corr.npy``."""
     path = run.path / "cache" / "cards" / (card_file(name, run.n_tokens) + ".corr.npy")
     if not path.is_file():
-        builder = CardBuilder(Activation.from_name(name, run.units(name)), run.n_tokens)
+        moments = Moments(run.units(name))
         for start in range(0, run.n_tokens, rows):
-            x = run.activations(name, start=start, stop=start + rows)
-            finite = np.isfinite(x)
-            if not finite.all():
-                builder.bad |= ~finite.all(0)
-                x = np.where(finite, x, 0.0)
-            builder._moments(x)
-        if builder._filled:
-            builder._gemm()
+            moments.add(run.activations(name, start=start, stop=start + rows))
+        m = moments.sums()
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp.npy")
-        np.save(tmp, correlation(builder.count, builder.s1, builder.sxx, builder.bad))
+        np.save(tmp, correlation(np.int64(m["count"]), m["s1"], m["sxx"], m["bad"]))
         tmp.replace(path)
     return np.load(path, mmap_mode="r")
 
