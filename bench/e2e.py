@@ -3,11 +3,14 @@
     python bench/e2e.py                       # LSTM and GRU 2×512, 64 streams, 200k tokens, 3 rounds
     python bench/e2e.py --tokens 50000 --rounds 2
     python bench/e2e.py --only lstm --no-rss
+    python bench/e2e.py --tokens 50000 --cards both --no-rss   # the unit cards' cost, side by side
 
 Prints ``metric: value`` lines, ratios first. "plain" is the char model's own forward (embedding, the 2-layer
 recurrent module, the decoder) fed the same ``[streams, chunk]`` chunks with the recurrent state carried, under
 ``torch.inference_mode``; "record" is :func:`lstmviz.record_corpus` of every kind of every layer into a fresh run
-directory, including stats, loss and top-5 columns. A ratio is the median over interleaved rounds of (record ÷
+directory, including stats, loss and top-5 columns and the default derived data (match index, overview, unit
+cards; ``--cards off`` leaves the unit cards out, ``--cards both`` records with and without in each round and
+prints ``with_cards_over_without``). A ratio is the median over interleaved rounds of (record ÷
 plain in the same round): a shared machine has slow spells that hit both runs of a round alike.
 
 ``writer_values_per_second`` is the values stored divided by the time recording adds to the plain forward (the
@@ -66,24 +69,49 @@ def record(model: Char, ids: np.ndarray, streams: int, chunk: int, out: Path, **
     return lstmviz.record_corpus(model, ids, out, streams=streams, chunk=chunk, progress=False, **kw)
 
 
-def case(cell: str, tokens: int, rounds: int, streams: int, chunk: int, hidden: int, tmp: Path) -> dict[str, float]:
-    """Interleaved rounds of plain and record for one model; ratios and throughput."""
+def without_cards(n_tokens: int, scratch: Path):
+    """The default observers of a recording less the unit cards (:class:`lstmviz.cards.PassCards`)."""
+    from lstmviz.analysis.match_bits import recording_observers
+    from lstmviz.cards import PassCards
+
+    default = recording_observers(n_tokens, scratch)
+    return lambda act: [o for o in default(act) if not isinstance(o, PassCards)]
+
+
+def case(
+    cell: str, tokens: int, rounds: int, streams: int, chunk: int, hidden: int, tmp: Path, cards: str = "on"
+) -> dict[str, float]:
+    """Interleaved rounds of plain and record for one model; ratios and throughput. ``cards``: "on" records with
+    the unit cards (the default recording), "off" without, "both" both in each round (their order alternating)."""
     torch.manual_seed(0)
     model = Char(cell, hidden).eval()
     ids = np.random.default_rng(0).integers(0, 96, tokens)
     plain(model, ids[: streams * chunk * 2], streams, chunk)  # warm up: first-touch of torch's buffers, numba load
     record(model, ids[: streams * chunk * 2], streams, chunk, tmp / "warm")
-    times: dict[str, list[float]] = {"plain": [], "record": []}
-    cpu: dict[str, list[float]] = {"plain": [], "record": []}
-    for _ in range(rounds):
+    kinds = {"on": ["record"], "off": ["nocards"], "both": ["record", "nocards"]}[cards]
+    times: dict[str, list[float]] = {k: [] for k in ("plain", *kinds)}
+    cpu: dict[str, list[float]] = {k: [] for k in ("plain", *kinds)}
+    for r in range(rounds):
         t0, c0 = time.perf_counter(), time.process_time()
         plain(model, ids, streams, chunk)
         times["plain"].append(time.perf_counter() - t0)
         cpu["plain"].append(time.process_time() - c0)
-        t0, c0 = time.perf_counter(), time.process_time()
-        path = record(model, ids, streams, chunk, tmp / "run")
-        times["record"].append(time.perf_counter() - t0)
-        cpu["record"].append(time.process_time() - c0)
+        for which in kinds[::-1] if r % 2 else kinds:
+            kw = {"observers": without_cards(len(ids), tmp)} if which == "nocards" else {}
+            t0, c0 = time.perf_counter(), time.process_time()
+            record(model, ids, streams, chunk, tmp / which, **kw)
+            times[which].append(time.perf_counter() - t0)
+            cpu[which].append(time.process_time() - c0)
+    with_cards = {}
+    if cards == "both":
+        with_cards = {
+            "cards_ratio": float(np.median(np.divide(times["record"], times["nocards"]))),
+            "cards_cpu_ratio": float(np.median(np.divide(cpu["record"], cpu["nocards"]))),
+            "nocards_s": float(np.median(times["nocards"])),
+        }
+        shutil.rmtree(tmp / "nocards")
+    times["record"], cpu["record"] = times[kinds[0]], cpu[kinds[0]]
+    path = tmp / kinds[0]
     run = lstmviz.open_run(path)
     values = sum(run.units(n) for n in run.names) * tokens
     size = sum(f.stat().st_size for f in (run.path / "acts").iterdir())
@@ -92,6 +120,7 @@ def case(cell: str, tokens: int, rounds: int, streams: int, chunk: int, hidden: 
     ratio = np.divide(times["record"], times["plain"])
     extra = np.subtract(times["record"], times["plain"])
     return {
+        **with_cards,
         "ratio": float(np.median(ratio)),
         "cpu_ratio": float(np.median(np.divide(cpu["record"], cpu["plain"]))),
         "codecs": codec,
@@ -150,12 +179,25 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", choices=["lstm", "gru"], help="models to run (default: both)")
     ap.add_argument("--no-rss", action="store_true", help="skip the peak-RSS subprocesses")
     ap.add_argument("--tmp", default=None, help="where runs are written (default: the system temp dir)")
+    ap.add_argument(
+        "--cards",
+        choices=["on", "off", "both"],
+        default="on",
+        help="record with the unit cards (on, the default recording), without (off), or both in each round",
+    )
     args = ap.parse_args()
     cells = {"lstm": "LSTM", "gru": "GRU"}
     only = args.only or list(cells)
     with tempfile.TemporaryDirectory(dir=args.tmp) as d:
         tmp = Path(d)
-        res = {k: case(cells[k], args.tokens, args.rounds, args.streams, args.chunk, args.hidden, tmp) for k in only}
+        res = {
+            k: case(cells[k], args.tokens, args.rounds, args.streams, args.chunk, args.hidden, tmp, args.cards)
+            for k in only
+        }
+        for k, r in res.items():
+            if "cards_ratio" in r:
+                print(f"e2e_{k}_with_cards_over_without: {r['cards_ratio']:.4f}")
+                print(f"e2e_{k}_cpu_time_with_cards_over_without: {r['cards_cpu_ratio']:.4f}")
         for k, r in res.items():
             print(f"e2e_{k}_over_plain: {r['ratio']:.3f}")
         for k, r in res.items():
@@ -166,6 +208,8 @@ def main() -> None:
             print(f"{k}_bytes_per_value: {r['bytes_per_value']:.3f}")
             print(f"{k}_plain_seconds: {r['plain_s']:.3f}")
             print(f"{k}_record_seconds: {r['record_s']:.3f}")
+            if "nocards_s" in r:
+                print(f"{k}_record_seconds_without_cards: {r['nocards_s']:.3f}")
             for metric, value in r["codecs"].items():
                 print(f"{k}_{metric}: {value:.3f}" if "bytes" in metric else f"{k}_{metric}: {value:.3e}")
         if not args.no_rss:

@@ -23,9 +23,9 @@ unit's values are in cache:
   to the M-th. A row whose best non-NaN key is below the threshold (most rows once the threshold has risen) is
   skipped after one vectorised reduction. The final top M per unit and sign is exact whatever the row order: a
   key below the running M-th best is beaten by M others and cannot be among the last M;
-- the counts beyond ±θ, and per strip bin the sum (exact in float64: float16 values are multiples of 2⁻²⁴
-  below 2¹⁶, so sums of up to 2¹³ of them are exact in any order) and the max and min order keys of the finite
-  values.
+- the counts beyond ±θ (in the key-count loop), and per strip bin the sum of the finite values (exact in
+  float64: float16 values are multiples of 2⁻²⁴ below 2¹⁶, so sums of up to 2¹³ of them are exact in any order;
+  a row's last bin takes the row's sum less the others').
 """
 
 from __future__ import annotations
@@ -87,8 +87,7 @@ class CardState:
 
     Arrays: ``buf`` int64 ``[2, U, cap]`` card keys (sign +1, −1) of which ``length`` int64 ``[2, U]`` are
     filled; ``thr`` int64 ``[2, U]`` the M-th best key once M are kept (0 before); ``dens`` int64 ``[2, U]`` the
-    counts of ``x > θ`` and ``x < −θ``; ``strip_sum`` float64 ``[U, bins]``; ``strip_kmax`` / ``strip_kmin``
-    int32 ``[U, bins]`` order keys (∓NO_KEY where a bin has no finite value).
+    counts of ``x > θ`` and ``x < −θ``; ``strip_sum`` float64 ``[U, bins]`` the sums of the finite values.
     """
 
     def __init__(self, units: int, m: int, theta: float, per: int, bins: int, offset: int = 0):
@@ -103,29 +102,18 @@ class CardState:
         self.above_key = int(keys[ok & (np.float32(theta) >= LUT)].max())  # x > θ ⇔ key > above_key
         self.below_key = int(keys[ok & (np.float32(-theta) <= LUT)].min())  # x < −θ ⇔ key < below_key
         self.strip_sum = np.zeros((units, bins), np.float64)
-        self.strip_kmax = np.full((units, bins), -NO_KEY, np.int32)
-        self.strip_kmin = np.full((units, bins), NO_KEY, np.int32)
 
     def args(self) -> tuple:
         """The trailing arguments of :func:`chunk_pass`."""
         return (
             True, self.offset, self.m, self.buf, self.length, self.thr, self.dens, self.above_key, self.below_key,
-            self.per, self.strip_sum, self.strip_kmax, self.strip_kmin,
+            self.per, self.strip_sum,
         )  # fmt: skip
-
-    def top(self, sign: int) -> np.ndarray:
-        """The best ≤ M card keys int64 ``[U, ≤ M]`` of one sign, each row descending (0 pads)."""
-        s = 0 if sign > 0 else 1
-        out = np.zeros((self.buf.shape[1], self.m), np.int64)
-        for u in range(self.buf.shape[1]):
-            row = np.sort(self.buf[s, u, : self.length[s, u]])[::-1][: self.m]
-            out[u, : len(row)] = row
-        return out
 
 
 _NO_CARDS = (
     False, 0, 1, np.zeros((2, 1, 1), np.int64), np.zeros((2, 1), np.int64), np.zeros((2, 1), np.int64),
-    np.zeros((2, 1), np.int64), 0, 0, 1, np.zeros((1, 1)), np.zeros((1, 1), np.int32), np.zeros((1, 1), np.int32),
+    np.zeros((2, 1), np.int64), 0, 0, 1, np.zeros((1, 1)),
 )  # fmt: skip
 
 
@@ -153,14 +141,18 @@ def _moments(
     keys: np.ndarray,
     low_key: int,
     high_key: int,
+    above_key: int,
+    below_key: int,
     acc: np.ndarray,
     cnt: np.ndarray,
     u: int,
-) -> None:
+) -> tuple[float, int, int, int, int]:
     """One unit's values (bits ``[c]``) into acc ``[2, U]`` (sum, sumsq) and cnt ``[6, U]`` (n_low, n_high, n_nan,
     n_inf, min key, max key). Leaves the values in xf ``[≥c]`` (0 where not finite) and their keys in keys.
 
     Three loops, each of which LLVM vectorises: decode (integer ops; xf is xi's float32 view), sums, key counts.
+    Returns, for the cards, the row's sum, the counts of keys above ``above_key`` and below ``below_key`` (not
+    NaN), and the max and min key over the values that are not NaN.
     """
     c = row.shape[0]
     for t in range(c):
@@ -187,6 +179,10 @@ def _moments(
     n_high = 0
     n_nan = 0
     n_inf = 0
+    n_above = 0
+    n_below = 0
+    kn_max = -0x8000
+    kn_min = 0x8000
     for t in range(c):
         k = keys[t]
         a = k if k >= 0 else -k
@@ -198,6 +194,10 @@ def _moments(
         n_high += (k >= high_key) & (not nan)
         n_nan += nan
         n_inf += a == 0x7C00
+        n_above += (k > above_key) & (not nan)
+        n_below += (k < below_key) & (not nan)
+        kn_max = max(kn_max, k if not nan else -0x8000)
+        kn_min = min(kn_min, k if not nan else 0x8000)
     acc[0, u] += s
     acc[1, u] += s2
     cnt[0, u] += n_low
@@ -206,6 +206,7 @@ def _moments(
     cnt[3, u] += n_inf
     cnt[4, u] = min(cnt[4, u], k_min)
     cnt[5, u] = max(cnt[5, u], k_max)
+    return s, n_above, n_below, kn_max, kn_min
 
 
 @njit(**_STRICT)
@@ -235,71 +236,64 @@ def _histogram(
 
 
 @njit(**_FAST)
-def _density(keys: np.ndarray, c: int, above_key: int, below_key: int) -> tuple[int, int, int, int]:
-    """Over one unit's order keys ``[≥c]``: the counts of ``x > θ`` and ``x < −θ``, and the largest and smallest
-    non-NaN key (one vectorised loop)."""
-    n_above = 0
-    n_below = 0
-    k_max = -0x8000
-    k_min = 0x8000
-    for t in range(c):
-        k = keys[t]
-        ok = (k if k >= 0 else -k) <= _NAN_FREE
-        n_above += (k > above_key) & ok
-        n_below += (k < below_key) & ok
-        k_max = max(k_max, k if ok else -0x8000)
-        k_min = min(k_min, k if ok else 0x8000)
-    return n_above, n_below, k_max, k_min
-
-
-@njit(**_FAST)
-def _strip(
-    xf: np.ndarray, keys: np.ndarray, c: int, pos0: int, per: int, ssum: np.ndarray, kmax: np.ndarray, kmin: np.ndarray
-) -> None:
-    """One unit's values (xf, 0 where not finite) at positions ``pos0 + [0, c)`` into its strip bins."""
+def _strip(xf: np.ndarray, c: int, pos0: int, per: int, s: float, ssum: np.ndarray) -> None:
+    """One unit's row sum s of values xf ``[≥c]`` (0 where not finite) at positions ``pos0 + [0, c)`` into its
+    strip bins ``ssum``: each bin's part summed, the last one's the rest (exact, see the module docstring)."""
     t = 0
-    while t < c:
-        b = (pos0 + t) // per
-        t1 = min(c, (b + 1) * per - pos0)
-        s = 0.0
-        hi = -NO_KEY
-        lo = NO_KEY
+    b = pos0 // per
+    while (b + 1) * per - pos0 < c:
+        t1 = (b + 1) * per - pos0
+        part = 0.0
         for i in range(t, t1):
-            s += np.float64(xf[i])
-            k = keys[i]
-            fin = (k if k >= 0 else -k) < 0x7C00
-            hi = max(hi, k if fin else -NO_KEY)
-            lo = min(lo, k if fin else NO_KEY)
-        ssum[b] += s
-        kmax[b] = max(kmax[b], hi)
-        kmin[b] = min(kmin[b], lo)
+            part += np.float64(xf[i])
+        ssum[b] += part
+        s -= part
         t = t1
+        b += 1
+    ssum[b] += s
+
+
+@njit(**_STRICT)
+def _cut(buf: np.ndarray, n: int, m: int, thr: np.ndarray, s: int) -> int:
+    """Cut ``buf[:n]`` to its best m keys; ``thr[s]`` ← the m-th. Returns m."""
+    part = np.partition(buf[:n], n - m)
+    thr[s] = part[n - m]
+    buf[:m] = part[n - m :]
+    return m
 
 
 @njit(**_STRICT)
 def _admit(
-    keys: np.ndarray, c: int, pos0: int, sign: int, m: int, buf: np.ndarray, length: np.ndarray, thr: np.ndarray
+    keys: np.ndarray, c: int, pos0: int, m: int, buf: np.ndarray, length: np.ndarray, thr: np.ndarray, u: int
 ) -> None:
-    """The keys of one unit and sign (``sign · key``) at positions ``pos0 + [0, c)`` that beat ``thr[0]`` into
-    ``buf`` ``[cap]`` (``length[0]`` filled); a full buffer is cut to its best m and ``thr[0]`` set to the m-th."""
-    n = length[0]
-    cap = buf.shape[0]
-    tk = (thr[0] >> POS_BITS) - 0x8000  # the threshold's order key: no key below it can beat it
+    """The keys of unit u at positions ``pos0 + [0, c)`` whose card keys beat ``thr[s, u]`` into ``buf[s, u]``
+    ``[cap ≥ 2m]`` (``length[s, u]`` filled), for both signs s (0: x, 1: −x) in one loop. Branch-free: every
+    key is written and the fill advances by whether it beat the threshold, so a row of many admissions costs
+    what a row of none does. Before a piece of the row could overflow a buffer, it is cut to its best m and the
+    threshold rises to the m-th."""
+    n_pos, n_neg = length[0, u], length[1, u]
+    pos_buf, neg_buf = buf[0, u], buf[1, u]
+    thr_u = thr[:, u]
+    cap = buf.shape[2]
     tail = POS_MAX - pos0
-    for t in range(c):
-        k = sign * keys[t]
-        if k >= tk and (k if k >= 0 else -k) <= _NAN_FREE:
-            ck = (np.int64(k + 0x8000) << POS_BITS) | (tail - t)
-            if ck > thr[0]:
-                buf[n] = ck
-                n += 1
-                if n == cap:
-                    part = np.partition(buf, cap - m)
-                    buf[:m] = part[cap - m :]
-                    n = m
-                    thr[0] = part[cap - m]
-                    tk = (thr[0] >> POS_BITS) - 0x8000
-    length[0] = n
+    for t0 in range(0, c, cap - m):
+        t1 = min(c, t0 + cap - m)
+        if n_pos + t1 - t0 > cap:
+            n_pos = _cut(pos_buf, n_pos, m, thr_u, 0)
+        if n_neg + t1 - t0 > cap:
+            n_neg = _cut(neg_buf, n_neg, m, thr_u, 1)
+        th_pos, th_neg = thr_u[0], thr_u[1]
+        for t in range(t0, t1):
+            k = keys[t]
+            ok = (k if k >= 0 else -k) <= _NAN_FREE
+            at = tail - t
+            ck = (np.int64(k + 0x8000) << POS_BITS) | at
+            nk = (np.int64(0x8000 - k) << POS_BITS) | at
+            pos_buf[n_pos] = ck
+            neg_buf[n_neg] = nk
+            n_pos += (ck > th_pos) & ok
+            n_neg += (nk > th_neg) & ok
+    length[0, u], length[1, u] = n_pos, n_neg
 
 
 @njit(**_STRICT)
@@ -326,8 +320,6 @@ def chunk_pass(
     below_key: int,
     per: int,
     strip_sum: np.ndarray,
-    strip_kmax: np.ndarray,
-    strip_kmin: np.ndarray,
 ) -> None:
     """bits uint16 ``[B, T, U]``; counts int64 ``[B]``; tiles uint16 ``[B, U·T]`` (out: tile b packed ``[U, c_b]``).
 
@@ -347,15 +339,18 @@ def chunk_pass(
         tile = tiles[b]
         _transpose(bits, b, c, tile)
         for u in range(U):
-            _moments(tile[u * c : (u + 1) * c], xi, xf, keys, low_key, high_key, acc, cnt, u)
+            row = tile[u * c : (u + 1) * c]
+            s, n_above, n_below, kn_max, kn_min = _moments(
+                row, xi, xf, keys, low_key, high_key, above_key, below_key, acc, cnt, u
+            )
             _histogram(xf, keys, c, lo, scale, hist[u], bins)
             if cards:
                 pos0 = offset + starts[b]
-                n_above, n_below, k_max, k_min = _density(keys, c, above_key, below_key)
                 dens[0, u] += n_above
                 dens[1, u] += n_below
-                _strip(xf, keys, c, pos0, per, strip_sum[u], strip_kmax[u], strip_kmin[u])
-                if k_max >= (thr[0, u] >> POS_BITS) - 0x8000:
-                    _admit(keys, c, pos0, 1, m, buf[0, u], length[0, u : u + 1], thr[0, u : u + 1])
-                if -k_min >= (thr[1, u] >> POS_BITS) - 0x8000:
-                    _admit(keys, c, pos0, -1, m, buf[1, u], length[1, u : u + 1], thr[1, u : u + 1])
+                _strip(xf, c, pos0, per, s, strip_sum[u])
+                first = POS_MAX - pos0  # the row's best card key of either sign has its first position
+                best_pos = (np.int64(kn_max + 0x8000) << POS_BITS) | first
+                best_neg = (np.int64(0x8000 - kn_min) << POS_BITS) | first
+                if best_pos > thr[0, u] or best_neg > thr[1, u]:
+                    _admit(keys, c, pos0, m, buf, length, thr, u)

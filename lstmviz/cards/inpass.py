@@ -1,6 +1,6 @@
 """The unit cards built in the recording pass: :class:`PassCards`, an :class:`~lstmviz.store.Observer` whose
 ``card_state`` (a :class:`lstmviz.chunkstats.CardState`) the writer feeds from its own per-chunk pass, so the
-top-context candidates, the counts beyond ±θ and the strip cost no second look at the values.
+top-context candidates, the counts beyond ±θ and the strip sums cost no second look at the values.
 
 What the chunk pass does not do, ``update`` does on the stored rows: it gathers the rows of the bands' seeded
 sample (4096 positions in all, a gather) and, for the kinds in ``CORR_KINDS``, the correlation sums (one
@@ -32,10 +32,12 @@ from .build import (
     K,
     Moments,
     bands,
+    best_keys,
     candidates,
     card_file,
     correlation,
     greedy,
+    key_values,
 )
 
 
@@ -87,14 +89,12 @@ class PassCards:
         """What this recording saw, in the mergeable form :func:`merge_parts` takes."""
         s = self.card_state
         out = {
-            "top_pos_keys": s.top(1),
-            "top_neg_keys": s.top(-1),
+            "top_pos_keys": best_keys(s.buf[0], s.length[0], s.m),
+            "top_neg_keys": best_keys(s.buf[1], s.length[1], s.m),
             "sample_pos": self.sample_pos,
             "sample": self.sample,
             "dens": s.dens,
             "strip_sum": s.strip_sum,
-            "strip_kmax": s.strip_kmax,
-            "strip_kmin": s.strip_kmin,
         }
         if self.moments is not None:
             out.update(self.moments.sums())
@@ -122,25 +122,19 @@ def part_path(run_dir: Path, name: str) -> Path:
     return run_dir / "cache" / "card-parts" / f"{name}.npz"
 
 
-def _extreme(k: np.ndarray, none: int, fill: float) -> np.ndarray:
-    """float32 values of order keys, ``fill`` where the key is ``none`` (a bin without a finite value)."""
-    return np.where(k == none, np.float32(fill), _cs.LUT[_cs.key_bits(k)]).astype(np.float32)
-
-
 def merge_parts(parts: Sequence[dict], n_run: int, k: int = K, window: int = WINDOW) -> dict[str, np.ndarray]:
     """The cards file's arrays (docs/FORMAT.md) of a run from its recordings' :meth:`PassCards.parts`, one per
     shard in corpus order (one for an unsharded run): top candidates united then cut to the top M, the greedy
-    on them; samples concatenated; counts, strip sums, maxima and minima combined; correlation sums moved to
+    on them; samples concatenated; counts and strip sums added; correlation sums moved to
     one shift and added."""
     m = candidates(k, window)
     out: dict[str, np.ndarray] = {"k": np.int64(k), "window": np.int64(window)}
     for s, sign in (("pos", 1), ("neg", -1)):
         keys = np.concatenate([p[f"top_{s}_keys"] for p in parts], axis=1)
-        keys = -np.sort(-keys, axis=1)[:, :m]
-        picked, ords = greedy(keys, k, window)  # ords: the picks' keys >> POS_BITS, order key + 2¹⁵
-        value = sign * _cs.LUT[_cs.key_bits(ords.astype(np.int64) - 0x8000)]
+        keys = best_keys(keys, np.full(len(keys), keys.shape[1]), m)
+        picked, best = greedy(keys, k, window)
         out[f"top_{s}"] = picked
-        out[f"top_{s}_value"] = np.where(picked >= 0, value, np.float32(np.nan)).astype(np.float32)
+        out[f"top_{s}_value"] = key_values(best, sign)
     out.update(bands(np.concatenate([p["sample_pos"] for p in parts]), np.concatenate([p["sample"] for p in parts])))
     dens = sum(p["dens"] for p in parts)
     out["n_above"], out["n_below"], out["theta"] = dens[0], dens[1], np.float32(THETA)
@@ -148,8 +142,6 @@ def merge_parts(parts: Sequence[dict], n_run: int, k: int = K, window: int = WIN
     out["strip_per"] = np.int64(per)
     counts = np.diff(np.minimum(np.arange(bins + 1) * per, n_run))
     out["strip_mean"] = (sum(p["strip_sum"] for p in parts).T / counts[:, None]).astype(np.float32)
-    out["strip_max"] = _extreme(np.maximum.reduce([p["strip_kmax"] for p in parts]).T, -_cs.NO_KEY, -np.inf)
-    out["strip_min"] = _extreme(np.minimum.reduce([p["strip_kmin"] for p in parts]).T, _cs.NO_KEY, np.inf)
     if all("sxx" in p for p in parts):
         out["corr"] = correlation(*Moments.merge(parts))
     return out

@@ -11,23 +11,15 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from .. import chunkstats as _cs
 from ..errors import RunError
 from ..shards import expand, tokens_file
 from ..store.format import Activation
 from ..store.reader import RunReader
+from ..store.stats import Stats
 from ..validate import unit_ids
-from .build import (
-    WINDOW,
-    CardBuilder,
-    Moments,
-    _TopKeys,
-    candidates,
-    card_file,
-    correlation,
-    greedy,
-    orderable,
-    value_of,
-)
+from .build import WINDOW, Moments, candidates, card_file, correlation, greedy, key_values
+from .inpass import PassCards
 
 
 def load_cards(run: RunReader, name: str) -> Cards:
@@ -41,12 +33,18 @@ def load_cards(run: RunReader, name: str) -> Cards:
 
 
 def build_cards(run: RunReader, name: str, rows: int = 16384) -> None:
-    """Build and cache the cards of a finished run's activation, its rows streamed in blocks."""
-    builder = CardBuilder(Activation.from_name(name, run.units(name)), run.n_tokens)
+    """Build and cache the cards of a finished run's activation: its rows, streamed in blocks, through the same
+    chunk pass and :class:`~.inpass.PassCards` as a recording's, so the cards are the ones it would have built."""
+    act = Activation.from_name(name, run.units(name))
+    cards = PassCards(act, run.n_tokens)
+    stats = Stats(act)
+    stats.range = (0.0, 1.0)  # the histogram is not kept
+    tiles = np.empty((1, act.units * rows), np.uint16)
     for start in range(0, run.n_tokens, rows):
-        x = run.activations(name, start=start, stop=start + rows)
-        builder.update(start, x.astype(np.float16))
-    builder.finish(run.path)
+        x = run.activations(name, start=start, stop=start + rows).astype(np.float16)
+        stats.update(x.view(np.uint16)[None], np.array([len(x)]), tiles, np.array([start]), cards.card_state)
+        cards.update(start, x)
+    cards.finish(run.path)
 
 
 class Cards:
@@ -93,13 +91,14 @@ def top_contexts(
         idx, value = c.top(unit, sign)
         idx, value = idx[:k], value[:k]
     else:
-        col = run.activations(name, [unit]).astype(np.float16)
-        keys = _TopKeys(1, candidates(k, window))
-        ords = orderable(col if sign > 0 else -col)
-        keys.update(0, ords)
-        picked, o = greedy(keys.ranked(), k, window)
+        keys = sign * _cs.key(run.activations(name, [unit])[:, 0].astype(np.float16).view(np.uint16))
+        pos = np.flatnonzero(np.abs(keys) <= 0x7C00)  # NaN is never a top context
+        ck = _cs.card_keys(keys[pos], pos)
+        m = candidates(k, window)
+        top = ck if len(ck) <= m else np.partition(ck, len(ck) - m)[len(ck) - m :]
+        picked, best = greedy(np.sort(top)[::-1][None], k, window)
         idx = picked[0][picked[0] >= 0]
-        value = value_of(o[0][: len(idx)]) * sign
+        value = key_values(best[0][: len(idx)], sign)
     tokens = token_strings(run)
     return pd.DataFrame(
         {
