@@ -18,8 +18,8 @@ Each part's CPU time prints as a share of the recording's wall time without card
 forward, so on idle cores it adds less); ``record_cpu_seconds_without_cards`` is the recording's CPU time (all
 threads). ``pass_ns_per_value`` is the chunk pass alone. ``first_call_s_<model>`` is a fresh process's
 first ``open_run`` + the Unit page's ``card`` + ``top_contexts`` of both signs + ``correlated_units`` on the
-recorded run; ``first_call_s_<model>_first_use`` the same on the run with its cards deleted (built on first use,
-as for a run recorded before cards were in the pass).
+recorded run, after its imports; ``first_call_s_<model>_first_use`` the same on the run with its cards deleted
+(built on first use, as for a run recorded before cards were in the pass).
 """
 
 from __future__ import annotations
@@ -44,9 +44,9 @@ from lstmviz.store.stats import Stats
 
 FIRST_CALL = """
 import sys, time
-t0 = time.perf_counter()
 import lstmviz
 from lstmviz.analysis import units
+t0 = time.perf_counter()
 run = lstmviz.open_run(sys.argv[1])
 units.card(run, sys.argv[2], 255)
 run.top_contexts(sys.argv[2], 255, sign=1)
