@@ -16,9 +16,10 @@ SAMPLE = 4096  # positions sampled for the quantile bands
 STRIP_BINS = 400
 THETA = 0.5
 CORR_KINDS = ("c", "h", "hp")
-"""Kinds whose Σxxᵀ the recording accumulates: one U×U GEMM per block costs 2·U flops per stored value, about
-what the rest of the cards cost together, so only the states (what people ask "what moves with it?" of) pay it
-while recording; a gate's correlations are computed from its file on first use and cached."""
+"""Kinds whose Σxxᵀ the recording accumulates. One U×U GEMM per block costs 2·U flops per stored value, more than
+the rest of the cards together (bench/cards.py, ``extra_pct_corr_<kind>``), so only the states (what people ask
+"what moves with it?" of) pay it while recording; another kind's correlations are computed from its file on
+first use and cached. An empty tuple defers every kind to first use."""
 SEED = 0
 VERSION = 1
 POS_BITS = _cs.POS_BITS
