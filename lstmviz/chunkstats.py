@@ -13,6 +13,19 @@ max, the thresholds and finiteness are counted on order keys of the bit patterns
 vectorises where float comparisons with NaN in play would stay scalar. The moments may reassociate their float64
 sums (that is what lets them vectorise); the histogram bins may not (a reassociated ``(x − lo)·scale`` rounds
 differently at a bin edge than the same formula in numpy).
+
+With a :class:`CardState` (the unit cards, :mod:`lstmviz.cards`), the same pass also keeps, per unit, while the
+unit's values are in cache:
+
+- the candidates for the greedy top contexts of both signs: every value whose card key (:func:`card_keys`: the
+  value's order, then the earlier position) beats the unit's running threshold, the M-th best key so far, enters
+  a buffer ``[2, U, cap]``; a full buffer is cut to its best M (a selection, not a sort) and the threshold rises
+  to the M-th. A row whose best non-NaN key is below the threshold (most rows once the threshold has risen) is
+  skipped after one vectorised reduction. The final top M per unit and sign is exact whatever the row order: a
+  key below the running M-th best is beaten by M others and cannot be among the last M;
+- the counts beyond ±θ (in the key-count loop), and per strip bin the sum of the finite values (exact in
+  float64: float16 values are multiples of 2⁻²⁴ below 2¹⁶, so sums of up to 2¹³ of them are exact in any order;
+  a row's last bin takes the row's sum less the others').
 """
 
 from __future__ import annotations
@@ -27,6 +40,9 @@ _ZERO = np.float32(0)
 # No nnan/ninf anywhere: NaN and inf are data here (a diverged model). Finiteness is tested on the bit patterns.
 _FAST = {"fastmath": {"nsz", "arcp", "contract", "reassoc"}, "error_model": "numpy", "nogil": True, "cache": True}
 _STRICT = {"error_model": "numpy", "nogil": True, "cache": True}
+POS_BITS = 47  # a card key: (order key + 2¹⁵) << POS_BITS | (POS_MAX − position)
+POS_MAX = (1 << POS_BITS) - 1
+_NAN_FREE = 0x7C00  # |order key| ≤ this: not NaN (±inf included, as a value)
 
 
 def key(bits: np.ndarray) -> np.ndarray:
@@ -52,6 +68,60 @@ def threshold_keys(low: float, high: float) -> tuple[int, int]:
     return int(keys[ok & (np.float32(low) > LUT)].max()), int(keys[ok & (np.float32(high) < LUT)].min())
 
 
+def card_keys(k: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """int64 card keys of order keys ``k`` (:func:`key`, of the value times the sign) at corpus positions ``pos``:
+    larger is better, value first, then the earlier position; all distinct for distinct positions, all > 0."""
+    return ((np.asarray(k, np.int64) + 0x8000) << POS_BITS) | (POS_MAX - np.asarray(pos, np.int64))
+
+
+def card_order_keys(ck: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The order keys and positions int64 of card keys (the inverse of :func:`card_keys`)."""
+    ck = np.asarray(ck, np.int64)
+    return (ck >> POS_BITS) - 0x8000, POS_MAX - (ck & POS_MAX)
+
+
+class CardState:
+    """What the chunk pass keeps for the unit cards of one activation of ``units`` units (see the module
+    docstring); positions are the chunk's rows plus ``offset`` (a shard's start in its run), and strip bin b
+    holds positions ``[b·per, (b + 1)·per)``.
+
+    Arrays: ``buf`` int64 ``[2, U, cap]`` card keys (sign +1, −1) of which ``length`` int64 ``[2, U]`` are
+    filled; ``thr`` int64 ``[2, U]`` the M-th best key once M are kept (0 before); ``dens`` int64 ``[2, U]`` the
+    counts of ``x > θ`` and ``x < −θ``; ``strip_sum`` float64 ``[U, bins]`` the sums of the finite values.
+    """
+
+    def __init__(self, units: int, m: int, theta: float, per: int, bins: int, offset: int = 0):
+        self.m, self.per, self.offset = m, per, offset
+        cap = 2 * m  # a cut every m admissions: the selection costs O(cap), so O(1) per admitted key
+        self.buf = np.zeros((2, units, cap), np.int64)
+        self.length = np.zeros((2, units), np.int64)
+        self.thr = np.zeros((2, units), np.int64)
+        self.dens = np.zeros((2, units), np.int64)
+        keys = key(np.arange(1 << 16))
+        ok = ~np.isnan(LUT)
+        self.above_key = int(keys[ok & (np.float32(theta) >= LUT)].max())  # x > θ ⇔ key > above_key
+        self.below_key = int(keys[ok & (np.float32(-theta) <= LUT)].min())  # x < −θ ⇔ key < below_key
+        self.strip_sum = np.zeros((units, bins), np.float64)
+
+    def args(self) -> tuple:
+        """The trailing arguments of :func:`chunk_pass`."""
+        return (
+            True, self.offset, self.m, self.buf, self.length, self.thr, self.dens, self.above_key, self.below_key,
+            self.per, self.strip_sum,
+        )  # fmt: skip
+
+
+_NO_CARDS = (
+    False, 0, 1, np.zeros((2, 1, 1), np.int64), np.zeros((2, 1), np.int64), np.zeros((2, 1), np.int64),
+    np.zeros((2, 1), np.int64), 0, 0, 1, np.zeros((1, 1)),
+)  # fmt: skip
+
+
+def no_cards() -> tuple:
+    """The trailing arguments of :func:`chunk_pass` without cards (never written to)."""
+    return _NO_CARDS
+
+
 @njit(**_STRICT)
 def _transpose(bits: np.ndarray, b: int, c: int, tile: np.ndarray) -> None:
     """tile ``[U·c]`` (unit-major) ← rows ``[0, c)`` of ``bits[b]`` ``[T, U]``, in 16-unit blocks."""
@@ -71,14 +141,18 @@ def _moments(
     keys: np.ndarray,
     low_key: int,
     high_key: int,
+    above_key: int,
+    below_key: int,
     acc: np.ndarray,
     cnt: np.ndarray,
     u: int,
-) -> None:
+) -> tuple[float, int, int, int, int]:
     """One unit's values (bits ``[c]``) into acc ``[2, U]`` (sum, sumsq) and cnt ``[6, U]`` (n_low, n_high, n_nan,
     n_inf, min key, max key). Leaves the values in xf ``[≥c]`` (0 where not finite) and their keys in keys.
 
     Three loops, each of which LLVM vectorises: decode (integer ops; xf is xi's float32 view), sums, key counts.
+    Returns, for the cards, the row's sum, the counts of keys above ``above_key`` and below ``below_key`` (not
+    NaN), and the max and min key over the values that are not NaN.
     """
     c = row.shape[0]
     for t in range(c):
@@ -105,6 +179,10 @@ def _moments(
     n_high = 0
     n_nan = 0
     n_inf = 0
+    n_above = 0
+    n_below = 0
+    kn_max = -0x8000
+    kn_min = 0x8000
     for t in range(c):
         k = keys[t]
         a = k if k >= 0 else -k
@@ -116,6 +194,10 @@ def _moments(
         n_high += (k >= high_key) & (not nan)
         n_nan += nan
         n_inf += a == 0x7C00
+        n_above += (k > above_key) & (not nan)
+        n_below += (k < below_key) & (not nan)
+        kn_max = max(kn_max, k if not nan else -0x8000)
+        kn_min = min(kn_min, k if not nan else 0x8000)
     acc[0, u] += s
     acc[1, u] += s2
     cnt[0, u] += n_low
@@ -124,6 +206,7 @@ def _moments(
     cnt[3, u] += n_inf
     cnt[4, u] = min(cnt[4, u], k_min)
     cnt[5, u] = max(cnt[5, u], k_max)
+    return s, n_above, n_below, kn_max, kn_min
 
 
 @njit(**_STRICT)
@@ -152,6 +235,70 @@ def _histogram(
         t += 1
 
 
+@njit(**_FAST)
+def _strip(xf: np.ndarray, c: int, pos0: int, per: int, s: float, ssum: np.ndarray) -> None:
+    """One unit's row sum s of values xf ``[≥c]`` (0 where not finite) at positions ``pos0 + [0, c)`` into its
+    strip bins ``ssum``: each bin's part summed, the last one's the rest (exact, see the module docstring)."""
+    t = 0
+    b = pos0 // per
+    while (b + 1) * per - pos0 < c:
+        t1 = (b + 1) * per - pos0
+        part = 0.0
+        for i in range(t, t1):
+            part += np.float64(xf[i])
+        ssum[b] += part
+        s -= part
+        t = t1
+        b += 1
+    ssum[b] += s
+
+
+@njit(**_STRICT)
+def _cut(buf: np.ndarray, n: int, m: int, thr: np.ndarray, s: int) -> int:
+    """Cut ``buf[:n]`` to its best m keys; ``thr[s]`` ← the m-th. Returns m."""
+    part = np.partition(buf[:n], n - m)
+    thr[s] = part[n - m]
+    buf[:m] = part[n - m :]
+    return m
+
+
+@njit(**_STRICT)
+def _admit(
+    keys: np.ndarray, c: int, pos0: int, m: int, buf: np.ndarray, length: np.ndarray, thr: np.ndarray, u: int
+) -> None:
+    """The keys of unit u at positions ``pos0 + [0, c)`` whose card keys beat ``thr[s, u]`` into ``buf[s, u]``
+    ``[cap ≥ 2m]`` (``length[s, u]`` filled), for both signs s (0: x, 1: −x) in one loop. A key below both
+    thresholds' order keys is passed over with two comparisons; one at or above them is written to both buffers
+    and each fill advances by whether its card key beat that sign's threshold (measured faster than writing
+    every key, since most keys are passed over). Before a piece of the row could overflow a buffer, it is cut
+    to its best m and the threshold rises to the m-th."""
+    n_pos, n_neg = length[0, u], length[1, u]
+    pos_buf, neg_buf = buf[0, u], buf[1, u]
+    thr_u = thr[:, u]
+    cap = buf.shape[2]
+    tail = POS_MAX - pos0
+    for t0 in range(0, c, cap - m):
+        t1 = min(c, t0 + cap - m)
+        if n_pos + t1 - t0 > cap:
+            n_pos = _cut(pos_buf, n_pos, m, thr_u, 0)
+        if n_neg + t1 - t0 > cap:
+            n_neg = _cut(neg_buf, n_neg, m, thr_u, 1)
+        th_pos, th_neg = thr_u[0], thr_u[1]
+        lo_pos = (th_pos >> POS_BITS) - 0x8000  # no key below the threshold's order key can beat it
+        lo_neg = (th_neg >> POS_BITS) - 0x8000
+        for t in range(t0, t1):
+            k = keys[t]
+            if (k >= lo_pos or -k >= lo_neg) and (k if k >= 0 else -k) <= _NAN_FREE:
+                at = tail - t
+                ck = (np.int64(k + 0x8000) << POS_BITS) | at
+                nk = (np.int64(0x8000 - k) << POS_BITS) | at
+                pos_buf[n_pos] = ck
+                neg_buf[n_neg] = nk
+                n_pos += ck > th_pos
+                n_neg += nk > th_neg
+    length[0, u], length[1, u] = n_pos, n_neg
+
+
 @njit(**_STRICT)
 def chunk_pass(
     bits: np.ndarray,
@@ -164,10 +311,24 @@ def chunk_pass(
     acc: np.ndarray,
     cnt: np.ndarray,
     hist: np.ndarray,
+    starts: np.ndarray,
+    cards: bool,
+    offset: int,
+    m: int,
+    buf: np.ndarray,
+    length: np.ndarray,
+    thr: np.ndarray,
+    dens: np.ndarray,
+    above_key: int,
+    below_key: int,
+    per: int,
+    strip_sum: np.ndarray,
 ) -> None:
     """bits uint16 ``[B, T, U]``; counts int64 ``[B]``; tiles uint16 ``[B, U·T]`` (out: tile b packed ``[U, c_b]``).
 
     Accumulates into acc float64 ``[2, U]``, cnt int64 ``[6, U]`` and hist int64 ``[U, 4, K + 1]`` (see above).
+    With ``cards``, stream b's rows are at positions ``offset + starts[b] + [0, counts[b])`` and the arguments
+    after it are a :class:`CardState`'s (:meth:`CardState.args`); without, they are never touched.
     """
     T, U = bits.shape[1], bits.shape[2]
     xi = np.empty(T, np.int32)
@@ -181,5 +342,18 @@ def chunk_pass(
         tile = tiles[b]
         _transpose(bits, b, c, tile)
         for u in range(U):
-            _moments(tile[u * c : (u + 1) * c], xi, xf, keys, low_key, high_key, acc, cnt, u)
+            row = tile[u * c : (u + 1) * c]
+            s, n_above, n_below, kn_max, kn_min = _moments(
+                row, xi, xf, keys, low_key, high_key, above_key, below_key, acc, cnt, u
+            )
             _histogram(xf, keys, c, lo, scale, hist[u], bins)
+            if cards:
+                pos0 = offset + starts[b]
+                dens[0, u] += n_above
+                dens[1, u] += n_below
+                _strip(xf, c, pos0, per, s, strip_sum[u])
+                first = POS_MAX - pos0  # the row's best card key of either sign has its first position
+                best_pos = (np.int64(kn_max + 0x8000) << POS_BITS) | first
+                best_neg = (np.int64(0x8000 - kn_min) << POS_BITS) | first
+                if best_pos > thr[0, u] or best_neg > thr[1, u]:
+                    _admit(keys, c, pos0, m, buf, length, thr, u)

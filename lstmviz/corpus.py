@@ -71,10 +71,9 @@ def record_corpus(
         manifest: extra manifest entries (tokenizer, corpus source, checkpoint metrics…).
         observers: per activation, the :class:`~lstmviz.store.Observer` s that build derived data from the
             values as they are stored (see :class:`~lstmviz.store.RunWriter`). Default: the match indices at the
-            select page's default θs and the overview (:func:`lstmviz.analysis.match_bits.recording_observers`),
-            so a fresh run answers its first query as fast as later ones; ``lambda act: []`` builds none. The unit
-            cards (:func:`lstmviz.cards.card_observers`) are not built by default: they cost more than a recording
-            may (bench/cards.py), and a run without them builds each card on first use.
+            select page's default θs, the overview and the unit cards, built in the writer's own pass
+            (:func:`lstmviz.analysis.match_bits.recording_observers`; bench/cards.py says what each part
+            costs), so a fresh run answers its first query as fast as later ones; ``lambda act: []`` builds none.
         hist_ranges: name → (lo, hi) of the stats histograms (see :class:`~lstmviz.store.RunWriter`).
         shards / ray: record ``shards`` contiguous pieces on Ray workers into one sharded run
             (:func:`lstmviz.distributed.record_sharded`; ``ray`` is ``"local"`` or a cluster address).

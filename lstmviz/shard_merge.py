@@ -1,6 +1,7 @@
 """The merges of a sharded run (docs/FORMAT.md, "Sharded runs"): each shard is recorded as a run of its own with
-:func:`shard_observers`, then the Ray driver (:mod:`lstmviz.distributed`) merges the shards' stats, match indices
-and overviews into the run's, exactly. The format and the reads of a sharded run are :mod:`lstmviz.shards`.
+:func:`shard_observers`, then the Ray driver (:mod:`lstmviz.distributed`) merges the shards' stats, match indices,
+overviews and unit cards into the run's, exactly. The format and the reads of a sharded run are
+:mod:`lstmviz.shards`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import pandas as pd
 
 from .analysis.match_bits import DEFAULT_THRESHOLDS, ROWS, IndexBuilder, index_paths
 from .analysis.overview import OverviewBuilder
+from .cards.build import card_file
+from .cards.inpass import PassCards, merge_parts, part_path
 from .errors import RunError
 
 
@@ -133,25 +136,45 @@ def merge_overview(run_dir: Path, parts: Sequence[Path], name: str, units: int, 
     builder.finish(run_dir)
 
 
+def merge_cards(run_dir: Path, parts: Sequence[Path], name: str, n: int) -> str:
+    """The run's unit cards of ``name`` (cache/cards/, docs/FORMAT.md) from the shards' parts, exactly: the union of
+    the shards' top-M candidates holds the run's top M (:func:`lstmviz.cards.merge_parts`). Returns the file,
+    relative to the run."""
+    loaded = []
+    for p in parts:
+        with np.load(part_path(p, name)) as z:
+            loaded.append({key: z[key] for key in z.files})
+    path = Path(run_dir) / "cache" / "cards" / card_file(name, n)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, **merge_parts(loaded, n))
+    os.replace(tmp, path)
+    return f"cache/cards/{path.name}"
+
+
 def shard_observers(n_run: int, offset: int, n_shard: int, scratch_dir: Path):
-    """The observers of one shard's recording: the match indices at the absolute default θs (over the shard) and
-    the overview sums on the run's grid. What these merge into is :func:`merge_cache`."""
+    """The observers of one shard's recording: the match indices at the absolute default θs (over the shard), the
+    overview sums on the run's grid and the unit cards' parts (run positions). What these merge into is
+    :func:`merge_cache`."""
 
     def make(act) -> list:
         absolute = [th for th in DEFAULT_THRESHOLDS if not th.quantile]
         index = [IndexBuilder(act.name, act.units, n_shard, th, scratch_dir) for th in absolute]
-        return [*index, GridOverview(act.name, act.units, n_run, offset)]
+        cards = PassCards(act, n_run, offset=offset, n_local=n_shard)
+        return [*index, GridOverview(act.name, act.units, n_run, offset), cards]
 
     return make
 
 
 def merge_cache(run_dir: Path, parts: Sequence[Path], bounds: Sequence[tuple[int, int]], acts: Sequence[dict]) -> None:
-    """Merge the shards' derived data into ``run_dir/cache`` and drop the shards' own caches."""
+    """Merge the shards' derived data into ``run_dir/cache`` and drop the shards' own caches; each entry of
+    ``acts`` (the run's manifest entries) gets its ``cards`` file."""
     n = bounds[-1][1]
     for a in acts:
         for th in DEFAULT_THRESHOLDS:
             if not th.quantile:
                 merge_match(run_dir, parts, bounds, a["name"], th)
         merge_overview(run_dir, parts, a["name"], int(a["units"]), n)
+        a["cards"] = merge_cards(run_dir, parts, a["name"], n)
     for p in parts:
         shutil.rmtree(p / "cache", ignore_errors=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from unittest import mock
 
 import numpy as np
 import pytest
@@ -11,8 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lstmviz import cards
-from lstmviz.cards import build as card_build
+from lstmviz import chunkstats as cs
 from lstmviz.store import Activation, RunError, open_run, write_run
+from lstmviz.store.stats import Stats
 
 
 def brute_top(x: np.ndarray, k: int, window: int) -> list[int]:
@@ -31,24 +31,23 @@ def brute_top(x: np.ndarray, k: int, window: int) -> list[int]:
     return taken
 
 
-def feed(builder: cards.CardBuilder, half: np.ndarray, cuts: list[int], shuffle: int | None = None) -> None:
-    """Feed rows of ``half`` [n, U] to a builder in the chunks that ``cuts`` make, optionally in shuffled order."""
+def build(half: np.ndarray, cuts: list[int], k: int, window: int, shuffle: int | None = None) -> dict:
+    """The cards of ``half`` [n, U] as the writer builds them: the chunks that ``cuts`` make (in shuffled order
+    with ``shuffle``) through the stats pass with a card state, and to ``update``."""
+    act = Activation.from_name("rnn.l0.fwd.c", half.shape[1])
+    pc = cards.PassCards(act, len(half), k=k, window=window)
+    stats = Stats(act)
+    stats.range = (-1.0, 1.0)
     edges = [0, *sorted(set(c for c in cuts if 0 < c < len(half))), len(half)]
     parts = list(itertools.pairwise(edges))
     if shuffle is not None:
         np.random.default_rng(shuffle).shuffle(parts)
     for a, b in parts:
-        builder.update(a, np.ascontiguousarray(half[a:b]))
-
-
-def build(
-    half: np.ndarray, cuts: list[int], k: int, window: int, shuffle: int | None = None, compiled: bool = True
-) -> dict:
-    """The cards of ``half`` fed in chunks, by the compiled scan or (``compiled=False``) its numpy twin."""
-    b = cards.CardBuilder(Activation.from_name("rnn.l0.fwd.c", half.shape[1]), len(half), k=k, window=window)
-    with mock.patch.object(card_build, "jit", cards.jit if compiled else lambda: None):
-        feed(b, half, cuts, shuffle)
-    return b.arrays()
+        rows = np.ascontiguousarray(half[a:b])
+        tiles = np.empty((1, rows.size), np.uint16)
+        stats.update(rows.view(np.uint16)[None], np.array([b - a]), tiles, np.array([a]), pc.card_state)
+        pc.update(a, rows)
+    return cards.merge_parts([pc.parts()], len(half), k, window)
 
 
 # values drawn from a handful of float16 levels so ties are everywhere, clustered maxima included
@@ -62,11 +61,10 @@ levels = st.sampled_from([0.0, -0.0, 1.0, -1.0, 0.5, 0.5, 1.0, 1.0, -1.0, 2.0, n
     k=st.integers(1, 6),
     window=st.integers(0, 4),
     shuffle=st.none() | st.integers(0, 3),
-    compiled=st.booleans(),
 )
-def test_top_contexts_equal_brute_force_with_ties_and_chunk_boundaries(data, cuts, k, window, shuffle, compiled):
+def test_top_contexts_equal_brute_force_with_ties_and_chunk_boundaries(data, cuts, k, window, shuffle):
     half = np.array(data, np.float16)
-    out = build(half, cuts, k, window, shuffle, compiled)
+    out = build(half, cuts, k, window, shuffle)
     x = half.astype(np.float32)
     for u in range(half.shape[1]):
         for sign, key in ((1, "top_pos"), (-1, "top_neg")):
@@ -145,8 +143,7 @@ def test_bands_equal_count_with_seeded_examples_against_brute_force():
         assert max(sizes) - min(sizes) <= 1
 
 
-@pytest.mark.parametrize("compiled", [True, False])
-def test_density_and_strip_equal_direct_computation(compiled):
+def test_density_and_strip_equal_direct_computation():
     rng = np.random.default_rng(5)
     n = 3001
     x = rng.normal(size=(n, 3)).astype(np.float16)
@@ -154,7 +151,7 @@ def test_density_and_strip_equal_direct_computation(compiled):
     x[11, 1] = -np.inf
     x[12:20, 2] = 0.5  # θ itself is not above θ
     x[20:30, 2] = -0.5
-    out = build(x, list(range(0, n, 256)), 3, 2, shuffle=6, compiled=compiled)
+    out = build(x, list(range(0, n, 256)), 3, 2, shuffle=6)
     f = x.astype(np.float32)
     np.testing.assert_array_equal(out["n_above"], (f > cards.THETA).sum(0))
     np.testing.assert_array_equal(out["n_below"], (f < -cards.THETA).sum(0))
@@ -162,21 +159,22 @@ def test_density_and_strip_equal_direct_computation(compiled):
     for b in [*range(0, len(out["strip_mean"]), 37), 11 // per]:
         rows = f[b * per : (b + 1) * per]
         ok = np.isfinite(rows)
-        np.testing.assert_allclose(out["strip_mean"][b], np.where(ok, rows, 0).sum(0) / len(rows), rtol=1e-5, atol=1e-6)
-        np.testing.assert_array_equal(out["strip_max"][b], np.where(ok, rows, -np.inf).max(0))
-        np.testing.assert_array_equal(out["strip_min"][b], np.where(ok, rows, np.inf).min(0))
+        want = (np.where(ok, rows, 0).astype(np.float64).sum(0) / len(rows)).astype(np.float32)
+        np.testing.assert_array_equal(out["strip_mean"][b], want)  # float16 sums are exact in float64
 
 
-def test_orderable_keys_sort_as_the_values():
-    every = np.arange(1 << 16, dtype=np.uint16).view(np.float16)
-    ords = cards.orderable(every)
-    finite = ~np.isnan(every)
-    v = every[finite].astype(np.float64)
-    o = ords[finite].astype(np.int64)
-    i = np.argsort(v, kind="stable")
-    assert (np.diff(o[i]) >= 0).all() and (ords[~finite] == 0).all()
-    assert ((np.diff(v[i]) == 0) == (np.diff(o[i]) == 0)).all()  # equal keys exactly for equal values (±0)
-    np.testing.assert_array_equal(cards.value_of(ords[finite]), every[finite].astype(np.float32))
+def test_card_keys_order_values_then_earlier_positions():
+    every = np.arange(1 << 16, dtype=np.uint16)
+    value = every.view(np.float16).astype(np.float64)
+    ok = ~np.isnan(value)
+    pos = np.random.default_rng(0).permutation(len(every))[ok]
+    keys = cs.card_keys(cs.key(every[ok]), pos)
+    want = sorted(range(len(pos)), key=lambda i: (-value[ok][i], pos[i]))  # ±0 equal, ties to the earlier
+    assert np.argsort(-keys, kind="stable").tolist() == want
+    k, p = cs.card_order_keys(keys)
+    np.testing.assert_array_equal(k, cs.key(every[ok]))
+    np.testing.assert_array_equal(p, pos)
+    np.testing.assert_array_equal(cards.key_values(keys, 1), value[ok].astype(np.float32))
 
 
 def test_recorded_run_holds_cards_and_old_runs_fall_back(tmp_path):

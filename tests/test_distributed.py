@@ -16,9 +16,11 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from test_cards import brute_top
 from tiny_models import TinyCharModel
 
 import lstmviz
+from lstmviz import cards
 from lstmviz.analysis.match_bits import Threshold, on_index
 from lstmviz.analysis.overview import overview
 from lstmviz.distributed import cut_points, record_sharded
@@ -282,3 +284,27 @@ def test_cards_of_a_sharded_run_are_those_of_its_shards_concatenated(sharded, al
             want = [u for u in np.argsort(-np.abs(r[unit]), kind="stable") if u != unit][:5]
             assert sorted(corr["unit"]) == sorted(want), (name, unit)
             np.testing.assert_allclose(corr["r"], r[unit, corr["unit"]], atol=1e-6)  # r is stored as float32
+
+
+def test_merged_unit_cards_equal_brute_force_and_a_build_over_the_whole_run(sharded, tmp_path):
+    """The run's cards come from the shards' parts (no first-use build): top contexts of both signs across the
+    shard edges against brute force, and every array as the first-use build over the whole run gives it."""
+    for name in ("rnn.l0.fwd.c", "rnn.l1.fwd.i"):
+        path = sharded.path / sharded.info(name)["cards"]
+        assert path.is_file()
+        x = sharded.activations(name)
+        for unit in range(0, sharded.units(name), 5):
+            for sign in (1, -1):
+                top = sharded.top_contexts(name, unit, sign=sign)
+                assert top["idx"].tolist() == brute_top(sign * x[:, unit], 20, 10)
+        merged = cards.load_cards(sharded, name).a
+        copy = tmp_path / name
+        shutil.copytree(sharded.path, copy)
+        (copy / sharded.info(name)["cards"]).unlink()
+        built = cards.load_cards(lstmviz.open_run(copy), name).a
+        for key in built:
+            if key == "corr":
+                np.testing.assert_allclose(merged[key], built[key], atol=1e-5, err_msg=key)
+            else:
+                np.testing.assert_array_equal(merged[key], built[key], err_msg=key)
+        assert ("corr" in merged) == (name.endswith(".c"))

@@ -288,13 +288,14 @@ class IndexBuilder:
 
 def recording_observers(n_tokens: int, scratch_dir: str | os.PathLike) -> Callable[[Activation], list]:
     """The :class:`~lstmviz.store.RunWriter` ``observers`` factory that builds, in the recording pass, the match
-    indices at :data:`DEFAULT_THRESHOLDS` and the overview (:mod:`lstmviz.analysis.overview`) of every
-    activation."""
+    indices at :data:`DEFAULT_THRESHOLDS`, the overview (:mod:`lstmviz.analysis.overview`) and the unit cards
+    (:class:`lstmviz.cards.PassCards`) of every activation."""
+    from ..cards.inpass import PassCards
     from .overview import OverviewBuilder
 
     def make(act: Activation) -> list:
         builders: list = [IndexBuilder(act.name, act.units, n_tokens, th, scratch_dir) for th in DEFAULT_THRESHOLDS]
-        return [*builders, OverviewBuilder(act.name, act.units, n_tokens)]
+        return [*builders, OverviewBuilder(act.name, act.units, n_tokens), PassCards(act, n_tokens)]
 
     return make
 

@@ -9,13 +9,16 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from .. import chunkstats as _cs
 from ..errors import RunError
 from ..location import AnyPath, read_table
 from ..shards import expand, tokens_file
 from ..store.format import Activation
 from ..store.reader import RunReader
+from ..store.stats import Stats
 from ..validate import unit_ids
-from .build import WINDOW, CardBuilder, _TopKeys, candidates, card_file, correlation, greedy, orderable, value_of
+from .build import WINDOW, Moments, candidates, card_file, correlation, greedy, key_values
+from .inpass import PassCards
 
 
 def load_cards(run: RunReader, name: str) -> Cards:
@@ -29,12 +32,18 @@ def load_cards(run: RunReader, name: str) -> Cards:
 
 
 def build_cards(run: RunReader, name: str, rows: int = 16384) -> None:
-    """Build and cache the cards of a finished run's activation, its rows streamed in blocks."""
-    builder = CardBuilder(Activation.from_name(name, run.units(name)), run.n_tokens)
+    """Build and cache the cards of a finished run's activation: its rows, streamed in blocks, through the same
+    chunk pass and :class:`~.inpass.PassCards` as a recording's, so the cards are the ones it would have built."""
+    act = Activation.from_name(name, run.units(name))
+    cards = PassCards(act, run.n_tokens)
+    stats = Stats(act)
+    stats.range = (0.0, 1.0)  # the histogram is not kept
+    tiles = np.empty((1, act.units * rows), np.uint16)
     for start in range(0, run.n_tokens, rows):
-        x = run.activations(name, start=start, stop=start + rows)
-        builder.update(start, x.astype(np.float16))
-    builder.finish(run.cache_dir.parent)
+        x = run.activations(name, start=start, stop=start + rows).astype(np.float16)
+        stats.update(x.view(np.uint16)[None], np.array([len(x)]), tiles, np.array([start]), cards.card_state)
+        cards.update(start, x)
+    cards.finish(run.cache_dir.parent)
 
 
 class Cards:
@@ -81,13 +90,14 @@ def top_contexts(
         idx, value = c.top(unit, sign)
         idx, value = idx[:k], value[:k]
     else:
-        col = run.activations(name, [unit]).astype(np.float16)
-        keys = _TopKeys(1, candidates(k, window))
-        ords = orderable(col if sign > 0 else -col)
-        keys.update(0, ords)
-        picked, o = greedy(keys.ranked(), k, window)
+        keys = sign * _cs.key(run.activations(name, [unit])[:, 0].astype(np.float16).view(np.uint16))
+        pos = np.flatnonzero(np.abs(keys) <= 0x7C00)  # NaN is never a top context
+        ck = _cs.card_keys(keys[pos], pos)
+        m = candidates(k, window)
+        top = ck if len(ck) <= m else np.partition(ck, len(ck) - m)[len(ck) - m :]
+        picked, best = greedy(np.sort(top)[::-1][None], k, window)
         idx = picked[0][picked[0] >= 0]
-        value = value_of(o[0][: len(idx)]) * sign
+        value = key_values(best[0][: len(idx)], sign)
     tokens = token_strings(run)
     return pd.DataFrame(
         {
@@ -117,19 +127,13 @@ def correlations(run: RunReader, name: str, rows: int = 16384) -> np.ndarray:
     computed from its file with the cards' streaming sums once, then cached as ``<cards file>.corr.npy``."""
     path = run.cache_dir / "cards" / (card_file(name, run.n_tokens) + ".corr.npy")
     if not path.is_file():
-        builder = CardBuilder(Activation.from_name(name, run.units(name)), run.n_tokens)
+        moments = Moments(run.units(name))
         for start in range(0, run.n_tokens, rows):
-            x = run.activations(name, start=start, stop=start + rows)
-            finite = np.isfinite(x)
-            if not finite.all():
-                builder.bad |= ~finite.all(0)
-                x = np.where(finite, x, 0.0)
-            builder._moments(x)
-        if builder._filled:
-            builder._gemm()
+            moments.add(run.activations(name, start=start, stop=start + rows))
+        m = moments.sums()
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp.npy")
-        np.save(tmp, correlation(builder.count, builder.s1, builder.sxx, builder.bad))
+        np.save(tmp, correlation(np.int64(m["count"]), m["s1"], m["sxx"], m["bad"]))
         tmp.replace(path)
     return np.load(path, mmap_mode="r")
 

@@ -44,16 +44,26 @@ class Stats:
         self.hist = np.zeros((u, 4, HIST_BINS + 1), np.int64)
         self.range: tuple[float, float] | None = None
 
-    def update(self, bits: np.ndarray, counts: np.ndarray, tiles: np.ndarray) -> None:
+    def update(
+        self,
+        bits: np.ndarray,
+        counts: np.ndarray,
+        tiles: np.ndarray,
+        starts: np.ndarray | None = None,
+        cards: _cs.CardState | None = None,
+    ) -> None:
         """bits: float16 bit patterns uint16 ``[B, T, units]``, rows ``[0, counts[b])`` of stream b valid.
 
         Writes each stream's valid rows unit-major into ``tiles[b, :units·counts[b]]`` (uint16 ``[B, ≥units·T]``).
+        ``cards``, if given, is fed in the same pass (stream b's rows at ``starts[b]…``, int64 ``[B]``).
         """
         if self.range is None:
             valid = np.arange(bits.shape[1])[None, :] < counts[:, None]
             self.range = hist_range(self.act.kind, _cs.LUT[bits[valid]])
         lo, hi = self.range
-        _cs.chunk_pass(bits, counts, *_THRESHOLD_KEYS, lo, HIST_BINS / (hi - lo), tiles, self.acc, self.cnt, self.hist)
+        extra = (starts, *cards.args()) if cards is not None else (counts, *_cs.no_cards())
+        scale = HIST_BINS / (hi - lo)
+        _cs.chunk_pass(bits, counts, *_THRESHOLD_KEYS, lo, scale, tiles, self.acc, self.cnt, self.hist, *extra)
         self.count += int(counts.sum())
 
     def frame(self) -> pd.DataFrame:

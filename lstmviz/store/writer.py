@@ -101,6 +101,9 @@ class RunWriter:
             if name in self.stats:
                 self.stats[name].range = (float(bounds[0]), float(bounds[1]))
         self.observers = {a.name: list(observers(a)) if observers else [] for a in activations}
+        # an observer's card_state (lstmviz.cards.PassCards) is fed by the stats pass itself, values in cache
+        self._card_state = {n: next((o.card_state for o in obs if hasattr(o, "card_state")), None)
+                            for n, obs in self.observers.items()}  # fmt: skip
         self._spill = {}
         self._tiles: dict[str, list[tuple[int, int, int]]] = {a.name: [] for a in activations}  # (row, rows, offset)
         self._scratch = np.empty(0, np.uint16)
@@ -195,7 +198,7 @@ class RunWriter:
             if self._scratch.size < B * U * T:
                 self._scratch = np.empty(B * U * T, np.uint16)
             tiles = self._scratch[: B * U * T].reshape(B, U * T)
-            self.stats[name].update(half.view(np.uint16), counts, tiles)
+            self.stats[name].update(half.view(np.uint16), counts, tiles, starts, self._card_state[name])
             for obs in self.observers[name]:
                 for b in range(B):
                     if counts[b]:

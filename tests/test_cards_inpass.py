@@ -1,0 +1,205 @@
+"""Unit cards built in the writer's chunk pass (lstmviz.cards.PassCards) against brute force and against the
+first-use build: top contexts of both signs with ties, NaN and ±inf, windows at stream, shard and corpus edges;
+correlations against numpy.corrcoef; bands, density and the strip against the first-use build; shards merged."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_cards import brute_top
+
+import lstmviz
+from lstmviz import cards
+from lstmviz.analysis import units as unit_cards
+from lstmviz.store import Activation, RunWriter, open_run, write_run
+from lstmviz.store.format import tokens_frame
+from lstmviz.store.stats import Stats
+
+
+def streamed(x: np.ndarray, streams: int, chunk: int, order: int | None = None):
+    """The blocks a stateful recording hands the writer: stream s holds rows [s·L, (s+1)·L), chunk j of it rows
+    s·L + [j·chunk, (j+1)·chunk); yields (starts [S], half [S, chunk, U], counts [S]), chunks shuffled by
+    ``order``."""
+    n, U = x.shape
+    L = -(-n // streams)
+    jobs = list(range(-(-L // chunk)))
+    if order is not None:
+        np.random.default_rng(order).shuffle(jobs)
+    for j in jobs:
+        starts = np.arange(streams) * L + j * chunk
+        counts = np.clip(np.minimum(n - starts, L - j * chunk), 0, chunk)
+        half = np.zeros((streams, chunk, U), np.float16)
+        for s in range(streams):
+            half[s, : counts[s]] = x[starts[s] : starts[s] + counts[s]]
+        yield starts, half, counts
+
+
+def pass_parts(x, n_run, k, window, streams, chunk, order=None, offset=0, corr=False) -> dict:
+    """Feed ``x`` (float16 [n, U], rows offset… of a run of n_run) as the writer does: the stats pass with the
+    card state, then each stream's rows to ``update``; returns the PassCards' parts."""
+    act = Activation.from_name("rnn.l0.fwd.h" if corr else "rnn.l0.fwd.f", x.shape[1])
+    pc = cards.PassCards(act, n_run, k=k, window=window, offset=offset, n_local=len(x))
+    stats = Stats(act)
+    stats.range = (-1.0, 1.0)
+    for starts, half, counts in streamed(x, streams, chunk, order):
+        tiles = np.empty((len(starts), half.shape[2] * chunk), np.uint16)
+        stats.update(half.view(np.uint16), counts, tiles, starts, pc.card_state)
+        for s in range(len(starts)):
+            if counts[s]:
+                pc.update(int(starts[s]), half[s, : counts[s]])
+    return pc.parts()
+
+
+def check_top(out: dict, x: np.ndarray, k: int, window: int) -> None:
+    f = x.astype(np.float32)
+    for u in range(x.shape[1]):
+        for sign, key in ((1, "top_pos"), (-1, "top_neg")):
+            want = brute_top(sign * f[:, u], k, window)
+            got = out[key][u]
+            assert got[got >= 0].tolist() == want, (u, sign)
+            assert (got[len(want) :] == -1).all()
+            np.testing.assert_array_equal(out[f"{key}_value"][u][: len(want)], f[want, u])
+
+
+levels = st.sampled_from([0.0, -0.0, 1.0, -1.0, 0.5, 0.5, 1.0, 1.0, -1.0, 2.0, np.nan, np.inf, -np.inf, 6e-8, 3.0])
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    data=st.lists(st.lists(levels, min_size=2, max_size=2), min_size=1, max_size=150),
+    k=st.integers(1, 7),
+    window=st.integers(0, 5),
+    streams=st.integers(1, 5),
+    chunk=st.integers(1, 9),
+    order=st.none() | st.integers(0, 3),
+)
+def test_in_pass_top_contexts_equal_brute_force(data, k, window, streams, chunk, order):
+    """Ties everywhere (a handful of levels, ±0), NaN never chosen, ±inf as values, k beyond the positions,
+    windows across stream and chunk edges, chunks in any order; the buffers are cut many times (M is small)."""
+    x = np.array(data, np.float16)
+    out = cards.merge_parts([pass_parts(x, len(x), k, window, streams, chunk, order)], len(x), k, window)
+    check_top(out, x, k, window)
+
+
+def test_long_plateaus_and_a_rising_corpus_cut_the_buffer_often():
+    """A rising ramp makes every value a new best (the most admissions there can be), plateaus make ties."""
+    n = 5000
+    x = np.zeros((n, 3), np.float16)
+    x[:, 0] = np.linspace(-4, 4, n)
+    x[:, 1] = np.round(np.sin(np.arange(n) / 50.0), 1)
+    x[:, 2] = x[::-1, 0]
+    x[100:400, 2] = np.nan
+    out = cards.merge_parts([pass_parts(x, n, 20, 10, 7, 64, order=1)], n, 20, 10)
+    check_top(out, x, 20, 10)
+
+
+def test_shards_merge_to_the_whole_runs_cards():
+    """Three shards (positions offset into the run, the run's sample and strip bins) merge into exactly what
+    one recording gives: top contexts across shard edges, bands, counts and strip; r to float64 rounding."""
+    rng = np.random.default_rng(4)
+    n = 6000
+    x = np.cumsum(rng.normal(size=(n, 6)), 0).astype(np.float16) / 30
+    x[2990:3010, 1] = 9.0  # a plateau across the shard edge at 3000
+    x[:, 5] = 0.25 * x[:, 0] + np.float16(0.01) * x[:, 5]
+    whole = cards.merge_parts([pass_parts(x, n, 20, 10, 4, 128, corr=True)], n, 20, 10)
+    bounds = [(0, 3000), (3000, 4100), (4100, n)]
+    parts = [pass_parts(x[a:b], n, 20, 10, 3, 100, order=a, offset=a, corr=True) for a, b in bounds]
+    merged = cards.merge_parts(parts, n, 20, 10)
+    check_top(merged, x, 20, 10)
+    assert merged["top_pos"][1][:2].tolist() == [2990, 3001]
+    for key, v in whole.items():
+        if key == "corr":
+            np.testing.assert_allclose(merged[key], v, atol=1e-6)
+        else:
+            np.testing.assert_array_equal(merged[key], v, err_msg=key)
+    np.testing.assert_allclose(merged["corr"], np.corrcoef(x.astype(np.float64), rowvar=False), atol=2e-5)
+
+
+def test_in_pass_correlations_equal_numpy_corrcoef(tmp_path):
+    rng = np.random.default_rng(1)
+    n = 9000
+    base = rng.normal(size=(n, 3))
+    x = np.concatenate([base, base @ rng.normal(size=(3, 5)) + 0.1 * rng.normal(size=(n, 5))], 1)
+    x[:, 0] += 30.0  # a large mean: the shifted sums must not cancel it away
+    x[5, 7] = np.nan  # a unit with a NaN gets r = NaN
+    run = open_run(write_run(tmp_path / "r", ["a"] * n, {"rnn.l0.fwd.c": x}, observers=cards.card_observers(n)))
+    r = cards.load_cards(run, "rnn.l0.fwd.c").a["corr"]
+    f = run.activations("rnn.l0.fwd.c").astype(np.float64)
+    np.testing.assert_allclose(r[:7, :7], np.corrcoef(f[:, :7], rowvar=False), atol=2e-5)
+    assert np.isnan(r[7]).all() and np.isnan(r[:, 7]).all()
+
+
+def test_in_pass_cards_equal_the_first_use_build(tmp_path):
+    """The same run's cards, from the writer (several streams, chunks interleaved) and built from its files."""
+    rng = np.random.default_rng(2)
+    n, U = 7000, 9
+    x = np.tanh(np.cumsum(rng.normal(size=(n, U)), 0) / 10).astype(np.float16)
+    x[17, 2], x[18, 3], x[19, 4] = np.nan, np.inf, -np.inf
+    acts = [Activation.from_name("rnn.l0.fwd.c", U)]
+    with RunWriter(tmp_path / "r", tokens_frame(["a"] * n), acts, observers=cards.card_observers(n)) as w:
+        for starts, half, counts in streamed(x, 5, 96, order=3):
+            w.write_blocks("rnn.l0.fwd.c", starts, half, counts)
+    run = open_run(tmp_path / "r")
+    stored = cards.load_cards(run, "rnn.l0.fwd.c").a
+    (run.path / stored_file(run)).unlink()
+    built = cards.load_cards(run, "rnn.l0.fwd.c").a  # the first-use build, from the activation file
+    assert stored.keys() == built.keys()
+    for key in stored:
+        if key == "corr":  # other blocks and shift: float rounding
+            np.testing.assert_allclose(stored[key], built[key], atol=1e-5, err_msg=key)
+        else:
+            np.testing.assert_array_equal(stored[key], built[key], err_msg=key)
+
+
+def stored_file(run) -> str:
+    return run.info("rnn.l0.fwd.c")["cards"]
+
+
+class Tiny(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = torch.nn.Embedding(12, 8)
+        self.rnn = torch.nn.LSTM(8, 16, 2, batch_first=True)
+        self.decoder = torch.nn.Linear(16, 12)
+
+    def forward(self, ids):
+        return self.decoder(self.rnn(self.embed(ids))[0])
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    torch.manual_seed(0)
+    ids = np.random.default_rng(0).integers(0, 12, 3000)
+    out = tmp_path_factory.mktemp("rec") / "run"
+    return lstmviz.open_run(lstmviz.record_corpus(Tiny().eval(), ids, out, streams=7, chunk=50, progress=False))
+
+
+def test_a_recording_holds_the_cards_and_the_unit_page_equals_the_first_use_build(recorded, tmp_path):
+    run = recorded
+    for name in run.names:
+        assert (run.path / run.info(name)["cards"]).is_file()
+    name, unit = "rnn.l1.fwd.c", 5
+    f = run.activations(name)
+    for sign in (1, -1):
+        top = run.top_contexts(name, unit, sign=sign)
+        want = brute_top(sign * f[:, unit], 20, 10)
+        assert top["idx"].tolist() == want
+    got = unit_cards.card(run, name, unit)
+    copy = tmp_path / "copy"
+    shutil.copytree(run.path, copy)
+    shutil.rmtree(copy / "cache" / "cards")
+    again = unit_cards.card(lstmviz.open_run(copy), name, unit)  # cards built on first use
+    for sign in (1, -1):
+        assert got.top[sign].equals(again.top[sign])
+    assert got.bands.equals(again.bands)
+    np.testing.assert_equal(got.stats, again.stats)
+    np.testing.assert_array_equal(got.strip, again.strip)
+    assert got.correlated["unit"].tolist() == again.correlated["unit"].tolist()
+    np.testing.assert_allclose(got.correlated["r"], again.correlated["r"], atol=1e-5)
+    r = np.corrcoef(f.astype(np.float64), rowvar=False)[unit]
+    np.testing.assert_allclose(got.correlated["r"], r[got.correlated["unit"]], atol=2e-5)
