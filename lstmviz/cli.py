@@ -115,6 +115,7 @@ def _record(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             progress=not args.no_progress,
             gates=args.gates,
+            cards=args.cards,
         )
         print(f"recorded {out}")
         return 0
@@ -135,6 +136,7 @@ def _record(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         projections=args.project,
         gates=args.gates,
+        cards=args.cards,
         **({"shards": args.shards, "ray": args.ray or "local"} if args.shards is not None else {}),
     )
     if args.project:

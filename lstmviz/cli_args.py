@@ -28,6 +28,7 @@ FLAGS = {
     "overwrite": "--overwrite",
     "gates": "--gates",
     "shards": "--shards",
+    "cards": "--cards",
 }
 """Library argument name → the flag that sets it, for :meth:`lstmviz.errors.UserError.reworded`."""
 
@@ -99,6 +100,12 @@ def add_record(p: argparse.ArgumentParser) -> None:
         default="float16",
         help="store the sigmoid gates (i f o, r z) as float16, or as 8bit levels: 1 byte per value, "
         "each within 0.0022 of the exact gate (docs/FORMAT.md)",
+    )
+    p.add_argument(
+        "--cards",
+        action="store_true",
+        help="build the unit cards in the recording pass (slower recording; otherwise the Unit page builds an "
+        "activation's cards on its first visit)",
     )
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")

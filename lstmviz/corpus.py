@@ -47,6 +47,7 @@ def record_corpus(
     pad_id: int = 0,
     row_columns: RowColumns | None = None,
     gates: str = "float16",
+    cards: bool = False,
 ) -> Path:
     """Stream a token sequence through ``model`` and write a run directory (see docs/FORMAT.md).
 
@@ -71,9 +72,9 @@ def record_corpus(
         manifest: extra manifest entries (tokenizer, corpus source, checkpoint metrics…).
         observers: per activation, the :class:`~lstmviz.store.Observer` s that build derived data from the
             values as they are stored (see :class:`~lstmviz.store.RunWriter`). Default: the match indices at the
-            select page's default θs, the overview and the unit cards, built in the writer's own pass
-            (:func:`lstmviz.analysis.match_bits.recording_observers`; bench/cards.py says what each part
-            costs), so a fresh run answers its first query as fast as later ones; ``lambda act: []`` builds none.
+            select page's default θs and the overview, built in the writer's own pass
+            (:func:`lstmviz.analysis.match_bits.recording_observers`), so a fresh run answers its first query as
+            fast as later ones; ``lambda act: []`` builds none.
         hist_ranges: name → (lo, hi) of the stats histograms (see :class:`~lstmviz.store.RunWriter`).
         shards / ray: record ``shards`` contiguous pieces on Ray workers into one sharded run
             (:func:`lstmviz.distributed.record_sharded`; ``ray`` is ``"local"`` or a cluster address).
@@ -85,6 +86,10 @@ def record_corpus(
         gates: ``"float16"`` (default) or ``"8bit"``: store the sigmoid gates (i, f, o, r, z) as 256 levels,
             1 byte per value, each within about 0.0022 of the exact value (:mod:`lstmviz.store.levels`,
             docs/FORMAT.md); a gate with a NaN then fails the recording. Not with ``shards``.
+        cards: also build every activation's unit cards in the recording pass (with the default observers), so
+            a fresh run's Unit page answers at once; otherwise each is built on the Unit page's first visit of
+            its activation. It costs far more than the stats (bench/e2e.py --no-cards-too; bench/cards.py per
+            part). A sharded recording always builds them, each worker its shard's part.
     """
     from .store.levels import GATES
 
@@ -142,4 +147,5 @@ def record_corpus(
         pad_id=pad_id,
         row_columns=row_columns,
         gates=gates,
+        cards=cards,
     )

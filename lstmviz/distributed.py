@@ -185,6 +185,9 @@ def _progress_actor(ray_mod):
 
 def _connect(address: str):
     """Ray, initialised: an existing connection is used as it is; ``"local"`` starts a local cluster."""
+    # Ray's driver otherwise swaps builtins.print for its progress-bar-safe one on the first worker log line, and
+    # numba then cannot compile code that prints (UMAP's pynndescent), for the rest of the user's session.
+    os.environ.setdefault("RAY_TQDM_PATCH_PRINT", "0")
     try:
         import ray
     except ImportError:

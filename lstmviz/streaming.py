@@ -108,6 +108,7 @@ def record_in_process(
     pad_id: int = 0,
     row_columns: RowColumns | None = None,
     gates: str = "float16",
+    cards: bool = False,
 ) -> AnyPath:
     """Record ``token_ids`` ``[N]`` into the run ``out_dir`` in this process; the arguments are
     :func:`lstmviz.corpus.record_corpus`'s (``observers`` None: the default observers of a recording)."""
@@ -134,7 +135,7 @@ def record_in_process(
             if observers is None:
                 from .analysis.match_bits import recording_observers
 
-                observers = recording_observers(n, scratch_dir(out_dir))
+                observers = recording_observers(n, scratch_dir(out_dir), cards)
             staging = Staging(device)
             with contextlib.ExitStack() as opened:
                 writer = None  # opened after the first chunk: a tapped kind's units come from its tensor

@@ -176,7 +176,8 @@ def recorded(tmp_path_factory):
     torch.manual_seed(0)
     ids = np.random.default_rng(0).integers(0, 12, 3000)
     out = tmp_path_factory.mktemp("rec") / "run"
-    return lstmviz.open_run(lstmviz.record_corpus(Tiny().eval(), ids, out, streams=7, chunk=50, progress=False))
+    run = lstmviz.record_corpus(Tiny().eval(), ids, out, streams=7, chunk=50, progress=False, cards=True)
+    return lstmviz.open_run(run)
 
 
 def test_a_recording_holds_the_cards_and_the_unit_page_equals_the_first_use_build(recorded, tmp_path):
@@ -203,3 +204,39 @@ def test_a_recording_holds_the_cards_and_the_unit_page_equals_the_first_use_buil
     np.testing.assert_allclose(got.correlated["r"], again.correlated["r"], atol=1e-5)
     r = np.corrcoef(f.astype(np.float64), rowvar=False)[unit]
     np.testing.assert_allclose(got.correlated["r"], r[got.correlated["unit"]], atol=2e-5)
+
+
+def test_a_default_recording_leaves_the_cards_to_first_use_and_they_equal_the_pass(recorded, tmp_path):
+    """The cards are opt-in in the pass: without ``cards`` no file is written, and the first use builds the
+    cards the pass would have."""
+    torch.manual_seed(0)
+    ids = np.random.default_rng(0).integers(0, 12, 3000)
+    plain = lstmviz.open_run(
+        lstmviz.record_corpus(Tiny().eval(), ids, tmp_path / "run", streams=7, chunk=50, progress=False)
+    )
+    assert not any("cards" in plain.info(name) for name in plain.names)
+    assert not (plain.path / "cache" / "cards").exists()
+    name, unit = "rnn.l0.fwd.h", 3
+    for sign in (1, -1):
+        assert plain.top_contexts(name, unit, sign=sign).equals(recorded.top_contexts(name, unit, sign=sign))
+
+
+def test_cli_record_cards_writes_every_activations_cards(tmp_path):
+    from lstmviz.cli import main
+    from lstmviz.models.charrnn import CharRNN, CharRNNConfig
+    from lstmviz.models.tokenizers import Tokenizer
+    from lstmviz.models.train import save_checkpoint
+
+    text = "def f(x):\n    return (x + 1) * 2\n" * 20
+    tok = Tokenizer.char(text)
+    torch.manual_seed(0)
+    save_checkpoint(
+        tmp_path / "m.pt", CharRNN(CharRNNConfig("lstm", len(tok), hidden=8, layers=1, embed=4)), tok, {}, {}
+    )
+    (tmp_path / "t.txt").write_text(text)
+    argv = ["record", "--checkpoint", tmp_path / "m.pt", "--text", tmp_path / "t.txt", "--no-progress"]
+    assert main([str(a) for a in [*argv, "--out", tmp_path / "with", "--cards"]]) == 0
+    assert main([str(a) for a in [*argv, "--out", tmp_path / "without"]]) == 0
+    with_, without = lstmviz.open_run(tmp_path / "with"), lstmviz.open_run(tmp_path / "without")
+    assert all((with_.path / with_.info(n)["cards"]).is_file() for n in with_.names)
+    assert not any("cards" in without.info(n) for n in without.names)

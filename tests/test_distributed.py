@@ -6,6 +6,7 @@ One Ray cluster (conftest's ray_cluster) serves every test of the session: start
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import shutil
@@ -27,6 +28,7 @@ from lstmviz.distributed import cut_points, record_sharded
 from lstmviz.errors import UserError
 
 HERE = Path(__file__).resolve().parent
+PRINT = builtins.print  # before Ray
 STREAMS, CHUNK = 3, 40
 
 
@@ -308,3 +310,25 @@ def test_merged_unit_cards_equal_brute_force_and_a_build_over_the_whole_run(shar
             else:
                 np.testing.assert_array_equal(merged[key], built[key], err_msg=key)
         assert ("corr" in merged) == (name.endswith(".c"))
+
+
+class _Loud(TinyCharModel):
+    """Prints in every worker's forward: the driver shows the workers' log lines."""
+
+    def forward(self, ids):
+        print("forward", tuple(ids.shape))
+        return super().forward(ids)
+
+
+def test_a_sharded_recording_leaves_print_and_numba_as_they_were(ray_cluster, tmp_path):
+    """The failure this fixes: Ray's driver replaced builtins.print on the first worker log line, and numba
+    code that prints (UMAP's nearest neighbours) failed to compile for the rest of the process."""
+    import time
+
+    import numba
+
+    torch.manual_seed(0)
+    record_sharded(_Loud().eval(), IDS, tmp_path / "run", shards=2, streams=STREAMS, chunk=CHUNK, progress=False)
+    time.sleep(2)  # the driver prints the workers' lines from a thread of its own
+    assert builtins.print is PRINT
+    assert numba.njit(lambda: numba.get_num_threads())() >= 1

@@ -286,16 +286,21 @@ class IndexBuilder:
         return theta
 
 
-def recording_observers(n_tokens: int, scratch_dir: str | os.PathLike) -> Callable[[Activation], list]:
+def recording_observers(
+    n_tokens: int, scratch_dir: str | os.PathLike, cards: bool = False
+) -> Callable[[Activation], list]:
     """The :class:`~lstmviz.store.RunWriter` ``observers`` factory that builds, in the recording pass, the match
-    indices at :data:`DEFAULT_THRESHOLDS`, the overview (:mod:`lstmviz.analysis.overview`) and the unit cards
-    (:class:`lstmviz.cards.PassCards`) of every activation."""
+    indices at :data:`DEFAULT_THRESHOLDS` and the overview (:mod:`lstmviz.analysis.overview`) of every
+    activation, and with ``cards`` its unit cards (:class:`lstmviz.cards.PassCards`). The cards are opt-in: in
+    the pass they cost far more than the ≤ 5 % they may (``bench/e2e.py --no-cards-too``), and without them a
+    run's Unit page builds an activation's cards on its first visit, from the same chunk pass."""
     from ..cards.inpass import PassCards
     from .overview import OverviewBuilder
 
     def make(act: Activation) -> list:
         builders: list = [IndexBuilder(act.name, act.units, n_tokens, th, scratch_dir) for th in DEFAULT_THRESHOLDS]
-        return [*builders, OverviewBuilder(act.name, act.units, n_tokens), PassCards(act, n_tokens)]
+        builders.append(OverviewBuilder(act.name, act.units, n_tokens))
+        return [*builders, PassCards(act, n_tokens)] if cards else builders
 
     return make
 
