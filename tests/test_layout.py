@@ -103,3 +103,17 @@ def _raw_imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
             names.add(node.module.split(".")[0])
     return names
+
+
+def floating_strings(source: str) -> list[int]:
+    """Lines of the bare string statements after a module's docstring: Streamlit's magic writes each one on the
+    page (an attribute docstring in a page script shows above its title)."""
+    body = ast.parse(source).body
+    return [n.lineno for n in body[1:] if isinstance(n, ast.Expr) and isinstance(getattr(n.value, "value", None), str)]
+
+
+def test_no_page_script_has_a_string_that_magic_would_write():
+    assert floating_strings('"""doc"""\nX = 1\n"""shown"""\n') == [3]  # the finder finds one
+    scripts = [*sorted((PACKAGE / "dashboard" / "pages").glob("*.py")), PACKAGE.parent / "app.py"]
+    found = {p.name: floating_strings(p.read_text(encoding="utf-8")) for p in scripts}
+    assert not {k: v for k, v in found.items() if v}

@@ -6,8 +6,8 @@ import streamlit as st
 
 from lstmviz.dashboard import widgets
 
+# Per-unit counts of NaN and of ±inf values in stats.parquet (absent from runs recorded before they were kept).
 NONFINITE = ("n_nan", "n_inf")
-"""Per-unit counts of NaN and of ±inf values in stats.parquet (absent from runs recorded before they were kept)."""
 
 st.title("Overview")
 st.write(

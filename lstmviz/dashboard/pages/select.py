@@ -9,8 +9,8 @@ from lstmviz.analysis import select_defaults, select_match
 from lstmviz.dashboard import data, figures, unitview, widgets
 
 SHOWN_HITS = 10
+# Selected units drawn as lines, the strongest in the span first: more are unreadable, and each costs the page.
 MAX_LINES = 20
-"""Selected units drawn as lines, the strongest in the span first: more are unreadable, and each costs the page."""
 
 st.title("Select & match")
 st.write(
