@@ -3,7 +3,7 @@
     python bench/cards.py                          # LSTM and GRU 2×512, 64 streams × 128, 50k tokens, 5 rounds
     python bench/cards.py --tokens 20000 --only lstm --rounds 3
 
-Records each model once (cards in the pass, the default), then replays its stored activations through the
+Records each model once with the cards in the pass (``cards=True``), then replays its stored activations through the
 writer's pass as the recording hands them (``[streams, chunk, units]`` blocks, streams interleaved), timing per
 part, in interleaved rounds (medians):
 
@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from e2e import Char, record, without_cards
+from e2e import Char, record
 
 import lstmviz
 from lstmviz import cards
@@ -102,11 +102,11 @@ def model_case(cell: str, a, tmp: Path) -> dict[str, float]:
     model = Char(cell, a.hidden).eval()
     ids = np.random.default_rng(0).integers(0, 96, a.tokens)
     record(model, ids[: a.streams * a.chunk * 2], a.streams, a.chunk, tmp / "warm")
-    path = record(model, ids, a.streams, a.chunk, tmp / cell)
+    path = record(model, ids, a.streams, a.chunk, tmp / cell, cards=True)
     wall, cpu = [], []
     for _ in range(a.record_rounds):
         t0, c0 = time.perf_counter(), time.process_time()
-        record(model, ids, a.streams, a.chunk, tmp / "nocards", observers=without_cards(len(ids), tmp))
+        record(model, ids, a.streams, a.chunk, tmp / "nocards")
         wall.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
     shutil.rmtree(tmp / "nocards")

@@ -4,7 +4,7 @@
     python bench/e2e.py --tokens 50000 --rounds 2
     python bench/e2e.py --only lstm --no-rss
     python bench/e2e.py --gates8 --record-threads 1   # also 8-bit gates, and recording on 1 torch thread
-    python bench/e2e.py --tokens 50000 --no-cards-too --no-rss   # also without the unit cards, side by side
+    python bench/e2e.py --tokens 50000 --cards-too --no-rss   # also with the unit cards in the pass, side by side
 
 Prints ``metric: value`` lines, ratios first. "plain" is the char model's own forward (embedding, the 2-layer
 recurrent module, the decoder) fed the same ``[streams, chunk]`` chunks with the recurrent state carried, under
@@ -66,27 +66,13 @@ def plain(model: Char, ids: np.ndarray, streams: int, chunk: int) -> None:
             model.decoder(y)
 
 
-def record(
-    model: Char, ids: np.ndarray, streams: int, chunk: int, out: Path, threads: int = 0, cards: bool = True, **kw
-) -> Path:
+def record(model: Char, ids: np.ndarray, streams: int, chunk: int, out: Path, threads: int = 0, **kw) -> Path:
     """record_corpus into ``out``; ``threads`` > 0 runs it with that many torch threads (the plain forward keeps
-    the default), to measure where the writer's thread should sit on a machine the forward already fills;
-    ``cards=False`` leaves the unit cards out of the recording pass."""
+    the default), to measure where the writer's thread should sit on a machine the forward already fills."""
     shutil.rmtree(out, ignore_errors=True)
-    if not cards:
-        kw["observers"] = without_cards(len(ids), out.parent)
     return with_threads(
         threads, lstmviz.record_corpus, model, ids, out, streams=streams, chunk=chunk, progress=False, **kw
     )
-
-
-def without_cards(n_tokens: int, scratch: Path):
-    """The default observers of a recording less the unit cards (:class:`lstmviz.cards.PassCards`)."""
-    from lstmviz.analysis.match_bits import recording_observers
-    from lstmviz.cards import PassCards
-
-    default = recording_observers(n_tokens, scratch)
-    return lambda act: [o for o in default(act) if not isinstance(o, PassCards)]
 
 
 def with_threads(threads: int, fn, *args, **kw):
@@ -201,15 +187,15 @@ def main() -> None:
     ap.add_argument("--gates8", action="store_true", help="also record with 8-bit gates (the *_gates8 lines)")
     ap.add_argument("--record-threads", type=int, nargs="*", default=[], help="also record with N torch threads")
     ap.add_argument("--no-codecs", action="store_true", help="skip the codec lines")
-    ap.add_argument("--no-cards-too", action="store_true", help="also record without the unit cards (*_nocards)")
+    ap.add_argument("--cards-too", action="store_true", help="also record with the unit cards (*_cards lines)")
     args = ap.parse_args()
     cells = {"lstm": "LSTM", "gru": "GRU"}
     only = args.only or list(cells)
     variants: dict[str, dict] = {"record": {}}
     if args.gates8:
         variants["gates8"] = {"gates": "8bit"}
-    if args.no_cards_too:
-        variants["nocards"] = {"cards": False}
+    if args.cards_too:
+        variants["cards"] = {"cards": True}
     for n in args.record_threads:
         variants[f"threads{n}"] = {"threads": n}
         variants[f"plain_threads{n}"] = {"plain_threads": n}

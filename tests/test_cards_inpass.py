@@ -12,6 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_cards import brute_top
+from tiny_models import record_argv
 
 import lstmviz
 from lstmviz import cards
@@ -223,18 +224,8 @@ def test_a_default_recording_leaves_the_cards_to_first_use_and_they_equal_the_pa
 
 def test_cli_record_cards_writes_every_activations_cards(tmp_path):
     from lstmviz.cli import main
-    from lstmviz.models.charrnn import CharRNN, CharRNNConfig
-    from lstmviz.models.tokenizers import Tokenizer
-    from lstmviz.models.train import save_checkpoint
 
-    text = "def f(x):\n    return (x + 1) * 2\n" * 20
-    tok = Tokenizer.char(text)
-    torch.manual_seed(0)
-    save_checkpoint(
-        tmp_path / "m.pt", CharRNN(CharRNNConfig("lstm", len(tok), hidden=8, layers=1, embed=4)), tok, {}, {}
-    )
-    (tmp_path / "t.txt").write_text(text)
-    argv = ["record", "--checkpoint", tmp_path / "m.pt", "--text", tmp_path / "t.txt", "--no-progress"]
+    argv = [*record_argv(tmp_path, "lstm"), "--no-progress"]
     assert main([str(a) for a in [*argv, "--out", tmp_path / "with", "--cards"]]) == 0
     assert main([str(a) for a in [*argv, "--out", tmp_path / "without"]]) == 0
     with_, without = lstmviz.open_run(tmp_path / "with"), lstmviz.open_run(tmp_path / "without")

@@ -18,7 +18,7 @@ import polars as pl
 import pytest
 import torch
 from test_cards import brute_top
-from tiny_models import TinyCharModel
+from tiny_models import DiesOnce, TinyCharModel
 
 import lstmviz
 from lstmviz import cards
@@ -163,27 +163,6 @@ def test_open_run_refuses_shards_that_do_not_cover_the_run(sharded, tmp_path):
         lstmviz.open_run(bad)
 
 
-class DiesOnce(TinyCharModel):
-    """Kills its worker process at the third forward of the whole recording (the histogram probe makes the first,
-    so a shard's task dies), counted across processes by exclusively created files ``<marker>.<k>``."""
-
-    def __init__(self, marker: str):
-        super().__init__()
-        self.marker = marker
-
-    def forward(self, ids):
-        k = 0
-        while True:
-            try:
-                os.close(os.open(f"{self.marker}.{k}", os.O_CREAT | os.O_EXCL))
-                break
-            except FileExistsError:
-                k += 1
-        if k == 2:
-            os._exit(1)
-        return super().forward(ids)
-
-
 class AlwaysDies(TinyCharModel):
     def forward(self, ids):
         os._exit(1)
@@ -197,7 +176,7 @@ def _like_model(cls, *args):
 
 def test_a_killed_worker_is_retried_and_the_run_is_whole(ray_cluster, tmp_path, alone):
     out = tmp_path / "run"
-    model = _like_model(DiesOnce, str(tmp_path / "died"))
+    model = _like_model(DiesOnce, str(tmp_path / "died"), 2)  # the probe makes forward 0: a shard dies
     record_sharded(model, IDS, out, shards=3, streams=STREAMS, chunk=CHUNK, progress=False, max_retries=2)
     assert (tmp_path / "died.2").exists()  # the forward that died
     run = lstmviz.open_run(out)

@@ -10,16 +10,13 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from test_writer import assert_stats_match
-from tiny_models import TinyCharModel
+from tiny_models import TinyCharModel, record_argv
 from torch import nn
 
 import lstmviz
 from lstmviz.analysis.match_bits import on_index
 from lstmviz.analysis.overview import overview
 from lstmviz.cli import main
-from lstmviz.models.charrnn import CharRNN, CharRNNConfig
-from lstmviz.models.tokenizers import Tokenizer
-from lstmviz.models.train import save_checkpoint
 from lstmviz.names import SIGMOID_KINDS
 from lstmviz.store.levels import LEVELS, MAX_ERROR, level_bits, quantize
 from lstmviz.store.parquet_f16 import F16ParquetWriter
@@ -138,14 +135,7 @@ def test_a_nan_gate_fails_an_8bit_recording_and_leaves_nothing(tmp_path):
 
 
 def test_cli_record_gates_8bit(tmp_path, capsys):
-    text = "def f(x):\n    return (x + 1) * 2\n" * 20
-    tok = Tokenizer.char(text)
-    torch.manual_seed(0)
-    save_checkpoint(
-        tmp_path / "m.pt", CharRNN(CharRNNConfig("gru", len(tok), hidden=8, layers=1, embed=4)), tok, {}, {}
-    )
-    (tmp_path / "t.txt").write_text(text)
-    argv = ["record", "--checkpoint", tmp_path / "m.pt", "--text", tmp_path / "t.txt", "--out", tmp_path / "r"]
+    argv = [*record_argv(tmp_path, "gru"), "--out", tmp_path / "r"]
     assert main([str(a) for a in [*argv, "--gates", "8bit", "--no-progress"]]) == 0
     run = lstmviz.open_run(tmp_path / "r")
     assert {n.rsplit(".", 1)[1] for n in run.names if "quantized" in run.info(n)} == {"r", "z"}

@@ -8,7 +8,6 @@ data), and the files that a filesystem lists after a recording that failed or wa
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -22,7 +21,7 @@ import polars as pl
 import pyarrow.fs as pafs
 import pytest
 import torch
-from tiny_models import TinyCharModel
+from tiny_models import DiesOnce, TinyCharModel
 
 import lstmviz
 from lstmviz.analysis.match_bits import DEFAULT_THRESHOLDS, on_index
@@ -247,35 +246,15 @@ def test_a_sharded_recording_to_a_file_uri_and_to_a_store_equals_the_local_one(r
         np.testing.assert_array_equal(frame.to_numpy().astype(np.float32), want.activations(name))
 
 
-class DiesOnceMidShard(TinyCharModel):
-    """Kills its worker process at the fifth forward of the whole recording (the histogram probe makes the first,
-    each of two shards three more), so a shard dies once its writer may have claimed its part on the store;
-    counted across processes by exclusively created files ``<marker>.<k>``."""
-
-    def __init__(self, marker: str):
-        super().__init__()
-        self.marker = marker
-
-    def forward(self, ids):
-        k = 0
-        while True:
-            try:
-                os.close(os.open(f"{self.marker}.{k}", os.O_CREAT | os.O_EXCL))
-                break
-            except FileExistsError:
-                k += 1
-        if k == 4:
-            os._exit(1)
-        return super().forward(ids)
-
-
 def test_a_killed_worker_on_a_store_is_retried_and_the_run_equals_the_local_one(ray_cluster, tmp_path):
     local = tmp_path / "local"
     record_sharded(_model(), IDS, local, shards=2, **OPTIONS)
     bucket = tmp_path / "bucket"
     bucket.mkdir()
     fs = pafs.SubTreeFileSystem(str(bucket), pafs.LocalFileSystem())
-    model = DiesOnceMidShard(str(tmp_path / "died"))
+    # the probe makes forward 0, each of two shards three more: a shard dies after its writer may have
+    # claimed its part on the store
+    model = DiesOnce(str(tmp_path / "died"), 4)
     model.load_state_dict(_model().state_dict())
     record_sharded(model.eval(), IDS, FsPath(fs, "run"), shards=2, max_retries=2, **OPTIONS)
     assert (tmp_path / "died.4").exists()  # the forward that died

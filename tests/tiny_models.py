@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -20,6 +23,42 @@ class TinyCharModel(nn.Module):
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """ids ``[B, T]`` → logits ``[B, T, V]``."""
         return self.decoder(self.rnn(self.embed(ids))[0])
+
+
+def record_argv(where: Path, cell: str) -> list[str]:
+    """``lstmviz record --checkpoint … --text …``: a 1-layer char model of ``cell`` ("lstm", "gru") saved as a
+    checkpoint under ``where``, with the short code text it was built for (no ``--out``)."""
+    from lstmviz.models.charrnn import CharRNN, CharRNNConfig
+    from lstmviz.models.tokenizers import Tokenizer
+    from lstmviz.models.train import save_checkpoint
+
+    text = "def f(x):\n    return (x + 1) * 2\n" * 20
+    tok = Tokenizer.char(text)
+    torch.manual_seed(0)
+    save_checkpoint(where / "m.pt", CharRNN(CharRNNConfig(cell, len(tok), hidden=8, layers=1, embed=4)), tok, {}, {})
+    (where / "t.txt").write_text(text)
+    return ["record", "--checkpoint", str(where / "m.pt"), "--text", str(where / "t.txt")]
+
+
+class DiesOnce(TinyCharModel):
+    """Kills its worker process at forward number ``at`` (from 0) of the whole recording, counted across
+    processes by exclusively created files ``<marker>.<k>``: a shard's task dies once, and its retry lives."""
+
+    def __init__(self, marker: str, at: int):
+        super().__init__()
+        self.marker, self.at = marker, at
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        k = 0
+        while True:
+            try:
+                os.close(os.open(f"{self.marker}.{k}", os.O_CREAT | os.O_EXCL))
+                break
+            except FileExistsError:
+                k += 1
+        if k == self.at:
+            os._exit(1)
+        return super().forward(ids)
 
 
 class AttentionDecoder(nn.Module):

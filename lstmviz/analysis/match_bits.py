@@ -292,7 +292,7 @@ def recording_observers(
     """The :class:`~lstmviz.store.RunWriter` ``observers`` factory that builds, in the recording pass, the match
     indices at :data:`DEFAULT_THRESHOLDS` and the overview (:mod:`lstmviz.analysis.overview`) of every
     activation, and with ``cards`` its unit cards (:class:`lstmviz.cards.PassCards`). The cards are opt-in: in
-    the pass they cost far more than the ≤ 5 % they may (``bench/e2e.py --no-cards-too``), and without them a
+    the pass they cost far more than the ≤ 5 % they may (``bench/e2e.py --cards-too``), and without them a
     run's Unit page builds an activation's cards on its first visit, from the same chunk pass."""
     from ..cards.inpass import PassCards
     from .overview import OverviewBuilder
