@@ -25,6 +25,7 @@ import numpy as np
 
 from ..store import Run, RunError, open_run
 from . import probes, projection, saturation
+from .phrasing import percent, times
 
 CACHE_VERSION = 1
 STATE_KINDS = ("c", "h")
@@ -131,26 +132,6 @@ def _layer(run: Run, name: str) -> str:
     return f"layer {info['layer'] + 1}"
 
 
-def _pct(x: float) -> str:
-    """A fraction as a percentage a student reads easily: 87%, 4.3%, 0.29%, or 1.5 × 10⁻⁹% below 0.01%."""
-    p = 100 * x
-    if p >= 10:
-        return f"{p:.0f}%"
-    return f"{p:.2g}%" if p >= 0.01 else f"{_sci(p)}%"
-
-
-def _times(x: float) -> str:
-    """``12 times``, ``3,400 times``, ``3 × 10⁸ times``."""
-    return f"{x:,.0f} times" if x < 1e5 else f"{_sci(x)} times"
-
-
-def _sci(x: float) -> str:
-    """``1.5 × 10⁻¹¹``: one or two significant digits and a power of ten in superscript."""
-    mantissa, exponent = f"{x:.1e}".split("e")
-    sup = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
-    return f"{mantissa.rstrip('0').rstrip('.')} × 10{str(int(exponent)).translate(sup)}"
-
-
 # --- the lessons ----------------------------------------------------------------------------------------------
 
 
@@ -227,18 +208,18 @@ def forget_gate(run: Run) -> Lesson:
     name, u, frac = str(row["name"]), int(row["unit"]), float(row["frac_high"])
     if frac <= SATURATED:
         raise Unavailable(
-            f"no forget-gate unit of {run.path.name} is above 0.9 most of the time (the most is {_pct(frac)})."
+            f"no forget-gate unit of {run.path.name} is above 0.9 most of the time (the most is {percent(frac)})."
         )
     return Lesson(
         key="forget_gate",
         title=TITLES["forget_gate"],
-        text=f"Unit {u} of the forget gate {name} is above 0.9 on {_pct(frac)} of the steps, so its cell keeps "
+        text=f"Unit {u} of the forget gate {name} is above 0.9 on {percent(frac)} of the steps, so its cell keeps "
         "what it holds from one character to the next over long stretches. Karpathy, Johnson and Fei-Fei (2015) "
         "found such right-saturated forget gates in their LSTMs; on the Gate saturation page it is a dot far to "
         "the right.",
         page="text",
         params={"run": run.path.name, "act": name, "unit": str(u)},
-        evidence=f"{name} · unit {u} · > 0.9 on {_pct(frac)} of {int(row['n']):,} steps",
+        evidence=f"{name} · unit {u} · > 0.9 on {percent(frac)} of {int(row['n']):,} steps",
         numbers={"name": name, "unit": u, "frac_high": frac, "frac_low": float(row["frac_low"])},
     )
 
@@ -271,18 +252,18 @@ def vanishing_gradient(lstm: Run, rnn: Run, models: Callable[[Run], Any], K: int
     if not a > b:
         raise Unavailable(
             f"the gradient of {rnn.path.name} does not fall faster than that of {lstm.path.name} here "
-            f"({_pct(b)} against {_pct(a)} at {K} steps back)."
+            f"({percent(b)} against {percent(a)} at {K} steps back)."
         )
     return Lesson(
         key="vanishing_gradient",
         title=TITLES["vanishing_gradient"],
         text=f"How strongly does the loss at one character depend on the top layer's state {K} characters "
-        f"earlier, compared with its state at that character? For the LSTM {lstm.path.name} it is {_pct(a)}, for the "
-        f"vanilla RNN {rnn.path.name} only {_pct(b)}, {_times(a / b)} less: the RNN's gradient vanishes, so it "
-        "can hardly learn from what lies far back, and the LSTM's cell state is the way around it.",
+        f"earlier, compared with its state at that character? For the LSTM {lstm.path.name} it is {percent(a)}, "
+        f"for the vanilla RNN {rnn.path.name} only {percent(b)}, {times(a / b)} less: the RNN's gradient vanishes, "
+        "so it can hardly learn from what lies far back, and the LSTM's cell state is the way around it.",
         page="gradients",
         params={"run": lstm.path.name, "overlay": rnn.path.name},
-        evidence=f"‖∂loss/∂h‖ {K} steps back: {_pct(a)} ({lstm.path.name}) vs {_pct(b)} ({rnn.path.name})",
+        evidence=f"‖∂loss/∂h‖ {K} steps back: {percent(a)} ({lstm.path.name}) vs {percent(b)} ({rnn.path.name})",
         numbers={"K": K, "lstm": a, "rnn": b},
     )
 
@@ -313,19 +294,19 @@ def string_island(run: Run, method: str = "umap", compute: bool = False) -> Less
     purity, base = found["purity"], found["base"]
     if not base or purity < ISLAND_LIFT * base:
         raise Unavailable(
-            f"on the {method.upper()} map of {run.path.name}, string tokens do not gather: {_pct(purity)} of "
-            f"their neighbours are strings, against {_pct(base)} of all tokens."
+            f"on the {method.upper()} map of {run.path.name}, string tokens do not gather: {percent(purity)} of "
+            f"their neighbours are strings, against {percent(base)} of all tokens."
         )
     return Lesson(
         key="string_island",
         title=TITLES["string_island"],
         text=f"On this {method.upper()} map of {name}, one dot per character, the characters inside strings "
-        f"gather together: {_pct(purity)} of a string character's {NEIGHBOURS} nearest dots are string "
-        f"characters too, though only {_pct(base)} of all characters are. The map was made from the model's "
+        f"gather together: {percent(purity)} of a string character's {NEIGHBOURS} nearest dots are string "
+        f"characters too, though only {percent(base)} of all characters are. The map was made from the model's "
         "state alone, with no labels, so the model itself sets strings apart.",
         page="projection",
         params={"run": run.path.name, "act": name, "method": method, "color": "in_string"},
-        evidence=f"{name} · {NEIGHBOURS}-neighbour purity {_pct(purity)} vs {_pct(base)} base rate",
+        evidence=f"{name} · {NEIGHBOURS}-neighbour purity {percent(purity)} vs {percent(base)} base rate",
         numbers={"name": name, "method": method, **found},
     )
 

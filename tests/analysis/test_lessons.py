@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lstmviz.analysis import lessons, projection
+from lstmviz.analysis import lessons, phrasing, projection
 
 T, U = 600, 8
 
@@ -140,4 +140,4 @@ def test_missing_or_preparing_runs_are_reasons(tmp_path):
 
 @pytest.mark.parametrize(("x", "shown"), [(0.87, "87%"), (0.043, "4.3%"), (0.0029, "0.29%"), (2.1e-11, "2.1 × 10⁻⁹%")])
 def test_percentages_read_aloud(x, shown):
-    assert lessons._pct(x) == shown
+    assert phrasing.percent(x) == shown
