@@ -406,3 +406,14 @@ def test_projection_lasso_rows_open_the_text_heatmap_there(runs_root, monkeypatc
     assert at.title[0].value == "Text heatmap"
     assert at.selectbox(key="act").value == name
     assert at.number_input(key="start").value == 310 - 20  # every token is in the map: row label = position
+
+
+def test_overview_metrics_state_the_recorded_loss_in_bits_and_fit_their_column(runs_root, monkeypatch):
+    """The loss metric is the tokens' mean next-token loss in bits; each value is short enough that a quarter
+    column (about ten characters at the metric's size) shows it whole."""
+    at = visit(app(runs_root, monkeypatch, run="tiny_lstm"), "overview")
+    assert_clean(at)
+    loss = open_run(runs_root / "tiny_lstm").tokens["loss"].to_numpy(float)
+    metrics = {m.label: m.value for m in at.metric}
+    assert float(metrics["Loss, bits/token"]) == pytest.approx(np.nanmean(loss) / np.log(2), abs=5e-4)
+    assert all(len(str(v)) <= 10 for v in metrics.values()), metrics

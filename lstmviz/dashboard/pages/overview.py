@@ -40,8 +40,10 @@ cols[0].metric("Tokens", f"{run.n_tokens:,}")
 cols[1].metric("Documents", f"{tokens['doc'].nunique() if len(tokens) else 0:,}")
 cols[2].metric("Parameters", f"{model.get('params', source.get('params', 0)):,}")
 loss = tokens["loss"].to_numpy(float) if "loss" in tokens else np.array([np.nan])
-cols[3].metric(
-    "Loss on this text", f"{np.nanmean(loss) / np.log(2):.3f} bits/token" if np.isfinite(loss).any() else "–"
+cols[3].metric(  # the unit in the label: a value as long as "6.668 bits/token" is cut off in a quarter column
+    "Loss, bits/token",
+    f"{np.nanmean(loss) / np.log(2):.3f}" if np.isfinite(loss).any() else "–",
+    help="The model's mean next-token loss on this run's text, in bits per token.",
 )
 
 st.subheader("Model card")
