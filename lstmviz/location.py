@@ -25,6 +25,7 @@ import os
 import posixpath
 import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -250,8 +251,32 @@ def write_manifest(run: AnyPath, manifest: dict) -> None:
 
 def staging_dir(prefix: str) -> Path:
     """A fresh local directory for what is uploaded later: under ``$LSTMVIZ_STAGING`` if set (a disk with room
-    for the run, not a RAM-backed /tmp), else the system's temporary directory."""
-    return Path(tempfile.mkdtemp(prefix=prefix, dir=os.environ.get("LSTMVIZ_STAGING") or None))
+    for the run, not a RAM-backed /tmp), else the system's temporary directory. Its name holds this host and
+    process (``<prefix><host>-<pid>-…``), so that the directories of ``prefix`` which processes of this host
+    left behind when killed before cleaning up are known, and removed first."""
+    root = Path(os.environ.get("LSTMVIZ_STAGING") or tempfile.gettempdir())
+    host = _host()
+    for old in root.glob(f"{prefix}{host}-*"):
+        pid = old.name[len(prefix) + len(host) + 1 :].split("-")[0]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{host}-{os.getpid()}-", dir=root))
+
+
+def _host() -> str:
+    """This host, as a short name-safe tag (staging directories may sit on a disk several hosts share)."""
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` of this host runs (a process of another user counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def scratch_dir(out: AnyPath) -> Path:

@@ -8,8 +8,10 @@ data), and the files that a filesystem lists after a recording that failed or wa
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -180,10 +182,18 @@ def test_a_killed_upload_leaves_no_complete_looking_run_and_a_new_one_starts_ove
     fs = pafs.SubTreeFileSystem(str(bucket), pafs.LocalFileSystem())
     with pytest.raises(lstmviz.RunError, match=r"is not a run: it has no manifest.json \(an interrupted recording"):
         lstmviz.open_run("runs/a", filesystem=fs)
+    staging = tmp_path / "staging"
+    (left,) = staging.iterdir()  # the killed process's staging directory, with the files it had staged
+    assert (left / "tokens.parquet").is_file()
+    owner, dead_pid, _ = left.name.rsplit("-", 2)  # ".lstmviz-stage-<host>", the killed process's pid, random
+    assert int(dead_pid) != os.getpid()
+    alive = Path(tempfile.mkdtemp(prefix=f"{owner}-{os.getpid()}-", dir=staging))  # a recording of a live process
+    (staging / "users-own-dir").mkdir()
     write_run(FsPath(fs, "runs/a"), list("xyz"), {"rnn.l0.fwd.h": np.full((3, 2), 2, np.float32)})
     run = lstmviz.open_run(FsPath(fs, "runs/a"))
     assert run.n_tokens == 3 and run.units("rnn.l0.fwd.h") == 2
     np.testing.assert_array_equal(run.activations("rnn.l0.fwd.h"), 2)
+    assert sorted(staging.iterdir()) == sorted([alive, staging / "users-own-dir"])  # the dead process's is gone
 
 
 def test_paths_and_uris_resolve_to_one_place(tmp_path):
