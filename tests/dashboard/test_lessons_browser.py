@@ -9,17 +9,14 @@ Screenshots go to ``test-artifacts/lesson-*.png``.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
-from test_browser import ARGS, ARTIFACTS, CHROMIUM, REPO, assert_clean, free_port, settle, snapshot
+from serving import chromium_tab, streamlit_app
+from test_browser import assert_clean, settle, snapshot
 
 from lstmviz.analysis import lessons
 
@@ -33,42 +30,14 @@ MAIN = '[data-testid="stMain"]'
 def fresh(tmp_path_factory) -> Iterator[tuple[str, Path]]:
     """``streamlit run app.py`` on an empty runs folder; yields (URL, runs folder)."""
     root = tmp_path_factory.mktemp("fresh") / "runs"
-    port = free_port()
-    env = {**os.environ, "LSTMVIZ_RUNS": str(root), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
-    command += ["--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"]
-    command += ["--server.fileWatcherType", "none"]
-    log = (tmp_path_factory.mktemp("log") / "streamlit.log").open("w")
-    proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(120):
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).status == 200:
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            raise RuntimeError("streamlit did not start")
+    with streamlit_app(root, tmp_path_factory.mktemp("log") / "streamlit.log") as url:
         yield url, root
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        log.close()
 
 
 @pytest.fixture(scope="module")
 def tab(fresh):
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    with chromium_tab(1100) as page:
         yield page
-        browser.close()
 
 
 CARDS_DONE = """(n) => {
