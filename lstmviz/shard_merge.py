@@ -160,7 +160,7 @@ def shard_observers(n_run: int, offset: int, n_shard: int, scratch_dir: Path):
     def make(act) -> list:
         absolute = [th for th in DEFAULT_THRESHOLDS if not th.quantile]
         index = [IndexBuilder(act.name, act.units, n_shard, th, scratch_dir) for th in absolute]
-        cards = PassCards(act, n_run, offset=offset, n_local=n_shard)
+        cards = PassCards(act, n_run, offset=offset, n_local=n_shard, part=True)
         return [*index, GridOverview(act.name, act.units, n_run, offset), cards]
 
     return make

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pandas as pd
 import polars as pl
 import pytest
 import torch
@@ -289,6 +290,21 @@ def test_merged_unit_cards_equal_brute_force_and_a_build_over_the_whole_run(shar
             else:
                 np.testing.assert_array_equal(merged[key], built[key], err_msg=key)
         assert ("corr" in merged) == (name.endswith(".c"))
+
+
+def test_one_shard_is_the_run_recorded_in_one_process(ray_cluster, tmp_path):
+    """``shards=1`` (the baseline of bench/scale.py) is a whole run in one task: it equals record_corpus, its
+    derived data included."""
+    out = tmp_path / "one"
+    record_sharded(_model(), IDS, out, shards=1, streams=STREAMS, chunk=CHUNK, progress=False)
+    lstmviz.record_corpus(_model(), IDS, tmp_path / "p", streams=STREAMS, chunk=CHUNK, progress=False, cards=True)
+    run, want = lstmviz.open_run(out), lstmviz.open_run(tmp_path / "p")
+    assert run.manifest["recording"]["shards"] == [[0, len(IDS)]]
+    for name in want.names:
+        np.testing.assert_array_equal(run.activations(name), want.activations(name))
+        for sign in (1, -1):
+            pd.testing.assert_frame_equal(run.top_contexts(name, 3, sign=sign), want.top_contexts(name, 3, sign=sign))
+    pd.testing.assert_frame_equal(run.stats, want.stats)
 
 
 class _Loud(TinyCharModel):

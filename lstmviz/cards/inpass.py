@@ -7,7 +7,7 @@ sample (4096 positions in all, a gather) and, for the kinds in ``CORR_KINDS``, t
 ``[rows, U]ᵀ·[rows, U]`` GEMM per 2048 rows). ``finish`` runs the greedy on the candidates and writes the same
 cards file as :func:`lstmviz.cards.build_cards` (docs/FORMAT.md, cache/cards/).
 
-In a shard of a sharded run (``offset``, ``n_local``), positions are the run's, the sample is the run's sample
+In a shard of a sharded run (``offset``, ``n_local``, ``part``), positions are the run's, the sample is the run's sample
 within the shard and the strip bins are the run's; ``finish`` writes what :func:`merge_parts` merges into the
 run's cards exactly (the union of the shards' top-M candidates holds the run's top M).
 """
@@ -65,9 +65,10 @@ class PassCards:
         correlations: bool | None = None,
         offset: int = 0,
         n_local: int | None = None,
+        part: bool = False,
     ):
         self.act, self.n_run, self.k, self.window = act, n_run, k, window
-        self.offset, self.n_local = offset, n_run if n_local is None else n_local
+        self.offset, self.n_local, self.part = offset, n_run if n_local is None else n_local, part
         per, bins = strip_shape(n_run)
         self.card_state = _cs.CardState(act.units, candidates(k, window), THETA, per, bins, offset)
         pos = sample_positions(n_run)
@@ -101,15 +102,15 @@ class PassCards:
         return out
 
     def finish(self, run_dir: str | os.PathLike) -> dict:
-        """Write the cards (a whole run) or this shard's parts (``cache/card-parts/<name>.npz``)."""
+        """Write the cards (a whole run) or, for a shard (``part``), its parts (``cache/card-parts/<name>.npz``),
+        even when the shard is the whole run."""
         parts = self.parts()
-        d = Path(run_dir) / "cache"
-        if self.offset == 0 and self.n_local == self.n_run:
-            path = d / "cards" / card_file(self.act.name, self.n_run)
-            arrays = merge_parts([parts], self.n_run, self.k, self.window)
-        else:
+        if self.part:
             path = part_path(Path(run_dir), self.act.name)
             arrays = parts
+        else:
+            path = Path(run_dir) / "cache" / "cards" / card_file(self.act.name, self.n_run)
+            arrays = merge_parts([parts], self.n_run, self.k, self.window)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npz")
         np.savez(tmp, **arrays)
