@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from lstmviz.dashboard import widgets
+from lstmviz.dashboard import sidebar, widgets
 
 # Per-unit counts of NaN and of ±inf values in stats.parquet (absent from runs recorded before they were kept).
 NONFINITE = ("n_nan", "n_inf")
@@ -29,7 +29,7 @@ def model_source(source: dict) -> dict[str, str]:
     return {"checkpoint": f"{source.get('checkpoint') or spec.get('checkpoint') or '–'}{kind}"}
 
 
-run, key = widgets.current_run()
+run, key = sidebar.current_run()
 m = run.manifest
 model, source = m.get("model", {}), m.get("model_source", {})
 metrics = source.get("metrics") or {}
