@@ -74,11 +74,10 @@ def probe(
 
 def _track(run: Run, column: str, value: object) -> tuple[np.ndarray, np.ndarray, bool]:
     """(y ``[T]``, valid bool ``[T]``, boolean?) for an annotation column."""
-    tokens = run.tokens
-    if column not in tokens.columns:
-        extra = [c for c in tokens.columns if c not in ("idx", "doc", "pos", "token_id", "token")]
+    if column not in run.token_columns:
+        extra = [c for c in run.token_columns if c not in ("idx", "doc", "pos", "token_id", "token")]
         raise RunError(f"the run has no token column {column!r}; annotation columns: {', '.join(extra) or 'none'}")
-    col = tokens[column]
+    col = run.token_column(column)
     valid = ~col.isna().to_numpy()
     if value is not None:
         return (col == value).fillna(False).to_numpy(bool), valid, True

@@ -127,12 +127,12 @@ def _corpus_counts(tokens: Sequence[str]) -> Counter:
 
 def tracks(run: Run) -> list[str]:
     """The run's annotation columns that probes score (boolean or numeric)."""
+    dtypes = run.tokens_window(0, 0).dtypes  # the kinds are in the types: no column is read
     out = []
-    for c in run.tokens.columns:
+    for c in run.token_columns:
         if c in TRACK_SKIP:
             continue
-        col = run.tokens[c]
-        if pd.api.types.is_bool_dtype(col.dtype) or pd.api.types.is_numeric_dtype(col.dtype):
+        if pd.api.types.is_bool_dtype(dtypes[c]) or pd.api.types.is_numeric_dtype(dtypes[c]):
             out.append(c)
     return out
 
@@ -216,7 +216,7 @@ def unit_label(run: Run, x: np.ndarray, top_idx: np.ndarray) -> dict:
     ``[tokens]`` and its top positive positions, scored as :func:`catalogue` scores every unit."""
     best = {"track": None, "metric": None, "score": np.nan, "strength": np.nan}
     for t in tracks(run):
-        col = run.tokens[t]
+        col = run.token_column(t)
         valid = ~col.isna().to_numpy()
         boolean = pd.api.types.is_bool_dtype(col.dtype)
         y = col.fillna(False).to_numpy(bool) if boolean else col.to_numpy(np.float64, na_value=np.nan)
@@ -303,7 +303,7 @@ def measured_effect(model: nn.Module, run: Run, name: str, unit: int, tokens: in
     held at its corpus mean: ``direct`` (the decoder alone sees it) and ``total`` (the recurrence carries it)."""
     from ..causal import effects
 
-    ids = torch.tensor(run.tokens["token_id"].to_numpy()[:tokens], dtype=torch.long)
+    ids = torch.tensor(run.tokens_window(0, tokens, ["token_id"])["token_id"].to_numpy(), dtype=torch.long)
     if len(ids) < 2:
         raise RunError("a measured effect needs at least two tokens")
     fx = effects(model, ids, {name: {unit: "mean"}}, run=run)

@@ -263,7 +263,7 @@ def padding(key: str = "pad") -> tuple[int, int]:
 def tracks(run: Run, key: str = "tracks", default: int = 2) -> list[str]:
     """Pick annotation columns of the tokens table to draw under the text."""
     skip = {"idx", "doc", "pos", "token_id", "token", "loss", "top_ids", "top_p"}
-    columns = [c for c in run.tokens.columns if c not in skip]
+    columns = [c for c in run.token_columns if c not in skip]
     if not columns:
         return []
     state.init(

@@ -20,15 +20,18 @@ with st.expander("How units are scored"):
 
 run, key = sidebar.current_run()
 skip = {"idx", "doc", "pos", "token_id", "token", "loss", "top_ids", "top_p"}
-columns = run.tokens.columns
+columns = run.token_columns
+dtypes = run.tokens_window(0, 0).dtypes  # a column's kind is in its type: none of it is read
 
 
 def kind(column: str) -> int:
     """0 boolean, 1 numeric, 2 categorical: the order the annotations are offered in."""
-    col = run.tokens[column]
-    if pd.api.types.is_bool_dtype(col.dtype) or (col.dtype == object and set(col.dropna()) <= {True, False}):
+    dtype = dtypes[column]
+    if pd.api.types.is_bool_dtype(dtype):
         return 0
-    return 1 if pd.api.types.is_numeric_dtype(col.dtype) else 2
+    if pd.api.types.is_object_dtype(dtype) and set(run.token_column(column).dropna()) <= {True, False}:
+        return 0
+    return 1 if pd.api.types.is_numeric_dtype(dtype) else 2
 
 
 tracks = sorted((c for c in columns if c not in skip), key=kind)
@@ -41,7 +44,7 @@ c1, c2, c3 = st.columns([2, 2, 3])
 track = pickers.choice("track", tracks, "Annotation", where=c1)
 value = None
 if kind(track) == 2:
-    common = run.tokens[track].dropna().astype(str).value_counts().index[:MAX_VALUES].tolist()
+    common = run.token_column(track).dropna().astype(str).value_counts().index[:MAX_VALUES].tolist()
     if not common:
         widgets.empty(f"The annotation {track} has no values in this run.")
     value = pickers.choice("track_value", common, f"{track} equal to", where=c2)

@@ -53,7 +53,7 @@ heat = figures.units_heatmap(
 )
 st.plotly_chart(heat, width="stretch", key="brush", on_select=pickers.set_span_from_box, selection_mode="box")
 
-span_text = "".join(figures.show_token(t) for t in run.tokens["token"].iloc[a:b].astype(str))
+span_text = "".join(figures.show_token(t) for t in run.tokens_window(a, b, ["token"])["token"].astype(str))
 st.subheader(f"Selected units for “{span_text}” [{a}, {b})")
 if units:
     st.success(f"{len(units)} unit(s) selected: {', '.join(map(str, units))}")

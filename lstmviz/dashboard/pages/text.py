@@ -45,7 +45,7 @@ if live:
     text = livetext.live_text_area("Your text", "live_text", placeholder="def f(x):\n    return (x + 1)")
     if not text.strip():
         widgets.empty("Type or paste some text above; it is recorded as you type, when you pause.")
-    ann = "code" if "in_string" in run.tokens else "parens" if "depth" in run.tokens else "none"
+    ann = "code" if "in_string" in run.token_columns else "parens" if "depth" in run.token_columns else "none"
     try:
         model = live_model(run, typed)
         recorded = live_run(model, text, ann)
@@ -77,7 +77,8 @@ kind = run.info(name)["kind"]
 if kind in names.SIGMOID_KINDS:
     st.caption("A gate lies in 0…1: white where it is shut, dark green where it is open.")
 
-docs = tokens["doc"].to_numpy() if run.n_tokens and run.tokens["doc"].iat[-1] > 0 else None  # docs count from 0
+last_doc = run.token_table.column("doc")[run.n_tokens - 1].as_py() if run.n_tokens else 0  # docs count from 0
+docs = tokens["doc"].to_numpy() if last_doc > 0 else None
 
 st.subheader(f"Unit {u} of {name}")
 st.plotly_chart(
