@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from lstmviz.analysis.select_match import span_text, token_joiner
+from lstmviz.errors import RunError
 from lstmviz.store import RunReader, open_run, tokens_frame, write_run
 from lstmviz.store.reader import drop_mapped_pages
 
@@ -54,6 +55,18 @@ def test_windows_and_columns_are_the_whole_tables(run):
     for column in whole.columns:
         pd.testing.assert_series_equal(run.token_column(column), whole[column])
     assert run.token_table.column("token").num_chunks > 1
+
+
+def test_taken_rows_are_the_whole_tables_rows_in_their_order(run):
+    rng = np.random.default_rng(3)
+    for rows in (rng.integers(0, N, 40), np.array([N - 1, 0, 0, 7, 6, 13]), np.zeros(0, np.int64)):
+        expect = run.tokens.iloc[rows].reset_index(drop=True)
+        pd.testing.assert_frame_equal(run.token_rows(rows).to_pandas(), expect)
+        got = run.token_rows(rows, ["doc", "token"]).to_pandas()
+        pd.testing.assert_frame_equal(got, expect[["doc", "token"]])
+    for bad in ([N], [-1]):
+        with pytest.raises(RunError, match="token rows must lie in"):
+            run.token_rows(np.array(bad))
 
 
 def test_the_copy_is_kept_once_per_recording(run, tmp_path):

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from ..store import ROW_GROUP, Run, RunError
 from . import progress
@@ -85,7 +84,7 @@ def project(
         _compute(run, name, cols, params, path)
     with np.load(path) as cached:
         idx, xy, explained = cached["idx"], cached["xy"], cached["explained"]
-    frame = run.token_table.take(pa.array(idx, pa.int64())).to_pandas().reset_index(drop=True)
+    frame = run.token_rows(idx).to_pandas().reset_index(drop=True)
     frame.insert(0, "x", xy[:, 0])
     frame.insert(1, "y", xy[:, 1])
     before, text, after = span_text(run, idx, idx + 1, context)

@@ -129,6 +129,25 @@ class RunReader:
         part = part.select(list(columns)) if columns is not None else part
         return part.to_pandas().reset_index(drop=True)
 
+    def token_rows(self, rows: np.ndarray, columns: Sequence[str] | None = None) -> pa.Table:
+        """Rows ``rows`` (int ``[n]``, any order, repeats allowed) of the tokens table (``columns``, default all),
+        in that order. Taken a record batch at a time: arrow's take over a chunked table joins every chunk of a
+        column first, ~20 ms for a few hundred rows of a 10M-token run, where this costs well under one."""
+        table = self.token_table if columns is None else self.token_table.select(list(columns))
+        rows = np.asarray(rows, np.int64).reshape(-1)
+        batches = table.to_batches()
+        if not len(rows) or not batches:
+            return table.slice(0, 0).take(pa.array(rows))  # empty, or out of range: arrow says so
+        bounds = np.cumsum([0] + [b.num_rows for b in batches])
+        if rows.min() < 0 or rows.max() >= bounds[-1]:
+            raise RunError(f"token rows must lie in 0…{bounds[-1] - 1}, got {rows.min()}…{rows.max()}")
+        which = np.searchsorted(bounds, rows, side="right") - 1
+        order = np.argsort(which, kind="stable")
+        parts = [batches[b].take(pa.array(rows[order[which[order] == b]] - bounds[b])) for b in np.unique(which)]
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        return pa.Table.from_batches(parts, table.schema).combine_chunks().take(pa.array(inverse))
+
     def token_column(self, column: str) -> pd.Series:
         """One column of the tokens table over the whole run, ``[tokens]``, as :attr:`tokens` has it (a copy of the
         mapped column, for the caller to drop when done)."""
