@@ -12,7 +12,10 @@ counts (:data:`HIST_BYTES`) and one block, whatever the run's length.
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -71,6 +74,36 @@ def probe(
     if len(out):
         out = out.sort_values("strength", ascending=False, na_position="last", kind="stable")
     return out.reset_index(drop=True).head(top) if top is not None else out.reset_index(drop=True)
+
+
+PROBE_VERSION = 1
+
+
+def stored_probe(run: Run, column: str, name: str, value: object = None) -> pd.DataFrame:
+    """:func:`probe` of one activation, kept under the run's ``cache/probes/``: scoring every unit reads the whole
+    activation once (tens of seconds at 10M tokens), so a later session, or a restarted app, reads the ranking
+    back. Keyed by the activation, the track, the value and :attr:`~lstmviz.store.RunReader.tokens_key` (a
+    tokens table rewritten with other annotations is scored afresh); written to a temporary file and renamed,
+    so a killed process never leaves half a table. Where the cache cannot be written, the ranking is returned
+    all the same."""
+    ask = json.dumps([name, column, None if value is None else str(value), run.tokens_key, PROBE_VERSION])
+    try:
+        path = run.cache_dir / "probes" / f"{hashlib.sha256(ask.encode()).hexdigest()[:20]}.parquet"
+    except OSError:  # a read-only run without a cache: scored again next session
+        return probe(run, column, name, value=value)
+    if path.is_file():
+        return pd.read_parquet(path)
+    table = probe(run, column, name, value=value)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        table.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # as above
+    finally:
+        tmp.unlink(missing_ok=True)
+    return table
 
 
 def _track(run: Run, column: str, value: object) -> tuple[np.ndarray, np.ndarray, bool]:

@@ -24,7 +24,7 @@ import streamlit as st
 
 from ..analysis import gradient_cache, select_match
 from ..analysis import overview as ov
-from ..analysis.probes import probe as rank_units
+from ..analysis.probes import stored_probe
 from ..analysis.projection import project
 from ..analysis.saturation import saturation as gate_saturation
 from ..errors import UserError
@@ -333,8 +333,9 @@ def projection(key: RunRef, name: str, method: str, n: int) -> tuple[pd.DataFram
 @st.cache_data(max_entries=32, show_spinner="Scoring every unit…")
 def probe(key: RunRef, name: str, track: str, value: str | None = None) -> pd.DataFrame:
     """:func:`lstmviz.analysis.probes.probe`: the units of ``name`` ranked against the annotation ``track``
-    (``track == value`` when a value is given, for a categorical track), strongest first."""
-    return rank_units(run_of(key), track, name, value=value)
+    (``track == value`` when a value is given, for a categorical track), strongest first; stored with the run
+    (:func:`~lstmviz.analysis.probes.stored_probe`), so a later session reads it back."""
+    return stored_probe(run_of(key), track, name, value=value)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

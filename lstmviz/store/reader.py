@@ -153,17 +153,22 @@ class RunReader:
         mapped column, for the caller to drop when done)."""
         return self.token_table.select([column]).to_pandas()[column]
 
+    @property
+    def tokens_key(self) -> str:
+        """16 hex digits naming this recording's tokens: its manifest, and the size, time and inode of each local
+        tokens file (one rewritten in place, same manifest and length, gets another key). Derived data that
+        depends on the tokens table (its memory map, annotation scores) is stored under it."""
+        files = expand(self.path, tokens_file(self.manifest))
+        stamps = [] if isinstance(self.path, FsPath) else [_stamp(self.path / f) for f in files]
+        recording = json.dumps([self.manifest, files, stamps], sort_keys=True, default=str)
+        return hashlib.sha256(recording.encode()).hexdigest()[:16]
+
     def _token_map(self) -> Path:
         """The memory-mappable copy of the tokens table, keyed by the manifest and the tokens files' size and
         times (a run recorded again gets its own; the copy of an earlier recording is removed). Written to a
         temporary sibling and renamed, so a reader never maps half a file."""
-        files = expand(self.path, tokens_file(self.manifest))
-        # a local tokens file rewritten in place (same manifest, same length) is told apart by its stat
-        stamps = [] if isinstance(self.path, FsPath) else [_stamp(self.path / f) for f in files]
-        recording = json.dumps([self.manifest, files, stamps], sort_keys=True, default=str)
-        key = hashlib.sha256(recording.encode()).hexdigest()[:16]
         cache = self.cache_dir
-        path = cache / f"tokens.{key}.arrow"
+        path = cache / f"tokens.{self.tokens_key}.arrow"
         if path.is_file():
             return path
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
