@@ -167,26 +167,31 @@ class Target:
         return not self.boolean and self.n_valid > 0
 
     def centred(self, r: int, stop: int) -> np.ndarray:
-        """y − ȳ over steps [r, stop), 0 where the annotation is missing (a block at a time: at 10M tokens a
-        [T] float64 copy is 80 MB)."""
-        yc = self.y[r:stop] - self.y_mean
-        yc[~self.valid[r:stop]] = 0.0
-        return yc
+        """y − ȳ over steps [r, stop), 0 where the annotation is missing."""
+        return _centred(self.y, self.valid, self.y_mean, r, stop)
+
+
+def _centred(y: np.ndarray, valid: np.ndarray, y_mean: float, r: int, stop: int) -> np.ndarray:
+    """y − ȳ over steps [r, stop), 0 where the annotation is missing (a block at a time: at 10M tokens a [T]
+    float64 copy is 80 MB)."""
+    yc = y[r:stop] - y_mean
+    yc[~valid[r:stop]] = 0.0
+    return yc
 
 
 def target(y: np.ndarray, valid: np.ndarray, boolean: bool) -> Target:
     """:class:`Target` of an annotation y ``[T]`` (valid ``[T]`` marks the tokens that count)."""
-    cls = y.astype(np.int8) if boolean else np.zeros(len(y), np.int8)
+    cls = y.astype(np.int8) if boolean else np.zeros(len(y), np.int8)  # int8 [T], built in place
     cls[~valid] = -1
-    track = Target(y, valid, boolean, cls, int(valid.sum()))
-    if not track.numeric:
-        return track
-    mean = Target(y, valid, boolean, cls, track.n_valid, float(np.mean(y, where=valid)))
-    syc = syy = 0.0
+    n_valid = int(valid.sum())
+    if boolean or not n_valid:
+        return Target(y, valid, boolean, cls, n_valid)
+    y_mean = float(np.mean(y, where=valid))
+    syc = syy = 0.0  # Σyc and Σyc²
     for r in range(0, len(y), ROWS):
-        yc = mean.centred(r, min(r + ROWS, len(y)))
+        yc = _centred(y, valid, y_mean, r, min(r + ROWS, len(y)))
         syc, syy = syc + float(yc.sum()), syy + float((yc * yc).sum())
-    return Target(y, valid, boolean, cls, track.n_valid, mean.y_mean, syc, syy)
+    return Target(y, valid, boolean, cls, n_valid, y_mean, syc, syy)
 
 
 def scores(read, n_units: int, track: Target) -> pd.DataFrame:
