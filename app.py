@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 import streamlit as st
 
-from lstmviz.dashboard import data, prepare, widgets
+from lstmviz.dashboard import data, prepare, sidebar, widgets
 from lstmviz.errors import UserError
 from lstmviz.store import RunError
 
@@ -51,12 +51,12 @@ def frame() -> None:
     root_page = st.Page(home, title="lstmviz", url_path="home", default=True, visibility="hidden")
     page = st.navigation([root_page, *pages.values()])
     st.sidebar.title("lstmviz")
-    widgets.run_picker(root)
+    sidebar.run_picker(root)
     status = prepare.Status.read(root)
     if status is not None and status.steps:
         with st.sidebar:  # a fragment draws into the container it is called in, never into st.sidebar itself
             (preparing_live if not status.finished else preparing)(root)
-    widgets.projector()
+    sidebar.projector()
     page.run()
 
 

@@ -61,6 +61,18 @@ def alone(sharded, tmp_path_factory) -> list[lstmviz.Run]:
     return runs
 
 
+def test_a_sharded_runs_token_map_reads_its_parts_as_one(sharded):
+    """The memory-mapped tokens table of a sharded run is its parts in order: windows across a shard border,
+    taken rows and whole columns equal ``Run.tokens``."""
+    whole = sharded.tokens
+    for a, b in sharded.manifest["recording"]["shards"][1:]:
+        for lo, hi in ((a - 3, a + 4), (a, b), (0, b)):
+            pd.testing.assert_frame_equal(sharded.tokens_window(lo, hi), whole.iloc[lo:hi].reset_index(drop=True))
+    rows = np.array([len(whole) - 1, 0, sharded.manifest["recording"]["shards"][1][0]])
+    pd.testing.assert_frame_equal(sharded.token_rows(rows).to_pandas(), whole.iloc[rows].reset_index(drop=True))
+    pd.testing.assert_series_equal(sharded.token_column("token"), whole["token"])
+
+
 def test_sharded_run_equals_each_shard_recorded_alone(sharded, alone):
     bounds = sharded.manifest["recording"]["shards"]
     assert bounds == [[0, 233], [233, 466], [466, 700]]

@@ -59,7 +59,7 @@ def compute(run: Run, module: object, checkpoint: Path, K: int, n_targets: int) 
     (written to a temporary file and renamed, so a killed process never leaves half a table) and returned."""
     from .gradients import gradient_flow
 
-    ids = run.tokens["token_id"].to_numpy()[:TOKENS].copy()
+    ids = run.tokens_window(0, TOKENS, ["token_id"])["token_id"].to_numpy().copy()
     summary = gradient_flow(module, ids, K=K, n_targets=n_targets, seed=SEED).summary
     path = _path(run, K, n_targets)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import RunError
 from ..store.format import Activation
-from ..store.reader import RunReader
+from ..store.reader import RunReader, mapped
 
 INDEX_VERSION = 2
 ROWS = 1 << 16  # rows per block when reading a run or a scratch copy
@@ -325,7 +325,10 @@ def on_index(run: RunReader, name: str, threshold: float | Threshold = 0.3) -> O
 def _load(bits: str, cols: str, theta: str, n_tokens: int, mtime_ns: int, inode: int) -> OnIndex:
     """One memory map per index file and process: a fresh map would fault in its pages again on every query
     (tens of ms for 64 MB). Keyed by mtime and inode, so a rebuilt file is mapped afresh."""
-    return OnIndex(np.load(bits, mmap_mode="r"), np.load(theta), n_tokens, np.load(cols, mmap_mode="r"))
+    maps = np.load(bits, mmap_mode="r"), np.load(cols, mmap_mode="r")
+    for m in maps:  # a query's pages leave the resident set after the script run (drop_mapped_pages)
+        mapped(m._mmap)
+    return OnIndex(maps[0], np.load(theta), n_tokens, maps[1])
 
 
 def build_index(run: RunReader, name: str, threshold: float | Threshold) -> None:

@@ -12,8 +12,12 @@ counts (:data:`HIST_BYTES`) and one block, whatever the run's length.
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import os
+import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -63,22 +67,51 @@ def probe(
         DataFrame, strongest first: name, unit, metric (``auc`` or ``pearson_r``), score, strength, n, and for
         boolean tracks mean_true / mean_false (the unit's mean where the annotation holds / does not).
     """
-    y, valid, boolean = _track(run, column, value)
+    track = target(*_track(run, column, value))
     names = run.names if names is None else [names] if isinstance(names, str) else list(names)
-    frames = [_score(run, name, y, valid, boolean) for name in names]
+    frames = [_score(run, name, track) for name in names]
     out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if len(out):
         out = out.sort_values("strength", ascending=False, na_position="last", kind="stable")
     return out.reset_index(drop=True).head(top) if top is not None else out.reset_index(drop=True)
 
 
+PROBE_VERSION = 1
+
+
+def stored_probe(run: Run, column: str, name: str, value: object = None) -> pd.DataFrame:
+    """:func:`probe` of one activation, kept under the run's ``cache/probes/``: scoring every unit reads the whole
+    activation once (tens of seconds at 10M tokens), so a later session, or a restarted app, reads the ranking
+    back. Keyed by the activation, the track, the value and :attr:`~lstmviz.store.RunReader.tokens_key` (a
+    tokens table rewritten with other annotations is scored afresh); written to a temporary file and renamed,
+    so a killed process never leaves half a table. Where the cache cannot be written, the ranking is returned
+    all the same."""
+    ask = json.dumps([name, column, None if value is None else str(value), run.tokens_key, PROBE_VERSION])
+    try:
+        path = run.cache_dir / "probes" / f"{hashlib.sha256(ask.encode()).hexdigest()[:20]}.parquet"
+    except OSError:  # a read-only run without a cache: scored again next session
+        return probe(run, column, name, value=value)
+    if path.is_file():
+        return pd.read_parquet(path)
+    table = probe(run, column, name, value=value)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        table.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # as above
+    finally:
+        tmp.unlink(missing_ok=True)
+    return table
+
+
 def _track(run: Run, column: str, value: object) -> tuple[np.ndarray, np.ndarray, bool]:
     """(y ``[T]``, valid bool ``[T]``, boolean?) for an annotation column."""
-    tokens = run.tokens
-    if column not in tokens.columns:
-        extra = [c for c in tokens.columns if c not in ("idx", "doc", "pos", "token_id", "token")]
+    if column not in run.token_columns:
+        extra = [c for c in run.token_columns if c not in ("idx", "doc", "pos", "token_id", "token")]
         raise RunError(f"the run has no token column {column!r}; annotation columns: {', '.join(extra) or 'none'}")
-    col = tokens[column]
+    col = run.token_column(column)
     valid = ~col.isna().to_numpy()
     if value is not None:
         return (col == value).fillna(False).to_numpy(bool), valid, True
@@ -91,51 +124,83 @@ def _track(run: Run, column: str, value: object) -> tuple[np.ndarray, np.ndarray
     )
 
 
-def _score(run: Run, name: str, y: np.ndarray, valid: np.ndarray, boolean: bool) -> pd.DataFrame:
-    """One activation's units scored against y ``[T]`` (valid ``[T]`` marks the tokens that count), reading the
-    run in blocks of rows, float16 as stored."""
+def _score(run: Run, name: str, track: Target) -> pd.DataFrame:
+    """One activation's units scored against a track, reading the run in blocks of rows, float16 as stored."""
 
     def read(units: np.ndarray, start: int, stop: int) -> np.ndarray:
         return run.activations(name, units, start, stop, dtype=np.float16)
 
-    frame = scores(read, run.units(name), run.n_tokens, y, valid, boolean)
+    frame = scores(read, run.units(name), track)
     frame.insert(0, "name", name)
     return frame
 
 
-def column_score(x: np.ndarray, y: np.ndarray, valid: np.ndarray, boolean: bool) -> tuple[str, float]:
-    """(metric, score) of one unit's column x ``[T]`` (its float16 values, as stored) against y ``[T]``: what
+def column_score(x: np.ndarray, track: Target) -> tuple[str, float]:
+    """(metric, score) of one unit's column x ``[T]`` (its float16 values, as stored) against a track: what
     :func:`probe` gives that unit, read a block at a time with no copy of the column."""
 
     def read(units: np.ndarray, start: int, stop: int) -> np.ndarray:
         return x[start:stop, None]
 
-    row = scores(read, 1, len(x), y, valid, boolean).iloc[0]
+    row = scores(read, 1, track).iloc[0]
     return str(row["metric"]), float(row["score"])
 
 
-def scores(read, n_units: int, T: int, y: np.ndarray, valid: np.ndarray, boolean: bool) -> pd.DataFrame:
-    """Every unit scored against y ``[T]`` from blocks of values: ``read(units, start, stop)`` gives float16
+@dataclass(frozen=True)
+class Target:
+    """An annotation prepared for scoring, once for every unit scored against it (:func:`target`): y ``[T]``
+    (bool, or float64 for a number), valid bool ``[T]`` (the tokens that count), cls int8 ``[T]`` (the class of
+    each token, 1 / 0 for a boolean track, 0 for a number, −1 where missing), and for a number ȳ, Σ(y − ȳ) and
+    Σ(y − ȳ)² over the valid tokens."""
+
+    y: np.ndarray
+    valid: np.ndarray
+    boolean: bool
+    cls: np.ndarray
+    n_valid: int
+    y_mean: float = 0.0
+    syc: float = 0.0
+    syy: float = 0.0
+
+    @property
+    def numeric(self) -> bool:
+        return not self.boolean and self.n_valid > 0
+
+    def centred(self, r: int, stop: int) -> np.ndarray:
+        """y − ȳ over steps [r, stop), 0 where the annotation is missing."""
+        return _centred(self.y, self.valid, self.y_mean, r, stop)
+
+
+def _centred(y: np.ndarray, valid: np.ndarray, y_mean: float, r: int, stop: int) -> np.ndarray:
+    """y − ȳ over steps [r, stop), 0 where the annotation is missing (a block at a time: at 10M tokens a [T]
+    float64 copy is 80 MB)."""
+    yc = y[r:stop] - y_mean
+    yc[~valid[r:stop]] = 0.0
+    return yc
+
+
+def target(y: np.ndarray, valid: np.ndarray, boolean: bool) -> Target:
+    """:class:`Target` of an annotation y ``[T]`` (valid ``[T]`` marks the tokens that count)."""
+    cls = y.astype(np.int8) if boolean else np.zeros(len(y), np.int8)  # int8 [T], built in place
+    cls[~valid] = -1
+    n_valid = int(valid.sum())
+    if boolean or not n_valid:
+        return Target(y, valid, boolean, cls, n_valid)
+    y_mean = float(np.mean(y, where=valid))
+    syc = syy = 0.0  # Σyc and Σyc²
+    for r in range(0, len(y), ROWS):
+        yc = _centred(y, valid, y_mean, r, min(r + ROWS, len(y)))
+        syc, syy = syc + float(yc.sum()), syy + float((yc * yc).sum())
+    return Target(y, valid, boolean, cls, n_valid, y_mean, syc, syy)
+
+
+def scores(read, n_units: int, track: Target) -> pd.DataFrame:
+    """Every unit scored against a track ``[T]`` from blocks of values: ``read(units, start, stop)`` gives float16
     ``[stop - start, len(units)]``. Per unit, the counts of each float16 value by class (true / false, or valid)
     and, for a number, the sums Σx·(y − ȳ); at most :data:`HIST_BYTES` of counts at once, so the units are taken
     a group at a time. Columns: unit, metric, score (and mean_true, mean_false), strength, n."""
-    # int8 [T], built in place; y − ȳ is made a block at a time: at 10M tokens each [T] float64 copy is 80 MB
-    cls = y.astype(np.int8) if boolean else np.zeros(T, np.int8)
-    cls[~valid] = -1
-    n_valid = int(valid.sum())
-    numeric = not boolean and n_valid > 0
-    y_mean = float(np.mean(y, where=valid)) if numeric else 0.0
-
-    def centred(r: int, stop: int) -> np.ndarray:
-        """y − ȳ over steps [r, stop), 0 where the annotation is missing (a block at a time: no [T] copy)."""
-        yc = y[r:stop] - y_mean
-        yc[~valid[r:stop]] = 0.0
-        return yc
-
-    syc = syy = 0.0  # Σyc and Σyc², once
-    for r in range(0, T, ROWS) if numeric else ():
-        yc = centred(r, min(r + ROWS, T))
-        syc, syy = syc + float(yc.sum()), syy + float((yc * yc).sum())
+    T, boolean, numeric, cls = len(track.cls), track.boolean, track.numeric, track.cls
+    centred, syc, syy, n_valid = track.centred, track.syc, track.syy, track.n_valid
     n_cls = 2 if boolean else 1
     group = max(1, HIST_BYTES // (n_cls * N_KEYS * 8))
     parts = []

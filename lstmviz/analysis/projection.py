@@ -84,7 +84,7 @@ def project(
         _compute(run, name, cols, params, path)
     with np.load(path) as cached:
         idx, xy, explained = cached["idx"], cached["xy"], cached["explained"]
-    frame = run.tokens.iloc[idx].reset_index(drop=True)
+    frame = run.token_rows(idx).to_pandas().reset_index(drop=True)
     frame.insert(0, "x", xy[:, 0])
     frame.insert(1, "y", xy[:, 1])
     before, text, after = span_text(run, idx, idx + 1, context)

@@ -391,7 +391,7 @@ def token_joiner(run: Run) -> str:
     kind = (run.manifest.get("tokenizer") or {}).get("kind")
     if kind in ("char", "word"):
         return "" if kind == "char" else " "
-    sample = run.tokens["token"].iloc[:1000].astype(str)
+    sample = run.tokens_window(0, 1000, ["token"])["token"].astype(str)
     return "" if sample.str.len().max() <= 1 else " "
 
 
@@ -401,14 +401,20 @@ def span_text(
     """Display strings (before, text, after) of token spans [start, stop), with up to ``width`` tokens of
     context on each side that stop at document borders. A text longer than max_text tokens is shortened in the
     middle with " … "."""
-    tok, doc = run.tokens["token"], run.tokens["doc"].to_numpy()
+    starts, stops = np.asarray(starts, np.int64), np.asarray(stops, np.int64)
+    los, his = np.maximum(starts - width, 0), np.minimum(stops + width, run.n_tokens)
+    # every span's rows taken from the mapped table at once: a window per span costs ~0.3 ms, 1.5 s for 5000
+    offsets = np.concatenate([[0], np.cumsum(his - los)])
+    rows = np.repeat(los - offsets[:-1], his - los) + np.arange(offsets[-1])
+    taken = run.token_rows(rows, ["token", "doc"])
+    tok, doc = taken.column("token").to_pylist(), taken.column("doc").to_numpy()
     join = token_joiner(run)
     before, text, after = [], [], []
-    for a, b in zip(np.asarray(starts), np.asarray(stops), strict=True):
-        lo, hi = max(a - width, 0), min(b + width, len(tok))
-        lo += int(np.count_nonzero(doc[lo:a] != doc[a]))  # docs are contiguous: drop the other doc's tail
-        hi -= int(np.count_nonzero(doc[b:hi] != doc[b - 1]))
-        window = [str(t) for t in tok.iloc[lo:hi]]
+    for a, b, lo, hi, at in zip(starts, stops, los, his, offsets[:-1], strict=True):
+        base = lo - at  # tok[i - base] is token i
+        lo += int(np.count_nonzero(doc[lo - base : a - base] != doc[a - base]))  # docs are contiguous: drop the
+        hi -= int(np.count_nonzero(doc[b - base : hi - base] != doc[b - 1 - base]))  # other doc's tail
+        window = [str(t) for t in tok[lo - base : hi - base]]
         inner = window[a - lo : b - lo]
         if len(inner) > max_text:
             inner = [*inner[: max_text // 2], " … ", *inner[-max_text // 2 :]]
@@ -424,7 +430,8 @@ def with_context(run: Run, spans: pd.DataFrame, width: int = 20) -> pd.DataFrame
     out = spans.reset_index(drop=True)
     starts = out["start"].to_numpy()
     out.insert(0, "rank", np.arange(1, len(out) + 1))
-    out["doc"] = run.tokens["doc"].to_numpy()[starts]
-    out["pos"] = run.tokens["pos"].to_numpy()[starts]
+    at = run.token_rows(starts, ["doc", "pos"])
+    out["doc"] = at.column("doc").to_numpy()
+    out["pos"] = at.column("pos").to_numpy()
     out["before"], out["text"], out["after"] = span_text(run, starts, out["stop"].to_numpy(), width)
     return out

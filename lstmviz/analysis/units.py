@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import warnings
+import weakref
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -127,12 +128,12 @@ def _corpus_counts(tokens: Sequence[str]) -> Counter:
 
 def tracks(run: Run) -> list[str]:
     """The run's annotation columns that probes score (boolean or numeric)."""
+    dtypes = run.tokens_window(0, 0).dtypes  # the kinds are in the types: no column is read
     out = []
-    for c in run.tokens.columns:
+    for c in run.token_columns:
         if c in TRACK_SKIP:
             continue
-        col = run.tokens[c]
-        if pd.api.types.is_bool_dtype(col.dtype) or pd.api.types.is_numeric_dtype(col.dtype):
+        if pd.api.types.is_bool_dtype(dtypes[c]) or pd.api.types.is_numeric_dtype(dtypes[c]):
             out.append(c)
     return out
 
@@ -216,17 +217,31 @@ def unit_label(run: Run, x: np.ndarray, top_idx: np.ndarray) -> dict:
     ``[tokens]`` and its top positive positions, scored as :func:`catalogue` scores every unit."""
     best = {"track": None, "metric": None, "score": np.nan, "strength": np.nan}
     for t in tracks(run):
-        col = run.tokens[t]
-        valid = ~col.isna().to_numpy()
-        boolean = pd.api.types.is_bool_dtype(col.dtype)
-        y = col.fillna(False).to_numpy(bool) if boolean else col.to_numpy(np.float64, na_value=np.nan)
-        metric, score = probes.column_score(np.asarray(x, np.float16), y, valid, boolean)
-        strength = abs(2 * score - 1) if boolean else abs(score)
+        track = track_target(run, t)
+        metric, score = probes.column_score(np.asarray(x, np.float16), track)
+        strength = abs(2 * score - 1) if track.boolean else abs(score)
         if np.isfinite(strength) and not strength <= np.nan_to_num(best["strength"], nan=-1.0):
             best = {"track": t, "metric": metric, "score": score, "strength": strength}
     top_tokens = " ".join(over_represented(top_idx[:20], _cards.token_strings(run)))
     shown = best["track"] if np.nan_to_num(best["strength"]) >= FLOOR else None
     return {**best, "top_tokens": top_tokens, "label": label(shown, best["metric"], best["score"], top_tokens)}
+
+
+_TARGETS: weakref.WeakKeyDictionary[Run, dict[str, probes.Target]] = weakref.WeakKeyDictionary()
+
+
+def track_target(run: Run, track: str) -> probes.Target:
+    """The annotation column ``track`` prepared for scoring (:func:`lstmviz.analysis.probes.target`), kept while
+    the run is open: each unit's label scores its column against every track, and preparing one (reading the
+    column, its missing values, its classes and sums) is about half of the scoring at 10M tokens."""
+    held = _TARGETS.setdefault(run, {})
+    if track not in held:
+        col = run.token_column(track)
+        valid = ~col.isna().to_numpy()
+        boolean = pd.api.types.is_bool_dtype(col.dtype)
+        y = col.fillna(False).to_numpy(bool) if boolean else col.to_numpy(np.float64, na_value=np.nan)
+        held[track] = probes.target(y, valid, boolean)
+    return held[track]
 
 
 def _stronger(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
@@ -303,7 +318,7 @@ def measured_effect(model: nn.Module, run: Run, name: str, unit: int, tokens: in
     held at its corpus mean: ``direct`` (the decoder alone sees it) and ``total`` (the recurrence carries it)."""
     from ..causal import effects
 
-    ids = torch.tensor(run.tokens["token_id"].to_numpy()[:tokens], dtype=torch.long)
+    ids = torch.tensor(run.tokens_window(0, tokens, ["token_id"])["token_id"].to_numpy(), dtype=torch.long)
     if len(ids) < 2:
         raise RunError("a measured effect needs at least two tokens")
     fx = effects(model, ids, {name: {unit: "mean"}}, run=run)

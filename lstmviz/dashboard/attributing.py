@@ -39,16 +39,16 @@ def context(run: Run, idx: int) -> tuple[int, np.ndarray]:
     The stream's (stateful recording: ``streams`` contiguous pieces of ``ceil(N / streams)`` tokens) or the
     document's (``mode="sequences"``) first token; the ids include the token after ``idx``, the actual next one.
     """
-    tokens = run.tokens
     rec = run.manifest.get("recording") or {}
-    n = len(tokens)
-    if rec.get("mode") == "sequences" and "doc" in tokens:
-        same = tokens["doc"].to_numpy() == tokens["doc"].iat[idx]  # documents are contiguous
+    n = run.n_tokens
+    if rec.get("mode") == "sequences" and "doc" in run.token_columns:
+        doc = run.token_column("doc").to_numpy()
+        same = doc == doc[idx]  # documents are contiguous
         first, last = int(np.argmax(same)), idx + 1 if idx + 1 < n and same[idx + 1] else idx
     else:
         length = -(-n // min(max(int(rec.get("streams", 1)), 1), n))
         first, last = idx // length * length, min(idx + 1, n - 1)
-    return first, tokens["token_id"].to_numpy()[first : last + 1].astype(np.int64)
+    return first, run.tokens_window(first, last + 1, ["token_id"])["token_id"].to_numpy().astype(np.int64)
 
 
 @st.cache_data(max_entries=64, show_spinner="Attributing the prediction to the tokens before it…")

@@ -67,10 +67,11 @@ def show(run: Run, key: data.RunRef, start: int, stop: int) -> None:
         )
     )
     state.publish("attr_at", idx)
-    row = run.tokens.iloc[idx]
+    rows = run.tokens_window(idx, idx + 2)
+    row = rows.iloc[0]
     vocab = data.vocab(run)
-    nxt = str(run.tokens["token"].iat[idx + 1]) if idx + 1 < run.n_tokens else None
-    tops = [int(i) for i in row["top_ids"]] if "top_ids" in run.tokens and row["top_ids"] is not None else []
+    nxt = str(rows["token"].iat[1]) if len(rows) > 1 else None
+    tops = [int(i) for i in row["top_ids"]] if "top_ids" in rows and row["top_ids"] is not None else []
     probs = dict(zip(tops, [float(p) for p in row["top_p"]], strict=False)) if tops else {}
     options = (["next"] if nxt is not None else []) + [str(i) for i in tops]
     if not options:

@@ -24,12 +24,13 @@ import streamlit as st
 
 from ..analysis import gradient_cache, select_match
 from ..analysis import overview as ov
-from ..analysis.probes import probe as rank_units
+from ..analysis.probes import stored_probe
 from ..analysis.projection import project
 from ..analysis.saturation import saturation as gate_saturation
 from ..errors import UserError
 from ..models import samples
 from ..store import Run, RunError, open_run
+from ..store.reader import drop_mapped_pages
 
 RunRef = tuple[str, float]
 """``(resolved run path, mtime of its manifest.json)``: the cache key of a run."""
@@ -52,10 +53,12 @@ def _malloc_trim():
 def release_memory() -> None:
     """Give the C heap's freed pages back to the system, once per script run. Reading parquet leaves many small
     freed blocks across malloc's arenas (about 200 MB after a few whole columns at 10M tokens) that glibc keeps,
-    so each next read would peak that much higher; a trim costs a few milliseconds."""
+    so each next read would peak that much higher; a trim costs a few milliseconds. The pages the run read from
+    the memory maps of the tokens and the match indices leave the resident set too (:func:`drop_mapped_pages`)."""
     trim = _malloc_trim()
     if trim is not None:
         trim(0)
+    drop_mapped_pages()
 
 
 # --- where runs live ------------------------------------------------------------------------------------------
@@ -161,8 +164,8 @@ def overview(key: RunRef, name: str, max_cells: int = MAX_OVERVIEW_CELLS) -> tup
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def tokens_window(key: RunRef, start: int, stop: int) -> pd.DataFrame:
-    """Rows ``[start, stop)`` of the tokens table."""
-    return run_of(key).tokens.iloc[start:stop].reset_index(drop=True)
+    """Rows ``[start, stop)`` of the tokens table (from its memory map: the window's pages alone)."""
+    return run_of(key).tokens_window(start, stop)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -170,7 +173,7 @@ def joined_text(key: RunRef) -> tuple[str, np.ndarray]:
     """The corpus as one string and int64 ``[tokens]`` character offsets of each token, for text search."""
     run = run_of(key)
     # in arrow, not as a list: 10M tokens as Python strings would hold ~500 MB for one search box
-    tok = pa.array(run.tokens["token"].astype(str), pa.large_string())
+    tok = run.token_table.column("token").cast(pa.large_string()).combine_chunks()
     sep = select_match.token_joiner(run)
     lengths = pc.add(pc.utf8_length(tok), len(sep)).to_numpy(zero_copy_only=False).astype(np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]) if len(tok) else np.zeros(0, np.int64)
@@ -330,8 +333,9 @@ def projection(key: RunRef, name: str, method: str, n: int) -> tuple[pd.DataFram
 @st.cache_data(max_entries=32, show_spinner="Scoring every unit…")
 def probe(key: RunRef, name: str, track: str, value: str | None = None) -> pd.DataFrame:
     """:func:`lstmviz.analysis.probes.probe`: the units of ``name`` ranked against the annotation ``track``
-    (``track == value`` when a value is given, for a categorical track), strongest first."""
-    return rank_units(run_of(key), track, name, value=value)
+    (``track == value`` when a value is given, for a categorical track), strongest first; stored with the run
+    (:func:`~lstmviz.analysis.probes.stored_probe`), so a later session reads it back."""
+    return stored_probe(run_of(key), track, name, value=value)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

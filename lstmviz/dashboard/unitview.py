@@ -16,6 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from ..analysis import units
+from ..analysis.histogram import spread as spread_of
 from ..cards import token_strings
 from ..store import Run
 from . import data, widgets
@@ -52,8 +53,7 @@ def column(key: data.RunRef, name: str, unit: int) -> np.ndarray:
 def spread(key: data.RunRef, name: str, unit: int) -> tuple[units.Histogram, float]:
     """The unit's histogram (:func:`lstmviz.analysis.units.histogram`) and its largest |value| (the contexts'
     colour scale), once per unit rather than on every rerun of its page."""
-    values = column(key, name, unit)
-    return units.histogram(values), units.peak(values)
+    return spread_of(column(key, name, unit))
 
 
 def context_html(

@@ -3,21 +3,56 @@ of a window, the columns of the units wanted). A sharded run (:mod:`lstmviz.shar
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import hashlib
+import json
+import mmap
+import os
+import threading
+import weakref
+from collections.abc import Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from ..errors import RunError
-from ..location import AnyPath, FsPath, local_cache
-from ..shards import open_parquet, read_table, tokens_file
+from ..location import AnyPath, FsPath, local_cache, parquet_file
+from ..shards import expand, open_parquet, read_table, tokens_file
 from ..validate import is_index, stats_file, unit_ids
 
 TILE_ROWS = 4096  # rows transposed at a time from the unit-major copy of a read (a tile stays in cache)
+
+_MAPPED: weakref.WeakSet[mmap.mmap] = weakref.WeakSet()
+
+
+def mapped(m: mmap.mmap) -> mmap.mmap:
+    """Register a read-only map of derived data, for :func:`drop_mapped_pages`; returns it."""
+    _MAPPED.add(m)
+    return m
+
+
+def _stamp(path: Path) -> tuple[int, int, int]:
+    s = path.stat()
+    return s.st_size, s.st_mtime_ns, s.st_ino
+
+
+def drop_mapped_pages() -> None:
+    """Unmap the pages read so far from every registered map (the tokens' copy, the match indices): they stay in
+    the page cache, so the next read faults them back from memory, not disk, but they leave this process's
+    resident set. A map is read a window or a few units at a time, and what one view touched (a match's pass
+    over 160 MB of bits, a projection's 5000 rows across every column) would otherwise stay resident for the
+    process's life, one more map per θ. The dashboard calls it after every script run."""
+    advice = getattr(mmap, "MADV_DONTNEED", None)
+    if advice is None:  # no madvise here (Windows)
+        return
+    for m in list(_MAPPED):
+        with contextlib.suppress(OSError, ValueError):  # closed meanwhile
+            m.madvise(advice)
 
 
 class RunReader:
@@ -62,6 +97,107 @@ class RunReader:
     def tokens(self) -> pd.DataFrame:
         """One row per token: idx, doc, pos, token_id, token, then annotation and prediction columns."""
         return self._read_table(tokens_file(self.manifest))
+
+    @cached_property
+    def token_table(self) -> pa.Table:
+        """The tokens table as arrow, memory-mapped from an uncompressed copy in :attr:`cache_dir` (written on
+        first use, a row group at a time): a window or one column costs the pages it touches, where
+        :attr:`tokens` holds every column in memory (about 400 MB at 10M tokens). Where the cache cannot be
+        written (a read-only run), read into memory."""
+        where = self.path / tokens_file(self.manifest)
+        try:
+            try:
+                path = self._token_map()
+            except OSError:
+                schema, parts = self._token_parts()
+                return pa.Table.from_batches([b for part in parts for b in part.to_batches()], schema)
+            with open(path, "rb") as f:
+                m = mapped(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
+            return ipc.open_file(pa.py_buffer(m)).read_all()
+        except (OSError, pa.ArrowException) as e:
+            raise RunError(f"{where} is unreadable: {' '.join(str(e).split())}") from None
+
+    @property
+    def token_columns(self) -> list[str]:
+        """The tokens table's columns, in order (a stored pandas index is not one)."""
+        return [c for c in self.token_table.column_names if not c.startswith("__index_level_")]
+
+    def tokens_window(self, start: int, stop: int, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """Rows ``[start, stop)`` of the tokens table (``columns``, default all), indexed from 0."""
+        start, stop, _ = slice(start, stop).indices(self.n_tokens)
+        part = self.token_table.slice(start, max(stop - start, 0))
+        part = part.select(list(columns)) if columns is not None else part
+        return part.to_pandas().reset_index(drop=True)
+
+    def token_rows(self, rows: np.ndarray, columns: Sequence[str] | None = None) -> pa.Table:
+        """Rows ``rows`` (int ``[n]``, any order, repeats allowed) of the tokens table (``columns``, default all),
+        in that order. Taken a record batch at a time: arrow's take over a chunked table joins every chunk of a
+        column first, ~20 ms for a few hundred rows of a 10M-token run, where this costs well under one."""
+        table = self.token_table if columns is None else self.token_table.select(list(columns))
+        rows = np.asarray(rows, np.int64).reshape(-1)
+        batches = table.to_batches()
+        if not len(rows) or not batches:
+            return table.slice(0, 0).take(pa.array(rows))  # empty, or out of range: arrow says so
+        bounds = np.cumsum([0] + [b.num_rows for b in batches])
+        if rows.min() < 0 or rows.max() >= bounds[-1]:
+            raise RunError(f"token rows must lie in 0…{bounds[-1] - 1}, got {rows.min()}…{rows.max()}")
+        which = np.searchsorted(bounds, rows, side="right") - 1
+        order = np.argsort(which, kind="stable")
+        parts = [batches[b].take(pa.array(rows[order[which[order] == b]] - bounds[b])) for b in np.unique(which)]
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        return pa.Table.from_batches(parts, table.schema).combine_chunks().take(pa.array(inverse))
+
+    def token_column(self, column: str) -> pd.Series:
+        """One column of the tokens table over the whole run, ``[tokens]``, as :attr:`tokens` has it (a copy of the
+        mapped column, for the caller to drop when done)."""
+        return self.token_table.select([column]).to_pandas()[column]
+
+    @property
+    def tokens_key(self) -> str:
+        """16 hex digits naming this recording's tokens: its manifest, and the size, time and inode of each local
+        tokens file (one rewritten in place, same manifest and length, gets another key). Derived data that
+        depends on the tokens table (its memory map, annotation scores) is stored under it."""
+        files = expand(self.path, tokens_file(self.manifest))
+        stamps = [] if isinstance(self.path, FsPath) else [_stamp(self.path / f) for f in files]
+        recording = json.dumps([self.manifest, files, stamps], sort_keys=True, default=str)
+        return hashlib.sha256(recording.encode()).hexdigest()[:16]
+
+    def _token_map(self) -> Path:
+        """The memory-mappable copy of the tokens table, keyed by the manifest and the tokens files' size and
+        times (a run recorded again gets its own; the copy of an earlier recording is removed). Written to a
+        temporary sibling and renamed, so a reader never maps half a file."""
+        cache = self.cache_dir
+        path = cache / f"tokens.{self.tokens_key}.arrow"
+        if path.is_file():
+            return path
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            schema, parts = self._token_parts()
+            with ipc.new_file(str(tmp), schema) as writer:
+                for part in parts:
+                    writer.write_table(part)
+                    del part
+                    pa.default_memory_pool().release_unused()
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        for old in cache.glob("tokens.*.arrow"):
+            if old != path:
+                old.unlink(missing_ok=True)
+        return path
+
+    def _token_parts(self) -> tuple[pa.Schema, Iterator[pa.Table]]:
+        """The tokens table's schema, and its row groups in corpus order (over a sharded run's parts). A shard's
+        pandas metadata names its own row range: the first part's stands for all."""
+        files = [parquet_file(self.path / f) for f in expand(self.path, tokens_file(self.manifest))]
+        schema = files[0].schema_arrow
+        groups = (
+            pf.read_row_group(g).replace_schema_metadata(schema.metadata).cast(schema)
+            for pf in files
+            for g in range(pf.metadata.num_row_groups)
+        )
+        return schema, groups
 
     @cached_property
     def stats(self) -> pd.DataFrame:

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from lstmviz.analysis.probes import auc, probe
+from lstmviz.analysis.probes import auc, probe, stored_probe
 from lstmviz.store import RunError
 
 T, U = 6000, 12
@@ -110,3 +110,30 @@ def test_blockwise_scores_equal_the_whole_column_brute_force(planted, monkeypatc
     for c in ("mean_true", "mean_false"):
         if c in want:
             np.testing.assert_allclose(got[c], want[c], rtol=1e-9)
+
+
+def test_a_stored_ranking_is_read_back_and_rescored_when_the_tokens_change(planted, monkeypatch):
+    """stored_probe is probe, computed once: a second call (another session) reads the stored table without
+    scoring, and a tokens table rewritten in place (other annotations, same manifest) is scored afresh."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lstmviz.analysis import probes
+    from lstmviz.store import open_run
+
+    name = "rnn.l0.fwd.c"
+    first = stored_probe(planted, "in_string", name)
+    pd.testing.assert_frame_equal(first, probe(planted, "in_string", name))
+    assert len(list((planted.cache_dir / "probes").glob("*.parquet"))) == 1
+    scored = []
+    monkeypatch.setattr(probes, "scores", lambda *a, **k: scored.append(1) or pytest.fail("scored again"))
+    pd.testing.assert_frame_equal(stored_probe(open_run(planted.path), "in_string", name), first)
+    assert not scored
+    monkeypatch.undo()
+    tokens = planted.tokens.assign(in_string=~planted.tokens["in_string"])  # the annotation flipped: AUC → 1 − AUC
+    pq.write_table(pa.Table.from_pandas(tokens, preserve_index=False), planted.path / "tokens.parquet")
+    fresh = open_run(planted.path)
+    again = stored_probe(fresh, "in_string", name)
+    pd.testing.assert_frame_equal(again, probe(fresh, "in_string", name))
+    top = first.set_index("unit")["score"]
+    np.testing.assert_allclose(again.set_index("unit")["score"].loc[top.index], 1 - top, atol=1e-12)

@@ -258,3 +258,42 @@ def test_peak_of_a_float16_column_is_the_largest_magnitude(rng):
         assert units.peak(col.astype(np.float32)) == units.peak(col)
     assert units.peak(np.array([-0.0, np.nan], np.float16)) == 0.0
     assert units.peak(np.zeros(0, np.float16)) == units.peak(np.array([np.nan], np.float16)) == 1.0
+
+
+@pytest.mark.parametrize("case", ["normal", "tails", "nan", "inf", "empty", "none"])
+def test_spread_of_a_float16_column_is_its_histogram_and_peak_from_float64(rng, case):
+    """One count of the float16 values gives the histogram and the largest |value| that binning and taking
+    np.nanmax(np.abs(·)) of the float64 values give."""
+    from lstmviz.analysis.histogram import spread
+
+    normal = rng.normal(size=5000) * 3
+    x = {
+        "normal": normal,
+        "tails": np.r_[normal, [300.0, -80.0, -0.0]],
+        "nan": np.r_[normal, [np.nan]],
+        "inf": np.r_[normal, [-np.inf, np.nan]],
+        "empty": np.array([np.nan]),
+        "none": np.zeros(0),
+    }[case].astype(np.float16)
+    got, top = spread(x, bins=30)
+    want = units.histogram(x.astype(np.float64), bins=30)
+    np.testing.assert_array_equal(got.counts, want.counts)
+    np.testing.assert_array_equal(got.edges, want.edges)
+    assert (got.below, got.above) == (want.below, want.above)
+    finite = x.astype(np.float64)[~np.isnan(x)]
+    assert top == (float(np.abs(finite).max()) if len(finite) else 1.0)
+    assert spread(x.astype(np.float32), bins=30)[1] == top
+
+
+def test_a_label_from_the_held_tracks_equals_one_from_fresh_ones(planted):
+    """unit_label keeps each track prepared while the run is open: every unit's label is the one a run opened
+    afresh (nothing held) gives it."""
+    from lstmviz.store import open_run
+
+    name = "rnn.l0.fwd.h"
+    for u in range(planted.units(name)):
+        x = planted.activations(name, [u], dtype=np.float16)[:, 0]
+        top = planted.top_contexts(name, u, k=20)["idx"].to_numpy()
+        fresh = open_run(planted.path)
+        assert units.unit_label(planted, x, top) == units.unit_label(fresh, x, top)
+    assert set(units._TARGETS[planted]) == set(units.tracks(planted))

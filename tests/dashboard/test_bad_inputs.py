@@ -18,7 +18,7 @@ import pytest
 from corrupt_runs import CASES, CorruptRun, make_corrupt_runs
 from streamlit.testing.v1 import AppTest
 
-from lstmviz.dashboard import widgets
+from lstmviz.dashboard import pickers, widgets
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 PAGES = list(widgets.PAGES)
@@ -262,7 +262,7 @@ def test_url_parsers_refuse_what_is_not_a_value():
     for raw in ("3", "3-", "-3-4", "a-b", "1-2-3"):
         with pytest.raises(ValueError, match="span"):
             state.span_pair(raw)
-    assert [state.nearest(widgets.WIDTHS)(v) for v in (0, 150, 300, 10**9)] == [100, 100, 200, 2000]
+    assert [state.nearest(pickers.WIDTHS)(v) for v in (0, 150, 300, 10**9)] == [100, 100, 200, 2000]
 
 
 # --- NaN / inf on the Overview ----------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -229,3 +230,25 @@ def test_gate_heatmaps_are_drawn_on_zero_to_one():
             assert trace.colorscale == go.Heatmap(colorscale=scale).colorscale
             lo, hi = bounds or figures.symmetric_range(gate)
             assert (trace.zmin, trace.zmax) == (lo, hi)
+
+
+def test_selection_lines_draw_each_unit_its_theta_and_the_marked_spans():
+    """One line per selected unit holding its values; θ one dashed line (or a dotted one per unit when θ differs
+    by unit) spanning the plot; the span and the hit shaded over the tokens they cover, clipped to the window."""
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(50, 3)).astype(np.float32)
+    fig = figures.selection_lines(values, 100, [4, 9, 2], list("ab" * 25), 0.25, span=(90, 103), hit=(140, 160))
+    assert [t.name for t in fig.data] == ["unit 4", "unit 9", "unit 2"]
+    for j, trace in enumerate(fig.data):
+        np.testing.assert_array_equal(trace.y, values[:, j])
+        np.testing.assert_array_equal(trace.x, np.arange(100, 150))
+    theta, span, hit = fig.layout.shapes
+    assert (theta.type, theta.y0, theta.y1, theta.x0, theta.x1, theta.xref) == ("line", 0.25, 0.25, 0, 1, "x domain")
+    assert theta.line.dash == "dash" and fig.layout.annotations[0].text == "θ = 0.25"
+    assert (span.type, span.x0, span.x1, span.y0, span.y1, span.yref) == ("rect", 99.5, 102.5, 0, 1, "y domain")
+    assert (hit.x0, hit.x1) == (139.5, 149.5)
+    per_unit = figures.selection_lines(values, 100, [4, 9, 2], None, np.array([0.1, 0.2, 0.3]))
+    assert [s.y0 for s in per_unit.layout.shapes] == pytest.approx([0.1, 0.2, 0.3])
+    assert {s.line.dash for s in per_unit.layout.shapes} == {"dot"} and not per_unit.layout.annotations
+    outside = figures.selection_lines(values, 100, [4, 9, 2], None, 0.25, span=(10, 20), hit=(150, 160))
+    assert len(outside.layout.shapes) == 1  # θ alone: both marks lie outside the window

@@ -10,7 +10,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from lstmviz.dashboard import figures, livetext, widgets
+from lstmviz.dashboard import figures, livetext, pickers, widgets
 from lstmviz.store import open_run
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
@@ -177,7 +177,7 @@ def test_select_box_brush_callback_sets_the_span():
     original = st.session_state
     try:
         st.session_state = state  # the callback reads and writes session_state as a mapping
-        widgets.set_span_from_box("brush")
+        pickers.set_span_from_box("brush")
     finally:
         st.session_state = original
     assert (state["span_a"], state["span_b"]) == (4, 8)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from test_pages import app, assert_clean, figure, visit
 
-from lstmviz.dashboard import figures, widgets
+from lstmviz.dashboard import figures, sidebar
 from lstmviz.store import open_run
 
 
@@ -50,13 +50,13 @@ def test_projector_mode_enlarges_the_page_and_the_figures_and_stays_in_the_url(r
     assert_clean(at)
     assert at.query_params["projector"] in ("1", ["1"])
     styles = [h.proto.body for h in at.get("html")]
-    assert widgets.PROJECTOR_CSS in styles
+    assert sidebar.PROJECTOR_CSS in styles
     big = figure(at)
-    assert big["data"][0]["textfont"]["size"] == widgets.PROJECTOR_FONT > small["data"][0]["textfont"]["size"]
-    assert big["layout"]["font"]["size"] == widgets.PROJECTOR_FONT
+    assert big["data"][0]["textfont"]["size"] == sidebar.PROJECTOR_FONT > small["data"][0]["textfont"]["size"]
+    assert big["layout"]["font"]["size"] == sidebar.PROJECTOR_FONT
     assert big["layout"]["xaxis"]["range"][1] < small["layout"]["xaxis"]["range"][1]  # fewer, larger cells
     at.toggle(key="projector").set_value(False).run()
-    assert "projector" not in at.query_params and widgets.PROJECTOR_CSS not in [h.proto.body for h in at.get("html")]
+    assert "projector" not in at.query_params and sidebar.PROJECTOR_CSS not in [h.proto.body for h in at.get("html")]
     assert figure(at)["layout"]["font"]["size"] == figures.FONT
 
 
@@ -64,4 +64,4 @@ def test_projector_mode_from_a_link(runs_root, monkeypatch):
     at = visit(app(runs_root, monkeypatch, run="tiny_lstm", projector="1"), "walkthrough")
     assert_clean(at)
     assert at.toggle(key="projector").value
-    assert figure(at, 0)["layout"]["font"]["size"] == widgets.PROJECTOR_FONT != figures.FONT
+    assert figure(at, 0)["layout"]["font"]["size"] == sidebar.PROJECTOR_FONT != figures.FONT

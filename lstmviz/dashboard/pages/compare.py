@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from lstmviz.dashboard import data, figures, widgets
+from lstmviz.dashboard import data, figures, pickers, sidebar, widgets
 from lstmviz.store import RunError
 
 st.title("Compare")
@@ -15,20 +15,20 @@ st.write(
     "the same start, so check the text lines up."
 )
 
-run, key = widgets.current_run()
+run, key = sidebar.current_run()
 others = [str(p) for p in data.find_runs(data.runs_root()) if str(p) != str(run.path)]
 if not others:
     widgets.empty(
         "Only one run is available. Record another (e.g. `lstmviz samples`, or a second checkpoint) under "
         "the runs root, or type its directory in the sidebar."
     )
-other = widgets.choice("other", others, "Compare with", lambda p: Path(p).name)
+other = pickers.choice("other", others, "Compare with", lambda p: Path(p).name)
 try:
     run_b, key_b = data.load_run(other)
 except RunError as e:
     widgets.fail(str(e), "Pick another run to compare with.")
 
-start, stop = widgets.window(run)
+start, stop = pickers.window(run)
 stop_b = min(stop, run_b.n_tokens)
 left, right = st.columns(2)
 tables = []
@@ -38,8 +38,8 @@ for col, r, k, suffix, end in ((left, run, key, "", stop), (right, run_b, key_b,
         if start >= end:
             st.info(f"{r.path.name} has only {r.n_tokens:,} tokens.")
             continue
-        name = widgets.activation(r, key=f"cmp_act{suffix}")
-        u = widgets.unit(r, name, key=f"cmp_unit{suffix}")
+        name = pickers.activation(r, key=f"cmp_act{suffix}")
+        u = pickers.unit(r, name, key=f"cmp_unit{suffix}")
         tokens = data.tokens_window(k, start, end)
         values = data.window(k, name, start, end, (u,))[:, 0]
         st.plotly_chart(

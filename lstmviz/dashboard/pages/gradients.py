@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from lstmviz.analysis import gradients
-from lstmviz.dashboard import data, figures, progress, state, widgets
+from lstmviz.dashboard import data, figures, progress, sidebar, state, widgets
 from lstmviz.errors import UserError
 from lstmviz.store import RunError
 
@@ -19,7 +19,7 @@ st.write(
 with st.expander("How it is computed"):
     st.markdown(widgets.help_text(gradients))
 
-run, key = widgets.current_run()
+run, key = sidebar.current_run()
 root = data.runs_root()
 here = Path(key[0])
 names = {}  # name in the URL (relative to the runs root) → path, every run but the one on show

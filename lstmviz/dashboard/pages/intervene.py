@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from lstmviz.dashboard import data, intervening, live, state, widgets
+from lstmviz.dashboard import data, intervening, live, pickers, sidebar, state, widgets
 from lstmviz.errors import UserError
 
 st.title("Intervene")
@@ -14,13 +14,13 @@ st.write(
 )
 st.caption(intervening.CONCLUDE)
 
-run, key = widgets.current_run()
+run, key = sidebar.current_run()
 try:
     model = live.live_model(run)
 except UserError as e:
     widgets.empty(f"An intervention needs the model itself: {e}.")
 c1, c2, c3 = st.columns([3, 2, 2])
-name = widgets.activation(run, key="iv_act", kinds=("h", "c"), label="Hold (state)", where=c1)
+name = pickers.activation(run, key="iv_act", kinds=("h", "c"), label="Hold (state)", where=c1)
 n_units = run.units(name)
 state.init("iv_units", "0", str)
 raw = c2.text_input(f"Units (0…{n_units - 1}, comma-separated)", key="iv_units")
@@ -34,7 +34,7 @@ state.publish("iv_units", ",".join(map(str, units)))
 with c3:
     value = intervening.pick_value(run, name, units, "iv")
 
-start, stop = widgets.window(run, key="iv_start")
+start, stop = pickers.window(run, key="iv_start")
 tokens = data.tokens_window(key, start, stop)
 if len(tokens) < 2:
     widgets.empty("This window has fewer than two tokens: widen it.")

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from lstmviz.analysis import probes
-from lstmviz.dashboard import data, figures, unitview, widgets
+from lstmviz.dashboard import data, figures, pickers, sidebar, unitview, widgets
 
 MAX_VALUES = 50
 METRICS = {"auc": ("ROC-AUC", 0.5), "pearson_r": ("Pearson r", 0.0)}  # metric → (axis title, chance level)
@@ -18,17 +18,20 @@ st.write(
 with st.expander("How units are scored"):
     st.markdown(widgets.help_text(probes.probe))
 
-run, key = widgets.current_run()
+run, key = sidebar.current_run()
 skip = {"idx", "doc", "pos", "token_id", "token", "loss", "top_ids", "top_p"}
-columns = run.tokens.columns
+columns = run.token_columns
+dtypes = run.tokens_window(0, 0).dtypes  # a column's kind is in its type: none of it is read
 
 
 def kind(column: str) -> int:
     """0 boolean, 1 numeric, 2 categorical: the order the annotations are offered in."""
-    col = run.tokens[column]
-    if pd.api.types.is_bool_dtype(col.dtype) or (col.dtype == object and set(col.dropna()) <= {True, False}):
+    dtype = dtypes[column]
+    if pd.api.types.is_bool_dtype(dtype):
         return 0
-    return 1 if pd.api.types.is_numeric_dtype(col.dtype) else 2
+    if pd.api.types.is_object_dtype(dtype) and set(run.token_column(column).dropna()) <= {True, False}:
+        return 0
+    return 1 if pd.api.types.is_numeric_dtype(dtype) else 2
 
 
 tracks = sorted((c for c in columns if c not in skip), key=kind)
@@ -38,14 +41,14 @@ if not tracks:
         "add your own with `--annotations file.csv`."
     )
 c1, c2, c3 = st.columns([2, 2, 3])
-track = widgets.choice("track", tracks, "Annotation", where=c1)
+track = pickers.choice("track", tracks, "Annotation", where=c1)
 value = None
 if kind(track) == 2:
-    common = run.tokens[track].dropna().astype(str).value_counts().index[:MAX_VALUES].tolist()
+    common = run.token_column(track).dropna().astype(str).value_counts().index[:MAX_VALUES].tolist()
     if not common:
         widgets.empty(f"The annotation {track} has no values in this run.")
-    value = widgets.choice("track_value", common, f"{track} equal to", where=c2)
-name = widgets.activation(run, where=c3)
+    value = pickers.choice("track_value", common, f"{track} equal to", where=c2)
+name = pickers.activation(run, where=c3)
 ranking = data.probe(key, name, track, value)
 target = track if value is None else f"{track} == {value}"
 if ranking.empty or not ranking["strength"].notna().any():
@@ -71,9 +74,9 @@ st.plotly_chart(
 )
 widgets.csv_download(ranking, f"{name}.{track}.ranking.csv")
 
-u = widgets.unit(run, name, default=int(ranking["unit"].iloc[0]))
+u = pickers.unit(run, name, default=int(ranking["unit"].iloc[0]))
 unitview.unit_link(name, u)
-start, stop = widgets.window(run)
+start, stop = pickers.window(run)
 tokens = data.tokens_window(key, start, stop)
 values = data.window(key, name, start, stop, (u,))[:, 0]
 shown = tokens[[track]] if value is None else pd.DataFrame({target: tokens[track].astype(str) == value})

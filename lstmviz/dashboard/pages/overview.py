@@ -2,9 +2,10 @@
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 import streamlit as st
 
-from lstmviz.dashboard import widgets
+from lstmviz.dashboard import sidebar, widgets
 
 # Per-unit counts of NaN and of ±inf values in stats.parquet (absent from runs recorded before they were kept).
 NONFINITE = ("n_nan", "n_inf")
@@ -29,17 +30,17 @@ def model_source(source: dict) -> dict[str, str]:
     return {"checkpoint": f"{source.get('checkpoint') or spec.get('checkpoint') or '–'}{kind}"}
 
 
-run, key = widgets.current_run()
+run, key = sidebar.current_run()
 m = run.manifest
 model, source = m.get("model", {}), m.get("model_source", {})
 metrics = source.get("metrics") or {}
-tokens = run.tokens
+columns = run.token_columns
 
 cols = st.columns(4)
 cols[0].metric("Tokens", f"{run.n_tokens:,}")
-cols[1].metric("Documents", f"{tokens['doc'].nunique() if len(tokens) else 0:,}")
+cols[1].metric("Documents", f"{pc.count_distinct(run.token_table.column('doc')).as_py() if run.n_tokens else 0:,}")
 cols[2].metric("Parameters", f"{model.get('params', source.get('params', 0)):,}")
-loss = tokens["loss"].to_numpy(float) if "loss" in tokens else np.array([np.nan])
+loss = run.token_column("loss").to_numpy(float) if "loss" in columns else np.array([np.nan])
 cols[3].metric(  # the unit in the label: a value as long as "6.668 bits/token" is cut off in a quarter column
     "Loss, bits/token",
     f"{np.nanmean(loss) / np.log(2):.3f}" if np.isfinite(loss).any() else "–",
@@ -86,7 +87,7 @@ if len(bad):
     with st.expander(f"The {len(bad)} units holding NaN/inf values"):
         st.dataframe(bad[["name", "unit", *counted]], hide_index=True, width="stretch")
 
-extra = [c for c in tokens.columns if c not in ("idx", "doc", "pos", "token_id", "token", "top_ids", "top_p")]
+extra = [c for c in columns if c not in ("idx", "doc", "pos", "token_id", "token", "top_ids", "top_p")]
 st.caption(f"Token columns: {', '.join(extra) if extra else 'none beyond the tokens'}.")
 
 st.subheader("Where next")

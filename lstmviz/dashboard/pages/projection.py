@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from lstmviz.analysis import projection
-from lstmviz.dashboard import data, figures, progress, widgets
+from lstmviz.dashboard import data, figures, pickers, progress, sidebar, widgets
 
 st.title("Projection")
 st.write(
@@ -15,10 +15,10 @@ st.write(
 with st.expander("How the map is made"):
     st.markdown(widgets.help_text(projection.project))
 
-run, key = widgets.current_run()
+run, key = sidebar.current_run()
 c1, c2, c3 = st.columns([3, 1, 1])
-name = widgets.activation(run, where=c1)
-method = widgets.choice("method", list(projection.METHODS), "Method", str.upper, where=c2)
+name = pickers.activation(run, where=c1)
+method = pickers.choice("method", list(projection.METHODS), "Method", str.upper, where=c2)
 n = int(
     c3.number_input(
         "Tokens sampled",
@@ -49,9 +49,9 @@ axes = (
 
 skip = {"x", "y", "hover", "context", "top_ids", "top_p", "idx", "doc", "pos", "token_id"}
 options = ["token class", "position", "unit value", *[c for c in table.columns if c not in skip]]
-color = widgets.choice("color", list(dict.fromkeys(options)), "Colour by")
+color = pickers.choice("color", list(dict.fromkeys(options)), "Colour by")
 if color == "unit value":
-    u = widgets.unit(run, name)
+    u = pickers.unit(run, name)
     table = table.assign(**{"unit value": data.values_at(key, name, u, tuple(table["idx"]))})
 elif color == "token class":
     table = table.assign(**{"token class": figures.token_class(table["token"])})

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from lstmviz.analysis import saturation
-from lstmviz.dashboard import data, figures, widgets
+from lstmviz.dashboard import data, figures, sidebar, widgets
 from lstmviz.names import GRU_Z_CAVEAT
 
 st.title("Gate saturation")
@@ -15,7 +15,7 @@ st.write(
 with st.expander("How saturation is counted"):
     st.markdown(widgets.help_text(saturation.saturation))
 
-run, key = widgets.current_run()
+run, key = sidebar.current_run()
 gates = saturation.gate_names(run)
 if not gates:
     widgets.empty(

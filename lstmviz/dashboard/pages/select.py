@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from lstmviz.analysis import select_defaults, select_match
-from lstmviz.dashboard import data, figures, unitview, widgets
+from lstmviz.dashboard import data, figures, pickers, sidebar, unitview, widgets
 
 SHOWN_HITS = 10
 # Selected units drawn as lines, the strongest in the span first: more are unreadable, and each costs the page.
@@ -24,18 +24,18 @@ with st.expander("How select and match work"):
     st.markdown(widgets.help_text(select_match.match))
     st.markdown(widgets.help_text(select_defaults.default_threshold))
 
-run, key = widgets.current_run()
-name = widgets.activation(run)
-start, stop = widgets.window(run, width=100)
+run, key = sidebar.current_run()
+name = pickers.activation(run)
+start, stop = pickers.window(run, width=100)
 fit = select_defaults.default_threshold(run, name)
-th, quantile = widgets.theta(default=(fit.value, fit.quantile))
-pad_before, pad_after = widgets.padding()
+th, quantile = pickers.theta(default=(fit.value, fit.quantile))
+pad_before, pad_after = pickers.padding()
 values = data.window(key, name, start, stop)  # (T, U)
 tokens = data.tokens_window(key, start, stop)
 theta = select_match.thresholds(run, name, select_match.Threshold(th, quantile))  # (U,)
 first = select_defaults.default_span(values, tokens["token"].tolist(), theta, start, pad_before, pad_after)
-a, b = widgets.span(run, start, stop, default=first)
-track_names = widgets.tracks(run, default=1)
+a, b = pickers.span(run, start, stop, default=first)
+track_names = pickers.tracks(run, default=1)
 
 selection = data.select(key, name, (a, b), th, quantile, pad_before, pad_after)
 units = [int(u) for u in selection.units]
@@ -51,9 +51,9 @@ heat = figures.units_heatmap(
     tracks=tokens[track_names] if track_names else None,
     kind=run.info(name)["kind"],
 )
-st.plotly_chart(heat, width="stretch", key="brush", on_select=widgets.set_span_from_box, selection_mode="box")
+st.plotly_chart(heat, width="stretch", key="brush", on_select=pickers.set_span_from_box, selection_mode="box")
 
-span_text = "".join(figures.show_token(t) for t in run.tokens["token"].iloc[a:b].astype(str))
+span_text = "".join(figures.show_token(t) for t in run.tokens_window(a, b, ["token"])["token"].astype(str))
 st.subheader(f"Selected units for “{span_text}” [{a}, {b})")
 if units:
     st.success(f"{len(units)} unit(s) selected: {', '.join(map(str, units))}")

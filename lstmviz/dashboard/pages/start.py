@@ -5,7 +5,7 @@ from pathlib import Path
 import streamlit as st
 
 from lstmviz.analysis import lessons
-from lstmviz.dashboard import data, prepare, widgets
+from lstmviz.dashboard import data, prepare, sidebar, widgets
 from lstmviz.store import RunError
 
 SLOW = ("vanishing_gradient",)  # first measured by a backward pass through two models (seconds): drawn last
@@ -20,7 +20,7 @@ st.write(
 root = data.runs_root()
 preparing = prepare.running(root)  # a preparer is at work: a missing sample is on its way
 if not preparing and not data.find_runs(root):
-    widgets.current_run()  # no run at all: its empty state says how to record one
+    sidebar.current_run()  # no run at all: its empty state says how to record one
 if st.session_state.get("run"):
     try:  # the lessons read the sample runs, but a run the URL or the sidebar names is checked as on every page
         data.load_run(st.session_state["run"])

@@ -5,7 +5,17 @@ import pandas as pd
 import streamlit as st
 
 from lstmviz import names
-from lstmviz.dashboard import attribution_panel, data, figures, intervening, livetext, unitview, widgets
+from lstmviz.dashboard import (
+    attribution_panel,
+    data,
+    figures,
+    intervening,
+    livetext,
+    pickers,
+    sidebar,
+    unitview,
+    widgets,
+)
 from lstmviz.dashboard.live import live_model, live_run
 from lstmviz.errors import UserError
 
@@ -16,7 +26,7 @@ st.write(
     "that follow the text. Hover a token for its value, its annotations and the model's next-token guesses."
 )
 
-run, key = widgets.current_run()
+run, key = sidebar.current_run()
 corpus, corpus_key = run, key  # live mode reads a typed text; the corpus run stays the reference
 live = st.toggle(
     "Live mode: type your own text",
@@ -35,7 +45,7 @@ if live:
     text = livetext.live_text_area("Your text", "live_text", placeholder="def f(x):\n    return (x + 1)")
     if not text.strip():
         widgets.empty("Type or paste some text above; it is recorded as you type, when you pause.")
-    ann = "code" if "in_string" in run.tokens else "parens" if "depth" in run.tokens else "none"
+    ann = "code" if "in_string" in run.token_columns else "parens" if "depth" in run.token_columns else "none"
     try:
         model = live_model(run, typed)
         recorded = live_run(model, text, ann)
@@ -49,11 +59,11 @@ if live:
     run, key = data.load_run(recorded.path)
 
 c1, c2 = st.columns([3, 1])
-name = widgets.activation(run, where=c1)
-u = widgets.unit(run, name, where=c2)
+name = pickers.activation(run, where=c1)
+u = pickers.unit(run, name, where=c2)
 unitview.unit_link(name, u)
-start, stop = (0, min(run.n_tokens, max(widgets.WIDTHS))) if live else widgets.window(run)
-track_names = widgets.tracks(run)
+start, stop = (0, min(run.n_tokens, max(pickers.WIDTHS))) if live else pickers.window(run)
+track_names = pickers.tracks(run)
 
 tokens = data.tokens_window(key, start, stop)
 values = data.window(key, name, start, stop)  # (T, U)
@@ -67,7 +77,8 @@ kind = run.info(name)["kind"]
 if kind in names.SIGMOID_KINDS:
     st.caption("A gate lies in 0…1: white where it is shut, dark green where it is open.")
 
-docs = tokens["doc"].to_numpy() if run.n_tokens and run.tokens["doc"].iat[-1] > 0 else None  # docs count from 0
+last_doc = run.token_table.column("doc")[run.n_tokens - 1].as_py() if run.n_tokens else 0  # docs count from 0
+docs = tokens["doc"].to_numpy() if last_doc > 0 else None
 
 st.subheader(f"Unit {u} of {name}")
 st.plotly_chart(
@@ -80,7 +91,7 @@ st.plotly_chart(
         docs=docs,
         zrange=zrange,
         kind=kind,
-        font_size=widgets.font_size(),
+        font_size=sidebar.font_size(),
     ),
     width="stretch",
     key="text_fig",

@@ -5,7 +5,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from lstmviz.analysis import units
-from lstmviz.dashboard import data, intervening, live, state, unitview, widgets
+from lstmviz.dashboard import data, intervening, live, pickers, sidebar, state, unitview, widgets
 from lstmviz.errors import UserError
 from lstmviz.store import RunError
 
@@ -19,10 +19,10 @@ st.write(
 with st.expander("How the label and the contexts are made"):
     st.markdown(widgets.help_text(units.label_units))
 
-run, key = widgets.current_run()
+run, key = sidebar.current_run()
 c1, c2 = st.columns([3, 1])
-name = widgets.activation(run, where=c1)
-u = widgets.unit(run, name, where=c2)
+name = pickers.activation(run, where=c1)
+u = pickers.unit(run, name, where=c2)
 try:
     card = unitview.card(key, name, u)
 except RunError as e:
@@ -146,6 +146,6 @@ begin = int(
         help="Starts 100 tokens before the unit's strongest positive context.",
     )
 )
-width = int(w2.selectbox("Tokens", widgets.WIDTHS, index=1, key="uiv_width"))
+width = int(w2.selectbox("Tokens", pickers.WIDTHS, index=1, key="uiv_width"))
 tokens = data.tokens_window(key, begin, min(begin + width, run.n_tokens))
 intervening.panel(run, key, model, name, u, tokens, "uiv", suggest=card.correlated)

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from lstmviz.analysis import units
-from lstmviz.dashboard import state, unitview, widgets
+from lstmviz.dashboard import sidebar, state, unitview, widgets
 
 st.title("Units")
 st.write(
@@ -14,7 +14,7 @@ st.write(
 with st.expander("How units are labelled"):
     st.markdown(widgets.help_text(units.label_units))
 
-run, key = widgets.current_run()
+run, key = sidebar.current_run()
 table = unitview.catalogue(key)
 state.init("q", "", str)
 query = st.text_input("Search", key="q", placeholder="e.g. string")

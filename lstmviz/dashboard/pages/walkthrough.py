@@ -3,7 +3,7 @@
 import numpy as np
 import streamlit as st
 
-from lstmviz.dashboard import cellview, data, figures, helptext, stepper, unitview, widgets
+from lstmviz.dashboard import cellview, data, figures, helptext, pickers, sidebar, stepper, unitview, widgets
 from lstmviz.errors import UserError
 from lstmviz.names import GRU_Z_CAVEAT, equations
 
@@ -15,14 +15,14 @@ st.write(
     "token number or find a word to go there; ▶ Play steps on by itself."
 )
 
-run, key = widgets.current_run()
+run, key = sidebar.current_run()
 c1, c2 = st.columns([3, 1])
-name = widgets.activation(run, where=c1)
-u = widgets.unit(run, name, where=c2)
+name = pickers.activation(run, where=c1)
+u = pickers.unit(run, name, where=c2)
 unitview.unit_link(name, u)
 group = cellview.layer_group(run, name)
 cell = cellview.cell_type(group)
-font = widgets.font_size()
+font = sidebar.font_size()
 
 weights = None
 ckpt = data.checkpoint_of(run)
