@@ -258,7 +258,7 @@ def staging_dir(prefix: str) -> Path:
     host = _host()
     for old in root.glob(f"{prefix}{host}-*"):
         pid = old.name[len(prefix) + len(host) + 1 :].split("-")[0]
-        if pid.isdigit() and not _running(int(pid)):
+        if pid.isdigit() and not process_running(int(pid)):
             shutil.rmtree(old, ignore_errors=True)
     return Path(tempfile.mkdtemp(prefix=f"{prefix}{host}-{os.getpid()}-", dir=root))
 
@@ -268,8 +268,9 @@ def _host() -> str:
     return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 
 
-def _running(pid: int) -> bool:
-    """Whether process ``pid`` of this host runs (a process of another user counts as running)."""
+def process_running(pid: int) -> bool:
+    """Whether process ``pid`` of this host runs (a temporary file named after a process that is gone is left
+    over from a crash) (a process of another user counts as running)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -3,6 +3,7 @@ table read into pandas: every window, column and kind of column the same; the ma
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -74,8 +75,11 @@ def test_the_copy_is_kept_once_per_recording(run, tmp_path):
     first = run.token_table
     path = run.path / "tokens.parquet"
     assert len(maps()) == 1
+    (copy,) = run.cache_dir.glob("tokens.*.arrow")
+    stamp = (copy.stat().st_ino, copy.stat().st_mtime_ns)
     again = open_run(run.path)
-    assert again.token_table.equals(first) and len(maps()) == 1  # mapped, not written again
+    assert again.token_table.equals(first) and len(maps()) == 1
+    assert (copy.stat().st_ino, copy.stat().st_mtime_ns) == stamp  # mapped, not written again
     # recorded again under the same path: its own copy, and the old one is gone
     write_run(run.path, table().assign(token=list("z" * N)), {"rnn.l0.fwd.h": np.ones((N, 2))}, overwrite=True)
     fresh = open_run(run.path)
@@ -96,6 +100,36 @@ def test_an_unwritable_cache_reads_the_table_into_memory(run, monkeypatch):
     monkeypatch.setattr(RunReader, "_token_map", refuse)
     pd.testing.assert_frame_equal(run.tokens_window(5, 60), run.tokens.iloc[5:60].reset_index(drop=True))
     assert not list(run.cache_dir.glob("tokens.*.arrow"))
+
+
+@pytest.mark.parametrize("damage", ["cut", "empty"])
+def test_a_damaged_copy_is_read_from_the_tokens_file_and_written_again(run, damage):
+    """A copy cut short, or left empty (a rename that reached the disk before the data did), is derived data: the
+    table is read from the tokens file, whole and right, and the next opening maps a new copy."""
+    want = run.tokens.reset_index(drop=True)
+    run.token_table  # noqa: B018  (writes the copy)
+    (copy,) = run.cache_dir.glob("tokens.*.arrow")
+    copy.write_bytes(copy.read_bytes()[:200] if damage == "cut" else b"")
+    damaged = open_run(run.path)
+    pd.testing.assert_frame_equal(damaged.tokens_window(0, N), want)
+    again = open_run(run.path)
+    pd.testing.assert_frame_equal(again.tokens_window(0, N), want)
+    assert copy.is_file() and copy.stat().st_size > 1000
+
+
+def test_a_killed_processes_half_written_copy_is_removed(run, tmp_path):
+    """The temporary copy of a process killed while writing it (named after its pid) goes when a copy is next
+    written; one of a live process stays."""
+    import subprocess
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    run.cache_dir.mkdir(parents=True, exist_ok=True)
+    left = run.cache_dir / f".tokens.0123.arrow.{int(dead.stdout)}.1.tmp"
+    live = run.cache_dir / f".tokens.0123.arrow.{os.getpid()}.1.tmp"
+    left.write_bytes(b"x" * 100)
+    live.write_bytes(b"x" * 100)
+    run.token_table  # noqa: B018
+    assert not left.exists() and live.exists()
 
 
 def old_span_text(run, starts, stops, width=20, max_text=200):
@@ -151,3 +185,20 @@ def test_dropped_pages_leave_the_resident_set_and_read_back_the_same(tmp_path):
     np.testing.assert_array_equal(ids, np.arange(n))
     np.testing.assert_array_equal(run.token_column("idx").to_numpy(), np.arange(n))
     assert isinstance(run.token_table.column("idx").chunk(0), pa.Array)
+
+
+def test_a_columns_kind_is_its_arrow_type(tmp_path):
+    """Booleans with missing steps are boolean (pandas holds them as objects), ints and floats numeric, strings
+    and lists other."""
+    t = table()
+    t["maybe"] = pd.Series([True, None, False] * (N // 3) + [True] * (N % 3), dtype=object)
+    run = open_run(write_run(tmp_path / "kinds", t, {"rnn.l0.fwd.h": np.zeros((N, 2))}))
+    assert {c: run.token_kind(c) for c in ("in_string", "maybe", "loss", "depth", "kind", "top_ids")} == {
+        "in_string": "boolean",
+        "maybe": "boolean",
+        "loss": "numeric",
+        "depth": "numeric",
+        "kind": "other",
+        "top_ids": "other",
+    }
+    assert run.tokens["maybe"].dtype == object

@@ -11,6 +11,7 @@ counts (:data:`HIST_BYTES`) and one block, whatever the run's length.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from ..store import Run, RunError
 
@@ -67,7 +69,7 @@ def probe(
         DataFrame, strongest first: name, unit, metric (``auc`` or ``pearson_r``), score, strength, n, and for
         boolean tracks mean_true / mean_false (the unit's mean where the annotation holds / does not).
     """
-    track = target(*_track(run, column, value))
+    track = target(*track_arrays(run, column, value))
     names = run.names if names is None else [names] if isinstance(names, str) else list(names)
     frames = [_score(run, name, track) for name in names]
     out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -76,7 +78,7 @@ def probe(
     return out.reset_index(drop=True).head(top) if top is not None else out.reset_index(drop=True)
 
 
-PROBE_VERSION = 1
+PROBE_VERSION = 2
 
 
 def stored_probe(run: Run, column: str, name: str, value: object = None) -> pd.DataFrame:
@@ -86,28 +88,33 @@ def stored_probe(run: Run, column: str, name: str, value: object = None) -> pd.D
     tokens table rewritten with other annotations is scored afresh); written to a temporary file and renamed,
     so a killed process never leaves half a table. Where the cache cannot be written, the ranking is returned
     all the same."""
-    ask = json.dumps([name, column, None if value is None else str(value), run.tokens_key, PROBE_VERSION])
+    asked = None if value is None else [type(value).__name__, repr(value)]  # 1 and "1" match different tokens
+    ask = json.dumps([name, column, asked, run.tokens_key, PROBE_VERSION])
     try:
         path = run.cache_dir / "probes" / f"{hashlib.sha256(ask.encode()).hexdigest()[:20]}.parquet"
     except OSError:  # a read-only run without a cache: scored again next session
         return probe(run, column, name, value=value)
     if path.is_file():
-        return pd.read_parquet(path)
+        try:
+            return pd.read_parquet(path)
+        except (OSError, pa.ArrowException):  # damaged (a crash before the data reached the disk): scored anew
+            with contextlib.suppress(OSError):
+                path.unlink()
     table = probe(run, column, name, value=value)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        table.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except OSError:
-        pass  # as above
-    finally:
-        tmp.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # as above
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            table.to_parquet(tmp, index=False)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
     return table
 
 
-def _track(run: Run, column: str, value: object) -> tuple[np.ndarray, np.ndarray, bool]:
-    """(y ``[T]``, valid bool ``[T]``, boolean?) for an annotation column."""
+def track_arrays(run: Run, column: str, value: object = None) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(y ``[T]``, valid bool ``[T]``, boolean?) for an annotation column (``column == value`` when a value is
+    given): a column of True/False with missing values (pandas' object dtype) is boolean."""
     if column not in run.token_columns:
         extra = [c for c in run.token_columns if c not in ("idx", "doc", "pos", "token_id", "token")]
         raise RunError(f"the run has no token column {column!r}; annotation columns: {', '.join(extra) or 'none'}")

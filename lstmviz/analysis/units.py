@@ -128,14 +128,7 @@ def _corpus_counts(tokens: Sequence[str]) -> Counter:
 
 def tracks(run: Run) -> list[str]:
     """The run's annotation columns that probes score (boolean or numeric)."""
-    dtypes = run.tokens_window(0, 0).dtypes  # the kinds are in the types: no column is read
-    out = []
-    for c in run.token_columns:
-        if c in TRACK_SKIP:
-            continue
-        if pd.api.types.is_bool_dtype(dtypes[c]) or pd.api.types.is_numeric_dtype(dtypes[c]):
-            out.append(c)
-    return out
+    return [c for c in run.token_columns if c not in TRACK_SKIP and run.token_kind(c) != "other"]
 
 
 def catalogue(run: Run, names: Sequence[str] | None = None) -> pd.DataFrame:
@@ -233,14 +226,13 @@ _TARGETS: weakref.WeakKeyDictionary[Run, dict[str, probes.Target]] = weakref.Wea
 def track_target(run: Run, track: str) -> probes.Target:
     """The annotation column ``track`` prepared for scoring (:func:`lstmviz.analysis.probes.target`), kept while
     the run is open: each unit's label scores its column against every track, and preparing one (reading the
-    column, its missing values, its classes and sums) is about half of the scoring at 10M tokens."""
+    column, its missing values, its classes and sums) is about half of the scoring at 10M tokens. Only the last
+    run's are held (a numeric track is ~100 MB at 10M tokens, and the app keeps several runs open)."""
+    if run not in _TARGETS:
+        _TARGETS.clear()
     held = _TARGETS.setdefault(run, {})
     if track not in held:
-        col = run.token_column(track)
-        valid = ~col.isna().to_numpy()
-        boolean = pd.api.types.is_bool_dtype(col.dtype)
-        y = col.fillna(False).to_numpy(bool) if boolean else col.to_numpy(np.float64, na_value=np.nan)
-        held[track] = probes.target(y, valid, boolean)
+        held[track] = probes.target(*probes.track_arrays(run, track))
     return held[track]
 
 

@@ -21,7 +21,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from ..errors import RunError
-from ..location import AnyPath, FsPath, local_cache, parquet_file
+from ..location import AnyPath, FsPath, local_cache, parquet_file, process_running
 from ..shards import expand, open_parquet, read_table, tokens_file
 from ..validate import is_index, stats_file, unit_ids
 
@@ -30,9 +30,13 @@ TILE_ROWS = 4096  # rows transposed at a time from the unit-major copy of a read
 _MAPPED: weakref.WeakSet[mmap.mmap] = weakref.WeakSet()
 
 
+_MAPPED_LOCK = threading.Lock()  # the sessions' threads register maps while one of them drops pages
+
+
 def mapped(m: mmap.mmap) -> mmap.mmap:
     """Register a read-only map of derived data, for :func:`drop_mapped_pages`; returns it."""
-    _MAPPED.add(m)
+    with _MAPPED_LOCK:
+        _MAPPED.add(m)
     return m
 
 
@@ -50,7 +54,9 @@ def drop_mapped_pages() -> None:
     advice = getattr(mmap, "MADV_DONTNEED", None)
     if advice is None:  # no madvise here (Windows)
         return
-    for m in list(_MAPPED):
+    with _MAPPED_LOCK:
+        maps = list(_MAPPED)
+    for m in maps:
         with contextlib.suppress(OSError, ValueError):  # closed meanwhile
             m.madvise(advice)
 
@@ -108,19 +114,35 @@ class RunReader:
         try:
             try:
                 path = self._token_map()
-            except OSError:
-                schema, parts = self._token_parts()
-                return pa.Table.from_batches([b for part in parts for b in part.to_batches()], schema)
-            with open(path, "rb") as f:
-                m = mapped(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
-            return ipc.open_file(pa.py_buffer(m)).read_all()
+            except OSError:  # a cache that cannot be written
+                return self._tokens_in_memory()
+            try:
+                with open(path, "rb") as f:
+                    m = mapped(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
+                return ipc.open_file(pa.py_buffer(m)).read_all()
+            except (OSError, ValueError, pa.ArrowException):  # the copy cut short by a crash, or removed meanwhile
+                with contextlib.suppress(OSError):
+                    path.unlink()  # derived data: the next opening of the run writes it again
+                return self._tokens_in_memory()
         except (OSError, pa.ArrowException) as e:
             raise RunError(f"{where} is unreadable: {' '.join(str(e).split())}") from None
+
+    def _tokens_in_memory(self) -> pa.Table:
+        schema, parts = self._token_parts()
+        return pa.Table.from_batches([b for part in parts for b in part.to_batches()], schema)
 
     @property
     def token_columns(self) -> list[str]:
         """The tokens table's columns, in order (a stored pandas index is not one)."""
         return [c for c in self.token_table.column_names if not c.startswith("__index_level_")]
+
+    def token_kind(self, column: str) -> str:
+        """``"boolean"`` (missing values allowed), ``"numeric"`` or ``"other"``: a tokens column's kind, from its
+        arrow type (nothing is read)."""
+        t = self.token_table.schema.field(column).type
+        if pa.types.is_boolean(t):
+            return "boolean"
+        return "numeric" if pa.types.is_integer(t) or pa.types.is_floating(t) else "other"
 
     def tokens_window(self, start: int, stop: int, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """Rows ``[start, stop)`` of the tokens table (``columns``, default all), indexed from 0."""
@@ -185,6 +207,10 @@ class RunReader:
         for old in cache.glob("tokens.*.arrow"):
             if old != path:
                 old.unlink(missing_ok=True)
+        for left in cache.glob(".tokens.*.arrow.*.tmp"):  # ".<name>.<pid>.<thread>.tmp" of a killed process
+            pid = left.name.split(".")[-3]
+            if pid.isdigit() and not process_running(int(pid)):
+                left.unlink(missing_ok=True)
         return path
 
     def _token_parts(self) -> tuple[pa.Schema, Iterator[pa.Table]]:

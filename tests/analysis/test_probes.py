@@ -137,3 +137,33 @@ def test_a_stored_ranking_is_read_back_and_rescored_when_the_tokens_change(plant
     pd.testing.assert_frame_equal(again, probe(fresh, "in_string", name))
     top = first.set_index("unit")["score"]
     np.testing.assert_allclose(again.set_index("unit")["score"].loc[top.index], 1 - top, atol=1e-12)
+
+
+def test_stored_rankings_of_one_value_in_two_types_are_kept_apart(make_run, rng):
+    """value=1 and value="1" select different tokens of an integer column (the string matches none), so the
+    stored rankings are two, each equal to probe's, whichever is asked first."""
+    from lstmviz.analysis.probes import stored_probe
+
+    T = 1500
+    kind = rng.integers(0, 3, T)
+    x = 0.3 * rng.normal(size=(T, 2))
+    x[:, 0] += kind == 1
+    run = make_run({"rnn.l0.fwd.h": x}, kind=kind)
+    for value in ("1", 1):
+        pd.testing.assert_frame_equal(
+            stored_probe(run, "kind", "rnn.l0.fwd.h", value), probe(run, "kind", "rnn.l0.fwd.h", value=value)
+        )
+    assert stored_probe(run, "kind", "rnn.l0.fwd.h", 1).set_index("unit").loc[0, "score"] > 0.9
+
+
+def test_a_damaged_stored_ranking_is_scored_again(planted):
+    """A stored ranking cut short (a crash before it reached the disk) is not read as one: it is scored anew and
+    stored again."""
+    from lstmviz.analysis.probes import stored_probe
+
+    name = "rnn.l0.fwd.c"
+    first = stored_probe(planted, "in_string", name)
+    (path,) = (planted.cache_dir / "probes").glob("*.parquet")
+    path.write_bytes(path.read_bytes()[:100])
+    pd.testing.assert_frame_equal(stored_probe(planted, "in_string", name), first)
+    pd.testing.assert_frame_equal(pd.read_parquet(path), first)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from torch import nn
 
-from lstmviz.analysis import units
+from lstmviz.analysis import probes, units
 
 
 @pytest.fixture
@@ -286,14 +286,35 @@ def test_spread_of_a_float16_column_is_its_histogram_and_peak_from_float64(rng, 
 
 
 def test_a_label_from_the_held_tracks_equals_one_from_fresh_ones(planted):
-    """unit_label keeps each track prepared while the run is open: every unit's label is the one a run opened
-    afresh (nothing held) gives it."""
+    """unit_label keeps each track prepared while the run is the last one asked about: every unit's label is the
+    one a run opened afresh (nothing held) gives it, and only the last run's tracks are held."""
     from lstmviz.store import open_run
 
     name = "rnn.l0.fwd.h"
+    asked = []
     for u in range(planted.units(name)):
         x = planted.activations(name, [u], dtype=np.float16)[:, 0]
         top = planted.top_contexts(name, u, k=20)["idx"].to_numpy()
+        asked.append((x, top, units.unit_label(planted, x, top)))
+    assert list(units._TARGETS) == [planted] and set(units._TARGETS[planted]) == set(units.tracks(planted))
+    for x, top, held in asked:
         fresh = open_run(planted.path)
-        assert units.unit_label(planted, x, top) == units.unit_label(fresh, x, top)
-    assert set(units._TARGETS[planted]) == set(units.tracks(planted))
+        assert units.unit_label(fresh, x, top) == held
+        assert list(units._TARGETS) == [fresh]
+
+
+def test_a_boolean_track_with_missing_steps_is_scored_as_probe_scores_it(make_run, rng):
+    """A yes/no annotation with unknown steps (True/False/None: pandas' object dtype) is a boolean track for the
+    unit labels as for Neuron search: the label's score is probe's AUC of that unit, never a correlation."""
+    T = 2000
+    truth = rng.random(T) < 0.3
+    x = 0.3 * rng.normal(size=(T, 3))
+    x[:, 1] += 0.9 * truth
+    known = np.where(rng.random(T) < 0.1, None, truth).astype(object)  # a tenth of the steps unannotated
+    run = make_run({"rnn.l0.fwd.h": x}, marked=known)
+    col = run.activations("rnn.l0.fwd.h", [1], dtype=np.float16)[:, 0]
+    top = run.top_contexts("rnn.l0.fwd.h", 1, k=20)["idx"].to_numpy()
+    label = units.unit_label(run, col, top)
+    want = probes.probe(run, "marked", "rnn.l0.fwd.h").set_index("unit").loc[1]
+    assert label["track"] == "marked" and label["metric"] == want["metric"] == "auc"
+    assert label["score"] == pytest.approx(want["score"], abs=1e-12)

@@ -21,17 +21,12 @@ with st.expander("How units are scored"):
 run, key = sidebar.current_run()
 skip = {"idx", "doc", "pos", "token_id", "token", "loss", "top_ids", "top_p"}
 columns = run.token_columns
-dtypes = run.tokens_window(0, 0).dtypes  # a column's kind is in its type: none of it is read
+ORDER = {"boolean": 0, "numeric": 1, "other": 2}  # the order the annotations are offered in
 
 
 def kind(column: str) -> int:
-    """0 boolean, 1 numeric, 2 categorical: the order the annotations are offered in."""
-    dtype = dtypes[column]
-    if pd.api.types.is_bool_dtype(dtype):
-        return 0
-    if pd.api.types.is_object_dtype(dtype) and set(run.token_column(column).dropna()) <= {True, False}:
-        return 0
-    return 1 if pd.api.types.is_numeric_dtype(dtype) else 2
+    """0 boolean, 1 numeric, 2 categorical."""
+    return ORDER[run.token_kind(column)]
 
 
 tracks = sorted((c for c in columns if c not in skip), key=kind)
