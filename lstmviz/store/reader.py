@@ -21,7 +21,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from ..errors import RunError
-from ..location import AnyPath, FsPath, local_cache, parquet_file, process_running
+from ..location import AnyPath, FsPath, local_cache, process_running
 from ..shards import expand, open_parquet, read_table, tokens_file
 from ..validate import is_index, stats_file, unit_ids
 
@@ -59,6 +59,13 @@ def drop_mapped_pages() -> None:
     for m in maps:
         with contextlib.suppress(OSError, ValueError):  # closed meanwhile
             m.madvise(advice)
+
+
+@contextlib.contextmanager
+def _parquet(path: AnyPath) -> Iterator[pq.ParquetFile]:
+    """A parquet file opened for one read, closed after it (a stream from a store included)."""
+    with path.open_input() if isinstance(path, FsPath) else open(path, "rb") as f:
+        yield pq.ParquetFile(f)
 
 
 class RunReader:
@@ -216,14 +223,17 @@ class RunReader:
     def _token_parts(self) -> tuple[pa.Schema, Iterator[pa.Table]]:
         """The tokens table's schema, and its row groups in corpus order (over a sharded run's parts). A shard's
         pandas metadata names its own row range: the first part's stands for all."""
-        files = [parquet_file(self.path / f) for f in expand(self.path, tokens_file(self.manifest))]
-        schema = files[0].schema_arrow
-        groups = (
-            pf.read_row_group(g).replace_schema_metadata(schema.metadata).cast(schema)
-            for pf in files
-            for g in range(pf.metadata.num_row_groups)
-        )
-        return schema, groups
+        files = [self.path / f for f in expand(self.path, tokens_file(self.manifest))]
+        with _parquet(files[0]) as first:
+            schema = first.schema_arrow
+
+        def groups() -> Iterator[pa.Table]:
+            for path in files:
+                with _parquet(path) as pf:
+                    for g in range(pf.metadata.num_row_groups):
+                        yield pf.read_row_group(g).replace_schema_metadata(schema.metadata).cast(schema)
+
+        return schema, groups()
 
     @cached_property
     def stats(self) -> pd.DataFrame:
