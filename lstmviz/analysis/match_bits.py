@@ -7,14 +7,15 @@ bits. ``cols`` is the same bytes transposed, ``[⌈U/8⌉, T]``, so that countin
 reads their bytes only (1 MB per 8 units at 1M tokens, not the 64 MB of every row). ``theta`` float32
 ``[units]`` is the θ used per unit.
 
-:class:`IndexBuilder` builds it from the values as stored, in any row order: in the recording pass (a
-:class:`~lstmviz.store.Observer`, see :func:`recording_observers`), or from a finished run on first use of another
-θ (:func:`on_index`). An absolute θ sets bits as rows arrive (into an unlinked temporary file, so memory stays
-flat in corpus length), and the files are written at the end. A per-unit quantile θ needs the whole column first:
-the builder keeps its own float16 copy of the rows (an unlinked temporary file, so the page cache holds it and a
-crash leaves nothing), counts each value's key in a 256-bin histogram as rows arrive, and at the end makes two
-passes over the copy: one to resolve the order statistics inside their bins (exact, as ``np.quantile``), one
-to set the bits. A histogram alone cannot give the exact quantile, and reading the parquet back costs seconds.
+:class:`IndexBuilder` builds it from the values as stored, in any row order: from a finished run on first use of
+another θ (:func:`on_index`), or from a shard's rows. A recording builds the default θs' indices from the writer's
+own passes instead (:class:`lstmviz.analysis.match_pass.PassIndex`, see :func:`recording_observers`). An absolute
+θ sets bits as rows arrive (into an unlinked temporary file, so memory stays flat in corpus length), and the files
+are written at the end. A per-unit quantile θ needs the whole column first: the builder keeps its own float16 copy
+of the rows (an unlinked temporary file, so the page cache holds it and a crash leaves nothing), counts each
+value's key in a 256-bin histogram as rows arrive, and at the end makes two passes over the copy: one to resolve
+the order statistics inside their bins (exact, as ``np.quantile``), one to set the bits. A histogram alone cannot
+give the exact quantile, and reading the parquet back costs seconds.
 """
 
 from __future__ import annotations
@@ -262,43 +263,58 @@ class IndexBuilder:
 
     def _quantiles(self, copy: np.ndarray | None) -> np.ndarray:
         """float32 ``[units]``: each unit's q-quantile, exactly as ``np.quantile`` gives it on the stored values."""
-        n, q = self.n, float(self.th.value)
-        if n == 0:
+        if self.n == 0:
             return np.full(self.units, np.nan, np.float32)
-        p = (n - 1) * q
-        lo = int(np.floor(p))
-        ranks = np.array([lo, min(lo + 1, n - 1)])
-        cum = np.cumsum(self.hist[:, :256], axis=1, dtype=np.int64)  # [units, 256]
-        bins = np.stack([(cum <= r).sum(1) for r in ranks], axis=1).clip(0, 255)  # [units, 2]
-        below = np.take_along_axis(np.pad(cum, ((0, 0), (1, 0))), bins, axis=1)  # values in lower bins
+        ranks, bins, below = _quantile_bins(self.hist, self.n, self.th.value)
         fine = np.zeros((self.units, 2, 257), np.int32)
-        for r in range(0, n, ROWS):
+        for r in range(0, self.n, ROWS):
             _fine(np.asarray(copy[r : r + ROWS]), bins, fine)  # a read-only view of the copy, no copy
-        fine = fine[:, :, :256]
-        stats = np.empty((2, self.units), np.float32)
-        for side in (0, 1):
-            within = (np.cumsum(fine[:, side], axis=1) <= (ranks[side] - below[:, side])[:, None]).sum(1)
-            stats[side] = _value((bins[:, side] << 8) + within.clip(0, 255))
-        # numpy's own interpolation between the two order statistics, so theta equals np.quantile bit for bit
-        with np.errstate(invalid="ignore"):  # inf − inf, as np.quantile meets it too
-            theta = np.quantile(stats, p - lo, axis=0).astype(np.float32)
-        theta[self.hist[:, 256] > 0] = np.nan
-        return theta
+        return _resolve(self.hist, self.n, self.th.value, ranks, bins, below, fine)
 
 
-def recording_observers(
-    n_tokens: int, scratch_dir: str | os.PathLike, cards: bool = False
-) -> Callable[[Activation], list]:
+def _quantile_bins(hist: np.ndarray, n: int, q: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where the two order statistics of each unit's q-quantile lie, from hist int ``[U, 257]`` (key high bytes of
+    n values, NaN in column 256): (ranks int64 ``[2]``, their bins int64 ``[U, 2]``, the values below each bin
+    int64 ``[U, 2]``)."""
+    lo = int(np.floor((n - 1) * float(q)))
+    ranks = np.array([lo, min(lo + 1, n - 1)])
+    cum = np.cumsum(hist[:, :256], axis=1, dtype=np.int64)  # [units, 256]
+    bins = np.stack([(cum <= r).sum(1) for r in ranks], axis=1).clip(0, 255)  # [units, 2]
+    below = np.take_along_axis(np.pad(cum, ((0, 0), (1, 0))), bins, axis=1)  # values in lower bins
+    return ranks, bins, below
+
+
+def _resolve(
+    hist: np.ndarray, n: int, q: float, ranks: np.ndarray, bins: np.ndarray, below: np.ndarray, fine: np.ndarray
+) -> np.ndarray:
+    """float32 ``[U]``: the q-quantiles, as ``np.quantile`` gives them, from :func:`_quantile_bins` and the low-byte
+    counts fine int ``[U, 2, ≥256]`` of the values in each unit's two bins; NaN where a unit has a NaN."""
+    p = (n - 1) * float(q)
+    lo = int(np.floor(p))
+    stats = np.empty((2, hist.shape[0]), np.float32)
+    for side in (0, 1):
+        within = (np.cumsum(fine[:, side, :256], axis=1) <= (ranks[side] - below[:, side])[:, None]).sum(1)
+        stats[side] = _value((bins[:, side] << 8) + within.clip(0, 255))
+    # numpy's own interpolation between the two order statistics, so theta equals np.quantile bit for bit
+    with np.errstate(invalid="ignore"):  # inf − inf, as np.quantile meets it too
+        theta = np.quantile(stats, p - lo, axis=0).astype(np.float32)
+    theta[hist[:, 256] > 0] = np.nan
+    return theta
+
+
+def recording_observers(n_tokens: int, cards: bool = False) -> Callable[[Activation], list]:
     """The :class:`~lstmviz.store.RunWriter` ``observers`` factory that builds, in the recording pass, the match
-    indices at :data:`DEFAULT_THRESHOLDS` and the overview (:mod:`lstmviz.analysis.overview`) of every
+    indices at :data:`DEFAULT_THRESHOLDS` (:class:`lstmviz.analysis.match_pass.PassIndex`, from the writer's own
+    passes) and the overview (:mod:`lstmviz.analysis.overview`) of every
     activation, and with ``cards`` its unit cards (:class:`lstmviz.cards.PassCards`). The cards are opt-in: in
     the pass they cost far more than the ≤ 5 % they may (``bench/e2e.py --cards-too``), and without them a
     run's Unit page builds an activation's cards on its first visit, from the same chunk pass."""
     from ..cards.inpass import PassCards
+    from .match_pass import PassIndex
     from .overview import OverviewBuilder
 
     def make(act: Activation) -> list:
-        builders: list = [IndexBuilder(act.name, act.units, n_tokens, th, scratch_dir) for th in DEFAULT_THRESHOLDS]
+        builders: list = [PassIndex(act.name, act.units, n_tokens, th) for th in DEFAULT_THRESHOLDS]
         builders.append(OverviewBuilder(act.name, act.units, n_tokens))
         return [*builders, PassCards(act, n_tokens)] if cards else builders
 

@@ -1,6 +1,7 @@
 """The overview of a whole activation: bin means of equal groups of tokens, ``[bins, units]``, small enough to draw.
 
-Built in the recording pass (:class:`OverviewBuilder`, an :class:`~lstmviz.store.Observer`) and stored as
+Built in the recording (:class:`OverviewBuilder`, an :class:`~lstmviz.store.Observer` that the writer gives its
+row groups as it writes them) and stored as
 ``<run>/cache/overview/<name>.b<bins>.p<per>.n<T>.v1.npy``; a run recorded without it, or whose file was deleted,
 gets it on first use from its values.
 """
@@ -39,6 +40,23 @@ def _kernel():
     except Exception:  # no numba, nowhere to cache, or a compile error
         return None
     return bin_sums, F16
+
+
+_F16 = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)
+
+
+@functools.cache
+def _rows_kernel():
+    """:func:`lstmviz.analysis._match_pass_jit.bin_sums_rows`, or None where :func:`_kernel` is."""
+    if _kernel() is None:
+        return None
+    try:
+        from ._match_pass_jit import bin_sums_rows
+
+        bin_sums_rows(np.zeros((2, 1), np.uint16), _F16, 0, 1, np.zeros((1, 2)), np.zeros((1, 2), np.int64))
+    except Exception:  # a compile error
+        return None
+    return bin_sums_rows
 
 
 def shape(n_tokens: int, units: int, max_cells: int = MAX_CELLS, max_bins: int = MAX_BINS) -> tuple[int, int]:
@@ -83,6 +101,14 @@ class OverviewBuilder:
         else:
             self.sum[bins] += np.add.reduceat(np.where(ok, x, 0), cuts, axis=0, dtype=np.float64)
             self.count[bins] += np.add.reduceat(ok, cuts, axis=0, dtype=np.int64)
+
+    def rows(self, run_dir: Path, start: int, group: np.ndarray) -> None:
+        """Rows ``[start, start + R)`` as :class:`~lstmviz.store.RunWriter` assembles them when it closes: float16
+        patterns uint16 ``[units, R]``, unit-major (``run_dir`` unused: the means are written by ``finish``)."""
+        kernel = _rows_kernel()
+        if kernel is not None:
+            return kernel(group, _F16, start, self.per, self.sum, self.count)
+        self.update(start, group.T.view(np.float16))
 
     def means(self) -> np.ndarray:
         """float32 ``[bins, units]``."""

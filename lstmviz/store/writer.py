@@ -104,6 +104,12 @@ class RunWriter:
         # an observer's card_state (lstmviz.cards.PassCards) is fed by the stats pass itself, values in cache
         self._card_state = {n: next((o.card_state for o in obs if hasattr(o, "card_state")), None)
                             for n, obs in self.observers.items()}  # fmt: skip
+        # an observer's key_hist (lstmviz.chunkstats.KeyHist, a match index's) is counted by the stats pass too:
+        # the first one; it is θ-independent, so the others are given its counts when the writer closes
+        self._key_hists = {n: [o.key_hist for o in obs if hasattr(o, "key_hist")] for n, obs in self.observers.items()}
+        # an observer with ``rows`` is given the row groups as the spill becomes parquet, instead of ``update``
+        self._row_obs = {n: [o for o in obs if hasattr(o, "rows")] for n, obs in self.observers.items()}
+        self._updates = {n: [o for o in obs if not hasattr(o, "rows")] for n, obs in self.observers.items()}
         self._spill = {}
         self._tiles: dict[str, list[tuple[int, int, int]]] = {a.name: [] for a in activations}  # (row, rows, offset)
         self._scratch = np.empty(0, np.uint16)
@@ -198,8 +204,9 @@ class RunWriter:
             if self._scratch.size < B * U * T:
                 self._scratch = np.empty(B * U * T, np.uint16)
             tiles = self._scratch[: B * U * T].reshape(B, U * T)
-            self.stats[name].update(half.view(np.uint16), counts, tiles, starts, self._card_state[name])
-            for obs in self.observers[name]:
+            key_hist = self._key_hists[name][0] if self._key_hists[name] else None
+            self.stats[name].update(half.view(np.uint16), counts, tiles, starts, self._card_state[name], key_hist)
+            for obs in self._updates[name]:
                 for b in range(B):
                     if counts[b]:
                         obs.update(int(starts[b]), half[b, : counts[b]])
@@ -242,7 +249,20 @@ class RunWriter:
         def convert(act: Activation) -> None:
             spill = self.partial / "spill" / f"{act.name}.f16"
             eight = act.name in self.eight
-            _spill_to_parquet(spill, self._tiles[act.name], self.partial / act.file, self.n, act.units, act.kind, eight)
+            hists = self._key_hists[act.name]
+            for h in hists[1:]:
+                h.coarse[:] = hists[0].coarse
+            row_obs = self._row_obs[act.name]
+            scans = [o for o in row_obs if getattr(o, "needs_scan", lambda: False)()]
+            if scans:
+                _scan_spill(spill, self._tiles[act.name], act.units, lambda tile: [o.scan(tile) for o in scans])
+
+            def rows(start: int, group: np.ndarray) -> None:
+                for o in row_obs:
+                    o.rows(self.partial, start, group)
+
+            tiles = self._tiles[act.name]
+            _spill_to_parquet(spill, tiles, self.partial / act.file, self.n, act.units, act.kind, eight, rows)
             spill.unlink()
 
         def finish(name: str) -> dict:
@@ -314,13 +334,21 @@ class RunWriter:
 
 
 def _spill_to_parquet(
-    spill: Path, tiles: Sequence[tuple[int, int, int]], dest: Path, n: int, units: int, kind: str, eight: bool
+    spill: Path,
+    tiles: Sequence[tuple[int, int, int]],
+    dest: Path,
+    n: int,
+    units: int,
+    kind: str,
+    eight: bool,
+    on_group: Callable[[int, np.ndarray], None] | None = None,
 ) -> None:
     """Unit-major float16 tiles → wide parquet with ROW_GROUP-row groups (``eight``: 8-bit levels, whose float16
     values the tiles hold, as a dictionary-encoded file).
 
     tiles: (first row, rows, byte offset in ``spill``) of each tile ``[units, rows]``; rows no tile covers are 0.
-    Each row group is assembled unit-major (contiguous runs per tile) and handed to the file writer.
+    Each row group is assembled unit-major (contiguous runs per tile), given to ``on_group(first row, group)`` as
+    float16 patterns uint16 ``[units, R]`` (the values as stored), and handed to the file writer.
     """
     index = np.array(sorted(tiles), np.int64).reshape(-1, 3)
     first, rows, offsets = index.T
@@ -344,9 +372,24 @@ def _spill_to_parquet(
                 tile = scratch[: units * rows[i]]
                 _pread_into(fd, tile, int(offsets[i]))
                 group[:, a - r0 : b - r0] = tile.reshape(units, rows[i])[:, a - first[i] : b - first[i]]
+            if on_group is not None:
+                on_group(r0, group.view(np.uint16))
             if indices is not None:
                 group = np.take(INDEX, group.view(np.uint16), out=indices[: units * R].reshape(units, R), mode="clip")
             write(group)
+
+
+def _scan_spill(
+    spill: Path, tiles: Sequence[tuple[int, int, int]], units: int, scan: Callable[[np.ndarray], None]
+) -> None:
+    """Every tile of ``spill`` (see :func:`_spill_to_parquet`), in file order, as float16 patterns uint16
+    ``[units, rows]`` to ``scan``."""
+    scratch = np.empty(units * max((t[1] for t in tiles), default=0), np.uint16)
+    with open(spill, "rb") as f:
+        for _, c, offset in sorted(tiles, key=lambda t: t[2]):
+            tile = scratch[: units * c]
+            _pread_into(f.fileno(), tile, offset)
+            scan(tile.reshape(units, c))
 
 
 def _pread_into(fd: int, out: np.ndarray, offset: int) -> None:
