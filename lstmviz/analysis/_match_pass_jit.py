@@ -1,4 +1,4 @@
-"""Compiled loops (numba) that build the match index and the overview from the writer's unit-major rows.
+"""Compiled loops (numba) that build the match index from the writer's unit-major rows.
 
 The writer lays each chunk out unit-major for its parquet pages (:mod:`lstmviz.chunkstats`) and assembles the
 file's row groups ``[U, R]`` from those tiles when it closes (:mod:`lstmviz.store.writer`); these loops read
@@ -35,42 +35,33 @@ def pack_cols(group: np.ndarray, kth: np.ndarray, out: np.ndarray) -> None:
 @njit(**_JIT)
 def fine_rows(tile: np.ndarray, bins: np.ndarray, need: np.ndarray, fine: np.ndarray) -> None:
     """fine int32 ``[U, 2, 257]`` += for each unit with ``need[u]``, the low-byte counts of its keys whose high
-    byte is ``bins[u, side]``, every other value in column 256. tile uint16 ``[U, c]`` (unit-major rows)."""
+    byte is ``bins[u, side]`` (column 256 is left alone). tile uint16 ``[U, c]`` (unit-major rows).
+
+    Each value adds 0 or 1 at its low byte, so nothing branches on how many values fall in the bin (anything
+    from none to all), in four interleaved copies, so that a run of one value (a saturated unit) does not make
+    each increment wait for the one before."""
     U, c = tile.shape
+    part = np.zeros((2, 4, 256), np.int32)
     for u in range(U):
         if not need[u]:
             continue
-        b0, b1 = np.int32(bins[u, 0]), np.int32(bins[u, 1])
-        row = tile[u]
-        f0, f1 = fine[u, 0], fine[u, 1]
-        for t in range(c):
-            k = _key(row[t])
-            hi = k >> 8  # −1 for NaN: no bin
-            lo = k & 255
-            f0[lo if hi == b0 else 256] += 1
-            f1[lo if hi == b1 else 256] += 1
-
-
-@njit(**_JIT)
-def bin_sums_rows(
-    group: np.ndarray, table: np.ndarray, start: int, per: int, sums: np.ndarray, counts: np.ndarray
-) -> None:
-    """sums float64 / counts int64 ``[bins, U]`` += the non-NaN values of rows ``start…`` (group uint16 ``[U, R]``,
-    unit-major), row r into bin ``r // per``; each bin's part of a unit's row is summed in row order."""
-    U, R = group.shape
-    for u in range(U):
-        row = group[u]
-        t = 0
-        while t < R:
-            b = (start + t) // per
-            t1 = min(R, (b + 1) * per - start)
-            s = 0.0
-            n = 0
-            for i in range(t, t1):
-                v = table[row[i]]
-                ok = v == v
-                s += np.float64(v) if ok else 0.0
-                n += ok
-            sums[b, u] += s
-            counts[b, u] += n
-            t = t1
+        sides = 1 if bins[u, 0] == bins[u, 1] else 2
+        for side in range(sides):
+            b = np.int32(bins[u, side])
+            row = tile[u]
+            f = part[side]
+            t = 0
+            while t + 4 <= c:
+                for i in range(4):
+                    k = _key(row[t + i])
+                    f[i, k & 255] += np.int32((k >> 8) == b)
+                t += 4
+            while t < c:
+                k = _key(row[t])
+                f[0, k & 255] += np.int32((k >> 8) == b)
+                t += 1
+        for side in range(2):
+            src = part[side if sides == 2 else 0]
+            for lo in range(256):
+                fine[u, side, lo] += src[0, lo] + src[1, lo] + src[2, lo] + src[3, lo]
+        part[:] = 0

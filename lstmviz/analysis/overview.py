@@ -42,23 +42,6 @@ def _kernel():
     return bin_sums, F16
 
 
-_F16 = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)
-
-
-@functools.cache
-def _rows_kernel():
-    """:func:`lstmviz.analysis._match_pass_jit.bin_sums_rows`, or None where :func:`_kernel` is."""
-    if _kernel() is None:
-        return None
-    try:
-        from ._match_pass_jit import bin_sums_rows
-
-        bin_sums_rows(np.zeros((2, 1), np.uint16), _F16, 0, 1, np.zeros((1, 2)), np.zeros((1, 2), np.int64))
-    except Exception:  # a compile error
-        return None
-    return bin_sums_rows
-
-
 def shape(n_tokens: int, units: int, max_cells: int = MAX_CELLS, max_bins: int = MAX_BINS) -> tuple[int, int]:
     """(bins, tokens per bin): equal bins of ``per`` tokens (the last one shorter), bins × units ≤ max_cells."""
     bins = max(1, min(n_tokens, max_cells // max(units, 1), max_bins))
@@ -104,10 +87,9 @@ class OverviewBuilder:
 
     def rows(self, run_dir: Path, start: int, group: np.ndarray) -> None:
         """Rows ``[start, start + R)`` as :class:`~lstmviz.store.RunWriter` assembles them when it closes: float16
-        patterns uint16 ``[units, R]``, unit-major (``run_dir`` unused: the means are written by ``finish``)."""
-        kernel = _rows_kernel()
-        if kernel is not None:
-            return kernel(group, _F16, start, self.per, self.sum, self.count)
+        patterns uint16 ``[units, R]``, unit-major (``run_dir`` unused: the means are written by ``finish``).
+        Summed time-major, as :meth:`update` sums (a transposed copy of the group costs less than summing its
+        rows' short bin segments one by one)."""
         self.update(start, group.T.view(np.float16))
 
     def means(self) -> np.ndarray:

@@ -56,7 +56,7 @@ def values(rng: np.random.Generator, T: int, U: int, nan: bool) -> np.ndarray:
 def kernels(request, monkeypatch):
     if request.param == "numpy":
         monkeypatch.setattr(match_pass, "_kernels", lambda: None)
-        monkeypatch.setattr(overview_module, "_rows_kernel", lambda: None)
+        monkeypatch.setattr(overview_module, "_kernel", lambda: None)
     return request.param
 
 
