@@ -117,28 +117,6 @@ _NO_CARDS = (
 )  # fmt: skip
 
 
-class KeyHist:
-    """The coarse histogram of one activation's match keys (:func:`match_key`), counted by the chunk pass: per
-    unit, how many values have each high byte, NaN in column 256. ``coarse`` int32 ``[U, 4, 257]`` holds four
-    interleaved copies; :meth:`counts` sums them, int64 ``[U, 257]``."""
-
-    def __init__(self, units: int):
-        self.coarse = np.zeros((units, 4, 257), np.int32)
-
-    def counts(self) -> np.ndarray:
-        return self.coarse.sum(1, dtype=np.int64)
-
-
-NO_KEY_HIST = np.zeros((0, 4, 257), np.int32)  # chunk_pass's coarse argument when nothing counts the match keys
-
-
-def match_key(bits: np.ndarray) -> np.ndarray:
-    """int64 match keys of float16 bit patterns: integer order is float order over ``[0, 0xFFFF]``, −0 is +0
-    (``0x8000``), NaN → −1 (the keys of :mod:`lstmviz.analysis.match_bits`)."""
-    k = key(bits)
-    return np.where(np.abs(k) > _NAN_FREE, -1, k + 0x8000 - (k < 0))
-
-
 def no_cards() -> tuple:
     """The trailing arguments of :func:`chunk_pass` without cards (never written to)."""
     return _NO_CARDS
@@ -257,26 +235,6 @@ def _histogram(
         t += 1
 
 
-@njit(**_STRICT)
-def _coarse(keys: np.ndarray, c: int, coarse: np.ndarray, bins: np.ndarray) -> None:
-    """One unit's order keys (from :func:`_moments`) into coarse int32 ``[4, 257]``: the high byte of each value's
-    match key (:func:`match_key`), NaN in column 256, in four interleaved copies as :func:`_histogram` does."""
-    for t in range(c):
-        k = keys[t]
-        a = k if k >= 0 else -k
-        bins[t] = ((k + 0x8000 - (k < 0)) >> 8) if a <= _NAN_FREE else 256
-    t = 0
-    while t + 4 <= c:
-        coarse[0, bins[t]] += 1
-        coarse[1, bins[t + 1]] += 1
-        coarse[2, bins[t + 2]] += 1
-        coarse[3, bins[t + 3]] += 1
-        t += 4
-    while t < c:
-        coarse[0, bins[t]] += 1
-        t += 1
-
-
 @njit(**_FAST)
 def _strip(xf: np.ndarray, c: int, pos0: int, per: int, s: float, ssum: np.ndarray) -> None:
     """One unit's row sum s of values xf ``[≥c]`` (0 where not finite) at positions ``pos0 + [0, c)`` into its
@@ -353,7 +311,6 @@ def chunk_pass(
     acc: np.ndarray,
     cnt: np.ndarray,
     hist: np.ndarray,
-    coarse: np.ndarray,
     starts: np.ndarray,
     cards: bool,
     offset: int,
@@ -369,8 +326,7 @@ def chunk_pass(
 ) -> None:
     """bits uint16 ``[B, T, U]``; counts int64 ``[B]``; tiles uint16 ``[B, U·T]`` (out: tile b packed ``[U, c_b]``).
 
-    Accumulates into acc float64 ``[2, U]``, cnt int64 ``[6, U]`` and hist int64 ``[U, 4, K + 1]`` (see above),
-    and, unless it is empty, into coarse int32 ``[U, 4, 257]`` the match keys' high bytes (:class:`KeyHist`).
+    Accumulates into acc float64 ``[2, U]``, cnt int64 ``[6, U]`` and hist int64 ``[U, 4, K + 1]`` (see above).
     With ``cards``, stream b's rows are at positions ``offset + starts[b] + [0, counts[b])`` and the arguments
     after it are a :class:`CardState`'s (:meth:`CardState.args`); without, they are never touched.
     """
@@ -391,8 +347,6 @@ def chunk_pass(
                 row, xi, xf, keys, low_key, high_key, above_key, below_key, acc, cnt, u
             )
             _histogram(xf, keys, c, lo, scale, hist[u], bins)
-            if coarse.shape[0]:
-                _coarse(keys, c, coarse[u], bins)
             if cards:
                 pos0 = offset + starts[b]
                 dens[0, u] += n_above

@@ -32,36 +32,73 @@ def pack_cols(group: np.ndarray, kth: np.ndarray, out: np.ndarray) -> None:
             o[t] |= np.uint8(_key(row[t]) >= k) << shift
 
 
-@njit(**_JIT)
-def fine_rows(tile: np.ndarray, bins: np.ndarray, need: np.ndarray, fine: np.ndarray) -> None:
-    """fine int32 ``[U, 2, 257]`` += for each unit with ``need[u]``, the low-byte counts of its keys whose high
-    byte is ``bins[u, side]`` (column 256 is left alone). tile uint16 ``[U, c]`` (unit-major rows).
+_LOWEST, _HIGHEST = 0x03FF, 0xFC00  # the keys of −inf and +inf (below and above them: NaN's raw keys)
 
-    Each value adds 0 or 1 at its low byte, so nothing branches on how many values fall in the bin (anything
-    from none to all), in four interleaved copies, so that a run of one value (a saturated unit) does not make
-    each increment wait for the one before."""
-    U, c = tile.shape
-    part = np.zeros((2, 4, 256), np.int32)
+
+@njit(inline="always", **_JIT)
+def _raw_key(b: int) -> int:
+    """:func:`_key` without its NaN test: NaN's patterns map below −inf's key (negative NaN) or above +inf's."""
+    b = np.int32(b)
+    b = b * (b != 0x8000)
+    return b ^ (0x8000 | ((b >> 15) * 0x7FFF))
+
+
+@njit(**_JIT)
+def order_stats(values: np.ndarray, tiles: np.ndarray, zeros: int, r0: int, r1: int, out: np.ndarray) -> np.ndarray:
+    """Each unit's order statistics of ranks r0 ≤ r1 (0-based) over the spill, as float16 patterns.
+
+    values uint16 ``[*]`` (the spill), tiles int64 ``[k, 3]`` (first row, rows c, element offset of a tile
+    ``[U, c]``), ``zeros`` more values of +0 per unit (rows no tile covers). out uint16 ``[2, U]`` ← the patterns
+    of ranks r0 and r1 among the non-NaN values. Returns int64 ``[U]``: each unit's count of NaN.
+
+    One unit at a time: a histogram over all 2¹⁶ keys (two interleaved copies, 512 kB, so that a run of one value,
+    a saturated unit, does not make each increment wait for the one before) from the unit's row of every tile,
+    then a walk up the keys to the ranks (:func:`_walk`). Exact, with no other pass over the values."""
+    U = out.shape[1]
+    hist = np.zeros((2, 1 << 16), np.int32)
+    nan = np.zeros(U, np.int64)
     for u in range(U):
-        if not need[u]:
-            continue
-        sides = 1 if bins[u, 0] == bins[u, 1] else 2
-        for side in range(sides):
-            b = np.int32(bins[u, side])
-            row = tile[u]
-            f = part[side]
+        h0, h1 = hist[0], hist[1]
+        for k in range(tiles.shape[0]):
+            c = tiles[k, 1]
+            base = tiles[k, 2] + u * c
             t = 0
-            while t + 4 <= c:
-                for i in range(4):
-                    k = _key(row[t + i])
-                    f[i, k & 255] += np.int32((k >> 8) == b)
-                t += 4
-            while t < c:
-                k = _key(row[t])
-                f[0, k & 255] += np.int32((k >> 8) == b)
-                t += 1
-        for side in range(2):
-            src = part[side if sides == 2 else 0]
-            for lo in range(256):
-                fine[u, side, lo] += src[0, lo] + src[1, lo] + src[2, lo] + src[3, lo]
-        part[:] = 0
+            while t + 2 <= c:
+                h0[_raw_key(values[base + t])] += 1
+                h1[_raw_key(values[base + t + 1])] += 1
+                t += 2
+            if t < c:
+                h0[_raw_key(values[base + t])] += 1
+        h0 += h1
+        h0[0x8000] += zeros
+        _walk(h0, r0, r1, out, u)
+        for j in range(_LOWEST):
+            nan[u] += h0[j]
+        for j in range(_HIGHEST + 1, 1 << 16):
+            nan[u] += h0[j]
+        hist[:] = 0
+    return nan
+
+
+@njit(**_JIT)
+def _walk(h: np.ndarray, r0: int, r1: int, out: np.ndarray, u: int) -> None:
+    """out[:, u] ← the patterns of ranks r0 ≤ r1 of the key histogram h int32 ``[2¹⁶]``: a walk up the keys that
+    steps over whole blocks of 256 keys by their sums."""
+    cum = 0
+    side = 0
+    j = _LOWEST
+    while j <= _HIGHEST and side < 2:
+        target = r0 if side == 0 else r1
+        if (j & 255) == 0 and j + 255 < _HIGHEST:
+            block = 0
+            for i in range(j, j + 256):
+                block += h[i]
+            if cum + block <= target:  # the rank lies beyond this block
+                cum += block
+                j += 256
+                continue
+        cum += h[j]
+        while side < 2 and cum > (r0 if side == 0 else r1):
+            out[side, u] = j - 0x8000 if j >= 0x8000 else 0xFFFF - j
+            side += 1
+        j += 1

@@ -263,43 +263,28 @@ class IndexBuilder:
 
     def _quantiles(self, copy: np.ndarray | None) -> np.ndarray:
         """float32 ``[units]``: each unit's q-quantile, exactly as ``np.quantile`` gives it on the stored values."""
-        if self.n == 0:
+        n, q = self.n, float(self.th.value)
+        if n == 0:
             return np.full(self.units, np.nan, np.float32)
-        ranks, bins, below = _quantile_bins(self.hist, self.n, self.th.value)
+        p = (n - 1) * q
+        lo = int(np.floor(p))
+        ranks = np.array([lo, min(lo + 1, n - 1)])
+        cum = np.cumsum(self.hist[:, :256], axis=1, dtype=np.int64)  # [units, 256]
+        bins = np.stack([(cum <= r).sum(1) for r in ranks], axis=1).clip(0, 255)  # [units, 2]
+        below = np.take_along_axis(np.pad(cum, ((0, 0), (1, 0))), bins, axis=1)  # values in lower bins
         fine = np.zeros((self.units, 2, 257), np.int32)
-        for r in range(0, self.n, ROWS):
+        for r in range(0, n, ROWS):
             _fine(np.asarray(copy[r : r + ROWS]), bins, fine)  # a read-only view of the copy, no copy
-        return _resolve(self.hist, self.n, self.th.value, ranks, bins, below, fine)
-
-
-def _quantile_bins(hist: np.ndarray, n: int, q: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Where the two order statistics of each unit's q-quantile lie, from hist int ``[U, 257]`` (key high bytes of
-    n values, NaN in column 256): (ranks int64 ``[2]``, their bins int64 ``[U, 2]``, the values below each bin
-    int64 ``[U, 2]``)."""
-    lo = int(np.floor((n - 1) * float(q)))
-    ranks = np.array([lo, min(lo + 1, n - 1)])
-    cum = np.cumsum(hist[:, :256], axis=1, dtype=np.int64)  # [units, 256]
-    bins = np.stack([(cum <= r).sum(1) for r in ranks], axis=1).clip(0, 255)  # [units, 2]
-    below = np.take_along_axis(np.pad(cum, ((0, 0), (1, 0))), bins, axis=1)  # values in lower bins
-    return ranks, bins, below
-
-
-def _resolve(
-    hist: np.ndarray, n: int, q: float, ranks: np.ndarray, bins: np.ndarray, below: np.ndarray, fine: np.ndarray
-) -> np.ndarray:
-    """float32 ``[U]``: the q-quantiles, as ``np.quantile`` gives them, from :func:`_quantile_bins` and the low-byte
-    counts fine int ``[U, 2, ≥256]`` of the values in each unit's two bins; NaN where a unit has a NaN."""
-    p = (n - 1) * float(q)
-    lo = int(np.floor(p))
-    stats = np.empty((2, hist.shape[0]), np.float32)
-    for side in (0, 1):
-        within = (np.cumsum(fine[:, side, :256], axis=1) <= (ranks[side] - below[:, side])[:, None]).sum(1)
-        stats[side] = _value((bins[:, side] << 8) + within.clip(0, 255))
-    # numpy's own interpolation between the two order statistics, so theta equals np.quantile bit for bit
-    with np.errstate(invalid="ignore"):  # inf − inf, as np.quantile meets it too
-        theta = np.quantile(stats, p - lo, axis=0).astype(np.float32)
-    theta[hist[:, 256] > 0] = np.nan
-    return theta
+        fine = fine[:, :, :256]
+        stats = np.empty((2, self.units), np.float32)
+        for side in (0, 1):
+            within = (np.cumsum(fine[:, side], axis=1) <= (ranks[side] - below[:, side])[:, None]).sum(1)
+            stats[side] = _value((bins[:, side] << 8) + within.clip(0, 255))
+        # numpy's own interpolation between the two order statistics, so theta equals np.quantile bit for bit
+        with np.errstate(invalid="ignore"):  # inf − inf, as np.quantile meets it too
+            theta = np.quantile(stats, p - lo, axis=0).astype(np.float32)
+        theta[self.hist[:, 256] > 0] = np.nan
+        return theta
 
 
 def recording_observers(n_tokens: int, cards: bool = False) -> Callable[[Activation], list]:

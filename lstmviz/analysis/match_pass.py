@@ -5,10 +5,9 @@ keeps its own float16 copy of the activation to pass over twice at the end. In a
 holds every value twice over: its chunk pass has each chunk's values in cache, and its spill is read back, in
 corpus order, to write the parquet row groups. A :class:`PassIndex` takes what it needs from those:
 
-- a quantile θ's coarse histogram (the high byte of each value's key) is counted by the chunk pass itself
-  (``key_hist``, a :class:`lstmviz.chunkstats.KeyHist`);
-- when the writer closes, a quantile θ resolves its two order statistics inside their bins from one look at the
-  spill's tiles (``scan``), which gives θ exactly as ``np.quantile`` does on the stored values;
+- when the writer closes, a quantile θ takes each unit's two order statistics from one pass over the spill, a
+  histogram of the unit's 2¹⁶ float16 patterns (``spill``), which gives θ exactly as ``np.quantile`` does on the
+  stored values with no copy of them and nothing counted in the chunk pass;
 - the bits, of either θ, are packed from the row groups as the writer assembles them (``rows``), straight into
   the index's files under ``<run>.partial/cache/match/`` (so an interrupted recording leaves nothing behind).
 
@@ -25,8 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import chunkstats as _cs
-from .match_bits import Threshold, _quantile_bins, _resolve, as_threshold, index_paths, threshold_key
+from .match_bits import Threshold, _keys, as_threshold, index_paths, threshold_key
 
 
 @functools.cache
@@ -42,7 +40,10 @@ def _kernels():
 
         g = np.zeros((9, 3), np.uint16)
         k.pack_cols(g, np.zeros(9, np.int64), np.zeros((2, 3), np.uint8))
-        k.fine_rows(g, np.zeros((9, 2), np.int64), np.ones(9, np.bool_), np.zeros((9, 2, 257), np.int32))
+        for ro in (False, True):  # the spill is a read-only memory map
+            v = np.zeros(9, np.uint16)
+            v.setflags(write=not ro)
+            k.order_stats(v, np.array([[0, 1, 0]], np.int64), 0, 0, 0, np.zeros((2, 9), np.uint16))
     except Exception:  # a compile error
         return None
     return k
@@ -57,30 +58,40 @@ def pack_cols(group: np.ndarray, kth: np.ndarray) -> np.ndarray:
     if k is not None:
         k.pack_cols(group, kth, out)
         return out
-    on = _cs.match_key(group) >= kth[:, None]
+    on = _keys(group) >= kth[:, None]
     return np.packbits(on, axis=0, bitorder="little")
 
 
-def fine_rows(tile: np.ndarray, bins: np.ndarray, need: np.ndarray, fine: np.ndarray) -> None:
-    """fine int32 ``[U, 2, 257]`` += low-byte counts of the keys of tile uint16 ``[U, c]`` (unit-major) whose high
-    byte is ``bins[u, side]`` (column 256: the rest), for the units with ``need[u]``."""
+def quantiles(values: np.ndarray, tiles: np.ndarray, n: int, units: int, q: float) -> np.ndarray:
+    """float32 ``[units]``: each unit's q-quantile over the spill, exactly as ``np.quantile`` gives it on the n
+    stored values (rows no tile covers are stored as 0). values uint16 ``[*]`` the spill, tiles int64 ``[k, 3]``
+    (first row, rows c, element offset of a tile ``[units, c]``)."""
+    zeros = n - int(tiles[:, 1].sum())
+    p = (n - 1) * float(q)
+    lo = int(np.floor(p))
     k = _kernels()
-    if k is not None:
-        return k.fine_rows(tile, bins, need, fine)
-    keys = _cs.match_key(tile[need])
-    for side in (0, 1):
-        hit = (keys >= 0) & (keys >> 8 == bins[need, side][:, None])
-        units = np.broadcast_to(np.arange(len(keys))[:, None], keys.shape)
-        counts = np.bincount(units[hit] * 256 + (keys[hit] & 255), minlength=len(keys) * 256)
-        fine[need, side, :256] += counts.reshape(len(keys), 256).astype(np.int32)
-        fine[need, side, 256] += (~hit).sum(1).astype(np.int32)
+    if k is None:
+        theta = np.empty(units, np.float32)
+        for u in range(units):
+            x = [values[o + u * c : o + (u + 1) * c] for _, c, o in tiles] + [np.zeros(zeros, np.uint16)]
+            with np.errstate(invalid="ignore"):  # inf − inf, as np.quantile meets it
+                theta[u] = np.quantile(np.concatenate(x).view(np.float16).astype(np.float32), q)
+        return theta
+    out = np.zeros((2, units), np.uint16)
+    nan = k.order_stats(values, tiles, zeros, lo, min(lo + 1, n - 1), out)
+    stats = out.view(np.float16).astype(np.float32)
+    # numpy's own interpolation between the two order statistics, so theta equals np.quantile bit for bit
+    with np.errstate(invalid="ignore"):  # inf − inf, as np.quantile meets it too
+        theta = np.quantile(stats, p - lo, axis=0).astype(np.float32)
+    theta[nan > 0] = np.nan
+    return theta
 
 
 class PassIndex:
     """The on-index of one activation at one θ, fed by :class:`~lstmviz.store.RunWriter`'s passes (see the module
-    docstring): the writer counts ``key_hist`` in its chunk pass (quantile θ only), calls ``scan`` with every
-    stored tile while ``needs_scan()`` and ``rows`` with every row group in corpus order when it closes, then
-    ``finish``. Unlike an ``Observer`` it has no ``update``: only the writer can feed it.
+    docstring): when the writer closes it calls ``spill`` with the whole spill if ``needs_spill()`` (a quantile θ),
+    then ``rows`` with every row group in corpus order, then ``finish``. Unlike an ``Observer`` it has no
+    ``update``: only the writer can feed it.
 
     Args:
         name: activation name; units: its width; n_tokens: rows the run has.
@@ -93,44 +104,31 @@ class PassIndex:
         self.nb = (units + 7) // 8
         self._files: tuple[list[Path], np.ndarray, np.ndarray] | None = None  # (tmp paths, bits, cols)
         self.theta: np.ndarray | None = None
-        if self.th.quantile:
-            self.key_hist = _cs.KeyHist(units)
-            self._fine: np.ndarray | None = None
-        else:
+        if not self.th.quantile:
             self.theta = np.full(units, self.th.value, np.float32)
             self.kth = threshold_key(self.theta)
 
-    def needs_scan(self) -> bool:
-        """Whether θ still needs a look at every stored value (:meth:`scan`) before the rows are packed."""
+    def needs_spill(self) -> bool:
+        """Whether θ is still to be found from every stored value (:meth:`spill`) before the rows are packed."""
         return self.theta is None
 
-    def scan(self, tile: np.ndarray) -> None:
-        """Stored values uint16 ``[U, c]`` (float16 patterns, unit-major), every stored value once, in any order."""
-        if self._fine is None:
-            self._hist = self.key_hist.counts()
-            self._bins = _quantile_bins(self._hist, self.n, self.th.value)
-            self._fine = np.zeros((self.units, 2, 257), np.int32)
-            self._need = np.ones(self.units, np.bool_)
-        fine_rows(tile, self._bins[1], self._need, self._fine)
+    def spill(self, values: np.ndarray, tiles: np.ndarray) -> None:
+        """The writer's whole spill: values uint16 ``[*]`` (float16 patterns), tiles int64 ``[k, 3]`` (first row,
+        rows c, element offset of each tile ``[units, c]``, unit-major), every stored row once."""
+        self.theta = quantiles(values, tiles, self.n, self.units, self.th.value)
+        self.kth = threshold_key(self.theta)
 
     def rows(self, run_dir: Path, start: int, group: np.ndarray) -> None:
         """Rows ``[start, start + R)`` of the run, uint16 ``[U, R]`` (float16 patterns, unit-major), every row once,
         in corpus order; ``run_dir`` the run's partial directory."""
         if self.theta is None:
-            self._theta()
+            raise RuntimeError(f"{self.name}: a quantile index was given rows before the spill")
         if self._files is None:
             self._files = self._open(Path(run_dir))
         _, bits, cols = self._files
         block = pack_cols(group, self.kth)  # [nb, R]
         cols[:, start : start + block.shape[1]] = block
         bits[start : start + block.shape[1]] = block.T
-
-    def _theta(self) -> None:
-        if self._fine is None:
-            raise RuntimeError(f"{self.name}: a quantile index was given rows before every value was scanned")
-        ranks, bins, below = self._bins
-        self.theta = _resolve(self._hist, self.n, self.th.value, ranks, bins, below, self._fine)
-        self.kth = threshold_key(self.theta)
 
     def _open(self, run_dir: Path) -> tuple[list[Path], np.ndarray, np.ndarray]:
         paths = index_paths(run_dir / "cache", self.name, self.th, self.n)
@@ -144,8 +142,6 @@ class PassIndex:
     def finish(self, run_dir: str | os.PathLike) -> dict:
         """Write the index under ``run_dir/cache/match/`` (theta and cols first, bits last, each by a rename, so
         the bits file marks a complete index); returns ``{}``."""
-        if self.theta is None:
-            self._theta()
         if self._files is None:  # no rows: a run of no tokens
             self._files = self._open(Path(run_dir))
         tmps, bits, cols = self._files

@@ -1,7 +1,6 @@
 """The overview of a whole activation: bin means of equal groups of tokens, ``[bins, units]``, small enough to draw.
 
-Built in the recording (:class:`OverviewBuilder`, an :class:`~lstmviz.store.Observer` that the writer gives its
-row groups as it writes them) and stored as
+Built in the recording pass (:class:`OverviewBuilder`, an :class:`~lstmviz.store.Observer`) and stored as
 ``<run>/cache/overview/<name>.b<bins>.p<per>.n<T>.v1.npy``; a run recorded without it, or whose file was deleted,
 gets it on first use from its values.
 """
@@ -84,13 +83,6 @@ class OverviewBuilder:
         else:
             self.sum[bins] += np.add.reduceat(np.where(ok, x, 0), cuts, axis=0, dtype=np.float64)
             self.count[bins] += np.add.reduceat(ok, cuts, axis=0, dtype=np.int64)
-
-    def rows(self, run_dir: Path, start: int, group: np.ndarray) -> None:
-        """Rows ``[start, start + R)`` as :class:`~lstmviz.store.RunWriter` assembles them when it closes: float16
-        patterns uint16 ``[units, R]``, unit-major (``run_dir`` unused: the means are written by ``finish``).
-        Summed time-major, as :meth:`update` sums (a transposed copy of the group costs less than summing its
-        rows' short bin segments one by one)."""
-        self.update(start, group.T.view(np.float16))
 
     def means(self) -> np.ndarray:
         """float32 ``[bins, units]``."""

@@ -51,13 +51,11 @@ class Stats:
         tiles: np.ndarray,
         starts: np.ndarray | None = None,
         cards: _cs.CardState | None = None,
-        key_hist: _cs.KeyHist | None = None,
     ) -> None:
         """bits: float16 bit patterns uint16 ``[B, T, units]``, rows ``[0, counts[b])`` of stream b valid.
 
         Writes each stream's valid rows unit-major into ``tiles[b, :units·counts[b]]`` (uint16 ``[B, ≥units·T]``).
-        ``cards``, if given, is fed in the same pass (stream b's rows at ``starts[b]…``, int64 ``[B]``), and so
-        is ``key_hist`` (the match index's coarse histogram).
+        ``cards``, if given, is fed in the same pass (stream b's rows at ``starts[b]…``, int64 ``[B]``).
         """
         if self.range is None:
             valid = np.arange(bits.shape[1])[None, :] < counts[:, None]
@@ -65,8 +63,7 @@ class Stats:
         lo, hi = self.range
         extra = (starts, *cards.args()) if cards is not None else (counts, *_cs.no_cards())
         scale = HIST_BINS / (hi - lo)
-        coarse = _cs.NO_KEY_HIST if key_hist is None else key_hist.coarse
-        _cs.chunk_pass(bits, counts, *_THRESHOLD_KEYS, lo, scale, tiles, self.acc, self.cnt, self.hist, coarse, *extra)
+        _cs.chunk_pass(bits, counts, *_THRESHOLD_KEYS, lo, scale, tiles, self.acc, self.cnt, self.hist, *extra)
         self.count += int(counts.sum())
 
     def frame(self) -> pd.DataFrame:

@@ -104,9 +104,6 @@ class RunWriter:
         # an observer's card_state (lstmviz.cards.PassCards) is fed by the stats pass itself, values in cache
         self._card_state = {n: next((o.card_state for o in obs if hasattr(o, "card_state")), None)
                             for n, obs in self.observers.items()}  # fmt: skip
-        # an observer's key_hist (lstmviz.chunkstats.KeyHist, a match index's) is counted by the stats pass too:
-        # the first one; it is θ-independent, so the others are given its counts when the writer closes
-        self._key_hists = {n: [o.key_hist for o in obs if hasattr(o, "key_hist")] for n, obs in self.observers.items()}
         # an observer with ``rows`` is given the row groups as the spill becomes parquet, instead of ``update``
         self._row_obs = {n: [o for o in obs if hasattr(o, "rows")] for n, obs in self.observers.items()}
         self._updates = {n: [o for o in obs if not hasattr(o, "rows")] for n, obs in self.observers.items()}
@@ -204,8 +201,7 @@ class RunWriter:
             if self._scratch.size < B * U * T:
                 self._scratch = np.empty(B * U * T, np.uint16)
             tiles = self._scratch[: B * U * T].reshape(B, U * T)
-            key_hist = self._key_hists[name][0] if self._key_hists[name] else None
-            self.stats[name].update(half.view(np.uint16), counts, tiles, starts, self._card_state[name], key_hist)
+            self.stats[name].update(half.view(np.uint16), counts, tiles, starts, self._card_state[name])
             for obs in self._updates[name]:
                 for b in range(B):
                     if counts[b]:
@@ -249,13 +245,10 @@ class RunWriter:
         def convert(act: Activation) -> None:
             spill = self.partial / "spill" / f"{act.name}.f16"
             eight = act.name in self.eight
-            hists = self._key_hists[act.name]
-            for h in hists[1:]:
-                h.coarse[:] = hists[0].coarse
             row_obs = self._row_obs[act.name]
-            scans = [o for o in row_obs if getattr(o, "needs_scan", lambda: False)()]
-            if scans:
-                _scan_spill(spill, self._tiles[act.name], act.units, lambda tile: [o.scan(tile) for o in scans])
+            spill_obs = [o for o in row_obs if getattr(o, "needs_spill", lambda: False)()]
+            if spill_obs:
+                _read_spill(spill, self._tiles[act.name], spill_obs)
 
             def rows(start: int, group: np.ndarray) -> None:
                 for o in row_obs:
@@ -379,17 +372,15 @@ def _spill_to_parquet(
             write(group)
 
 
-def _scan_spill(
-    spill: Path, tiles: Sequence[tuple[int, int, int]], units: int, scan: Callable[[np.ndarray], None]
-) -> None:
-    """Every tile of ``spill`` (see :func:`_spill_to_parquet`), in file order, as float16 patterns uint16
-    ``[units, rows]`` to ``scan``."""
-    scratch = np.empty(units * max((t[1] for t in tiles), default=0), np.uint16)
-    with open(spill, "rb") as f:
-        for _, c, offset in sorted(tiles, key=lambda t: t[2]):
-            tile = scratch[: units * c]
-            _pread_into(f.fileno(), tile, offset)
-            scan(tile.reshape(units, c))
+def _read_spill(spill: Path, tiles: Sequence[tuple[int, int, int]], observers: Sequence) -> None:
+    """Give each observer's ``spill(values, tiles)`` the whole spill as read-only float16 patterns uint16 ``[n]``
+    (memory-mapped) and its tiles int64 ``[k, 3]`` (first row, rows, element offset of a tile ``[units, rows]``)."""
+    index = np.array(sorted(tiles), np.int64).reshape(-1, 3)
+    index[:, 2] //= 2
+    size = spill.stat().st_size // 2
+    values = np.memmap(spill, np.uint16, "r", shape=(size,)) if size else np.zeros(0, np.uint16)
+    for o in observers:
+        o.spill(values, index)
 
 
 def _pread_into(fd: int, out: np.ndarray, offset: int) -> None:
