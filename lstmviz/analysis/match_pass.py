@@ -6,9 +6,9 @@ holds every value twice over: its chunk pass has each chunk's values in cache, a
 corpus order, to write the parquet row groups. A :class:`PassIndex` takes what it needs from those:
 
 - when the writer closes, a quantile θ takes each unit's two order statistics from one pass over the spill, a
-  histogram of the unit's 2¹⁶ float16 patterns (``spill``), which gives θ exactly as ``np.quantile`` does on the
+  histogram of the unit's 2¹⁶ float16 patterns (``read_spill``), which gives θ exactly as ``np.quantile`` does on the
   stored values with no copy of them and nothing counted in the chunk pass;
-- the bits, of either θ, are packed from the row groups as the writer assembles them (``rows``), straight into
+- the bits, of either θ, are packed from the row groups as the writer assembles them (``row_group``), straight into
   the index's files under ``<run>.partial/cache/match/`` (so an interrupted recording leaves nothing behind).
 
 The files are those of :func:`~lstmviz.analysis.match_bits.index_paths`, bit for bit what ``IndexBuilder``
@@ -89,8 +89,8 @@ def quantiles(values: np.ndarray, tiles: np.ndarray, n: int, units: int, q: floa
 
 class PassIndex:
     """The on-index of one activation at one θ, fed by :class:`~lstmviz.store.RunWriter`'s passes (see the module
-    docstring): when the writer closes it calls ``spill`` with the whole spill if ``needs_spill()`` (a quantile θ),
-    then ``rows`` with every row group in corpus order, then ``finish``. Unlike an ``Observer`` it has no
+    docstring): when the writer closes it calls ``read_spill`` with the whole spill if ``needs_spill()`` (a quantile
+    θ), then ``row_group`` with every row group in corpus order, then ``finish``. Unlike an ``Observer`` it has no
     ``update``: only the writer can feed it.
 
     Args:
@@ -109,16 +109,16 @@ class PassIndex:
             self.kth = threshold_key(self.theta)
 
     def needs_spill(self) -> bool:
-        """Whether θ is still to be found from every stored value (:meth:`spill`) before the rows are packed."""
+        """Whether θ is still to be found from every stored value (:meth:`read_spill`) before the rows are packed."""
         return self.theta is None
 
-    def spill(self, values: np.ndarray, tiles: np.ndarray) -> None:
+    def read_spill(self, values: np.ndarray, tiles: np.ndarray) -> None:
         """The writer's whole spill: values uint16 ``[*]`` (float16 patterns), tiles int64 ``[k, 3]`` (first row,
         rows c, element offset of each tile ``[units, c]``, unit-major), every stored row once."""
         self.theta = quantiles(values, tiles, self.n, self.units, self.th.value)
         self.kth = threshold_key(self.theta)
 
-    def rows(self, run_dir: Path, start: int, group: np.ndarray) -> None:
+    def row_group(self, run_dir: Path, start: int, group: np.ndarray) -> None:
         """Rows ``[start, start + R)`` of the run, uint16 ``[U, R]`` (float16 patterns, unit-major), every row once,
         in corpus order; ``run_dir`` the run's partial directory."""
         if self.theta is None:

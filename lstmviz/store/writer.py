@@ -55,6 +55,8 @@ class RunWriter:
     ``observers``, when given, is called once per activation and returns the :class:`Observer` s that see that
     activation's values as they are stored and are finished before the manifest is written (their dicts are
     merged into the activation's manifest entry). Derived data built this way costs no second pass over the run.
+    An observer with ``row_group`` is given, instead of ``update``, the row groups as :meth:`close` assembles them
+    (unit-major), after the whole spill if it ``needs_spill()`` (:class:`~lstmviz.store.Observer`).
 
     ``out_dir`` may be a URI (``s3://bucket/runs/x``) or an :class:`~lstmviz.location.FsPath`: the run is
     then staged in a local directory as a local one is written, and uploaded when closed, its manifest last
@@ -104,9 +106,9 @@ class RunWriter:
         # an observer's card_state (lstmviz.cards.PassCards) is fed by the stats pass itself, values in cache
         self._card_state = {n: next((o.card_state for o in obs if hasattr(o, "card_state")), None)
                             for n, obs in self.observers.items()}  # fmt: skip
-        # an observer with ``rows`` is given the row groups as the spill becomes parquet, instead of ``update``
-        self._row_obs = {n: [o for o in obs if hasattr(o, "rows")] for n, obs in self.observers.items()}
-        self._updates = {n: [o for o in obs if not hasattr(o, "rows")] for n, obs in self.observers.items()}
+        # an observer with ``row_group`` is given the row groups as the spill becomes parquet, instead of ``update``
+        self._row_obs = {n: [o for o in obs if _by_groups(o)] for n, obs in self.observers.items()}
+        self._updates = {n: [o for o in obs if not _by_groups(o)] for n, obs in self.observers.items()}
         self._spill = {}
         self._tiles: dict[str, list[tuple[int, int, int]]] = {a.name: [] for a in activations}  # (row, rows, offset)
         self._scratch = np.empty(0, np.uint16)
@@ -252,7 +254,7 @@ class RunWriter:
 
             def rows(start: int, group: np.ndarray) -> None:
                 for o in row_obs:
-                    o.rows(self.partial, start, group)
+                    o.row_group(self.partial, start, group)
 
             tiles = self._tiles[act.name]
             _spill_to_parquet(spill, tiles, self.partial / act.file, self.n, act.units, act.kind, eight, rows)
@@ -372,15 +374,20 @@ def _spill_to_parquet(
             write(group)
 
 
+def _by_groups(observer: object) -> bool:
+    """Whether an observer takes the row groups (``row_group``) rather than ``update``."""
+    return callable(getattr(observer, "row_group", None))
+
+
 def _read_spill(spill: Path, tiles: Sequence[tuple[int, int, int]], observers: Sequence) -> None:
-    """Give each observer's ``spill(values, tiles)`` the whole spill as read-only float16 patterns uint16 ``[n]``
+    """Give each observer's ``read_spill(values, tiles)`` the whole spill as read-only float16 patterns uint16 ``[n]``
     (memory-mapped) and its tiles int64 ``[k, 3]`` (first row, rows, element offset of a tile ``[units, rows]``)."""
     index = np.array(sorted(tiles), np.int64).reshape(-1, 3)
     index[:, 2] //= 2
     size = spill.stat().st_size // 2
     values = np.memmap(spill, np.uint16, "r", shape=(size,)) if size else np.zeros(0, np.uint16)
     for o in observers:
-        o.spill(values, index)
+        o.read_spill(values, index)
 
 
 def _pread_into(fd: int, out: np.ndarray, offset: int) -> None:

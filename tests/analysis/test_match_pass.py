@@ -127,15 +127,15 @@ def test_a_failed_recording_leaves_no_index_file(tmp_path, monkeypatch):
     rng = np.random.default_rng(8)
     x = values(rng, 120, 10, False)
 
-    rows = PassIndex.rows
+    row_group = PassIndex.row_group
 
     def fail(self, run_dir, start, group):  # the first group's bits are in the index's files by then
         if start:
             raise OSError("disk full")
-        return rows(self, run_dir, start, group)
+        return row_group(self, run_dir, start, group)
 
     monkeypatch.setattr(writer_module, "ROW_GROUP", 32)
-    monkeypatch.setattr(PassIndex, "rows", fail)
+    monkeypatch.setattr(PassIndex, "row_group", fail)
     with pytest.raises(OSError, match="disk full"):
         record(tmp_path, x, "rnn.l0.fwd.h", rng)
     assert list(tmp_path.iterdir()) == []
