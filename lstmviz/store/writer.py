@@ -247,17 +247,16 @@ class RunWriter:
         def convert(act: Activation) -> None:
             spill = self.partial / "spill" / f"{act.name}.f16"
             eight = act.name in self.eight
-            row_obs = self._row_obs[act.name]
+            tiles, row_obs = self._tiles[act.name], self._row_obs[act.name]
             spill_obs = [o for o in row_obs if getattr(o, "needs_spill", lambda: False)()]
             if spill_obs:
-                _read_spill(spill, self._tiles[act.name], spill_obs)
+                _read_spill(spill, tiles, spill_obs)
 
-            def rows(start: int, group: np.ndarray) -> None:
+            def on_group(start: int, group: np.ndarray) -> None:
                 for o in row_obs:
                     o.row_group(self.partial, start, group)
 
-            tiles = self._tiles[act.name]
-            _spill_to_parquet(spill, tiles, self.partial / act.file, self.n, act.units, act.kind, eight, rows)
+            _spill_to_parquet(spill, tiles, self.partial / act.file, self.n, act.units, act.kind, eight, on_group)
             spill.unlink()
 
         def finish(name: str) -> dict:
