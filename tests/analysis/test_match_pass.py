@@ -139,3 +139,24 @@ def test_a_failed_recording_leaves_no_index_file(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         record(tmp_path, x, "rnn.l0.fwd.h", rng)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_rows_never_written_count_as_the_zeros_they_are_stored_as(tmp_path, kernels):
+    rng = np.random.default_rng(9)
+    x = (rng.random((50, 6)) + 0.5).astype(np.float16)  # all above 0, so the zeros move every quantile
+    name = "rnn.l0.fwd.c"
+    act = Activation.from_name(name, 6)
+
+    def observers(a: Activation) -> list:
+        return [PassIndex(a.name, a.units, 50, th) for th in THRESHOLDS]
+
+    with RunWriter(tmp_path / "run", tokens_frame(["a"] * 50), [act], observers=observers) as w:
+        w.write(name, 10, x[10:40])
+    run = open_run(tmp_path / "run")
+    stored = run.activations(name).astype(np.float16)
+    assert (stored[:10] == 0).all() and (stored[40:] == 0).all()
+    for th in THRESHOLDS:
+        want_bits, want_theta = oracle(stored, th)
+        bits_path, _, theta_path = index_paths(run.cache_dir, name, th, 50)
+        np.testing.assert_array_equal(np.load(theta_path), want_theta, err_msg=th.key)
+        np.testing.assert_array_equal(np.load(bits_path), want_bits, err_msg=th.key)
