@@ -19,7 +19,10 @@ recording adds, where wall time also says how much of it overlaps the forward. T
 activation of each kind with each parquet codec (this is how ``store.COMPRESSION`` was chosen). ``--gates8`` adds
 the same lines for a recording with 8-bit gates (``_gates8``), ``--record-threads N`` for one whose forward runs
 on N torch threads (``_threadsN``) and for the plain forward on N threads (``_plain_threadsN``, whose writer
-lines mean nothing), each interleaved with the others in every round.
+lines mean nothing), each interleaved with the others in every round. With ``--record-threads``, the default
+recording is also set against the plain forward on N threads (``e2e_*_over_plain_threadsN``, and the writer's
+values/s over that forward): on 2 cores a recording's forward runs on 1 thread beside the writer's, and on a
+loaded machine a plain forward on 2 threads can be far slower than on 1 (its threads wait for each other).
 """
 
 from __future__ import annotations
@@ -134,6 +137,10 @@ def case(
             "plain_s": float(np.median(times["plain"])),
             "record_s": float(np.median(times[k])),
         }
+    for k in (k for k in variants if "plain_threads" in variants[k]):  # the recording against a plain forward
+        values = sizes["record"][0]  # on the threads the recording's own forward had
+        out["record"][f"over_{k}"] = float(np.median(np.divide(times["record"], times[k])))
+        out["record"][f"writer_vps_{k}"] = float(values / max(np.median(np.subtract(times["record"], times[k])), 1e-9))
     return out
 
 
@@ -208,6 +215,9 @@ def main() -> None:
             res[k]["codecs"] = {} if args.no_codecs else codecs(lstmviz.open_run(tmp / "record"), tmp)
             for v in variants:
                 shutil.rmtree(tmp / v, ignore_errors=True)
+        for k, r in res.items():
+            for key in (key for key in r["record"] if key.startswith("over_")):
+                print(f"e2e_{k}_{key}: {r['record'][key]:.3f}")
         for key, label in (("ratio", "over_plain"), ("cpu_ratio", "cpu_time_over_plain")):
             for k, r in res.items():
                 for v in variants:
@@ -215,6 +225,8 @@ def main() -> None:
         for k, r in res.items():
             for v in variants:
                 print(f"{k}{tag[v]}_writer_values_per_second: {r[v]['writer_vps']:.3e}")
+                for key in (key for key in r[v] if key.startswith("writer_vps_")):
+                    print(f"{k}{tag[v]}_writer_values_per_second_over_{key[11:]}: {r[v][key]:.3e}")
                 print(f"{k}{tag[v]}_e2e_values_per_second: {r[v]['e2e_vps']:.3e}")
                 print(f"{k}{tag[v]}_bytes_per_value: {r[v]['bytes_per_value']:.3f}")
                 print(f"{k}{tag[v]}_record_seconds: {r[v]['record_s']:.3f}")

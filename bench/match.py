@@ -81,7 +81,7 @@ def write(path: Path, values: np.ndarray, derived: bool) -> float:
     shutil.rmtree(path, ignore_errors=True)
     n, units = values.shape
     tokens = tokens_frame(list(np.random.default_rng(0).choice(list("abcdefghij klmnop"), n)))
-    observers = recording_observers(n, path.parent) if derived else None
+    observers = recording_observers(n) if derived else None
     t0 = time.perf_counter()
     with RunWriter(path, tokens, [Activation.from_name(NAME, units)], observers=observers) as w:
         per = -(-n // 64)

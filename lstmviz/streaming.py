@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from . import batching
 from .cache import NameFilter, check_names, listed
 from .errors import ModelError, UserError
-from .location import AnyPath, FsPath, resolve, scratch_dir
+from .location import AnyPath, FsPath, resolve
 from .recorder import Call, Recorder, default_call
 from .recurrent import RecurrentModule
 from .staging import Staging
@@ -135,7 +135,7 @@ def record_in_process(
             if observers is None:
                 from .analysis.match_bits import recording_observers
 
-                observers = recording_observers(n, scratch_dir(out_dir), cards)
+                observers = recording_observers(n, cards)
             staging = Staging(device)
             with contextlib.ExitStack() as opened:
                 writer = None  # opened after the first chunk: a tapped kind's units come from its tensor

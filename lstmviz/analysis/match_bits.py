@@ -7,14 +7,15 @@ bits. ``cols`` is the same bytes transposed, ``[⌈U/8⌉, T]``, so that countin
 reads their bytes only (1 MB per 8 units at 1M tokens, not the 64 MB of every row). ``theta`` float32
 ``[units]`` is the θ used per unit.
 
-:class:`IndexBuilder` builds it from the values as stored, in any row order: in the recording pass (a
-:class:`~lstmviz.store.Observer`, see :func:`recording_observers`), or from a finished run on first use of another
-θ (:func:`on_index`). An absolute θ sets bits as rows arrive (into an unlinked temporary file, so memory stays
-flat in corpus length), and the files are written at the end. A per-unit quantile θ needs the whole column first:
-the builder keeps its own float16 copy of the rows (an unlinked temporary file, so the page cache holds it and a
-crash leaves nothing), counts each value's key in a 256-bin histogram as rows arrive, and at the end makes two
-passes over the copy: one to resolve the order statistics inside their bins (exact, as ``np.quantile``), one
-to set the bits. A histogram alone cannot give the exact quantile, and reading the parquet back costs seconds.
+:class:`IndexBuilder` builds it from the values as stored, in any row order: from a finished run on first use of
+another θ (:func:`on_index`), or from a shard's rows. A recording builds the default θs' indices from the writer's
+own passes instead (:class:`lstmviz.analysis.match_pass.PassIndex`, see :func:`recording_observers`). An absolute
+θ sets bits as rows arrive (into an unlinked temporary file, so memory stays flat in corpus length), and the files
+are written at the end. A per-unit quantile θ needs the whole column first: the builder keeps its own float16 copy
+of the rows (an unlinked temporary file, so the page cache holds it and a crash leaves nothing), counts each
+value's key in a 256-bin histogram as rows arrive, and at the end makes two passes over the copy: one to resolve
+the order statistics inside their bins (exact, as ``np.quantile``), one to set the bits. A histogram alone cannot
+give the exact quantile, and reading the parquet back costs seconds.
 """
 
 from __future__ import annotations
@@ -286,19 +287,19 @@ class IndexBuilder:
         return theta
 
 
-def recording_observers(
-    n_tokens: int, scratch_dir: str | os.PathLike, cards: bool = False
-) -> Callable[[Activation], list]:
+def recording_observers(n_tokens: int, cards: bool = False) -> Callable[[Activation], list]:
     """The :class:`~lstmviz.store.RunWriter` ``observers`` factory that builds, in the recording pass, the match
-    indices at :data:`DEFAULT_THRESHOLDS` and the overview (:mod:`lstmviz.analysis.overview`) of every
-    activation, and with ``cards`` its unit cards (:class:`lstmviz.cards.PassCards`). The cards are opt-in: in
+    indices at :data:`DEFAULT_THRESHOLDS` (:class:`lstmviz.analysis.match_pass.PassIndex`, from the writer's own
+    passes) and the overview (:mod:`lstmviz.analysis.overview`) of every activation, and with ``cards`` its unit
+    cards (:class:`lstmviz.cards.PassCards`). The cards are opt-in: in
     the pass they cost far more than the ≤ 5 % they may (``bench/e2e.py --cards-too``), and without them a
     run's Unit page builds an activation's cards on its first visit, from the same chunk pass."""
     from ..cards.inpass import PassCards
+    from .match_pass import PassIndex
     from .overview import OverviewBuilder
 
     def make(act: Activation) -> list:
-        builders: list = [IndexBuilder(act.name, act.units, n_tokens, th, scratch_dir) for th in DEFAULT_THRESHOLDS]
+        builders: list = [PassIndex(act.name, act.units, n_tokens, th) for th in DEFAULT_THRESHOLDS]
         builders.append(OverviewBuilder(act.name, act.units, n_tokens))
         return [*builders, PassCards(act, n_tokens)] if cards else builders
 

@@ -50,6 +50,12 @@ class Observer(Protocol):
     (the observers of different activations may finish concurrently; those of one activation finish in turn).
     Its dict is merged into the activation's manifest entry, so keys must be JSON-serialisable and should not
     collide with the entry's own (name, units, …).
+
+    An observer with a ``row_group(run_dir, start, group)`` method is given no ``update``: instead, as the writer turns
+    its spill into parquet, it gets every row group in corpus order, float16 patterns uint16 ``[units, R]``
+    (unit-major, rows ``[start, start + R)``, valid during the call), and, first, if its ``needs_spill()`` is
+    true, the whole spill once through ``read_spill(values, tiles)`` (see :class:`lstmviz.store.RunWriter`). The
+    recording's match indices are built so (:class:`lstmviz.analysis.match_pass.PassIndex`).
     """
 
     def update(self, start: int, values: np.ndarray) -> None: ...

@@ -55,6 +55,8 @@ class RunWriter:
     ``observers``, when given, is called once per activation and returns the :class:`Observer` s that see that
     activation's values as they are stored and are finished before the manifest is written (their dicts are
     merged into the activation's manifest entry). Derived data built this way costs no second pass over the run.
+    An observer with ``row_group`` is given, instead of ``update``, the row groups as :meth:`close` assembles them
+    (unit-major), after the whole spill if it ``needs_spill()`` (:class:`~lstmviz.store.Observer`).
 
     ``out_dir`` may be a URI (``s3://bucket/runs/x``) or an :class:`~lstmviz.location.FsPath`: the run is
     then staged in a local directory as a local one is written, and uploaded when closed, its manifest last
@@ -104,6 +106,9 @@ class RunWriter:
         # an observer's card_state (lstmviz.cards.PassCards) is fed by the stats pass itself, values in cache
         self._card_state = {n: next((o.card_state for o in obs if hasattr(o, "card_state")), None)
                             for n, obs in self.observers.items()}  # fmt: skip
+        # an observer with ``row_group`` is given the row groups as the spill becomes parquet, instead of ``update``
+        self._row_obs = {n: [o for o in obs if _by_groups(o)] for n, obs in self.observers.items()}
+        self._updates = {n: [o for o in obs if not _by_groups(o)] for n, obs in self.observers.items()}
         self._spill = {}
         self._tiles: dict[str, list[tuple[int, int, int]]] = {a.name: [] for a in activations}  # (row, rows, offset)
         self._scratch = np.empty(0, np.uint16)
@@ -199,7 +204,7 @@ class RunWriter:
                 self._scratch = np.empty(B * U * T, np.uint16)
             tiles = self._scratch[: B * U * T].reshape(B, U * T)
             self.stats[name].update(half.view(np.uint16), counts, tiles, starts, self._card_state[name])
-            for obs in self.observers[name]:
+            for obs in self._updates[name]:
                 for b in range(B):
                     if counts[b]:
                         obs.update(int(starts[b]), half[b, : counts[b]])
@@ -242,7 +247,16 @@ class RunWriter:
         def convert(act: Activation) -> None:
             spill = self.partial / "spill" / f"{act.name}.f16"
             eight = act.name in self.eight
-            _spill_to_parquet(spill, self._tiles[act.name], self.partial / act.file, self.n, act.units, act.kind, eight)
+            tiles, row_obs = self._tiles[act.name], self._row_obs[act.name]
+            spill_obs = [o for o in row_obs if getattr(o, "needs_spill", lambda: False)()]
+            if spill_obs:
+                _read_spill(spill, tiles, spill_obs)
+
+            def on_group(start: int, group: np.ndarray) -> None:
+                for o in row_obs:
+                    o.row_group(self.partial, start, group)
+
+            _spill_to_parquet(spill, tiles, self.partial / act.file, self.n, act.units, act.kind, eight, on_group)
             spill.unlink()
 
         def finish(name: str) -> dict:
@@ -314,13 +328,21 @@ class RunWriter:
 
 
 def _spill_to_parquet(
-    spill: Path, tiles: Sequence[tuple[int, int, int]], dest: Path, n: int, units: int, kind: str, eight: bool
+    spill: Path,
+    tiles: Sequence[tuple[int, int, int]],
+    dest: Path,
+    n: int,
+    units: int,
+    kind: str,
+    eight: bool,
+    on_group: Callable[[int, np.ndarray], None] | None = None,
 ) -> None:
     """Unit-major float16 tiles → wide parquet with ROW_GROUP-row groups (``eight``: 8-bit levels, whose float16
     values the tiles hold, as a dictionary-encoded file).
 
     tiles: (first row, rows, byte offset in ``spill``) of each tile ``[units, rows]``; rows no tile covers are 0.
-    Each row group is assembled unit-major (contiguous runs per tile) and handed to the file writer.
+    Each row group is assembled unit-major (contiguous runs per tile), given to ``on_group(first row, group)`` as
+    float16 patterns uint16 ``[units, R]`` (the values as stored), and handed to the file writer.
     """
     index = np.array(sorted(tiles), np.int64).reshape(-1, 3)
     first, rows, offsets = index.T
@@ -344,9 +366,27 @@ def _spill_to_parquet(
                 tile = scratch[: units * rows[i]]
                 _pread_into(fd, tile, int(offsets[i]))
                 group[:, a - r0 : b - r0] = tile.reshape(units, rows[i])[:, a - first[i] : b - first[i]]
+            if on_group is not None:
+                on_group(r0, group.view(np.uint16))
             if indices is not None:
                 group = np.take(INDEX, group.view(np.uint16), out=indices[: units * R].reshape(units, R), mode="clip")
             write(group)
+
+
+def _by_groups(observer: object) -> bool:
+    """Whether an observer takes the row groups (``row_group``) rather than ``update``."""
+    return callable(getattr(observer, "row_group", None))
+
+
+def _read_spill(spill: Path, tiles: Sequence[tuple[int, int, int]], observers: Sequence) -> None:
+    """Give each observer's ``read_spill(values, tiles)`` the whole spill as read-only float16 patterns uint16 ``[n]``
+    (memory-mapped) and its tiles int64 ``[k, 3]`` (first row, rows, element offset of a tile ``[units, rows]``)."""
+    index = np.array(sorted(tiles), np.int64).reshape(-1, 3)
+    index[:, 2] //= 2
+    size = spill.stat().st_size // 2
+    values = np.memmap(spill, np.uint16, "r", shape=(size,)) if size else np.zeros(0, np.uint16)
+    for o in observers:
+        o.read_spill(values, index)
 
 
 def _pread_into(fd: int, out: np.ndarray, offset: int) -> None:

@@ -97,7 +97,7 @@ def test_threshold_key_orders_like_float16():
 def test_a_recorded_index_is_used_and_a_deleted_one_rebuilt(tmp_path, kernels, monkeypatch):
     rng = np.random.default_rng(3)
     x = np.tanh(np.cumsum(rng.normal(0, 0.3, (2001, 20)), axis=0) / 3).astype(np.float16)
-    path = write_run(tmp_path / "run", ["a"] * len(x), {NAME: x}, observers=recording_observers(len(x), tmp_path))
+    path = write_run(tmp_path / "run", ["a"] * len(x), {NAME: x}, observers=recording_observers(len(x)))
     from lstmviz.store import open_run
 
     run = open_run(path)

@@ -1,0 +1,156 @@
+"""The on-index of select & match built from the writer's own passes over a recording (:class:`PassIndex`).
+
+:class:`~lstmviz.analysis.match_bits.IndexBuilder` builds the index from rows handed to it, and for a quantile θ
+keeps its own float16 copy of the activation to pass over twice at the end. In a recording the writer already
+holds every value twice over: its chunk pass has each chunk's values in cache, and its spill is read back, in
+corpus order, to write the parquet row groups. A :class:`PassIndex` takes what it needs from those:
+
+- when the writer closes, a quantile θ takes each unit's two order statistics from one pass over the spill, a
+  histogram of the unit's 2¹⁶ float16 patterns (``read_spill``), which gives θ exactly as ``np.quantile`` does on the
+  stored values with no copy of them and nothing counted in the chunk pass;
+- the bits, of either θ, are packed from the row groups as the writer assembles them (``row_group``), straight into
+  the index's files under ``<run>.partial/cache/match/`` (so an interrupted recording leaves nothing behind).
+
+The files are those of :func:`~lstmviz.analysis.match_bits.index_paths`, bit for bit what ``IndexBuilder``
+writes (docs/FORMAT.md).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from .match_bits import Threshold, _keys, as_threshold, index_paths, threshold_key
+
+
+@functools.cache
+def _kernels():
+    """:mod:`lstmviz.analysis._match_pass_jit`, or None with ``LSTMVIZ_NO_JIT=1`` or where numba cannot compile or
+    cache here (then numpy does the same work, slower)."""
+    from .match_bits import jit
+
+    if jit() is None:
+        return None
+    try:
+        from . import _match_pass_jit as k
+
+        g = np.zeros((9, 3), np.uint16)
+        k.pack_cols(g, np.zeros(9, np.int64), np.zeros((2, 3), np.uint8))
+        for ro in (False, True):  # the spill is a read-only memory map
+            v = np.zeros(9, np.uint16)
+            v.setflags(write=not ro)
+            k.order_stats(v, np.array([[0, 1, 0]], np.int64), 0, 0, 0, np.zeros((2, 9), np.uint16))
+    except Exception:  # a compile error
+        return None
+    return k
+
+
+def pack_cols(group: np.ndarray, kth: np.ndarray) -> np.ndarray:
+    """uint8 ``[⌈U/8⌉, R]``: bit ``u & 7`` of ``[u >> 3, t]`` is ``x[u, t] >= θ[u]`` for group uint16 ``[U, R]``
+    (float16 patterns, unit-major) and kth (:func:`~lstmviz.analysis.match_bits.threshold_key` of θ) ``[U]``."""
+    U, R = group.shape
+    out = np.empty(((U + 7) // 8, R), np.uint8)
+    k = _kernels()
+    if k is not None:
+        k.pack_cols(group, kth, out)
+        return out
+    on = _keys(group) >= kth[:, None]
+    return np.packbits(on, axis=0, bitorder="little")
+
+
+def quantiles(values: np.ndarray, tiles: np.ndarray, n: int, units: int, q: float) -> np.ndarray:
+    """float32 ``[units]``: each unit's q-quantile over the spill, exactly as ``np.quantile`` gives it on the n
+    stored values (rows no tile covers are stored as 0). values uint16 ``[*]`` the spill, tiles int64 ``[k, 3]``
+    (first row, rows c, element offset of a tile ``[units, c]``)."""
+    zeros = n - int(tiles[:, 1].sum())
+    p = (n - 1) * float(q)
+    lo = int(np.floor(p))
+    k = _kernels()
+    if k is None:
+        theta = np.empty(units, np.float32)
+        for u in range(units):
+            x = [values[o + u * c : o + (u + 1) * c] for _, c, o in tiles] + [np.zeros(zeros, np.uint16)]
+            with np.errstate(invalid="ignore"):  # inf − inf, as np.quantile meets it
+                theta[u] = np.quantile(np.concatenate(x).view(np.float16).astype(np.float32), q)
+        return theta
+    out = np.zeros((2, units), np.uint16)
+    nan = k.order_stats(values, tiles, zeros, lo, min(lo + 1, n - 1), out)
+    stats = out.view(np.float16).astype(np.float32)
+    # numpy's own interpolation between the two order statistics, so theta equals np.quantile bit for bit
+    with np.errstate(invalid="ignore"):  # inf − inf, as np.quantile meets it too
+        theta = np.quantile(stats, p - lo, axis=0).astype(np.float32)
+    theta[nan > 0] = np.nan
+    return theta
+
+
+class PassIndex:
+    """The on-index of one activation at one θ, fed by :class:`~lstmviz.store.RunWriter`'s passes (see the module
+    docstring): when the writer closes it calls ``read_spill`` with the whole spill if ``needs_spill()`` (a quantile
+    θ), then ``row_group`` with every row group in corpus order, then ``finish``. Unlike an ``Observer`` it has no
+    ``update``: only the writer can feed it.
+
+    Args:
+        name: activation name; units: its width; n_tokens: rows the run has.
+        threshold: absolute θ or a :class:`~lstmviz.analysis.match_bits.Threshold`.
+    """
+
+    def __init__(self, name: str, units: int, n_tokens: int, threshold: float | Threshold):
+        self.name, self.units, self.n = name, units, n_tokens
+        self.th = as_threshold(threshold)
+        self.nb = (units + 7) // 8
+        self._files: tuple[list[Path], np.ndarray, np.ndarray] | None = None  # (tmp paths, bits, cols)
+        self.theta: np.ndarray | None = None
+        if not self.th.quantile:
+            self.theta = np.full(units, self.th.value, np.float32)
+            self.kth = threshold_key(self.theta)
+
+    def needs_spill(self) -> bool:
+        """Whether θ is still to be found from every stored value (:meth:`read_spill`) before the rows are packed."""
+        return self.theta is None
+
+    def read_spill(self, values: np.ndarray, tiles: np.ndarray) -> None:
+        """The writer's whole spill: values uint16 ``[*]`` (float16 patterns), tiles int64 ``[k, 3]`` (first row,
+        rows c, element offset of each tile ``[units, c]``, unit-major), every stored row once."""
+        self.theta = quantiles(values, tiles, self.n, self.units, self.th.value)
+        self.kth = threshold_key(self.theta)
+
+    def row_group(self, run_dir: Path, start: int, group: np.ndarray) -> None:
+        """Rows ``[start, start + R)`` of the run, uint16 ``[U, R]`` (float16 patterns, unit-major), every row once,
+        in corpus order; ``run_dir`` the run's partial directory."""
+        if self.theta is None:
+            raise RuntimeError(f"{self.name}: a quantile index was given rows before the spill")
+        if self._files is None:
+            self._files = self._open(Path(run_dir))
+        _, bits, cols = self._files
+        block = pack_cols(group, self.kth)  # [nb, R]
+        cols[:, start : start + block.shape[1]] = block
+        bits[start : start + block.shape[1]] = block.T
+
+    def _open(self, run_dir: Path) -> tuple[list[Path], np.ndarray, np.ndarray]:
+        paths = index_paths(run_dir / "cache", self.name, self.th, self.n)
+        paths[0].parent.mkdir(parents=True, exist_ok=True)
+        tag = f"{os.getpid()}-{threading.get_ident()}-{id(self)}.tmp.npy"
+        tmps = [p.with_name(f"{p.name}.{tag}") for p in paths]
+        bits = np.lib.format.open_memmap(tmps[0], mode="w+", dtype=np.uint8, shape=(self.n, self.nb))
+        cols = np.lib.format.open_memmap(tmps[1], mode="w+", dtype=np.uint8, shape=(self.nb, self.n))
+        return tmps, bits, cols
+
+    def finish(self, run_dir: str | os.PathLike) -> dict:
+        """Write the index under ``run_dir/cache/match/`` (theta and cols first, bits last, each by a rename, so
+        the bits file marks a complete index); returns ``{}``."""
+        if self._files is None:  # no rows: a run of no tokens
+            self._files = self._open(Path(run_dir))
+        tmps, bits, cols = self._files
+        self._files = None
+        np.save(tmps[2], self.theta)
+        for m in (bits, cols):
+            m.flush()
+        del bits, cols
+        paths = index_paths(Path(run_dir) / "cache", self.name, self.th, self.n)
+        for i in (2, 1, 0):
+            os.replace(tmps[i], paths[i])
+        return {}
