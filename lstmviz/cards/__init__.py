@@ -39,7 +39,6 @@ from __future__ import annotations
 from .build import (
     BAND_EXAMPLES,
     BANDS,
-    CORR_KINDS,
     SAMPLE,
     SEED,
     STRIP_BINS,
@@ -47,22 +46,19 @@ from .build import (
     VERSION,
     WINDOW,
     K,
-    Moments,
     bands,
     best_keys,
     candidates,
     card_file,
-    correlation,
     greedy,
     key_values,
 )
 from .inpass import PassCards, card_observers, merge_parts
-from .read import Cards, build_cards, correlated_units, correlations, load_cards, token_strings, top_contexts
+from .read import Cards, build_cards, correlated_units, correlation_row, load_cards, token_strings, top_contexts
 
 __all__ = [
     "BANDS",
     "BAND_EXAMPLES",
-    "CORR_KINDS",
     "SAMPLE",
     "SEED",
     "STRIP_BINS",
@@ -71,7 +67,6 @@ __all__ = [
     "WINDOW",
     "Cards",
     "K",
-    "Moments",
     "PassCards",
     "bands",
     "best_keys",
@@ -80,8 +75,7 @@ __all__ = [
     "card_file",
     "card_observers",
     "correlated_units",
-    "correlation",
-    "correlations",
+    "correlation_row",
     "greedy",
     "key_values",
     "load_cards",

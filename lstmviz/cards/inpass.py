@@ -23,19 +23,16 @@ import numpy as np
 from .. import chunkstats as _cs
 from ..store.format import Activation
 from .build import (
-    CORR_KINDS,
     SAMPLE,
     SEED,
     STRIP_BINS,
     THETA,
     WINDOW,
     K,
-    Moments,
     bands,
     best_keys,
     candidates,
     card_file,
-    correlation,
     greedy,
     key_values,
 )
@@ -62,7 +59,6 @@ class PassCards:
         n_run: int,
         k: int = K,
         window: int = WINDOW,
-        correlations: bool | None = None,
         offset: int = 0,
         n_local: int | None = None,
     ):
@@ -73,8 +69,6 @@ class PassCards:
         pos = sample_positions(n_run)
         self.sample_pos = pos[(pos >= offset) & (pos < offset + self.n_local)]
         self.sample = np.full((len(self.sample_pos), act.units), np.nan, np.float32)
-        on = act.kind in CORR_KINDS if correlations is None else correlations
-        self.moments = Moments(act.units) if on else None
 
     def update(self, start: int, values: np.ndarray) -> None:
         """values: float16 ``[n, U]``, rows ``[start, start + n)`` of the recording (the shard's rows)."""
@@ -82,8 +76,6 @@ class PassCards:
         lo, hi = np.searchsorted(self.sample_pos, [start, start + len(values)])
         if hi > lo:
             self.sample[lo:hi] = values[self.sample_pos[lo:hi] - start]
-        if self.moments is not None:
-            self.moments.add(values)
 
     def parts(self) -> dict[str, np.ndarray]:
         """What this recording saw, in the mergeable form :func:`merge_parts` takes."""
@@ -96,8 +88,6 @@ class PassCards:
             "dens": s.dens,
             "strip_sum": s.strip_sum,
         }
-        if self.moments is not None:
-            out.update(self.moments.sums())
         return out
 
     def finish(self, run_dir: str | os.PathLike) -> dict:
@@ -142,8 +132,6 @@ def merge_parts(parts: Sequence[dict], n_run: int, k: int = K, window: int = WIN
     out["strip_per"] = np.int64(per)
     counts = np.diff(np.minimum(np.arange(bins + 1) * per, n_run))
     out["strip_mean"] = (sum(p["strip_sum"] for p in parts).T / counts[:, None]).astype(np.float32)
-    if all("sxx" in p for p in parts):
-        out["corr"] = correlation(*Moments.merge(parts))
     return out
 
 

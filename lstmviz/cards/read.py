@@ -4,20 +4,24 @@ answers made from them, :func:`top_contexts` and :func:`correlated_units`."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from .. import chunkstats as _cs
 from ..errors import RunError
-from ..location import AnyPath, read_table
+from ..location import AnyPath, parquet_file, read_table
 from ..shards import expand, tokens_file
 from ..store.format import Activation
+from ..store.parquet_f16 import _page_header
 from ..store.reader import RunReader
 from ..store.stats import Stats
 from ..validate import unit_ids
-from .build import WINDOW, Moments, candidates, card_file, correlation, greedy, key_values
+from .build import WINDOW, candidates, card_file, greedy, key_values
 from .inpass import PassCards
 
 
@@ -59,10 +63,6 @@ class Cards:
         s = "top_pos" if sign > 0 else "top_neg"
         p = self.a[s][unit]
         return p[p >= 0], self.a[f"{s}_value"][unit][p >= 0]
-
-    def corr(self, unit: int) -> np.ndarray:
-        """Pearson r float32 ``[U]`` of ``unit`` with every unit of the activation."""
-        return self.a["corr"][unit]
 
 
 @functools.lru_cache(maxsize=16)
@@ -111,31 +111,124 @@ def top_contexts(
 
 
 def correlated_units(run: RunReader, name: str, unit: int, k: int = 10) -> pd.DataFrame:
-    """The ``k`` units of the same activation most correlated with ``unit`` (Pearson r over the run, from the
-    cards), by |r| descending, ties to the lower unit; columns ``unit, r``. The unit itself is left out."""
+    """The ``k`` units of the same activation most correlated with ``unit`` (Pearson r over the run,
+    :func:`correlation_row`), by |r| descending, ties to the lower unit; columns ``unit, r``. The unit itself is
+    left out."""
     (unit,) = unit_ids(unit, run.units(name), name)
-    c = load_cards(run, name)
-    r = (c.corr(unit) if "corr" in c.a else correlations(run, name)[unit]).astype(np.float64)
+    r = correlation_row(run, name, unit)
     others = np.delete(np.arange(len(r)), unit)
     strength = np.abs(r[others])
     order = others[np.lexsort((others, -np.nan_to_num(strength, nan=-1.0)))][:k]
     return pd.DataFrame({"unit": order, "r": r[order]})
 
 
-def correlations(run: RunReader, name: str, rows: int = 16384) -> np.ndarray:
-    """Pearson r float32 ``[U, U]`` of an activation whose cards hold none (a kind outside ``CORR_KINDS``):
-    computed from its file with the cards' streaming sums once, then cached as ``<cards file>.corr.npy``."""
-    path = run.cache_dir / "cards" / (card_file(name, run.n_tokens) + ".corr.npy")
-    if not path.is_file():
-        moments = Moments(run.units(name))
-        for start in range(0, run.n_tokens, rows):
-            moments.add(run.activations(name, start=start, stop=start + rows))
-        m = moments.sums()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npy")
-        np.save(tmp, correlation(np.int64(m["count"]), m["s1"], m["sxx"], m["bad"]))
-        tmp.replace(path)
-    return np.load(path, mmap_mode="r")
+def correlation_row(run: RunReader, name: str, unit: int) -> np.ndarray:
+    """Pearson r float64 ``[U]`` of ``unit`` with every unit of activation ``name`` over the run's tokens; NaN
+    for a constant unit or one with a non-finite value (and all NaN when ``unit`` is one).
+
+    One streamed pass over the stored values, a row group at a time, each column a contiguous float16 run: with
+    a = x_u − mean(x_u) (float64, from the unit's column, read first) and each unit v shifted by its first value
+    s_v, r = (Σa(x_v − s_v) − mean(x_v − s_v)·Σa) / √(Σ(a − ā)² · Σ(x_v − s_v − m_v)²), every sum in float64
+    (the shifts make a constant unit's variance exactly 0). A row of the U × U matrix costs 2 flops per stored
+    value where the matrix costs 2·U, so none is kept in the cards; rows are cached per process.
+    """
+    files = tuple(run.path / f for f in expand(run.path, run.info(name)["file"]))
+    key = (files, tuple(f.stat().st_mtime_ns for f in files), name, int(unit))
+    if key not in _ROWS:
+        if len(_ROWS) >= 64:
+            _ROWS.pop(next(iter(_ROWS)))
+        _ROWS[key] = _correlation_row(run, name, int(unit))
+    return _ROWS[key]
+
+
+_ROWS: dict[tuple, np.ndarray] = {}
+
+
+def _correlation_row(run: RunReader, name: str, unit: int) -> np.ndarray:
+    from ._jit import block_sums
+
+    n, U = run.n_tokens, run.units(name)
+    xu = run.activations(name, [unit], dtype=np.float16)[:, 0].astype(np.float64)
+    if n < 2 or not np.isfinite(xu).all():
+        return np.full(U, np.nan)
+    a = xu - xu.mean()
+    sa = a.sum()
+    var_u = float((a * a).sum() - sa * sa / n)
+    first = run.activations(name, start=0, stop=1)[0].astype(np.float64)
+    shift = np.where(np.isfinite(first), first, 0.0)
+    sums = np.zeros((U, 3))
+    for row0, R, runs in value_runs(run, name):
+        for flat, starts, units in runs:
+            block_sums(a[row0 : row0 + R], flat, starts, units, _cs.LUT, shift, sums)
+    dot, s, ss = sums.T
+    with np.errstate(invalid="ignore", divide="ignore"):  # a non-finite unit's sums
+        m = s / n
+        var_v = ss - s * m
+        r = (dot - m * sa) / np.sqrt(var_u * var_v)
+    r[~np.isfinite(ss) | (var_v <= 0)] = np.nan
+    if var_u <= 0:
+        r[:] = np.nan
+    return np.clip(r, -1, 1)
+
+
+def value_runs(run: RunReader, name: str) -> Iterator[tuple[int, int, list]]:
+    """The stored values of an activation, one row group at a time: (first row, rows R, runs), where runs is a
+    list of (flat uint16 ``[·]``, starts int64 ``[k]``, units int64 ``[k]``): unit ``units[i]``'s float16 bit
+    patterns are ``flat[starts[i] : starts[i] + R]``. A local file as
+    :class:`~lstmviz.store.parquet_f16.F16ParquetWriter` writes it (each column chunk one plain page, a group's
+    columns back to back) is memory-mapped and read in place, its pages' values at even and at odd byte offsets
+    in two views; any other file (a codec, 8-bit levels, object storage) is decoded by pyarrow."""
+    row0 = 0
+    for path in (run.path / f for f in expand(run.path, run.info(name)["file"])):
+        pf = parquet_file(path)
+        md = pf.metadata
+        mapped = np.memmap(path, np.uint8, "r") if isinstance(path, Path) and path.stat().st_size else None
+        for g in range(md.num_row_groups):
+            R = md.row_group(g).num_rows
+            runs = _mapped_runs(mapped, md, g) if mapped is not None else None
+            if runs is None:
+                table = pf.read_row_groups([g])
+                U = table.num_columns
+                flat = np.concatenate([_bits(c) for c in table.columns]) if U else np.empty(0, np.uint16)
+                runs = [(flat, np.arange(U, dtype=np.int64) * R, np.arange(U, dtype=np.int64))]
+            yield row0, R, runs
+            row0 += R
+
+
+def _mapped_runs(mapped: np.ndarray, md: pq.FileMetaData, g: int) -> list | None:
+    """Row group g of a memory-mapped activation file as :func:`value_runs`' runs, or None when the group is not
+    laid out as F16ParquetWriter writes it (checked: sizes, offsets, codec and the first page's header)."""
+    rg = md.row_group(g)
+    U, R = rg.num_columns, rg.num_rows
+    header = _page_header(R)
+    size = len(header) + 2 * R
+    c0, last = rg.column(0), rg.column(U - 1)
+    base = c0.data_page_offset
+    if (
+        R == 0
+        or c0.compression != "UNCOMPRESSED"
+        or c0.has_dictionary_page
+        or c0.total_compressed_size != size
+        or last.data_page_offset != base + (U - 1) * size
+        or last.total_compressed_size != size
+        or rg.total_byte_size != U * size
+        or base + U * size > len(mapped)
+        or bytes(mapped[base : base + len(header)]) != header
+    ):
+        return None
+    at = base + len(header) + np.arange(U, dtype=np.int64) * size  # byte offset of each unit's values
+    runs = []
+    for parity in (0, 1):
+        units = np.flatnonzero(at % 2 == parity)
+        if len(units):
+            flat = mapped[parity : parity + 2 * ((len(mapped) - parity) // 2)].view(np.uint16)
+            runs.append((flat, (at[units] - parity) // 2, units))
+    return runs
+
+
+def _bits(column: pa.ChunkedArray) -> np.ndarray:
+    """The uint16 bit patterns of a float16 column (8-bit levels decoded to their values)."""
+    return np.ascontiguousarray(column.to_numpy(), np.float16).view(np.uint16)
 
 
 def token_strings(run: RunReader) -> list[str]:
