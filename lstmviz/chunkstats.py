@@ -90,30 +90,51 @@ class CardState:
     counts of ``x > θ`` and ``x < −θ``; ``strip_sum`` float64 ``[U, bins]`` the sums of the finite values.
     """
 
-    def __init__(self, units: int, m: int, theta: float, per: int, bins: int, offset: int = 0):
-        self.m, self.per, self.offset = m, per, offset
+    def __init__(
+        self,
+        units: int,
+        m: int,
+        theta: float,
+        per: int,
+        bins: int,
+        offset: int = 0,
+        blocks: int = 1,
+        span: int = 1 << 62,
+        sample_pos: np.ndarray | None = None,
+    ):
+        self.m, self.per, self.offset, self.span = m, per, offset, span
         cap = 2 * m  # a cut every m admissions: the selection costs O(cap), so O(1) per admitted key
         self.buf = np.zeros((2, units, cap), np.int64)
         self.length = np.zeros((2, units), np.int64)
         self.thr = np.zeros((2, units), np.int64)
+        self.rows = np.zeros((2, units, max(blocks, 1)), np.int64)
+        self.low = np.zeros((2, units), np.int64)
         self.dens = np.zeros((2, units), np.int64)
         keys = key(np.arange(1 << 16))
         ok = ~np.isnan(LUT)
         self.above_key = int(keys[ok & (np.float32(theta) >= LUT)].max())  # x > θ ⇔ key > above_key
         self.below_key = int(keys[ok & (np.float32(-theta) <= LUT)].min())  # x < −θ ⇔ key < below_key
         self.strip_sum = np.zeros((units, bins), np.float64)
+        self.sample_pos = np.zeros(0, np.int64) if sample_pos is None else np.asarray(sample_pos, np.int64)
+        self.sample = np.full((len(self.sample_pos), units), 0x7E00, np.uint16)  # NaN until seen
+
+    def floor(self) -> np.ndarray:
+        """int64 ``[2, U]``: every key of a greedy pick is above this: one less than the larger of the M-th best key
+        (``thr``) and the long rows' bound (``low``)."""
+        return np.maximum(self.thr, self.low) - 1
 
     def args(self) -> tuple:
         """The trailing arguments of :func:`chunk_pass`."""
         return (
             True, self.offset, self.m, self.buf, self.length, self.thr, self.dens, self.above_key, self.below_key,
-            self.per, self.strip_sum,
+            self.per, self.strip_sum, self.rows, self.low, self.span, self.sample_pos, self.sample,
         )  # fmt: skip
 
 
 _NO_CARDS = (
     False, 0, 1, np.zeros((2, 1, 1), np.int64), np.zeros((2, 1), np.int64), np.zeros((2, 1), np.int64),
-    np.zeros((2, 1), np.int64), 0, 0, 1, np.zeros((1, 1)),
+    np.zeros((2, 1), np.int64), 0, 0, 1, np.zeros((1, 1)), np.zeros((2, 1, 1), np.int64), np.zeros((2, 1), np.int64), 1,
+    np.zeros(0, np.int64), np.zeros((0, 1), np.uint16),
 )  # fmt: skip
 
 
@@ -264,10 +285,20 @@ def _cut(buf: np.ndarray, n: int, m: int, thr: np.ndarray, s: int) -> int:
 
 @njit(**_STRICT)
 def _admit(
-    keys: np.ndarray, c: int, pos0: int, m: int, buf: np.ndarray, length: np.ndarray, thr: np.ndarray, u: int
+    keys: np.ndarray,
+    c: int,
+    pos0: int,
+    m: int,
+    buf: np.ndarray,
+    length: np.ndarray,
+    thr: np.ndarray,
+    u: int,
+    floor_pos: int,
+    floor_neg: int,
 ) -> None:
-    """The keys of unit u at positions ``pos0 + [0, c)`` whose card keys beat ``thr[s, u]`` into ``buf[s, u]``
-    ``[cap ≥ 2m]`` (``length[s, u]`` filled), for both signs s (0: x, 1: −x) in one loop. A key below both
+    """The keys of unit u at positions ``pos0 + [0, c)`` whose card keys beat ``thr[s, u]`` and the rows' floor
+    (``floor_pos``, ``floor_neg``) into ``buf[s, u]`` ``[cap ≥ 2m]`` (``length[s, u]`` filled), for both signs s
+    (0: x, 1: −x) in one loop. A key below both
     thresholds' order keys is passed over with two comparisons; one at or above them is written to both buffers
     and each fill advances by whether its card key beat that sign's threshold (measured faster than writing
     every key, since most keys are passed over). Before a piece of the row could overflow a buffer, it is cut
@@ -283,7 +314,7 @@ def _admit(
             n_pos = _cut(pos_buf, n_pos, m, thr_u, 0)
         if n_neg + t1 - t0 > cap:
             n_neg = _cut(neg_buf, n_neg, m, thr_u, 1)
-        th_pos, th_neg = thr_u[0], thr_u[1]
+        th_pos, th_neg = max(thr_u[0], floor_pos), max(thr_u[1], floor_neg)
         lo_pos = (th_pos >> POS_BITS) - 0x8000  # no key below the threshold's order key can beat it
         lo_neg = (th_neg >> POS_BITS) - 0x8000
         for t in range(t0, t1):
@@ -297,6 +328,23 @@ def _admit(
                 n_pos += ck > th_pos
                 n_neg += nk > th_neg
     length[0, u], length[1, u] = n_pos, n_neg
+
+
+@njit(**_STRICT)
+def _bound(best: np.ndarray, low: np.ndarray, s: int, u: int, lb: int) -> None:
+    """Keep a unit's ``len(best)`` largest row bounds, ``low[s, u]`` the smallest (0 until as many were kept): lb
+    replaces the smallest if it is larger."""
+    if lb <= low[s, u]:
+        return
+    at = 0
+    for i in range(1, best.shape[0]):
+        if best[i] < best[at]:
+            at = i
+    best[at] = lb
+    least = best[0]
+    for i in range(1, best.shape[0]):
+        least = min(least, best[i])
+    low[s, u] = least
 
 
 @njit(**_STRICT)
@@ -323,6 +371,11 @@ def chunk_pass(
     below_key: int,
     per: int,
     strip_sum: np.ndarray,
+    rows: np.ndarray,
+    low: np.ndarray,
+    span: int,
+    sample_pos: np.ndarray,
+    sample: np.ndarray,
 ) -> None:
     """bits uint16 ``[B, T, U]``; counts int64 ``[B]``; tiles uint16 ``[B, U·T]`` (out: tile b packed ``[U, c_b]``).
 
@@ -341,6 +394,12 @@ def chunk_pass(
             continue
         tile = tiles[b]
         _transpose(bits, b, c, tile)
+        pos0 = offset + starts[b]
+        if cards:
+            i0 = np.searchsorted(sample_pos, pos0)
+            i1 = np.searchsorted(sample_pos, pos0 + c)
+            for i in range(i0, i1):
+                sample[i, :] = bits[b, sample_pos[i] - pos0, :]
         for u in range(U):
             row = tile[u * c : (u + 1) * c]
             s, n_above, n_below, kn_max, kn_min = _moments(
@@ -348,12 +407,19 @@ def chunk_pass(
             )
             _histogram(xf, keys, c, lo, scale, hist[u], bins)
             if cards:
-                pos0 = offset + starts[b]
                 dens[0, u] += n_above
                 dens[1, u] += n_below
                 _strip(xf, c, pos0, per, s, strip_sum[u])
+                if kn_max == -0x8000:  # every value NaN: no candidate, and no bound
+                    continue
                 first = POS_MAX - pos0  # the row's best card key of either sign has its first position
                 best_pos = (np.int64(kn_max + 0x8000) << POS_BITS) | first
                 best_neg = (np.int64(0x8000 - kn_min) << POS_BITS) | first
-                if best_pos > thr[0, u] or best_neg > thr[1, u]:
-                    _admit(keys, c, pos0, m, buf, length, thr, u)
+                if c >= span:  # a long row: its best key, at its last position at worst, bounds the picks
+                    last = POS_MAX - (pos0 + c - 1)
+                    _bound(rows[0, u], low, 0, u, (np.int64(kn_max + 0x8000) << POS_BITS) | last)
+                    _bound(rows[1, u], low, 1, u, (np.int64(0x8000 - kn_min) << POS_BITS) | last)
+                floor_pos = low[0, u] - 1
+                floor_neg = low[1, u] - 1
+                if best_pos > max(thr[0, u], floor_pos) or best_neg > max(thr[1, u], floor_neg):
+                    _admit(keys, c, pos0, m, buf, length, thr, u, floor_pos, floor_neg)

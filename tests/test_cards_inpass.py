@@ -16,6 +16,7 @@ from tiny_models import record_argv
 
 import lstmviz
 from lstmviz import cards
+from lstmviz import chunkstats as cs
 from lstmviz.analysis import units as unit_cards
 from lstmviz.store import Activation, RunWriter, open_run
 from lstmviz.store.format import tokens_frame
@@ -237,3 +238,68 @@ def test_cli_record_cards_writes_every_activations_cards(tmp_path):
     with_, without = lstmviz.open_run(tmp_path / "with"), lstmviz.open_run(tmp_path / "without")
     assert all((with_.path / with_.info(n)["cards"]).is_file() for n in with_.names)
     assert not any("cards" in without.info(n) for n in without.names)
+
+
+def test_a_pick_at_the_long_rows_bound_itself_is_kept():
+    """The picks' floor is the (2k − 1)-th best bound of the long rows (each row's best value at its last
+    position): here the second pick is exactly the third row's bound (3 at its last position, 8), since the
+    second row's 4 (at 3) is inside the first pick's window. Both signs (the negated corpus for −1), rows in
+    either order."""
+    x = np.array([0, 0, 5, 4, 0, 0, 0, 0, 3, 0, 0, 1], np.float16)[:, None]
+    for data in (x, -x):
+        for order in (None, 0, 1):
+            out = cards.merge_parts([pass_parts(data, len(data), 2, 1, 1, 3, order)], len(data), 2, 1)
+            check_top(out, data, 2, 1)
+    assert cards.merge_parts([pass_parts(x, 12, 2, 1, 1, 3)], 12, 2, 1)["top_pos"][0].tolist() == [2, 8]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    data=st.lists(levels, min_size=1, max_size=400),
+    k=st.integers(1, 5),
+    window=st.integers(0, 3),
+    streams=st.integers(1, 4),
+    over=st.integers(0, 12),
+    order=st.none() | st.integers(0, 3),
+    cut=st.integers(0, 400),
+)
+def test_long_rows_prune_exactly_across_streams_chunks_and_shards(data, k, window, streams, over, order, cut):
+    """Chunks at least 2·window + 1 long (so the long rows' bound prunes) with ties, NaN rows and ±inf, in two
+    shards cut anywhere: the merged top contexts equal brute force, and every pick lies above the floor each
+    shard's pass kept (what it pruned by)."""
+    x = np.array(data, np.float16)[:, None]
+    chunk = 2 * window + 1 + over
+    cut = min(cut, len(x))
+    parts, floors = [], []
+    for a, b in ((0, cut), (cut, len(x))):
+        if b > a:
+            act = Activation.from_name("rnn.l0.fwd.f", 1)
+            pc = cards.PassCards(act, len(x), k=k, window=window, offset=a, n_local=b - a)
+            stats = Stats(act)
+            stats.range = (-1.0, 1.0)
+            for starts, half, counts in streamed(x[a:b], streams, chunk, order):
+                tiles = np.empty((len(starts), chunk), np.uint16)
+                stats.update(half.view(np.uint16), counts, tiles, starts, pc.card_state)
+            parts.append(pc.parts())
+            floors.append((a, b, pc.card_state.floor()[:, 0]))
+    out = cards.merge_parts(parts, len(x), k, window)
+    check_top(out, x, k, window)
+    f = x[:, 0].astype(np.float32)
+    for s, sign in enumerate((1, -1)):
+        for p in brute_top(sign * f, k, window):
+            key = cs.card_keys(cs.key((sign * x[p : p + 1, 0]).view(np.uint16)), [p])[0]
+            a, b, floor = next(fl for fl in floors if fl[0] <= p < fl[1])
+            assert key > floor[s]
+
+
+def test_long_rows_keep_few_candidates_on_a_long_corpus():
+    """On 200k steps of smooth (clustered maxima) and of white noise the bound leaves far fewer kept keys than
+    M = 400 (what pruning is for), and the top contexts stay those of brute force."""
+    rng = np.random.default_rng(11)
+    n = 200_000
+    z = rng.normal(size=(n + 49, 2))
+    x = np.stack([np.convolve(z[:, 0], np.ones(50) / 7, "valid"), z[49:, 1]], 1).astype(np.float16)
+    out = cards.merge_parts([pass_parts(x, n, 20, 10, 64, 128)], n, 20, 10)
+    check_top(out, x, 20, 10)
+    part = pass_parts(x, n, 20, 10, 64, 128)
+    assert ((part["top_pos_keys"] > 0).sum(1) < 200).all()

@@ -10,12 +10,18 @@ from ..chunkstats import POS_MAX
 
 
 @njit(cache=True, nogil=True)
-def best_keys(keys: np.ndarray, length: np.ndarray, m: int, out: np.ndarray) -> None:
-    """out int64 ``[U, m]`` ← per unit the m largest of ``keys[u, :length[u]]`` (int64 card keys), descending,
-    0 padded."""
+def best_keys(keys: np.ndarray, length: np.ndarray, floor: np.ndarray, m: int, out: np.ndarray) -> None:
+    """out int64 ``[U, m]`` ← per unit the m largest of those of ``keys[u, :length[u]]`` (int64 card keys) above
+    ``floor[u]``, descending, 0 padded."""
+    kept = np.empty(keys.shape[1], np.int64)
     for u in range(keys.shape[0]):
-        row = np.sort(keys[u, : length[u]])[::-1]
-        n = min(m, len(row))
+        n = 0
+        for i in range(length[u]):
+            if keys[u, i] > floor[u]:
+                kept[n] = keys[u, i]
+                n += 1
+        row = np.sort(kept[:n])[::-1]
+        n = min(m, n)
         out[u, :n] = row[:n]
         out[u, n:] = 0
 

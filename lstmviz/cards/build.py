@@ -39,13 +39,14 @@ def greedy(keys: np.ndarray, k: int, window: int) -> tuple[np.ndarray, np.ndarra
     return picked, best
 
 
-def best_keys(keys: np.ndarray, length: np.ndarray, m: int) -> np.ndarray:
-    """Per row of ``keys`` int64 ``[U, W]``, the m largest of its first ``length[u]``, descending, 0 padded
-    ``[U, m]``."""
+def best_keys(keys: np.ndarray, length: np.ndarray, m: int, floor: np.ndarray | None = None) -> np.ndarray:
+    """Per row of ``keys`` int64 ``[U, W]``, the m largest of its first ``length[u]`` that are above ``floor[u]``
+    (default 0: all), descending, 0 padded ``[U, m]``."""
     from ._jit import best_keys as compiled
 
     out = np.empty((len(keys), m), np.int64)
-    compiled(np.ascontiguousarray(keys, np.int64), np.asarray(length, np.int64), m, out)
+    floor = np.zeros(len(keys), np.int64) if floor is None else np.asarray(floor, np.int64)
+    compiled(np.ascontiguousarray(keys, np.int64), np.asarray(length, np.int64), floor, m, out)
     return out
 
 
@@ -56,26 +57,29 @@ def key_values(keys: np.ndarray, sign: int) -> np.ndarray:
     return v.astype(np.float32)
 
 
+_ORDER = np.where(np.abs(_cs.key(np.arange(1 << 16))) <= 0x7C00, _cs.key(np.arange(1 << 16)) + 0x8000, 0).astype(
+    np.uint16
+)  # float16 bits → their value's rank key, ≥ 1 for a value (±0 alike), 0 for NaN (ranked first)
+
+
 def bands(sample_pos: np.ndarray, sample: np.ndarray) -> dict[str, np.ndarray]:
     """Equal-count bands of the sampled values of each unit, with example positions.
 
-    sample_pos: int64 ``[S]`` sorted corpus positions; sample: float32 ``[S, U]`` their values. The finite sampled
-    values of a unit, in the top contexts' order (value ascending here, ties to the earlier position), are cut
-    into ``BANDS`` runs of equal count (``np.array_split``: sizes differ by at most one). Band b's examples are
-    its members at ``BAND_EXAMPLES`` ranks drawn without replacement by ``default_rng((SEED, b, size))`` (a
-    uniform draw from the band), in corpus order. Returns ``band_lo``/``band_hi`` float32 ``[U, BANDS]`` (the
-    band's smallest and largest sampled value) and ``band_pos`` int64 ``[U, BANDS, BAND_EXAMPLES]`` (−1 padded).
+    sample_pos: int64 ``[S]`` sorted corpus positions; sample: uint16 ``[S, U]`` their values' float16 bit
+    patterns. The finite sampled values of a unit, in the top contexts' order (value ascending here, ties to the
+    earlier position), are cut into ``BANDS`` runs of equal count (``np.array_split``: sizes differ by at most
+    one). Band b's examples are its members at ``BAND_EXAMPLES`` ranks drawn without replacement by
+    ``default_rng((SEED, b, size))`` (a uniform draw from the band), in corpus order. Returns
+    ``band_lo``/``band_hi`` float32 ``[U, BANDS]`` (the band's smallest and largest sampled value) and
+    ``band_pos`` int64 ``[U, BANDS, BAND_EXAMPLES]`` (−1 padded).
     """
     S, U = sample.shape
     lo = np.full((U, BANDS), np.nan, np.float32)
     hi = np.full((U, BANDS), np.nan, np.float32)
     pos = np.full((U, BANDS, BAND_EXAMPLES), -1, np.int64)
-    values = np.ascontiguousarray(sample.T)  # [U, S]
-    keys = _cs.key(values.astype(np.float16).view(np.uint16))  # the stored values are float16: the keys' order
-    ords = np.where(np.abs(keys) <= 0x7C00, keys + 0x8000, 0)  # ≥ 1 for a value, 0 for NaN (first)
-    bits = max(int(S).bit_length(), 1)
-    keys = np.sort((ords.astype(np.int64) << bits) | np.arange(S), axis=1)  # unique keys: ties to the earlier
-    order = keys & ((1 << bits) - 1)  # [U, S] sample columns ascending, NaN (key 0) first
+    bits = np.ascontiguousarray(sample.T)  # [U, S]
+    ords = _ORDER[bits]
+    order = np.argsort(ords, axis=1, kind="stable")  # [U, S] sample columns ascending, ties in sample order
     n_nan = (ords == 0).sum(1)
     for nan in np.unique(n_nan):
         units = np.flatnonzero(n_nan == nan)
@@ -85,8 +89,8 @@ def bands(sample_pos: np.ndarray, sample: np.ndarray) -> dict[str, np.ndarray]:
             if not len(cols):
                 continue
             members = ranked[:, cols]  # [u, size]
-            lo[units, b] = values[units, members[:, 0]]
-            hi[units, b] = values[units, members[:, -1]]
+            lo[units, b] = _cs.LUT[bits[units, members[:, 0]]]
+            hi[units, b] = _cs.LUT[bits[units, members[:, -1]]]
             e = min(BAND_EXAMPLES, len(cols))
             ranks = np.random.default_rng((SEED, b, len(cols))).choice(len(cols), e, replace=False)
             pos[units, b, :e] = np.sort(sample_pos[members[:, ranks]], axis=1)

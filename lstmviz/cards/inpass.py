@@ -65,26 +65,24 @@ class PassCards:
         self.act, self.n_run, self.k, self.window = act, n_run, k, window
         self.offset, self.n_local = offset, n_run if n_local is None else n_local
         per, bins = strip_shape(n_run)
-        self.card_state = _cs.CardState(act.units, candidates(k, window), THETA, per, bins, offset)
         pos = sample_positions(n_run)
         self.sample_pos = pos[(pos >= offset) & (pos < offset + self.n_local)]
-        self.sample = np.full((len(self.sample_pos), act.units), np.nan, np.float32)
+        self.card_state = _cs.CardState(
+            act.units, candidates(k, window), THETA, per, bins, offset, blocks(k), 2 * window + 1, self.sample_pos
+        )
 
     def update(self, start: int, values: np.ndarray) -> None:
-        """values: float16 ``[n, U]``, rows ``[start, start + n)`` of the recording (the shard's rows)."""
-        start += self.offset
-        lo, hi = np.searchsorted(self.sample_pos, [start, start + len(values)])
-        if hi > lo:
-            self.sample[lo:hi] = values[self.sample_pos[lo:hi] - start]
+        """Nothing: the writer's chunk pass feeds ``card_state`` (the bands' sample rows included)."""
 
     def parts(self) -> dict[str, np.ndarray]:
         """What this recording saw, in the mergeable form :func:`merge_parts` takes."""
         s = self.card_state
+        floor = s.floor()
         out = {
-            "top_pos_keys": best_keys(s.buf[0], s.length[0], s.m),
-            "top_neg_keys": best_keys(s.buf[1], s.length[1], s.m),
+            "top_pos_keys": best_keys(s.buf[0], s.length[0], s.m, floor[0]),
+            "top_neg_keys": best_keys(s.buf[1], s.length[1], s.m, floor[1]),
             "sample_pos": self.sample_pos,
-            "sample": self.sample,
+            "sample": s.sample,
             "dens": s.dens,
             "strip_sum": s.strip_sum,
         }
@@ -105,6 +103,11 @@ class PassCards:
         np.savez(tmp, **arrays)
         os.replace(tmp, path)
         return {"cards": f"cache/cards/{path.name}"} if path.parent.name == "cards" else {}
+
+
+def blocks(k: int) -> int:
+    """2k − 1: the long rows (each at least 2·window + 1 positions) whose bounds make the picks' floor."""
+    return 2 * k - 1
 
 
 def part_path(run_dir: Path, name: str) -> Path:

@@ -35,18 +35,25 @@ def load_cards(run: RunReader, name: str) -> Cards:
     return _load(str(path), path.stat().st_mtime_ns)
 
 
-def build_cards(run: RunReader, name: str, rows: int = 16384) -> None:
-    """Build and cache the cards of a finished run's activation: its rows, streamed in blocks, through the same
-    chunk pass and :class:`~.inpass.PassCards` as a recording's, so the cards are the ones it would have built."""
+def build_cards(run: RunReader, name: str, rows: int = 16384, piece: int = 128) -> None:
+    """Build and cache the cards of a finished run's activation: its rows, streamed in blocks of ``rows``, through
+    the same chunk pass and :class:`~.inpass.PassCards` as a recording's, so the cards are the ones it would have
+    built. Each block goes in as ``piece``-row streams, so that the long rows' bound prunes as a recording's
+    chunks do."""
     act = Activation.from_name(name, run.units(name))
     cards = PassCards(act, run.n_tokens)
     stats = Stats(act)
     stats.range = (0.0, 1.0)  # the histogram is not kept
-    tiles = np.empty((1, act.units * rows), np.uint16)
     for start in range(0, run.n_tokens, rows):
-        x = run.activations(name, start=start, stop=start + rows).astype(np.float16)
-        stats.update(x.view(np.uint16)[None], np.array([len(x)]), tiles, np.array([start]), cards.card_state)
-        cards.update(start, x)
+        x = run.activations(name, start=start, stop=start + rows, dtype=np.float16).view(np.uint16)
+        whole = len(x) // piece * piece
+        for lo, hi, size in ((0, whole, piece), (whole, len(x), len(x) - whole)):
+            if hi > lo:
+                bits = x[lo:hi].reshape(-1, size, act.units)
+                counts = np.full(len(bits), size)
+                starts = start + lo + size * np.arange(len(bits))
+                tiles = np.empty((len(bits), act.units * size), np.uint16)
+                stats.update(bits, counts, tiles, starts, cards.card_state)
     cards.finish(run.cache_dir.parent)
 
 
