@@ -4,7 +4,7 @@
     python bench/e2e.py --tokens 50000 --rounds 2
     python bench/e2e.py --only lstm --no-rss
     python bench/e2e.py --gates8 --record-threads 1   # also 8-bit gates, and recording on 1 torch thread
-    python bench/e2e.py --tokens 50000 --cards-too --no-rss   # also with the unit cards in the pass, side by side
+    python bench/e2e.py --tokens 50000 --cards-too --no-rss   # record without the unit cards and with them
 
 Prints ``metric: value`` lines, ratios first. "plain" is the char model's own forward (embedding, the 2-layer
 recurrent module, the decoder) fed the same ``[streams, chunk]`` chunks with the recurrent state carried, under
@@ -19,7 +19,9 @@ recording adds, where wall time also says how much of it overlaps the forward. T
 activation of each kind with each parquet codec (this is how ``store.COMPRESSION`` was chosen). ``--gates8`` adds
 the same lines for a recording with 8-bit gates (``_gates8``), ``--record-threads N`` for one whose forward runs
 on N torch threads (``_threadsN``) and for the plain forward on N threads (``_plain_threadsN``, whose writer
-lines mean nothing), each interleaved with the others in every round.
+lines mean nothing), each interleaved with the others in every round. ``--cards-too`` records without the unit
+cards (the plain lines) and with them (``_cards``); ``e2e_<model>_cards_over_record`` is the cost of the cards,
+the median of the two recordings' ratio in each round.
 """
 
 from __future__ import annotations
@@ -127,6 +129,8 @@ def case(
         extra = np.subtract(times[k], times["plain"])
         out[k] = {
             "ratio": float(np.median(np.divide(times[k], times["plain"]))),
+            "over_record": float(np.median(np.divide(times[k], times["record"]))),
+            "cpu_over_record": float(np.median(np.divide(cpu[k], cpu["record"]))),
             "cpu_ratio": float(np.median(np.divide(cpu[k], cpu["plain"]))),
             "writer_vps": float(values / max(np.median(extra), 1e-9)),
             "e2e_vps": float(values / np.median(times[k])),
@@ -187,14 +191,15 @@ def main() -> None:
     ap.add_argument("--gates8", action="store_true", help="also record with 8-bit gates (the *_gates8 lines)")
     ap.add_argument("--record-threads", type=int, nargs="*", default=[], help="also record with N torch threads")
     ap.add_argument("--no-codecs", action="store_true", help="skip the codec lines")
-    ap.add_argument("--cards-too", action="store_true", help="also record with the unit cards (*_cards lines)")
+    ap.add_argument("--cards-too", action="store_true", help="record without and with the unit cards (*_cards lines)")
     args = ap.parse_args()
     cells = {"lstm": "LSTM", "gru": "GRU"}
     only = args.only or list(cells)
     variants: dict[str, dict] = {"record": {}}
     if args.gates8:
         variants["gates8"] = {"gates": "8bit"}
-    if args.cards_too:
+    if args.cards_too:  # side by side: the recording without the cards, and with them
+        variants["record"] = {"cards": False}
         variants["cards"] = {"cards": True}
     for n in args.record_threads:
         variants[f"threads{n}"] = {"threads": n}
@@ -208,6 +213,11 @@ def main() -> None:
             res[k]["codecs"] = {} if args.no_codecs else codecs(lstmviz.open_run(tmp / "record"), tmp)
             for v in variants:
                 shutil.rmtree(tmp / v, ignore_errors=True)
+        for k, r in res.items():
+            for v in variants:
+                if v != "record" and "plain_threads" not in variants[v]:
+                    print(f"e2e_{k}{tag[v]}_over_record: {r[v]['over_record']:.3f}")
+                    print(f"e2e_{k}{tag[v]}_cpu_time_over_record: {r[v]['cpu_over_record']:.3f}")
         for key, label in (("ratio", "over_plain"), ("cpu_ratio", "cpu_time_over_plain")):
             for k, r in res.items():
                 for v in variants:

@@ -18,11 +18,14 @@ With a :class:`CardState` (the unit cards, :mod:`lstmviz.cards`), the same pass 
 unit's values are in cache:
 
 - the candidates for the greedy top contexts of both signs: every value whose card key (:func:`card_keys`: the
-  value's order, then the earlier position) beats the unit's running threshold, the M-th best key so far, enters
-  a buffer ``[2, U, cap]``; a full buffer is cut to its best M (a selection, not a sort) and the threshold rises
-  to the M-th. A row whose best non-NaN key is below the threshold (most rows once the threshold has risen) is
-  skipped after one vectorised reduction. The final top M per unit and sign is exact whatever the row order: a
-  key below the running M-th best is beaten by M others and cannot be among the last M;
+  value's order, then the earlier position) beats the unit's floor enters a buffer ``[2, U, cap]``. The floor is
+  the larger of the M-th best key so far (a full buffer is cut to its best M, a selection, not a sort, and that
+  threshold rises to the M-th) and the long rows' bound: the (2k − 1)-th best, over the rows of at least
+  2·window + 1 positions, of the row's best value at its last position (:mod:`lstmviz.cards` proves every pick
+  lies at or above it; a row of NaN alone has no bound). A row whose best non-NaN key is below the floor (most
+  rows once it has risen) is skipped after one vectorised reduction. The result is exact whatever the row order:
+  a key below a floor is never a pick;
+- the rows of the bands' sample (a copy of the stream's rows at the sampled positions, float16 bits);
 - the counts beyond ±θ (in the key-count loop), and per strip bin the sum of the finite values (exact in
   float64: float16 values are multiples of 2⁻²⁴ below 2¹⁶, so sums of up to 2¹³ of them are exact in any order;
   a row's last bin takes the row's sum less the others').
@@ -86,8 +89,12 @@ class CardState:
     holds positions ``[b·per, (b + 1)·per)``.
 
     Arrays: ``buf`` int64 ``[2, U, cap]`` card keys (sign +1, −1) of which ``length`` int64 ``[2, U]`` are
-    filled; ``thr`` int64 ``[2, U]`` the M-th best key once M are kept (0 before); ``dens`` int64 ``[2, U]`` the
-    counts of ``x > θ`` and ``x < −θ``; ``strip_sum`` float64 ``[U, bins]`` the sums of the finite values.
+    filled; ``thr`` int64 ``[2, U]`` the M-th best key once M are kept (0 before); ``rows`` int64
+    ``[2, U, blocks]`` the best ``blocks`` (2k − 1) bounds of the rows of at least ``span`` (2·window + 1)
+    positions, ``low`` int64 ``[2, U]`` the smallest of them (0 until as many were seen); ``dens`` int64
+    ``[2, U]`` the counts of ``x > θ`` and ``x < −θ``; ``strip_sum`` float64 ``[U, bins]`` the sums of the finite
+    values; ``sample`` uint16 ``[S, U]`` the float16 bits of the rows at ``sample_pos`` int64 ``[S]`` (sorted
+    positions; NaN where not seen).
     """
 
     def __init__(

@@ -1,6 +1,6 @@
 """The unit cards' computations (see :mod:`lstmviz.cards` for what they hold, and why a bounded candidate set makes
-the greedy exact): the candidate bound, the greedy over card keys (:func:`lstmviz.chunkstats.card_keys`), the
-quantile bands of a sample, the correlation sums (:class:`Moments`) and Pearson r from them."""
+the greedy exact): the candidate bound, the greedy over card keys (:func:`lstmviz.chunkstats.card_keys`) and the
+quantile bands of a sample."""
 
 from __future__ import annotations
 

@@ -1,15 +1,13 @@
 """The unit cards built in the recording pass: :class:`PassCards`, an :class:`~lstmviz.store.Observer` whose
 ``card_state`` (a :class:`lstmviz.chunkstats.CardState`) the writer feeds from its own per-chunk pass, so the
-top-context candidates, the counts beyond ±θ and the strip sums cost no second look at the values.
-
-What the chunk pass does not do, ``update`` does on the stored rows: it gathers the rows of the bands' seeded
-sample (4096 positions in all, a gather) and, for the kinds in ``CORR_KINDS``, the correlation sums (one
-``[rows, U]ᵀ·[rows, U]`` GEMM per 2048 rows). ``finish`` runs the greedy on the candidates and writes the same
-cards file as :func:`lstmviz.cards.build_cards` (docs/FORMAT.md, cache/cards/).
+top-context candidates, the rows of the bands' seeded sample (4096 positions in all), the counts beyond ±θ and
+the strip sums cost no second look at the values: ``update`` has nothing left to do. ``finish`` runs the greedy
+on the candidates and writes the same cards file as :func:`lstmviz.cards.build_cards` (docs/FORMAT.md,
+cache/cards/). Correlations are not kept: :func:`lstmviz.cards.correlation_row` computes a unit's when asked.
 
 In a shard of a sharded run (``offset``, ``n_local``), positions are the run's, the sample is the run's sample
 within the shard and the strip bins are the run's; ``finish`` writes what :func:`merge_parts` merges into the
-run's cards exactly (the union of the shards' top-M candidates holds the run's top M).
+run's cards exactly (the union of the shards' candidates holds every pick of the run: see :mod:`lstmviz.cards`).
 """
 
 from __future__ import annotations
@@ -118,8 +116,7 @@ def part_path(run_dir: Path, name: str) -> Path:
 def merge_parts(parts: Sequence[dict], n_run: int, k: int = K, window: int = WINDOW) -> dict[str, np.ndarray]:
     """The cards file's arrays (docs/FORMAT.md) of a run from its recordings' :meth:`PassCards.parts`, one per
     shard in corpus order (one for an unsharded run): top candidates united then cut to the top M, the greedy
-    on them; samples concatenated; counts and strip sums added; correlation sums moved to
-    one shift and added."""
+    on them; samples concatenated; counts and strip sums added."""
     m = candidates(k, window)
     out: dict[str, np.ndarray] = {"k": np.int64(k), "window": np.int64(window)}
     for s, sign in (("pos", 1), ("neg", -1)):
@@ -140,5 +137,5 @@ def merge_parts(parts: Sequence[dict], n_run: int, k: int = K, window: int = WIN
 
 def card_observers(n_tokens: int, offset: int = 0, n_local: int | None = None) -> Callable[[Activation], list]:
     """``observers`` for a recording: one :class:`PassCards` per activation (a shard's: ``offset``,
-    ``n_local``), with the correlation sums for the kinds in ``CORR_KINDS``."""
+    ``n_local``)."""
     return lambda act: [PassCards(act, n_tokens, offset=offset, n_local=n_local)]
