@@ -395,6 +395,7 @@ def chunk_pass(
     xf = xi.view(np.float32)
     keys = np.empty(T, np.int32)
     bins = np.empty(T, np.int32)
+    best = np.full((bits.shape[0], 2, U), -0x8000, np.int32) if cards else np.empty((0, 2, U), np.int32)
     for b in range(bits.shape[0]):
         c = counts[b]
         if c <= 0:
@@ -417,16 +418,29 @@ def chunk_pass(
                 dens[0, u] += n_above
                 dens[1, u] += n_below
                 _strip(xf, c, pos0, per, s, strip_sum[u])
-                if kn_max == -0x8000:  # every value NaN: no candidate, and no bound
-                    continue
-                first = POS_MAX - pos0  # the row's best card key of either sign has its first position
-                best_pos = (np.int64(kn_max + 0x8000) << POS_BITS) | first
-                best_neg = (np.int64(0x8000 - kn_min) << POS_BITS) | first
-                if c >= span:  # a long row: its best key, at its last position at worst, bounds the picks
+                best[b, 0, u] = kn_max  # −0x8000: every value NaN, no candidate and no bound
+                best[b, 1, u] = -kn_min
+                if c >= span and kn_max != -0x8000:  # a long row: its best key, at its last position at worst
                     last = POS_MAX - (pos0 + c - 1)
                     _bound(rows[0, u], low, 0, u, (np.int64(kn_max + 0x8000) << POS_BITS) | last)
                     _bound(rows[1, u], low, 1, u, (np.int64(0x8000 - kn_min) << POS_BITS) | last)
+    if cards:  # every row's bound is in before any row is admitted, so the chunk's first rows meet a risen floor
+        for b in range(bits.shape[0]):
+            c = counts[b]
+            if c <= 0:
+                continue
+            pos0 = offset + starts[b]
+            first = POS_MAX - pos0  # the row's best card key of either sign has its first position
+            for u in range(U):
+                if best[b, 0, u] == -0x8000:
+                    continue
                 floor_pos = low[0, u] - 1
                 floor_neg = low[1, u] - 1
+                best_pos = (np.int64(best[b, 0, u] + 0x8000) << POS_BITS) | first
+                best_neg = (np.int64(best[b, 1, u] + 0x8000) << POS_BITS) | first
                 if best_pos > max(thr[0, u], floor_pos) or best_neg > max(thr[1, u], floor_neg):
+                    row = tiles[b, u * c : (u + 1) * c]
+                    for t in range(c):
+                        h = np.int32(row[t])
+                        keys[t] = -(h & 0x7FFF) if h & 0x8000 else h & 0x7FFF
                     _admit(keys, c, pos0, m, buf, length, thr, u, floor_pos, floor_neg)

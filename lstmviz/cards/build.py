@@ -77,22 +77,26 @@ def bands(sample_pos: np.ndarray, sample: np.ndarray) -> dict[str, np.ndarray]:
     lo = np.full((U, BANDS), np.nan, np.float32)
     hi = np.full((U, BANDS), np.nan, np.float32)
     pos = np.full((U, BANDS, BAND_EXAMPLES), -1, np.int64)
-    bits = np.ascontiguousarray(sample.T)  # [U, S]
+    bits = sample.T  # [U, S], a view
     ords = _ORDER[bits]
     order = np.argsort(ords, axis=1, kind="stable")  # [U, S] sample columns ascending, ties in sample order
     n_nan = (ords == 0).sum(1)
-    for nan in np.unique(n_nan):
-        units = np.flatnonzero(n_nan == nan)
-        count = S - int(nan)
-        ranked = order[units, int(nan) :]  # [u, count]
-        for b, cols in enumerate(np.array_split(np.arange(count), BANDS)):
-            if not len(cols):
+    if U and (n_nan == n_nan[0]).all():  # the usual case: one group, and every slice below a view
+        groups = [(slice(None), np.arange(U), int(n_nan[0]))]
+    else:
+        groups = [(np.flatnonzero(n_nan == nan), np.flatnonzero(n_nan == nan), int(nan)) for nan in np.unique(n_nan)]
+    for units, rows, nan in groups:
+        ranked = order[units, nan:]  # [u, S − nan]
+        at = 0
+        for b, size in enumerate(len(c) for c in np.array_split(np.arange(S - nan), BANDS)):
+            if not size:
                 continue
-            members = ranked[:, cols]  # [u, size]
-            lo[units, b] = _cs.LUT[bits[units, members[:, 0]]]
-            hi[units, b] = _cs.LUT[bits[units, members[:, -1]]]
-            e = min(BAND_EXAMPLES, len(cols))
-            ranks = np.random.default_rng((SEED, b, len(cols))).choice(len(cols), e, replace=False)
+            members = ranked[:, at : at + size]  # [u, size]: band b's sample columns, ascending
+            at += size
+            lo[units, b] = _cs.LUT[bits[rows, members[:, 0]]]
+            hi[units, b] = _cs.LUT[bits[rows, members[:, -1]]]
+            e = min(BAND_EXAMPLES, size)
+            ranks = np.random.default_rng((SEED, b, size)).choice(size, e, replace=False)
             pos[units, b, :e] = np.sort(sample_pos[members[:, ranks]], axis=1)
     return {"band_lo": lo, "band_hi": hi, "band_pos": pos}
 
