@@ -93,7 +93,7 @@ class CardState:
     ``[2, U, blocks]`` the best ``blocks`` (2k − 1) bounds of the rows of at least ``span`` (2·window + 1)
     positions, ``low`` int64 ``[2, U]`` the smallest of them (0 until as many were seen); ``dens`` int64
     ``[2, U]`` the counts of ``x > θ`` and ``x < −θ``; ``strip_sum`` float64 ``[U, bins]`` the sums of the finite
-    values; ``sample`` uint16 ``[S, U]`` the float16 bits of the rows at ``sample_pos`` int64 ``[S]`` (sorted
+    values; ``sample`` uint16 ``[U, S]`` the float16 bits of the rows at ``sample_pos`` int64 ``[S]`` (sorted
     positions; NaN where not seen).
     """
 
@@ -123,7 +123,7 @@ class CardState:
         self.below_key = int(keys[ok & (np.float32(-theta) <= LUT)].min())  # x < −θ ⇔ key < below_key
         self.strip_sum = np.zeros((units, bins), np.float64)
         self.sample_pos = np.zeros(0, np.int64) if sample_pos is None else np.asarray(sample_pos, np.int64)
-        self.sample = np.full((len(self.sample_pos), units), 0x7E00, np.uint16)  # NaN until seen
+        self.sample = np.full((units, len(self.sample_pos)), 0x7E00, np.uint16)  # NaN until seen
 
     def floor(self) -> np.ndarray:
         """int64 ``[2, U]``: every key of a greedy pick is above this: one less than the larger of the M-th best key
@@ -141,7 +141,7 @@ class CardState:
 _NO_CARDS = (
     False, 0, 1, np.zeros((2, 1, 1), np.int64), np.zeros((2, 1), np.int64), np.zeros((2, 1), np.int64),
     np.zeros((2, 1), np.int64), 0, 0, 1, np.zeros((1, 1)), np.zeros((2, 1, 1), np.int64), np.zeros((2, 1), np.int64), 1,
-    np.zeros(0, np.int64), np.zeros((0, 1), np.uint16),
+    np.zeros(0, np.int64), np.zeros((1, 0), np.uint16),
 )  # fmt: skip
 
 
@@ -407,7 +407,7 @@ def chunk_pass(
             i0 = np.searchsorted(sample_pos, pos0)
             i1 = np.searchsorted(sample_pos, pos0 + c)
             for i in range(i0, i1):
-                sample[i, :] = bits[b, sample_pos[i] - pos0, :]
+                sample[:, i] = bits[b, sample_pos[i] - pos0, :]
         for u in range(U):
             row = tile[u * c : (u + 1) * c]
             s, n_above, n_below, kn_max, kn_min = _moments(

@@ -77,3 +77,39 @@ def block_sums(
         out[v, 0] += dot
         out[v, 1] += s
         out[v, 2] += ss
+
+
+@njit(cache=True, nogil=True)
+def rank_order(sample: np.ndarray, rank: np.ndarray, order: np.ndarray, nan: np.ndarray) -> None:
+    """Per unit u, its sampled values in value order: sample uint16 ``[U, S]`` float16 bit patterns, rank uint16
+    ``[2¹⁶]`` their rank keys (0 for NaN) → order int64 ``[U, S]`` the sample columns by rank key ascending, ties
+    in column order (a stable two-pass radix sort), and nan int64 ``[U]`` how many are NaN (they come first)."""
+    U, S = sample.shape
+    keys = np.empty(S, np.uint16)
+    tmp = np.empty(S, np.int64)
+    count = np.empty(257, np.int64)
+    for u in range(U):
+        n_nan = 0
+        for i in range(S):
+            keys[i] = rank[sample[u, i]]
+            n_nan += keys[i] == 0
+        nan[u] = n_nan
+        count[:] = 0
+        for i in range(S):
+            count[(keys[i] & 0xFF) + 1] += 1
+        for j in range(256):
+            count[j + 1] += count[j]
+        for i in range(S):
+            d = keys[i] & 0xFF
+            tmp[count[d]] = i
+            count[d] += 1
+        count[:] = 0
+        for i in range(S):
+            count[(keys[i] >> 8) + 1] += 1
+        for j in range(256):
+            count[j + 1] += count[j]
+        for i in range(S):
+            j = tmp[i]
+            d = keys[j] >> 8
+            order[u, count[d]] = j
+            count[d] += 1

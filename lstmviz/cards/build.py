@@ -65,22 +65,24 @@ _ORDER = np.where(np.abs(_cs.key(np.arange(1 << 16))) <= 0x7C00, _cs.key(np.aran
 def bands(sample_pos: np.ndarray, sample: np.ndarray) -> dict[str, np.ndarray]:
     """Equal-count bands of the sampled values of each unit, with example positions.
 
-    sample_pos: int64 ``[S]`` sorted corpus positions; sample: uint16 ``[S, U]`` their values' float16 bit
-    patterns. The finite sampled values of a unit, in the top contexts' order (value ascending here, ties to the
-    earlier position), are cut into ``BANDS`` runs of equal count (``np.array_split``: sizes differ by at most
-    one). Band b's examples are its members at ``BAND_EXAMPLES`` ranks drawn without replacement by
+    sample_pos: int64 ``[S]`` sorted corpus positions; sample: uint16 ``[U, S]`` their values' float16 bit
+    patterns, unit-major. The finite sampled values of a unit, in the top contexts' order (value ascending here,
+    ties to the earlier position), are cut into ``BANDS`` runs of equal count (``np.array_split``: sizes differ
+    by at most one). Band b's examples are its members at ``BAND_EXAMPLES`` ranks drawn without replacement by
     ``default_rng((SEED, b, size))`` (a uniform draw from the band), in corpus order. Returns
     ``band_lo``/``band_hi`` float32 ``[U, BANDS]`` (the band's smallest and largest sampled value) and
     ``band_pos`` int64 ``[U, BANDS, BAND_EXAMPLES]`` (−1 padded).
     """
-    S, U = sample.shape
+    U, S = sample.shape
     lo = np.full((U, BANDS), np.nan, np.float32)
     hi = np.full((U, BANDS), np.nan, np.float32)
     pos = np.full((U, BANDS, BAND_EXAMPLES), -1, np.int64)
-    bits = sample.T  # [U, S], a view
-    ords = _ORDER[bits]
-    order = np.argsort(ords, axis=1, kind="stable")  # [U, S] sample columns ascending, ties in sample order
-    n_nan = (ords == 0).sum(1)
+    from ._jit import rank_order
+
+    bits = np.ascontiguousarray(sample, np.uint16)  # [U, S]
+    order = np.empty((U, S), np.int64)  # [U, S] sample columns ascending, ties in sample order
+    n_nan = np.empty(U, np.int64)
+    rank_order(bits, _ORDER, order, n_nan)
     if U and (n_nan == n_nan[0]).all():  # the usual case: one group, and every slice below a view
         groups = [(slice(None), np.arange(U), int(n_nan[0]))]
     else:

@@ -125,7 +125,7 @@ def merge_parts(parts: Sequence[dict], n_run: int, k: int = K, window: int = WIN
         picked, best = greedy(keys, k, window)
         out[f"top_{s}"] = picked
         out[f"top_{s}_value"] = key_values(best, sign)
-    out.update(bands(np.concatenate([p["sample_pos"] for p in parts]), np.concatenate([p["sample"] for p in parts])))
+    out.update(bands(np.concatenate([p["sample_pos"] for p in parts]), np.concatenate([p["sample"] for p in parts], 1)))
     dens = sum(p["dens"] for p in parts)
     out["n_above"], out["n_below"], out["theta"] = dens[0], dens[1], np.float32(THETA)
     per, bins = strip_shape(n_run)
