@@ -292,7 +292,7 @@ def _cut(buf: np.ndarray, n: int, m: int, thr: np.ndarray, s: int) -> int:
 
 @njit(**_STRICT)
 def _admit(
-    keys: np.ndarray,
+    row: np.ndarray,
     c: int,
     pos0: int,
     m: int,
@@ -303,13 +303,13 @@ def _admit(
     floor_pos: int,
     floor_neg: int,
 ) -> None:
-    """The keys of unit u at positions ``pos0 + [0, c)`` whose card keys beat ``thr[s, u]`` and the rows' floor
-    (``floor_pos``, ``floor_neg``) into ``buf[s, u]`` ``[cap ≥ 2m]`` (``length[s, u]`` filled), for both signs s
-    (0: x, 1: −x) in one loop. A key below both
-    thresholds' order keys is passed over with two comparisons; one at or above them is written to both buffers
-    and each fill advances by whether its card key beat that sign's threshold (measured faster than writing
-    every key, since most keys are passed over). Before a piece of the row could overflow a buffer, it is cut
-    to its best m and the threshold rises to the m-th."""
+    """The values of unit u (row: float16 bits ``[c]``) at positions ``pos0 + [0, c)`` whose card keys beat
+    ``thr[s, u]`` and the rows' floor (``floor_pos``, ``floor_neg``) into ``buf[s, u]`` ``[cap ≥ 2m]``
+    (``length[s, u]`` filled), for both signs s (0: x, 1: −x) in one loop. A key below both thresholds' order
+    keys is passed over with two comparisons; one at or above them is written to both buffers and each fill
+    advances by whether its card key beat that sign's threshold (measured faster than writing every key, since
+    most keys are passed over). Before a piece of the row could overflow a buffer, it is cut to its best m and
+    the threshold rises to the m-th."""
     n_pos, n_neg = length[0, u], length[1, u]
     pos_buf, neg_buf = buf[0, u], buf[1, u]
     thr_u = thr[:, u]
@@ -325,7 +325,8 @@ def _admit(
         lo_pos = (th_pos >> POS_BITS) - 0x8000  # no key below the threshold's order key can beat it
         lo_neg = (th_neg >> POS_BITS) - 0x8000
         for t in range(t0, t1):
-            k = keys[t]
+            h = np.int32(row[t])
+            k = -(h & 0x7FFF) if h & 0x8000 else h & 0x7FFF
             if (k >= lo_pos or -k >= lo_neg) and (k if k >= 0 else -k) <= _NAN_FREE:
                 at = tail - t
                 ck = (np.int64(k + 0x8000) << POS_BITS) | at
@@ -440,7 +441,4 @@ def chunk_pass(
                 best_neg = (np.int64(best[b, 1, u] + 0x8000) << POS_BITS) | first
                 if best_pos > max(thr[0, u], floor_pos) or best_neg > max(thr[1, u], floor_neg):
                     row = tiles[b, u * c : (u + 1) * c]
-                    for t in range(c):
-                        h = np.int32(row[t])
-                        keys[t] = -(h & 0x7FFF) if h & 0x8000 else h & 0x7FFF
-                    _admit(keys, c, pos0, m, buf, length, thr, u, floor_pos, floor_neg)
+                    _admit(row, c, pos0, m, buf, length, thr, u, floor_pos, floor_neg)
