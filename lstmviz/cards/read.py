@@ -134,10 +134,11 @@ def correlation_row(run: RunReader, name: str, unit: int) -> np.ndarray:
     for a constant unit or one with a non-finite value (and all NaN when ``unit`` is one).
 
     One streamed pass over the stored values, a row group at a time, each column a contiguous float16 run: with
-    a = x_u − mean(x_u) (float64, from the unit's column, read first) and each unit v shifted by its first value
-    s_v, r = (Σa(x_v − s_v) − mean(x_v − s_v)·Σa) / √(Σ(a − ā)² · Σ(x_v − s_v − m_v)²), every sum in float64
-    (the shifts make a constant unit's variance exactly 0). A row of the U × U matrix costs 2 flops per stored
-    value where the matrix costs 2·U, so none is kept in the cards; rows are cached per process.
+    every unit v shifted by its first value s_v (y_v = x_v − s_v, which makes a constant unit's variance exactly
+    0 and cancels less), r = (Σy_u·y_v − Σy_u·Σy_v / n) / √((Σy_u² − (Σy_u)²/n)(Σy_v² − (Σy_v)²/n)), every sum
+    in float64. A row of the U × U matrix costs 2 flops per stored value where the matrix costs 2·U, so none is
+    kept in the cards; the pass reads the whole activation (about 0.3 s of compiled work per 1M tokens × 512
+    units, bench/cards.py), and rows are cached per process.
     """
     files = tuple(run.path / f for f in expand(run.path, run.info(name)["file"]))
     key = (files, tuple(f.stat().st_mtime_ns for f in files), name, int(unit))
@@ -155,25 +156,28 @@ def _correlation_row(run: RunReader, name: str, unit: int) -> np.ndarray:
     from ._jit import block_sums
 
     n, U = run.n_tokens, run.units(name)
-    xu = run.activations(name, [unit], dtype=np.float16)[:, 0].astype(np.float64)
-    if n < 2 or not np.isfinite(xu).all():
-        return np.full(U, np.nan)
-    a = xu - xu.mean()
-    sa = a.sum()
-    var_u = float((a * a).sum() - sa * sa / n)
-    first = run.activations(name, start=0, stop=1)[0].astype(np.float64)
-    shift = np.where(np.isfinite(first), first, 0.0)
     sums = np.zeros((U, 3))
-    for row0, R, runs in value_runs(run, name):
+    shift = None
+    for _, R, runs in value_runs(run, name):
+        flat, starts, units = next(r for r in runs if (r[2] == unit).any())
+        at = starts[np.flatnonzero(units == unit)[0]]
+        column = flat[at : at + R]  # the unit's own values in this group
+        if shift is None:  # each unit's first value (non-finite as 0): shifted sums cancel less
+            shift = np.zeros(U)
+            for flat, starts, units in runs:
+                first = _cs.LUT[flat[starts]].astype(np.float64)
+                shift[units] = np.where(np.isfinite(first), first, 0.0)
+        a = _cs.LUT[column].astype(np.float64) - shift[unit]
         for flat, starts, units in runs:
-            block_sums(a[row0 : row0 + R], flat, starts, units, _cs.LUT, shift, sums)
+            block_sums(a, flat, starts, units, _cs.LUT, shift, sums)
+    if n < 2 or shift is None:
+        return np.full(U, np.nan)
     dot, s, ss = sums.T
-    with np.errstate(invalid="ignore", divide="ignore"):  # a non-finite unit's sums
-        m = s / n
-        var_v = ss - s * m
-        r = (dot - m * sa) / np.sqrt(var_u * var_v)
-    r[~np.isfinite(ss) | (var_v <= 0)] = np.nan
-    if var_u <= 0:
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # a non-finite unit's sums
+        var = ss - s * s / n
+        r = (dot - s[unit] * s / n) / np.sqrt(var[unit] * var)
+    r[~np.isfinite(ss) | (var <= 0)] = np.nan
+    if not np.isfinite(ss[unit]) or var[unit] <= 0:
         r[:] = np.nan
     return np.clip(r, -1, 1)
 
