@@ -108,7 +108,7 @@ def record_in_process(
     pad_id: int = 0,
     row_columns: RowColumns | None = None,
     gates: str = "float16",
-    cards: bool = True,
+    cards: bool = False,
 ) -> AnyPath:
     """Record ``token_ids`` ``[N]`` into the run ``out_dir`` in this process; the arguments are
     :func:`lstmviz.corpus.record_corpus`'s (``observers`` None: the default observers of a recording)."""

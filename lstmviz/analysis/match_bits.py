@@ -287,12 +287,13 @@ class IndexBuilder:
 
 
 def recording_observers(
-    n_tokens: int, scratch_dir: str | os.PathLike, cards: bool = True
+    n_tokens: int, scratch_dir: str | os.PathLike, cards: bool = False
 ) -> Callable[[Activation], list]:
     """The :class:`~lstmviz.store.RunWriter` ``observers`` factory that builds, in the recording pass, the match
     indices at :data:`DEFAULT_THRESHOLDS` and the overview (:mod:`lstmviz.analysis.overview`) of every
-    activation, and with ``cards`` its unit cards (:class:`lstmviz.cards.PassCards`; without them a run's Unit
-    page builds an activation's cards on its first visit, from the same chunk pass)."""
+    activation, and with ``cards`` its unit cards (:class:`lstmviz.cards.PassCards`). The cards are opt-in: in
+    the pass they still cost more than the ≤ 5 % they may (``bench/e2e.py --cards-too``), and without them a
+    run's Unit page builds an activation's cards on its first visit, from the same chunk pass."""
     from ..cards.inpass import PassCards
     from .overview import OverviewBuilder
 

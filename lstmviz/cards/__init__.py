@@ -45,7 +45,7 @@ union of the shards' candidates above their floors holds every pick of the run.
 The package: :mod:`.build` computes (the bound, the greedy, the bands); :mod:`.inpass` is the recording's part
 (:class:`PassCards`, :func:`merge_parts`, the shards' parts); :mod:`.read` answers (:func:`~.read.load_cards`,
 :func:`~.read.top_contexts`, :func:`~.read.correlated_units`), building a run's cards on first use with the same
-pass when the recording did not (a run recorded with ``cards=False`` or before, or a deleted cache).
+pass when the recording did not (a run recorded without ``cards`` or before, or a deleted cache).
 :meth:`lstmviz.store.Run.top_contexts` and :meth:`~lstmviz.store.Run.correlated_units` delegate to :mod:`.read`.
 """
 
