@@ -4,7 +4,7 @@
     python bench/e2e.py --tokens 50000 --rounds 2
     python bench/e2e.py --only lstm --no-rss
     python bench/e2e.py --gates8 --record-threads 1   # also 8-bit gates, and recording on 1 torch thread
-    python bench/e2e.py --tokens 50000 --cards-too --no-rss   # also with the unit cards in the pass, side by side
+    python bench/e2e.py --tokens 50000 --cards-too --no-rss   # record without the unit cards and with them
 
 Prints ``metric: value`` lines, ratios first. "plain" is the char model's own forward (embedding, the 2-layer
 recurrent module, the decoder) fed the same ``[streams, chunk]`` chunks with the recurrent state carried, under
@@ -23,6 +23,8 @@ lines mean nothing), each interleaved with the others in every round. With ``--r
 recording is also set against the plain forward on N threads (``e2e_*_over_plain_threadsN``, and the writer's
 values/s over that forward): on 2 cores a recording's forward runs on 1 thread beside the writer's, and on a
 loaded machine a plain forward on 2 threads can be far slower than on 1 (its threads wait for each other).
+``--cards-too`` records without the unit cards (the plain lines) and with them (``_cards``);
+``e2e_<model>_cards_over_record`` is the cost of the cards, the median of the two recordings' ratio in each round.
 """
 
 from __future__ import annotations
@@ -130,6 +132,8 @@ def case(
         extra = np.subtract(times[k], times["plain"])
         out[k] = {
             "ratio": float(np.median(np.divide(times[k], times["plain"]))),
+            "over_record": float(np.median(np.divide(times[k], times["record"]))),
+            "cpu_over_record": float(np.median(np.divide(cpu[k], cpu["record"]))),
             "cpu_ratio": float(np.median(np.divide(cpu[k], cpu["plain"]))),
             "writer_vps": float(values / max(np.median(extra), 1e-9)),
             "e2e_vps": float(values / np.median(times[k])),
@@ -194,14 +198,15 @@ def main() -> None:
     ap.add_argument("--gates8", action="store_true", help="also record with 8-bit gates (the *_gates8 lines)")
     ap.add_argument("--record-threads", type=int, nargs="*", default=[], help="also record with N torch threads")
     ap.add_argument("--no-codecs", action="store_true", help="skip the codec lines")
-    ap.add_argument("--cards-too", action="store_true", help="also record with the unit cards (*_cards lines)")
+    ap.add_argument("--cards-too", action="store_true", help="record without and with the unit cards (*_cards lines)")
     args = ap.parse_args()
     cells = {"lstm": "LSTM", "gru": "GRU"}
     only = args.only or list(cells)
     variants: dict[str, dict] = {"record": {}}
     if args.gates8:
         variants["gates8"] = {"gates": "8bit"}
-    if args.cards_too:
+    if args.cards_too:  # side by side: the recording without the cards, and with them
+        variants["record"] = {"cards": False}
         variants["cards"] = {"cards": True}
     for n in args.record_threads:
         variants[f"threads{n}"] = {"threads": n}
@@ -218,6 +223,10 @@ def main() -> None:
         for k, r in res.items():
             for key in (key for key in r["record"] if key.startswith("over_")):
                 print(f"e2e_{k}_{key}: {r['record'][key]:.3f}")
+            for v in variants:
+                if v != "record" and "plain_threads" not in variants[v]:
+                    print(f"e2e_{k}{tag[v]}_over_record: {r[v]['over_record']:.3f}")
+                    print(f"e2e_{k}{tag[v]}_cpu_time_over_record: {r[v]['cpu_over_record']:.3f}")
         for key, label in (("ratio", "over_plain"), ("cpu_ratio", "cpu_time_over_plain")):
             for k, r in res.items():
                 for v in variants:

@@ -18,11 +18,14 @@ With a :class:`CardState` (the unit cards, :mod:`lstmviz.cards`), the same pass 
 unit's values are in cache:
 
 - the candidates for the greedy top contexts of both signs: every value whose card key (:func:`card_keys`: the
-  value's order, then the earlier position) beats the unit's running threshold, the M-th best key so far, enters
-  a buffer ``[2, U, cap]``; a full buffer is cut to its best M (a selection, not a sort) and the threshold rises
-  to the M-th. A row whose best non-NaN key is below the threshold (most rows once the threshold has risen) is
-  skipped after one vectorised reduction. The final top M per unit and sign is exact whatever the row order: a
-  key below the running M-th best is beaten by M others and cannot be among the last M;
+  value's order, then the earlier position) beats the unit's floor enters a buffer ``[2, U, cap]``. The floor is
+  the larger of the M-th best key so far (a full buffer is cut to its best M, a selection, not a sort, and that
+  threshold rises to the M-th) and the long rows' bound: the (2k − 1)-th best, over the rows of at least
+  2·window + 1 positions, of the row's best value at its last position (:mod:`lstmviz.cards` proves every pick
+  lies at or above it; a row of NaN alone has no bound). A row whose best non-NaN key is below the floor (most
+  rows once it has risen) is skipped after one vectorised reduction. The result is exact whatever the row order:
+  a key below a floor is never a pick;
+- the rows of the bands' sample (a copy of the stream's rows at the sampled positions, float16 bits);
 - the counts beyond ±θ (in the key-count loop), and per strip bin the sum of the finite values (exact in
   float64: float16 values are multiples of 2⁻²⁴ below 2¹⁶, so sums of up to 2¹³ of them are exact in any order;
   a row's last bin takes the row's sum less the others').
@@ -86,34 +89,59 @@ class CardState:
     holds positions ``[b·per, (b + 1)·per)``.
 
     Arrays: ``buf`` int64 ``[2, U, cap]`` card keys (sign +1, −1) of which ``length`` int64 ``[2, U]`` are
-    filled; ``thr`` int64 ``[2, U]`` the M-th best key once M are kept (0 before); ``dens`` int64 ``[2, U]`` the
-    counts of ``x > θ`` and ``x < −θ``; ``strip_sum`` float64 ``[U, bins]`` the sums of the finite values.
+    filled; ``thr`` int64 ``[2, U]`` the M-th best key once M are kept (0 before); ``rows`` int64
+    ``[2, U, blocks]`` the best ``blocks`` (2k − 1) bounds of the rows of at least ``span`` (2·window + 1)
+    positions, ``low`` int64 ``[2, U]`` the smallest of them (0 until as many were seen); ``dens`` int64
+    ``[2, U]`` the counts of ``x > θ`` and ``x < −θ``; ``strip_sum`` float64 ``[U, bins]`` the sums of the finite
+    values; ``sample`` uint16 ``[U, S]`` the float16 bits of the rows at ``sample_pos`` int64 ``[S]`` (sorted
+    positions; NaN where not seen).
     """
 
-    def __init__(self, units: int, m: int, theta: float, per: int, bins: int, offset: int = 0):
-        self.m, self.per, self.offset = m, per, offset
+    def __init__(
+        self,
+        units: int,
+        m: int,
+        theta: float,
+        per: int,
+        bins: int,
+        offset: int = 0,
+        blocks: int = 1,
+        span: int = 1 << 62,
+        sample_pos: np.ndarray | None = None,
+    ):
+        self.m, self.per, self.offset, self.span = m, per, offset, span
         cap = 2 * m  # a cut every m admissions: the selection costs O(cap), so O(1) per admitted key
         self.buf = np.zeros((2, units, cap), np.int64)
         self.length = np.zeros((2, units), np.int64)
         self.thr = np.zeros((2, units), np.int64)
+        self.rows = np.zeros((2, units, max(blocks, 1)), np.int64)
+        self.low = np.zeros((2, units), np.int64)
         self.dens = np.zeros((2, units), np.int64)
         keys = key(np.arange(1 << 16))
         ok = ~np.isnan(LUT)
         self.above_key = int(keys[ok & (np.float32(theta) >= LUT)].max())  # x > θ ⇔ key > above_key
         self.below_key = int(keys[ok & (np.float32(-theta) <= LUT)].min())  # x < −θ ⇔ key < below_key
         self.strip_sum = np.zeros((units, bins), np.float64)
+        self.sample_pos = np.zeros(0, np.int64) if sample_pos is None else np.asarray(sample_pos, np.int64)
+        self.sample = np.full((units, len(self.sample_pos)), 0x7E00, np.uint16)  # NaN until seen
+
+    def floor(self) -> np.ndarray:
+        """int64 ``[2, U]``: every key of a greedy pick is above this: one less than the larger of the M-th best key
+        (``thr``) and the long rows' bound (``low``)."""
+        return np.maximum(self.thr, self.low) - 1
 
     def args(self) -> tuple:
         """The trailing arguments of :func:`chunk_pass`."""
         return (
             True, self.offset, self.m, self.buf, self.length, self.thr, self.dens, self.above_key, self.below_key,
-            self.per, self.strip_sum,
+            self.per, self.strip_sum, self.rows, self.low, self.span, self.sample_pos, self.sample,
         )  # fmt: skip
 
 
 _NO_CARDS = (
     False, 0, 1, np.zeros((2, 1, 1), np.int64), np.zeros((2, 1), np.int64), np.zeros((2, 1), np.int64),
-    np.zeros((2, 1), np.int64), 0, 0, 1, np.zeros((1, 1)),
+    np.zeros((2, 1), np.int64), 0, 0, 1, np.zeros((1, 1)), np.zeros((2, 1, 1), np.int64), np.zeros((2, 1), np.int64), 1,
+    np.zeros(0, np.int64), np.zeros((1, 0), np.uint16),
 )  # fmt: skip
 
 
@@ -264,14 +292,24 @@ def _cut(buf: np.ndarray, n: int, m: int, thr: np.ndarray, s: int) -> int:
 
 @njit(**_STRICT)
 def _admit(
-    keys: np.ndarray, c: int, pos0: int, m: int, buf: np.ndarray, length: np.ndarray, thr: np.ndarray, u: int
+    row: np.ndarray,
+    c: int,
+    pos0: int,
+    m: int,
+    buf: np.ndarray,
+    length: np.ndarray,
+    thr: np.ndarray,
+    u: int,
+    floor_pos: int,
+    floor_neg: int,
 ) -> None:
-    """The keys of unit u at positions ``pos0 + [0, c)`` whose card keys beat ``thr[s, u]`` into ``buf[s, u]``
-    ``[cap ≥ 2m]`` (``length[s, u]`` filled), for both signs s (0: x, 1: −x) in one loop. A key below both
-    thresholds' order keys is passed over with two comparisons; one at or above them is written to both buffers
-    and each fill advances by whether its card key beat that sign's threshold (measured faster than writing
-    every key, since most keys are passed over). Before a piece of the row could overflow a buffer, it is cut
-    to its best m and the threshold rises to the m-th."""
+    """The values of unit u (row: float16 bits ``[c]``) at positions ``pos0 + [0, c)`` whose card keys beat
+    ``thr[s, u]`` and the rows' floor (``floor_pos``, ``floor_neg``) into ``buf[s, u]`` ``[cap ≥ 2m]``
+    (``length[s, u]`` filled), for both signs s (0: x, 1: −x) in one loop. A key below both thresholds' order
+    keys is passed over with two comparisons; one at or above them is written to both buffers and each fill
+    advances by whether its card key beat that sign's threshold (measured faster than writing every key, since
+    most keys are passed over). Before a piece of the row could overflow a buffer, it is cut to its best m and
+    the threshold rises to the m-th."""
     n_pos, n_neg = length[0, u], length[1, u]
     pos_buf, neg_buf = buf[0, u], buf[1, u]
     thr_u = thr[:, u]
@@ -283,11 +321,12 @@ def _admit(
             n_pos = _cut(pos_buf, n_pos, m, thr_u, 0)
         if n_neg + t1 - t0 > cap:
             n_neg = _cut(neg_buf, n_neg, m, thr_u, 1)
-        th_pos, th_neg = thr_u[0], thr_u[1]
+        th_pos, th_neg = max(thr_u[0], floor_pos), max(thr_u[1], floor_neg)
         lo_pos = (th_pos >> POS_BITS) - 0x8000  # no key below the threshold's order key can beat it
         lo_neg = (th_neg >> POS_BITS) - 0x8000
         for t in range(t0, t1):
-            k = keys[t]
+            h = np.int32(row[t])
+            k = -(h & 0x7FFF) if h & 0x8000 else h & 0x7FFF
             if (k >= lo_pos or -k >= lo_neg) and (k if k >= 0 else -k) <= _NAN_FREE:
                 at = tail - t
                 ck = (np.int64(k + 0x8000) << POS_BITS) | at
@@ -297,6 +336,23 @@ def _admit(
                 n_pos += ck > th_pos
                 n_neg += nk > th_neg
     length[0, u], length[1, u] = n_pos, n_neg
+
+
+@njit(**_STRICT)
+def _bound(best: np.ndarray, low: np.ndarray, s: int, u: int, lb: int) -> None:
+    """Keep a unit's ``len(best)`` largest row bounds, ``low[s, u]`` the smallest (0 until as many were kept): lb
+    replaces the smallest if it is larger."""
+    if lb <= low[s, u]:
+        return
+    at = 0
+    for i in range(1, best.shape[0]):
+        if best[i] < best[at]:
+            at = i
+    best[at] = lb
+    least = best[0]
+    for i in range(1, best.shape[0]):
+        least = min(least, best[i])
+    low[s, u] = least
 
 
 @njit(**_STRICT)
@@ -323,6 +379,11 @@ def chunk_pass(
     below_key: int,
     per: int,
     strip_sum: np.ndarray,
+    rows: np.ndarray,
+    low: np.ndarray,
+    span: int,
+    sample_pos: np.ndarray,
+    sample: np.ndarray,
 ) -> None:
     """bits uint16 ``[B, T, U]``; counts int64 ``[B]``; tiles uint16 ``[B, U·T]`` (out: tile b packed ``[U, c_b]``).
 
@@ -335,12 +396,19 @@ def chunk_pass(
     xf = xi.view(np.float32)
     keys = np.empty(T, np.int32)
     bins = np.empty(T, np.int32)
+    best = np.full((bits.shape[0], 2, U), -0x8000, np.int32) if cards else np.empty((0, 2, U), np.int32)
     for b in range(bits.shape[0]):
         c = counts[b]
         if c <= 0:
             continue
         tile = tiles[b]
         _transpose(bits, b, c, tile)
+        pos0 = offset + starts[b]
+        if cards:
+            i0 = np.searchsorted(sample_pos, pos0)
+            i1 = np.searchsorted(sample_pos, pos0 + c)
+            for i in range(i0, i1):
+                sample[:, i] = bits[b, sample_pos[i] - pos0, :]
         for u in range(U):
             row = tile[u * c : (u + 1) * c]
             s, n_above, n_below, kn_max, kn_min = _moments(
@@ -348,12 +416,29 @@ def chunk_pass(
             )
             _histogram(xf, keys, c, lo, scale, hist[u], bins)
             if cards:
-                pos0 = offset + starts[b]
                 dens[0, u] += n_above
                 dens[1, u] += n_below
                 _strip(xf, c, pos0, per, s, strip_sum[u])
-                first = POS_MAX - pos0  # the row's best card key of either sign has its first position
-                best_pos = (np.int64(kn_max + 0x8000) << POS_BITS) | first
-                best_neg = (np.int64(0x8000 - kn_min) << POS_BITS) | first
-                if best_pos > thr[0, u] or best_neg > thr[1, u]:
-                    _admit(keys, c, pos0, m, buf, length, thr, u)
+                best[b, 0, u] = kn_max  # −0x8000: every value NaN, no candidate and no bound
+                best[b, 1, u] = -kn_min
+                if c >= span and kn_max != -0x8000:  # a long row: its best key, at its last position at worst
+                    last = POS_MAX - (pos0 + c - 1)
+                    _bound(rows[0, u], low, 0, u, (np.int64(kn_max + 0x8000) << POS_BITS) | last)
+                    _bound(rows[1, u], low, 1, u, (np.int64(0x8000 - kn_min) << POS_BITS) | last)
+    if cards:  # every row's bound is in before any row is admitted, so the chunk's first rows meet a risen floor
+        for b in range(bits.shape[0]):
+            c = counts[b]
+            if c <= 0:
+                continue
+            pos0 = offset + starts[b]
+            first = POS_MAX - pos0  # the row's best card key of either sign has its first position
+            for u in range(U):
+                if best[b, 0, u] == -0x8000:
+                    continue
+                floor_pos = low[0, u] - 1
+                floor_neg = low[1, u] - 1
+                best_pos = (np.int64(best[b, 0, u] + 0x8000) << POS_BITS) | first
+                best_neg = (np.int64(best[b, 1, u] + 0x8000) << POS_BITS) | first
+                if best_pos > max(thr[0, u], floor_pos) or best_neg > max(thr[1, u], floor_neg):
+                    row = tiles[b, u * c : (u + 1) * c]
+                    _admit(row, c, pos0, m, buf, length, thr, u, floor_pos, floor_neg)

@@ -104,7 +104,7 @@ def add_record(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--cards",
         action="store_true",
-        help="build the unit cards in the recording pass (slower recording; otherwise the Unit page builds an "
+        help="build the unit cards in the recording pass (a slower recording; otherwise the Unit page builds an "
         "activation's cards on its first visit)",
     )
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")

@@ -88,8 +88,8 @@ def record_corpus(
             docs/FORMAT.md); a gate with a NaN then fails the recording. Not with ``shards``.
         cards: also build every activation's unit cards in the recording pass (with the default observers), so
             a fresh run's Unit page answers at once; otherwise each is built on the Unit page's first visit of
-            its activation. It costs far more than the stats (bench/e2e.py --cards-too; bench/cards.py per
-            part). A sharded recording always builds them, each worker its shard's part.
+            its activation (by the same pass). They add more than the 5 % they may (bench/e2e.py --cards-too),
+            so they are opt-in. A sharded recording always builds them, each worker its shard's part.
     """
     from .store.levels import GATES
 

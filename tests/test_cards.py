@@ -98,28 +98,58 @@ def test_candidate_bound_is_tight_enough_for_the_greedy():
     assert out["top_pos"][0].tolist() == [0, 3, 6, 9]
 
 
-def test_correlations_equal_numpy_corrcoef():
+def corr_rows(tmp_path, x: np.ndarray, name: str = "rnn.l0.fwd.c", **kw) -> tuple[np.ndarray, np.ndarray]:
+    """Every row of Pearson r as correlation_row answers it on a run of x [n, U], and the stored values."""
+    run = open_run(write_run(tmp_path / "r", ["a"] * len(x), {name: x}, **kw))
+    got = np.stack([cards.correlation_row(run, name, u) for u in range(x.shape[1])])
+    return got, run.activations(name).astype(np.float64)
+
+
+def test_correlations_equal_numpy_corrcoef(tmp_path):
+    """Several row groups (the last a short one), a large mean, a saturated gate: r from the streamed pass."""
     rng = np.random.default_rng(1)
-    n, U = 5000, 9
+    n = 2 * 16384 + 777
     base = rng.normal(size=(n, 3))
     x = np.concatenate([base, base @ rng.normal(size=(3, 6)) + 0.1 * rng.normal(size=(n, 6))], 1)
     x[:, 0] += 30.0  # a large mean: the shifted sums must not cancel it away
     x[:, 1] = 0.95 + 0.001 * x[:, 1]  # a saturated gate
-    half = x.astype(np.float16)
-    out = build(half, list(range(0, n, 777)), 5, 3, shuffle=2)
-    want = np.corrcoef(half.astype(np.float64), rowvar=False)
-    np.testing.assert_allclose(out["corr"], want, atol=2e-5)
-    assert out["corr"].shape[0] == U
+    got, f = corr_rows(tmp_path, x)
+    np.testing.assert_allclose(got, np.corrcoef(f, rowvar=False), atol=1e-9)
+    runs = [r for _, _, r in cards.read.value_runs(open_run(tmp_path / "r"), "rnn.l0.fwd.c")]
+    assert len(runs) == 3 and all(isinstance(flat, np.memmap) for r in runs for flat, _, _ in r)  # read in place
 
 
-def test_correlations_nan_for_constant_or_non_finite_units():
+def test_correlations_nan_for_constant_or_non_finite_units(tmp_path):
     rng = np.random.default_rng(2)
-    x = rng.normal(size=(300, 4)).astype(np.float16)
+    x = rng.normal(size=(300, 5))
     x[:, 1] = 0.5
     x[7, 2] = np.inf
-    r = build(x, [100], 3, 1)["corr"]
-    assert np.isnan(r[1]).all() and np.isnan(r[:, 2]).all()
-    np.testing.assert_allclose(r[0, 3], np.corrcoef(x[:, 0].astype(float), x[:, 3].astype(float))[0, 1], atol=1e-5)
+    x[9, 4] = np.nan
+    got, f = corr_rows(tmp_path, x)
+    for bad in (1, 2, 4):
+        assert np.isnan(got[bad]).all() and np.isnan(got[:, bad]).all()
+    np.testing.assert_allclose(got[0, 3], np.corrcoef(f[:, 0], f[:, 3])[0, 1], atol=1e-12)
+
+
+def test_correlations_of_a_file_pyarrow_wrote_and_of_8bit_gates(tmp_path):
+    """A file not laid out as the writer lays it (pyarrow's, here zstd) and 8-bit gates (dictionary pages) are
+    decoded by pyarrow: the same r."""
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(3)
+    n = 20000
+    x = 1 / (1 + np.exp(-(rng.normal(size=(n, 4)) @ rng.normal(size=(4, 4)))))
+    got, f = corr_rows(tmp_path, x, "rnn.l0.fwd.f", gates="8bit")
+    want = np.corrcoef(f, rowvar=False)
+    np.testing.assert_allclose(got, want, atol=1e-9)
+    run = open_run(tmp_path / "r")
+    path = run.path / run.info("rnn.l0.fwd.f")["file"]
+    pq.write_table(pq.read_table(path), path, compression="zstd", row_group_size=7000)
+    again = open_run(tmp_path / "r")
+    assert not any(
+        isinstance(flat, np.memmap) for _, _, r in cards.read.value_runs(again, "rnn.l0.fwd.f") for flat, _, _ in r
+    )
+    np.testing.assert_allclose(cards.correlation_row(again, "rnn.l0.fwd.f", 2), want[2], atol=1e-9)
 
 
 def test_bands_equal_count_with_seeded_examples_against_brute_force():
@@ -221,17 +251,3 @@ def test_run_api_answers_from_the_cards_and_computes_other_windows(tmp_path):
             run.top_contexts("rnn.l0.fwd.h", 0, **bad)
     with pytest.raises(RunError):
         run.correlated_units("rnn.l0.fwd.h", 5)
-
-
-def test_a_gates_correlations_are_computed_on_first_use(tmp_path):
-    rng = np.random.default_rng(9)
-    n = 3000
-    x = 1 / (1 + np.exp(-rng.normal(size=(n, 4)) @ rng.normal(size=(4, 4))))
-    run = open_run(write_run(tmp_path / "g", ["a"] * n, {"rnn.l0.fwd.f": x}, observers=cards.card_observers(n)))
-    assert "corr" not in cards.load_cards(run, "rnn.l0.fwd.f").a  # not paid for while recording
-    got = run.correlated_units("rnn.l0.fwd.f", 1, k=3)
-    f = run.activations("rnn.l0.fwd.f").astype(np.float64)
-    want = np.corrcoef(f, rowvar=False)[1]
-    np.testing.assert_allclose(got["r"], want[got["unit"]], atol=1e-5)
-    assert sorted(got["unit"]) == [0, 2, 3] and (np.diff(np.abs(got["r"])) <= 0).all()
-    assert (run.path / "cache" / "cards" / (cards.card_file("rnn.l0.fwd.f", n) + ".corr.npy")).is_file()

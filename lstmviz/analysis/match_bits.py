@@ -292,7 +292,7 @@ def recording_observers(n_tokens: int, cards: bool = False) -> Callable[[Activat
     indices at :data:`DEFAULT_THRESHOLDS` (:class:`lstmviz.analysis.match_pass.PassIndex`, from the writer's own
     passes) and the overview (:mod:`lstmviz.analysis.overview`) of every activation, and with ``cards`` its unit
     cards (:class:`lstmviz.cards.PassCards`). The cards are opt-in: in
-    the pass they cost far more than the ≤ 5 % they may (``bench/e2e.py --cards-too``), and without them a
+    the pass they still cost more than the ≤ 5 % they may (``bench/e2e.py --cards-too``), and without them a
     run's Unit page builds an activation's cards on its first visit, from the same chunk pass."""
     from ..cards.inpass import PassCards
     from .match_pass import PassIndex

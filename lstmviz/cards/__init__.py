@@ -13,24 +13,39 @@ per unit:
   positions drawn at random from it (as Delphi and sae_vis show examples per activation quantile).
 - **Density**: the number of steps above ``THETA`` and below ``-THETA``; saturation is in stats.parquet.
 - **A strip over the corpus**: per corpus bin, the mean of the unit's finite values (non-finite as 0).
-- **Correlations** within the activation, for the kinds in ``CORR_KINDS``: streaming sums n, Σx, Σxxᵀ of the
-  rows, one GEMM per block; another kind's on first use.
+- **Correlations** are not stored: :func:`~.read.correlation_row` computes one unit's row of Pearson r when asked,
+  in one streamed pass over the stored values (2 flops per value, where the U × U matrix in the pass would cost
+  2·U), and exactly (float64 sums, against ``numpy.corrcoef``).
 
-Why a bounded candidate set suffices for the greedy (exact, not approximate). Let ``M = (K − 1)(2w + 1) + 1``.
-When the greedy takes its j-th position, the j − 1 positions taken before have removed at most (j − 1)(2w + 1)
-positions (each itself and its ±w neighbours), and the j-th is the best of what remains, so at most
-(j − 1)(2w + 1) positions rank above it: its rank is ≤ M. Run the greedy on the top M positions alone: by
-induction it makes the same choices, since every removal it does inside the set is the full run's removal
-intersected with the set, and the full run's next choice lies in the set. So each unit keeps only its top M keys
-per sign. A card key is one int64, ``(order key + 2¹⁵) << 47 | (2⁴⁷ − 1 − position)``
-(:func:`lstmviz.chunkstats.card_keys`), so the order has no ties and a per-unit threshold (the M-th best key so
-far) rejects whole rows after one reduction; a stale threshold only admits more, never drops a key of the final
-top M. The same holds across shards: the union of the shards' top M holds the run's top M.
+Why a bounded candidate set suffices for the greedy (exact, not approximate). Two bounds, each a floor every pick
+lies above, so the greedy run on the positions above either (or both) makes the full run's choices: by induction,
+every removal it does inside the set is the full run's removal intersected with the set, and the full run's next
+choice lies in the set.
 
-The package: :mod:`.build` computes (the bound, the greedy, the bands, the correlation sums); :mod:`.inpass` is
-the recording's part (:class:`PassCards`, :func:`merge_parts`, the shards' parts); :mod:`.read` answers
-(:func:`~.read.load_cards`, :func:`~.read.top_contexts`, :func:`~.read.correlated_units`), building a run's
-cards on first use with the same pass when the recording did not (a run recorded before, or a deleted cache).
+- *By rank.* Let ``M = (K − 1)(2w + 1) + 1``. When the greedy takes its j-th position, the j − 1 positions taken
+  before have removed at most (j − 1)(2w + 1) positions (each itself and its ±w neighbours), and the j-th is the
+  best of what remains, so at most (j − 1)(2w + 1) positions rank above it: its rank is ≤ M. So each unit keeps
+  only its top M keys per sign.
+- *By long rows.* The chunk pass sees the corpus as rows, each a run of consecutive positions (one stream's part
+  of a chunk), disjoint. Call a row long if it holds at least 2w + 1 positions; the ±w window of a pick (2w + 1
+  consecutive positions) then meets at most two long rows (a third between them would lie inside it with room to
+  spare). After j − 1 picks at most 2(j − 1) long rows are touched, so one of the 2j − 1 long rows with the best
+  maxima is untouched and its best position remains: the j-th pick is at least the (2j − 1)-th best long-row
+  maximum, and every pick at least the (2K − 1)-th. Each long row's maximum is bounded from below by its best
+  value at its last position (a card key no larger than the row's best), so the (2K − 1)-th best of these
+  bounds, kept per unit and sign in the pass, is a floor. Rows of a sharded run are disjoint across shards too,
+  so each shard's floor is below the run's. On a random corpus it sits near the ~40th best key instead of the
+  400th, and a row whose best key is below it (most rows) is skipped after one reduction.
+
+A card key is one int64, ``(order key + 2¹⁵) << 47 | (2⁴⁷ − 1 − position)`` (:func:`lstmviz.chunkstats.card_keys`),
+so the order has no ties and the per-unit floors (the M-th best key so far, the long rows' bound) reject whole
+rows after one reduction; a stale floor only admits more, never drops a pick. The same holds across shards: the
+union of the shards' candidates above their floors holds every pick of the run.
+
+The package: :mod:`.build` computes (the bound, the greedy, the bands); :mod:`.inpass` is the recording's part
+(:class:`PassCards`, :func:`merge_parts`, the shards' parts); :mod:`.read` answers (:func:`~.read.load_cards`,
+:func:`~.read.top_contexts`, :func:`~.read.correlated_units`), building a run's cards on first use with the same
+pass when the recording did not (a run recorded without ``cards`` or before, or a deleted cache).
 :meth:`lstmviz.store.Run.top_contexts` and :meth:`~lstmviz.store.Run.correlated_units` delegate to :mod:`.read`.
 """
 
@@ -39,7 +54,6 @@ from __future__ import annotations
 from .build import (
     BAND_EXAMPLES,
     BANDS,
-    CORR_KINDS,
     SAMPLE,
     SEED,
     STRIP_BINS,
@@ -47,22 +61,19 @@ from .build import (
     VERSION,
     WINDOW,
     K,
-    Moments,
     bands,
     best_keys,
     candidates,
     card_file,
-    correlation,
     greedy,
     key_values,
 )
 from .inpass import PassCards, card_observers, merge_parts
-from .read import Cards, build_cards, correlated_units, correlations, load_cards, token_strings, top_contexts
+from .read import Cards, build_cards, correlated_units, correlation_row, load_cards, token_strings, top_contexts
 
 __all__ = [
     "BANDS",
     "BAND_EXAMPLES",
-    "CORR_KINDS",
     "SAMPLE",
     "SEED",
     "STRIP_BINS",
@@ -71,7 +82,6 @@ __all__ = [
     "WINDOW",
     "Cards",
     "K",
-    "Moments",
     "PassCards",
     "bands",
     "best_keys",
@@ -80,8 +90,7 @@ __all__ = [
     "card_file",
     "card_observers",
     "correlated_units",
-    "correlation",
-    "correlations",
+    "correlation_row",
     "greedy",
     "key_values",
     "load_cards",

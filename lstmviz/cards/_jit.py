@@ -10,12 +10,18 @@ from ..chunkstats import POS_MAX
 
 
 @njit(cache=True, nogil=True)
-def best_keys(keys: np.ndarray, length: np.ndarray, m: int, out: np.ndarray) -> None:
-    """out int64 ``[U, m]`` ← per unit the m largest of ``keys[u, :length[u]]`` (int64 card keys), descending,
-    0 padded."""
+def best_keys(keys: np.ndarray, length: np.ndarray, floor: np.ndarray, m: int, out: np.ndarray) -> None:
+    """out int64 ``[U, m]`` ← per unit the m largest of those of ``keys[u, :length[u]]`` (int64 card keys) above
+    ``floor[u]``, descending, 0 padded."""
+    kept = np.empty(keys.shape[1], np.int64)
     for u in range(keys.shape[0]):
-        row = np.sort(keys[u, : length[u]])[::-1]
-        n = min(m, len(row))
+        n = 0
+        for i in range(length[u]):
+            if keys[u, i] > floor[u]:
+                kept[n] = keys[u, i]
+                n += 1
+        row = np.sort(kept[:n])[::-1]
+        n = min(m, n)
         out[u, :n] = row[:n]
         out[u, n:] = 0
 
@@ -43,3 +49,67 @@ def greedy(keys: np.ndarray, k: int, window: int, picked: np.ndarray, best: np.n
                 count += 1
         picked[u, count:] = -1
         best[u, count:] = 0
+
+
+@njit(cache=True, nogil=True, fastmath={"nsz", "arcp", "contract", "reassoc"}, error_model="numpy")
+def block_sums(
+    a: np.ndarray, flat: np.ndarray, starts: np.ndarray, units: np.ndarray, lut: np.ndarray, shift: np.ndarray,
+    out: np.ndarray,
+) -> None:  # fmt: skip
+    """Runs of float16 values against a float64 ``[R]``: unit ``units[i]``'s R values are the bit patterns
+    ``flat[starts[i] : starts[i] + R]`` (uint16, contiguous: a unit-major block or a file's pages), decoded by
+    ``lut`` float32 ``[2¹⁶]``. Into out float64 ``[U, 3]``, per unit v: += Σ a·(x − shift[v]), Σ (x − shift[v]),
+    Σ (x − shift[v])². A non-finite x makes the last sum non-finite (NaN or ±inf squared), which is how the caller
+    tells such a unit: no ninf/nnan here, so that holds."""
+    R = a.shape[0]
+    for i in range(units.shape[0]):
+        v = units[i]
+        row = flat[starts[i] : starts[i] + R]
+        sh = shift[v]
+        dot = 0.0
+        s = 0.0
+        ss = 0.0
+        for t in range(R):
+            d = np.float64(lut[row[t]]) - sh
+            dot += a[t] * d
+            s += d
+            ss += d * d
+        out[v, 0] += dot
+        out[v, 1] += s
+        out[v, 2] += ss
+
+
+@njit(cache=True, nogil=True)
+def rank_order(sample: np.ndarray, rank: np.ndarray, order: np.ndarray, nan: np.ndarray) -> None:
+    """Per unit u, its sampled values in value order: sample uint16 ``[U, S]`` float16 bit patterns, rank uint16
+    ``[2¹⁶]`` their rank keys (0 for NaN) → order int64 ``[U, S]`` the sample columns by rank key ascending, ties
+    in column order (a stable two-pass radix sort), and nan int64 ``[U]`` how many are NaN (they come first)."""
+    U, S = sample.shape
+    keys = np.empty(S, np.uint16)
+    tmp = np.empty(S, np.int64)
+    count = np.empty(257, np.int64)
+    for u in range(U):
+        n_nan = 0
+        for i in range(S):
+            keys[i] = rank[sample[u, i]]
+            n_nan += keys[i] == 0
+        nan[u] = n_nan
+        count[:] = 0
+        for i in range(S):
+            count[(keys[i] & 0xFF) + 1] += 1
+        for j in range(256):
+            count[j + 1] += count[j]
+        for i in range(S):
+            d = keys[i] & 0xFF
+            tmp[count[d]] = i
+            count[d] += 1
+        count[:] = 0
+        for i in range(S):
+            count[(keys[i] >> 8) + 1] += 1
+        for j in range(256):
+            count[j + 1] += count[j]
+        for i in range(S):
+            j = tmp[i]
+            d = keys[j] >> 8
+            order[u, count[d]] = j
+            count[d] += 1

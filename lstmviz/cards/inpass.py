@@ -1,15 +1,13 @@
 """The unit cards built in the recording pass: :class:`PassCards`, an :class:`~lstmviz.store.Observer` whose
 ``card_state`` (a :class:`lstmviz.chunkstats.CardState`) the writer feeds from its own per-chunk pass, so the
-top-context candidates, the counts beyond ±θ and the strip sums cost no second look at the values.
-
-What the chunk pass does not do, ``update`` does on the stored rows: it gathers the rows of the bands' seeded
-sample (4096 positions in all, a gather) and, for the kinds in ``CORR_KINDS``, the correlation sums (one
-``[rows, U]ᵀ·[rows, U]`` GEMM per 2048 rows). ``finish`` runs the greedy on the candidates and writes the same
-cards file as :func:`lstmviz.cards.build_cards` (docs/FORMAT.md, cache/cards/).
+top-context candidates, the rows of the bands' seeded sample (4096 positions in all), the counts beyond ±θ and
+the strip sums cost no second look at the values: ``update`` has nothing left to do. ``finish`` runs the greedy
+on the candidates and writes the same cards file as :func:`lstmviz.cards.build_cards` (docs/FORMAT.md,
+cache/cards/). Correlations are not kept: :func:`lstmviz.cards.correlation_row` computes a unit's when asked.
 
 In a shard of a sharded run (``offset``, ``n_local``, ``part``), positions are the run's, the sample is the run's sample
 within the shard and the strip bins are the run's; ``finish`` writes what :func:`merge_parts` merges into the
-run's cards exactly (the union of the shards' top-M candidates holds the run's top M).
+run's cards exactly (the union of the shards' candidates holds every pick of the run: see :mod:`lstmviz.cards`).
 """
 
 from __future__ import annotations
@@ -23,19 +21,16 @@ import numpy as np
 from .. import chunkstats as _cs
 from ..store.format import Activation
 from .build import (
-    CORR_KINDS,
     SAMPLE,
     SEED,
     STRIP_BINS,
     THETA,
     WINDOW,
     K,
-    Moments,
     bands,
     best_keys,
     candidates,
     card_file,
-    correlation,
     greedy,
     key_values,
 )
@@ -62,7 +57,6 @@ class PassCards:
         n_run: int,
         k: int = K,
         window: int = WINDOW,
-        correlations: bool | None = None,
         offset: int = 0,
         n_local: int | None = None,
         part: bool = False,
@@ -70,35 +64,27 @@ class PassCards:
         self.act, self.n_run, self.k, self.window = act, n_run, k, window
         self.offset, self.n_local, self.part = offset, n_run if n_local is None else n_local, part
         per, bins = strip_shape(n_run)
-        self.card_state = _cs.CardState(act.units, candidates(k, window), THETA, per, bins, offset)
         pos = sample_positions(n_run)
         self.sample_pos = pos[(pos >= offset) & (pos < offset + self.n_local)]
-        self.sample = np.full((len(self.sample_pos), act.units), np.nan, np.float32)
-        on = act.kind in CORR_KINDS if correlations is None else correlations
-        self.moments = Moments(act.units) if on else None
+        self.card_state = _cs.CardState(
+            act.units, candidates(k, window), THETA, per, bins, offset, blocks(k), 2 * window + 1, self.sample_pos
+        )
 
     def update(self, start: int, values: np.ndarray) -> None:
-        """values: float16 ``[n, U]``, rows ``[start, start + n)`` of the recording (the shard's rows)."""
-        start += self.offset
-        lo, hi = np.searchsorted(self.sample_pos, [start, start + len(values)])
-        if hi > lo:
-            self.sample[lo:hi] = values[self.sample_pos[lo:hi] - start]
-        if self.moments is not None:
-            self.moments.add(values)
+        """Nothing: the writer's chunk pass feeds ``card_state`` (the bands' sample rows included)."""
 
     def parts(self) -> dict[str, np.ndarray]:
         """What this recording saw, in the mergeable form :func:`merge_parts` takes."""
         s = self.card_state
+        floor = s.floor()
         out = {
-            "top_pos_keys": best_keys(s.buf[0], s.length[0], s.m),
-            "top_neg_keys": best_keys(s.buf[1], s.length[1], s.m),
+            "top_pos_keys": best_keys(s.buf[0], s.length[0], s.m, floor[0]),
+            "top_neg_keys": best_keys(s.buf[1], s.length[1], s.m, floor[1]),
             "sample_pos": self.sample_pos,
-            "sample": self.sample,
+            "sample": s.sample,
             "dens": s.dens,
             "strip_sum": s.strip_sum,
         }
-        if self.moments is not None:
-            out.update(self.moments.sums())
         return out
 
     def finish(self, run_dir: str | os.PathLike) -> dict:
@@ -118,6 +104,11 @@ class PassCards:
         return {"cards": f"cache/cards/{path.name}"} if path.parent.name == "cards" else {}
 
 
+def blocks(k: int) -> int:
+    """2k − 1: the long rows (each at least 2·window + 1 positions) whose bounds make the picks' floor."""
+    return 2 * k - 1
+
+
 def part_path(run_dir: Path, name: str) -> Path:
     """Where a shard's recording keeps the card parts of activation ``name``."""
     return run_dir / "cache" / "card-parts" / f"{name}.npz"
@@ -126,8 +117,7 @@ def part_path(run_dir: Path, name: str) -> Path:
 def merge_parts(parts: Sequence[dict], n_run: int, k: int = K, window: int = WINDOW) -> dict[str, np.ndarray]:
     """The cards file's arrays (docs/FORMAT.md) of a run from its recordings' :meth:`PassCards.parts`, one per
     shard in corpus order (one for an unsharded run): top candidates united then cut to the top M, the greedy
-    on them; samples concatenated; counts and strip sums added; correlation sums moved to
-    one shift and added."""
+    on them; samples concatenated; counts and strip sums added."""
     m = candidates(k, window)
     out: dict[str, np.ndarray] = {"k": np.int64(k), "window": np.int64(window)}
     for s, sign in (("pos", 1), ("neg", -1)):
@@ -136,19 +126,17 @@ def merge_parts(parts: Sequence[dict], n_run: int, k: int = K, window: int = WIN
         picked, best = greedy(keys, k, window)
         out[f"top_{s}"] = picked
         out[f"top_{s}_value"] = key_values(best, sign)
-    out.update(bands(np.concatenate([p["sample_pos"] for p in parts]), np.concatenate([p["sample"] for p in parts])))
+    out.update(bands(np.concatenate([p["sample_pos"] for p in parts]), np.concatenate([p["sample"] for p in parts], 1)))
     dens = sum(p["dens"] for p in parts)
     out["n_above"], out["n_below"], out["theta"] = dens[0], dens[1], np.float32(THETA)
     per, bins = strip_shape(n_run)
     out["strip_per"] = np.int64(per)
     counts = np.diff(np.minimum(np.arange(bins + 1) * per, n_run))
     out["strip_mean"] = (sum(p["strip_sum"] for p in parts).T / counts[:, None]).astype(np.float32)
-    if all("sxx" in p for p in parts):
-        out["corr"] = correlation(*Moments.merge(parts))
     return out
 
 
 def card_observers(n_tokens: int, offset: int = 0, n_local: int | None = None) -> Callable[[Activation], list]:
     """``observers`` for a recording: one :class:`PassCards` per activation (a shard's: ``offset``,
-    ``n_local``), with the correlation sums for the kinds in ``CORR_KINDS``."""
+    ``n_local``)."""
     return lambda act: [PassCards(act, n_tokens, offset=offset, n_local=n_local)]

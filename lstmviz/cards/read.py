@@ -4,20 +4,24 @@ answers made from them, :func:`top_contexts` and :func:`correlated_units`."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from .. import chunkstats as _cs
 from ..errors import RunError
-from ..location import AnyPath, read_table
+from ..location import AnyPath, parquet_file, read_table
 from ..shards import expand, tokens_file
 from ..store.format import Activation
+from ..store.parquet_f16 import _page_header
 from ..store.reader import RunReader
 from ..store.stats import Stats
 from ..validate import unit_ids
-from .build import WINDOW, Moments, candidates, card_file, correlation, greedy, key_values
+from .build import WINDOW, candidates, card_file, greedy, key_values
 from .inpass import PassCards
 
 
@@ -31,18 +35,25 @@ def load_cards(run: RunReader, name: str) -> Cards:
     return _load(str(path), path.stat().st_mtime_ns)
 
 
-def build_cards(run: RunReader, name: str, rows: int = 16384) -> None:
-    """Build and cache the cards of a finished run's activation: its rows, streamed in blocks, through the same
-    chunk pass and :class:`~.inpass.PassCards` as a recording's, so the cards are the ones it would have built."""
+def build_cards(run: RunReader, name: str, rows: int = 16384, piece: int = 128) -> None:
+    """Build and cache the cards of a finished run's activation: its rows, streamed in blocks of ``rows``, through
+    the same chunk pass and :class:`~.inpass.PassCards` as a recording's, so the cards are the ones it would have
+    built. Each block goes in as ``piece``-row streams, so that the long rows' bound prunes as a recording's
+    chunks do."""
     act = Activation.from_name(name, run.units(name))
     cards = PassCards(act, run.n_tokens)
     stats = Stats(act)
     stats.range = (0.0, 1.0)  # the histogram is not kept
-    tiles = np.empty((1, act.units * rows), np.uint16)
     for start in range(0, run.n_tokens, rows):
-        x = run.activations(name, start=start, stop=start + rows).astype(np.float16)
-        stats.update(x.view(np.uint16)[None], np.array([len(x)]), tiles, np.array([start]), cards.card_state)
-        cards.update(start, x)
+        x = run.activations(name, start=start, stop=start + rows, dtype=np.float16).view(np.uint16)
+        whole = len(x) // piece * piece
+        for lo, hi, size in ((0, whole, piece), (whole, len(x), len(x) - whole)):
+            if hi > lo:
+                bits = x[lo:hi].reshape(-1, size, act.units)
+                counts = np.full(len(bits), size)
+                starts = start + lo + size * np.arange(len(bits))
+                tiles = np.empty((len(bits), act.units * size), np.uint16)
+                stats.update(bits, counts, tiles, starts, cards.card_state)
     cards.finish(run.cache_dir.parent)
 
 
@@ -59,10 +70,6 @@ class Cards:
         s = "top_pos" if sign > 0 else "top_neg"
         p = self.a[s][unit]
         return p[p >= 0], self.a[f"{s}_value"][unit][p >= 0]
-
-    def corr(self, unit: int) -> np.ndarray:
-        """Pearson r float32 ``[U]`` of ``unit`` with every unit of the activation."""
-        return self.a["corr"][unit]
 
 
 @functools.lru_cache(maxsize=16)
@@ -111,31 +118,128 @@ def top_contexts(
 
 
 def correlated_units(run: RunReader, name: str, unit: int, k: int = 10) -> pd.DataFrame:
-    """The ``k`` units of the same activation most correlated with ``unit`` (Pearson r over the run, from the
-    cards), by |r| descending, ties to the lower unit; columns ``unit, r``. The unit itself is left out."""
+    """The ``k`` units of the same activation most correlated with ``unit`` (Pearson r over the run,
+    :func:`correlation_row`), by |r| descending, ties to the lower unit; columns ``unit, r``. The unit itself is
+    left out."""
     (unit,) = unit_ids(unit, run.units(name), name)
-    c = load_cards(run, name)
-    r = (c.corr(unit) if "corr" in c.a else correlations(run, name)[unit]).astype(np.float64)
+    r = correlation_row(run, name, unit)
     others = np.delete(np.arange(len(r)), unit)
     strength = np.abs(r[others])
     order = others[np.lexsort((others, -np.nan_to_num(strength, nan=-1.0)))][:k]
     return pd.DataFrame({"unit": order, "r": r[order]})
 
 
-def correlations(run: RunReader, name: str, rows: int = 16384) -> np.ndarray:
-    """Pearson r float32 ``[U, U]`` of an activation whose cards hold none (a kind outside ``CORR_KINDS``):
-    computed from its file with the cards' streaming sums once, then cached as ``<cards file>.corr.npy``."""
-    path = run.cache_dir / "cards" / (card_file(name, run.n_tokens) + ".corr.npy")
-    if not path.is_file():
-        moments = Moments(run.units(name))
-        for start in range(0, run.n_tokens, rows):
-            moments.add(run.activations(name, start=start, stop=start + rows))
-        m = moments.sums()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npy")
-        np.save(tmp, correlation(np.int64(m["count"]), m["s1"], m["sxx"], m["bad"]))
-        tmp.replace(path)
-    return np.load(path, mmap_mode="r")
+def correlation_row(run: RunReader, name: str, unit: int) -> np.ndarray:
+    """Pearson r float64 ``[U]`` of ``unit`` with every unit of activation ``name`` over the run's tokens; NaN
+    for a constant unit or one with a non-finite value (and all NaN when ``unit`` is one).
+
+    One streamed pass over the stored values, a row group at a time, each column a contiguous float16 run: with
+    every unit v shifted by its first value s_v (y_v = x_v − s_v, which makes a constant unit's variance exactly
+    0 and cancels less), r = (Σy_u·y_v − Σy_u·Σy_v / n) / √((Σy_u² − (Σy_u)²/n)(Σy_v² − (Σy_v)²/n)), every sum
+    in float64. A row of the U × U matrix costs 2 flops per stored value where the matrix costs 2·U, so none is
+    kept in the cards; the pass reads the whole activation (about 0.3 s of compiled work per 1M tokens × 512
+    units, bench/cards.py), and rows are cached per process.
+    """
+    files = tuple(run.path / f for f in expand(run.path, run.info(name)["file"]))
+    key = (files, tuple(f.stat().st_mtime_ns for f in files), name, int(unit))
+    if key not in _ROWS:
+        if len(_ROWS) >= 64:
+            _ROWS.pop(next(iter(_ROWS)))
+        _ROWS[key] = _correlation_row(run, name, int(unit))
+    return _ROWS[key]
+
+
+_ROWS: dict[tuple, np.ndarray] = {}
+
+
+def _correlation_row(run: RunReader, name: str, unit: int) -> np.ndarray:
+    from ._jit import block_sums
+
+    n, U = run.n_tokens, run.units(name)
+    sums = np.zeros((U, 3))
+    shift = None
+    for _, R, runs in value_runs(run, name):
+        flat, starts, units = next(r for r in runs if (r[2] == unit).any())
+        at = starts[np.flatnonzero(units == unit)[0]]
+        column = flat[at : at + R]  # the unit's own values in this group
+        if shift is None:  # each unit's first value (non-finite as 0): shifted sums cancel less
+            shift = np.zeros(U)
+            for flat, starts, units in runs:
+                first = _cs.LUT[flat[starts]].astype(np.float64)
+                shift[units] = np.where(np.isfinite(first), first, 0.0)
+        a = _cs.LUT[column].astype(np.float64) - shift[unit]
+        for flat, starts, units in runs:
+            block_sums(a, flat, starts, units, _cs.LUT, shift, sums)
+    if n < 2 or shift is None:
+        return np.full(U, np.nan)
+    dot, s, ss = sums.T
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # a non-finite unit's sums
+        var = ss - s * s / n
+        r = (dot - s[unit] * s / n) / np.sqrt(var[unit] * var)
+    r[~np.isfinite(ss) | (var <= 0)] = np.nan
+    if not np.isfinite(ss[unit]) or var[unit] <= 0:
+        r[:] = np.nan
+    return np.clip(r, -1, 1)
+
+
+def value_runs(run: RunReader, name: str) -> Iterator[tuple[int, int, list]]:
+    """The stored values of an activation, one row group at a time: (first row, rows R, runs), where runs is a
+    list of (flat uint16 ``[·]``, starts int64 ``[k]``, units int64 ``[k]``): unit ``units[i]``'s float16 bit
+    patterns are ``flat[starts[i] : starts[i] + R]``. A local file as
+    :class:`~lstmviz.store.parquet_f16.F16ParquetWriter` writes it (each column chunk one plain page, a group's
+    columns back to back) is memory-mapped and read in place, its pages' values at even and at odd byte offsets
+    in two views; any other file (a codec, 8-bit levels, object storage) is decoded by pyarrow."""
+    row0 = 0
+    for path in (run.path / f for f in expand(run.path, run.info(name)["file"])):
+        pf = parquet_file(path)
+        md = pf.metadata
+        mapped = np.memmap(path, np.uint8, "r") if isinstance(path, Path) and path.stat().st_size else None
+        for g in range(md.num_row_groups):
+            R = md.row_group(g).num_rows
+            runs = _mapped_runs(mapped, md, g) if mapped is not None else None
+            if runs is None:
+                table = pf.read_row_groups([g])
+                U = table.num_columns
+                flat = np.concatenate([_bits(c) for c in table.columns]) if U else np.empty(0, np.uint16)
+                runs = [(flat, np.arange(U, dtype=np.int64) * R, np.arange(U, dtype=np.int64))]
+            yield row0, R, runs
+            row0 += R
+
+
+def _mapped_runs(mapped: np.ndarray, md: pq.FileMetaData, g: int) -> list | None:
+    """Row group g of a memory-mapped activation file as :func:`value_runs`' runs, or None when the group is not
+    laid out as F16ParquetWriter writes it (checked: sizes, offsets, codec and the first page's header)."""
+    rg = md.row_group(g)
+    U, R = rg.num_columns, rg.num_rows
+    header = _page_header(R)
+    size = len(header) + 2 * R
+    c0, last = rg.column(0), rg.column(U - 1)
+    base = c0.data_page_offset
+    if (
+        R == 0
+        or c0.compression != "UNCOMPRESSED"
+        or c0.has_dictionary_page
+        or c0.total_compressed_size != size
+        or last.data_page_offset != base + (U - 1) * size
+        or last.total_compressed_size != size
+        or rg.total_byte_size != U * size
+        or base + U * size > len(mapped)
+        or bytes(mapped[base : base + len(header)]) != header
+    ):
+        return None
+    at = base + len(header) + np.arange(U, dtype=np.int64) * size  # byte offset of each unit's values
+    runs = []
+    for parity in (0, 1):
+        units = np.flatnonzero(at % 2 == parity)
+        if len(units):
+            flat = mapped[parity : parity + 2 * ((len(mapped) - parity) // 2)].view(np.uint16)
+            runs.append((flat, (at[units] - parity) // 2, units))
+    return runs
+
+
+def _bits(column: pa.ChunkedArray) -> np.ndarray:
+    """The uint16 bit patterns of a float16 column (8-bit levels decoded to their values)."""
+    return np.ascontiguousarray(column.to_numpy(), np.float16).view(np.uint16)
 
 
 def token_strings(run: RunReader) -> list[str]:
