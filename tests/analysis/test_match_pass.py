@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
+from test_match_bits import values as match_values
 
 from lstmviz.analysis import match_pass
 from lstmviz.analysis import overview as overview_module
@@ -38,14 +39,9 @@ def oracle(x16: np.ndarray, th: Threshold) -> tuple[np.ndarray, np.ndarray]:
 
 
 def values(rng: np.random.Generator, T: int, U: int, nan: bool) -> np.ndarray:
-    """float16 with ties, ±0, ±inf, subnormals and (``nan``) a NaN, on scales from 1e-6 to 1e3, and one unit
-    whose values all fall in one coarse bin (a saturated gate)."""
-    x = (rng.normal(size=(T, U)) * np.geomspace(1e-6, 1e3, U)).astype(np.float16)
-    x[rng.random((T, U)) < 0.2] = 0.0
-    x[rng.random((T, U)) < 0.05] = -0.0
-    x[rng.random((T, U)) < 0.1] = np.float16(0.3)
-    x[rng.random((T, U)) < 0.01] = np.inf
-    x[rng.random((T, U)) < 0.01] = -np.inf
+    """test_match_bits' values (ties, ±0, ±inf, subnormals, scales from 1e-6 to 1e3), one unit whose values all
+    fall in one coarse bin (a saturated gate), and (``nan``) a NaN."""
+    x = match_values(rng, T, U)
     x[:, 0] = np.float16(0.97) + rng.integers(0, 3, T).astype(np.float16) * np.float16(2.0**-11)
     if nan:
         x[rng.integers(T), rng.integers(1, U)] = np.nan
