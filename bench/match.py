@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import lfilter
 
-from lstmviz.analysis.match_bits import DEFAULT_THRESHOLDS, recording_observers
+from lstmviz.analysis.match_bits import DEFAULT_THRESHOLDS
+from lstmviz.analysis.match_pass import recording_observers
 from lstmviz.analysis.select_match import Threshold, match, match_scan, on_index
 from lstmviz.store import Activation, RunWriter, open_run, tokens_frame
 

@@ -73,7 +73,7 @@ def record_corpus(
         observers: per activation, the :class:`~lstmviz.store.Observer` s that build derived data from the
             values as they are stored (see :class:`~lstmviz.store.RunWriter`). Default: the match indices at the
             select page's default θs and the overview, built in the writer's own pass
-            (:func:`lstmviz.analysis.match_bits.recording_observers`), so a fresh run answers its first query as
+            (:func:`lstmviz.analysis.match_pass.recording_observers`), so a fresh run answers its first query as
             fast as later ones; ``lambda act: []`` builds none.
         hist_ranges: name → (lo, hi) of the stats histograms (see :class:`~lstmviz.store.RunWriter`).
         shards / ray: record ``shards`` contiguous pieces on Ray workers into one sharded run

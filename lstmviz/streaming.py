@@ -133,7 +133,7 @@ def record_in_process(
                     tokens[col] = tokens_extra[col].to_numpy()
             preds = _Predictions(n)
             if observers is None:
-                from .analysis.match_bits import recording_observers
+                from .analysis.match_pass import recording_observers
 
                 observers = recording_observers(n, cards)
             staging = Staging(device)

@@ -9,7 +9,8 @@ reads their bytes only (1 MB per 8 units at 1M tokens, not the 64 MB of every ro
 
 :class:`IndexBuilder` builds it from the values as stored, in any row order: from a finished run on first use of
 another θ (:func:`on_index`), or from a shard's rows. A recording builds the default θs' indices from the writer's
-own passes instead (:class:`lstmviz.analysis.match_pass.PassIndex`, see :func:`recording_observers`). An absolute
+own passes instead (:class:`lstmviz.analysis.match_pass.PassIndex`, see
+:func:`lstmviz.analysis.match_pass.recording_observers`). An absolute
 θ sets bits as rows arrive (into an unlinked temporary file, so memory stays flat in corpus length), and the files
 are written at the end. A per-unit quantile θ needs the whole column first: the builder keeps its own float16 copy
 of the rows (an unlinked temporary file, so the page cache holds it and a crash leaves nothing), counts each
@@ -24,14 +25,12 @@ import functools
 import os
 import tempfile
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import RunError
-from ..store.format import Activation
 from ..store.reader import RunReader, mapped
 
 INDEX_VERSION = 2
@@ -285,25 +284,6 @@ class IndexBuilder:
             theta = np.quantile(stats, p - lo, axis=0).astype(np.float32)
         theta[self.hist[:, 256] > 0] = np.nan
         return theta
-
-
-def recording_observers(n_tokens: int, cards: bool = False) -> Callable[[Activation], list]:
-    """The :class:`~lstmviz.store.RunWriter` ``observers`` factory that builds, in the recording pass, the match
-    indices at :data:`DEFAULT_THRESHOLDS` (:class:`lstmviz.analysis.match_pass.PassIndex`, from the writer's own
-    passes) and the overview (:mod:`lstmviz.analysis.overview`) of every activation, and with ``cards`` its unit
-    cards (:class:`lstmviz.cards.PassCards`). The cards are opt-in: in
-    the pass they still cost more than the ≤ 5 % they may (``bench/e2e.py --cards-too``), and without them a
-    run's Unit page builds an activation's cards on its first visit, from the same chunk pass."""
-    from ..cards.inpass import PassCards
-    from .match_pass import PassIndex
-    from .overview import OverviewBuilder
-
-    def make(act: Activation) -> list:
-        builders: list = [PassIndex(act.name, act.units, n_tokens, th) for th in DEFAULT_THRESHOLDS]
-        builders.append(OverviewBuilder(act.name, act.units, n_tokens))
-        return [*builders, PassCards(act, n_tokens)] if cards else builders
-
-    return make
 
 
 def on_index(run: RunReader, name: str, threshold: float | Threshold = 0.3) -> OnIndex:

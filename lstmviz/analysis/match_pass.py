@@ -20,11 +20,13 @@ from __future__ import annotations
 import functools
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from .match_bits import Threshold, _keys, as_threshold, index_paths, threshold_key
+from ..store.format import Activation
+from .match_bits import DEFAULT_THRESHOLDS, Threshold, _keys, as_threshold, index_paths, threshold_key
 
 
 @functools.cache
@@ -154,3 +156,21 @@ class PassIndex:
         for i in (2, 1, 0):
             os.replace(tmps[i], paths[i])
         return {}
+
+
+def recording_observers(n_tokens: int, cards: bool = False) -> Callable[[Activation], list]:
+    """The :class:`~lstmviz.store.RunWriter` ``observers`` factory that builds, in the recording pass, the match
+    indices at :data:`~lstmviz.analysis.match_bits.DEFAULT_THRESHOLDS` (:class:`PassIndex`, from the writer's
+    own passes) and the overview (:mod:`lstmviz.analysis.overview`) of every activation, and with ``cards`` its unit
+    cards (:class:`lstmviz.cards.PassCards`). The cards are opt-in: in
+    the pass they still cost more than the ≤ 5 % they may (``bench/e2e.py --cards-too``), and without them a
+    run's Unit page builds an activation's cards on its first visit, from the same chunk pass."""
+    from ..cards.inpass import PassCards
+    from .overview import OverviewBuilder
+
+    def make(act: Activation) -> list:
+        builders: list = [PassIndex(act.name, act.units, n_tokens, th) for th in DEFAULT_THRESHOLDS]
+        builders.append(OverviewBuilder(act.name, act.units, n_tokens))
+        return [*builders, PassCards(act, n_tokens)] if cards else builders
+
+    return make

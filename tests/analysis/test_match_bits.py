@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from lstmviz.analysis import match_bits
 from lstmviz.analysis import overview as overview_module
-from lstmviz.analysis.match_bits import IndexBuilder, Threshold, index_paths, on_index, recording_observers
+from lstmviz.analysis.match_bits import IndexBuilder, Threshold, index_paths, on_index
+from lstmviz.analysis.match_pass import recording_observers
 from lstmviz.analysis.overview import OverviewBuilder, overview, overview_path, shape
 from lstmviz.store import write_run
 
