@@ -16,7 +16,6 @@ import functools
 import hashlib
 import json
 import os
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,6 +23,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from ..location import write_table
 from ..store import Run, RunError
 
 N_KEYS = 1 << 16  # float16 bit patterns
@@ -101,14 +101,9 @@ def stored_probe(run: Run, column: str, name: str, value: object = None) -> pd.D
             with contextlib.suppress(OSError):
                 path.unlink()
     table = probe(run, column, name, value=value)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     with contextlib.suppress(OSError):  # as above
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            table.to_parquet(tmp, index=False)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_table(pa.Table.from_pandas(table, preserve_index=False), path)
     return table
 
 
