@@ -47,8 +47,8 @@ def _raw_key(b: int) -> int:
 def order_stats(values: np.ndarray, tiles: np.ndarray, zeros: int, r0: int, r1: int, out: np.ndarray) -> np.ndarray:
     """Each unit's order statistics of ranks r0 ≤ r1 (0-based) over the spill, as float16 patterns.
 
-    values uint16 ``[*]`` (the spill), tiles int64 ``[k, 3]`` (first row, rows c, element offset of a tile
-    ``[U, c]``), ``zeros`` more values of +0 per unit (rows no tile covers). out uint16 ``[2, U]`` ← the patterns
+    values uint16 ``[*]`` (the spill), tiles int64 ``[k, 4]`` (first row, rows c, element offset of unit 0's
+    run, elements from one unit's run to the next), ``zeros`` more values of +0 per unit (rows no tile covers). out uint16 ``[2, U]`` ← the patterns
     of ranks r0 and r1 among the non-NaN values. Returns int64 ``[U]``: each unit's count of NaN.
 
     One unit at a time: a histogram over all 2¹⁶ keys (two interleaved copies, 512 kB, so that a run of one value,
@@ -61,7 +61,7 @@ def order_stats(values: np.ndarray, tiles: np.ndarray, zeros: int, r0: int, r1: 
         h0, h1 = hist[0], hist[1]
         for k in range(tiles.shape[0]):
             c = tiles[k, 1]
-            base = tiles[k, 2] + u * c
+            base = tiles[k, 2] + u * tiles[k, 3]
             t = 0
             while t + 2 <= c:
                 h0[_raw_key(values[base + t])] += 1

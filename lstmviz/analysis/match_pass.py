@@ -45,7 +45,7 @@ def _kernels():
         for ro in (False, True):  # the spill is a read-only memory map
             v = np.zeros(9, np.uint16)
             v.setflags(write=not ro)
-            k.order_stats(v, np.array([[0, 1, 0]], np.int64), 0, 0, 0, np.zeros((2, 9), np.uint16))
+            k.order_stats(v, np.array([[0, 1, 0, 1]], np.int64), 0, 0, 0, np.zeros((2, 9), np.uint16))
     except Exception:  # a compile error
         return None
     return k
@@ -66,8 +66,8 @@ def pack_cols(group: np.ndarray, kth: np.ndarray) -> np.ndarray:
 
 def quantiles(values: np.ndarray, tiles: np.ndarray, n: int, units: int, q: float) -> np.ndarray:
     """float32 ``[units]``: each unit's q-quantile over the spill, exactly as ``np.quantile`` gives it on the n
-    stored values (rows no tile covers are stored as 0). values uint16 ``[*]`` the spill, tiles int64 ``[k, 3]``
-    (first row, rows c, element offset of a tile ``[units, c]``)."""
+    stored values (rows no tile covers are stored as 0). values uint16 ``[*]`` the spill, tiles int64 ``[k, 4]``
+    (first row, rows c, element offset of unit 0's run, elements from one unit's run to the next)."""
     zeros = n - int(tiles[:, 1].sum())
     p = (n - 1) * float(q)
     lo = int(np.floor(p))
@@ -75,7 +75,7 @@ def quantiles(values: np.ndarray, tiles: np.ndarray, n: int, units: int, q: floa
     if k is None:
         theta = np.empty(units, np.float32)
         for u in range(units):
-            x = [values[o + u * c : o + (u + 1) * c] for _, c, o in tiles] + [np.zeros(zeros, np.uint16)]
+            x = [values[o + u * st : o + u * st + c] for _, c, o, st in tiles] + [np.zeros(zeros, np.uint16)]
             with np.errstate(invalid="ignore"):  # inf − inf, as np.quantile meets it
                 theta[u] = np.quantile(np.concatenate(x).view(np.float16).astype(np.float32), q)
         return theta
@@ -115,8 +115,8 @@ class PassIndex:
         return self.theta is None
 
     def read_spill(self, values: np.ndarray, tiles: np.ndarray) -> None:
-        """The writer's whole spill: values uint16 ``[*]`` (float16 patterns), tiles int64 ``[k, 3]`` (first row,
-        rows c, element offset of each tile ``[units, c]``, unit-major), every stored row once."""
+        """The writer's whole spill: values uint16 ``[*]`` (float16 patterns), tiles int64 ``[k, 4]`` (first row,
+        rows c, element offset of unit 0's run, elements from one unit's run to the next), every stored row once."""
         self.theta = quantiles(values, tiles, self.n, self.units, self.th.value)
         self.kth = threshold_key(self.theta)
 

@@ -380,9 +380,11 @@ def _by_groups(observer: object) -> bool:
 
 def _read_spill(spill: Path, tiles: Sequence[tuple[int, int, int]], observers: Sequence) -> None:
     """Give each observer's ``read_spill(values, tiles)`` the whole spill as read-only float16 patterns uint16 ``[n]``
-    (memory-mapped) and its tiles int64 ``[k, 3]`` (first row, rows, element offset of a tile ``[units, rows]``)."""
+    (memory-mapped) and its tiles int64 ``[k, 4]`` in corpus order (first row, rows c, element offset of unit 0's
+    run, elements from one unit's run to the next: unit u's c values start at ``offset + u·stride``)."""
     index = np.array(sorted(tiles), np.int64).reshape(-1, 3)
     index[:, 2] //= 2
+    index = np.column_stack([index, index[:, 1]])
     size = spill.stat().st_size // 2
     values = np.memmap(spill, np.uint16, "r", shape=(size,)) if size else np.zeros(0, np.uint16)
     for o in observers:
