@@ -48,8 +48,9 @@ def order_stats(values: np.ndarray, tiles: np.ndarray, zeros: int, r0: int, r1: 
     """Each unit's order statistics of ranks r0 ≤ r1 (0-based) over the spill, as float16 patterns.
 
     values uint16 ``[*]`` (the spill), tiles int64 ``[k, 4]`` (first row, rows c, element offset of unit 0's
-    run, elements from one unit's run to the next), ``zeros`` more values of +0 per unit (rows no tile covers). out uint16 ``[2, U]`` ← the patterns
-    of ranks r0 and r1 among the non-NaN values. Returns int64 ``[U]``: each unit's count of NaN.
+    run, elements from one unit's run to the next), ``zeros`` more values of +0 per unit (rows no tile covers).
+    out uint16 ``[2, U]`` ← the patterns of ranks r0 and r1 among the non-NaN values. Returns int64 ``[U]``: each
+    unit's count of NaN.
 
     One unit at a time: a histogram over all 2¹⁶ keys (two interleaved copies, 512 kB, so that a run of one value,
     a saturated unit, does not make each increment wait for the one before) from the unit's row of every tile,
