@@ -253,10 +253,13 @@ def test_a_call_that_transposes_the_batch_is_a_clear_error(tiny_model, tmp_path)
     assert not any(tmp_path.iterdir())
 
 
-def test_a_failing_close_keeps_the_old_run_and_leaves_nothing_partial(tiny_run, tmp_path, monkeypatch):
+@pytest.mark.parametrize("where", ["start", "close"])
+def test_a_full_disk_keeps_the_old_run_and_leaves_nothing_partial(tiny_run, tmp_path, monkeypatch, where):
+    """The disk fills when the activation files reserve their blocks (the start), or when a footer is written
+    (the close, after every value is in place): either way the old run is whole and nothing else is left."""
     import shutil
 
-    from lstmviz.store import writer as store
+    from lstmviz.store import mapped
 
     copy = tmp_path / "run"
     shutil.copytree(tiny_run.path, copy)
@@ -264,7 +267,7 @@ def test_a_failing_close_keeps_the_old_run_and_leaves_nothing_partial(tiny_run, 
     def full_disk(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(store, "_spill_to_parquet", full_disk)
+    monkeypatch.setattr(*((mapped, "reserve") if where == "start" else (mapped.MappedF16File, "close")), full_disk)
     with pytest.raises(OSError, match="No space"):
         lstmviz.write_run(copy, ["a", "b"], {"rnn.l0.fwd.h": np.zeros((2, 3), np.float32)}, overwrite=True)
     assert lstmviz.open_run(copy).n_tokens == 600

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import duckdb
 import numpy as np
 import polars as pl
@@ -190,3 +193,44 @@ def test_order_keys_sort_every_float16_as_its_value():
     low_key, high_key = cs.threshold_keys(LOW, HIGH)
     np.testing.assert_array_equal(keys <= low_key, values[ok] < np.float32(LOW))
     np.testing.assert_array_equal(keys >= high_key, values[ok] > np.float32(HIGH))
+
+
+def _mapped_rss(folder) -> int:
+    """Bytes of this process's resident set in maps of the files under ``folder`` (Linux's /proc/self/smaps)."""
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()
+        if head and "-" in head[0] and len(head) >= 5 and not head[0].endswith(":"):
+            inside = len(head) >= 6 and head[5].startswith(str(folder))
+        elif inside and line.startswith("Rss:"):
+            total += int(head[1]) * 1024
+    return total
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs Linux's /proc/self/smaps")
+def test_the_files_written_in_place_leave_the_resident_set(tmp_path, monkeypatch):
+    """Stream-major chunks are copied through a map straight into the activation file; its pages are dropped from
+    the resident set whenever the writes since the last drop may have touched RESIDENT_BYTES, so the mapped Rss
+    (the kernel's own count) stays under that bound plus one chunk however long the run, and the file holds
+    every value."""
+    from lstmviz.store import writer
+
+    monkeypatch.setattr(writer, "RESIDENT_BYTES", 4 << 20)
+    rng = np.random.default_rng(5)
+    T, U, B, chunk = 100_000, 64, 8, 256
+    x = rng.normal(0, 1, (T, U)).astype(np.float16)
+    L = -(-T // B)
+    act = lstmviz.store.Activation.from_name("rnn.l0.fwd.h", U)
+    w = RunWriter(tmp_path / "r", tokens_frame([""] * T), [act])
+    peak = 0
+    for k in range(0, L, chunk):
+        starts = np.arange(B) * L + k
+        counts = np.clip(np.minimum(T - starts, L - k), 0, chunk)
+        block = np.zeros((B, chunk, U), np.float16)
+        for b in range(B):
+            block[b, : counts[b]] = x[starts[b] : starts[b] + counts[b]]
+        w.write_blocks(act.name, starts, block, counts)
+        peak = max(peak, _mapped_rss(w.partial / "acts"))
+    assert 0 < peak <= (4 << 20) + B * U * (2 * chunk + 4096)  # the file is 12.8 MB
+    w.close()
+    np.testing.assert_array_equal(lstmviz.open_run(tmp_path / "r").activations(act.name, dtype=np.float16), x)

@@ -17,7 +17,7 @@ from ..errors import RunError
 from ..location import AnyPath, parquet_file, read_table
 from ..shards import expand, tokens_file
 from ..store.format import Activation
-from ..store.parquet_f16 import _page_header
+from ..store.parquet_f16 import plain_chunks
 from ..store.reader import RunReader
 from ..store.stats import Stats
 from ..validate import unit_ids
@@ -185,10 +185,10 @@ def _correlation_row(run: RunReader, name: str, unit: int) -> np.ndarray:
 def value_runs(run: RunReader, name: str) -> Iterator[tuple[int, int, list]]:
     """The stored values of an activation, one row group at a time: (first row, rows R, runs), where runs is a
     list of (flat uint16 ``[·]``, starts int64 ``[k]``, units int64 ``[k]``): unit ``units[i]``'s float16 bit
-    patterns are ``flat[starts[i] : starts[i] + R]``. A local file as
-    :class:`~lstmviz.store.parquet_f16.F16ParquetWriter` writes it (each column chunk one plain page, a group's
-    columns back to back) is memory-mapped and read in place, its pages' values at even and at odd byte offsets
-    in two views; any other file (a codec, 8-bit levels, object storage) is decoded by pyarrow."""
+    patterns are ``flat[starts[i] : starts[i] + R]``. A local file as :mod:`~lstmviz.store.parquet_f16` writes it
+    (each column chunk one plain page, at a fixed stride: :func:`~lstmviz.store.parquet_f16.plain_chunks`) is
+    memory-mapped and read in place, its pages' values at even and at odd byte offsets in two views; any other
+    file (a codec, 8-bit levels, object storage) is decoded by pyarrow."""
     row0 = 0
     for path in (run.path / f for f in expand(run.path, run.info(name)["file"])):
         pf = parquet_file(path)
@@ -208,26 +208,11 @@ def value_runs(run: RunReader, name: str) -> Iterator[tuple[int, int, list]]:
 
 def _mapped_runs(mapped: np.ndarray, md: pq.FileMetaData, g: int) -> list | None:
     """Row group g of a memory-mapped activation file as :func:`value_runs`' runs, or None when the group is not
-    laid out as F16ParquetWriter writes it (checked: sizes, offsets, codec and the first page's header)."""
-    rg = md.row_group(g)
-    U, R = rg.num_columns, rg.num_rows
-    header = _page_header(R)
-    size = len(header) + 2 * R
-    c0, last = rg.column(0), rg.column(U - 1)
-    base = c0.data_page_offset
-    if (
-        R == 0
-        or c0.compression != "UNCOMPRESSED"
-        or c0.has_dictionary_page
-        or c0.total_compressed_size != size
-        or last.data_page_offset != base + (U - 1) * size
-        or last.total_compressed_size != size
-        or rg.total_byte_size != U * size
-        or base + U * size > len(mapped)
-        or bytes(mapped[base : base + len(header)]) != header
-    ):
+    laid out as parquet_f16 writes it."""
+    chunks = plain_chunks(md, g, mapped)
+    if chunks is None:
         return None
-    at = base + len(header) + np.arange(U, dtype=np.int64) * size  # byte offset of each unit's values
+    at = chunks[0] + np.arange(md.row_group(g).num_columns, dtype=np.int64) * chunks[1]  # each unit's values
     runs = []
     for parity in (0, 1):
         units = np.flatnonzero(at % 2 == parity)

@@ -23,10 +23,12 @@ import base64
 import os
 import struct
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 MAGIC = b"PAR1"
 
@@ -43,6 +45,7 @@ _DICTIONARY_PAGE = 2
 # Thrift compact protocol field types
 _I16, _I32, _I64, _BINARY, _LIST, _STRUCT = 4, 5, 6, 8, 9, 12
 _IOV_MAX = 1024  # buffers per writev (Linux's limit)
+ALIGN = 64  # bytes: where a file written in place (layout) starts each column's values: a cache line, and even
 
 
 def _varint(n: int) -> bytes:
@@ -203,64 +206,146 @@ class F16ParquetWriter:
             self.abort()
 
     def _footer(self) -> bytes:
-        float16 = _Struct().struct(15, b"\x00").end()  # LogicalType union: FLOAT16 (an empty struct)
-        schema = [_Struct().binary(4, b"schema").int(5, len(self.names)).end()]
-        schema += [
-            _Struct()
-            .int(1, _FIXED_LEN_BYTE_ARRAY)
-            .int(2, 2)
-            .int(3, _OPTIONAL)
-            .binary(4, name.encode())
-            .struct(10, float16)
-            .end()
-            for name in self.names
-        ]
-        encodings = [_zigzag(_RLE), _zigzag(_PLAIN)] + ([_zigzag(_RLE_DICTIONARY)] if self.dictionary else [])
-        dict_size = len(self.dictionary)
-        paths = [_varint(len(n.encode())) + n.encode() for n in self.names]
-        groups = []
-        for ordinal, (rows, first, size) in enumerate(self.groups):
-            chunks = []
-            for u, path in enumerate(paths):
-                page = first + u * size
-                meta = (
-                    _Struct()
-                    .int(1, _FIXED_LEN_BYTE_ARRAY)
-                    .list(2, _I32, encodings)
-                    .list(3, _BINARY, [path])
-                    .int(4, _UNCOMPRESSED)
-                    .int(5, rows, _I64)
-                    .int(6, size, _I64)
-                    .int(7, size, _I64)
-                    .int(9, page + dict_size, _I64)
-                )
-                if dict_size:
-                    meta.int(11, page, _I64)  # dictionary_page_offset: the chunk's dictionary page comes first
-                meta = meta.end()
-                chunks.append(_Struct().int(2, 0, _I64).struct(3, meta).end())
-            total = size * len(paths)
-            groups.append(
+        return footer(self.names, [(r, first, size, size) for r, first, size in self.groups], len(self.dictionary))
+
+
+def footer(names: Sequence[str], groups: Sequence[tuple[int, int, int, int]], dictionary_size: int = 0) -> bytes:
+    """The file's metadata (Thrift FileMetaData), for row groups (rows, first page offset, bytes from one column
+    chunk to the next, column chunk size): column chunk u of a group starts at ``first + u·stride``. The chunks
+    of a group need not be adjacent (readers seek to each chunk's own offset), which lets a file written in place
+    pad between them (:func:`layout`). ``dictionary_size``: the bytes of each chunk's dictionary page, first."""
+    float16 = _Struct().struct(15, b"\x00").end()  # LogicalType union: FLOAT16 (an empty struct)
+    schema = [_Struct().binary(4, b"schema").int(5, len(names)).end()]
+    schema += [
+        _Struct()
+        .int(1, _FIXED_LEN_BYTE_ARRAY)
+        .int(2, 2)
+        .int(3, _OPTIONAL)
+        .binary(4, name.encode())
+        .struct(10, float16)
+        .end()
+        for name in names
+    ]
+    encodings = [_zigzag(_RLE), _zigzag(_PLAIN)] + ([_zigzag(_RLE_DICTIONARY)] if dictionary_size else [])
+    paths = [_varint(len(n.encode())) + n.encode() for n in names]
+    row_groups = []
+    for ordinal, (rows, first, stride, size) in enumerate(groups):
+        chunks = []
+        for u, path in enumerate(paths):
+            page = first + u * stride
+            meta = (
                 _Struct()
-                .list(1, _STRUCT, chunks)
-                .int(2, total, _I64)
-                .int(3, rows, _I64)
-                .int(5, first, _I64)
-                .int(6, total, _I64)
-                .int(7, ordinal, _I16)
-                .end()
+                .int(1, _FIXED_LEN_BYTE_ARRAY)
+                .list(2, _I32, encodings)
+                .list(3, _BINARY, [path])
+                .int(4, _UNCOMPRESSED)
+                .int(5, rows, _I64)
+                .int(6, size, _I64)
+                .int(7, size, _I64)
+                .int(9, page + dictionary_size, _I64)
             )
-        arrow = pa.schema([(n, pa.float16()) for n in self.names]).serialize().to_pybytes()
-        kv = _Struct().binary(1, b"ARROW:schema").binary(2, base64.b64encode(arrow)).end()
-        return (
+            if dictionary_size:
+                meta.int(11, page, _I64)  # dictionary_page_offset: the chunk's dictionary page comes first
+            meta = meta.end()
+            chunks.append(_Struct().int(2, 0, _I64).struct(3, meta).end())
+        total = size * len(paths)
+        row_groups.append(
             _Struct()
-            .int(1, 2)
-            .list(2, _STRUCT, schema)
-            .int(3, sum(g[0] for g in self.groups), _I64)
-            .list(4, _STRUCT, groups)
-            .list(5, _STRUCT, [kv])
-            .binary(6, b"lstmviz parquet_f16")
+            .list(1, _STRUCT, chunks)
+            .int(2, total, _I64)
+            .int(3, rows, _I64)
+            .int(5, first, _I64)
+            .int(6, total, _I64)
+            .int(7, ordinal, _I16)
             .end()
         )
+    arrow = pa.schema([(n, pa.float16()) for n in names]).serialize().to_pybytes()
+    kv = _Struct().binary(1, b"ARROW:schema").binary(2, base64.b64encode(arrow)).end()
+    return (
+        _Struct()
+        .int(1, 2)
+        .list(2, _STRUCT, schema)
+        .int(3, sum(g[0] for g in groups), _I64)
+        .list(4, _STRUCT, row_groups)
+        .list(5, _STRUCT, [kv])
+        .binary(6, b"lstmviz parquet_f16")
+        .end()
+    )
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a float16 file of fixed size puts its values (:func:`layout`): row group g holds rows
+    ``[first[g], first[g] + rows[g])``, and unit u's values of it, float16 ``[rows[g]]``, start at byte
+    ``values[g] + u·stride[g]``, each column chunk's page header just before them. Values and strides are
+    multiples of :data:`ALIGN`; the data ends at ``data_end``, where the footer goes."""
+
+    first: np.ndarray  # int64 [G]
+    rows: np.ndarray  # int64 [G]
+    values: np.ndarray  # int64 [G] byte offset of unit 0's values
+    stride: np.ndarray  # int64 [G] bytes from one unit's values to the next
+    data_end: int
+
+    def groups(self) -> list[tuple[int, int, int, int]]:
+        """The row groups as :func:`footer` takes them: (rows, first page offset, stride, column chunk size)."""
+        out = []
+        for r, v, st in zip(self.rows.tolist(), self.values.tolist(), self.stride.tolist(), strict=True):
+            h = len(_page_header(r))
+            out.append((r, v - h, st, h + 2 * r))
+        return out
+
+
+def layout(n: int, units: int, row_group: int) -> Layout:
+    """The layout of an uncompressed float16 file of n rows × ``units`` columns in groups of ``row_group`` rows
+    that is written in place (:class:`lstmviz.store.mapped.MappedF16File`): ``PAR1``, then each group's column
+    chunks, each one plain page (:func:`_page_header`, then the values), padded with zeros so that every
+    column's values start on an :data:`ALIGN`-byte boundary (so a uint16 view of the mapped file sees them all,
+    a cache line apart)."""
+    first = np.arange(0, n, row_group, dtype=np.int64)
+    rows = np.minimum(first + row_group, n) - first
+    values = np.zeros(len(first), np.int64)
+    stride = np.zeros(len(first), np.int64)
+    end = len(MAGIC)
+    for g, r in enumerate(rows.tolist()):
+        h = len(_page_header(r))
+        stride[g] = _aligned(h + 2 * r)
+        values[g] = _aligned(end + h)
+        end = int(values[g] + (units - 1) * stride[g] + 2 * r) if units else int(values[g])
+    return Layout(first, rows, values, stride, end)
+
+
+def _aligned(offset: int) -> int:
+    return -(-offset // ALIGN) * ALIGN
+
+
+def plain_chunks(md: pq.FileMetaData, g: int, data: np.ndarray) -> tuple[int, int] | None:
+    """(byte offset of unit 0's values, bytes from one unit's values to the next) of row group g of a file read
+    as bytes uint8 ``[size]`` (e.g. memory-mapped), when every column chunk of the group is one uncompressed
+    float16 page at a fixed stride, as this module writes it (:class:`F16ParquetWriter`: adjacent chunks;
+    :func:`layout`: padded); None for any other group (a codec, a dictionary, pyarrow's own pages). Checked:
+    codec, sizes, the offsets of the first, second and last chunk, and every chunk's page header."""
+    rg = md.row_group(g)
+    U, R = rg.num_columns, rg.num_rows
+    if U == 0 or R == 0:
+        return None
+    header = np.frombuffer(_page_header(R), np.uint8)
+    size = len(header) + 2 * R
+    c0, last = rg.column(0), rg.column(U - 1)
+    base = c0.data_page_offset
+    stride = rg.column(1).data_page_offset - base if U > 1 else size
+    if (
+        c0.compression != "UNCOMPRESSED"
+        or c0.has_dictionary_page
+        or stride < size
+        or any(c.total_compressed_size != size for c in (c0, last))
+        or last.data_page_offset != base + (U - 1) * stride
+        or base + (U - 1) * stride + size > len(data)
+    ):
+        return None
+    heads = np.lib.stride_tricks.as_strided(data[base:], (U, len(header)), (stride, 1), writeable=False)
+    if not (heads == header).all():
+        return None
+    return base + len(header), stride
 
 
 def _write_all(fd: int, pieces: Sequence) -> None:

@@ -24,6 +24,7 @@ from ..location import AnyPath, FsPath, RemoteOutput, resolve, write_manifest
 from ..outputs import Output
 from .format import Activation, Observer, tokens_frame
 from .levels import INDEX, LEVELS, MAX_ERROR, eight_bit, level_bits, nan_error
+from .mapped import MappedF16File
 from .parquet_f16 import F16ParquetWriter
 from .stats import HIGH, HIST_BINS, LOW, Stats
 
@@ -35,6 +36,10 @@ _PARQUET_OPTS = dict(use_dictionary=False, write_statistics=False)
 # that time for its bytes; none is listed.
 COMPRESSION: dict[str, str] = {}
 WRITE_ROWS = 4096  # RunWriter.write handles its rows this many at a time (bounded scratch however long the run)
+# The pages of the mapped files that the chunks' writes may leave in the resident set before they are dropped
+# (madvise): a drop makes the next chunk fault its pages back in (from the page cache), so a smaller bound costs
+# faults, a larger one memory; either way it does not grow with the corpus.
+RESIDENT_BYTES = 256 << 20
 
 
 class RunWriter:
@@ -109,18 +114,17 @@ class RunWriter:
         # an observer with ``row_group`` is given the row groups as the spill becomes parquet, instead of ``update``
         self._row_obs = {n: [o for o in obs if _by_groups(o)] for n, obs in self.observers.items()}
         self._updates = {n: [o for o in obs if not _by_groups(o)] for n, obs in self.observers.items()}
-        self._spill = {}
-        self._tiles: dict[str, list[tuple[int, int, int]]] = {a.name: [] for a in activations}  # (row, rows, offset)
+        self._files: dict[str, MappedF16File] = {}
         self._scratch = np.empty(0, np.uint16)
-        self._lock = threading.Lock()  # one chunk at a time: observers and the spills see whole chunks in turn
+        self._resident = 0  # bytes of mapped pages the writes may have touched since the last drop
+        self._lock = threading.Lock()  # one chunk at a time: observers and the files see whole chunks in turn
         self._thread: ThreadPoolExecutor | None = None
         self._pending: list[Future] = []
         try:
             (self.partial / "acts").mkdir()
-            (self.partial / "spill").mkdir()
             for a in activations:
-                self._spill[a.name] = open(self.partial / "spill" / f"{a.name}.f16", "wb")  # noqa: SIM115
-        except BaseException:  # the spills are closed in close() or abort()
+                self._files[a.name] = MappedF16File(self._mapped_path(a), unit_columns(a.units), self.n, ROW_GROUP)
+        except BaseException:  # the files are released in close() or abort()
             self.abort()
             raise
         self.columns: dict[str, np.ndarray] = {}
@@ -189,8 +193,15 @@ class RunWriter:
         for f in pending:
             f.result()
 
+    def _mapped_path(self, act: Activation) -> Path:
+        """Where an activation's values are written in place: its own file when it is stored as uncompressed
+        float16, else a float16 file beside it that :meth:`close` encodes into it (a codec, 8-bit levels)."""
+        if act.name in self.eight or COMPRESSION.get(act.kind, "none") != "none":
+            return self.partial / "acts" / f".{act.name}.f16.parquet"
+        return self.partial / act.file
+
     def _store(self, name: str, starts: np.ndarray, half: np.ndarray, counts: np.ndarray) -> None:
-        """Stats, observers and the spill for one chunk: half float16 ``[B, T, units]``, starts / counts ``[B]``."""
+        """Stats, observers and the file for one chunk: half float16 ``[B, T, units]``, starts / counts ``[B]``."""
         act = self.acts[name]
         B, T, U = half.shape
         if act.units != U:
@@ -208,13 +219,11 @@ class RunWriter:
                 for b in range(B):
                     if counts[b]:
                         obs.update(int(starts[b]), half[b, : counts[b]])
-            f = self._spill[name]
-            index = self._tiles[name]
-            for b in range(B):
-                c = int(counts[b])
-                if c:
-                    index.append((int(starts[b]), c, f.tell()))
-                    f.write(tiles[b, : U * c].data)
+            self._resident += self._files[name].write_runs(tiles, starts, counts)
+            if self._resident > RESIDENT_BYTES:
+                for f in self._files.values():
+                    f.drop()
+                self._resident = 0
 
     def set_column(self, column: str, start: int, values: np.ndarray) -> None:
         """Fill rows of an extra token column (e.g. ``loss``); values: ``[n]`` or ``[n, k]``."""
@@ -224,8 +233,8 @@ class RunWriter:
         self.columns[column][start : start + len(values)] = values
 
     def close(self) -> AnyPath:
-        """Convert spills to parquet, write tokens, stats and the manifest, rename into place, and only then
-        mark the manifest complete (see :mod:`lstmviz.outputs`).
+        """Finish the activation files (their observers' passes, the footers), write tokens, stats and the
+        manifest, rename into place, and only then mark the manifest complete (see :mod:`lstmviz.outputs`).
 
         If anything fails, the partial directory is removed and an existing run at the output is left as it was.
         """
@@ -241,23 +250,31 @@ class RunWriter:
         """Write everything into the partial directory, the manifest last but not yet marked complete; returns
         the complete manifest."""
         self._drain()
-        for f in self._spill.values():
-            f.close()
 
         def convert(act: Activation) -> None:
-            spill = self.partial / "spill" / f"{act.name}.f16"
-            eight = act.name in self.eight
-            tiles, row_obs = self._tiles[act.name], self._row_obs[act.name]
+            f, row_obs = self._files[act.name], self._row_obs[act.name]
             spill_obs = [o for o in row_obs if getattr(o, "needs_spill", lambda: False)()]
             if spill_obs:
-                _read_spill(spill, tiles, spill_obs)
-
-            def on_group(start: int, group: np.ndarray) -> None:
-                for o in row_obs:
-                    o.row_group(self.partial, start, group)
-
-            _spill_to_parquet(spill, tiles, self.partial / act.file, self.n, act.units, act.kind, eight, on_group)
-            spill.unlink()
+                values, groups = f.spill()
+                for o in spill_obs:
+                    o.read_spill(values, groups)
+                f.drop()
+            encode = f.path != self.partial / act.file
+            # observers and encoders get a C-contiguous copy of each group: the compiled passes specialised on it
+            # run several times faster than on a strided view of the map, for a copy at memory speed
+            scratch = np.empty(act.units * ROW_GROUP, np.uint16) if row_obs or encode else None
+            with _group_writer(self.partial / act.file, act.units, act.kind, act.name in self.eight, encode) as write:
+                for g, r0 in enumerate(f.layout.first.tolist()):
+                    if scratch is not None:
+                        group = scratch[: f.group(g).size].reshape(f.group(g).shape)  # [units, R]
+                        np.copyto(group, f.group(g))
+                        for o in row_obs:
+                            o.row_group(self.partial, r0, group)
+                        write(group)
+                    f.drop(g)
+            f.close()
+            if encode:
+                f.path.unlink()
 
         def finish(name: str) -> dict:
             derived: dict = {}
@@ -269,7 +286,6 @@ class RunWriter:
         # so files convert, and then observers finish, in parallel (a recording waits for all of it).
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
             list(pool.map(convert, self.acts.values()))
-            (self.partial / "spill").rmdir()
             derived = dict(zip(self.acts, pool.map(finish, self.acts), strict=True))
         tokens = self.tokens.copy()
         for column, values in self.columns.items():
@@ -313,8 +329,8 @@ class RunWriter:
         """Remove the partial directory (and the parent directories it created)."""
         with contextlib.suppress(BaseException):
             self._drain()  # the error that brought us here is the one to report
-        for f in self._spill.values():
-            f.close()
+        for f in self._files.values():
+            f.abort()
         self._output.discard()
 
     def __enter__(self) -> RunWriter:
@@ -327,98 +343,40 @@ class RunWriter:
             self.abort()
 
 
-def _spill_to_parquet(
-    spill: Path,
-    tiles: Sequence[tuple[int, int, int]],
-    dest: Path,
-    n: int,
-    units: int,
-    kind: str,
-    eight: bool,
-    on_group: Callable[[int, np.ndarray], None] | None = None,
-) -> None:
-    """Unit-major float16 tiles → wide parquet with ROW_GROUP-row groups (``eight``: 8-bit levels, whose float16
-    values the tiles hold, as a dictionary-encoded file).
-
-    tiles: (first row, rows, byte offset in ``spill``) of each tile ``[units, rows]``; rows no tile covers are 0.
-    Each row group is assembled unit-major (contiguous runs per tile), given to ``on_group(first row, group)`` as
-    float16 patterns uint16 ``[units, R]`` (the values as stored), and handed to the file writer.
-    """
-    index = np.array(sorted(tiles), np.int64).reshape(-1, 3)
-    first, rows, offsets = index.T
-    end = first + rows
-    block = np.empty(units * ROW_GROUP, np.float16)
-    scratch = np.empty(units * int(rows.max(initial=0)), np.float16)  # one tile, reused: no allocation per tile
-    codec = "levels" if eight else COMPRESSION.get(kind, "none")
-    indices = np.empty(units * ROW_GROUP, np.uint8) if eight else None
-    names = unit_columns(units)
-    with _group_writer(dest, names, codec) as write, open(spill, "rb") as f:
-        fd = f.fileno()
-        for r0 in range(0, max(n, 1), ROW_GROUP):
-            r1 = min(r0 + ROW_GROUP, n)
-            R = r1 - r0
-            group = block[: units * R].reshape(units, R)  # [units, R]
-            lo, hi = np.searchsorted(end, r0, "right"), np.searchsorted(first, r1, "left")
-            if (np.minimum(end[lo:hi], r1) - np.maximum(first[lo:hi], r0)).sum() < R:
-                group[:] = 0
-            for i in range(lo, hi):
-                a, b = max(first[i], r0), min(end[i], r1)
-                tile = scratch[: units * rows[i]]
-                _pread_into(fd, tile, int(offsets[i]))
-                group[:, a - r0 : b - r0] = tile.reshape(units, rows[i])[:, a - first[i] : b - first[i]]
-            if on_group is not None:
-                on_group(r0, group.view(np.uint16))
-            if indices is not None:
-                group = np.take(INDEX, group.view(np.uint16), out=indices[: units * R].reshape(units, R), mode="clip")
-            write(group)
-
-
 def _by_groups(observer: object) -> bool:
     """Whether an observer takes the row groups (``row_group``) rather than ``update``."""
     return callable(getattr(observer, "row_group", None))
 
 
-def _read_spill(spill: Path, tiles: Sequence[tuple[int, int, int]], observers: Sequence) -> None:
-    """Give each observer's ``read_spill(values, tiles)`` the whole spill as read-only float16 patterns uint16 ``[n]``
-    (memory-mapped) and its tiles int64 ``[k, 4]`` in corpus order (first row, rows c, element offset of unit 0's
-    run, elements from one unit's run to the next: unit u's c values start at ``offset + u·stride``)."""
-    index = np.array(sorted(tiles), np.int64).reshape(-1, 3)
-    index[:, 2] //= 2
-    index = np.column_stack([index, index[:, 1]])
-    size = spill.stat().st_size // 2
-    values = np.memmap(spill, np.uint16, "r", shape=(size,)) if size else np.zeros(0, np.uint16)
-    for o in observers:
-        o.read_spill(values, index)
-
-
-def _pread_into(fd: int, out: np.ndarray, offset: int) -> None:
-    """Fill ``out`` (C-contiguous) with the file's bytes from ``offset`` on."""
-    view = memoryview(out).cast("B")
-    while view.nbytes:
-        n = os.preadv(fd, [view], offset)
-        if n <= 0:
-            raise RunError(f"a spill file ended early at byte {offset}")
-        view, offset = view[n:], offset + n
-
-
 @contextlib.contextmanager
-def _group_writer(dest: Path, names: Sequence[str], codec: str) -> Iterator[Callable[[np.ndarray], None]]:
-    """A function that writes one row group, float16 ``[units, rows]``, into the parquet file ``dest``.
+def _group_writer(
+    dest: Path, units: int, kind: str, eight: bool, encode: bool
+) -> Iterator[Callable[[np.ndarray], None]]:
+    """A function that takes each row group in turn, float16 patterns uint16 ``[units, rows]``, for the parquet
+    file ``dest``: nothing to do when the values are written in place (not ``encode``); else the group goes into
+    ``dest``, as 8-bit levels (``eight``: a dictionary-encoded file of uint8 indices, by
+    :mod:`lstmviz.store.parquet_f16`) or with the kind's codec (pyarrow)."""
+    if not encode:
+        yield lambda group: None
+        return
+    names = unit_columns(units)
+    if eight:
+        indices = np.empty(units * ROW_GROUP, np.uint8)
+        with F16ParquetWriter(dest, names, LEVELS) as w:
 
-    Uncompressed files are written page by page by :mod:`lstmviz.store.parquet_f16` (the same file pyarrow writes,
-    without its per-value encoding pass), and so are 8-bit gates (codec ``"levels"``: the group is uint8 level
-    indices); a codec goes through pyarrow.
-    """
-    if codec in ("none", "levels"):
-        with F16ParquetWriter(dest, names, LEVELS if codec == "levels" else None) as w:
-            yield w.write_group
+            def levels(group: np.ndarray) -> None:
+                U, R = group.shape
+                w.write_group(np.take(INDEX, group, out=indices[: U * R].reshape(U, R), mode="clip"))
+
+            yield levels
         return
     schema = pa.schema([(c, pa.float16()) for c in names])
-    with pq.ParquetWriter(dest, schema, **{**_PARQUET_OPTS, "compression": codec}) as writer:
+    with pq.ParquetWriter(dest, schema, **{**_PARQUET_OPTS, "compression": COMPRESSION[kind]}) as writer:
 
         def write(group: np.ndarray) -> None:
             R = group.shape[1]
-            cols = [pa.Array.from_buffers(pa.float16(), R, [None, pa.py_buffer(group[u])]) for u in range(len(names))]
+            cols = [pa.Array.from_buffers(pa.float16(), R, [None, pa.py_buffer(np.ascontiguousarray(group[u]))])
+                    for u in range(units)]  # fmt: skip
             writer.write_table(pa.Table.from_arrays(cols, schema=schema), row_group_size=ROW_GROUP)
 
         yield write
