@@ -210,9 +210,9 @@ def _mapped_rss(folder) -> int:
 @pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs Linux's /proc/self/smaps")
 def test_the_files_written_in_place_leave_the_resident_set(tmp_path, monkeypatch):
     """Stream-major chunks are copied through a map straight into the activation file; its pages are dropped from
-    the resident set whenever the writes since the last drop may have touched RESIDENT_BYTES, so the mapped Rss
-    (the kernel's own count) stays under that bound plus one chunk however long the run, and the file holds
-    every value."""
+    the resident set every RESIDENT_BYTES written, so the mapped Rss (the kernel's own count) stays under that
+    plus the pages being filled (two per stream and unit at most) however long the run, and the file holds every
+    value."""
     from lstmviz.store import writer
 
     monkeypatch.setattr(writer, "RESIDENT_BYTES", 4 << 20)
@@ -231,6 +231,34 @@ def test_the_files_written_in_place_leave_the_resident_set(tmp_path, monkeypatch
             block[b, : counts[b]] = x[starts[b] : starts[b] + counts[b]]
         w.write_blocks(act.name, starts, block, counts)
         peak = max(peak, _mapped_rss(w.partial / "acts"))
-    assert 0 < peak <= (4 << 20) + B * U * (2 * chunk + 4096)  # the file is 12.8 MB
+    assert 0 < peak <= (4 << 20) + B * U * 2 * 4096  # the file is 12.8 MB
     w.close()
     np.testing.assert_array_equal(lstmviz.open_run(tmp_path / "r").activations(act.name, dtype=np.float16), x)
+
+
+def test_a_kind_with_a_codec_is_encoded_from_the_file_written_in_place(tmp_path, monkeypatch):
+    """A kind listed in COMPRESSION is written in place into a hidden float16 file, and encoded at close with its
+    codec: the same values as an uncompressed run (with the recording's observers: the same match index), and
+    nothing but the run's own files left."""
+    import pyarrow.parquet as pq
+
+    from lstmviz.analysis.match_pass import recording_observers
+    from lstmviz.store import writer
+
+    rng = np.random.default_rng(6)
+    n = 40_000
+    acts = {"rnn.l0.fwd.h": np.tanh(rng.normal(0, 1, (n, 5))), "rnn.l0.fwd.c": rng.normal(0, 2, (n, 3))}
+    plain = lstmviz.open_run(lstmviz.write_run(tmp_path / "plain", [""] * n, acts, observers=recording_observers(n)))
+    monkeypatch.setattr(writer, "COMPRESSION", {"h": "zstd"})
+    run = lstmviz.open_run(lstmviz.write_run(tmp_path / "zstd", [""] * n, acts, observers=recording_observers(n)))
+    md = pq.ParquetFile(run.path / "acts" / "rnn.l0.fwd.h.parquet").metadata
+    assert md.row_group(0).column(0).compression == "ZSTD" and md.num_row_groups == 3
+    for name in acts:
+        np.testing.assert_array_equal(run.activations(name), plain.activations(name))
+    [(mean,)] = duckdb.sql(f"select avg(u0004::double) from '{run.path / 'acts' / 'rnn.l0.fwd.h.parquet'}'").fetchall()
+    assert mean == pytest.approx(plain.activations("rnn.l0.fwd.h")[:, 4].astype(np.float64).mean())
+    assert not [p.name for p in (run.path / "acts").iterdir() if p.name.startswith(".")]
+    cache = sorted(p.relative_to(plain.path) for p in (plain.path / "cache").rglob("*") if p.is_file())
+    assert cache == sorted(p.relative_to(run.path) for p in (run.path / "cache").rglob("*") if p.is_file())
+    for f in cache:
+        assert (plain.path / f).read_bytes() == (run.path / f).read_bytes(), f

@@ -51,10 +51,12 @@ class Observer(Protocol):
     Its dict is merged into the activation's manifest entry, so keys must be JSON-serialisable and should not
     collide with the entry's own (name, units, …).
 
-    An observer with a ``row_group(run_dir, start, group)`` method is given no ``update``: instead, as the writer turns
-    its spill into parquet, it gets every row group in corpus order, float16 patterns uint16 ``[units, R]``
+    An observer with a ``row_group(run_dir, start, group)`` method is given no ``update``: instead, when the writer
+    closes, it gets every row group of the written file in corpus order, float16 patterns uint16 ``[units, R]``
     (unit-major, rows ``[start, start + R)``, valid during the call), and, first, if its ``needs_spill()`` is
-    true, the whole spill once through ``read_spill(values, tiles)`` (see :class:`lstmviz.store.RunWriter`). The
+    true, every stored value once through ``read_spill(values, tiles)``: values uint16 ``[*]`` (read-only, the
+    memory-mapped file), tiles int64 ``[k, 4]``, one per row group (first row, rows R, element offset of unit
+    0's values, elements from one unit's values to the next) (see :class:`lstmviz.store.RunWriter`). The
     recording's match indices are built so (:class:`lstmviz.analysis.match_pass.PassIndex`).
     """
 

@@ -6,10 +6,12 @@ created at its final size, its blocks reserved (``posix_fallocate``: a full disk
 recording starts, and reading what is not yet written gives zeros), memory-mapped, and every chunk's unit-major
 runs are copied straight to their final offsets. Closing writes the footer; nothing is copied again.
 
-A run's rows arrive stream-major (each of 64 streams owns a stretch of the corpus), so one chunk touches a page
-of every unit's column at every stream. The mapped pages count in the process's resident set until dropped:
-:meth:`MappedF16File.drop` unmaps them (``madvise(MADV_DONTNEED)``: for a shared file mapping the data stays in
-the page cache, and what is written again faults back from memory, not disk).
+A run's rows arrive stream-major (each of 64 streams owns a stretch of the corpus), so one chunk writes a short
+run (its rows, e.g. 128 values) into a page of every unit's column at every stream: the pages a recording is
+filling at any time are one or two per stream and unit. The mapped pages count in the process's resident set
+until dropped: :meth:`MappedF16File.drop` unmaps them (``madvise(MADV_DONTNEED)``: for a shared file mapping
+the data stays in the page cache), and the next write to a page that is still being filled faults it back in
+from memory (a fault per stream and unit, each serving one chunk's run: the price of a drop).
 """
 
 from __future__ import annotations
@@ -81,11 +83,9 @@ class MappedF16File:
         shape, strides = (self.units, int(lay.rows[g])), (int(lay.stride[g]), 2)
         return np.lib.stride_tricks.as_strided(base, shape, strides, writeable=writeable)
 
-    def write_runs(self, tiles: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> int:
+    def write_runs(self, tiles: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> None:
         """Store ``tiles[b, :units·counts[b]]`` (uint16, unit-major: unit u's ``counts[b]`` patterns at
-        ``u·counts[b]``) at rows ``starts[b]…``, for each b; tiles ``[B, ≥ units·max(counts)]``. Returns an
-        estimate of the bytes of pages the writes touched (for :meth:`drop`)."""
-        touched = 0
+        ``u·counts[b]``) at rows ``starts[b]…``, for each b; tiles ``[B, ≥ units·max(counts)]``."""
         R = self.row_group
         for b in np.flatnonzero(counts > 0).tolist():
             s, c = int(starts[b]), int(counts[b])
@@ -93,8 +93,6 @@ class MappedF16File:
             for g in range(s // R, (s + c - 1) // R + 1):
                 a, e = max(s, g * R), min(s + c, (g + 1) * R)
                 self.group(g, writeable=True)[:, a - g * R : e - g * R] = tile[:, a - s : e - s]
-                touched += self.units * (2 * (e - a) + PAGE)
-        return touched
 
     def spill(self) -> tuple[np.ndarray, np.ndarray]:
         """The whole file as observers' ``read_spill`` takes it: read-only uint16 ``[size / 2]`` and the row groups

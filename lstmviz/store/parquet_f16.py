@@ -9,6 +9,11 @@ compression="none")`` writes for the same table, field for field: optional ``FIX
 with the ``FLOAT16`` logical type, data pages v1 with RLE definition levels, and the Arrow schema in the
 key-value metadata, so pyarrow, DuckDB and Polars read it as they read pyarrow's.
 
+A file whose size is fixed in advance can also be written in place (:mod:`lstmviz.store.mapped`): :func:`layout`
+says where every column chunk goes, padded so that each column's values start on an :data:`ALIGN`-byte
+boundary (column chunks need not be adjacent: each has its own offset in the footer), and :func:`footer` is
+the footer of either kind of file. :func:`plain_chunks` is how a reader finds the values of such a file again.
+
 With ``levels`` (float16 ``[256]``) a column is dictionary-encoded instead: each column chunk is a dictionary
 page holding the levels (PLAIN) and one data page of ``RLE_DICTIONARY`` indices of bit width 8, written as a
 single bit-packed run, whose body is then the caller's uint8 indices as they lie in memory (1 byte per value).

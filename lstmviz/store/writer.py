@@ -1,6 +1,7 @@
-"""Writing a run: :class:`RunWriter` streams activations in any row order into ``<run>.partial/`` and renames it into
-place only when every file is written (:mod:`lstmviz.outputs`), or, for a run on object storage, stages it locally
-and uploads it with the manifest last (:mod:`lstmviz.location`); :func:`write_run` writes one from arrays."""
+"""Writing a run: :class:`RunWriter` streams activations in any row order into ``<run>.partial/`` (each value copied
+once, to its place in the final parquet file) and renames it into place only when every file is written
+(:mod:`lstmviz.outputs`), or, for a run on object storage, stages it locally and uploads it with the manifest
+last (:mod:`lstmviz.location`); :func:`write_run` writes one from arrays."""
 
 from __future__ import annotations
 
@@ -36,19 +37,25 @@ _PARQUET_OPTS = dict(use_dictionary=False, write_statistics=False)
 # that time for its bytes; none is listed.
 COMPRESSION: dict[str, str] = {}
 WRITE_ROWS = 4096  # RunWriter.write handles its rows this many at a time (bounded scratch however long the run)
-# The pages of the mapped files that the chunks' writes may leave in the resident set before they are dropped
-# (madvise): a drop makes the next chunk fault its pages back in (from the page cache), so a smaller bound costs
-# faults, a larger one memory; either way it does not grow with the corpus.
+# The bytes the chunks write into the mapped files between two drops of their pages from the resident set
+# (MappedF16File.drop). The resident set then holds at most this much of them plus the pages being filled (one
+# or two per stream and unit of each activation): flat in the corpus length. Each drop costs a fault back in per
+# page being filled, so a smaller bound costs time (faults), a larger one memory.
 RESIDENT_BYTES = 256 << 20
 
 
 class RunWriter:
     """Writes a run directory. Activations may arrive in any row order; rows are stored in corpus order.
 
-    Each chunk passes once through a compiled kernel that counts its stats and lays its rows out unit-major;
-    the tiles are appended to raw float16 files under ``<run>.partial/spill/`` (so memory stays flat however
-    long the corpus is) and :meth:`close` assembles them into parquet in 16k-row groups. :meth:`submit_blocks`
-    does a chunk's work on the writer's own thread, overlapping the caller's next forward.
+    Each chunk passes once through a compiled kernel that counts its stats and lays its rows out unit-major, and
+    the unit-major runs are copied straight to their final offsets in the activation's parquet file, created at
+    its final size and memory-mapped (:class:`~lstmviz.store.mapped.MappedF16File`, 16k-row groups): there is
+    no spill, and :meth:`close` only runs the row-group observers over the file and writes the footers. The
+    maps' pages leave the resident set every :data:`RESIDENT_BYTES` written, so memory stays flat however long
+    the corpus is. An activation stored otherwise (a
+    codec of :data:`COMPRESSION`, 8-bit gates) is written so into a hidden float16 file beside its own, which
+    :meth:`close` encodes into it. :meth:`submit_blocks` does a chunk's work on the writer's own thread,
+    overlapping the caller's next forward.
 
     ``hist_ranges`` (name → (lo, hi)) fixes the stats histograms' ranges, which otherwise come from the first
     chunk (the shards of a run share the run's, so that their histograms add up).
@@ -60,8 +67,8 @@ class RunWriter:
     ``observers``, when given, is called once per activation and returns the :class:`Observer` s that see that
     activation's values as they are stored and are finished before the manifest is written (their dicts are
     merged into the activation's manifest entry). Derived data built this way costs no second pass over the run.
-    An observer with ``row_group`` is given, instead of ``update``, the row groups as :meth:`close` assembles them
-    (unit-major), after the whole spill if it ``needs_spill()`` (:class:`~lstmviz.store.Observer`).
+    An observer with ``row_group`` is given, instead of ``update``, the row groups in turn at :meth:`close`
+    (unit-major), after the whole file if it ``needs_spill()`` (:class:`~lstmviz.store.Observer`).
 
     ``out_dir`` may be a URI (``s3://bucket/runs/x``) or an :class:`~lstmviz.location.FsPath`: the run is
     then staged in a local directory as a local one is written, and uploaded when closed, its manifest last
@@ -111,12 +118,12 @@ class RunWriter:
         # an observer's card_state (lstmviz.cards.PassCards) is fed by the stats pass itself, values in cache
         self._card_state = {n: next((o.card_state for o in obs if hasattr(o, "card_state")), None)
                             for n, obs in self.observers.items()}  # fmt: skip
-        # an observer with ``row_group`` is given the row groups as the spill becomes parquet, instead of ``update``
+        # an observer with ``row_group`` is given the row groups of the written file at close, instead of ``update``
         self._row_obs = {n: [o for o in obs if _by_groups(o)] for n, obs in self.observers.items()}
         self._updates = {n: [o for o in obs if not _by_groups(o)] for n, obs in self.observers.items()}
         self._files: dict[str, MappedF16File] = {}
         self._scratch = np.empty(0, np.uint16)
-        self._resident = 0  # bytes of mapped pages the writes may have touched since the last drop
+        self._resident = 0  # bytes written into the mapped files since their pages were last dropped
         self._lock = threading.Lock()  # one chunk at a time: observers and the files see whole chunks in turn
         self._thread: ThreadPoolExecutor | None = None
         self._pending: list[Future] = []
@@ -219,7 +226,8 @@ class RunWriter:
                 for b in range(B):
                     if counts[b]:
                         obs.update(int(starts[b]), half[b, : counts[b]])
-            self._resident += self._files[name].write_runs(tiles, starts, counts)
+            self._files[name].write_runs(tiles, starts, counts)
+            self._resident += 2 * U * int(counts.sum())
             if self._resident > RESIDENT_BYTES:
                 for f in self._files.values():
                     f.drop()
