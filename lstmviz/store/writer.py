@@ -261,7 +261,7 @@ class RunWriter:
 
         def convert(act: Activation) -> None:
             f, row_obs = self._files[act.name], self._row_obs[act.name]
-            spill_obs = [o for o in row_obs if getattr(o, "needs_spill", lambda: False)()]
+            spill_obs = [o for o in self.observers[act.name] if getattr(o, "needs_spill", lambda: False)()]
             if spill_obs:
                 values, groups = f.spill()
                 for o in spill_obs:
