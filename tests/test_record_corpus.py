@@ -134,6 +134,23 @@ def test_interrupted_recording_never_looks_complete_and_rerun_restarts(tmp_path)
     assert not (tmp_path / "run.partial").exists()
 
 
+@pytest.mark.parametrize("layout", ["legacy spill", "in place"])
+def test_an_interrupted_recordings_partial_is_cleared_by_the_next_one(tmp_path, layout):
+    """A partial left by a killed recording is started over: one from before the marker (its tiles in a spill
+    folder) and one written in place (marked, half-written activation files)."""
+    part = tmp_path / "run.partial"
+    (part / "acts").mkdir(parents=True)
+    if layout == "legacy spill":
+        (part / "spill").mkdir()
+        (part / "spill" / "rnn.l0.fwd.h.f16").write_bytes(b"\0" * 64)
+    else:
+        (part / ".lstmviz").write_text('{"written_by": "lstmviz", "kind": "run"}\n')
+        (part / "acts" / "rnn.l0.fwd.h.parquet").write_bytes(b"PAR1" + b"\0" * 60)
+    lstmviz.write_run(tmp_path / "run", ["a", "b"], {"rnn.l0.fwd.h": np.ones((2, 3), np.float32)})
+    assert lstmviz.open_run(tmp_path / "run").n_tokens == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
 def test_a_partial_directory_is_refused(tmp_path):
     part = tmp_path / "run.partial"
     part.mkdir()

@@ -1,4 +1,4 @@
-"""The writer's stats and spill: exact against numpy over the stored values, NaN and inf included."""
+"""The writer's stats and its files written in place: exact against numpy over the stored values, NaN, inf too."""
 
 from __future__ import annotations
 
