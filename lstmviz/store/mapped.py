@@ -4,7 +4,7 @@ Such a file's size and layout are known before any value arrives (:func:`~lstmvi
 each row group's column chunks are one page each, a fixed-size header then the unit's values. So the file is
 created at its final size, its blocks reserved (``posix_fallocate``: a full disk is an error before the
 recording starts, and reading what is not yet written gives zeros), memory-mapped, and every chunk's unit-major
-runs are copied straight to their final offsets. Closing writes the footer; nothing is copied again.
+runs are copied straight to their final offsets. Closing writes the footer; no value is written twice.
 
 A run's rows arrive stream-major (each of 64 streams owns a stretch of the corpus), so one chunk writes a short
 run (its rows, e.g. 128 values) into a page of every unit's column at every stream: the pages a recording is
