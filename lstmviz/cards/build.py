@@ -13,10 +13,9 @@ WINDOW = 10  # the de-duplication window of the stored top contexts
 BANDS = 10
 BAND_EXAMPLES = 5
 SAMPLE = 4096  # positions sampled for the quantile bands
-STRIP_BINS = 400
 THETA = 0.5
 SEED = 0
-VERSION = 1
+VERSION = 2  # 2: the candidates from the closing sweep, and no strip (the overview is the strip)
 POS_BITS = _cs.POS_BITS
 _POS_MAX = _cs.POS_MAX
 

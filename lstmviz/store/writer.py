@@ -103,12 +103,10 @@ class RunWriter:
             if name in self.stats:
                 self.stats[name].range = (float(bounds[0]), float(bounds[1]))
         self.observers = {a.name: list(observers(a)) if observers else [] for a in activations}
-        # an observer's card_state (lstmviz.cards.PassCards) is fed by the stats pass itself, values in cache
-        self._card_state = {n: next((o.card_state for o in obs if hasattr(o, "card_state")), None)
-                            for n, obs in self.observers.items()}  # fmt: skip
-        # an observer with ``row_group`` is given the row groups as the spill becomes parquet, instead of ``update``
+        # an observer with ``row_group`` is given the row groups as the spill becomes parquet, instead of ``update``,
+        # and one with ``read_spill`` alone only the whole spill
         self._row_obs = {n: [o for o in obs if _by_groups(o)] for n, obs in self.observers.items()}
-        self._updates = {n: [o for o in obs if not _by_groups(o)] for n, obs in self.observers.items()}
+        self._updates = {n: [o for o in obs if _by_rows(o)] for n, obs in self.observers.items()}
         self._spill = {}
         self._tiles: dict[str, list[tuple[int, int, int]]] = {a.name: [] for a in activations}  # (row, rows, offset)
         self._scratch = np.empty(0, np.uint16)
@@ -203,7 +201,7 @@ class RunWriter:
             if self._scratch.size < B * U * T:
                 self._scratch = np.empty(B * U * T, np.uint16)
             tiles = self._scratch[: B * U * T].reshape(B, U * T)
-            self.stats[name].update(half.view(np.uint16), counts, tiles, starts, self._card_state[name])
+            self.stats[name].update(half.view(np.uint16), counts, tiles)
             for obs in self._updates[name]:
                 for b in range(B):
                     if counts[b]:
@@ -248,7 +246,7 @@ class RunWriter:
             spill = self.partial / "spill" / f"{act.name}.f16"
             eight = act.name in self.eight
             tiles, row_obs = self._tiles[act.name], self._row_obs[act.name]
-            spill_obs = [o for o in row_obs if getattr(o, "needs_spill", lambda: False)()]
+            spill_obs = [o for o in self.observers[act.name] if getattr(o, "needs_spill", lambda: False)()]
             if spill_obs:
                 _read_spill(spill, tiles, spill_obs)
 
@@ -376,6 +374,11 @@ def _spill_to_parquet(
 def _by_groups(observer: object) -> bool:
     """Whether an observer takes the row groups (``row_group``) rather than ``update``."""
     return callable(getattr(observer, "row_group", None))
+
+
+def _by_rows(observer: object) -> bool:
+    """Whether an observer takes each chunk's rows (``update``): unless it takes the row groups or the spill alone."""
+    return not _by_groups(observer) and not callable(getattr(observer, "read_spill", None))
 
 
 def _read_spill(spill: Path, tiles: Sequence[tuple[int, int, int]], observers: Sequence) -> None:
