@@ -105,27 +105,10 @@ def _summary(s_hi: int, s_lo: int, u_hi: int, u_lo: int, out: np.ndarray, i: int
     0x8000 as uint16 a value ≤ −0 (or a NaN below −inf), in the order of their bits; the other view orders the
     other sign."""
     s_hi, s_lo, u_hi, u_lo = np.int64(s_hi), np.int64(s_lo), np.int64(u_hi), np.int64(u_lo)
-    out[0, i] = ZERO + s_hi if s_hi >= 0 else 0xFFFF - u_lo  # every value < 0: the nearest to 0 is the largest
+    out[0, i] = ZERO + s_hi if s_hi >= 0 else (ZERO if u_lo == 0x8000 else 0xFFFF - u_lo)  # all < +0: nearest to 0
     out[1, i] = 0xFFFF - u_hi if u_hi > 0x8000 else (ZERO if u_hi == 0x8000 else ZERO + s_lo)
     out[2, i] = out[0, i] if (0 <= s_hi <= 0x7C00) or (s_hi < 0 and u_lo <= 0xFC00) else -1
     out[3, i] = out[1, i] if (0x8000 <= u_hi <= 0xFC00) or (u_hi < 0x8000 and s_lo <= 0x7C00) else -1
-
-
-@njit(**_JIT)
-def _blocks(values: np.ndarray, tiles: np.ndarray, u: int, summary: np.ndarray, size: np.ndarray) -> None:
-    """Per block of ``_BLOCK`` consecutive rows of unit u (each tile's rows cut from its first), in corpus order:
-    its :func:`_summary` into summary int64 ``[4, blocks]``, and its rows."""
-    signed = values.view(np.int16)
-    i = 0
-    for k in range(tiles.shape[0]):
-        c = tiles[k, 1]
-        base = tiles[k, 2] + u * tiles[k, 3]
-        for t0 in range(base, base + c, _BLOCK):
-            n = min(_BLOCK, base + c - t0)
-            s_hi, s_lo, u_hi, u_lo = _extremes(signed[t0 : t0 + n], values[t0 : t0 + n])
-            _summary(s_hi, s_lo, u_hi, u_lo, summary, i)
-            size[i] = n
-            i += 1
 
 
 @njit(**_JIT)
@@ -161,7 +144,7 @@ def _collect(
 ) -> None:
     """Unit u's top card keys of both signs into top int64 ``[2, U, M]`` (descending, 0 padded): the keys above
     kp and the first tp at kp (positive), below kn and the first tn at kn (negative), reading only the blocks
-    whose bounds (:func:`_blocks`) reach them; and its values at the sampled positions into sample uint16
+    whose summaries (:func:`_summary`) reach them; and its values at the sampled positions into sample uint16
     ``[U, S]``. Positions are rows plus ``offset``."""
     n_pos = 0
     n_neg = 0
@@ -241,10 +224,19 @@ def sweep(
         n_blocks += -(-tiles[k, 1] // _BLOCK)
     summary = np.empty((4, n_blocks if M > 0 else 0), np.int64)
     size = np.empty(summary.shape[1], np.int64)
+    signed = values.view(np.int16)
     for u in range(U):
+        i = 0
         for k in range(tiles.shape[0]):
             c = tiles[k, 1]
             base = tiles[k, 2] + u * tiles[k, 3]
+            if M > 0:  # the blocks' summaries while the run is in cache (:func:`_summary`)
+                for t0 in range(base, base + c, _BLOCK):
+                    n = min(_BLOCK, base + c - t0)
+                    s_hi, s_lo, u_hi, u_lo = _extremes(signed[t0 : t0 + n], values[t0 : t0 + n])
+                    _summary(s_hi, s_lo, u_hi, u_lo, summary, i)
+                    size[i] = n
+                    i += 1
             t = 0
             while t + 2 <= c:
                 h0[_raw(values[base + t])] += 1
@@ -287,7 +279,6 @@ def sweep(
                     kn, tn = j, M - cum
                     break
                 cum += h0[j]
-            _blocks(values, tiles, u, summary, size)
             floor = _floor(summary[2], size, span, nth, 1)
             if floor > kp:  # every pick is at or above the long blocks' floor: fewer candidates, all its ties
                 kp, tp = floor - 1, 0
