@@ -183,7 +183,7 @@ def recorded(tmp_path_factory):
     torch.manual_seed(0)
     ids = np.random.default_rng(0).integers(0, 12, 3000)
     out = tmp_path_factory.mktemp("rec") / "run"
-    run = lstmviz.record_corpus(Tiny().eval(), ids, out, streams=7, chunk=50, progress=False, cards=True)
+    run = lstmviz.record_corpus(Tiny().eval(), ids, out, streams=7, chunk=50, progress=False)  # cards by default
     return lstmviz.open_run(run)
 
 
@@ -213,13 +213,12 @@ def test_a_recording_holds_the_cards_and_the_unit_page_equals_the_first_use_buil
     np.testing.assert_allclose(got.correlated["r"], r[got.correlated["unit"]], atol=2e-5)
 
 
-def test_a_default_recording_leaves_the_cards_to_first_use_and_they_equal_the_pass(recorded, tmp_path):
-    """The cards are opt-in in the pass: without ``cards`` no file is written, and the first use builds the cards
-    the pass would have."""
+def test_a_recording_without_cards_leaves_them_to_first_use_and_they_equal_the_pass(recorded, tmp_path):
+    """With ``cards=False`` no file is written, and the first use builds the cards the recording would have."""
     torch.manual_seed(0)
     ids = np.random.default_rng(0).integers(0, 12, 3000)
     plain = lstmviz.open_run(
-        lstmviz.record_corpus(Tiny().eval(), ids, tmp_path / "run", streams=7, chunk=50, progress=False)
+        lstmviz.record_corpus(Tiny().eval(), ids, tmp_path / "run", streams=7, chunk=50, progress=False, cards=False)
     )
     assert not any("cards" in plain.info(name) for name in plain.names)
     assert not (plain.path / "cache" / "cards").exists()
@@ -229,12 +228,12 @@ def test_a_default_recording_leaves_the_cards_to_first_use_and_they_equal_the_pa
     assert plain.correlated_units(name, unit).equals(recorded.correlated_units(name, unit))
 
 
-def test_cli_record_cards_writes_every_activations_cards(tmp_path):
+def test_cli_record_writes_every_activations_cards_unless_told_not_to(tmp_path):
     from lstmviz.cli import main
 
     argv = [*record_argv(tmp_path, "lstm"), "--no-progress"]
-    assert main([str(a) for a in [*argv, "--out", tmp_path / "with", "--cards"]]) == 0
-    assert main([str(a) for a in [*argv, "--out", tmp_path / "without"]]) == 0
+    assert main([str(a) for a in [*argv, "--out", tmp_path / "with"]]) == 0
+    assert main([str(a) for a in [*argv, "--out", tmp_path / "without", "--no-cards"]]) == 0
     with_, without = lstmviz.open_run(tmp_path / "with"), lstmviz.open_run(tmp_path / "without")
     assert all((with_.path / with_.info(n)["cards"]).is_file() for n in with_.names)
     assert not any("cards" in without.info(n) for n in without.names)
