@@ -161,9 +161,8 @@ def _make_strip(overview: bool):
         sig = types.void(src, types.intp, types.intp, types.intp, sums, keys, types.intp, osum, ocount, types.intp)
 
         def codegen(context, builder, signature, args):
-            sa, so, n, ss, fa, ka, ko, oa, ca, oo = args
-            ptr = [_data(context, builder, signature.args[i], args[i]) for i in (0, 4, 5, 7, 8)]
-            sp, fp, kp, op, cp = ptr
+            so, n, ss, ko, oo = (args[i] for i in (1, 2, 3, 6, 9))
+            sp, fp, kp, op, cp = (_data(context, builder, signature.args[i], args[i]) for i in (0, 4, 5, 7, 8))
             f64, i64, i16 = (ir.VectorType(t, W) for t in (ir.DoubleType(), ir.IntType(64), ir.IntType(16)))
 
             def const(v: int):
@@ -334,3 +333,17 @@ def stats_pass(
             cnt[4, u] = min(cnt[4, u], keys[u])
             cnt[5, u] = max(cnt[5, u], keys[U + u])
             _histogram(tile[u * c : (u + 1) * c], codes, hist[u])
+
+
+@njit(**_STRICT)
+def bin_rows(bits: np.ndarray, counts: np.ndarray, starts: np.ndarray, per: int, osum: np.ndarray, ocount: np.ndarray):
+    """The overview's bin sums alone, one value at a time (beside the pass with unit cards): stream b's rows
+    ``[0, counts[b])`` of bits uint16 ``[B, T, U]`` at positions ``starts[b]…`` into osum / ocount ``[bins, U]``."""
+    for b in range(bits.shape[0]):
+        for t in range(counts[b]):
+            bin_ = (starts[b] + t) // per
+            for u in range(bits.shape[2]):
+                x = LUT[bits[b, t, u]]
+                if x == x:
+                    osum[bin_, u] += x
+                    ocount[bin_, u] += 1

@@ -1,13 +1,16 @@
 """Per-unit stats of each activation, counted in the writer's one pass over the values as stored (one compiled
-pass per chunk, :mod:`lstmviz.chunkstats`)."""
+pass per chunk, :mod:`lstmviz.store._stats_jit`; with unit cards, :func:`lstmviz.chunkstats.chunk_pass`)."""
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from .. import chunkstats as _cs
 from .. import names as _names
+from . import _stats_jit
 from .format import Activation
 
 LOW, HIGH = 0.1, 0.9
@@ -26,12 +29,30 @@ def hist_range(kind: str, first: np.ndarray) -> tuple[float, float]:
     return -1.5 * bound, 1.5 * bound
 
 
+class BinSums(NamedTuple):
+    """What an observer gives the stats pass to have its bin sums counted there (``overview_state``, e.g.
+    :class:`lstmviz.analysis.overview.OverviewBuilder`'s): row r of a chunk at run position ``offset + r`` goes to
+    bin ``(offset + r) // per`` of ``sum`` float64 / ``count`` int64 ``[bins, units]``, which add the values that
+    are not NaN in row order."""
+
+    offset: int
+    per: int
+    sum: np.ndarray
+    count: np.ndarray
+
+
+_NO_BINS = BinSums(0, 1, np.zeros((1, 1)), np.zeros((1, 1), np.int64))
+
+
 class Stats:
     """Per-unit streaming aggregates of one activation, over the float16 values as stored.
 
     NaN and ±inf are counted (n_nan, n_inf) and left out of the moments, min, max and histogram; n_low / n_high
     compare every non-NaN value, as ``x < low`` over the stored values does. One compiled pass per chunk
-    (:func:`lstmviz.chunkstats.chunk_pass`), which also lays the chunk out unit-major for the spill.
+    (:func:`lstmviz.store._stats_jit.stats_pass`), which also lays the chunk out unit-major for the spill.
+
+    The pass counts the histogram, n_low, n_high, n_nan and n_inf as one count of value classes (``codes``
+    ``[units, 4, n_codes]``, folded by ``fold``); the pass with unit cards counts them in ``hist`` and ``cnt``.
     """
 
     def __init__(self, act: Activation):
@@ -43,6 +64,8 @@ class Stats:
         self.cnt[4], self.cnt[5] = _cs.NO_KEY, -_cs.NO_KEY
         self.hist = np.zeros((u, 4, HIST_BINS + 1), np.int64)
         self.range: tuple[float, float] | None = None
+        self._table: tuple[np.ndarray, np.ndarray] | None = None  # codes [65536], fold, for self.range
+        self.codes = np.zeros((u, 4, 0), np.int64)
 
     def update(
         self,
@@ -51,23 +74,44 @@ class Stats:
         tiles: np.ndarray,
         starts: np.ndarray | None = None,
         cards: _cs.CardState | None = None,
+        bins: BinSums | None = None,
     ) -> None:
         """bits: float16 bit patterns uint16 ``[B, T, units]``, rows ``[0, counts[b])`` of stream b valid.
 
         Writes each stream's valid rows unit-major into ``tiles[b, :units·counts[b]]`` (uint16 ``[B, ≥units·T]``).
-        ``cards``, if given, is fed in the same pass (stream b's rows at ``starts[b]…``, int64 ``[B]``).
+        ``cards`` and ``bins``, if given, are fed in the same pass (stream b's rows at ``starts[b]…``, int64 ``[B]``).
         """
+        bits = np.ascontiguousarray(bits)
+        starts = np.zeros(len(counts), np.int64) if starts is None else np.asarray(starts, np.int64)
         if self.range is None:
             valid = np.arange(bits.shape[1])[None, :] < counts[:, None]
             self.range = hist_range(self.act.kind, _cs.LUT[bits[valid]])
         lo, hi = self.range
-        extra = (starts, *cards.args()) if cards is not None else (counts, *_cs.no_cards())
-        scale = HIST_BINS / (hi - lo)
-        _cs.chunk_pass(bits, counts, *_THRESHOLD_KEYS, lo, scale, tiles, self.acc, self.cnt, self.hist, *extra)
+        if cards is not None:
+            scale = HIST_BINS / (hi - lo)
+            extra = (starts, *cards.args())
+            _cs.chunk_pass(bits, counts, *_THRESHOLD_KEYS, lo, scale, tiles, self.acc, self.cnt, self.hist, *extra)
+            if bins is not None:
+                _stats_jit.bin_rows(bits, counts, starts + bins.offset, bins.per, bins.sum, bins.count)
+        else:
+            if self._table is None:
+                self._table = _stats_jit.code_table(lo, hi, HIST_BINS, LOW, HIGH)
+                self.codes = np.zeros((self.act.units, 4, len(self._table[1])), np.int64)
+            b = _NO_BINS if bins is None else bins
+            _stats_jit.stats_pass(bits, counts, starts, self._table[0], tiles, self.acc, self.cnt, self.codes,
+                                  bins is not None, b.offset, b.per, b.sum, b.count)  # fmt: skip
         self.count += int(counts.sum())
 
+    def _counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """(hist int64 ``[units, HIST_BINS]``, int64 ``[4, units]`` n_low, n_high, n_nan, n_inf) from both passes."""
+        hist, cnt = self.hist[:, :, :HIST_BINS].sum(1), self.cnt[:4]
+        if self._table is not None:
+            folded = self.codes.sum(1) @ self._table[1]
+            hist, cnt = hist + folded[:, :HIST_BINS], cnt + folded[:, HIST_BINS + 1 :].T
+        return hist, cnt
+
     def frame(self) -> pd.DataFrame:
-        n_nan, n_inf = self.cnt[2], self.cnt[3]
+        hist, (n_low, n_high, n_nan, n_inf) = self._counts()
         finite = self.count - n_nan - n_inf
         n = np.maximum(finite, 1)
         mean = self.acc[0] / n
@@ -83,11 +127,11 @@ class Stats:
                 "std": np.where(none, np.nan, np.sqrt(var)),
                 "min": np.where(none, np.nan, _cs.LUT[_cs.key_bits(self.cnt[4])].astype(np.float64)),
                 "max": np.where(none, np.nan, _cs.LUT[_cs.key_bits(self.cnt[5])].astype(np.float64)),
-                "n_low": self.cnt[0],
-                "n_high": self.cnt[1],
+                "n_low": n_low,
+                "n_high": n_high,
                 "n_nan": n_nan,
                 "n_inf": n_inf,
-                "hist": list(self.hist[:, :, :HIST_BINS].sum(1)),
+                "hist": list(hist),
                 "hist_lo": lo,
                 "hist_hi": hi,
             }

@@ -106,9 +106,13 @@ class RunWriter:
         # an observer's card_state (lstmviz.cards.PassCards) is fed by the stats pass itself, values in cache
         self._card_state = {n: next((o.card_state for o in obs if hasattr(o, "card_state")), None)
                             for n, obs in self.observers.items()}  # fmt: skip
+        # and an observer's overview_state (BinSums) by the same pass, instead of ``update``
+        binned = {n: next((o for o in obs if hasattr(o, "overview_state")), None) for n, obs in self.observers.items()}
+        self._bin_sums = {n: getattr(o, "overview_state", None) for n, o in binned.items()}
         # an observer with ``row_group`` is given the row groups as the spill becomes parquet, instead of ``update``
         self._row_obs = {n: [o for o in obs if _by_groups(o)] for n, obs in self.observers.items()}
-        self._updates = {n: [o for o in obs if not _by_groups(o)] for n, obs in self.observers.items()}
+        self._updates = {n: [o for o in obs if not _by_groups(o) and o is not binned[n]]
+                         for n, obs in self.observers.items()}  # fmt: skip
         self._spill = {}
         self._tiles: dict[str, list[tuple[int, int, int]]] = {a.name: [] for a in activations}  # (row, rows, offset)
         self._scratch = np.empty(0, np.uint16)
@@ -203,7 +207,8 @@ class RunWriter:
             if self._scratch.size < B * U * T:
                 self._scratch = np.empty(B * U * T, np.uint16)
             tiles = self._scratch[: B * U * T].reshape(B, U * T)
-            self.stats[name].update(half.view(np.uint16), counts, tiles, starts, self._card_state[name])
+            bits = half.view(np.uint16)
+            self.stats[name].update(bits, counts, tiles, starts, self._card_state[name], self._bin_sums[name])
             for obs in self._updates[name]:
                 for b in range(B):
                     if counts[b]:
