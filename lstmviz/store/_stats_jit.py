@@ -8,8 +8,8 @@ stream b's first ``c = counts[b]`` rows are valid. Per stream, in three loops ov
 2. 16 units at a time, over the stream's rows in order (:func:`_strip`, explicit 16-lane vectors): the sum and
    sum of squares of the finite values, the min and max order keys (:func:`lstmviz.chunkstats.key`) of the finite
    values, and, with an overview, per bin of rows the sum and count of the values that are not NaN;
-3. per unit, over its tile row: one table lookup and one increment per value into a histogram of *codes*
-   (:func:`code_table`). A code stands for one class of float16 patterns: its histogram bin (or non-finite),
+3. per unit, over its tile row (four units at a time): one table lookup and one increment per value into counts
+   of *codes* (:func:`code_table`). A code stands for one class of float16 patterns: its histogram bin (or non-finite),
    ``x < LOW``, ``x > HIGH``, NaN, ±inf. So the bins, n_low, n_high, n_nan and n_inf all come out of one count per
    value, folded at the end (``fold``).
 
@@ -262,20 +262,24 @@ def _tail_units(src, c, U, u1, sums, keys, pos0, per, osum, ocount, overview) ->
 
 
 @njit(**_STRICT)
-def _histogram(row: np.ndarray, codes: np.ndarray, hist: np.ndarray) -> None:
-    """One unit's values (bits ``[c]``) into its code counts hist ``[4, n_codes]``: four interleaved copies, so that
-    a run of equal codes (a saturated unit) does not make each increment wait for the one before."""
-    c = row.shape[0]
-    t = 0
-    while t + 4 <= c:
-        hist[0, codes[row[t]]] += 1
-        hist[1, codes[row[t + 1]]] += 1
-        hist[2, codes[row[t + 2]]] += 1
-        hist[3, codes[row[t + 3]]] += 1
-        t += 4
-    while t < c:
-        hist[0, codes[row[t]]] += 1
-        t += 1
+def _histogram(tile: np.ndarray, c: int, U: int, codes: np.ndarray, hist: np.ndarray) -> None:
+    """A stream's tile (bits ``[U·c]``, unit-major) into the code counts hist ``[U, n_codes]``, four units' rows at a
+    time: consecutive increments go to four different units' counts, so that a run of equal codes (a saturated
+    unit) does not make each increment wait for the one before."""
+    u = 0
+    while u + 4 <= U:
+        r0, r1 = tile[u * c : (u + 1) * c], tile[(u + 1) * c : (u + 2) * c]
+        r2, r3 = tile[(u + 2) * c : (u + 3) * c], tile[(u + 3) * c : (u + 4) * c]
+        h0, h1, h2, h3 = hist[u], hist[u + 1], hist[u + 2], hist[u + 3]
+        for t in range(c):
+            h0[codes[r0[t]]] += 1
+            h1[codes[r1[t]]] += 1
+            h2[codes[r2[t]]] += 1
+            h3[codes[r3[t]]] += 1
+        u += 4
+    for v in range(u, U):
+        for t in range(c):
+            hist[v, codes[tile[v * c + t]]] += 1
 
 
 @njit(**_STRICT)
@@ -298,7 +302,7 @@ def stats_pass(
     (:func:`code_table`); tiles uint16 ``[B, ≥U·T]`` (out: tile b packed ``[U, c_b]``).
 
     Accumulates into acc float64 ``[2, U]`` (sum, sum of squares of the finite values), cnt int64 ``[6, U]`` (only
-    rows 4 and 5: the min and max order keys) and hist int64 ``[U, 4, n_codes]``. With ``overview``, stream b's
+    rows 4 and 5: the min and max order keys) and hist int64 ``[U, n_codes]``. With ``overview``, stream b's
     row t is at position ``ov_offset + starts[b] + t`` and its values that are not NaN are summed and counted into
     bin ``position // ov_per`` of ov_sum float64 / ov_count int64 ``[bins, U]``.
     """
@@ -332,7 +336,7 @@ def stats_pass(
             acc[1, u] += sums[U + u]
             cnt[4, u] = min(cnt[4, u], keys[u])
             cnt[5, u] = max(cnt[5, u], keys[U + u])
-            _histogram(tile[u * c : (u + 1) * c], codes, hist[u])
+        _histogram(tile, c, U, codes, hist)
 
 
 @njit(**_STRICT)

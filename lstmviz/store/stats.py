@@ -52,7 +52,7 @@ class Stats:
     (:func:`lstmviz.store._stats_jit.stats_pass`), which also lays the chunk out unit-major for the spill.
 
     The pass counts the histogram, n_low, n_high, n_nan and n_inf as one count of value classes (``codes``
-    ``[units, 4, n_codes]``, folded by ``fold``); the pass with unit cards counts them in ``hist`` and ``cnt``.
+    ``[units, n_codes]``, folded by ``fold``); the pass with unit cards counts them in ``hist`` and ``cnt``.
     """
 
     def __init__(self, act: Activation):
@@ -65,7 +65,7 @@ class Stats:
         self.hist = np.zeros((u, 4, HIST_BINS + 1), np.int64)
         self.range: tuple[float, float] | None = None
         self._table: tuple[np.ndarray, np.ndarray] | None = None  # codes [65536], fold, for self.range
-        self.codes = np.zeros((u, 4, 0), np.int64)
+        self.codes = np.zeros((u, 0), np.int64)
 
     def update(
         self,
@@ -96,7 +96,7 @@ class Stats:
         else:
             if self._table is None:
                 self._table = _stats_jit.code_table(lo, hi, HIST_BINS, LOW, HIGH)
-                self.codes = np.zeros((self.act.units, 4, len(self._table[1])), np.int64)
+                self.codes = np.zeros((self.act.units, len(self._table[1])), np.int64)
             b = _NO_BINS if bins is None else bins
             _stats_jit.stats_pass(bits, counts, starts, self._table[0], tiles, self.acc, self.cnt, self.codes,
                                   bins is not None, b.offset, b.per, b.sum, b.count)  # fmt: skip
@@ -106,7 +106,7 @@ class Stats:
         """(hist int64 ``[units, HIST_BINS]``, int64 ``[4, units]`` n_low, n_high, n_nan, n_inf) from both passes."""
         hist, cnt = self.hist[:, :, :HIST_BINS].sum(1), self.cnt[:4]
         if self._table is not None:
-            folded = self.codes.sum(1) @ self._table[1]
+            folded = self.codes @ self._table[1]
             hist, cnt = hist + folded[:, :HIST_BINS], cnt + folded[:, HIST_BINS + 1 :].T
         return hist, cnt
 
