@@ -182,3 +182,18 @@ def test_bin_sums_state_offsets_positions():
     np.testing.assert_array_equal(np.flatnonzero(s.count.any(1)), [10, 11, 12, 13])
     np.testing.assert_array_equal(s.count.sum(0), 30)
     np.testing.assert_array_equal(s.sum[10], x[0, :5].astype(np.float64).sum(0))
+
+
+def test_rows_outside_the_bins_are_refused():
+    """The pass writes where the positions say, so rows past the last bin (or before the first) are an error, not a
+    write outside the arrays."""
+    act = Activation.from_name("rnn.l0.fwd.h", 3)
+    x = np.zeros((1, 4, 3), np.uint16)
+    tiles = np.zeros((1, 12), np.uint16)
+    s = BinSums(0, 2, np.zeros((3, 3)), np.zeros((3, 3), np.int64))
+    with pytest.raises(ValueError, match="outside"):
+        Stats(act).update(x, np.array([4]), tiles, np.array([3]), None, s)
+    with pytest.raises(ValueError, match="outside"):
+        Stats(act).update(x, np.array([4]), tiles, np.array([-1]), None, s)
+    Stats(act).update(x, np.array([4]), tiles, np.array([2]), None, s)
+    np.testing.assert_array_equal(s.count.sum(), 12)

@@ -83,6 +83,13 @@ class Stats:
         """
         bits = np.ascontiguousarray(bits)
         starts = np.zeros(len(counts), np.int64) if starts is None else np.asarray(starts, np.int64)
+        if bins is not None:  # the compiled passes write where the positions say: refuse rows outside the bins
+            used = counts > 0
+            first, last = starts[used] + bins.offset, starts[used] + bins.offset + counts[used] - 1
+            if used.any() and (first.min() < 0 or last.max() // bins.per >= len(bins.sum)):
+                raise ValueError(f"{self.act.name}: rows outside the {len(bins.sum)} bins of {bins.per} positions")
+            if bins.sum.shape[1:] != (self.act.units,) or bins.count.shape != bins.sum.shape:
+                raise ValueError(f"{self.act.name}: bin sums of shape {bins.sum.shape}, not [bins, {self.act.units}]")
         if self.range is None:
             valid = np.arange(bits.shape[1])[None, :] < counts[:, None]
             self.range = hist_range(self.act.kind, _cs.LUT[bits[valid]])
