@@ -33,6 +33,8 @@ inlines them, so that numba's cache (keyed by this file) never keeps a kernel bu
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
@@ -46,10 +48,11 @@ _STRICT = {"error_model": "numpy", "nogil": True, "cache": True}
 _NAN_KEY = 0x7C00  # |key| above this: NaN; equal: ±inf
 
 
+@functools.lru_cache(maxsize=64)  # a recording's activations share a few ranges
 def code_table(lo: float, hi: float, bins: int, low: float, high: float) -> tuple[np.ndarray, np.ndarray]:
     """(codes uint8 ``[65536]``, fold int64 ``[n_codes, bins + 5]``): every float16 pattern's code, and per code
     its histogram bin (columns ``[0, bins)``, the non-finite column ``bins``) and whether it is ``x < low``,
-    ``x > high``, NaN, ±inf (columns ``bins + 1 … bins + 4``).
+    ``x > high``, NaN, ±inf (columns ``bins + 1 … bins + 4``). Read-only, shared by the activations of one range.
 
     The bin is ``clip((x − lo)·scale, 0, bins − 1)`` in float32, scale = bins / (hi − lo), as the histogram has
     always counted; the comparisons are float32 ones, as ``x < low`` on the stored values reads."""
@@ -58,21 +61,18 @@ def code_table(lo: float, hi: float, bins: int, low: float, high: float) -> tupl
     lo32, scale32 = np.float32(lo), np.float32(bins / (hi - lo))
     with np.errstate(invalid="ignore", over="ignore"):
         v = np.minimum(np.maximum((np.where(finite, x, 0) - lo32) * scale32, np.float32(0)), np.float32(bins - 1))
-    classes = np.stack(
-        [
-            np.where(finite, v.astype(np.int64), bins),
-            x < np.float32(low),
-            x > np.float32(high),
-            np.isnan(x),
-            np.isinf(x),
-        ],
-        1,
-    ).astype(np.int64)
-    kinds, codes = np.unique(classes, axis=0, return_inverse=True)
+    flags = [x < np.float32(low), x > np.float32(high), np.isnan(x), np.isinf(x)]
+    klass = np.where(finite, v.astype(np.int64), bins) << 4  # the bin, then one bit per flag
+    for i, flag in enumerate(flags):
+        klass |= flag.astype(np.int64) << (3 - i)
+    kinds, codes = np.unique(klass, return_inverse=True)
     fold = np.zeros((len(kinds), bins + 5), np.int64)
-    fold[np.arange(len(kinds)), kinds[:, 0]] = 1
-    fold[:, bins + 1 :] = kinds[:, 1:]
-    return codes.reshape(-1).astype(np.uint8), fold
+    fold[np.arange(len(kinds)), kinds >> 4] = 1
+    for i in range(4):
+        fold[:, bins + 1 + i] = (kinds >> (3 - i)) & 1
+    codes = codes.astype(np.uint8)
+    codes.flags.writeable = fold.flags.writeable = False
+    return codes, fold
 
 
 def _network() -> tuple[list[list[tuple[int, int, list[int], int]]], list[int]]:
