@@ -197,3 +197,25 @@ def test_rows_outside_the_bins_are_refused():
         Stats(act).update(x, np.array([4]), tiles, np.array([-1]), None, s)
     Stats(act).update(x, np.array([4]), tiles, np.array([2]), None, s)
     np.testing.assert_array_equal(s.count.sum(), 12)
+
+
+@pytest.mark.parametrize("kind", ["c", "h", "f", "g"])
+def test_the_range_is_hist_range_of_the_first_chunk(kind):
+    """The histogram's range comes from the first chunk's valid rows as hist_range reads them (±1.5·max|x| of the
+    finite values for an unbounded kind), with NaN, inf, all-NaN and all-zero chunks among them."""
+    from lstmviz.store.stats import hist_range
+
+    rng = np.random.default_rng(7)
+    act = Activation.from_name(f"rnn.l0.fwd.{kind}", 9)
+    for trial in range(12):
+        x = rng.normal(0, 10 ** rng.uniform(-3, 4), (3, 20, 9)).astype(np.float16)
+        x[rng.random(x.shape) < 0.1] = np.inf
+        x[rng.random(x.shape) < 0.1] = np.nan
+        x[2, :, :] = 3e4  # beyond the valid rows
+        if trial < 2:
+            x[:2] = np.nan if trial == 0 else 0.0
+        counts = np.array([20, 3, 0])
+        stats = Stats(act)
+        stats.update(x.view(np.uint16), counts, np.zeros((3, 9 * 20), np.uint16))
+        valid = np.concatenate([x[0].ravel(), x[1, :3].ravel()]).astype(np.float32)
+        assert stats.range == hist_range(kind, valid)

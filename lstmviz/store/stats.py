@@ -91,8 +91,7 @@ class Stats:
             if bins.sum.shape[1:] != (self.act.units,) or bins.count.shape != bins.sum.shape:
                 raise ValueError(f"{self.act.name}: bin sums of shape {bins.sum.shape}, not [bins, {self.act.units}]")
         if self.range is None:
-            valid = np.arange(bits.shape[1])[None, :] < counts[:, None]
-            self.range = hist_range(self.act.kind, _cs.LUT[bits[valid]])
+            self.range = hist_range(self.act.kind, self._largest(bits, counts))
         lo, hi = self.range
         if cards is not None:
             scale = HIST_BINS / (hi - lo)
@@ -108,6 +107,14 @@ class Stats:
             _stats_jit.stats_pass(bits, counts, starts, self._table[0], tiles, self.acc, self.cnt, self.codes,
                                   bins is not None, b.offset, b.per, b.sum, b.count)  # fmt: skip
         self.count += int(counts.sum())
+
+    def _largest(self, bits: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """float32 ``[≤1]``: what :func:`hist_range` reads of the chunk's valid rows, the largest magnitude of their
+        finite values (0 when none is finite: the same range as none); nothing for the kinds of a fixed range."""
+        if self.act.kind in _names.SIGMOID_KINDS or self.act.kind in _names.TANH_KINDS:
+            return np.zeros(0, np.float32)
+        mags = (bits[b, :c] & 0x7FFF for b, c in enumerate(counts) if c > 0)
+        return _cs.LUT[[max((int(np.where(m < 0x7C00, m, 0).max()) for m in mags), default=0)]]
 
     def _counts(self) -> tuple[np.ndarray, np.ndarray]:
         """(hist int64 ``[units, HIST_BINS]``, int64 ``[4, units]`` n_low, n_high, n_nan, n_inf) from both passes."""
