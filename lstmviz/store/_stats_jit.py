@@ -26,9 +26,10 @@ Exactness (the stats tests compare with plain numpy over the stored values):
   :func:`lstmviz.analysis._overview_jit.bin_sums` does: the same float64 roundings, bit for bit.
 
 numba has no float16 on the CPU; the vector loops are written in LLVM IR (:func:`_block16`, :func:`_strip`), where
-a float16 pattern is converted by ``fpext half`` (vcvtph2pd with AVX512-FP16, vcvtph2ps with F16C, a library
-call elsewhere), so the same code runs, more slowly, on any CPU. They live in this file, next to the kernel that
-inlines them, so that numba's cache (keyed by this file) never keeps a kernel built from an older version.
+a float16 pattern is converted by ``fpext half`` (vcvtph2pd with AVX512-FP16, vcvtph2ps with F16C; on a CPU
+with neither, whatever LLVM lowers it to, which has not been tried here). They live in this file, next to the
+kernel that inlines them, so that numba's cache (keyed by this file) never keeps a kernel built from an older
+version.
 """
 
 from __future__ import annotations
