@@ -10,6 +10,8 @@ the unit-major tiles, the stats, the histogram) and ``new_overview`` the same wi
 its cards), and ``old_overview`` that plus the overview's own kernel over the same rows, as the writer ran them
 (``OverviewBuilder.update`` per stream). Each prints as ns per value (median of the rounds, the rounds
 interleaved), for a sigmoid-like activation (a gate: [0, 1]) and a tanh-like one; ratios (old ÷ new) first.
+``same_results`` is 1 when both ways agree: the tiles, the stats (sums of squares to float64 rounding) and the
+overview's bin sums, bit for bit.
 """
 
 from __future__ import annotations
@@ -133,18 +135,20 @@ def measure(kind: str, B: int, T: int, U: int, tokens: int, rounds: int) -> dict
     bits = x.astype(np.float16).view(np.uint16)
     stride = max(tokens // B, T)
     starts = np.arange(B) * stride
-    tiles = np.zeros((B, U * T), np.uint16)
+    tiles, old_tiles = np.zeros((B, U * T), np.uint16), np.zeros((B, U * T), np.uint16)
     new, new_ov = Stats(act), Stats(act)
     builder = OverviewBuilder(act.name, U, stride * B, max_bins=1500)
     old_builder = OverviewBuilder(act.name, U, stride * B, max_bins=1500)
     lo, hi = (0.0, 1.0) if kind == "f" else (-1.0, 1.0)
-    acc, cnt, hist = np.zeros((2, U)), np.zeros((6, U), np.int64), np.zeros((U, 4, HIST_BINS + 1), np.int64)
+    olds = [(np.zeros((2, U)), np.zeros((6, U), np.int64), np.zeros((U, 4, HIST_BINS + 1), np.int64)) for _ in "ab"]
+    for _, cnt, _ in olds:
+        cnt[4], cnt[5] = cs.NO_KEY, -cs.NO_KEY
 
-    def old() -> None:
-        OLD_chunk_pass(bits, counts, *keys, lo, HIST_BINS / (hi - lo), tiles, acc, cnt, hist)
+    def old(i: int = 0) -> None:
+        OLD_chunk_pass(bits, counts, *keys, lo, HIST_BINS / (hi - lo), old_tiles, *olds[i])
 
     def old_overview() -> None:
-        old()
+        old(1)
         half = bits.view(np.float16)
         for b in range(B):
             old_builder.update(int(starts[b]), half[b])
@@ -163,7 +167,15 @@ def measure(kind: str, B: int, T: int, U: int, tokens: int, rounds: int) -> dict
             t0 = time.perf_counter()
             f()
             times[k].append(time.perf_counter() - t0)
-    return {k: float(np.median(v)) / bits.size * 1e9 for k, v in times.items()}
+    same = np.array_equal(tiles, old_tiles)  # each way ran as often: the totals must agree
+    for stats, (acc, cnt, hist) in zip((new, new_ov), olds, strict=True):
+        new_hist, new_counts = stats._counts()
+        same &= np.array_equal(stats.acc[0], acc[0]) and np.allclose(stats.acc[1], acc[1], rtol=1e-12)
+        same &= np.array_equal(stats.cnt[4:], cnt[4:]) and np.array_equal(new_counts, cnt[:4])
+        same &= np.array_equal(new_hist, hist[:, :, :HIST_BINS].sum(1))
+    same &= np.array_equal(builder.sum.view(np.int64), old_builder.sum.view(np.int64))
+    same &= np.array_equal(builder.count, old_builder.count)
+    return {**{k: float(np.median(v)) / bits.size * 1e9 for k, v in times.items()}, "same": float(same)}
 
 
 def main() -> None:
@@ -181,6 +193,7 @@ def main() -> None:
         ratios[f"{label}_old_over_new"] = ns["old"] / ns["new"]
         ratios[f"{label}_old_over_new_with_overview"] = ns["old_overview"] / ns["new_overview"]
         ratios[f"{label}_overview_extra_pct"] = 100 * (ns["new_overview"] / ns["new"] - 1)
+        ratios[f"{label}_same_results"] = ns.pop("same")  # 1: the stats, tiles and bin sums agree with the old pass
         times.update({f"{label}_{k}_ns_per_value": v for k, v in ns.items()})
     for k, v in {**ratios, **times}.items():
         print(f"{k}: {v:.3f}")
