@@ -15,7 +15,7 @@ Per unit:
   one value (a saturated unit) does not make each increment wait for the one before;
 - the order statistics of two ranks among the non-NaN values, a walk up the keys;
 - for the cards: the key ``kp`` at which the count of keys from the top reaches M, so that the unit's top M card
-  keys (value first, then the earlier position: :func:`lstmviz.chunkstats.card_keys`) are exactly the values above
+  keys (value first, then the earlier position: :func:`lstmviz.f16keys.card_keys`) are exactly the values above
   ``kp`` and the earliest positions at ``kp`` (as many as M leaves), and the same from the bottom for the negative
   sign; then one scan of the values in corpus order collects them, skipping each 64-value block whose maximum
   and minimum keys show it holds none. Of those, only the keys at or above a floor can be picks: the (2k − 1)-th
@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .chunkstats import POS_BITS, POS_MAX, key
+from .f16keys import POS_BITS, POS_MAX, key
 
 _JIT = {"error_model": "numpy", "cache": True, "nogil": True}
 LOWEST, HIGHEST = 0x03FF, 0xFC00  # the raw keys of −inf and +inf; beyond them lie NaN's patterns
@@ -42,7 +42,7 @@ _BLOCK = 64
 
 def raw_key(bits: np.ndarray) -> np.ndarray:
     """The raw keys int64 of float16 bit patterns (see the module docstring): ``0x8000 + key`` for a value ≥ 0,
-    ``0x7FFF + key`` for a negative one (:func:`lstmviz.chunkstats.key`)."""
+    ``0x7FFF + key`` for a negative one (:func:`lstmviz.f16keys.key`)."""
     k = key(bits)
     return np.where(k >= 0, ZERO + k, 0x7FFF + k)
 

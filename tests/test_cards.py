@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lstmviz import cards
-from lstmviz import chunkstats as cs
+from lstmviz import f16keys as cs
 from lstmviz.store import Activation, RunError, open_run, write_run
 
 

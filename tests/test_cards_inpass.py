@@ -16,7 +16,7 @@ from tiny_models import record_argv
 
 import lstmviz
 from lstmviz import cards
-from lstmviz import chunkstats as cs
+from lstmviz import f16keys as cs
 from lstmviz.analysis import units as unit_cards
 from lstmviz.store import Activation, RunWriter, open_run
 from lstmviz.store.format import tokens_frame

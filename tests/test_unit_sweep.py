@@ -10,7 +10,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lstmviz import chunkstats as cs
+from lstmviz import f16keys as cs
 from lstmviz import unit_sweep as us
 from lstmviz.cards.inpass import theta_keys
 

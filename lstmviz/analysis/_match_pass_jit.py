@@ -1,6 +1,6 @@
 """Compiled loops (numba) that build the match index from the writer's unit-major rows.
 
-The writer lays each chunk out unit-major for its parquet pages (:mod:`lstmviz.chunkstats`) and assembles the
+The writer lays each chunk out unit-major for its parquet pages (:mod:`lstmviz.store._stats_jit`) and assembles the
 file's row groups ``[U, R]`` from those tiles when it closes (:mod:`lstmviz.store.writer`); these loops read
 the same layout, one unit's contiguous row at a time, so each inner loop is a plain sweep that LLVM vectorises.
 Values are float16 bit patterns (uint16), compared as the match keys of :mod:`lstmviz.analysis._match_jit`.

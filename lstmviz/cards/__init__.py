@@ -35,7 +35,7 @@ choice lies in the set.
   ~40th best value instead of the 400th, and a block whose largest value is below it (most blocks) is never read
   again.
 
-A card key is one int64, ``(order key + 2¹⁵) << 47 | (2⁴⁷ − 1 − position)`` (:func:`lstmviz.chunkstats.card_keys`),
+A card key is one int64, ``(order key + 2¹⁵) << 47 | (2⁴⁷ − 1 − position)`` (:func:`lstmviz.f16keys.card_keys`),
 so the order has no ties. The candidates the sweep keeps are the keys above both bounds, an upper set of the order
 (:mod:`lstmviz.unit_sweep`), and the greedy run on such a set makes the full run's choices. The same holds across
 shards: the union of the shards' candidates holds every pick of the run.

@@ -1,12 +1,12 @@
 """The unit cards' computations (see :mod:`lstmviz.cards` for what they hold, and why a bounded candidate set makes
-the greedy exact): the candidate bound, the greedy over card keys (:func:`lstmviz.chunkstats.card_keys`) and the
+the greedy exact): the candidate bound, the greedy over card keys (:func:`lstmviz.f16keys.card_keys`) and the
 quantile bands of a sample."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from .. import chunkstats as _cs
+from .. import f16keys as _cs
 
 K = 20  # top contexts stored per unit and sign (the API's k is at most this when answered from the cards)
 WINDOW = 10  # the de-duplication window of the stored top contexts

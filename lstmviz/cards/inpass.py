@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import chunkstats as _cs
+from .. import f16keys as _cs
 from ..store.format import Activation
 from ..unit_sweep import Sweep, raw_key
 from .build import (

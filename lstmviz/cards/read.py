@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .. import chunkstats as _cs
+from .. import f16keys as _cs
 from ..errors import RunError
 from ..location import AnyPath, parquet_file, read_table
 from ..shards import expand, tokens_file

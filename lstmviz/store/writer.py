@@ -103,10 +103,13 @@ class RunWriter:
             if name in self.stats:
                 self.stats[name].range = (float(bounds[0]), float(bounds[1]))
         self.observers = {a.name: list(observers(a)) if observers else [] for a in activations}
+        # an observer's overview_state (BinSums) is fed by the stats pass itself, values in cache, not by ``update``
+        binned = {n: next((o for o in obs if hasattr(o, "overview_state")), None) for n, obs in self.observers.items()}
+        self._bin_sums = {n: getattr(o, "overview_state", None) for n, o in binned.items()}
         # an observer with ``row_group`` is given the row groups as the spill becomes parquet, instead of ``update``,
         # and one with ``read_spill`` alone only the whole spill
         self._row_obs = {n: [o for o in obs if _by_groups(o)] for n, obs in self.observers.items()}
-        self._updates = {n: [o for o in obs if _by_rows(o)] for n, obs in self.observers.items()}
+        self._updates = {n: [o for o in obs if _by_rows(o) and o is not binned[n]] for n, obs in self.observers.items()}
         self._spill = {}
         self._tiles: dict[str, list[tuple[int, int, int]]] = {a.name: [] for a in activations}  # (row, rows, offset)
         self._scratch = np.empty(0, np.uint16)
@@ -201,7 +204,7 @@ class RunWriter:
             if self._scratch.size < B * U * T:
                 self._scratch = np.empty(B * U * T, np.uint16)
             tiles = self._scratch[: B * U * T].reshape(B, U * T)
-            self.stats[name].update(half.view(np.uint16), counts, tiles)
+            self.stats[name].update(half.view(np.uint16), counts, tiles, starts, self._bin_sums[name])
             for obs in self._updates[name]:
                 for b in range(B):
                     if counts[b]:
