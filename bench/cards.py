@@ -1,19 +1,18 @@
-"""What the unit cards cost in the recording pass, and the first calls of their reads on a fresh 1M-token run.
+"""What the unit cards cost in a recording, and the first calls of their reads on a fresh 1M-token run.
 
-    python bench/cards.py                          # LSTM and GRU 2×512, 64 streams × 128, 50k tokens, 5 rounds
-    python bench/cards.py --tokens 20000 --only lstm --rounds 3 --big 0
+    python bench/cards.py                          # LSTM and GRU 2×512, 64 streams × 128, 50k tokens, 3 rounds
+    python bench/cards.py --tokens 20000 --only lstm --rounds 2 --big 0
 
-Records each model once with the cards in the pass (``cards=True``), then replays its stored activations through the
-writer's pass as the recording hands them (``[streams, chunk, units]`` blocks, streams interleaved), in interleaved
-rounds (medians): ``pass`` is the chunk pass without cards, ``top`` the same pass with a
-:class:`lstmviz.chunkstats.CardState` (top-context candidates of both signs, the bands' sample rows, counts beyond
-±θ, the strip) less ``pass``; ``finish`` is the cards' finish (:func:`lstmviz.cards.merge_parts`: the greedy,
-the bands). Each part's CPU time prints as a share of the recording's wall time without cards
-(``record_seconds_without_cards``, median of ``--record-rounds`` recordings in this process), as
-``<model>_extra_pct_<part>``: what the part adds where the cores are busy (the writer's thread overlaps the
-forward, so on idle cores it adds less). ``pass_ns_per_value`` is the chunk pass alone. ``first_call_s_<model>``
-is a fresh process's first ``open_run`` + the Unit page's ``card`` (top contexts of both signs, correlated
-units…) on the recorded run, after its imports; ``_first_use`` the same with the run's cards deleted.
+Records each model without and with the cards (``cards=True``), interleaved, ``--rounds`` times each, and times the
+cards' parts inside those recordings (thread CPU seconds): ``sweep`` is the writer's closing pass over the stored
+values (:class:`lstmviz.unit_sweep.Sweep`, which a quantile θ of the match index runs anyway) with the cards less
+without them, ``finish`` the cards' finish (:func:`lstmviz.cards.merge_parts`: the greedy, the bands, the file).
+Each part prints as a share of the recording's wall time without cards (``record_seconds_without_cards``,
+median), as ``<model>_extra_pct_<part>``: what the part adds where the cores are busy. ``<model>_wall_ratio`` is the
+median of the recordings' wall times with the cards over without (on a shared machine, noisier than the parts).
+``first_call_s_<model>`` is a fresh process's first ``open_run`` + the Unit page's ``card`` (top contexts of both
+signs, correlated units…) on the recorded run, after its imports; ``_first_use`` the same with the run's cards
+deleted.
 
 ``--big N`` (default 1M) writes a run of N tokens of one 512-unit cell state (a random walk through tanh) with the
 cards built by the writer, and times each read's first call in a fresh process, wall and CPU seconds:
@@ -39,9 +38,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from e2e import Char, record
 
 import lstmviz
-from lstmviz import cards
+from lstmviz import cards, unit_sweep
+from lstmviz.cards import inpass
 from lstmviz.store.format import tokens_frame
-from lstmviz.store.stats import Stats
 
 FIRST_CALL = """
 import sys, time
@@ -85,72 +84,52 @@ def big_run(n: int, tmp: Path) -> Path:
     return tmp / "big"
 
 
-def blocks(x: np.ndarray, streams: int, chunk: int):
-    """The ``(starts [S], half [S, chunk, U], counts [S])`` blocks a stateful recording of x ``[n, U]`` writes."""
-    n, U = x.shape
-    L = -(-n // streams)
-    out = []
-    for j in range(-(-L // chunk)):
-        starts = np.arange(streams) * L + j * chunk
-        counts = np.clip(np.minimum(n - starts, L - j * chunk), 0, chunk)
-        half = np.zeros((streams, chunk, U), np.float16)
-        for s in range(streams):
-            half[s, : counts[s]] = x[starts[s] : starts[s] + counts[s]]
-        out.append((starts, half, counts))
-    return out
+class Parts:
+    """Thread CPU seconds spent in the cards' parts while recording (``Sweep.run``, ``PassCards.finish``)."""
+
+    def __init__(self) -> None:
+        self.seconds = {"sweep": 0.0, "finish": 0.0}
+        for part, (owner, method) in {
+            "sweep": (unit_sweep.Sweep, "run"),
+            "finish": (inpass.PassCards, "finish"),
+        }.items():
+            setattr(owner, method, self._timed(part, getattr(owner, method)))
+
+    def _timed(self, part: str, f):
+        def timed(*args, **kw):
+            t0 = time.thread_time()
+            try:
+                return f(*args, **kw)
+            finally:
+                self.seconds[part] += time.thread_time() - t0
+
+        return timed
+
+    def take(self) -> dict[str, float]:
+        out, self.seconds = self.seconds, dict.fromkeys(self.seconds, 0.0)
+        return out
 
 
-def replay(act, data, n: int, part: str) -> float:
-    """CPU seconds of one part (see the module docstring) over one activation's blocks."""
-    stats = Stats(act)
-    stats.range = (-1.0, 1.0)
-    pc = cards.PassCards(act, n)
-    tiles = np.empty((len(data[0][0]), act.units * data[0][1].shape[1]), np.uint16)
-    if part == "finish":
-        for starts, half, counts in data:
-            stats.update(half.view(np.uint16), counts, tiles, starts, pc.card_state)
-    t0 = time.process_time()
-    if part == "finish":
-        cards.merge_parts([pc.parts()], n)
-    else:
-        for starts, half, counts in data:
-            stats.update(half.view(np.uint16), counts, tiles, starts, pc.card_state if part == "top" else None)
-    return time.process_time() - t0
-
-
-def model_case(cell: str, a, tmp: Path) -> dict[str, float]:
+def model_case(cell: str, a, tmp: Path, parts: Parts) -> dict[str, float]:
     torch.manual_seed(0)
     model = Char(cell, a.hidden).eval()
     ids = np.random.default_rng(0).integers(0, 96, a.tokens)
-    record(model, ids[: a.streams * a.chunk * 2], a.streams, a.chunk, tmp / "warm")
-    path = record(model, ids, a.streams, a.chunk, tmp / cell, cards=True)
-    wall, cpu = [], []
-    for _ in range(a.record_rounds):
-        t0, c0 = time.perf_counter(), time.process_time()
-        record(model, ids, a.streams, a.chunk, tmp / "nocards", cards=False)
-        wall.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    shutil.rmtree(tmp / "nocards")
-    run = lstmviz.open_run(path)
-    acts = {name: lstmviz.store.Activation.from_name(name, run.units(name)) for name in run.names}
-    data = {name: blocks(run.activations(name).astype(np.float16), a.streams, a.chunk) for name in run.names}
-    parts = ["pass", "top", "finish"]
-    times: dict[tuple[str, str], list[float]] = {}
+    record(model, ids[: a.streams * a.chunk * 2], a.streams, a.chunk, tmp / "warm", cards=True)
+    runs: dict[bool, list[tuple[float, dict[str, float]]]] = {False: [], True: []}
     for r in range(a.rounds):
-        for part in parts[::-1] if r % 2 else parts:
-            for name in run.names:
-                times.setdefault((name, part), []).append(replay(acts[name], data[name], a.tokens, part))
-    med = {key: float(np.median(v)) for key, v in times.items()}
-    record_s = float(np.median(wall))
-    values = sum(run.units(n) for n in run.names) * a.tokens
-    out = {"record_seconds_without_cards": record_s, "record_cpu_seconds_without_cards": float(np.median(cpu))}
-    pass_s = sum(med[(n, "pass")] for n in run.names)
-    top_s = sum(med[(n, "top")] for n in run.names) - pass_s
-    finish_s = sum(med[(n, "finish")] for n in run.names)
-    out["pass_ns_per_value"] = pass_s / values * 1e9
-    out["extra_pct_top"] = 100 * top_s / record_s
-    out["extra_pct_finish"] = 100 * finish_s / record_s
-    out["extra_pct_total_in_pass"] = out["extra_pct_top"] + out["extra_pct_finish"]
+        for with_cards in (r % 2 == 0, r % 2 == 1):
+            parts.take()
+            t0 = time.perf_counter()
+            path = record(model, ids, a.streams, a.chunk, tmp / cell, cards=with_cards)
+            runs[with_cards].append((time.perf_counter() - t0, parts.take()))
+    record_s = float(np.median([w for w, _ in runs[False]]))
+    sweep = {c: float(np.median([p["sweep"] for _, p in runs[c]])) for c in runs}
+    finish = float(np.median([p["finish"] for _, p in runs[True]]))
+    out = {"record_seconds_without_cards": record_s}
+    out["extra_pct_sweep"] = 100 * (sweep[True] - sweep[False]) / record_s
+    out["extra_pct_finish"] = 100 * finish / record_s
+    out["extra_pct_total"] = out["extra_pct_sweep"] + out["extra_pct_finish"]
+    out["wall_ratio"] = float(np.median([w for w, _ in runs[True]])) / record_s
     name = f"rnn.l1.fwd.{'c' if cell == 'LSTM' else 'h'}"
     out["first_call_s"] = first_call(path, name, "unit_page")[0]
     shutil.rmtree(path / "cache" / "cards")
@@ -162,8 +141,7 @@ def model_case(cell: str, a, tmp: Path) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tokens", type=int, default=50_000)
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--record-rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--streams", type=int, default=64)
     ap.add_argument("--chunk", type=int, default=128)
     ap.add_argument("--hidden", type=int, default=512)
@@ -172,7 +150,8 @@ def main() -> None:
     a = ap.parse_args()
     cells = {"lstm": "LSTM", "gru": "GRU"}
     with tempfile.TemporaryDirectory() as tmp:
-        res = {k: model_case(cells[k], a, Path(tmp)) for k in a.only or list(cells)}
+        parts = Parts()
+        res = {k: model_case(cells[k], a, Path(tmp), parts) for k in a.only or list(cells)}
         big = {}
         if a.big:
             path = big_run(a.big, Path(tmp))
@@ -181,10 +160,10 @@ def main() -> None:
             shutil.rmtree(path / "cache" / "cards")
             big["first_use"] = first_call(path, "rnn.l0.fwd.c", "first_use")
     for k, r in res.items():
-        print(f"{k}_extra_pct_total_in_pass: {r['extra_pct_total_in_pass']:.2f}")
+        print(f"{k}_extra_pct_total: {r['extra_pct_total']:.2f}")
     for k, r in res.items():
         for metric, value in r.items():
-            if metric != "extra_pct_total_in_pass":
+            if metric != "extra_pct_total":
                 print(f"{k}_{metric}: {value:.3f}")
     for what, (wall_s, cpu_s) in big.items():
         print(f"big_first_call_s_{what}: {wall_s:.3f}")

@@ -23,7 +23,8 @@ lines mean nothing), each interleaved with the others in every round. With ``--r
 recording is also set against the plain forward on N threads (``e2e_*_over_plain_threadsN``, and the writer's
 values/s over that forward): on 2 cores a recording's forward runs on 1 thread beside the writer's, and on a
 loaded machine a plain forward on 2 threads can be far slower than on 1 (its threads wait for each other).
-``--cards-too`` records without the unit cards (the plain lines) and with them (``_cards``);
+``--cards-too`` records without the unit cards (the plain lines) and with them (``_cards``, what a recording
+does by default; without ``--cards-too`` the plain lines are the default recording);
 ``e2e_<model>_cards_over_record`` is the cost of the cards, the median of the two recordings' ratio in each round.
 """
 

@@ -28,7 +28,7 @@ FLAGS = {
     "overwrite": "--overwrite",
     "gates": "--gates",
     "shards": "--shards",
-    "cards": "--cards",
+    "cards": "--no-cards",
 }
 """Library argument name → the flag that sets it, for :meth:`lstmviz.errors.UserError.reworded`."""
 
@@ -102,10 +102,11 @@ def add_record(p: argparse.ArgumentParser) -> None:
         "each within 0.0022 of the exact gate (docs/FORMAT.md)",
     )
     p.add_argument(
-        "--cards",
-        action="store_true",
-        help="build the unit cards in the recording pass (a slower recording; otherwise the Unit page builds an "
-        "activation's cards on its first visit)",
+        "--no-cards",
+        dest="cards",
+        action="store_false",
+        help="leave the unit cards out of the recording (the Unit page then builds an activation's cards on its "
+        "first visit)",
     )
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")

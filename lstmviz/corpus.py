@@ -47,7 +47,7 @@ def record_corpus(
     pad_id: int = 0,
     row_columns: RowColumns | None = None,
     gates: str = "float16",
-    cards: bool = False,
+    cards: bool = True,
 ) -> Path:
     """Stream a token sequence through ``model`` and write a run directory (see docs/FORMAT.md).
 
@@ -86,10 +86,10 @@ def record_corpus(
         gates: ``"float16"`` (default) or ``"8bit"``: store the sigmoid gates (i, f, o, r, z) as 256 levels,
             1 byte per value, each within about 0.0022 of the exact value (:mod:`lstmviz.store.levels`,
             docs/FORMAT.md); a gate with a NaN then fails the recording. Not with ``shards``.
-        cards: also build every activation's unit cards in the recording pass (with the default observers), so
-            a fresh run's Unit page answers at once; otherwise each is built on the Unit page's first visit of
-            its activation (by the same pass). They add more than the 5 % they may (bench/e2e.py --cards-too),
-            so they are opt-in. A sharded recording always builds them, each worker its shard's part.
+        cards: build every activation's unit cards when the recording closes (with the default observers), so a
+            fresh run's Unit page answers at once (bench/e2e.py --cards-too measures what they add); with False,
+            each is built on the Unit page's first visit of its activation (by the same pass). A sharded
+            recording always builds them, each worker its shard's part.
     """
     from .store.levels import GATES
 

@@ -109,6 +109,7 @@ class GridOverview:
     def __init__(self, name: str, units: int, n_run: int, offset: int):
         self.builder = OverviewBuilder(name, units, n_run)
         self.offset = offset
+        self.overview_state = self.builder.overview_state._replace(offset=offset)  # the writer's pass feeds it
 
     def update(self, start: int, values: np.ndarray) -> None:
         self.builder.update(self.offset + start, values)

@@ -1,4 +1,4 @@
-"""Unit cards against brute force: greedy top contexts, quantile bands, correlations, density, the strip."""
+"""Unit cards against brute force: greedy top contexts, quantile bands, correlations, density."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lstmviz import cards
-from lstmviz import chunkstats as cs
+from lstmviz import f16keys as cs
 from lstmviz.store import Activation, RunError, open_run, write_run
-from lstmviz.store.stats import Stats
 
 
 def brute_top(x: np.ndarray, k: int, window: int) -> list[int]:
@@ -31,22 +30,30 @@ def brute_top(x: np.ndarray, k: int, window: int) -> list[int]:
     return taken
 
 
+def spill(half: np.ndarray, pieces: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """The writer's spill of ``half`` [n, U] (float16) stored as the row ``pieces`` (a, b) in the given order: each
+    piece a unit-major tile appended to one flat array. Returns (values uint16 [*], tiles int64 [k, 4] in corpus
+    order), what ``read_spill`` is handed."""
+    flat, tiles, at = [], [], 0
+    for a, b in pieces:
+        tile = np.ascontiguousarray(half[a:b].T).view(np.uint16).ravel()
+        tiles.append((a, b - a, at, b - a))
+        flat.append(tile)
+        at += tile.size
+    values = np.concatenate(flat) if flat else np.zeros(0, np.uint16)
+    return values, np.array(sorted(tiles), np.int64).reshape(-1, 4)
+
+
 def build(half: np.ndarray, cuts: list[int], k: int, window: int, shuffle: int | None = None) -> dict:
-    """The cards of ``half`` [n, U] as the writer builds them: the chunks that ``cuts`` make (in shuffled order
-    with ``shuffle``) through the stats pass with a card state, and to ``update``."""
+    """The cards of ``half`` [n, U] as the writer builds them: the chunks that ``cuts`` make (stored in shuffled
+    order with ``shuffle``) handed to :class:`PassCards` as the spill when the writer closes."""
     act = Activation.from_name("rnn.l0.fwd.c", half.shape[1])
     pc = cards.PassCards(act, len(half), k=k, window=window)
-    stats = Stats(act)
-    stats.range = (-1.0, 1.0)
     edges = [0, *sorted(set(c for c in cuts if 0 < c < len(half))), len(half)]
     parts = list(itertools.pairwise(edges))
     if shuffle is not None:
         np.random.default_rng(shuffle).shuffle(parts)
-    for a, b in parts:
-        rows = np.ascontiguousarray(half[a:b])
-        tiles = np.empty((1, rows.size), np.uint16)
-        stats.update(rows.view(np.uint16)[None], np.array([b - a]), tiles, np.array([a]), pc.card_state)
-        pc.update(a, rows)
+    pc.read_spill(*spill(np.asarray(half, np.float16), parts))
     return cards.merge_parts([pc.parts()], len(half), k, window)
 
 
@@ -173,7 +180,7 @@ def test_bands_equal_count_with_seeded_examples_against_brute_force():
         assert max(sizes) - min(sizes) <= 1
 
 
-def test_density_and_strip_equal_direct_computation():
+def test_density_equals_direct_computation():
     rng = np.random.default_rng(5)
     n = 3001
     x = rng.normal(size=(n, 3)).astype(np.float16)
@@ -185,12 +192,6 @@ def test_density_and_strip_equal_direct_computation():
     f = x.astype(np.float32)
     np.testing.assert_array_equal(out["n_above"], (f > cards.THETA).sum(0))
     np.testing.assert_array_equal(out["n_below"], (f < -cards.THETA).sum(0))
-    per = int(out["strip_per"])
-    for b in [*range(0, len(out["strip_mean"]), 37), 11 // per]:
-        rows = f[b * per : (b + 1) * per]
-        ok = np.isfinite(rows)
-        want = (np.where(ok, rows, 0).astype(np.float64).sum(0) / len(rows)).astype(np.float32)
-        np.testing.assert_array_equal(out["strip_mean"][b], want)  # float16 sums are exact in float64
 
 
 def test_card_keys_order_values_then_earlier_positions():

@@ -1,6 +1,6 @@
-"""Unit cards built in the writer's chunk pass (lstmviz.cards.PassCards) against brute force and against the
-first-use build: top contexts of both signs with ties, NaN and ±inf, windows at stream, shard and corpus edges;
-bands, density and the strip against the first-use build; shards merged."""
+"""Unit cards built when the writer closes (lstmviz.cards.PassCards, from the spill) against brute force and
+against the first-use build: top contexts of both signs with ties, NaN and ±inf, windows at stream, shard and corpus
+edges; bands and density against the first-use build; shards merged."""
 
 from __future__ import annotations
 
@@ -11,16 +11,15 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_cards import brute_top
+from test_cards import brute_top, spill
 from tiny_models import record_argv
 
 import lstmviz
 from lstmviz import cards
-from lstmviz import chunkstats as cs
+from lstmviz import f16keys as cs
 from lstmviz.analysis import units as unit_cards
 from lstmviz.store import Activation, RunWriter, open_run
 from lstmviz.store.format import tokens_frame
-from lstmviz.store.stats import Stats
 
 
 def streamed(x: np.ndarray, streams: int, chunk: int, order: int | None = None):
@@ -42,18 +41,18 @@ def streamed(x: np.ndarray, streams: int, chunk: int, order: int | None = None):
 
 
 def pass_parts(x, n_run, k, window, streams, chunk, order=None, offset=0) -> dict:
-    """Feed ``x`` (float16 [n, U], rows offset… of a run of n_run) as the writer does: the stats pass with the
-    card state, then each stream's rows to ``update``; returns the PassCards' parts."""
+    """Feed ``x`` (float16 [n, U], rows offset… of a run of n_run) as the writer does: each stream's part of each
+    chunk stored as a tile in the order the chunks come, the spill handed to ``read_spill`` at the close; returns
+    the PassCards' parts."""
     act = Activation.from_name("rnn.l0.fwd.f", x.shape[1])
     pc = cards.PassCards(act, n_run, k=k, window=window, offset=offset, n_local=len(x))
-    stats = Stats(act)
-    stats.range = (-1.0, 1.0)
-    for starts, half, counts in streamed(x, streams, chunk, order):
-        tiles = np.empty((len(starts), half.shape[2] * chunk), np.uint16)
-        stats.update(half.view(np.uint16), counts, tiles, starts, pc.card_state)
-        for s in range(len(starts)):
-            if counts[s]:
-                pc.update(int(starts[s]), half[s, : counts[s]])
+    pieces = [
+        (int(a), int(a + c))
+        for starts, _, counts in streamed(x, streams, chunk, order)
+        for a, c in zip(starts, counts, strict=True)
+        if c
+    ]
+    pc.read_spill(*spill(np.asarray(x, np.float16), pieces))
     return pc.parts()
 
 
@@ -101,8 +100,8 @@ def test_long_plateaus_and_a_rising_corpus_cut_the_buffer_often():
 
 
 def test_shards_merge_to_the_whole_runs_cards():
-    """Three shards (positions offset into the run, the run's sample and strip bins) merge into exactly what
-    one recording gives: top contexts across shard edges, bands, counts and strip."""
+    """Three shards (positions offset into the run, the run's sample) merge into exactly what one recording gives:
+    top contexts across shard edges, bands and counts."""
     rng = np.random.default_rng(4)
     n = 6000
     x = np.cumsum(rng.normal(size=(n, 6)), 0).astype(np.float16) / 30
@@ -184,7 +183,7 @@ def recorded(tmp_path_factory):
     torch.manual_seed(0)
     ids = np.random.default_rng(0).integers(0, 12, 3000)
     out = tmp_path_factory.mktemp("rec") / "run"
-    run = lstmviz.record_corpus(Tiny().eval(), ids, out, streams=7, chunk=50, progress=False, cards=True)
+    run = lstmviz.record_corpus(Tiny().eval(), ids, out, streams=7, chunk=50, progress=False)  # cards by default
     return lstmviz.open_run(run)
 
 
@@ -214,13 +213,12 @@ def test_a_recording_holds_the_cards_and_the_unit_page_equals_the_first_use_buil
     np.testing.assert_allclose(got.correlated["r"], r[got.correlated["unit"]], atol=2e-5)
 
 
-def test_a_default_recording_leaves_the_cards_to_first_use_and_they_equal_the_pass(recorded, tmp_path):
-    """The cards are opt-in in the pass: without ``cards`` no file is written, and the first use builds the cards
-    the pass would have."""
+def test_a_recording_without_cards_leaves_them_to_first_use_and_they_equal_the_pass(recorded, tmp_path):
+    """With ``cards=False`` no file is written, and the first use builds the cards the recording would have."""
     torch.manual_seed(0)
     ids = np.random.default_rng(0).integers(0, 12, 3000)
     plain = lstmviz.open_run(
-        lstmviz.record_corpus(Tiny().eval(), ids, tmp_path / "run", streams=7, chunk=50, progress=False)
+        lstmviz.record_corpus(Tiny().eval(), ids, tmp_path / "run", streams=7, chunk=50, progress=False, cards=False)
     )
     assert not any("cards" in plain.info(name) for name in plain.names)
     assert not (plain.path / "cache" / "cards").exists()
@@ -230,12 +228,12 @@ def test_a_default_recording_leaves_the_cards_to_first_use_and_they_equal_the_pa
     assert plain.correlated_units(name, unit).equals(recorded.correlated_units(name, unit))
 
 
-def test_cli_record_cards_writes_every_activations_cards(tmp_path):
+def test_cli_record_writes_every_activations_cards_unless_told_not_to(tmp_path):
     from lstmviz.cli import main
 
     argv = [*record_argv(tmp_path, "lstm"), "--no-progress"]
-    assert main([str(a) for a in [*argv, "--out", tmp_path / "with", "--cards"]]) == 0
-    assert main([str(a) for a in [*argv, "--out", tmp_path / "without"]]) == 0
+    assert main([str(a) for a in [*argv, "--out", tmp_path / "with"]]) == 0
+    assert main([str(a) for a in [*argv, "--out", tmp_path / "without", "--no-cards"]]) == 0
     with_, without = lstmviz.open_run(tmp_path / "with"), lstmviz.open_run(tmp_path / "without")
     assert all((with_.path / with_.info(n)["cards"]).is_file() for n in with_.names)
     assert not any("cards" in without.info(n) for n in without.names)
@@ -265,32 +263,24 @@ def test_a_pick_at_the_long_rows_bound_itself_is_kept():
     cut=st.integers(0, 400),
 )
 def test_long_rows_prune_exactly_across_streams_chunks_and_shards(data, k, window, streams, over, order, cut):
-    """Chunks at least 2·window + 1 long (so the long rows' bound prunes) with ties, NaN rows and ±inf, in two
-    shards cut anywhere: the merged top contexts equal brute force, and every pick lies above the floor each
-    shard's pass kept (what it pruned by)."""
+    """Chunks at least 2·window + 1 long (so the long blocks' bound prunes) with ties, NaN rows and ±inf, in two
+    shards cut anywhere: the merged top contexts equal brute force, and each shard kept every pick it holds."""
     x = np.array(data, np.float16)[:, None]
     chunk = 2 * window + 1 + over
     cut = min(cut, len(x))
-    parts, floors = [], []
+    parts, kept = [], []
     for a, b in ((0, cut), (cut, len(x))):
         if b > a:
-            act = Activation.from_name("rnn.l0.fwd.f", 1)
-            pc = cards.PassCards(act, len(x), k=k, window=window, offset=a, n_local=b - a)
-            stats = Stats(act)
-            stats.range = (-1.0, 1.0)
-            for starts, half, counts in streamed(x[a:b], streams, chunk, order):
-                tiles = np.empty((len(starts), chunk), np.uint16)
-                stats.update(half.view(np.uint16), counts, tiles, starts, pc.card_state)
-            parts.append(pc.parts())
-            floors.append((a, b, pc.card_state.floor()[:, 0]))
+            parts.append(pass_parts(x[a:b], len(x), k, window, streams, chunk, order, offset=a))
+            kept.append((a, b, parts[-1]))
     out = cards.merge_parts(parts, len(x), k, window)
     check_top(out, x, k, window)
     f = x[:, 0].astype(np.float32)
-    for s, sign in enumerate((1, -1)):
+    for sign in (1, -1):
         for p in brute_top(sign * f, k, window):
             key = cs.card_keys(cs.key((sign * x[p : p + 1, 0]).view(np.uint16)), [p])[0]
-            a, b, floor = next(fl for fl in floors if fl[0] <= p < fl[1])
-            assert key > floor[s]
+            a, b, part = next(fl for fl in kept if fl[0] <= p < fl[1])
+            assert key in part["top_pos_keys" if sign > 0 else "top_neg_keys"][0]  # its shard kept every pick
 
 
 def test_long_rows_keep_few_candidates_on_a_long_corpus():

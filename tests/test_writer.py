@@ -181,7 +181,7 @@ def test_cuda_recording_equals_cpu(tmp_path):
 
 
 def test_order_keys_sort_every_float16_as_its_value():
-    from lstmviz import chunkstats as cs
+    from lstmviz import f16keys as cs
 
     bits = np.arange(1 << 16)
     values = cs.LUT[bits]

@@ -6,8 +6,9 @@ holds every value twice over: its chunk pass has each chunk's values in cache, a
 corpus order, to write the parquet row groups. A :class:`PassIndex` takes what it needs from those:
 
 - when the writer closes, a quantile θ takes each unit's two order statistics from one pass over the spill, a
-  histogram of the unit's 2¹⁶ float16 patterns (``read_spill``), which gives θ exactly as ``np.quantile`` does on the
-  stored values with no copy of them and nothing counted in the chunk pass;
+  histogram of the unit's 2¹⁶ float16 patterns (``read_spill``, :mod:`lstmviz.unit_sweep`, the pass the unit cards
+  share), which gives θ exactly as ``np.quantile`` does on the stored values with no copy of them and nothing
+  counted in the chunk pass;
 - the bits, of either θ, are packed from the row groups as the writer assembles them (``row_group``), straight into
   the index's files under ``<run>.partial/cache/match/`` (so an interrupted recording leaves nothing behind).
 
@@ -26,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..store.format import Activation
+from ..unit_sweep import Sweep
 from .match_bits import DEFAULT_THRESHOLDS, Threshold, _keys, as_threshold, index_paths, threshold_key
 
 
@@ -42,10 +44,6 @@ def _kernels():
 
         g = np.zeros((9, 3), np.uint16)
         k.pack_cols(g, np.zeros(9, np.int64), np.zeros((2, 3), np.uint8))
-        for ro in (False, True):  # the spill is a read-only memory map
-            v = np.zeros(9, np.uint16)
-            v.setflags(write=not ro)
-            k.order_stats(v, np.array([[0, 1, 0, 1]], np.int64), 0, 0, 0, np.zeros((2, 9), np.uint16))
     except Exception:  # a compile error
         return None
     return k
@@ -64,29 +62,41 @@ def pack_cols(group: np.ndarray, kth: np.ndarray) -> np.ndarray:
     return np.packbits(on, axis=0, bitorder="little")
 
 
-def quantiles(values: np.ndarray, tiles: np.ndarray, n: int, units: int, q: float) -> np.ndarray:
+def quantiles(
+    values: np.ndarray, tiles: np.ndarray, n: int, units: int, q: float, sweep: Sweep | None = None
+) -> np.ndarray:
     """float32 ``[units]``: each unit's q-quantile over the spill, exactly as ``np.quantile`` gives it on the n
     stored values (rows no tile covers are stored as 0). values uint16 ``[*]`` the spill, tiles int64 ``[k, 4]``
-    (first row, rows c, element offset of unit 0's run, elements from one unit's run to the next)."""
+    (first row, rows c, element offset of unit 0's run, elements from one unit's run to the next); ``sweep``, the
+    activation's :class:`~lstmviz.unit_sweep.Sweep` when its other spill observers share it (it must have been
+    asked for these ranks, :func:`ranks`)."""
     zeros = n - int(tiles[:, 1].sum())
-    p = (n - 1) * float(q)
-    lo = int(np.floor(p))
-    k = _kernels()
-    if k is None:
+    lo, hi, frac = ranks(n, q)
+    if _kernels() is None:
         theta = np.empty(units, np.float32)
         for u in range(units):
             x = [values[o + u * st : o + u * st + c] for _, c, o, st in tiles] + [np.zeros(zeros, np.uint16)]
             with np.errstate(invalid="ignore"):  # inf − inf, as np.quantile meets it
                 theta[u] = np.quantile(np.concatenate(x).view(np.float16).astype(np.float32), q)
         return theta
-    out = np.zeros((2, units), np.uint16)
-    nan = k.order_stats(values, tiles, zeros, lo, min(lo + 1, n - 1), out)
-    stats = out.view(np.float16).astype(np.float32)
+    if sweep is None:
+        sweep = Sweep(units)
+        sweep.want_ranks(lo, hi)
+    swept = sweep.run(values, tiles, zeros)
+    stats = swept["order"].view(np.float16).astype(np.float32)
     # numpy's own interpolation between the two order statistics, so theta equals np.quantile bit for bit
     with np.errstate(invalid="ignore"):  # inf − inf, as np.quantile meets it too
-        theta = np.quantile(stats, p - lo, axis=0).astype(np.float32)
-    theta[nan > 0] = np.nan
+        theta = np.quantile(stats, frac, axis=0).astype(np.float32)
+    theta[swept["nan"] > 0] = np.nan
     return theta
+
+
+def ranks(n: int, q: float) -> tuple[int, int, float]:
+    """The two order statistics (0-based ranks) that ``np.quantile(x, q)`` interpolates between for n values, and
+    the fraction of the way from the first to the second."""
+    p = (n - 1) * float(q)
+    lo = int(np.floor(p))
+    return lo, min(lo + 1, n - 1), p - lo
 
 
 class PassIndex:
@@ -98,17 +108,22 @@ class PassIndex:
     Args:
         name: activation name; units: its width; n_tokens: rows the run has.
         threshold: absolute θ or a :class:`~lstmviz.analysis.match_bits.Threshold`.
+        sweep: the activation's :class:`~lstmviz.unit_sweep.Sweep`, shared with its other spill observers (the
+            unit cards), so that a quantile θ costs no pass of its own.
     """
 
-    def __init__(self, name: str, units: int, n_tokens: int, threshold: float | Threshold):
+    def __init__(self, name: str, units: int, n_tokens: int, threshold: float | Threshold, sweep: Sweep | None = None):
         self.name, self.units, self.n = name, units, n_tokens
         self.th = as_threshold(threshold)
         self.nb = (units + 7) // 8
         self._files: tuple[list[Path], np.ndarray, np.ndarray] | None = None  # (tmp paths, bits, cols)
         self.theta: np.ndarray | None = None
+        self.sweep = sweep
         if not self.th.quantile:
             self.theta = np.full(units, self.th.value, np.float32)
             self.kth = threshold_key(self.theta)
+        elif sweep is not None:
+            sweep.want_ranks(*ranks(n_tokens, self.th.value)[:2])
 
     def needs_spill(self) -> bool:
         """Whether θ is still to be found from every stored value (:meth:`read_spill`) before the rows are packed."""
@@ -117,7 +132,7 @@ class PassIndex:
     def read_spill(self, values: np.ndarray, tiles: np.ndarray) -> None:
         """The writer's whole spill: values uint16 ``[*]`` (float16 patterns), tiles int64 ``[k, 4]`` (first row,
         rows c, element offset of unit 0's run, elements from one unit's run to the next), every stored row once."""
-        self.theta = quantiles(values, tiles, self.n, self.units, self.th.value)
+        self.theta = quantiles(values, tiles, self.n, self.units, self.th.value, self.sweep)
         self.kth = threshold_key(self.theta)
 
     def row_group(self, run_dir: Path, start: int, group: np.ndarray) -> None:
@@ -169,8 +184,9 @@ def recording_observers(n_tokens: int, cards: bool = False) -> Callable[[Activat
     from .overview import OverviewBuilder
 
     def make(act: Activation) -> list:
-        builders: list = [PassIndex(act.name, act.units, n_tokens, th) for th in DEFAULT_THRESHOLDS]
+        sweep = Sweep(act.units)  # one pass over the spill for a quantile θ and the cards
+        builders: list = [PassIndex(act.name, act.units, n_tokens, th, sweep) for th in DEFAULT_THRESHOLDS]
         builders.append(OverviewBuilder(act.name, act.units, n_tokens))
-        return [*builders, PassCards(act, n_tokens)] if cards else builders
+        return [*builders, PassCards(act, n_tokens, sweep=sweep)] if cards else builders
 
     return make

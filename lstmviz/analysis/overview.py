@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..store.reader import RunReader
+from ..store.stats import BinSums
 
 VERSION = 1
 MAX_CELLS = 2_000_000
@@ -54,13 +55,17 @@ def overview_path(cache_dir: Path, name: str, n_tokens: int, bins: int, per: int
 
 class OverviewBuilder:
     """Accumulates bin sums of one activation's stored rows, in any order; ``finish`` writes the bin means
-    (NaN values are left out of a bin's mean; a bin of only NaN is NaN)."""
+    (NaN values are left out of a bin's mean; a bin of only NaN is NaN).
+
+    As a :class:`~lstmviz.store.RunWriter` observer it is fed by the writer's stats pass (``overview_state``,
+    the same sums while the values are in cache), not by ``update``."""
 
     def __init__(self, name: str, units: int, n_tokens: int, max_cells: int = MAX_CELLS, max_bins: int = MAX_BINS):
         self.name, self.n = name, n_tokens
         self.bins, self.per = shape(n_tokens, units, max_cells, max_bins)
         self.sum = np.zeros((self.bins, units))
         self.count = np.zeros((self.bins, units), np.int64)
+        self.overview_state = BinSums(0, self.per, self.sum, self.count)
 
     def update(self, start: int, values: np.ndarray) -> None:
         """Rows ``[start, start + n)``: float ``[n, units]`` (float16 as stored, or any float)."""

@@ -28,6 +28,7 @@ from .. import names as _names
 from ..store import Run, RunError
 from . import probes
 from .histogram import HIST_BINS, STRETCH, TAIL, Histogram, histogram, peak  # noqa: F401 (re-exported: the Unit page reads units.TAIL)
+from .overview import overview
 
 TRACK_SKIP = {"idx", "doc", "pos", "token_id", "token", "loss", "top_ids", "top_p"}
 LIFT = 2.0  # a token is over-represented when its share of the top contexts is this many times its corpus share
@@ -44,7 +45,7 @@ class Card:
     top: dict[int, pd.DataFrame]  # sign → rank, idx, value, token, context
     bands: pd.DataFrame  # band, lo, hi, idx (one row per example)
     stats: dict[str, float]
-    strip: np.ndarray  # float32 [bins]: the mean over each corpus bin
+    strip: np.ndarray  # float32 [bins]: the mean over each corpus bin (the overview's column; NaN left out)
     strip_per: int
     correlated: pd.DataFrame  # unit, r
     top_tokens: list[str]
@@ -73,6 +74,7 @@ def card(run: Run, name: str, unit: int, k: int = 20, n_correlated: int = 10, co
     if column is None and tracks(run):
         column = run.activations(name, [unit], dtype=np.float16)[:, 0]
     x = np.empty(0, np.float16) if column is None else column
+    means, per = overview(run, name)
     return Card(
         window=c.window,
         label=unit_label(run, x, top[1]["idx"].to_numpy()),
@@ -81,8 +83,8 @@ def card(run: Run, name: str, unit: int, k: int = 20, n_correlated: int = 10, co
         top=top,
         bands=pd.DataFrame(rows, columns=["band", "lo", "hi", "idx"]),
         stats=stats,
-        strip=a["strip_mean"][:, unit],
-        strip_per=int(a["strip_per"]),
+        strip=means[:, unit],
+        strip_per=per,
         correlated=run.correlated_units(name, unit, k=n_correlated),
         top_tokens=over_represented(top[1]["idx"].to_numpy(), _cards.token_strings(run)),
     )

@@ -1,9 +1,9 @@
-"""Unit cards: per activation and unit, what a "what does this unit do?" page needs, built in the recording pass.
+"""Unit cards: per activation and unit, what a "what does this unit do?" page needs, built when a recording closes.
 
-A recording's observers include a :class:`PassCards` per activation; the writer feeds its ``card_state`` from
-its own per-chunk pass (:func:`lstmviz.chunkstats.chunk_pass`, while each unit's values are in cache) and the
-observer writes ``<run>/cache/cards/<name>.n<T>.v1.npz`` at finish (docs/FORMAT.md lists its arrays). It holds,
-per unit:
+A recording's observers include a :class:`PassCards` per activation; when the writer closes, it reads its
+candidates, sample and counts from the pass over every stored value that the activation's spill observers share
+(:class:`lstmviz.unit_sweep.Sweep`), and writes ``<run>/cache/cards/<name>.n<T>.v2.npz`` at finish (docs/FORMAT.md
+lists its arrays). It holds, per unit:
 
 - **Top contexts**, both signs: the greedy de-duplicated top ``K`` positions. The order is value descending, ties to
   the earlier position (a strict total order, so "the best remaining position" is always one position); NaN is
@@ -12,7 +12,6 @@ per unit:
 - **Quantile bands**: 10 equal-count bands of a seeded uniform sample of positions, each with a few example
   positions drawn at random from it (as Delphi and sae_vis show examples per activation quantile).
 - **Density**: the number of steps above ``THETA`` and below ``-THETA``; saturation is in stats.parquet.
-- **A strip over the corpus**: per corpus bin, the mean of the unit's finite values (non-finite as 0).
 - **Correlations** are not stored: :func:`~.read.correlation_row` computes one unit's row of Pearson r when asked,
   in one streamed pass over the stored values (2 flops per value, where the U × U matrix in the pass would cost
   2·U), and exactly (float64 sums, against ``numpy.corrcoef``).
@@ -26,21 +25,20 @@ choice lies in the set.
   before have removed at most (j − 1)(2w + 1) positions (each itself and its ±w neighbours), and the j-th is the
   best of what remains, so at most (j − 1)(2w + 1) positions rank above it: its rank is ≤ M. So each unit keeps
   only its top M keys per sign.
-- *By long rows.* The chunk pass sees the corpus as rows, each a run of consecutive positions (one stream's part
-  of a chunk), disjoint. Call a row long if it holds at least 2w + 1 positions; the ±w window of a pick (2w + 1
-  consecutive positions) then meets at most two long rows (a third between them would lie inside it with room to
-  spare). After j − 1 picks at most 2(j − 1) long rows are touched, so one of the 2j − 1 long rows with the best
-  maxima is untouched and its best position remains: the j-th pick is at least the (2j − 1)-th best long-row
-  maximum, and every pick at least the (2K − 1)-th. Each long row's maximum is bounded from below by its best
-  value at its last position (a card key no larger than the row's best), so the (2K − 1)-th best of these
-  bounds, kept per unit and sign in the pass, is a floor. Rows of a sharded run are disjoint across shards too,
-  so each shard's floor is below the run's. On a random corpus it sits near the ~40th best key instead of the
-  400th, and a row whose best key is below it (most rows) is skipped after one reduction.
+- *By long blocks.* The sweep sees the corpus as blocks, each a run of consecutive positions (at most 64 of one
+  stored run), disjoint. Call a block long if it holds at least 2w + 1 positions; the ±w window of a pick (2w + 1
+  consecutive positions) then meets at most two long blocks (a third between them would lie inside it with room to
+  spare). After j − 1 picks at most 2(j − 1) long blocks are touched, so one of the 2j − 1 long blocks with the best
+  maxima is untouched and its best position remains: the j-th pick is at least the (2j − 1)-th best long-block
+  maximum, and every pick at least the (2K − 1)-th, which is a floor on the picks' values. Blocks of a sharded run
+  are disjoint across shards too, so each shard's floor is below the run's. On a random corpus it sits near the
+  ~40th best value instead of the 400th, and a block whose largest value is below it (most blocks) is never read
+  again.
 
-A card key is one int64, ``(order key + 2¹⁵) << 47 | (2⁴⁷ − 1 − position)`` (:func:`lstmviz.chunkstats.card_keys`),
-so the order has no ties and the per-unit floors (the M-th best key so far, the long rows' bound) reject whole
-rows after one reduction; a stale floor only admits more, never drops a pick. The same holds across shards: the
-union of the shards' candidates above their floors holds every pick of the run.
+A card key is one int64, ``(order key + 2¹⁵) << 47 | (2⁴⁷ − 1 − position)`` (:func:`lstmviz.f16keys.card_keys`),
+so the order has no ties. The candidates the sweep keeps are the keys above both bounds, an upper set of the order
+(:mod:`lstmviz.unit_sweep`), and the greedy run on such a set makes the full run's choices. The same holds across
+shards: the union of the shards' candidates holds every pick of the run.
 
 The package: :mod:`.build` computes (the bound, the greedy, the bands); :mod:`.inpass` is the recording's part
 (:class:`PassCards`, :func:`merge_parts`, the shards' parts); :mod:`.read` answers (:func:`~.read.load_cards`,
@@ -56,7 +54,6 @@ from .build import (
     BANDS,
     SAMPLE,
     SEED,
-    STRIP_BINS,
     THETA,
     VERSION,
     WINDOW,
@@ -76,7 +73,6 @@ __all__ = [
     "BAND_EXAMPLES",
     "SAMPLE",
     "SEED",
-    "STRIP_BINS",
     "THETA",
     "VERSION",
     "WINDOW",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ..chunkstats import POS_MAX
+from ..f16keys import POS_MAX
 
 
 @njit(cache=True, nogil=True)

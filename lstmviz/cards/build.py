@@ -1,22 +1,21 @@
 """The unit cards' computations (see :mod:`lstmviz.cards` for what they hold, and why a bounded candidate set makes
-the greedy exact): the candidate bound, the greedy over card keys (:func:`lstmviz.chunkstats.card_keys`) and the
+the greedy exact): the candidate bound, the greedy over card keys (:func:`lstmviz.f16keys.card_keys`) and the
 quantile bands of a sample."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from .. import chunkstats as _cs
+from .. import f16keys as _cs
 
 K = 20  # top contexts stored per unit and sign (the API's k is at most this when answered from the cards)
 WINDOW = 10  # the de-duplication window of the stored top contexts
 BANDS = 10
 BAND_EXAMPLES = 5
 SAMPLE = 4096  # positions sampled for the quantile bands
-STRIP_BINS = 400
 THETA = 0.5
 SEED = 0
-VERSION = 1
+VERSION = 2  # 2: the candidates from the closing sweep, and no strip (the overview is the strip)
 POS_BITS = _cs.POS_BITS
 _POS_MAX = _cs.POS_MAX
 

@@ -1,29 +1,32 @@
-"""The unit cards built in the recording pass: :class:`PassCards`, an :class:`~lstmviz.store.Observer` whose
-``card_state`` (a :class:`lstmviz.chunkstats.CardState`) the writer feeds from its own per-chunk pass, so the
-top-context candidates, the rows of the bands' seeded sample (4096 positions in all), the counts beyond ±θ and
-the strip sums cost no second look at the values: ``update`` has nothing left to do. ``finish`` runs the greedy
-on the candidates and writes the same cards file as :func:`lstmviz.cards.build_cards` (docs/FORMAT.md,
-cache/cards/). Correlations are not kept: :func:`lstmviz.cards.correlation_row` computes a unit's when asked.
+"""The unit cards built in the recording pass: :class:`PassCards`, a spill observer of the
+:class:`~lstmviz.store.RunWriter`. When the recording closes, the writer hands it every stored value once
+(``read_spill``), and it takes what the cards need from the activation's :class:`~lstmviz.unit_sweep.Sweep`,
+the one per-unit pass it shares with a quantile θ of the match index: each unit's top-context candidates of both
+signs, its values at the bands' seeded sample (4096 positions in all) and its counts beyond ±θ. ``finish`` runs the
+greedy on the candidates and writes the same cards file as :func:`lstmviz.cards.build_cards` (docs/FORMAT.md,
+cache/cards/). Correlations are not kept: :func:`lstmviz.cards.correlation_row` computes a unit's when asked, and
+the strip over the corpus is the activation's overview (:mod:`lstmviz.analysis.overview`).
 
-In a shard of a sharded run (``offset``, ``n_local``, ``part``), positions are the run's, the sample is the run's sample
-within the shard and the strip bins are the run's; ``finish`` writes what :func:`merge_parts` merges into the
-run's cards exactly (the union of the shards' candidates holds every pick of the run: see :mod:`lstmviz.cards`).
+In a shard of a sharded run (``offset``, ``n_local``, ``part``), positions are the run's and the sample is the run's
+sample within the shard; ``finish`` writes what :func:`merge_parts` merges into the run's cards exactly (the union of
+the shards' candidates holds every pick of the run: see :mod:`lstmviz.cards`).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from .. import chunkstats as _cs
+from .. import f16keys as _cs
 from ..store.format import Activation
+from ..unit_sweep import Sweep, raw_key
 from .build import (
     SAMPLE,
     SEED,
-    STRIP_BINS,
     THETA,
     WINDOW,
     K,
@@ -42,14 +45,9 @@ def sample_positions(n_tokens: int) -> np.ndarray:
     return np.sort(rng.choice(n_tokens, min(SAMPLE, n_tokens), replace=False))
 
 
-def strip_shape(n_tokens: int) -> tuple[int, int]:
-    """(tokens per strip bin, bins) of a run of ``n_tokens`` tokens."""
-    per = -(-n_tokens // STRIP_BINS)
-    return per, -(-n_tokens // per)
-
-
 class PassCards:
-    """The cards of one activation, fed by the writer's chunk pass (``card_state``) and by ``update``."""
+    """The cards of one activation, from the writer's spill (``read_spill``), through ``sweep`` when one is given
+    (the activation's :class:`~lstmviz.unit_sweep.Sweep`, shared with its other spill observers)."""
 
     def __init__(
         self,
@@ -60,32 +58,38 @@ class PassCards:
         offset: int = 0,
         n_local: int | None = None,
         part: bool = False,
+        sweep: Sweep | None = None,
     ):
         self.act, self.n_run, self.k, self.window = act, n_run, k, window
         self.offset, self.n_local, self.part = offset, n_run if n_local is None else n_local, part
-        per, bins = strip_shape(n_run)
         pos = sample_positions(n_run)
         self.sample_pos = pos[(pos >= offset) & (pos < offset + self.n_local)]
-        self.card_state = _cs.CardState(
-            act.units, candidates(k, window), THETA, per, bins, offset, blocks(k), 2 * window + 1, self.sample_pos
-        )
+        self.sweep = sweep or Sweep(act.units)
+        above, below = theta_keys(THETA)
+        self.sweep.want_cards(candidates(k, window), blocks(k), 2 * window + 1, offset, above, below, self.sample_pos)
+        self.swept: dict[str, np.ndarray] | None = None
 
-    def update(self, start: int, values: np.ndarray) -> None:
-        """Nothing: the writer's chunk pass feeds ``card_state`` (the bands' sample rows included)."""
+    def needs_spill(self) -> bool:
+        """Always: the cards are made from every stored value."""
+        return True
+
+    def read_spill(self, values: np.ndarray, tiles: np.ndarray) -> None:
+        """The writer's whole spill: values uint16 ``[*]`` (float16 patterns), tiles int64 ``[k, 4]``
+        (:mod:`lstmviz.unit_sweep`)."""
+        self.swept = self.sweep.run(values, tiles)
 
     def parts(self) -> dict[str, np.ndarray]:
         """What this recording saw, in the mergeable form :func:`merge_parts` takes."""
-        s = self.card_state
-        floor = s.floor()
-        out = {
-            "top_pos_keys": best_keys(s.buf[0], s.length[0], s.m, floor[0]),
-            "top_neg_keys": best_keys(s.buf[1], s.length[1], s.m, floor[1]),
+        if self.swept is None:  # no rows: a shard or run of no tokens
+            self.read_spill(np.zeros(0, np.uint16), np.zeros((0, 4), np.int64))
+        s = self.swept
+        return {
+            "top_pos_keys": s["top"][0],
+            "top_neg_keys": s["top"][1],
             "sample_pos": self.sample_pos,
-            "sample": s.sample,
-            "dens": s.dens,
-            "strip_sum": s.strip_sum,
+            "sample": s["sample"],
+            "dens": s["dens"],
         }
-        return out
 
     def finish(self, run_dir: str | os.PathLike) -> dict:
         """Write the cards (a whole run) or, for a shard (``part``), its parts (``cache/card-parts/<name>.npz``),
@@ -98,14 +102,25 @@ class PassCards:
             path = Path(run_dir) / "cache" / "cards" / card_file(self.act.name, self.n_run)
             arrays = merge_parts([parts], self.n_run, self.k, self.window)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp.npz")
+        try:
+            np.savez(tmp, **arrays)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
         return {"cards": f"cache/cards/{path.name}"} if path.parent.name == "cards" else {}
 
 
+def theta_keys(theta: float) -> tuple[int, int]:
+    """Raw keys (:func:`lstmviz.unit_sweep.raw_key`) such that for a non-NaN float16 x: ``x > θ`` ⇔ its raw key
+    > the first, and ``x < −θ`` ⇔ its raw key < the second (float32 comparisons, as the stored values read)."""
+    ok = ~np.isnan(_cs.LUT)
+    raw = raw_key(np.arange(1 << 16))
+    return int(raw[ok & (np.float32(theta) >= _cs.LUT)].max()), int(raw[ok & (np.float32(-theta) <= _cs.LUT)].min())
+
+
 def blocks(k: int) -> int:
-    """2k − 1: the long rows (each at least 2·window + 1 positions) whose bounds make the picks' floor."""
+    """2k − 1: the long blocks (each at least 2·window + 1 positions) whose bounds make the picks' floor."""
     return 2 * k - 1
 
 
@@ -117,7 +132,7 @@ def part_path(run_dir: Path, name: str) -> Path:
 def merge_parts(parts: Sequence[dict], n_run: int, k: int = K, window: int = WINDOW) -> dict[str, np.ndarray]:
     """The cards file's arrays (docs/FORMAT.md) of a run from its recordings' :meth:`PassCards.parts`, one per
     shard in corpus order (one for an unsharded run): top candidates united then cut to the top M, the greedy
-    on them; samples concatenated; counts and strip sums added."""
+    on them; samples concatenated; counts added."""
     m = candidates(k, window)
     out: dict[str, np.ndarray] = {"k": np.int64(k), "window": np.int64(window)}
     for s, sign in (("pos", 1), ("neg", -1)):
@@ -129,10 +144,6 @@ def merge_parts(parts: Sequence[dict], n_run: int, k: int = K, window: int = WIN
     out.update(bands(np.concatenate([p["sample_pos"] for p in parts]), np.concatenate([p["sample"] for p in parts], 1)))
     dens = sum(p["dens"] for p in parts)
     out["n_above"], out["n_below"], out["theta"] = dens[0], dens[1], np.float32(THETA)
-    per, bins = strip_shape(n_run)
-    out["strip_per"] = np.int64(per)
-    counts = np.diff(np.minimum(np.arange(bins + 1) * per, n_run))
-    out["strip_mean"] = (sum(p["strip_sum"] for p in parts).T / counts[:, None]).astype(np.float32)
     return out
 
 

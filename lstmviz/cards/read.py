@@ -4,6 +4,8 @@ answers made from them, :func:`top_contexts` and :func:`correlated_units`."""
 from __future__ import annotations
 
 import functools
+import os
+import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -12,14 +14,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .. import chunkstats as _cs
+from .. import f16keys as _cs
 from ..errors import RunError
 from ..location import AnyPath, parquet_file, read_table
 from ..shards import expand, tokens_file
 from ..store.format import Activation
 from ..store.parquet_f16 import plain_chunks
 from ..store.reader import RunReader
-from ..store.stats import Stats
 from ..validate import unit_ids
 from .build import WINDOW, candidates, card_file, greedy, key_values
 from .inpass import PassCards
@@ -35,26 +36,30 @@ def load_cards(run: RunReader, name: str) -> Cards:
     return _load(str(path), path.stat().st_mtime_ns)
 
 
-def build_cards(run: RunReader, name: str, rows: int = 16384, piece: int = 128) -> None:
-    """Build and cache the cards of a finished run's activation: its rows, streamed in blocks of ``rows``, through
-    the same chunk pass and :class:`~.inpass.PassCards` as a recording's, so the cards are the ones it would have
-    built. Each block goes in as ``piece``-row streams, so that the long rows' bound prunes as a recording's
-    chunks do."""
+def build_cards(run: RunReader, name: str, rows: int = 16384) -> None:
+    """Build and cache the cards of a finished run's activation with the same :class:`~.inpass.PassCards` and
+    sweep as a recording's, so the cards are the ones it would have built: its rows, read in blocks of ``rows``,
+    are laid out unit-major in a scratch file beside the cards (a recording's spill, removed after), which the
+    sweep reads in place."""
     act = Activation.from_name(name, run.units(name))
     cards = PassCards(act, run.n_tokens)
-    stats = Stats(act)
-    stats.range = (0.0, 1.0)  # the histogram is not kept
-    for start in range(0, run.n_tokens, rows):
-        x = run.activations(name, start=start, stop=start + rows, dtype=np.float16).view(np.uint16)
-        whole = len(x) // piece * piece
-        for lo, hi, size in ((0, whole, piece), (whole, len(x), len(x) - whole)):
-            if hi > lo:
-                bits = x[lo:hi].reshape(-1, size, act.units)
-                counts = np.full(len(bits), size)
-                starts = start + lo + size * np.arange(len(bits))
-                tiles = np.empty((len(bits), act.units * size), np.uint16)
-                stats.update(bits, counts, tiles, starts, cards.card_state)
-    cards.finish(run.cache_dir.parent)
+    folder = run.cache_dir / "cards"
+    folder.mkdir(parents=True, exist_ok=True)
+    scratch = folder / f"{name}.{os.getpid()}-{threading.get_ident()}.tmp.f16"
+    try:
+        tiles = []
+        with open(scratch, "wb") as f:
+            for start in range(0, run.n_tokens, rows):
+                x = run.activations(name, start=start, stop=start + rows, dtype=np.float16).view(np.uint16)
+                tiles.append((start, len(x), f.tell() // 2, len(x)))
+                f.write(np.ascontiguousarray(x.T).data)
+        size = scratch.stat().st_size // 2
+        values = np.memmap(scratch, np.uint16, "r", shape=(size,)) if size else np.zeros(0, np.uint16)
+        cards.read_spill(values, np.array(tiles, np.int64).reshape(-1, 4))
+        del values
+        cards.finish(run.cache_dir.parent)
+    finally:
+        scratch.unlink(missing_ok=True)
 
 
 class Cards:

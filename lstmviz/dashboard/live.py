@@ -167,5 +167,6 @@ def _live_run(model: ModelRef, text: str, annotate: str) -> str:
             device="cpu",
             overwrite=True,
             progress=False,
+            cards=False,  # a typed text's units are read against the corpus's cards, never its own
         )
     return str(out)

@@ -1,18 +1,20 @@
 """Per-unit stats of each activation, counted in the writer's one pass over the values as stored (one compiled
-pass per chunk, :mod:`lstmviz.chunkstats`)."""
+pass per chunk, :mod:`lstmviz.store._stats_jit`)."""
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from .. import chunkstats as _cs
+from .. import f16keys as _cs
 from .. import names as _names
+from . import _stats_jit
 from .format import Activation
 
 LOW, HIGH = 0.1, 0.9
 HIST_BINS = 32
-_THRESHOLD_KEYS = _cs.threshold_keys(LOW, HIGH)
 
 
 def hist_range(kind: str, first: np.ndarray) -> tuple[float, float]:
@@ -26,12 +28,30 @@ def hist_range(kind: str, first: np.ndarray) -> tuple[float, float]:
     return -1.5 * bound, 1.5 * bound
 
 
+class BinSums(NamedTuple):
+    """What an observer gives the stats pass to have its bin sums counted there (``overview_state``, e.g.
+    :class:`lstmviz.analysis.overview.OverviewBuilder`'s): row r of a chunk at run position ``offset + r`` goes to
+    bin ``(offset + r) // per`` of ``sum`` float64 / ``count`` int64 ``[bins, units]``, which add the values that
+    are not NaN in row order."""
+
+    offset: int
+    per: int
+    sum: np.ndarray
+    count: np.ndarray
+
+
+_NO_BINS = BinSums(0, 1, np.zeros((1, 1)), np.zeros((1, 1), np.int64))
+
+
 class Stats:
     """Per-unit streaming aggregates of one activation, over the float16 values as stored.
 
     NaN and ±inf are counted (n_nan, n_inf) and left out of the moments, min, max and histogram; n_low / n_high
     compare every non-NaN value, as ``x < low`` over the stored values does. One compiled pass per chunk
-    (:func:`lstmviz.chunkstats.chunk_pass`), which also lays the chunk out unit-major for the spill.
+    (:func:`lstmviz.store._stats_jit.stats_pass`), which also lays the chunk out unit-major for the spill.
+
+    The pass counts the histogram, n_low, n_high, n_nan and n_inf as one count of value classes (``codes``
+    ``[units, n_codes]``, folded by the code table's ``fold``).
     """
 
     def __init__(self, act: Activation):
@@ -39,10 +59,11 @@ class Stats:
         self.act = act
         self.count = 0
         self.acc = np.zeros((2, u))  # sum, sumsq of the finite values
-        self.cnt = np.zeros((6, u), np.int64)  # n_low, n_high, n_nan, n_inf, min key, max key
+        self.cnt = np.zeros((6, u), np.int64)  # rows 4 and 5: min key, max key (the rest are in codes)
         self.cnt[4], self.cnt[5] = _cs.NO_KEY, -_cs.NO_KEY
-        self.hist = np.zeros((u, 4, HIST_BINS + 1), np.int64)
         self.range: tuple[float, float] | None = None
+        self._table: tuple[np.ndarray, np.ndarray] | None = None  # codes [65536], fold, for self.range
+        self.codes = np.zeros((u, 0), np.int64)
 
     def update(
         self,
@@ -50,24 +71,50 @@ class Stats:
         counts: np.ndarray,
         tiles: np.ndarray,
         starts: np.ndarray | None = None,
-        cards: _cs.CardState | None = None,
+        bins: BinSums | None = None,
     ) -> None:
         """bits: float16 bit patterns uint16 ``[B, T, units]``, rows ``[0, counts[b])`` of stream b valid.
 
         Writes each stream's valid rows unit-major into ``tiles[b, :units·counts[b]]`` (uint16 ``[B, ≥units·T]``).
-        ``cards``, if given, is fed in the same pass (stream b's rows at ``starts[b]…``, int64 ``[B]``).
+        ``bins``, if given, are fed in the same pass (stream b's rows at ``starts[b]…``, int64 ``[B]``).
         """
+        bits = np.ascontiguousarray(bits)
+        starts = np.zeros(len(counts), np.int64) if starts is None else np.asarray(starts, np.int64)
+        if bins is not None:  # the compiled passes write where the positions say: refuse rows outside the bins
+            used = counts > 0
+            first, last = starts[used] + bins.offset, starts[used] + bins.offset + counts[used] - 1
+            if used.any() and (first.min() < 0 or last.max() // bins.per >= len(bins.sum)):
+                raise ValueError(f"{self.act.name}: rows outside the {len(bins.sum)} bins of {bins.per} positions")
+            if bins.sum.shape[1:] != (self.act.units,) or bins.count.shape != bins.sum.shape:
+                raise ValueError(f"{self.act.name}: bin sums of shape {bins.sum.shape}, not [bins, {self.act.units}]")
         if self.range is None:
-            valid = np.arange(bits.shape[1])[None, :] < counts[:, None]
-            self.range = hist_range(self.act.kind, _cs.LUT[bits[valid]])
+            self.range = hist_range(self.act.kind, self._largest(bits, counts))
         lo, hi = self.range
-        extra = (starts, *cards.args()) if cards is not None else (counts, *_cs.no_cards())
-        scale = HIST_BINS / (hi - lo)
-        _cs.chunk_pass(bits, counts, *_THRESHOLD_KEYS, lo, scale, tiles, self.acc, self.cnt, self.hist, *extra)
+        if self._table is None:
+            self._table = _stats_jit.code_table(lo, hi, HIST_BINS, LOW, HIGH)
+            self.codes = np.zeros((self.act.units, len(self._table[1])), np.int64)
+        b = _NO_BINS if bins is None else bins
+        _stats_jit.stats_pass(bits, counts, starts, self._table[0], tiles, self.acc, self.cnt, self.codes,
+                              bins is not None, b.offset, b.per, b.sum, b.count)  # fmt: skip
         self.count += int(counts.sum())
 
+    def _largest(self, bits: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """float32 ``[≤1]``: what :func:`hist_range` reads of the chunk's valid rows, the largest magnitude of their
+        finite values (0 when none is finite: the same range as none); nothing for the kinds of a fixed range."""
+        if self.act.kind in _names.SIGMOID_KINDS or self.act.kind in _names.TANH_KINDS:
+            return np.zeros(0, np.float32)
+        mags = (bits[b, :c] & 0x7FFF for b, c in enumerate(counts) if c > 0)
+        return _cs.LUT[[max((int(np.where(m < 0x7C00, m, 0).max()) for m in mags), default=0)]]
+
+    def _counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """(hist int64 ``[units, HIST_BINS]``, int64 ``[4, units]`` n_low, n_high, n_nan, n_inf) from the codes."""
+        if self._table is None:  # no rows yet
+            return np.zeros((self.act.units, HIST_BINS), np.int64), np.zeros((4, self.act.units), np.int64)
+        folded = self.codes @ self._table[1]
+        return folded[:, :HIST_BINS], folded[:, HIST_BINS + 1 :].T
+
     def frame(self) -> pd.DataFrame:
-        n_nan, n_inf = self.cnt[2], self.cnt[3]
+        hist, (n_low, n_high, n_nan, n_inf) = self._counts()
         finite = self.count - n_nan - n_inf
         n = np.maximum(finite, 1)
         mean = self.acc[0] / n
@@ -83,11 +130,11 @@ class Stats:
                 "std": np.where(none, np.nan, np.sqrt(var)),
                 "min": np.where(none, np.nan, _cs.LUT[_cs.key_bits(self.cnt[4])].astype(np.float64)),
                 "max": np.where(none, np.nan, _cs.LUT[_cs.key_bits(self.cnt[5])].astype(np.float64)),
-                "n_low": self.cnt[0],
-                "n_high": self.cnt[1],
+                "n_low": n_low,
+                "n_high": n_high,
                 "n_nan": n_nan,
                 "n_inf": n_inf,
-                "hist": list(self.hist[:, :, :HIST_BINS].sum(1)),
+                "hist": list(hist),
                 "hist_lo": lo,
                 "hist_hi": hi,
             }

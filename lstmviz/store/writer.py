@@ -115,12 +115,13 @@ class RunWriter:
             if name in self.stats:
                 self.stats[name].range = (float(bounds[0]), float(bounds[1]))
         self.observers = {a.name: list(observers(a)) if observers else [] for a in activations}
-        # an observer's card_state (lstmviz.cards.PassCards) is fed by the stats pass itself, values in cache
-        self._card_state = {n: next((o.card_state for o in obs if hasattr(o, "card_state")), None)
-                            for n, obs in self.observers.items()}  # fmt: skip
-        # an observer with ``row_group`` is given the row groups of the written file at close, instead of ``update``
+        # an observer's overview_state (BinSums) is fed by the stats pass itself, values in cache, not by ``update``
+        binned = {n: next((o for o in obs if hasattr(o, "overview_state")), None) for n, obs in self.observers.items()}
+        self._bin_sums = {n: getattr(o, "overview_state", None) for n, o in binned.items()}
+        # an observer with ``row_group`` is given the row groups of the written file at close, instead of ``update``,
+        # and one with ``read_spill`` alone only the whole file
         self._row_obs = {n: [o for o in obs if _by_groups(o)] for n, obs in self.observers.items()}
-        self._updates = {n: [o for o in obs if not _by_groups(o)] for n, obs in self.observers.items()}
+        self._updates = {n: [o for o in obs if _by_rows(o) and o is not binned[n]] for n, obs in self.observers.items()}
         self._files: dict[str, MappedF16File] = {}
         self._scratch = np.empty(0, np.uint16)
         self._resident = 0  # bytes written into the mapped files since their pages were last dropped
@@ -221,7 +222,7 @@ class RunWriter:
             if self._scratch.size < B * U * T:
                 self._scratch = np.empty(B * U * T, np.uint16)
             tiles = self._scratch[: B * U * T].reshape(B, U * T)
-            self.stats[name].update(half.view(np.uint16), counts, tiles, starts, self._card_state[name])
+            self.stats[name].update(half.view(np.uint16), counts, tiles, starts, self._bin_sums[name])
             for obs in self._updates[name]:
                 for b in range(B):
                     if counts[b]:
@@ -354,6 +355,11 @@ class RunWriter:
 def _by_groups(observer: object) -> bool:
     """Whether an observer takes the row groups (``row_group``) rather than ``update``."""
     return callable(getattr(observer, "row_group", None))
+
+
+def _by_rows(observer: object) -> bool:
+    """Whether an observer takes each chunk's rows (``update``): unless it takes the row groups or the file alone."""
+    return not _by_groups(observer) and not callable(getattr(observer, "read_spill", None))
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ import pytest
 from torch import nn
 
 from lstmviz.analysis import probes, units
+from lstmviz.analysis.overview import overview
 
 
 @pytest.fixture
@@ -85,6 +86,7 @@ def test_card_of_a_run_without_tracks_reads_no_whole_column(make_run, rng, monke
     column = run.activations("rnn.l0.fwd.h", [1])[:, 0]
     top = run.top_contexts("rnn.l0.fwd.h", 1, k=20)["idx"].to_numpy()
     oracle = units.unit_label(run, column, top)  # the label as scored from the whole column
+    overview(run, "rnn.l0.fwd.h")  # the card's strip: a recording writes it, this run builds it here, once
     reads = []
     read = run.activations
 

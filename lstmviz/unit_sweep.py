@@ -1,0 +1,343 @@
+"""One compiled pass per unit over a finished activation's stored values: its exact order statistics and its unit
+cards' top-context candidates, from a histogram of the unit's 2¹⁶ float16 patterns.
+
+When a recording closes, the writer hands its spill observers every stored value once, unit-major
+(:class:`~lstmviz.store.RunWriter`, ``read_spill``). A quantile θ of the match index
+(:mod:`lstmviz.analysis.match_pass`) and the unit cards (:mod:`lstmviz.cards`) both need, per unit, a walk over the
+unit's sorted values, and a histogram of the 2¹⁶ patterns gives that walk without sorting. :class:`Sweep` is the one
+pass they share: each asks for what it needs when it is made (:meth:`Sweep.want_ranks`, :meth:`Sweep.want_cards`),
+and the first ``read_spill`` runs :func:`sweep` for all of them.
+
+Per unit:
+
+- the histogram over the *raw keys* of the patterns (:func:`raw_key`: unsigned, in the values' order, both zeros
+  on one key; NaN's patterns fall below −inf's key or above +inf's), in two interleaved copies, so that a run of
+  one value (a saturated unit) does not make each increment wait for the one before;
+- the order statistics of two ranks among the non-NaN values, a walk up the keys;
+- for the cards: the key ``kp`` at which the count of keys from the top reaches M, so that the unit's top M card
+  keys (value first, then the earlier position: :func:`lstmviz.f16keys.card_keys`) are exactly the values above
+  ``kp`` and the earliest positions at ``kp`` (as many as M leaves), and the same from the bottom for the negative
+  sign; then one scan of the values in corpus order collects them, skipping each 64-value block whose maximum
+  and minimum keys show it holds none. Of those, only the keys at or above a floor can be picks: the (2k − 1)-th
+  best of the blocks' own maxima, over the blocks of at least 2·window + 1 rows (:mod:`lstmviz.cards` proves it),
+  so that most blocks are skipped. The counts beyond ±θ come from the histogram, and the values at the bands'
+  sampled positions from the scan.
+
+The values are read where they lie: ``tiles`` int64 ``[k, 4]`` lists runs of rows in corpus order, disjoint (first
+row, rows c, element offset of unit 0's run, elements from one unit's run to the next).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .f16keys import POS_BITS, POS_MAX, key
+
+_JIT = {"error_model": "numpy", "cache": True, "nogil": True}
+LOWEST, HIGHEST = 0x03FF, 0xFC00  # the raw keys of −inf and +inf; beyond them lie NaN's patterns
+ZERO = 0x8000  # the raw key of both zeros
+_BLOCK = 64
+
+
+def raw_key(bits: np.ndarray) -> np.ndarray:
+    """The raw keys int64 of float16 bit patterns (see the module docstring): ``0x8000 + key`` for a value ≥ 0,
+    ``0x7FFF + key`` for a negative one (:func:`lstmviz.f16keys.key`)."""
+    k = key(bits)
+    return np.where(k >= 0, ZERO + k, 0x7FFF + k)
+
+
+@njit(inline="always", **_JIT)
+def _raw(b: int) -> int:
+    b = np.int32(b)
+    b = b * (b != 0x8000)
+    return b ^ (0x8000 | ((b >> 15) * 0x7FFF))
+
+
+@njit(inline="always", **_JIT)
+def _card_key(r: int, sign: int, pos: int) -> int:
+    """The card key of raw key r (not NaN) times ``sign`` at corpus position ``pos``."""
+    k = r - ZERO if r >= ZERO else r - 0x7FFF
+    return (np.int64(sign * k + 0x8000) << POS_BITS) | (POS_MAX - pos)
+
+
+@njit(**_JIT)
+def _walk(h: np.ndarray, lo: int, r0: int, r1: int, out: np.ndarray, u: int) -> None:
+    """out[:, u] ← the patterns of ranks r0 ≤ r1 of the non-NaN keys of histogram h int32 ``[2¹⁶]``, whose lowest
+    filled key is ≥ lo: a walk up the keys that steps over whole blocks of 256 keys by their sums."""
+    cum = 0
+    side = 0
+    j = max(lo, LOWEST)
+    while j <= HIGHEST and side < 2:
+        if (j & 255) == 0 and j + 255 < HIGHEST:
+            block = 0
+            for i in range(j, j + 256):
+                block += h[i]
+            if cum + block <= (r0 if side == 0 else r1):  # the rank lies beyond this block
+                cum += block
+                j += 256
+                continue
+        cum += h[j]
+        while side < 2 and cum > (r0 if side == 0 else r1):
+            out[side, u] = j - 0x8000 if j >= 0x8000 else 0xFFFF - j
+            side += 1
+        j += 1
+
+
+@njit(inline="always", **_JIT)
+def _extremes(signed: np.ndarray, bits: np.ndarray) -> tuple[int, int, int, int]:
+    """The largest and smallest of ``signed`` (int16) and of ``bits`` (uint16), one block's two views of the same
+    patterns: four plain reductions that LLVM vectorises."""
+    s_hi, s_lo = np.int16(-32768), np.int16(32767)
+    for t in range(signed.shape[0]):
+        s_hi, s_lo = max(s_hi, signed[t]), min(s_lo, signed[t])
+    u_hi, u_lo = np.uint16(0), np.uint16(0xFFFF)
+    for t in range(bits.shape[0]):
+        u_hi, u_lo = max(u_hi, bits[t]), min(u_lo, bits[t])
+    return s_hi, s_lo, u_hi, u_lo
+
+
+@njit(inline="always", **_JIT)
+def _summary(s_hi: int, s_lo: int, u_hi: int, u_lo: int, out: np.ndarray, i: int) -> None:
+    """out[:, i] ← one block's raw keys from its extremes: the largest (at or above the block's largest value)
+    and the smallest (at or below its smallest), then the same two as bounds a greedy floor may use: exact where
+    no NaN hides them, else −1 (no bound). A pattern ≥ 0 as int16 is a value ≥ +0 (or a NaN above +inf), one ≥
+    0x8000 as uint16 a value ≤ −0 (or a NaN below −inf), in the order of their bits; the other view orders the
+    other sign."""
+    s_hi, s_lo, u_hi, u_lo = np.int64(s_hi), np.int64(s_lo), np.int64(u_hi), np.int64(u_lo)
+    out[0, i] = ZERO + s_hi if s_hi >= 0 else (ZERO if u_lo == 0x8000 else 0xFFFF - u_lo)  # all < +0: nearest to 0
+    out[1, i] = 0xFFFF - u_hi if u_hi > 0x8000 else (ZERO if u_hi == 0x8000 else ZERO + s_lo)
+    out[2, i] = out[0, i] if (0 <= s_hi <= 0x7C00) or (s_hi < 0 and u_lo <= 0xFC00) else -1
+    out[3, i] = out[1, i] if (0x8000 <= u_hi <= 0xFC00) or (u_hi < 0x8000 and s_lo <= 0x7C00) else -1
+
+
+@njit(**_JIT)
+def _floor(bound: np.ndarray, size: np.ndarray, span: int, nth: int, sign: int) -> int:
+    """A raw key at or below every greedy pick of the sign's (at or above, for −1): the nth best of the bounds
+    (−1: none) of the blocks of at least ``span`` rows (:mod:`lstmviz.cards` proves it); the worst key when fewer
+    than nth blocks have one."""
+    scratch = np.empty(size.shape[0], np.int64)
+    n = 0
+    for i in range(size.shape[0]):
+        if size[i] >= span and bound[i] >= 0:
+            scratch[n] = sign * bound[i]
+            n += 1
+    if n < nth:
+        return 0 if sign > 0 else 0xFFFF
+    return sign * np.partition(scratch[:n], n - nth)[n - nth]
+
+
+@njit(**_JIT)
+def _collect(
+    values: np.ndarray,
+    tiles: np.ndarray,
+    u: int,
+    offset: int,
+    kp: int,
+    tp: int,
+    kn: int,
+    tn: int,
+    summary: np.ndarray,
+    top: np.ndarray,
+    sample_pos: np.ndarray,
+    sample: np.ndarray,
+) -> None:
+    """Unit u's top card keys of both signs into top int64 ``[2, U, M]`` (descending, 0 padded): the keys above
+    kp and the first tp at kp (positive), below kn and the first tn at kn (negative), reading only the blocks
+    whose summaries (:func:`_summary`) reach them; and its values at the sampled positions into sample uint16
+    ``[U, S]``. Positions are rows plus ``offset``."""
+    n_pos = 0
+    n_neg = 0
+    si = 0
+    i = 0
+    S = sample_pos.shape[0]
+    for k in range(tiles.shape[0]):
+        pos0 = offset + tiles[k, 0]
+        c = tiles[k, 1]
+        base = tiles[k, 2] + u * tiles[k, 3]
+        while si < S and sample_pos[si] < pos0 + c:
+            if sample_pos[si] >= pos0:
+                sample[u, si] = values[base + sample_pos[si] - pos0]
+            si += 1
+        for t0 in range(0, c, _BLOCK):
+            i += 1
+            if summary[0, i - 1] < kp and summary[1, i - 1] > kn:
+                continue
+            for t in range(t0, min(c, t0 + _BLOCK)):
+                r = _raw(values[base + t])
+                if r <= HIGHEST and (r > kp or (r == kp and tp > 0)):
+                    if r == kp:
+                        tp -= 1
+                    top[0, u, n_pos] = _card_key(r, 1, pos0 + t)
+                    n_pos += 1
+                if r >= LOWEST and (r < kn or (r == kn and tn > 0)):
+                    if r == kn:
+                        tn -= 1
+                    top[1, u, n_neg] = _card_key(r, -1, pos0 + t)
+                    n_neg += 1
+    _descending(top[0, u], n_pos)
+    _descending(top[1, u], n_neg)
+
+
+@njit(**_JIT)
+def _descending(row: np.ndarray, n: int) -> None:
+    """row[:n] sorted descending, the rest 0."""
+    row[:n] = np.sort(row[:n])[::-1]
+    row[n:] = 0
+
+
+@njit(**_JIT)
+def sweep(
+    values: np.ndarray,
+    tiles: np.ndarray,
+    zeros: int,
+    r0: int,
+    r1: int,
+    order: np.ndarray,
+    nan: np.ndarray,
+    offset: int,
+    nth: int,
+    span: int,
+    above: int,
+    below: int,
+    top: np.ndarray,
+    dens: np.ndarray,
+    sample_pos: np.ndarray,
+    sample: np.ndarray,
+) -> None:
+    """Every unit of the stored values (see the module docstring); U is ``len(nan)``.
+
+    values uint16 ``[*]``, tiles int64 ``[k, 4]``; ``zeros`` more values of +0 per unit (rows no tile covers,
+    stored as 0), counted in the order statistics only. Out: nan int64 ``[U]`` the NaN counts; with r0 ≥ 0,
+    order uint16 ``[2, U]`` the patterns of ranks r0 ≤ r1 among the non-NaN values; with ``top`` int64
+    ``[2, U, M]`` of M > 0 (the cards), the unit's top M card keys of x and of −x (positions offset by
+    ``offset``), dens int64 ``[2, U]`` the counts of raw keys above ``above`` and below ``below`` (not NaN), and
+    sample uint16 ``[U, S]`` the values at the sorted positions sample_pos int64 ``[S]`` (left as they are where no
+    row holds one).
+    """
+    U = nan.shape[0]
+    M = top.shape[2]
+    hist = np.zeros((2, 1 << 16), np.int32)
+    h0, h1 = hist[0], hist[1]
+    n_blocks = 0
+    for k in range(tiles.shape[0]):
+        n_blocks += -(-tiles[k, 1] // _BLOCK)
+    summary = np.empty((4, n_blocks if M > 0 else 0), np.int64)
+    size = np.empty(summary.shape[1], np.int64)
+    signed = values.view(np.int16)
+    for u in range(U):
+        i = 0
+        for k in range(tiles.shape[0]):
+            c = tiles[k, 1]
+            base = tiles[k, 2] + u * tiles[k, 3]
+            if M > 0:  # the blocks' summaries while the run is in cache (:func:`_summary`)
+                for t0 in range(base, base + c, _BLOCK):
+                    n = min(_BLOCK, base + c - t0)
+                    s_hi, s_lo, u_hi, u_lo = _extremes(signed[t0 : t0 + n], values[t0 : t0 + n])
+                    _summary(s_hi, s_lo, u_hi, u_lo, summary, i)
+                    size[i] = n
+                    i += 1
+            t = 0
+            while t + 2 <= c:
+                h0[_raw(values[base + t])] += 1
+                h1[_raw(values[base + t + 1])] += 1
+                t += 2
+            if t < c:
+                h0[_raw(values[base + t])] += 1
+        lo = 0  # the filled keys: found in the histogram, cheaper than a min and max per value
+        while lo < 1 << 16 and h0[lo] == 0 and h1[lo] == 0:
+            lo += 1
+        hi = (1 << 16) - 1
+        while hi >= lo and h0[hi] == 0 and h1[hi] == 0:
+            hi -= 1
+        for j in range(lo, hi + 1):
+            h0[j] += h1[j]
+            h1[j] = 0
+        n_nan = 0
+        for j in range(lo, min(hi + 1, LOWEST)):
+            n_nan += h0[j]
+        for j in range(max(lo, HIGHEST + 1), hi + 1):
+            n_nan += h0[j]
+        nan[u] = n_nan
+        if M > 0:
+            n_above = 0
+            for j in range(max(lo, above + 1), min(hi, HIGHEST) + 1):
+                n_above += h0[j]
+            n_below = 0
+            for j in range(max(lo, LOWEST), min(hi + 1, below)):
+                n_below += h0[j]
+            dens[0, u], dens[1, u] = n_above, n_below
+            kp, tp, cum = LOWEST - 1, 0, 0  # fewer than M values: every one, no ties to cut
+            for j in range(min(hi, HIGHEST), max(lo, LOWEST) - 1, -1):
+                if cum + h0[j] >= M:
+                    kp, tp = j, M - cum
+                    break
+                cum += h0[j]
+            kn, tn, cum = HIGHEST + 1, 0, 0
+            for j in range(max(lo, LOWEST), min(hi, HIGHEST) + 1):
+                if cum + h0[j] >= M:
+                    kn, tn = j, M - cum
+                    break
+                cum += h0[j]
+            floor = _floor(summary[2], size, span, nth, 1)
+            if floor > kp:  # every pick is at or above the long blocks' floor: fewer candidates, all its ties
+                kp, tp = floor - 1, 0
+            floor = _floor(summary[3], size, span, nth, -1)
+            if floor < kn:
+                kn, tn = floor + 1, 0
+            _collect(values, tiles, u, offset, kp, tp, kn, tn, summary, top, sample_pos, sample)
+        if r0 >= 0:
+            h0[ZERO] += zeros
+            _walk(h0, min(lo, ZERO) if zeros else lo, r0, r1, order, u)
+            h0[ZERO] -= zeros
+        for j in range(lo, hi + 1):
+            h0[j] = 0
+
+
+class Sweep:
+    """The pass over one activation's stored values that its spill observers share (see the module docstring).
+
+    Each observer asks for what it needs when it is made, then calls :meth:`run` from its ``read_spill``; the
+    first call computes everything asked for, later ones return the same result.
+    """
+
+    def __init__(self, units: int):
+        self.units = units
+        self.ranks: tuple[int, int] | None = None
+        self.cards: tuple[int, int, int, int, int, int, np.ndarray] | None = None
+        self.result: dict[str, np.ndarray] | None = None
+
+    def want_ranks(self, r0: int, r1: int) -> None:
+        """The order statistics of ranks r0 ≤ r1 (0-based, among the non-NaN values)."""
+        if self.ranks not in (None, (r0, r1)):
+            raise ValueError(f"a sweep computes one pair of ranks, asked for {self.ranks} and {(r0, r1)}")
+        self.ranks = (r0, r1)
+
+    def want_cards(
+        self, m: int, nth: int, span: int, offset: int, above: int, below: int, sample_pos: np.ndarray
+    ) -> None:
+        """The card keys of each sign that can be greedy picks (positions offset by ``offset``): the top m, and
+        of those only the ones at or above the ``nth`` best bound of the blocks of at least ``span`` rows; the
+        counts of raw keys above ``above`` and below ``below``; and the values at ``sample_pos`` (sorted)."""
+        self.cards = (m, nth, span, offset, above, below, np.asarray(sample_pos, np.int64))
+
+    def run(self, values: np.ndarray, tiles: np.ndarray, zeros: int = 0) -> dict[str, np.ndarray]:
+        """values uint16 ``[*]``, tiles int64 ``[k, 4]`` (see the module docstring). Returns ``nan`` int64 ``[U]``
+        and, as asked, ``order`` uint16 ``[2, U]``; ``top`` int64 ``[2, U, m]``, ``dens`` int64 ``[2, U]``,
+        ``sample`` uint16 ``[U, S]`` (NaN where no row holds a sampled position)."""
+        if self.result is None:
+            U = self.units
+            r0, r1 = self.ranks or (-1, -1)
+            m, nth, span, offset, above, below, sample_pos = self.cards or (0, 1, 1, 0, 0, 0, np.zeros(0, np.int64))
+            out = {
+                "nan": np.zeros(U, np.int64),
+                "order": np.zeros((2, U), np.uint16),
+                "top": np.zeros((2, U, m), np.int64),
+                "dens": np.zeros((2, U), np.int64),
+                "sample": np.full((U, len(sample_pos)), 0x7E00, np.uint16),
+            }
+            tiles = np.ascontiguousarray(tiles, np.int64).reshape(-1, 4)
+            sweep(values, tiles, zeros, r0, r1, out["order"], out["nan"], offset, nth, span, above, below,
+                  out["top"], out["dens"], sample_pos, out["sample"])  # fmt: skip
+            self.result = out
+        return self.result
