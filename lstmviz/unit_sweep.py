@@ -1,8 +1,8 @@
 """One compiled pass per unit over a finished activation's stored values: its exact order statistics and its unit
 cards' top-context candidates, from a histogram of the unit's 2¹⁶ float16 patterns.
 
-When a recording closes, the writer hands its spill observers every stored value once, unit-major
-(:class:`~lstmviz.store.RunWriter`, ``read_spill``). A quantile θ of the match index
+When a recording closes, the writer hands its spill observers every stored value once, unit-major, where it lies in
+the files it wrote (:class:`~lstmviz.store.RunWriter`, ``read_spill``). A quantile θ of the match index
 (:mod:`lstmviz.analysis.match_pass`) and the unit cards (:mod:`lstmviz.cards`) both need, per unit, a walk over the
 unit's sorted values, and a histogram of the 2¹⁶ patterns gives that walk without sorting. :class:`Sweep` is the one
 pass they share: each asks for what it needs when it is made (:meth:`Sweep.want_ranks`, :meth:`Sweep.want_cards`),

@@ -2,14 +2,15 @@
 
 :class:`~lstmviz.analysis.match_bits.IndexBuilder` builds the index from rows handed to it, and for a quantile θ
 keeps its own float16 copy of the activation to pass over twice at the end. In a recording the writer already
-holds every value twice over: its chunk pass has each chunk's values in cache, and its spill is read back, in
-corpus order, to write the parquet row groups. A :class:`PassIndex` takes what it needs from those:
+holds every value twice over: its chunk pass has each chunk's values in cache, and when it closes it reads its
+files back, written in place, a row group at a time in corpus order. A :class:`PassIndex` takes what it needs from
+those:
 
-- when the writer closes, a quantile θ takes each unit's two order statistics from one pass over the spill, a
+- when the writer closes, a quantile θ takes each unit's two order statistics from one pass over the stored values, a
   histogram of the unit's 2¹⁶ float16 patterns (``read_spill``, :mod:`lstmviz.unit_sweep`, the pass the unit cards
   share), which gives θ exactly as ``np.quantile`` does on the stored values with no copy of them and nothing
   counted in the chunk pass;
-- the bits, of either θ, are packed from the row groups as the writer assembles them (``row_group``), straight into
+- the bits, of either θ, are packed from the row groups as the writer reads them (``row_group``), straight into
   the index's files under ``<run>.partial/cache/match/`` (so an interrupted recording leaves nothing behind).
 
 The files are those of :func:`~lstmviz.analysis.match_bits.index_paths`, bit for bit what ``IndexBuilder``

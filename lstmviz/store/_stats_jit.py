@@ -3,7 +3,7 @@
 A chunk of one activation arrives as float16 bit patterns ``[B, T, U]`` (B streams, T steps, U units), of which
 stream b's first ``c = counts[b]`` rows are valid. Per stream, in three loops over values that are in cache:
 
-1. the rows are transposed into the unit-major tile ``[U, c]`` the spill wants, in 16 × 16 blocks held in
+1. the rows are transposed into the unit-major tile ``[U, c]`` the parquet pages want, in 16 × 16 blocks held in
    vector registers (:func:`_block16`);
 2. 16 units at a time, over the stream's rows in order (:func:`_strip`, explicit 16-lane vectors): the sum and
    sum of squares of the finite values, the min and max order keys (:func:`lstmviz.f16keys.key`) of the finite

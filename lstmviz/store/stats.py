@@ -48,7 +48,7 @@ class Stats:
 
     NaN and ±inf are counted (n_nan, n_inf) and left out of the moments, min, max and histogram; n_low / n_high
     compare every non-NaN value, as ``x < low`` over the stored values does. One compiled pass per chunk
-    (:func:`lstmviz.store._stats_jit.stats_pass`), which also lays the chunk out unit-major for the spill.
+    (:func:`lstmviz.store._stats_jit.stats_pass`), which also lays the chunk out unit-major for the parquet pages.
 
     The pass counts the histogram, n_low, n_high, n_nan and n_inf as one count of value classes (``codes``
     ``[units, n_codes]``, folded by the code table's ``fold``).
