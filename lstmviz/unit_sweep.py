@@ -306,6 +306,7 @@ class Sweep:
         self.ranks: tuple[int, int] | None = None
         self.cards: tuple[int, int, int, int, int, int, np.ndarray] | None = None
         self.result: dict[str, np.ndarray] | None = None
+        self.zeros = 0
 
     def want_ranks(self, r0: int, r1: int) -> None:
         """The order statistics of ranks r0 ≤ r1 (0-based, among the non-NaN values)."""
@@ -325,6 +326,9 @@ class Sweep:
         """values uint16 ``[*]``, tiles int64 ``[k, 4]`` (see the module docstring). Returns ``nan`` int64 ``[U]``
         and, as asked, ``order`` uint16 ``[2, U]``; ``top`` int64 ``[2, U, m]``, ``dens`` int64 ``[2, U]``,
         ``sample`` uint16 ``[U, S]`` (NaN where no row holds a sampled position)."""
+        if self.result is not None and zeros != self.zeros:
+            raise ValueError(f"a sweep ran over {self.zeros} uncovered rows, asked again with {zeros}")
+        self.zeros = zeros
         if self.result is None:
             U = self.units
             r0, r1 = self.ranks or (-1, -1)

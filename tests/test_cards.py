@@ -252,3 +252,30 @@ def test_run_api_answers_from_the_cards_and_computes_other_windows(tmp_path):
             run.top_contexts("rnn.l0.fwd.h", 0, **bad)
     with pytest.raises(RunError):
         run.correlated_units("rnn.l0.fwd.h", 5)
+
+
+def test_first_use_build_reads_the_writers_file_in_place_and_any_other_through_a_copy(tmp_path):
+    """A file as the writer lays it out is swept where it lies; one pyarrow wrote (other pages) goes through the
+    scratch copy; both give the cards the recording gave, and no scratch file is left behind."""
+    import pyarrow.parquet as pq
+
+    from lstmviz.cards import read
+
+    rng = np.random.default_rng(12)
+    n = 20000
+    x = np.tanh(np.cumsum(rng.normal(size=(n, 7)), 0) / 10).astype(np.float16)
+    tokens = [str(i % 5) for i in range(n)]
+    recorded = open_run(write_run(tmp_path / "a", tokens, {"rnn.l0.fwd.c": x}, observers=cards.card_observers(n)))
+    want = cards.load_cards(recorded, "rnn.l0.fwd.c").a
+    plain = open_run(write_run(tmp_path / "b", tokens, {"rnn.l0.fwd.c": x}))
+    assert read.in_place(plain, "rnn.l0.fwd.c") is not None
+    other = open_run(write_run(tmp_path / "c", tokens, {"rnn.l0.fwd.c": x}))
+    path = other.path / other.info("rnn.l0.fwd.c")["file"]
+    table = pq.read_table(path)
+    pq.write_table(table, path, row_group_size=3000)  # pyarrow's own pages: dictionary-encoded, other groups
+    assert read.in_place(other, "rnn.l0.fwd.c") is None
+    for run in (plain, other):
+        got = cards.load_cards(run, "rnn.l0.fwd.c").a
+        for key in want:
+            np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+        assert [p.name for p in (run.path / "cache" / "cards").iterdir()] == [cards.card_file("rnn.l0.fwd.c", n)]

@@ -13,7 +13,7 @@ from lstmviz.analysis.overview import OverviewBuilder, overview_path
 from lstmviz.store import HIGH, HIST_BINS, LOW, RunWriter, tokens_frame
 from lstmviz.store._stats_jit import code_table, stats_pass
 from lstmviz.store.format import Activation
-from lstmviz.store.stats import BinSums, Stats
+from lstmviz.store.stats import BinSums, Stats, hist_range
 
 ALL = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)  # every float16, as float32
 
@@ -208,3 +208,12 @@ def test_the_range_is_hist_range_of_the_first_chunk(kind):
         stats.update(x.view(np.uint16), counts, np.zeros((3, 9 * 20), np.uint16))
         valid = np.concatenate([x[0].ravel(), x[1, :3].ravel()]).astype(np.float32)
         assert stats.range == hist_range(kind, valid)
+
+
+def test_an_activation_of_no_units_has_the_range_of_no_finite_value():
+    """A cell state of 0 units (nothing to count) takes its range from no value at all, as an all-NaN chunk does."""
+    act = Activation.from_name("rnn.l0.fwd.c", 0)
+    stats = Stats(act)
+    stats.update(np.zeros((2, 3, 0), np.uint16), np.array([3, 1]), np.zeros((2, 0), np.uint16))
+    assert stats.range == hist_range("c", np.zeros(0, np.float32))
+    assert stats.count == 4

@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -123,3 +124,15 @@ def test_raw_keys_order_the_values():
     assert raw[ok].min() == us.LOWEST and raw[ok].max() == us.HIGHEST
     assert (raw[~ok] < us.LOWEST).sum() + (raw[~ok] > us.HIGHEST).sum() == (~ok).sum()
     assert raw[0x8000] == raw[0x0000] == us.ZERO
+
+
+def test_a_sweep_asked_again_over_other_rows_refuses():
+    """Its result is computed once for every observer: a second call that counts other uncovered rows would get
+    order statistics of the first call's rows, so it is refused."""
+    values, tiles = laid_out(np.zeros((4, 2), np.uint16), [(0, 4)], 0)
+    sweep = us.Sweep(2)
+    sweep.want_ranks(0, 1)
+    sweep.run(values, tiles, 0)
+    assert sweep.run(values, tiles, 0)["order"].shape == (2, 2)
+    with pytest.raises(ValueError, match="uncovered rows"):
+        sweep.run(values, tiles, 3)

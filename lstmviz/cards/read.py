@@ -38,11 +38,18 @@ def load_cards(run: RunReader, name: str) -> Cards:
 
 def build_cards(run: RunReader, name: str, rows: int = 16384) -> None:
     """Build and cache the cards of a finished run's activation with the same :class:`~.inpass.PassCards` and
-    sweep as a recording's, so the cards are the ones it would have built: its rows, read in blocks of ``rows``,
-    are laid out unit-major in a scratch file beside the cards (a recording's spill, removed after), which the
-    sweep reads in place."""
+    sweep as a recording's, so the cards are the ones it would have built. A file as the writer lays it out is
+    swept in place (memory-mapped, :func:`in_place`); any other (a codec, 8-bit levels, a sharded run, older
+    files whose pages sit at odd offsets, object storage) is first read in blocks of ``rows`` into a scratch copy
+    laid out unit-major beside the cards, removed after."""
     act = Activation.from_name(name, run.units(name))
     cards = PassCards(act, run.n_tokens)
+    mapped = in_place(run, name)
+    if mapped is not None:
+        cards.read_spill(*mapped)
+        del mapped
+        cards.finish(run.cache_dir.parent)
+        return
     folder = run.cache_dir / "cards"
     folder.mkdir(parents=True, exist_ok=True)
     scratch = folder / f"{name}.{os.getpid()}-{threading.get_ident()}.tmp.f16"
@@ -60,6 +67,28 @@ def build_cards(run: RunReader, name: str, rows: int = 16384) -> None:
         cards.finish(run.cache_dir.parent)
     finally:
         scratch.unlink(missing_ok=True)
+
+
+def in_place(run: RunReader, name: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """An activation's stored values as ``read_spill`` takes them, read where they lie: (the file memory-mapped as
+    uint16 ``[size / 2]``, its row groups int64 ``[G, 4]``: first row, rows, element offset of unit 0's values,
+    elements from one unit's to the next), when it is one local file every group of which is plain float16 pages
+    at even offsets (:func:`~lstmviz.store.parquet_f16.plain_chunks`); else None."""
+    files = expand(run.path, run.info(name)["file"])
+    path = run.path / files[0] if len(files) == 1 else None
+    if not isinstance(path, Path) or not path.stat().st_size:
+        return None
+    md = parquet_file(path).metadata
+    data = np.memmap(path, np.uint8, "r")
+    tiles, row0 = [], 0
+    for g in range(md.num_row_groups):
+        chunks = plain_chunks(md, g, data)
+        R = md.row_group(g).num_rows
+        if chunks is None or chunks[0] % 2 or chunks[1] % 2:
+            return None
+        tiles.append((row0, R, chunks[0] // 2, chunks[1] // 2))
+        row0 += R
+    return data[: len(data) // 2 * 2].view(np.uint16), np.array(tiles, np.int64).reshape(-1, 4)
 
 
 class Cards:

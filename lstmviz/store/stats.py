@@ -104,7 +104,7 @@ class Stats:
         if self.act.kind in _names.SIGMOID_KINDS or self.act.kind in _names.TANH_KINDS:
             return np.zeros(0, np.float32)
         mags = (bits[b, :c] & 0x7FFF for b, c in enumerate(counts) if c > 0)
-        return _cs.LUT[[max((int(np.where(m < 0x7C00, m, 0).max()) for m in mags), default=0)]]
+        return _cs.LUT[[max((int(np.where(m < 0x7C00, m, 0).max(initial=0)) for m in mags), default=0)]]
 
     def _counts(self) -> tuple[np.ndarray, np.ndarray]:
         """(hist int64 ``[units, HIST_BINS]``, int64 ``[4, units]`` n_low, n_high, n_nan, n_inf) from the codes."""
