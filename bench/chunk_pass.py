@@ -171,7 +171,7 @@ def measure(kind: str, B: int, T: int, U: int, tokens: int, rounds: int) -> dict
     for stats, (acc, cnt, hist) in zip((new, new_ov), olds, strict=True):
         new_hist, new_counts = stats._counts()
         same &= np.array_equal(stats.acc[0], acc[0]) and np.allclose(stats.acc[1], acc[1], rtol=1e-12)
-        same &= np.array_equal(stats.cnt[4:], cnt[4:]) and np.array_equal(new_counts, cnt[:4])
+        same &= np.array_equal(stats.extent, cnt[4:]) and np.array_equal(new_counts, cnt[:4])
         same &= np.array_equal(new_hist, hist[:, :, :HIST_BINS].sum(1))
     same &= np.array_equal(builder.sum.view(np.int64), old_builder.sum.view(np.int64))
     same &= np.array_equal(builder.count, old_builder.count)

@@ -12,6 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_cards import brute_top, spill
+from test_writer import streamed
 from tiny_models import record_argv
 
 import lstmviz
@@ -20,24 +21,6 @@ from lstmviz import f16keys as cs
 from lstmviz.analysis import units as unit_cards
 from lstmviz.store import Activation, RunWriter, open_run
 from lstmviz.store.format import tokens_frame
-
-
-def streamed(x: np.ndarray, streams: int, chunk: int, order: int | None = None):
-    """The blocks a stateful recording hands the writer: stream s holds rows [s·L, (s+1)·L), chunk j of it rows
-    s·L + [j·chunk, (j+1)·chunk); yields (starts [S], half [S, chunk, U], counts [S]), chunks shuffled by
-    ``order``."""
-    n, U = x.shape
-    L = -(-n // streams)
-    jobs = list(range(-(-L // chunk)))
-    if order is not None:
-        np.random.default_rng(order).shuffle(jobs)
-    for j in jobs:
-        starts = np.arange(streams) * L + j * chunk
-        counts = np.clip(np.minimum(n - starts, L - j * chunk), 0, chunk)
-        half = np.zeros((streams, chunk, U), np.float16)
-        for s in range(streams):
-            half[s, : counts[s]] = x[starts[s] : starts[s] + counts[s]]
-        yield starts, half, counts
 
 
 def pass_parts(x, n_run, k, window, streams, chunk, order=None, offset=0) -> dict:

@@ -79,6 +79,24 @@ def test_stats_equal_numpy_with_ties_denormals_nan_and_inf(tmp_path):
     assert np.isnan(run.activations("rnn.l0.fwd.c", units=[0])[::11]).all()  # NaN is kept as stored
 
 
+def streamed(x: np.ndarray, streams: int, chunk: int, order: int | None = None):
+    """The blocks a stateful recording hands the writer: stream s holds rows [s·L, (s+1)·L), chunk j of it rows
+    s·L + [j·chunk, (j+1)·chunk); yields (starts [S], half [S, chunk, U], counts [S]), chunks shuffled by
+    ``order``."""
+    n, U = x.shape
+    L = -(-n // streams)
+    jobs = list(range(-(-L // chunk)))
+    if order is not None:
+        np.random.default_rng(order).shuffle(jobs)
+    for j in jobs:
+        starts = np.arange(streams) * L + j * chunk
+        counts = np.clip(np.minimum(n - starts, L - j * chunk), 0, chunk)
+        half = np.zeros((streams, chunk, U), np.float16)
+        for s in range(streams):
+            half[s, : counts[s]] = x[starts[s] : starts[s] + counts[s]]
+        yield starts, half, counts
+
+
 def test_blocks_in_any_order_equal_one_write(tmp_path):
     """Stream blocks with partial counts, arriving out of row order on the writer's thread, store the same rows
     and stats as one plain write."""
@@ -86,15 +104,9 @@ def test_blocks_in_any_order_equal_one_write(tmp_path):
     T, U, B, chunk = 1000, 6, 4, 64
     x = rng.normal(0, 2, (T, U)).astype(np.float32)
     x[::9, 2] = np.nan
-    L = -(-T // B)
     act = lstmviz.store.Activation.from_name("rnn.l0.fwd.c", U)
     with RunWriter(tmp_path / "blocks", tokens_frame([""] * T), [act]) as w:
-        for k in reversed(range(0, L, chunk)):
-            starts = np.arange(B) * L + k
-            counts = np.clip(np.minimum(T - starts, L - k), 0, chunk)
-            block = np.zeros((B, chunk, U), np.float16)
-            for b in range(B):
-                block[b, : counts[b]] = x[starts[b] : starts[b] + counts[b]]
+        for starts, block, counts in reversed(list(streamed(x, B, chunk))):
             w.submit_blocks(act.name, starts, block, counts)
     one = lstmviz.open_run(lstmviz.write_run(tmp_path / "one", [""] * T, {act.name: x}))
     blocks = lstmviz.open_run(tmp_path / "blocks")
@@ -219,16 +231,10 @@ def test_the_files_written_in_place_leave_the_resident_set(tmp_path, monkeypatch
     rng = np.random.default_rng(5)
     T, U, B, chunk = 100_000, 64, 8, 256
     x = rng.normal(0, 1, (T, U)).astype(np.float16)
-    L = -(-T // B)
     act = lstmviz.store.Activation.from_name("rnn.l0.fwd.h", U)
     w = RunWriter(tmp_path / "r", tokens_frame([""] * T), [act])
     peak = 0
-    for k in range(0, L, chunk):
-        starts = np.arange(B) * L + k
-        counts = np.clip(np.minimum(T - starts, L - k), 0, chunk)
-        block = np.zeros((B, chunk, U), np.float16)
-        for b in range(B):
-            block[b, : counts[b]] = x[starts[b] : starts[b] + counts[b]]
+    for starts, block, counts in streamed(x, B, chunk):
         w.write_blocks(act.name, starts, block, counts)
         peak = max(peak, _mapped_rss(w.partial / "acts"))
     assert 0 < peak <= (4 << 20) + B * U * 2 * 4096  # the file is 12.8 MB

@@ -291,7 +291,7 @@ def stats_pass(
     codes: np.ndarray,
     tiles: np.ndarray,
     acc: np.ndarray,
-    cnt: np.ndarray,
+    extent: np.ndarray,
     hist: np.ndarray,
     overview: bool,
     ov_offset: int,
@@ -302,8 +302,8 @@ def stats_pass(
     """bits uint16 ``[B, T, U]`` (C-contiguous); counts, starts int64 ``[B]``; codes uint8 ``[65536]``
     (:func:`code_table`); tiles uint16 ``[B, ≥U·T]`` (out: tile b packed ``[U, c_b]``).
 
-    Accumulates into acc float64 ``[2, U]`` (sum, sum of squares of the finite values), cnt int64 ``[6, U]`` (only
-    rows 4 and 5: the min and max order keys) and hist int64 ``[U, n_codes]``. With ``overview``, stream b's
+    Accumulates into acc float64 ``[2, U]`` (sum, sum of squares of the finite values), extent int64 ``[2, U]``
+    (the min and max order keys) and hist int64 ``[U, n_codes]``. With ``overview``, stream b's
     row t is at position ``ov_offset + starts[b] + t`` and its values that are not NaN are summed and counted into
     bin ``position // ov_per`` of ov_sum float64 / ov_count int64 ``[bins, U]``.
     """
@@ -335,6 +335,6 @@ def stats_pass(
         for u in range(U):
             acc[0, u] += sums[u]
             acc[1, u] += sums[U + u]
-            cnt[4, u] = min(cnt[4, u], keys[u])
-            cnt[5, u] = max(cnt[5, u], keys[U + u])
+            extent[0, u] = min(extent[0, u], keys[u])
+            extent[1, u] = max(extent[1, u], keys[U + u])
         _histogram(tile, c, U, codes, hist)

@@ -59,8 +59,7 @@ class Stats:
         self.act = act
         self.count = 0
         self.acc = np.zeros((2, u))  # sum, sumsq of the finite values
-        self.cnt = np.zeros((6, u), np.int64)  # rows 4 and 5: min key, max key (the rest are in codes)
-        self.cnt[4], self.cnt[5] = _cs.NO_KEY, -_cs.NO_KEY
+        self.extent = np.array([[_cs.NO_KEY], [-_cs.NO_KEY]], np.int64).repeat(u, 1)  # min, max key of the finite
         self.range: tuple[float, float] | None = None
         self._table: tuple[np.ndarray, np.ndarray] | None = None  # codes [65536], fold, for self.range
         self.codes = np.zeros((u, 0), np.int64)
@@ -94,7 +93,7 @@ class Stats:
             self._table = _stats_jit.code_table(lo, hi, HIST_BINS, LOW, HIGH)
             self.codes = np.zeros((self.act.units, len(self._table[1])), np.int64)
         b = _NO_BINS if bins is None else bins
-        _stats_jit.stats_pass(bits, counts, starts, self._table[0], tiles, self.acc, self.cnt, self.codes,
+        _stats_jit.stats_pass(bits, counts, starts, self._table[0], tiles, self.acc, self.extent, self.codes,
                               bins is not None, b.offset, b.per, b.sum, b.count)  # fmt: skip
         self.count += int(counts.sum())
 
@@ -128,8 +127,8 @@ class Stats:
                 "count": np.full(self.act.units, self.count, np.int64),
                 "mean": np.where(none, np.nan, mean),
                 "std": np.where(none, np.nan, np.sqrt(var)),
-                "min": np.where(none, np.nan, _cs.LUT[_cs.key_bits(self.cnt[4])].astype(np.float64)),
-                "max": np.where(none, np.nan, _cs.LUT[_cs.key_bits(self.cnt[5])].astype(np.float64)),
+                "min": np.where(none, np.nan, _cs.LUT[_cs.key_bits(self.extent[0])].astype(np.float64)),
+                "max": np.where(none, np.nan, _cs.LUT[_cs.key_bits(self.extent[1])].astype(np.float64)),
                 "n_low": n_low,
                 "n_high": n_high,
                 "n_nan": n_nan,

@@ -116,12 +116,12 @@ class RunWriter:
                 self.stats[name].range = (float(bounds[0]), float(bounds[1]))
         self.observers = {a.name: list(observers(a)) if observers else [] for a in activations}
         # an observer's overview_state (BinSums) is fed by the stats pass itself, values in cache, not by ``update``
-        binned = {n: next((o for o in obs if hasattr(o, "overview_state")), None) for n, obs in self.observers.items()}
-        self._bin_sums = {n: getattr(o, "overview_state", None) for n, o in binned.items()}
+        self._bin_sums = {n: next((o.overview_state for o in obs if hasattr(o, "overview_state")), None)
+                          for n, obs in self.observers.items()}  # fmt: skip
         # an observer with ``row_group`` is given the row groups of the written file at close, instead of ``update``,
         # and one with ``read_spill`` alone only the whole file
         self._row_obs = {n: [o for o in obs if _by_groups(o)] for n, obs in self.observers.items()}
-        self._updates = {n: [o for o in obs if _by_rows(o) and o is not binned[n]] for n, obs in self.observers.items()}
+        self._updates = {n: [o for o in obs if _by_rows(o)] for n, obs in self.observers.items()}
         self._files: dict[str, MappedF16File] = {}
         self._scratch = np.empty(0, np.uint16)
         self._resident = 0  # bytes written into the mapped files since their pages were last dropped
@@ -275,8 +275,9 @@ class RunWriter:
             with _group_writer(self.partial / act.file, act.units, act.kind, act.name in self.eight, encode) as write:
                 for g, r0 in enumerate(f.layout.first.tolist()):
                     if scratch is not None:
-                        group = scratch[: f.group(g).size].reshape(f.group(g).shape)  # [units, R]
-                        np.copyto(group, f.group(g))
+                        stored = f.group(g)  # [units, R], a strided view of the map
+                        group = scratch[: stored.size].reshape(stored.shape)
+                        np.copyto(group, stored)
                         for o in row_obs:
                             o.row_group(self.partial, r0, group)
                         write(group)
@@ -358,8 +359,10 @@ def _by_groups(observer: object) -> bool:
 
 
 def _by_rows(observer: object) -> bool:
-    """Whether an observer takes each chunk's rows (``update``): unless it takes the row groups or the file alone."""
-    return not _by_groups(observer) and not callable(getattr(observer, "read_spill", None))
+    """Whether an observer takes each chunk's rows (``update``): unless it takes the row groups, the file alone, or
+    is fed by the stats pass itself (``overview_state``)."""
+    fed = callable(getattr(observer, "read_spill", None)) or hasattr(observer, "overview_state")
+    return not _by_groups(observer) and not fed
 
 
 @contextlib.contextmanager
