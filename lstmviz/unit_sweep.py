@@ -85,30 +85,41 @@ def _walk(h: np.ndarray, lo: int, r0: int, r1: int, out: np.ndarray, u: int) -> 
 
 
 @njit(inline="always", **_JIT)
-def _extremes(signed: np.ndarray, bits: np.ndarray) -> tuple[int, int, int, int]:
-    """The largest and smallest of ``signed`` (int16) and of ``bits`` (uint16), one block's two views of the same
-    patterns: four plain reductions that LLVM vectorises."""
-    s_hi, s_lo = np.int16(-32768), np.int16(32767)
-    for t in range(signed.shape[0]):
-        s_hi, s_lo = max(s_hi, signed[t]), min(s_lo, signed[t])
-    u_hi, u_lo = np.uint16(0), np.uint16(0xFFFF)
-    for t in range(bits.shape[0]):
-        u_hi, u_lo = max(u_hi, bits[t]), min(u_lo, bits[t])
-    return s_hi, s_lo, u_hi, u_lo
+def _summary(hi: int, lo: int, out: np.ndarray, i: int) -> None:
+    """out[:, i] ← one block's summary from the largest and smallest raw keys of its patterns, NaN's among them:
+    those two (at or above the block's largest value, at or below its smallest), then the same two as bounds a
+    greedy floor may use: exact where no NaN lies beyond them, else −1 (no bound). A NaN's raw key lies beyond
+    every value's on its side (:func:`raw_key`), so the two are exact unless a NaN is the extreme itself."""
+    out[0, i] = hi
+    out[1, i] = lo
+    out[2, i] = hi if LOWEST <= hi <= HIGHEST else -1
+    out[3, i] = lo if LOWEST <= lo <= HIGHEST else -1
 
 
 @njit(inline="always", **_JIT)
-def _summary(s_hi: int, s_lo: int, u_hi: int, u_lo: int, out: np.ndarray, i: int) -> None:
-    """out[:, i] ← one block's raw keys from its extremes: the largest (at or above the block's largest value)
-    and the smallest (at or below its smallest), then the same two as bounds a greedy floor may use: exact where
-    no NaN hides them, else −1 (no bound). A pattern ≥ 0 as int16 is a value ≥ +0 (or a NaN above +inf), one ≥
-    0x8000 as uint16 a value ≤ −0 (or a NaN below −inf), in the order of their bits; the other view orders the
-    other sign."""
-    s_hi, s_lo, u_hi, u_lo = np.int64(s_hi), np.int64(s_lo), np.int64(u_hi), np.int64(u_lo)
-    out[0, i] = ZERO + s_hi if s_hi >= 0 else (ZERO if u_lo == 0x8000 else 0xFFFF - u_lo)  # all < +0: nearest to 0
-    out[1, i] = 0xFFFF - u_hi if u_hi > 0x8000 else (ZERO if u_hi == 0x8000 else ZERO + s_lo)
-    out[2, i] = out[0, i] if (0 <= s_hi <= 0x7C00) or (s_hi < 0 and u_lo <= 0xFC00) else -1
-    out[3, i] = out[1, i] if (0x8000 <= u_hi <= 0xFC00) or (u_hi < 0x8000 and s_lo <= 0x7C00) else -1
+def _scatter_blocks(values: np.ndarray, base: int, c: int, h0: np.ndarray, h1: np.ndarray, summary: np.ndarray,
+                    size: np.ndarray, i: int) -> int:  # fmt: skip
+    """The histogram of one unit's run ``values[base : base + c]`` into h0 and h1 (interleaved), with the summary
+    (:func:`_summary`) of each of its 64-row blocks from the raw keys the histogram computes anyway, into columns
+    i… of summary and size; returns the next column."""
+    for t0 in range(base, base + c, _BLOCK):
+        t1 = min(t0 + _BLOCK, base + c)
+        hi, lo = 0, 0xFFFF
+        t = t0
+        while t + 2 <= t1:
+            r0, r1 = _raw(values[t]), _raw(values[t + 1])
+            h0[r0] += 1
+            h1[r1] += 1
+            hi, lo = max(hi, max(r0, r1)), min(lo, min(r0, r1))
+            t += 2
+        if t < t1:
+            r0 = _raw(values[t])
+            h0[r0] += 1
+            hi, lo = max(hi, r0), min(lo, r0)
+        _summary(hi, lo, summary, i)
+        size[i] = t1 - t0
+        i += 1
+    return i
 
 
 @njit(**_JIT)
@@ -224,19 +235,14 @@ def sweep(
         n_blocks += -(-tiles[k, 1] // _BLOCK)
     summary = np.empty((4, n_blocks if M > 0 else 0), np.int64)
     size = np.empty(summary.shape[1], np.int64)
-    signed = values.view(np.int16)
     for u in range(U):
         i = 0
         for k in range(tiles.shape[0]):
             c = tiles[k, 1]
             base = tiles[k, 2] + u * tiles[k, 3]
-            if M > 0:  # the blocks' summaries while the run is in cache (:func:`_summary`)
-                for t0 in range(base, base + c, _BLOCK):
-                    n = min(_BLOCK, base + c - t0)
-                    s_hi, s_lo, u_hi, u_lo = _extremes(signed[t0 : t0 + n], values[t0 : t0 + n])
-                    _summary(s_hi, s_lo, u_hi, u_lo, summary, i)
-                    size[i] = n
-                    i += 1
+            if M > 0:
+                i = _scatter_blocks(values, base, c, h0, h1, summary, size, i)
+                continue
             t = 0
             while t + 2 <= c:
                 h0[_raw(values[base + t])] += 1

@@ -97,21 +97,33 @@ def test_sweep_equals_brute_force(seed, n, U, n_pieces, gap, m, nth, span):
 
 
 def test_summaries_bound_every_block():
-    """Each block's summary: its largest raw key at or above the block's largest non-NaN value and its smallest at
-    or below the smallest; a bound, where given, equal to them (±0 and NaN of both signs in play)."""
+    """The scatter's summary of each 64-row block: its largest raw key at or above the block's largest non-NaN
+    value and its smallest at or below the smallest; a bound, where given, equal to them; and the histogram of
+    the run (±0 and NaN of both signs in play, the last block short)."""
     rng = np.random.default_rng(0)
-    for _ in range(3000):
-        block = rng.choice(SPECIAL, rng.integers(1, 8)) if rng.random() < 0.5 else draw_bits(rng, 5, 1)[:, 0]
-        out = np.zeros((4, 1), np.int64)
-        s = block.view(np.int16)
-        us._summary(s.max(), s.min(), block.max(), block.min(), out, 0)
-        raw = us.raw_key(block)
-        fin = raw[(raw >= us.LOWEST) & (raw <= us.HIGHEST)]
-        if len(fin):
-            assert out[0, 0] >= fin.max() and out[1, 0] <= fin.min()
-            assert out[2, 0] in (-1, fin.max()) and out[3, 0] in (-1, fin.min())
-            if len(fin) == len(raw):  # no NaN: the bounds are given
-                assert out[2, 0] == fin.max() and out[3, 0] == fin.min()
+    for _ in range(300):
+        n = int(rng.integers(1, 300))
+        run = rng.choice(SPECIAL, n) if rng.random() < 0.5 else draw_bits(rng, n, 1)[:, 0]
+        values = np.r_[np.full(3, 0x7E01, np.uint16), run]  # the run starts at an offset
+        blocks = -(-n // 64)
+        summary, size = np.zeros((4, blocks + 1), np.int64), np.zeros(blocks + 1, np.int64)
+        h0, h1 = np.zeros(1 << 16, np.int32), np.zeros(1 << 16, np.int32)
+        assert us._scatter_blocks(values, 3, n, h0, h1, summary, size, 1) == blocks + 1
+        raw_all = us.raw_key(run)
+        np.testing.assert_array_equal(h0 + h1, np.bincount(raw_all, minlength=1 << 16))
+        for b in range(blocks):
+            raw = raw_all[64 * b : 64 * b + 64]
+            out = summary[:, b + 1]
+            assert size[b + 1] == len(raw)
+            assert out[0] == raw.max() and out[1] == raw.min()
+            fin = raw[(raw >= us.LOWEST) & (raw <= us.HIGHEST)]
+            if len(fin):
+                assert out[0] >= fin.max() and out[1] <= fin.min()
+                assert out[2] in (-1, fin.max()) and out[3] in (-1, fin.min())
+                if len(fin) == len(raw):  # no NaN: the bounds are given
+                    assert out[2] == fin.max() and out[3] == fin.min()
+            else:
+                assert out[2] == out[3] == -1
 
 
 def test_raw_keys_order_the_values():
