@@ -159,6 +159,33 @@ def test_correlations_of_a_file_pyarrow_wrote_and_of_8bit_gates(tmp_path):
     np.testing.assert_allclose(cards.correlation_row(again, "rnn.l0.fwd.f", 2), want[2], atol=1e-9)
 
 
+def test_bands_of_small_and_nan_samples_against_brute_force():
+    """Fewer samples than bands or than examples, units all NaN or without NaN, ±inf and ties, side by side."""
+    from lstmviz.cards.build import bands
+
+    rng = np.random.default_rng(5)
+    specials = np.array([0x7E00, 0xFE00, 0x7C00, 0xFC00, 0x0000, 0x8000, 0x3C00], np.uint16)
+    for _ in range(200):
+        S, U = int(rng.integers(1, 40)), int(rng.integers(1, 5))
+        bits = rng.choice(specials, (U, S)) if rng.random() < 0.5 else rng.integers(0, 1 << 16, (U, S))
+        bits = bits.astype(np.uint16)
+        bits[rng.random(U) < 0.2] = 0x7E00  # a unit of NaN alone
+        sample_pos = np.sort(rng.choice(1000, S, replace=False))
+        out = bands(sample_pos, bits)
+        for u in range(U):
+            v = bits[u].view(np.float16).astype(np.float32)
+            ranked = sorted((i for i in range(S) if not np.isnan(v[i])), key=lambda i: (float(v[i]), i))
+            for b, part in enumerate(np.array_split(np.array(ranked, np.int64), cards.BANDS)):
+                if not len(part):
+                    assert np.isnan(out["band_lo"][u, b]) and (out["band_pos"][u, b] == -1).all()
+                    continue
+                assert out["band_lo"][u, b] == v[part[0]] and out["band_hi"][u, b] == v[part[-1]]
+                e = min(cards.BAND_EXAMPLES, len(part))
+                ranks = np.random.default_rng((cards.SEED, b, len(part))).choice(len(part), e, replace=False)
+                want = sorted(sample_pos[part[ranks]].tolist()) + [-1] * (cards.BAND_EXAMPLES - e)
+                assert out["band_pos"][u, b].tolist() == want
+
+
 def test_bands_equal_count_with_seeded_examples_against_brute_force():
     rng = np.random.default_rng(3)
     n = 20000

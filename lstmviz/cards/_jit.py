@@ -80,20 +80,40 @@ def block_sums(
 
 
 @njit(cache=True, nogil=True)
-def rank_order(sample: np.ndarray, rank: np.ndarray, order: np.ndarray, nan: np.ndarray) -> None:
-    """Per unit u, its sampled values in value order: sample uint16 ``[U, S]`` float16 bit patterns, rank uint16
-    ``[2¹⁶]`` their rank keys (0 for NaN) → order int64 ``[U, S]`` the sample columns by rank key ascending, ties
-    in column order (a stable two-pass radix sort), and nan int64 ``[U]`` how many are NaN (they come first)."""
+def nan_counts(sample: np.ndarray, out: np.ndarray) -> None:
+    """out int64 ``[U]`` ← how many of each unit's float16 bit patterns sample uint16 ``[U, S]`` are NaN."""
+    for u in range(sample.shape[0]):
+        n = 0
+        for i in range(sample.shape[1]):
+            n += (sample[u, i] & 0x7FFF) > 0x7C00
+        out[u] = n
+
+
+@njit(cache=True, nogil=True)
+def bands(
+    sample: np.ndarray, rank: np.ndarray, lut: np.ndarray, sample_pos: np.ndarray, draws: np.ndarray,
+    which: np.ndarray, lo: np.ndarray, hi: np.ndarray, pos: np.ndarray,
+) -> None:  # fmt: skip
+    """Each unit's quantile bands (:func:`lstmviz.cards.build.bands` is the definition). sample uint16 ``[U, S]``
+    float16 bit patterns, rank uint16 ``[2¹⁶]`` their rank keys (0 for NaN), lut float32 ``[2¹⁶]`` their
+    values, sample_pos int64 ``[S]``; draws int64 ``[D, B, E]`` the example ranks within each band (−1 pads)
+    of the unit's count of NaN, whose row is ``which[S − m]`` for m non-NaN samples. Out: lo, hi float32
+    ``[U, B]``, pos int64 ``[U, B, E]`` (left as they are past a band's examples, and where a band is empty).
+
+    The unit's samples are put in value order by a stable two-pass radix sort of their rank keys (ties in
+    sample order), NaN first; the m others are cut into B runs whose sizes differ by at most one, the larger
+    first (``np.array_split``)."""
     U, S = sample.shape
+    B, E = draws.shape[1], draws.shape[2]
     keys = np.empty(S, np.uint16)
     tmp = np.empty(S, np.int64)
+    order = np.empty(S, np.int64)
     count = np.empty(257, np.int64)
     for u in range(U):
         n_nan = 0
         for i in range(S):
             keys[i] = rank[sample[u, i]]
             n_nan += keys[i] == 0
-        nan[u] = n_nan
         count[:] = 0
         for i in range(S):
             count[(keys[i] & 0xFF) + 1] += 1
@@ -111,5 +131,25 @@ def rank_order(sample: np.ndarray, rank: np.ndarray, order: np.ndarray, nan: np.
         for i in range(S):
             j = tmp[i]
             d = keys[j] >> 8
-            order[u, count[d]] = j
+            order[count[d]] = j
             count[d] += 1
+        m = S - n_nan
+        row = which[n_nan]
+        at = n_nan
+        for b in range(B):
+            size = m // B + (1 if b < m % B else 0)
+            if size == 0:
+                continue
+            lo[u, b] = lut[sample[u, order[at]]]
+            hi[u, b] = lut[sample[u, order[at + size - 1]]]
+            e = 0
+            for r in range(E):  # into corpus order as they come: an insertion sort of at most E
+                if draws[row, b, r] >= 0:
+                    p = sample_pos[order[at + draws[row, b, r]]]
+                    j = e
+                    while j > 0 and pos[u, b, j - 1] > p:
+                        pos[u, b, j] = pos[u, b, j - 1]
+                        j -= 1
+                    pos[u, b, j] = p
+                    e += 1
+            at += size

@@ -76,29 +76,22 @@ def bands(sample_pos: np.ndarray, sample: np.ndarray) -> dict[str, np.ndarray]:
     lo = np.full((U, BANDS), np.nan, np.float32)
     hi = np.full((U, BANDS), np.nan, np.float32)
     pos = np.full((U, BANDS, BAND_EXAMPLES), -1, np.int64)
-    from ._jit import rank_order
+    from ._jit import bands as compiled
+    from ._jit import nan_counts
 
     bits = np.ascontiguousarray(sample, np.uint16)  # [U, S]
-    order = np.empty((U, S), np.int64)  # [U, S] sample columns ascending, ties in sample order
-    n_nan = np.empty(U, np.int64)
-    rank_order(bits, _ORDER, order, n_nan)
-    if U and (n_nan == n_nan[0]).all():  # the usual case: one group, and every slice below a view
-        groups = [(slice(None), np.arange(U), int(n_nan[0]))]
-    else:
-        groups = [(np.flatnonzero(n_nan == nan), np.flatnonzero(n_nan == nan), int(nan)) for nan in np.unique(n_nan)]
-    for units, rows, nan in groups:
-        ranked = order[units, nan:]  # [u, S − nan]
-        at = 0
+    nans = np.empty(U, np.int64)
+    nan_counts(bits, nans)
+    nans = np.unique(nans)
+    which = np.zeros(S + 1, np.int64)
+    which[nans] = np.arange(len(nans))
+    draws = np.full((max(len(nans), 1), BANDS, BAND_EXAMPLES), -1, np.int64)  # [the NaN counts, bands, examples]
+    for row, nan in enumerate(nans.tolist()):
         for b, size in enumerate(len(c) for c in np.array_split(np.arange(S - nan), BANDS)):
-            if not size:
-                continue
-            members = ranked[:, at : at + size]  # [u, size]: band b's sample columns, ascending
-            at += size
-            lo[units, b] = _cs.LUT[bits[rows, members[:, 0]]]
-            hi[units, b] = _cs.LUT[bits[rows, members[:, -1]]]
             e = min(BAND_EXAMPLES, size)
-            ranks = np.random.default_rng((SEED, b, size)).choice(size, e, replace=False)
-            pos[units, b, :e] = np.sort(sample_pos[members[:, ranks]], axis=1)
+            if e:
+                draws[row, b, :e] = np.random.default_rng((SEED, b, size)).choice(size, e, replace=False)
+    compiled(bits, _ORDER, _cs.LUT, np.asarray(sample_pos, np.int64), draws, which, lo, hi, pos)
     return {"band_lo": lo, "band_hi": hi, "band_pos": pos}
 
 
