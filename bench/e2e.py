@@ -26,6 +26,13 @@ loaded machine a plain forward on 2 threads can be far slower than on 1 (its thr
 ``--cards-too`` records without the unit cards (the plain lines) and with them (``_cards``, what a recording
 does by default; without ``--cards-too`` the plain lines are the default recording);
 ``e2e_<model>_cards_over_record`` is the cost of the cards, the median of the two recordings' ratio in each round.
+``write_floor_seconds`` writes the default recording's activation bytes into a fresh file with plain sequential
+writes, once per round, and ``e2e_*_over_plain_plus_write_floor`` sets each recording against the plain forward
+plus that: on a virtual machine whose fresh memory is slow to touch, the page cache the files fill is a floor of
+its own. The order of the runs in a round turns each round. The peak-RSS lines record a quarter of the tokens and
+all of them in fresh processes, and with ``--rss-4x`` also 4× them: the mapped files' pages are dropped from the
+resident set only once the bytes written reach the size of the pages being filled (1.6 GB for these models at
+64 streams), so a short recording holds all of its file and a long one at most twice that much.
 """
 
 from __future__ import annotations
@@ -112,8 +119,9 @@ def case(
     times: dict[str, list[float]] = {k: [] for k in ("plain", *variants)}
     cpu: dict[str, list[float]] = {k: [] for k in times}
     sizes: dict[str, tuple[int, int]] = {}
-    for _ in range(rounds):
-        for k in times:
+    floor: list[float] = []
+    for r in range(rounds):
+        for k in list(times)[:: 1 if r % 2 == 0 else -1]:  # the order turns each round: no variant always first
             t0, c0 = time.perf_counter(), time.process_time()
             if k == "plain":
                 plain(model, ids, streams, chunk)
@@ -127,6 +135,7 @@ def case(
                 run = lstmviz.open_run(path)
                 values = sum(run.units(n) for n in run.names) * tokens
                 sizes[k] = (values, sum(f.stat().st_size for f in (run.path / "acts").iterdir()))
+        floor.append(write_floor(sizes["record"][1], tmp))
     out: dict[str, dict] = {}
     for k in variants:
         values, size = sizes.get(k, sizes["record"])
@@ -141,12 +150,28 @@ def case(
             "bytes_per_value": size / values,
             "plain_s": float(np.median(times["plain"])),
             "record_s": float(np.median(times[k])),
+            "over_plain_plus_write": float(np.median(np.divide(times[k], np.add(times["plain"], floor)))),
+            "write_s": float(np.median(floor)),
         }
     for k in (k for k in variants if "plain_threads" in variants[k]):  # the recording against a plain forward
         values = sizes["record"][0]  # on the threads the recording's own forward had
         out["record"][f"over_{k}"] = float(np.median(np.divide(times["record"], times[k])))
         out["record"][f"writer_vps_{k}"] = float(values / max(np.median(np.subtract(times["record"], times[k])), 1e-9))
     return out
+
+
+def write_floor(size: int, tmp: Path) -> float:
+    """Seconds to write ``size`` bytes into a fresh file with plain sequential writes from one reused buffer: what
+    the page cache and the disk cost the activation files alone, measured in the same round."""
+    buf = np.random.default_rng(0).integers(0, 256, 16 << 20, dtype=np.uint8).tobytes()
+    path = tmp / "floor.bin"
+    t0 = time.perf_counter()
+    with open(path, "wb", buffering=0) as f:
+        for at in range(0, size, len(buf)):
+            f.write(buf[: min(len(buf), size - at)])
+    seconds = time.perf_counter() - t0
+    path.unlink()
+    return seconds
 
 
 def codecs(run: lstmviz.Run, tmp: Path) -> dict[str, float]:
@@ -195,6 +220,7 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, default=512)
     ap.add_argument("--only", nargs="*", choices=["lstm", "gru"], help="models to run (default: both)")
     ap.add_argument("--no-rss", action="store_true", help="skip the peak-RSS subprocesses")
+    ap.add_argument("--rss-4x", action="store_true", help="also the peak RSS of a recording of 4× the tokens")
     ap.add_argument("--tmp", default=None, help="where runs are written (default: the system temp dir)")
     ap.add_argument("--gates8", action="store_true", help="also record with 8-bit gates (the *_gates8 lines)")
     ap.add_argument("--record-threads", type=int, nargs="*", default=[], help="also record with N torch threads")
@@ -228,7 +254,11 @@ def main() -> None:
                 if v != "record" and "plain_threads" not in variants[v]:
                     print(f"e2e_{k}{tag[v]}_over_record: {r[v]['over_record']:.3f}")
                     print(f"e2e_{k}{tag[v]}_cpu_time_over_record: {r[v]['cpu_over_record']:.3f}")
-        for key, label in (("ratio", "over_plain"), ("cpu_ratio", "cpu_time_over_plain")):
+        for key, label in (
+            ("ratio", "over_plain"),
+            ("over_plain_plus_write", "over_plain_plus_write_floor"),
+            ("cpu_ratio", "cpu_time_over_plain"),
+        ):
             for k, r in res.items():
                 for v in variants:
                     print(f"e2e_{k}{tag[v]}_{label}: {r[v][key]:.3f}")
@@ -241,6 +271,7 @@ def main() -> None:
                 print(f"{k}{tag[v]}_bytes_per_value: {r[v]['bytes_per_value']:.3f}")
                 print(f"{k}{tag[v]}_record_seconds: {r[v]['record_s']:.3f}")
             print(f"{k}_plain_seconds: {r['record']['plain_s']:.3f}")
+            print(f"{k}_write_floor_seconds: {r['record']['write_s']:.3f}")
             for metric, value in r["codecs"].items():
                 print(f"{k}_{metric}: {value:.3f}" if "bytes" in metric else f"{k}_{metric}: {value:.3e}")
         if not args.no_rss:
@@ -248,6 +279,10 @@ def main() -> None:
             print(f"peak_rss_full_over_quarter: {big / small:.3f}")
             print(f"peak_rss_quarter_mb: {small:.0f}")
             print(f"peak_rss_full_mb: {big:.0f}")
+            if args.rss_4x:
+                four = peak_rss_mb(4 * args.tokens, tmp)
+                print(f"peak_rss_4x_over_full: {four / big:.3f}")
+                print(f"peak_rss_4x_mb: {four:.0f}")
     print(f"tokens: {args.tokens}")
     print(f"threads: {torch.get_num_threads()}")
 

@@ -178,9 +178,9 @@ def recording_observers(n_tokens: int, cards: bool = False) -> Callable[[Activat
     """The :class:`~lstmviz.store.RunWriter` ``observers`` factory that builds, in the recording pass, the match
     indices at :data:`~lstmviz.analysis.match_bits.DEFAULT_THRESHOLDS` (:class:`PassIndex`, from the writer's
     own passes) and the overview (:mod:`lstmviz.analysis.overview`) of every activation, and with ``cards`` its unit
-    cards (:class:`lstmviz.cards.PassCards`). The cards are opt-in: in
-    the pass they still cost more than the ≤ 5 % they may (``bench/e2e.py --cards-too``), and without them a
-    run's Unit page builds an activation's cards on its first visit, from the same chunk pass."""
+    cards (:class:`lstmviz.cards.PassCards`), which :func:`lstmviz.record_corpus` asks for by default (their cost:
+    ``bench/e2e.py --cards-too``). A run without them builds an activation's cards on the Unit page's first visit,
+    from the same closing sweep over its file."""
     from ..cards.inpass import PassCards
     from .overview import OverviewBuilder
 

@@ -25,7 +25,7 @@ from ..location import AnyPath, FsPath, RemoteOutput, resolve, write_manifest
 from ..outputs import Output
 from .format import Activation, Observer, tokens_frame
 from .levels import INDEX, LEVELS, MAX_ERROR, eight_bit, level_bits, nan_error
-from .mapped import MappedF16File
+from .mapped import PAGE, MappedF16File
 from .parquet_f16 import F16ParquetWriter
 from .stats import HIGH, HIST_BINS, LOW, Stats
 
@@ -38,9 +38,10 @@ _PARQUET_OPTS = dict(use_dictionary=False, write_statistics=False)
 COMPRESSION: dict[str, str] = {}
 WRITE_ROWS = 4096  # RunWriter.write handles its rows this many at a time (bounded scratch however long the run)
 # The bytes the chunks write into the mapped files between two drops of their pages from the resident set
-# (MappedF16File.drop). The resident set then holds at most this much of them plus the pages being filled (one
-# or two per stream and unit of each activation): flat in the corpus length. Each drop costs a fault back in per
-# page being filled, so a smaller bound costs time (faults), a larger one memory.
+# (MappedF16File.drop): this, or as many as the pages being filled hold (one per stream and unit of each
+# activation) if that is more. The resident set then holds at most that much of them plus the pages being
+# filled: flat in the corpus length. Each drop costs a fault back in per page being filled, so with the bound at
+# least their size, the drops at most double the faults of writing the bytes once.
 RESIDENT_BYTES = 256 << 20
 
 
@@ -51,9 +52,9 @@ class RunWriter:
     the unit-major runs are copied straight to their final offsets in the activation's parquet file, created at
     its final size and memory-mapped (:class:`~lstmviz.store.mapped.MappedF16File`, 16k-row groups): there is
     no spill, and :meth:`close` only runs the row-group observers over the file and writes the footers. The
-    maps' pages leave the resident set every :data:`RESIDENT_BYTES` written, so memory stays flat however long
-    the corpus is. An activation stored otherwise (a
-    codec of :data:`COMPRESSION`, 8-bit gates) is written so into a hidden float16 file beside its own, which
+    maps' pages leave the resident set every :data:`RESIDENT_BYTES` written (or as many as the pages being filled
+    hold, if more), so memory stays flat however long the corpus is. An activation stored otherwise (a codec of
+    :data:`COMPRESSION`, 8-bit gates) is written so into a hidden float16 file beside its own, which
     :meth:`close` encodes into it. :meth:`submit_blocks` does a chunk's work on the writer's own thread,
     overlapping the caller's next forward.
 
@@ -125,6 +126,7 @@ class RunWriter:
         self._files: dict[str, MappedF16File] = {}
         self._scratch = np.empty(0, np.uint16)
         self._resident = 0  # bytes written into the mapped files since their pages were last dropped
+        self._all_units = sum(a.units for a in activations)
         self._lock = threading.Lock()  # one chunk at a time: observers and the files see whole chunks in turn
         self._thread: ThreadPoolExecutor | None = None
         self._pending: list[Future] = []
@@ -229,7 +231,7 @@ class RunWriter:
                         obs.update(int(starts[b]), half[b, : counts[b]])
             self._files[name].write_runs(tiles, starts, counts)
             self._resident += 2 * U * int(counts.sum())
-            if self._resident > RESIDENT_BYTES:
+            if self._resident > max(RESIDENT_BYTES, B * self._all_units * PAGE):
                 for f in self._files.values():
                     f.drop()
                 self._resident = 0
