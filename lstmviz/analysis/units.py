@@ -17,6 +17,7 @@ import weakref
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -138,7 +139,7 @@ def catalogue(run: Run, names: Sequence[str] | None = None) -> pd.DataFrame:
     annotation reads the whole run once per annotation: about a minute for 20k tokens × 3k units here)."""
     if names is not None:
         return label_units(run, names)
-    path = _catalogue_path(run)
+    path = catalogue_path(run)
     if path.is_file():
         return pd.read_parquet(path)
     table = label_units(run, run.names)
@@ -149,14 +150,15 @@ def catalogue(run: Run, names: Sequence[str] | None = None) -> pd.DataFrame:
     return table
 
 
-def _catalogue_path(run: Run):
-    return run.cache_dir / "cards" / f"catalogue.n{run.n_tokens}.v1.parquet"
+def catalogue_path(run: Run) -> Path:
+    """Where :func:`catalogue` keeps a run's table (version 2: a unit low where its track holds reads "not …")."""
+    return run.cache_dir / "cards" / f"catalogue.n{run.n_tokens}.v2.parquet"
 
 
 def cached_catalogue(run: Run) -> pd.DataFrame | None:
     """The catalogue if a page has built it already, else None: for views that show labels only when they are
     free (building one reads the whole run once per annotation)."""
-    path = _catalogue_path(run)
+    path = catalogue_path(run)
     return pd.read_parquet(path) if path.is_file() else None
 
 
@@ -248,10 +250,15 @@ def _stronger(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
 
 
 def label(track: str | None, metric: str | None, score: float, top_tokens: str) -> str:
-    """``in_string (AUC 0.93) · top tokens " '``, from the parts that exist."""
+    """``in_string (AUC 0.93) · top tokens " '``, from the parts that exist. A unit whose AUC is under 0.5 is low
+    where the annotation holds, and reads so: ``not in_string (AUC 0.86)``, the AUC of its absence (1 − score);
+    a correlation keeps its sign."""
     parts = []
     if isinstance(track, str) and np.isfinite(score):
-        parts.append(f"{track} ({'AUC' if metric == 'auc' else 'r'} {score:.2f})")
+        if metric == "auc":
+            parts.append(f"{track} (AUC {score:.2f})" if score >= 0.5 else f"not {track} (AUC {1 - score:.2f})")
+        else:
+            parts.append(f"{track} (r {score:.2f})")
     if top_tokens:
         parts.append(f"top tokens {top_tokens}")
     return " · ".join(parts)

@@ -44,6 +44,7 @@ def test_planted_units_get_their_planted_labels(planted):
     assert table.loc[("rnn.l0.fwd.h", 4), "label"].startswith("depth (r ")
     inverted = table.loc[("rnn.l1.fwd.c", 1)]
     assert inverted["track"] == "in_string" and inverted["score"] < 0.1
+    assert inverted["label"].startswith(f"not in_string (AUC {1 - inverted['score']:.2f})")
     assert table.loc[("rnn.l0.fwd.h", 5), "top_tokens"].split(" ")[0] == "`q`"
     assert len(table) == 9
 

@@ -16,7 +16,7 @@ import pytest
 from test_pages import app, assert_clean
 
 import lstmviz
-from lstmviz.analysis import gradient_cache, gradients
+from lstmviz.analysis import gradient_cache, gradients, units
 from lstmviz.dashboard import data, prepare
 from lstmviz.models import samples
 
@@ -132,7 +132,7 @@ def test_first_start_gives_code_lstm_first_and_a_killed_preparer_is_resumed(tmp_
         ckpt = samples.SAMPLES_DIR / s.checkpoint
         stored = gradient_cache.stored(run, ckpt, gradient_cache.DEFAULT_K, gradient_cache.DEFAULT_TARGETS)
         assert (stored is None) == s.docs, s.name  # the classifier is no language model: no curve
-        assert (run.path / "cache" / "cards" / f"catalogue.n{run.n_tokens}.v1.parquet").is_file(), s.name
+        assert units.catalogue_path(run).is_file(), s.name
     assert not prepare.needed(root)
 
 
