@@ -85,23 +85,31 @@ def _walk(h: np.ndarray, lo: int, r0: int, r1: int, out: np.ndarray, u: int) -> 
 
 
 @njit(inline="always", **_JIT)
-def _summary(hi: int, lo: int, out: np.ndarray, i: int) -> None:
-    """out[:, i] ← one block's summary from the largest and smallest raw keys of its patterns, NaN's among them:
-    those two (at or above the block's largest value, at or below its smallest), then the same two as bounds a
-    greedy floor may use: exact where no NaN lies beyond them, else −1 (no bound). A NaN's raw key lies beyond
-    every value's on its side (:func:`raw_key`), so the two are exact unless a NaN is the extreme itself."""
-    out[0, i] = hi
-    out[1, i] = lo
-    out[2, i] = hi if LOWEST <= hi <= HIGHEST else -1
-    out[3, i] = lo if LOWEST <= lo <= HIGHEST else -1
+def _bound(extreme: int) -> int:
+    """A block's largest (or smallest) raw key, NaN's among them, as a bound a greedy floor may use: the key itself
+    where it is a value's, else −1 (no bound). A NaN's raw key lies beyond every value's on its side
+    (:func:`raw_key`), so the extreme is exact unless a NaN is the extreme itself."""
+    return extreme if LOWEST <= extreme <= HIGHEST else -1
+
+
+@njit(inline="always", **_JIT)
+def _scatter(values: np.ndarray, base: int, c: int, h0: np.ndarray, h1: np.ndarray) -> None:
+    """The histogram of one unit's run ``values[base : base + c]`` into h0 and h1, interleaved."""
+    t = 0
+    while t + 2 <= c:
+        h0[_raw(values[base + t])] += 1
+        h1[_raw(values[base + t + 1])] += 1
+        t += 2
+    if t < c:
+        h0[_raw(values[base + t])] += 1
 
 
 @njit(inline="always", **_JIT)
 def _scatter_blocks(values: np.ndarray, base: int, c: int, h0: np.ndarray, h1: np.ndarray, summary: np.ndarray,
                     size: np.ndarray, i: int) -> int:  # fmt: skip
-    """The histogram of one unit's run ``values[base : base + c]`` into h0 and h1 (interleaved), with the summary
-    (:func:`_summary`) of each of its 64-row blocks from the raw keys the histogram computes anyway, into columns
-    i… of summary and size; returns the next column."""
+    """:func:`_scatter`, with the summary of each 64-row block from the raw keys the histogram computes anyway: its
+    largest and smallest raw keys, NaN's among them (at or above the block's largest value, at or below its
+    smallest), into columns i… of summary ``[2, *]``, and its rows into size; returns the next column."""
     for t0 in range(base, base + c, _BLOCK):
         t1 = min(t0 + _BLOCK, base + c)
         hi, lo = 0, 0xFFFF
@@ -116,22 +124,23 @@ def _scatter_blocks(values: np.ndarray, base: int, c: int, h0: np.ndarray, h1: n
             r0 = _raw(values[t])
             h0[r0] += 1
             hi, lo = max(hi, r0), min(lo, r0)
-        _summary(hi, lo, summary, i)
+        summary[0, i], summary[1, i] = hi, lo
         size[i] = t1 - t0
         i += 1
     return i
 
 
 @njit(**_JIT)
-def _floor(bound: np.ndarray, size: np.ndarray, span: int, nth: int, sign: int) -> int:
+def _floor(extreme: np.ndarray, size: np.ndarray, span: int, nth: int, sign: int) -> int:
     """A raw key at or below every greedy pick of the sign's (at or above, for −1): the nth best of the bounds
-    (−1: none) of the blocks of at least ``span`` rows (:mod:`lstmviz.cards` proves it); the worst key when fewer
-    than nth blocks have one."""
+    (:func:`_bound` of each block's extreme of that side) of the blocks of at least ``span`` rows that have one
+    (:mod:`lstmviz.cards` proves it); the worst key when fewer than nth blocks have one."""
     scratch = np.empty(size.shape[0], np.int64)
     n = 0
     for i in range(size.shape[0]):
-        if size[i] >= span and bound[i] >= 0:
-            scratch[n] = sign * bound[i]
+        bound = _bound(extreme[i])
+        if size[i] >= span and bound >= 0:
+            scratch[n] = sign * bound
             n += 1
     if n < nth:
         return 0 if sign > 0 else 0xFFFF
@@ -155,7 +164,7 @@ def _collect(
 ) -> None:
     """Unit u's top card keys of both signs into top int64 ``[2, U, M]`` (descending, 0 padded): the keys above
     kp and the first tp at kp (positive), below kn and the first tn at kn (negative), reading only the blocks
-    whose summaries (:func:`_summary`) reach them; and its values at the sampled positions into sample uint16
+    whose summaries (:func:`_scatter_blocks`) reach them; and its values at the sampled positions into sample uint16
     ``[U, S]``. Positions are rows plus ``offset``."""
     n_pos = 0
     n_neg = 0
@@ -233,7 +242,7 @@ def sweep(
     n_blocks = 0
     for k in range(tiles.shape[0]):
         n_blocks += -(-tiles[k, 1] // _BLOCK)
-    summary = np.empty((4, n_blocks if M > 0 else 0), np.int64)
+    summary = np.empty((2, n_blocks if M > 0 else 0), np.int64)
     size = np.empty(summary.shape[1], np.int64)
     for u in range(U):
         i = 0
@@ -242,14 +251,8 @@ def sweep(
             base = tiles[k, 2] + u * tiles[k, 3]
             if M > 0:
                 i = _scatter_blocks(values, base, c, h0, h1, summary, size, i)
-                continue
-            t = 0
-            while t + 2 <= c:
-                h0[_raw(values[base + t])] += 1
-                h1[_raw(values[base + t + 1])] += 1
-                t += 2
-            if t < c:
-                h0[_raw(values[base + t])] += 1
+            else:
+                _scatter(values, base, c, h0, h1)
         lo = 0  # the filled keys: found in the histogram, cheaper than a min and max per value
         while lo < 1 << 16 and h0[lo] == 0 and h1[lo] == 0:
             lo += 1
@@ -285,10 +288,10 @@ def sweep(
                     kn, tn = j, M - cum
                     break
                 cum += h0[j]
-            floor = _floor(summary[2], size, span, nth, 1)
+            floor = _floor(summary[0], size, span, nth, 1)
             if floor > kp:  # every pick is at or above the long blocks' floor: fewer candidates, all its ties
                 kp, tp = floor - 1, 0
-            floor = _floor(summary[3], size, span, nth, -1)
+            floor = _floor(summary[1], size, span, nth, -1)
             if floor < kn:
                 kn, tn = floor + 1, 0
             _collect(values, tiles, u, offset, kp, tp, kn, tn, summary, top, sample_pos, sample)

@@ -80,12 +80,13 @@ def block_sums(
 
 
 @njit(cache=True, nogil=True)
-def nan_counts(sample: np.ndarray, out: np.ndarray) -> None:
-    """out int64 ``[U]`` ← how many of each unit's float16 bit patterns sample uint16 ``[U, S]`` are NaN."""
+def nan_counts(sample: np.ndarray, rank: np.ndarray, out: np.ndarray) -> None:
+    """out int64 ``[U]`` ← how many of each unit's float16 bit patterns sample uint16 ``[U, S]`` have rank key 0
+    (NaN) in rank uint16 ``[2¹⁶]``, as :func:`bands` counts them."""
     for u in range(sample.shape[0]):
         n = 0
         for i in range(sample.shape[1]):
-            n += (sample[u, i] & 0x7FFF) > 0x7C00
+            n += rank[sample[u, i]] == 0
         out[u] = n
 
 

@@ -81,7 +81,7 @@ def bands(sample_pos: np.ndarray, sample: np.ndarray) -> dict[str, np.ndarray]:
 
     bits = np.ascontiguousarray(sample, np.uint16)  # [U, S]
     nans = np.empty(U, np.int64)
-    nan_counts(bits, nans)
+    nan_counts(bits, _ORDER, nans)
     nans = np.unique(nans)
     which = np.zeros(S + 1, np.int64)
     which[nans] = np.arange(len(nans))
