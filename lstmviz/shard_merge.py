@@ -161,8 +161,9 @@ def shard_observers(n_run: int, offset: int, n_shard: int, scratch_dir: Path):
     def make(act) -> list:
         absolute = [th for th in DEFAULT_THRESHOLDS if not th.quantile]
         index = [IndexBuilder(act.name, act.units, n_shard, th, scratch_dir) for th in absolute]
-        cards = PassCards(act, n_run, offset=offset, n_local=n_shard, part=True)
-        return [*index, GridOverview(act.name, act.units, n_run, offset), cards]
+        overview = GridOverview(act.name, act.units, n_run, offset)
+        cards = PassCards(act, n_run, offset=offset, n_local=n_shard, part=True, blocks=overview.overview_state.blocks)
+        return [*index, overview, cards]
 
     return make
 

@@ -17,11 +17,19 @@ Per unit:
 - for the cards: the key ``kp`` at which the count of keys from the top reaches M, so that the unit's top M card
   keys (value first, then the earlier position: :func:`lstmviz.f16keys.card_keys`) are exactly the values above
   ``kp`` and the earliest positions at ``kp`` (as many as M leaves), and the same from the bottom for the negative
-  sign; then one scan of the values in corpus order collects them, skipping each 64-value block whose maximum
-  and minimum keys show it holds none. Of those, only the keys at or above a floor can be picks: the (2k − 1)-th
-  best of the blocks' own maxima, over the blocks of at least 2·window + 1 rows (:mod:`lstmviz.cards` proves it),
-  so that most blocks are skipped. The counts beyond ±θ come from the histogram, and the values at the bands'
-  sampled positions from the scan.
+  sign; then one scan of the values in corpus order collects them, skipping each block whose maximum and minimum
+  keys show it holds none, and stopping once it has them all. Of those, only the keys at or above a floor can be
+  picks: the (2k − 1)-th best of the blocks' own maxima, over the blocks of at least 2·window + 1 rows
+  (:mod:`lstmviz.cards` proves it), so that most blocks are skipped. The counts beyond ±θ come from the histogram,
+  and the values at the bands' sampled positions from the scan.
+
+The blocks are the overview's bins in a recording: the writer's stats pass takes each bin's min and max order keys
+of its finite values while it counts the bin's sums, with the values in cache and in the vector registers its
+min and max per stream already took (:class:`~lstmviz.store.stats.BinSums`), so the cards cost the writer's thread
+nothing there and the sweep only a scan of the few blocks that reach the floor. A file swept after its recording
+(:func:`lstmviz.cards.build_cards`) has no bins: the sweep takes its 64-row blocks' extremes itself, in a
+vectorised pass over each unit's values before it collects. A block that holds ±inf may hold it beyond its finite
+values' extremes, so a unit with +inf (−inf) reads every block for the positive (negative) sign.
 
 The values are read where they lie: ``tiles`` int64 ``[k, 4]`` lists runs of rows in corpus order, disjoint (first
 row, rows c, element offset of unit 0's run, elements from one unit's run to the next).
@@ -29,15 +37,35 @@ row, rows c, element offset of unit 0's run, elements from one unit's run to the
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit
 
-from .f16keys import POS_BITS, POS_MAX, key
+from .f16keys import NO_KEY, POS_BITS, POS_MAX, key
 
 _JIT = {"error_model": "numpy", "cache": True, "nogil": True}
 LOWEST, HIGHEST = 0x03FF, 0xFC00  # the raw keys of −inf and +inf; beyond them lie NaN's patterns
 ZERO = 0x8000  # the raw key of both zeros
-_BLOCK = 64
+BLOCK = 64  # rows per block where the sweep takes the blocks' extremes itself
+
+
+class Blocks(NamedTuple):
+    """The blocks of the cards' scan: row r in block ``(origin + r) // per``, with keys int16 ``[blocks, 2, U]`` the
+    min and max order keys (:func:`lstmviz.f16keys.key`) of each block's finite values per unit (``NO_KEY`` and
+    ``−NO_KEY`` in a block with none): an overview's bins as the writer's stats pass leaves them
+    (:attr:`lstmviz.store.stats.BinSums.blocks`)."""
+
+    origin: int
+    per: int
+    keys: np.ndarray
+
+
+def no_keys(blocks: int, units: int) -> np.ndarray:
+    """The keys of :class:`Blocks` with no value yet: int16 ``[blocks, 2, units]``, NO_KEY then −NO_KEY."""
+    keys = np.empty((blocks, 2, units), np.int16)
+    keys[:, 0], keys[:, 1] = NO_KEY, -NO_KEY
+    return keys
 
 
 def raw_key(bits: np.ndarray) -> np.ndarray:
@@ -85,10 +113,16 @@ def _walk(h: np.ndarray, lo: int, r0: int, r1: int, out: np.ndarray, u: int) -> 
 
 
 @njit(inline="always", **_JIT)
+def _raw_of_key(k: int) -> int:
+    """The raw key of an order key (:func:`lstmviz.f16keys.key`); ``−NO_KEY`` (a block with no finite value's
+    maximum) maps below −inf's raw key, ``NO_KEY`` (its minimum) above +inf's."""
+    return ZERO + k if k >= 0 else 0x7FFF + k
+
+
+@njit(inline="always", **_JIT)
 def _bound(extreme: int) -> int:
-    """A block's largest (or smallest) raw key, NaN's among them, as a bound a greedy floor may use: the key itself
-    where it is a value's, else −1 (no bound). A NaN's raw key lies beyond every value's on its side
-    (:func:`raw_key`), so the extreme is exact unless a NaN is the extreme itself."""
+    """A block's largest (or smallest) raw key as a bound a greedy floor may use: the key itself where it is a
+    value's, else −1 (a block with no finite value: no bound)."""
     return extreme if LOWEST <= extreme <= HIGHEST else -1
 
 
@@ -104,41 +138,57 @@ def _scatter(values: np.ndarray, base: int, c: int, h0: np.ndarray, h1: np.ndarr
         h0[_raw(values[base + t])] += 1
 
 
-@njit(inline="always", **_JIT)
-def _scatter_blocks(values: np.ndarray, base: int, c: int, h0: np.ndarray, h1: np.ndarray, summary: np.ndarray,
-                    size: np.ndarray, i: int) -> int:  # fmt: skip
-    """:func:`_scatter`, with the summary of each 64-row block from the raw keys the histogram computes anyway: its
-    largest and smallest raw keys, NaN's among them (at or above the block's largest value, at or below its
-    smallest), into columns i… of summary ``[2, *]``, and its rows into size; returns the next column."""
-    for t0 in range(base, base + c, _BLOCK):
-        t1 = min(t0 + _BLOCK, base + c)
-        hi, lo = 0, 0xFFFF
-        t = t0
-        while t + 2 <= t1:
-            r0, r1 = _raw(values[t]), _raw(values[t + 1])
-            h0[r0] += 1
-            h1[r1] += 1
-            hi, lo = max(hi, max(r0, r1)), min(lo, min(r0, r1))
-            t += 2
-        if t < t1:
-            r0 = _raw(values[t])
-            h0[r0] += 1
-            hi, lo = max(hi, r0), min(lo, r0)
-        summary[0, i], summary[1, i] = hi, lo
-        size[i] = t1 - t0
-        i += 1
-    return i
+@njit(**_JIT)
+def _extents(values: np.ndarray, tiles: np.ndarray, u: int, origin: int, per: int, keys: np.ndarray) -> None:
+    """What the writer's stats pass takes per overview bin (:class:`lstmviz.store.stats.BinSums` ``keys``), for a
+    file read after its recording: unit u's min and max order keys of the finite values of each block of ``per``
+    rows (row r in block ``(origin + r) // per``) into keys int16 ``[blocks, 2, U]``, which hold NO_KEY, −NO_KEY."""
+    for k in range(tiles.shape[0]):
+        r0, c = tiles[k, 0], tiles[k, 1]
+        base = tiles[k, 2] + u * tiles[k, 3]
+        t0 = 0
+        while t0 < c:
+            b = (origin + r0 + t0) // per
+            t1 = min(c, (b + 1) * per - origin - r0)
+            lo, hi = np.int16(keys[b, 0, u]), np.int16(keys[b, 1, u])
+            run = values[base + t0 : base + t1]
+            for t in range(run.shape[0]):  # branch-free in 16-bit lanes, so that it runs in vector registers
+                h = np.int16(run[t])
+                sign = h >> np.int16(15)
+                mag = h & np.int16(0x7FFF)
+                k16 = np.int16(mag ^ sign) - sign  # the order key: −mag for a negative pattern
+                finite = mag < np.int16(0x7C00)
+                small = k16 if finite else np.int16(NO_KEY)
+                large = k16 if finite else np.int16(-NO_KEY)
+                lo = small if small < lo else lo
+                hi = large if large > hi else hi
+            keys[b, 0, u], keys[b, 1, u] = lo, hi
+            t0 = t1
 
 
 @njit(**_JIT)
-def _floor(extreme: np.ndarray, size: np.ndarray, span: int, nth: int, sign: int) -> int:
+def _rows(tiles: np.ndarray, origin: int, per: int, blocks: int) -> np.ndarray:
+    """The rows the tiles cover in each block of ``per`` rows: int64 ``[blocks]``."""
+    size = np.zeros(blocks, np.int64)
+    for k in range(tiles.shape[0]):
+        r, end = tiles[k, 0], tiles[k, 0] + tiles[k, 1]
+        while r < end:
+            b = (origin + r) // per
+            r1 = min(end, (b + 1) * per - origin)
+            size[b] += r1 - r
+            r = r1
+    return size
+
+
+@njit(**_JIT)
+def _floor(summary: np.ndarray, side: int, size: np.ndarray, span: int, nth: int, sign: int) -> int:
     """A raw key at or below every greedy pick of the sign's (at or above, for −1): the nth best of the bounds
-    (:func:`_bound` of each block's extreme of that side) of the blocks of at least ``span`` rows that have one
-    (:mod:`lstmviz.cards` proves it); the worst key when fewer than nth blocks have one."""
+    (:func:`_bound` of each block's extreme ``summary[side]`` of that sign) of the blocks of at least ``span`` rows
+    that have one (:mod:`lstmviz.cards` proves it); the worst key when fewer than nth blocks have one."""
     scratch = np.empty(size.shape[0], np.int64)
     n = 0
     for i in range(size.shape[0]):
-        bound = _bound(extreme[i])
+        bound = _bound(summary[side, i])
         if size[i] >= span and bound >= 0:
             scratch[n] = sign * bound
             n += 1
@@ -157,33 +207,42 @@ def _collect(
     tp: int,
     kn: int,
     tn: int,
+    want: np.ndarray,
+    origin: int,
+    per: int,
     summary: np.ndarray,
+    skip_hi: int,
+    skip_lo: int,
     top: np.ndarray,
     sample_pos: np.ndarray,
     sample: np.ndarray,
 ) -> None:
     """Unit u's top card keys of both signs into top int64 ``[2, U, M]`` (descending, 0 padded): the keys above
-    kp and the first tp at kp (positive), below kn and the first tn at kn (negative), reading only the blocks
-    whose summaries (:func:`_scatter_blocks`) reach them; and its values at the sampled positions into sample uint16
-    ``[U, S]``. Positions are rows plus ``offset``."""
+    kp and the first tp at kp (positive), below kn and the first tn at kn (negative), ``want`` ``[2]`` of them,
+    reading only the blocks (row r in block ``(origin + r) // per``) whose summary ``[2, blocks]`` (the raw keys of
+    their finite values' max and min) reaches ``skip_hi`` or ``skip_lo``, and only until both signs have all they
+    want (a saturated unit's ties at its extreme are found early); and its values at the sampled positions into
+    sample uint16 ``[U, S]``. Positions are rows plus ``offset``."""
     n_pos = 0
     n_neg = 0
     si = 0
-    i = 0
     S = sample_pos.shape[0]
     for k in range(tiles.shape[0]):
-        pos0 = offset + tiles[k, 0]
-        c = tiles[k, 1]
+        r0, c = tiles[k, 0], tiles[k, 1]
+        pos0 = offset + r0
         base = tiles[k, 2] + u * tiles[k, 3]
         while si < S and sample_pos[si] < pos0 + c:
             if sample_pos[si] >= pos0:
                 sample[u, si] = values[base + sample_pos[si] - pos0]
             si += 1
-        for t0 in range(0, c, _BLOCK):
-            i += 1
-            if summary[0, i - 1] < kp and summary[1, i - 1] > kn:
+        t0 = 0
+        while t0 < c and (n_pos < want[0] or n_neg < want[1]):
+            b = (origin + r0 + t0) // per
+            t1 = min(c, (b + 1) * per - origin - r0)
+            if (n_pos == want[0] or summary[0, b] < skip_hi) and (n_neg == want[1] or summary[1, b] > skip_lo):
+                t0 = t1
                 continue
-            for t in range(t0, min(c, t0 + _BLOCK)):
+            for t in range(t0, t1):
                 r = _raw(values[base + t])
                 if r <= HIGHEST and (r > kp or (r == kp and tp > 0)):
                     if r == kp:
@@ -195,6 +254,7 @@ def _collect(
                         tn -= 1
                     top[1, u, n_neg] = _card_key(r, -1, pos0 + t)
                     n_neg += 1
+            t0 = t1
     _descending(top[0, u], n_pos)
     _descending(top[1, u], n_neg)
 
@@ -224,6 +284,10 @@ def sweep(
     dens: np.ndarray,
     sample_pos: np.ndarray,
     sample: np.ndarray,
+    origin: int,
+    per: int,
+    keys: np.ndarray,
+    own: bool,
 ) -> None:
     """Every unit of the stored values (see the module docstring); U is ``len(nan)``.
 
@@ -233,26 +297,19 @@ def sweep(
     ``[2, U, M]`` of M > 0 (the cards), the unit's top M card keys of x and of −x (positions offset by
     ``offset``), dens int64 ``[2, U]`` the counts of raw keys above ``above`` and below ``below`` (not NaN), and
     sample uint16 ``[U, S]`` the values at the sorted positions sample_pos int64 ``[S]`` (left as they are where no
-    row holds one).
+    row holds one). The cards' blocks: row r in block ``(origin + r) // per`` of keys int16 ``[blocks, 2, U]``, the
+    min and max order keys of their finite values, as the stats pass took them, or with ``own`` taken here.
     """
     U = nan.shape[0]
     M = top.shape[2]
     hist = np.zeros((2, 1 << 16), np.int32)
     h0, h1 = hist[0], hist[1]
-    n_blocks = 0
-    for k in range(tiles.shape[0]):
-        n_blocks += -(-tiles[k, 1] // _BLOCK)
-    summary = np.empty((2, n_blocks if M > 0 else 0), np.int64)
-    size = np.empty(summary.shape[1], np.int64)
+    size = _rows(tiles, origin, per, keys.shape[0]) if M > 0 else np.zeros(0, np.int64)
+    summary = np.empty((2, size.shape[0]), np.int64)
+    want = np.empty(2, np.int64)
     for u in range(U):
-        i = 0
         for k in range(tiles.shape[0]):
-            c = tiles[k, 1]
-            base = tiles[k, 2] + u * tiles[k, 3]
-            if M > 0:
-                i = _scatter_blocks(values, base, c, h0, h1, summary, size, i)
-            else:
-                _scatter(values, base, c, h0, h1)
+            _scatter(values, tiles[k, 2] + u * tiles[k, 3], tiles[k, 1], h0, h1)
         lo = 0  # the filled keys: found in the histogram, cheaper than a min and max per value
         while lo < 1 << 16 and h0[lo] == 0 and h1[lo] == 0:
             lo += 1
@@ -288,13 +345,26 @@ def sweep(
                     kn, tn = j, M - cum
                     break
                 cum += h0[j]
-            floor = _floor(summary[0], size, span, nth, 1)
+            if own:
+                _extents(values, tiles, u, origin, per, keys)
+            for b in range(size.shape[0]):
+                summary[0, b], summary[1, b] = _raw_of_key(keys[b, 1, u]), _raw_of_key(keys[b, 0, u])
+            floor = _floor(summary, 0, size, span, nth, 1)
             if floor > kp:  # every pick is at or above the long blocks' floor: fewer candidates, all its ties
                 kp, tp = floor - 1, 0
-            floor = _floor(summary[1], size, span, nth, -1)
+            floor = _floor(summary, 1, size, span, nth, -1)
             if floor < kn:
                 kn, tn = floor + 1, 0
-            _collect(values, tiles, u, offset, kp, tp, kn, tn, summary, top, sample_pos, sample)
+            # the summaries leave ±inf out: a block may hold one beyond its finite values' extremes
+            skip_hi = 0 if h0[HIGHEST] else kp
+            skip_lo = 0xFFFF if h0[LOWEST] else kn
+            want[0], want[1] = tp, tn
+            for j in range(kp + 1, min(hi, HIGHEST) + 1):
+                want[0] += h0[j]
+            for j in range(max(lo, LOWEST), kn):
+                want[1] += h0[j]
+            _collect(values, tiles, u, offset, kp, tp, kn, tn, want, origin, per, summary, skip_hi, skip_lo, top,
+                     sample_pos, sample)  # fmt: skip
         if r0 >= 0:
             h0[ZERO] += zeros
             _walk(h0, min(lo, ZERO) if zeros else lo, r0, r1, order, u)
@@ -314,6 +384,7 @@ class Sweep:
         self.units = units
         self.ranks: tuple[int, int] | None = None
         self.cards: tuple[int, int, int, int, int, int, np.ndarray] | None = None
+        self.blocks: Blocks | None = None
         self.result: dict[str, np.ndarray] | None = None
         self.zeros = 0
 
@@ -324,12 +395,24 @@ class Sweep:
         self.ranks = (r0, r1)
 
     def want_cards(
-        self, m: int, nth: int, span: int, offset: int, above: int, below: int, sample_pos: np.ndarray
+        self,
+        m: int,
+        nth: int,
+        span: int,
+        offset: int,
+        above: int,
+        below: int,
+        sample_pos: np.ndarray,
+        blocks: Blocks | None = None,
     ) -> None:
         """The card keys of each sign that can be greedy picks (positions offset by ``offset``): the top m, and
         of those only the ones at or above the ``nth`` best bound of the blocks of at least ``span`` rows; the
-        counts of raw keys above ``above`` and below ``below``; and the values at ``sample_pos`` (sorted)."""
+        counts of raw keys above ``above`` and below ``below``; and the values at ``sample_pos`` (sorted).
+
+        ``blocks``: an overview's bins, whose extremes the writer's stats pass has taken by the time the spill is
+        read; without them the sweep takes its own, of :data:`BLOCK` rows."""
         self.cards = (m, nth, span, offset, above, below, np.asarray(sample_pos, np.int64))
+        self.blocks = blocks
 
     def run(self, values: np.ndarray, tiles: np.ndarray, zeros: int = 0) -> dict[str, np.ndarray]:
         """values uint16 ``[*]``, tiles int64 ``[k, 4]`` (see the module docstring). Returns ``nan`` int64 ``[U]``
@@ -350,7 +433,14 @@ class Sweep:
                 "sample": np.full((U, len(sample_pos)), 0x7E00, np.uint16),
             }
             tiles = np.ascontiguousarray(tiles, np.int64).reshape(-1, 4)
+            rows = int((tiles[:, 0] + tiles[:, 1]).max(initial=0))
+            if self.blocks is not None:
+                (origin, per, keys), own = self.blocks, False
+            else:
+                origin, per, keys, own = 0, BLOCK, no_keys(-(-rows // BLOCK) if m else 0, U), True
+            if m and (keys.shape[1:] != (2, U) or (rows and (origin + rows - 1) // per >= len(keys))):
+                raise ValueError(f"blocks' keys {keys.shape} of {per} rows from {origin} do not hold {rows} rows")
             sweep(values, tiles, zeros, r0, r1, out["order"], out["nan"], offset, nth, span, above, below,
-                  out["top"], out["dens"], sample_pos, out["sample"])  # fmt: skip
+                  out["top"], out["dens"], sample_pos, out["sample"], origin, per, keys, own)  # fmt: skip
             self.result = out
         return self.result

@@ -13,7 +13,7 @@ from lstmviz.analysis.overview import OverviewBuilder, overview_path
 from lstmviz.store import HIGH, HIST_BINS, LOW, RunWriter, tokens_frame
 from lstmviz.store._stats_jit import code_table, stats_pass
 from lstmviz.store.format import Activation
-from lstmviz.store.stats import BinSums, Stats, hist_range
+from lstmviz.store.stats import Stats, bin_sums, hist_range
 
 ALL = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)  # every float16, as float32
 
@@ -60,21 +60,24 @@ def oracle(x: np.ndarray, lo: float, hi: float) -> dict[str, np.ndarray]:
 @pytest.mark.parametrize(("kind", "U", "T"), [("f", 37, 45), ("c", 16, 33), ("c", 53, 16), ("f", 5, 7), ("c", 48, 130)])
 def test_pass_equals_numpy_over_awkward_chunks(kind, U, T):
     """Three chunks of 4 streams each, counts below T (one 0), rows at scattered positions: the tiles, the stats and
-    the overview's bin sums equal plain numpy over the valid rows (the sums exactly: they are exact in float64)."""
+    the overview's bin sums and bin extremes equal plain numpy over the valid rows (the sums exactly: they are exact in
+    float64)."""
     rng = np.random.default_rng(U * T)
     lo, hi = (0.0, 1.0) if kind == "f" else (-3.0, 3.0)
     codes, fold = code_table(lo, hi, HIST_BINS, LOW, HIGH)
     acc, extent = np.zeros((2, U)), np.array([[cs.NO_KEY], [-cs.NO_KEY]], np.int64).repeat(U, 1)
     hist = np.zeros((U, len(fold)), np.int64)
     n, per = 40 * T, 7
-    ov_sum, ov_count = np.zeros((-(-n // per), U)), np.zeros((-(-n // per), U), np.int64)
+    ov = bin_sums(5, per, -(-(n + 5) // per), U)
+    ov_sum, ov_count, ov_keys = ov.sum, ov.count, ov.keys
     rows, positions = [], []
     for chunk in range(3):
         x = adversarial(rng, 4, T, U, kind)
         counts = np.array([T, T - 1, 0, max(T // 3, 1)], np.int64)
         starts = (chunk * 4 + np.arange(4)) * (T + 3)
         tiles = np.zeros((4, U * T), np.uint16)
-        stats_pass(x.view(np.uint16), counts, starts, codes, tiles, acc, extent, hist, True, 5, per, ov_sum, ov_count)
+        stats_pass(x.view(np.uint16), counts, starts, codes, tiles, acc, extent, hist, True, 5, per, ov_sum, ov_count,
+                   ov_keys)  # fmt: skip
         for b in range(4):
             c = counts[b]
             np.testing.assert_array_equal(tiles[b, : U * c].reshape(U, c), x[b, :c].T.view(np.uint16))
@@ -96,7 +99,13 @@ def test_pass_equals_numpy_over_awkward_chunks(kind, U, T):
         with np.errstate(invalid="ignore"):  # inf − inf
             np.testing.assert_array_equal(ov_sum[b], np.where(ok[at], values[at], 0).astype(np.float64).sum(0))
         np.testing.assert_array_equal(ov_count[b], ok[at].sum(0))
-    assert not ov_count[np.setdiff1d(np.arange(len(ov_count)), bins)].any()
+        keys = cs.key(values[at].astype(np.float16).view(np.uint16)).astype(np.int64)
+        finite = np.isfinite(values[at])
+        np.testing.assert_array_equal(ov_keys[b, 0], np.where(finite, keys, cs.NO_KEY).min(0))
+        np.testing.assert_array_equal(ov_keys[b, 1], np.where(finite, keys, -cs.NO_KEY).max(0))
+    empty = np.setdiff1d(np.arange(len(ov_count)), bins)
+    assert not ov_count[empty].any()
+    assert (ov_keys[empty, 0] == cs.NO_KEY).all() and (ov_keys[empty, 1] == -cs.NO_KEY).all()
 
 
 def test_overview_in_the_pass_equals_the_builders_own_kernel():
@@ -165,7 +174,7 @@ def test_bin_sums_state_offsets_positions():
     """BinSums.offset shifts a chunk's rows, as a shard's rows sit at its start in the run."""
     act = Activation.from_name("rnn.l0.fwd.h", 17)
     x = np.random.default_rng(2).normal(size=(1, 30, 17)).astype(np.float16)
-    s = BinSums(100, 10, np.zeros((20, 17)), np.zeros((20, 17), np.int64))
+    s = bin_sums(100, 10, 20, 17)
     Stats(act).update(x.view(np.uint16), np.array([30]), np.zeros((1, 17 * 30), np.uint16), np.array([5]), s)
     np.testing.assert_array_equal(np.flatnonzero(s.count.any(1)), [10, 11, 12, 13])
     np.testing.assert_array_equal(s.count.sum(0), 30)
@@ -178,7 +187,7 @@ def test_rows_outside_the_bins_are_refused():
     act = Activation.from_name("rnn.l0.fwd.h", 3)
     x = np.zeros((1, 4, 3), np.uint16)
     tiles = np.zeros((1, 12), np.uint16)
-    s = BinSums(0, 2, np.zeros((3, 3)), np.zeros((3, 3), np.int64))
+    s = bin_sums(0, 2, 3, 3)
     with pytest.raises(ValueError, match="outside"):
         Stats(act).update(x, np.array([4]), tiles, np.array([3]), s)
     with pytest.raises(ValueError, match="outside"):

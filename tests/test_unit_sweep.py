@@ -11,9 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import lstmviz
 from lstmviz import f16keys as cs
 from lstmviz import unit_sweep as us
+from lstmviz.analysis.match_pass import recording_observers
 from lstmviz.cards.inpass import theta_keys
+from lstmviz.store import tokens_frame, write_run
+from lstmviz.store.format import Activation
 
 SPECIAL = np.array([0x0000, 0x8000, 0x7C00, 0xFC00, 0x7E00, 0xFE00, 0x7C01, 0x0001, 0x8001, 0x3C00, 0xBC00], np.uint16)
 
@@ -53,8 +57,11 @@ def draw_bits(rng: np.random.Generator, n: int, U: int) -> np.ndarray:
     m=st.integers(1, 40),
     nth=st.integers(1, 6),
     span=st.integers(1, 9),
+    per=st.one_of(st.none(), st.integers(1, 70)),
 )
-def test_sweep_equals_brute_force(seed, n, U, n_pieces, gap, m, nth, span):
+def test_sweep_equals_brute_force(seed, n, U, n_pieces, gap, m, nth, span, per):
+    """With its own blocks (per None) and with an overview's bins of ``per`` rows whose extremes are given, as the
+    writer's stats pass takes them."""
     rng = np.random.default_rng(seed)
     bits = draw_bits(rng, n, U)
     cuts = np.unique(np.r_[0, rng.integers(0, n, n_pieces), n])
@@ -69,7 +76,8 @@ def test_sweep_equals_brute_force(seed, n, U, n_pieces, gap, m, nth, span):
     p = (n - 1) * q
     r0, r1 = int(np.floor(p)), min(int(np.floor(p)) + 1, n - 1)
     sweep.want_ranks(r0, r1)
-    sweep.want_cards(m, nth, span, offset, above, below, sample_pos)
+    blocks = None if per is None else given_bins(bits, int(rng.integers(0, 100)), per)
+    sweep.want_cards(m, nth, span, offset, above, below, sample_pos, blocks)
     out = sweep.run(values, tiles)
     x = bits.view(np.float16).astype(np.float32)
     for u in range(U):
@@ -96,35 +104,72 @@ def test_sweep_equals_brute_force(seed, n, U, n_pieces, gap, m, nth, span):
         assert (out["sample"][u, ~inside] == 0x7E00).all()
 
 
-def test_summaries_bound_every_block():
-    """The scatter's summary of each 64-row block: its largest raw key at or above the block's largest non-NaN
-    value and its smallest at or below the smallest; a bound, where given, equal to them; and the histogram of
-    the run (±0 and NaN of both signs in play, the last block short)."""
+def extremes(bits: np.ndarray, origin: int, per: int, blocks: int) -> np.ndarray:
+    """Brute force: per block of ``per`` rows (row r in block (origin + r) // per), the min and max order keys of
+    each unit's finite values, int16 ``[blocks, 2, U]`` (NO_KEY, −NO_KEY where none)."""
+    x = bits.view(np.float16)
+    keys = cs.key(bits).astype(np.int64)
+    out = np.empty((blocks, 2, bits.shape[1]), np.int16)
+    out[:, 0], out[:, 1] = cs.NO_KEY, -cs.NO_KEY
+    block = (origin + np.arange(len(bits))) // per
+    for b in np.unique(block):
+        fin, k = np.isfinite(x[block == b]), keys[block == b]
+        out[b] = np.where(fin, k, cs.NO_KEY).min(0), np.where(fin, k, -cs.NO_KEY).max(0)
+    return out
+
+
+def given_bins(bits: np.ndarray, origin: int, per: int) -> us.Blocks:
+    """An overview's bins of ``per`` rows from ``origin``, their extremes as the stats pass leaves them, and a bin
+    or two past the rows."""
+    blocks = (origin + len(bits) - 1) // per + 1 + int(origin % 2)
+    return us.Blocks(origin, per, extremes(bits, origin, per, blocks))
+
+
+def test_own_extremes_are_the_stats_pass_ones():
+    """The blocks' extremes the sweep takes itself of a file read after its recording (_extents) are what the
+    stats pass leaves in an overview's bins: the min and max order keys of the finite values (±0, ±inf, NaN of
+    both signs and denormals in play), over runs laid out in pieces that start and end inside blocks."""
     rng = np.random.default_rng(0)
-    for _ in range(300):
-        n = int(rng.integers(1, 300))
-        run = rng.choice(SPECIAL, n) if rng.random() < 0.5 else draw_bits(rng, n, 1)[:, 0]
-        values = np.r_[np.full(3, 0x7E01, np.uint16), run]  # the run starts at an offset
-        blocks = -(-n // 64)
-        summary, size = np.zeros((2, blocks + 1), np.int64), np.zeros(blocks + 1, np.int64)
-        h0, h1 = np.zeros(1 << 16, np.int32), np.zeros(1 << 16, np.int32)
-        assert us._scatter_blocks(values, 3, n, h0, h1, summary, size, 1) == blocks + 1
-        raw_all = us.raw_key(run)
-        np.testing.assert_array_equal(h0 + h1, np.bincount(raw_all, minlength=1 << 16))
-        for b in range(blocks):
-            raw = raw_all[64 * b : 64 * b + 64]
-            out = summary[:, b + 1]
-            bounds = us._bound(out[0]), us._bound(out[1])  # what the floor takes of them
-            assert size[b + 1] == len(raw)
-            assert out[0] == raw.max() and out[1] == raw.min()
-            fin = raw[(raw >= us.LOWEST) & (raw <= us.HIGHEST)]
-            if len(fin):
-                assert out[0] >= fin.max() and out[1] <= fin.min()
-                assert bounds[0] in (-1, fin.max()) and bounds[1] in (-1, fin.min())
-                if len(fin) == len(raw):  # no NaN: the bounds are given
-                    assert bounds[0] == fin.max() and bounds[1] == fin.min()
-            else:
-                assert bounds[0] == bounds[1] == -1
+    for _ in range(200):
+        n, U = int(rng.integers(1, 300)), int(rng.integers(1, 4))
+        bits = rng.choice(SPECIAL, (n, U)) if rng.random() < 0.3 else draw_bits(rng, n, U)
+        cuts = np.unique(np.r_[0, rng.integers(0, n, 4), n])
+        values, tiles = laid_out(bits, [(int(a), int(b)) for a, b in itertools.pairwise(cuts) if b > a], 2)
+        origin, per = int(rng.integers(0, 50)), int(rng.integers(1, 80))
+        blocks = (origin + n - 1) // per + 1
+        keys = us.no_keys(blocks, U)
+        for u in range(U):
+            us._extents(values, tiles, u, origin, per, keys)
+        np.testing.assert_array_equal(keys, extremes(bits, origin, per, blocks))
+        np.testing.assert_array_equal(us._rows(tiles, origin, per, blocks), np.bincount((origin + np.arange(n)) // per,
+                                                                                       minlength=blocks))  # fmt: skip
+
+
+def test_stats_pass_bins_bound_the_sweep(tmp_path):
+    """In a recording, the sweep's blocks are the overview's bins, whose extremes the writer's stats pass took: the
+    cards equal those of the same file swept after the recording with blocks of its own."""
+    from lstmviz.cards import build_cards
+    from lstmviz.cards.build import card_file
+
+    rng = np.random.default_rng(1)
+    n, U = 5000, 24
+    x = rng.standard_t(3, (n, U)).astype(np.float16)
+    x[rng.random((n, U)) < 0.01] = np.inf
+    x[rng.random((n, U)) < 0.01] = -np.inf
+    x[rng.random((n, U)) < 0.02] = np.nan
+    x[:, 3] = 1.0  # one long tie
+    act = Activation.from_name("rnn.l0.fwd.c", U)
+    tokens = tokens_frame([str(i) for i in range(n)])
+    write_run(tmp_path / "r", tokens, {act.name: x}, observers=recording_observers(n, cards=True))
+    run = lstmviz.open_run(tmp_path / "r")
+    path = run.cache_dir / "cards" / card_file(act.name, n)
+    with np.load(path) as z:
+        recorded = dict(z)
+    path.unlink()
+    build_cards(run, act.name)
+    with np.load(path) as z:
+        for key, value in z.items():
+            np.testing.assert_array_equal(recorded[key], value, err_msg=key)
 
 
 def test_raw_keys_order_the_values():

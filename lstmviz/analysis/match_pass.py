@@ -187,7 +187,10 @@ def recording_observers(n_tokens: int, cards: bool = False) -> Callable[[Activat
     def make(act: Activation) -> list:
         sweep = Sweep(act.units)  # one pass over the spill for a quantile θ and the cards
         builders: list = [PassIndex(act.name, act.units, n_tokens, th, sweep) for th in DEFAULT_THRESHOLDS]
-        builders.append(OverviewBuilder(act.name, act.units, n_tokens))
-        return [*builders, PassCards(act, n_tokens, sweep=sweep)] if cards else builders
+        overview = OverviewBuilder(act.name, act.units, n_tokens)
+        builders.append(overview)
+        if cards:  # the overview's bins, whose extremes the writer's stats pass takes, are the cards' blocks
+            builders.append(PassCards(act, n_tokens, sweep=sweep, blocks=overview.overview_state.blocks))
+        return builders
 
     return make

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..store.reader import RunReader
-from ..store.stats import BinSums
+from ..store.stats import bin_sums
 
 VERSION = 1
 MAX_CELLS = 2_000_000
@@ -63,9 +63,8 @@ class OverviewBuilder:
     def __init__(self, name: str, units: int, n_tokens: int, max_cells: int = MAX_CELLS, max_bins: int = MAX_BINS):
         self.name, self.n = name, n_tokens
         self.bins, self.per = shape(n_tokens, units, max_cells, max_bins)
-        self.sum = np.zeros((self.bins, units))
-        self.count = np.zeros((self.bins, units), np.int64)
-        self.overview_state = BinSums(0, self.per, self.sum, self.count)
+        self.overview_state = bin_sums(0, self.per, self.bins, units)
+        self.sum, self.count = self.overview_state.sum, self.overview_state.count
 
     def update(self, start: int, values: np.ndarray) -> None:
         """Rows ``[start, start + n)``: float ``[n, units]`` (float16 as stored, or any float)."""

@@ -25,8 +25,9 @@ choice lies in the set.
   before have removed at most (j − 1)(2w + 1) positions (each itself and its ±w neighbours), and the j-th is the
   best of what remains, so at most (j − 1)(2w + 1) positions rank above it: its rank is ≤ M. So each unit keeps
   only its top M keys per sign.
-- *By long blocks.* The sweep sees the corpus as blocks, each a run of consecutive positions (at most 64 of one
-  stored run), disjoint. Call a block long if it holds at least 2w + 1 positions; the ±w window of a pick (2w + 1
+- *By long blocks.* The sweep sees the corpus as blocks, disjoint intervals of positions: in a recording the
+  overview's bins (the writer's stats pass takes each bin's extremes with its sums), in a file swept after its
+  recording runs of 64 rows. Call a block long if it holds at least 2w + 1 positions; the ±w window of a pick (2w + 1
   consecutive positions) then meets at most two long blocks (a third between them would lie inside it with room to
   spare). After j − 1 picks at most 2(j − 1) long blocks are touched, so one of the 2j − 1 long blocks with the best
   maxima is untouched and its best position remains: the j-th pick is at least the (2j − 1)-th best long-block

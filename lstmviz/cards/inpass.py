@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import f16keys as _cs
 from ..store.format import Activation
-from ..unit_sweep import Sweep, raw_key
+from ..unit_sweep import Blocks, Sweep, raw_key
 from .build import (
     SAMPLE,
     SEED,
@@ -47,7 +47,9 @@ def sample_positions(n_tokens: int) -> np.ndarray:
 
 class PassCards:
     """The cards of one activation, from the writer's spill (``read_spill``), through ``sweep`` when one is given
-    (the activation's :class:`~lstmviz.unit_sweep.Sweep`, shared with its other spill observers)."""
+    (the activation's :class:`~lstmviz.unit_sweep.Sweep`, shared with its other spill observers). ``blocks``: the
+    bins of the activation's overview, whose extremes the writer's stats pass takes
+    (:attr:`lstmviz.store.stats.BinSums.blocks`), as the sweep's blocks (:meth:`.Sweep.want_cards`)."""
 
     def __init__(
         self,
@@ -59,6 +61,7 @@ class PassCards:
         n_local: int | None = None,
         part: bool = False,
         sweep: Sweep | None = None,
+        blocks: Blocks | None = None,
     ):
         self.act, self.n_run, self.k, self.window = act, n_run, k, window
         self.offset, self.n_local, self.part = offset, n_run if n_local is None else n_local, part
@@ -66,7 +69,8 @@ class PassCards:
         self.sample_pos = pos[(pos >= offset) & (pos < offset + self.n_local)]
         self.sweep = sweep or Sweep(act.units)
         above, below = theta_keys(THETA)
-        self.sweep.want_cards(candidates(k, window), blocks(k), 2 * window + 1, offset, above, below, self.sample_pos)
+        self.sweep.want_cards(candidates(k, window), picks_floor(k), 2 * window + 1, offset, above, below,
+                              self.sample_pos, blocks)  # fmt: skip
         self.swept: dict[str, np.ndarray] | None = None
 
     def needs_spill(self) -> bool:
@@ -119,7 +123,7 @@ def theta_keys(theta: float) -> tuple[int, int]:
     return int(raw[ok & (np.float32(theta) >= _cs.LUT)].max()), int(raw[ok & (np.float32(-theta) <= _cs.LUT)].min())
 
 
-def blocks(k: int) -> int:
+def picks_floor(k: int) -> int:
     """2k − 1: the long blocks (each at least 2·window + 1 positions) whose bounds make the picks' floor."""
     return 2 * k - 1
 

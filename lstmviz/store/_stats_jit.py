@@ -154,27 +154,27 @@ def _block16(typingctx, src, s_off, s_stride, dst, d_off, d_stride):
 def _make_strip(overview: bool):
     """The strip loop (see :func:`_strip`), with or without the overview's sums."""
 
-    def typer(typingctx, src, s_off, n, stride, sums, keys, k_off, osum, ocount, o_off):
+    def typer(typingctx, src, s_off, n, stride, sums, keys, u_off, k_off, osum, ocount, o_off):
         arrays = ((src, types.uint16), (sums, types.float64), (keys, types.int16), (osum, types.float64),
                   (ocount, types.int64))  # fmt: skip
         if not all(_flat(a, d) for a, d in arrays):
             return None
-        sig = types.void(src, types.intp, types.intp, types.intp, sums, keys, types.intp, osum, ocount, types.intp)
+        sig = types.void(src, types.intp, types.intp, types.intp, sums, keys, types.intp, types.intp, osum, ocount,
+                         types.intp)  # fmt: skip
 
         def codegen(context, builder, signature, args):
-            so, n, ss, ko, oo = (args[i] for i in (1, 2, 3, 6, 9))
-            sp, fp, kp, op, cp = (_data(context, builder, signature.args[i], args[i]) for i in (0, 4, 5, 7, 8))
+            so, n, ss, uo, ko, oo = (args[i] for i in (1, 2, 3, 6, 7, 10))
+            sp, fp, kp, op, cp = (_data(context, builder, signature.args[i], args[i]) for i in (0, 4, 5, 8, 9))
             f64, i64, i16 = (ir.VectorType(t, W) for t in (ir.DoubleType(), ir.IntType(64), ir.IntType(16)))
 
             def const(v: int):
                 return ir.Constant(i16, [v] * W)
 
-            u0 = ko  # units u0…u0+15: sums[u], sums[U + u] (U = stride), keys[u], keys[U + u]
-            slots = {
-                "s": (_at(builder, fp, u0, f64), 8),
-                "s2": (_at(builder, fp, builder.add(u0, ss), f64), 8),
-                "kmin": (_at(builder, kp, u0, i16), 2),
-                "kmax": (_at(builder, kp, builder.add(u0, ss), i16), 2),
+            slots = {  # 16 units: sums[u], sums[U + u] from u = u_off (U = stride), keys[k], keys[U + k] from k_off
+                "s": (_at(builder, fp, uo, f64), 8),
+                "s2": (_at(builder, fp, builder.add(uo, ss), f64), 8),
+                "kmin": (_at(builder, kp, ko, i16), 2),
+                "kmax": (_at(builder, kp, builder.add(ko, ss), i16), 2),
             }
             if overview:
                 slots["o"] = (_at(builder, op, oo, f64), 8)
@@ -216,15 +216,16 @@ _strip_overview = _make_strip(True)
 
 
 @njit(**_STRICT)
-def _strip(src, s_off, n, U, sums, keys, u0, osum, ocount, o_off, overview):
+def _strip(src, s_off, n, U, sums, keys, u0, k_off, osum, ocount, o_off, overview):
     """Rows ``[r, r + n)`` of units ``u0 + [0, 16)`` of a stream, ``src`` its bits flattened ``[c·U]`` and
-    ``s_off = r·U + u0``, into the stream's sums float64 ``[2·U]`` (sum, then sum of squares, of the finite values)
-    and keys int16 ``[2·U]`` (min, then max, order key of the finite values) and, with ``overview``, into
-    ``osum`` float64 / ``ocount`` int64 at ``o_off + [0, 16)`` (a bin's row, flattened)."""
+    ``s_off = r·U + u0``, into the stream's sums float64 ``[2·U]`` (sum, then sum of squares, of the finite values),
+    into keys int16 at ``k_off + [0, 16)`` and ``k_off + U + [0, 16)`` (min, then max, order key of the finite
+    values: the stream's ``[2·U]``, or a bin's row of the overview's keys) and, with ``overview``, into ``osum``
+    float64 / ``ocount`` int64 at ``o_off + [0, 16)`` (a bin's row, flattened)."""
     if overview:
-        _strip_overview(src, s_off, n, U, sums, keys, u0, osum, ocount, o_off)
+        _strip_overview(src, s_off, n, U, sums, keys, u0, k_off, osum, ocount, o_off)
     else:
-        _strip_plain(src, s_off, n, U, sums, keys, u0, osum, ocount, o_off)
+        _strip_plain(src, s_off, n, U, sums, keys, u0, k_off, osum, ocount, o_off)
 
 
 @njit(**_STRICT)
@@ -244,9 +245,11 @@ def _transpose(src: np.ndarray, U: int, c: int, tile: np.ndarray) -> None:
 
 @njit(**_STRICT)
 def _tail_units(src, c, U, u1, sums, keys, pos0, per, osum, ocount, overview) -> None:
-    """What :func:`_strip` counts, for units ``[u1, U)`` (fewer than 16), one value at a time, rows in order."""
+    """What :func:`_strip` counts, for units ``[u1, U)`` (fewer than 16), one value at a time, rows in order; keys
+    are the stream's, or with ``overview`` the overview's (flattened ``[bins, 2, U]``)."""
     for t in range(c):
         o = ((pos0 + t) // per) * U
+        q = 2 * o if overview else 0
         for u in range(u1, U):
             h = np.int32(src[t * U + u])
             mag = h & 0x7FFF
@@ -255,8 +258,8 @@ def _tail_units(src, c, U, u1, sums, keys, pos0, per, osum, ocount, overview) ->
             if mag < _NAN_KEY:
                 sums[u] += x
                 sums[U + u] += x * x
-                keys[u] = min(keys[u], k)
-                keys[U + u] = max(keys[U + u], k)
+                keys[q + u] = min(keys[q + u], k)
+                keys[q + U + u] = max(keys[q + U + u], k)
             if overview and mag <= _NAN_KEY:
                 osum[o + u] += x
                 ocount[o + u] += 1
@@ -298,6 +301,7 @@ def stats_pass(
     ov_per: int,
     ov_sum: np.ndarray,
     ov_count: np.ndarray,
+    ov_keys: np.ndarray,
 ) -> None:
     """bits uint16 ``[B, T, U]`` (C-contiguous); counts, starts int64 ``[B]``; codes uint8 ``[65536]``
     (:func:`code_table`); tiles uint16 ``[B, ≥U·T]`` (out: tile b packed ``[U, c_b]``).
@@ -305,12 +309,14 @@ def stats_pass(
     Accumulates into acc float64 ``[2, U]`` (sum, sum of squares of the finite values), extent int64 ``[2, U]``
     (the min and max order keys) and hist int64 ``[U, n_codes]``. With ``overview``, stream b's
     row t is at position ``ov_offset + starts[b] + t`` and its values that are not NaN are summed and counted into
-    bin ``position // ov_per`` of ov_sum float64 / ov_count int64 ``[bins, U]``.
+    bin ``position // ov_per`` of ov_sum float64 / ov_count int64 ``[bins, U]``, and the min and max order keys of its
+    finite values into ov_keys int16 ``[bins, 2, U]``: the strips take them there instead of per stream, and the
+    extent folds in the bins a stream touched.
     """
     B, U = bits.shape[0], bits.shape[2]
     u16 = U - U % W
     per = ov_per if overview else 1 << 62
-    osum, ocount = ov_sum.reshape(-1), ov_count.reshape(-1)
+    osum, ocount, okeys = ov_sum.reshape(-1), ov_count.reshape(-1), ov_keys.reshape(-1)
     sums = np.empty(2 * U)
     keys = np.empty(2 * U, np.int16)
     for b in range(B):
@@ -324,17 +330,22 @@ def stats_pass(
         keys[:U] = NO_KEY
         keys[U:] = -NO_KEY
         pos0 = ov_offset + starts[b]
+        into = okeys if overview else keys
         t = 0
         while t < c:  # runs of rows in one overview bin
             bin_ = (pos0 + t) // per
             t1 = min(c, (bin_ + 1) * per - pos0)
+            q = 2 * U * bin_ if overview else 0
             for u0 in range(0, u16, W):
-                _strip(src, t * U + u0, t1 - t, U, sums, keys, u0, osum, ocount, bin_ * U + u0, overview)
+                _strip(src, t * U + u0, t1 - t, U, sums, into, u0, q + u0, osum, ocount, bin_ * U + u0, overview)
             t = t1
-        _tail_units(src, c, U, u16, sums, keys, pos0, per, osum, ocount, overview)
+        _tail_units(src, c, U, u16, sums, into, pos0, per, osum, ocount, overview)
         for u in range(U):
             acc[0, u] += sums[u]
             acc[1, u] += sums[U + u]
-            extent[0, u] = min(extent[0, u], keys[u])
-            extent[1, u] = max(extent[1, u], keys[U + u])
+        for bin_ in range(pos0 // per if overview else 0, (pos0 + c - 1) // per + 1 if overview else 1):
+            q = 2 * U * bin_
+            for u in range(U):
+                extent[0, u] = min(extent[0, u], into[q + u])
+                extent[1, u] = max(extent[1, u], into[q + U + u])
         _histogram(tile, c, U, codes, hist)

@@ -10,6 +10,7 @@ import pandas as pd
 
 from .. import f16keys as _cs
 from .. import names as _names
+from ..unit_sweep import Blocks, no_keys
 from . import _stats_jit
 from .format import Activation
 
@@ -32,15 +33,28 @@ class BinSums(NamedTuple):
     """What an observer gives the stats pass to have its bin sums counted there (``overview_state``, e.g.
     :class:`lstmviz.analysis.overview.OverviewBuilder`'s): row r of a chunk at run position ``offset + r`` goes to
     bin ``(offset + r) // per`` of ``sum`` float64 / ``count`` int64 ``[bins, units]``, which add the values that
-    are not NaN in row order."""
+    are not NaN in row order, and of ``keys`` int16 ``[bins, 2, units]``, the min and max order keys
+    (:func:`lstmviz.f16keys.key`) of its finite values (``NO_KEY`` and ``−NO_KEY`` in a bin with none), which the
+    stats pass takes anyway and the unit cards bound their blocks with (:mod:`lstmviz.unit_sweep`)."""
 
     offset: int
     per: int
     sum: np.ndarray
     count: np.ndarray
+    keys: np.ndarray
+
+    @property
+    def blocks(self) -> Blocks:
+        """The bins as the unit cards' blocks (their keys, shared: filled as the pass runs)."""
+        return Blocks(self.offset, self.per, self.keys)
 
 
-_NO_BINS = BinSums(0, 1, np.zeros((1, 1)), np.zeros((1, 1), np.int64))
+def bin_sums(offset: int, per: int, bins: int, units: int) -> BinSums:
+    """Empty :class:`BinSums` of ``bins`` bins of ``per`` positions, from run position ``offset``."""
+    return BinSums(offset, per, np.zeros((bins, units)), np.zeros((bins, units), np.int64), no_keys(bins, units))
+
+
+_NO_BINS = bin_sums(0, 1, 1, 1)
 
 
 class Stats:
@@ -86,6 +100,9 @@ class Stats:
                 raise ValueError(f"{self.act.name}: rows outside the {len(bins.sum)} bins of {bins.per} positions")
             if bins.sum.shape[1:] != (self.act.units,) or bins.count.shape != bins.sum.shape:
                 raise ValueError(f"{self.act.name}: bin sums of shape {bins.sum.shape}, not [bins, {self.act.units}]")
+            if bins.keys.shape != (len(bins.sum), 2, self.act.units) or bins.keys.dtype != np.int16:
+                raise ValueError(f"{self.act.name}: bin keys {bins.keys.dtype} {bins.keys.shape}, not int16 "
+                                 f"[{len(bins.sum)}, 2, {self.act.units}]")  # fmt: skip
         if self.range is None:
             self.range = hist_range(self.act.kind, self._largest(bits, counts))
         lo, hi = self.range
@@ -94,7 +111,7 @@ class Stats:
             self.codes = np.zeros((self.act.units, len(self._table[1])), np.int64)
         b = _NO_BINS if bins is None else bins
         _stats_jit.stats_pass(bits, counts, starts, self._table[0], tiles, self.acc, self.extent, self.codes,
-                              bins is not None, b.offset, b.per, b.sum, b.count)  # fmt: skip
+                              bins is not None, b.offset, b.per, b.sum, b.count, b.keys)  # fmt: skip
         self.count += int(counts.sum())
 
     def _largest(self, bits: np.ndarray, counts: np.ndarray) -> np.ndarray:
