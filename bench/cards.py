@@ -14,11 +14,11 @@ median of the recordings' wall times with the cards over without (on a shared ma
 signs, correlated units…) on the recorded run, after its imports; ``_first_use`` the same with the run's cards
 deleted.
 
-``--big N`` (default 1M) writes a run of N tokens of one 512-unit cell state (a random walk through tanh) with the
-cards built by the writer, and times each read's first call in a fresh process, wall and CPU seconds:
-``big_first_call_s_<what>`` for ``unit_page`` (open_run + the Unit page's ``card``), ``top_contexts`` (both
-signs), ``correlated_units`` (one streamed pass over the whole activation) and ``first_use`` (the Unit page with
-the cards deleted: built from the file first).
+``--big N`` (default 1M) writes a run of N tokens of one 512-unit cell state (a random walk through tanh) with what a
+recording builds (the match index, the overview, the cards), and times each read's first call in a fresh process,
+wall and CPU seconds: ``big_first_call_s_<what>`` for ``unit_page`` (open_run + the Unit page's ``card``),
+``top_contexts`` (both signs), ``correlated_units`` (one streamed pass over the whole activation) and ``first_use``
+(the Unit page with the cards deleted: built from the file first).
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from e2e import Char, record
 
 import lstmviz
-from lstmviz import cards, unit_sweep
+from lstmviz import unit_sweep
+from lstmviz.analysis.match_pass import recording_observers
 from lstmviz.cards import inpass
 from lstmviz.store.format import tokens_frame
 
@@ -68,14 +69,15 @@ def first_call(path: Path, name: str, what: str) -> tuple[float, float]:
 
 
 def big_run(n: int, tmp: Path) -> Path:
-    """A run of n tokens of one 512-unit cell state (a random walk through tanh), cards built by the writer."""
+    """A run of n tokens of one 512-unit cell state (a random walk through tanh), recorded with the observers of a
+    recording (the match index, the overview and the cards, all built by the writer)."""
     units = 512
     rng = np.random.default_rng(0)
     acts = [lstmviz.store.Activation.from_name("rnn.l0.fwd.c", units)]
     tokens = tokens_frame([chr(97 + i % 26) for i in range(n)])
     mix = rng.normal(size=(units, units)).astype(np.float32) / np.sqrt(units)
     level = np.zeros(units, np.float32)
-    with lstmviz.store.RunWriter(tmp / "big", tokens, acts, observers=cards.card_observers(n)) as w:
+    with lstmviz.store.RunWriter(tmp / "big", tokens, acts, observers=recording_observers(n, cards=True)) as w:
         for start in range(0, n, 16384):
             z = rng.normal(size=(min(16384, n - start), units)).astype(np.float32)
             walk = level + np.cumsum(z, 0) / 30
