@@ -19,17 +19,18 @@ Per unit:
   ``kp`` and the earliest positions at ``kp`` (as many as M leaves), and the same from the bottom for the negative
   sign; then one scan of the values in corpus order collects them, skipping each block whose maximum and minimum
   keys show it holds none, and stopping once it has them all. Of those, only the keys at or above a floor can be
-  picks: the (2k − 1)-th best of the blocks' own maxima, over the blocks of at least 2·window + 1 rows
+  picks: the (2k − 1)-th best of the blocks' maxima, over the blocks of at least 2·window + 1 rows
   (:mod:`lstmviz.cards` proves it), so that most blocks are skipped. The counts beyond ±θ come from the histogram,
   and the values at the bands' sampled positions from the scan.
 
-The blocks are the overview's bins in a recording: the writer's stats pass takes each bin's min and max order keys
-of its finite values while it counts the bin's sums, with the values in cache and in the vector registers its
-min and max per stream already took (:class:`~lstmviz.store.stats.BinSums`), so the cards cost the writer's thread
-nothing there and the sweep only a scan of the few blocks that reach the floor. A file swept after its recording
-(:func:`lstmviz.cards.build_cards`) has no bins: the sweep takes its 64-row blocks' extremes itself, in a
-vectorised pass over each unit's values before it collects. A block that holds ±inf may hold it beyond its finite
-values' extremes, so a unit with +inf (−inf) reads every block for the positive (negative) sign.
+A block's summary is the max and min raw keys of its values that are not NaN. In a recording the blocks are the
+overview's bins: the writer's stats pass takes each bin's min and max order keys of its finite values while it
+counts the bin's sums, with the values in cache and in the vector registers its min and max per stream already
+took (:class:`~lstmviz.store.stats.BinSums`), so the cards cost the writer's thread nothing there and the sweep
+only a scan of the few blocks that reach the floor. ±inf are not finite, but a bin's sum says which it holds (+inf
+or −inf alone, NaN for both). A unit whose count of such values is not the stats pass's (rows never written, or
+written twice) and a file swept after its recording (:func:`lstmviz.cards.build_cards`: no bins) take the blocks'
+extremes in the sweep, 64-row blocks for the file, in a vectorised pass over the unit's values.
 
 The values are read where they lie: ``tiles`` int64 ``[k, 4]`` lists runs of rows in corpus order, disjoint (first
 row, rows c, element offset of unit 0's run, elements from one unit's run to the next).
@@ -51,14 +52,17 @@ BLOCK = 64  # rows per block where the sweep takes the blocks' extremes itself
 
 
 class Blocks(NamedTuple):
-    """The blocks of the cards' scan: row r in block ``(origin + r) // per``, with keys int16 ``[blocks, 2, U]`` the
-    min and max order keys (:func:`lstmviz.f16keys.key`) of each block's finite values per unit (``NO_KEY`` and
-    ``−NO_KEY`` in a block with none): an overview's bins as the writer's stats pass leaves them
-    (:attr:`lstmviz.store.stats.BinSums.blocks`)."""
+    """The blocks of the cards' scan, an overview's bins as the writer's stats pass leaves them
+    (:attr:`lstmviz.store.stats.BinSums.blocks`): row r in block ``(origin + r) // per``; per block and unit, keys
+    int16 ``[blocks, 2, U]`` the min and max order keys (:func:`lstmviz.f16keys.key`) of the finite values
+    (``NO_KEY`` and ``−NO_KEY`` where none), sum float64 ``[blocks, U]`` the sum of the values that are not NaN
+    (±inf where the block holds that infinity, NaN where it holds both) and count int64 ``[blocks, U]`` how many."""
 
     origin: int
     per: int
     keys: np.ndarray
+    sum: np.ndarray
+    count: np.ndarray
 
 
 def no_keys(blocks: int, units: int) -> np.ndarray:
@@ -122,7 +126,7 @@ def _raw_of_key(k: int) -> int:
 @njit(inline="always", **_JIT)
 def _bound(extreme: int) -> int:
     """A block's largest (or smallest) raw key as a bound a greedy floor may use: the key itself where it is a
-    value's, else −1 (a block with no finite value: no bound)."""
+    value's, else −1 (a block with no value that is not NaN: no bound)."""
     return extreme if LOWEST <= extreme <= HIGHEST else -1
 
 
@@ -140,9 +144,8 @@ def _scatter(values: np.ndarray, base: int, c: int, h0: np.ndarray, h1: np.ndarr
 
 @njit(**_JIT)
 def _extents(values: np.ndarray, tiles: np.ndarray, u: int, origin: int, per: int, keys: np.ndarray) -> None:
-    """What the writer's stats pass takes per overview bin (:class:`lstmviz.store.stats.BinSums` ``keys``), for a
-    file read after its recording: unit u's min and max order keys of the finite values of each block of ``per``
-    rows (row r in block ``(origin + r) // per``) into keys int16 ``[blocks, 2, U]``, which hold NO_KEY, −NO_KEY."""
+    """Unit u's min and max order keys of the values that are not NaN (±inf among them) of each block of ``per``
+    rows (row r in block ``(origin + r) // per``) into keys int16 ``[blocks, 2]``, which hold NO_KEY, −NO_KEY."""
     for k in range(tiles.shape[0]):
         r0, c = tiles[k, 0], tiles[k, 1]
         base = tiles[k, 2] + u * tiles[k, 3]
@@ -150,19 +153,19 @@ def _extents(values: np.ndarray, tiles: np.ndarray, u: int, origin: int, per: in
         while t0 < c:
             b = (origin + r0 + t0) // per
             t1 = min(c, (b + 1) * per - origin - r0)
-            lo, hi = np.int16(keys[b, 0, u]), np.int16(keys[b, 1, u])
+            lo, hi = keys[b, 0], keys[b, 1]
             run = values[base + t0 : base + t1]
             for t in range(run.shape[0]):  # branch-free in 16-bit lanes, so that it runs in vector registers
                 h = np.int16(run[t])
                 sign = h >> np.int16(15)
                 mag = h & np.int16(0x7FFF)
                 k16 = np.int16(mag ^ sign) - sign  # the order key: −mag for a negative pattern
-                finite = mag < np.int16(0x7C00)
-                small = k16 if finite else np.int16(NO_KEY)
-                large = k16 if finite else np.int16(-NO_KEY)
+                value = mag <= np.int16(0x7C00)
+                small = k16 if value else np.int16(NO_KEY)
+                large = k16 if value else np.int16(-NO_KEY)
                 lo = small if small < lo else lo
                 hi = large if large > hi else hi
-            keys[b, 0, u], keys[b, 1, u] = lo, hi
+            keys[b, 0], keys[b, 1] = lo, hi
             t0 = t1
 
 
@@ -178,6 +181,20 @@ def _rows(tiles: np.ndarray, origin: int, per: int, blocks: int) -> np.ndarray:
             size[b] += r1 - r
             r = r1
     return size
+
+
+@njit(**_JIT)
+def _summary(keys: np.ndarray, sums: np.ndarray, u: int, summary: np.ndarray) -> None:
+    """Unit u's blocks as the stats pass took them (:class:`Blocks` keys and sums) into summary int64
+    ``[2, blocks]``: the max and min raw keys of each block's values that are not NaN. The keys leave ±inf out; a
+    block's sum is +inf where it holds +inf and no −inf, −inf for the converse, NaN where it holds both."""
+    for b in range(summary.shape[1]):
+        hi, lo, s = _raw_of_key(keys[b, 1, u]), _raw_of_key(keys[b, 0, u]), sums[b, u]
+        if s == np.inf or s != s:
+            hi, lo = HIGHEST, min(lo, HIGHEST)
+        if s == -np.inf or s != s:
+            hi, lo = max(hi, LOWEST), LOWEST
+        summary[0, b], summary[1, b] = hi, lo
 
 
 @njit(**_JIT)
@@ -211,18 +228,18 @@ def _collect(
     origin: int,
     per: int,
     summary: np.ndarray,
-    skip_hi: int,
-    skip_lo: int,
     top: np.ndarray,
     sample_pos: np.ndarray,
     sample: np.ndarray,
 ) -> None:
     """Unit u's top card keys of both signs into top int64 ``[2, U, M]`` (descending, 0 padded): the keys above
     kp and the first tp at kp (positive), below kn and the first tn at kn (negative), ``want`` ``[2]`` of them,
-    reading only the blocks (row r in block ``(origin + r) // per``) whose summary ``[2, blocks]`` (the raw keys of
-    their finite values' max and min) reaches ``skip_hi`` or ``skip_lo``, and only until both signs have all they
+    reading only the blocks (row r in block ``(origin + r) // per``) whose summary ``[2, blocks]`` (the max and min
+    raw keys of their values that are not NaN) shows they may hold some, and only until both signs have all they
     want (a saturated unit's ties at its extreme are found early); and its values at the sampled positions into
     sample uint16 ``[U, S]``. Positions are rows plus ``offset``."""
+    reach_hi = kp if tp > 0 else kp + 1  # a block holds a candidate only if its max reaches this
+    reach_lo = kn if tn > 0 else kn - 1
     n_pos = 0
     n_neg = 0
     si = 0
@@ -239,7 +256,7 @@ def _collect(
         while t0 < c and (n_pos < want[0] or n_neg < want[1]):
             b = (origin + r0 + t0) // per
             t1 = min(c, (b + 1) * per - origin - r0)
-            if (n_pos == want[0] or summary[0, b] < skip_hi) and (n_neg == want[1] or summary[1, b] > skip_lo):
+            if (n_pos == want[0] or summary[0, b] < reach_hi) and (n_neg == want[1] or summary[1, b] > reach_lo):
                 t0 = t1
                 continue
             for t in range(t0, t1):
@@ -286,8 +303,10 @@ def sweep(
     sample: np.ndarray,
     origin: int,
     per: int,
+    blocks: int,
     keys: np.ndarray,
-    own: bool,
+    sums: np.ndarray,
+    seen: np.ndarray,
 ) -> None:
     """Every unit of the stored values (see the module docstring); U is ``len(nan)``.
 
@@ -297,15 +316,19 @@ def sweep(
     ``[2, U, M]`` of M > 0 (the cards), the unit's top M card keys of x and of −x (positions offset by
     ``offset``), dens int64 ``[2, U]`` the counts of raw keys above ``above`` and below ``below`` (not NaN), and
     sample uint16 ``[U, S]`` the values at the sorted positions sample_pos int64 ``[S]`` (left as they are where no
-    row holds one). The cards' blocks: row r in block ``(origin + r) // per`` of keys int16 ``[blocks, 2, U]``, the
-    min and max order keys of their finite values, as the stats pass took them, or with ``own`` taken here.
+    row holds one). The cards' blocks: row r in block ``(origin + r) // per``, of ``blocks`` blocks. Where the
+    stats pass took a unit's blocks (:class:`Blocks`: keys int16 ``[blocks, 2, U]``, sums float64 ``[blocks, U]``),
+    seen int64 ``[U]`` is how many values that are not NaN it saw; the sweep takes a unit's blocks itself where that
+    is not the number the tiles hold (rows never written, or written twice) or where seen is −1 (no blocks given).
     """
     U = nan.shape[0]
     M = top.shape[2]
     hist = np.zeros((2, 1 << 16), np.int32)
     h0, h1 = hist[0], hist[1]
-    size = _rows(tiles, origin, per, keys.shape[0]) if M > 0 else np.zeros(0, np.int64)
+    size = _rows(tiles, origin, per, blocks) if M > 0 else np.zeros(0, np.int64)
+    covered = size.sum()
     summary = np.empty((2, size.shape[0]), np.int64)
+    own = np.empty((size.shape[0], 2), np.int16)
     want = np.empty(2, np.int64)
     for u in range(U):
         for k in range(tiles.shape[0]):
@@ -345,26 +368,25 @@ def sweep(
                     kn, tn = j, M - cum
                     break
                 cum += h0[j]
-            if own:
-                _extents(values, tiles, u, origin, per, keys)
-            for b in range(size.shape[0]):
-                summary[0, b], summary[1, b] = _raw_of_key(keys[b, 1, u]), _raw_of_key(keys[b, 0, u])
+            if seen[u] != covered - n_nan:
+                own[:, 0], own[:, 1] = NO_KEY, -NO_KEY
+                _extents(values, tiles, u, origin, per, own)
+                for b in range(size.shape[0]):
+                    summary[0, b], summary[1, b] = _raw_of_key(own[b, 1]), _raw_of_key(own[b, 0])
+            else:
+                _summary(keys, sums, u, summary)
             floor = _floor(summary, 0, size, span, nth, 1)
             if floor > kp:  # every pick is at or above the long blocks' floor: fewer candidates, all its ties
                 kp, tp = floor - 1, 0
             floor = _floor(summary, 1, size, span, nth, -1)
             if floor < kn:
                 kn, tn = floor + 1, 0
-            # the summaries leave ±inf out: a block may hold one beyond its finite values' extremes
-            skip_hi = 0 if h0[HIGHEST] else kp
-            skip_lo = 0xFFFF if h0[LOWEST] else kn
             want[0], want[1] = tp, tn
             for j in range(kp + 1, min(hi, HIGHEST) + 1):
                 want[0] += h0[j]
             for j in range(max(lo, LOWEST), kn):
                 want[1] += h0[j]
-            _collect(values, tiles, u, offset, kp, tp, kn, tn, want, origin, per, summary, skip_hi, skip_lo, top,
-                     sample_pos, sample)  # fmt: skip
+            _collect(values, tiles, u, offset, kp, tp, kn, tn, want, origin, per, summary, top, sample_pos, sample)
         if r0 >= 0:
             h0[ZERO] += zeros
             _walk(h0, min(lo, ZERO) if zeros else lo, r0, r1, order, u)
@@ -435,12 +457,16 @@ class Sweep:
             tiles = np.ascontiguousarray(tiles, np.int64).reshape(-1, 4)
             rows = int((tiles[:, 0] + tiles[:, 1]).max(initial=0))
             if self.blocks is not None:
-                (origin, per, keys), own = self.blocks, False
-            else:
-                origin, per, keys, own = 0, BLOCK, no_keys(-(-rows // BLOCK) if m else 0, U), True
-            if m and (keys.shape[1:] != (2, U) or (rows and (origin + rows - 1) // per >= len(keys))):
-                raise ValueError(f"blocks' keys {keys.shape} of {per} rows from {origin} do not hold {rows} rows")
-            sweep(values, tiles, zeros, r0, r1, out["order"], out["nan"], offset, nth, span, above, below,
-                  out["top"], out["dens"], sample_pos, out["sample"], origin, per, keys, own)  # fmt: skip
+                origin, per, keys, sums, count = self.blocks
+                blocks, seen = len(keys), count.sum(0)
+                if m and (keys.shape[1:] != (2, U) or sums.shape != (blocks, U) or count.shape != (blocks, U)):
+                    raise ValueError(f"blocks of keys {keys.shape}, sums {sums.shape}, counts {count.shape}: not U={U}")
+            else:  # the sweep takes its own
+                origin, per, blocks = 0, BLOCK, -(-rows // BLOCK)
+                keys, sums, seen = no_keys(0, U), np.zeros((0, U)), np.full(U, -1, np.int64)
+            if m and rows and (origin + rows - 1) // per >= blocks:
+                raise ValueError(f"{blocks} blocks of {per} rows from {origin} do not hold {rows} rows")
+            sweep(values, tiles, zeros, r0, r1, out["order"], out["nan"], offset, nth, span, above, below, out["top"],
+                  out["dens"], sample_pos, out["sample"], origin, per, blocks, keys, sums, seen)  # fmt: skip
             self.result = out
         return self.result

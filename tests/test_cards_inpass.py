@@ -21,20 +21,25 @@ from lstmviz import f16keys as cs
 from lstmviz.analysis import units as unit_cards
 from lstmviz.store import Activation, RunWriter, open_run
 from lstmviz.store.format import tokens_frame
+from lstmviz.store.stats import Stats, bin_sums
 
 
-def pass_parts(x, n_run, k, window, streams, chunk, order=None, offset=0) -> dict:
+def pass_parts(x, n_run, k, window, streams, chunk, order=None, offset=0, per=None) -> dict:
     """Feed ``x`` (float16 [n, U], rows offset… of a run of n_run) as the writer does: each stream's part of each
     chunk stored as a tile in the order the chunks come, the spill handed to ``read_spill`` at the close; returns
-    the PassCards' parts."""
+    the PassCards' parts. With ``per``, the chunks also go through the writer's stats pass with an overview of
+    bins of ``per`` positions (the run's, from position 0), whose extremes are the sweep's blocks; without it the
+    sweep takes its own, as for a file swept after its recording."""
     act = Activation.from_name("rnn.l0.fwd.f", x.shape[1])
-    pc = cards.PassCards(act, n_run, k=k, window=window, offset=offset, n_local=len(x))
-    pieces = [
-        (int(a), int(a + c))
-        for starts, _, counts in streamed(x, streams, chunk, order)
-        for a, c in zip(starts, counts, strict=True)
-        if c
-    ]
+    bins = None if per is None else bin_sums(offset, per, -(-n_run // per), x.shape[1])
+    pc = cards.PassCards(act, n_run, k=k, window=window, offset=offset, n_local=len(x),
+                         blocks=None if bins is None else bins.blocks)  # fmt: skip
+    stats, pieces = Stats(act), []
+    for starts, half, counts in streamed(x, streams, chunk, order):
+        pieces += [(int(a), int(a + c)) for a, c in zip(starts, counts, strict=True) if c]
+        if bins is not None:
+            tiles = np.zeros((len(starts), half.shape[1] * x.shape[1]), np.uint16)
+            stats.update(half.view(np.uint16), counts, tiles, starts, bins)
     pc.read_spill(*spill(np.asarray(x, np.float16), pieces))
     return pc.parts()
 
@@ -222,17 +227,18 @@ def test_cli_record_writes_every_activations_cards_unless_told_not_to(tmp_path):
     assert not any("cards" in without.info(n) for n in without.names)
 
 
-def test_a_pick_at_the_long_rows_bound_itself_is_kept():
-    """The picks' floor is the (2k − 1)-th best bound of the long rows (each row's best value at its last
-    position): here the second pick is exactly the third row's bound (3 at its last position, 8), since the
-    second row's 4 (at 3) is inside the first pick's window. Both signs (the negated corpus for −1), rows in
-    either order."""
+def test_a_pick_at_the_long_blocks_bound_itself_is_kept():
+    """The picks' floor is the (2k − 1)-th best bound of the long blocks (here overview bins of 3 positions, each
+    bin's best value): the second pick is exactly the third bin's bound (3 at 8), since the second bin's 4 (at 3) is
+    inside the first pick's window. Both signs (the negated corpus for −1), chunks in any order."""
     x = np.array([0, 0, 5, 4, 0, 0, 0, 0, 3, 0, 0, 1], np.float16)[:, None]
     for data in (x, -x):
         for order in (None, 0, 1):
-            out = cards.merge_parts([pass_parts(data, len(data), 2, 1, 1, 3, order)], len(data), 2, 1)
+            out = cards.merge_parts([pass_parts(data, len(data), 2, 1, 1, 2, order, per=3)], len(data), 2, 1)
             check_top(out, data, 2, 1)
-    assert cards.merge_parts([pass_parts(x, 12, 2, 1, 1, 3)], 12, 2, 1)["top_pos"][0].tolist() == [2, 8]
+    part = pass_parts(x, 12, 2, 1, 1, 5, per=3)
+    assert (part["top_pos_keys"][0] > 0).sum() == 3  # the floor cut the candidates to the bound: 5, 4 and 3
+    assert cards.merge_parts([part], 12, 2, 1)["top_pos"][0].tolist() == [2, 8]
 
 
 @settings(max_examples=100, deadline=None)
@@ -244,17 +250,20 @@ def test_a_pick_at_the_long_rows_bound_itself_is_kept():
     over=st.integers(0, 12),
     order=st.none() | st.integers(0, 3),
     cut=st.integers(0, 400),
+    bins=st.booleans(),
 )
-def test_long_rows_prune_exactly_across_streams_chunks_and_shards(data, k, window, streams, over, order, cut):
-    """Chunks at least 2·window + 1 long (so the long blocks' bound prunes) with ties, NaN rows and ±inf, in two
-    shards cut anywhere: the merged top contexts equal brute force, and each shard kept every pick it holds."""
+def test_long_blocks_prune_exactly_across_streams_chunks_and_shards(data, k, window, streams, over, order, cut, bins):
+    """Overview bins at least 2·window + 1 long (so the long blocks' bound prunes; or the sweep's own blocks of
+    64), with ties, NaN rows and ±inf, chunks of any length, in two shards cut anywhere (inside a bin): the merged
+    top contexts equal brute force, and each shard kept every pick it holds."""
     x = np.array(data, np.float16)[:, None]
-    chunk = 2 * window + 1 + over
+    per = 2 * window + 1 + over if bins else None
+    chunk = 1 + (over * 7 + window) % 13
     cut = min(cut, len(x))
     parts, kept = [], []
     for a, b in ((0, cut), (cut, len(x))):
         if b > a:
-            parts.append(pass_parts(x[a:b], len(x), k, window, streams, chunk, order, offset=a))
+            parts.append(pass_parts(x[a:b], len(x), k, window, streams, chunk, order, offset=a, per=per))
             kept.append((a, b, parts[-1]))
     out = cards.merge_parts(parts, len(x), k, window)
     check_top(out, x, k, window)
@@ -266,14 +275,15 @@ def test_long_rows_prune_exactly_across_streams_chunks_and_shards(data, k, windo
             assert key in part["top_pos_keys" if sign > 0 else "top_neg_keys"][0]  # its shard kept every pick
 
 
-def test_long_rows_keep_few_candidates_on_a_long_corpus():
+@pytest.mark.parametrize("per", [None, 134])
+def test_long_blocks_keep_few_candidates_on_a_long_corpus(per):
     """On 200k steps of smooth (clustered maxima) and of white noise the bound leaves far fewer kept keys than
-    M = 400 (what pruning is for), and the top contexts stay those of brute force."""
+    M = 400 (what pruning is for), and the top contexts stay those of brute force: with the sweep's own blocks and
+    with the overview's bins of a 200k-token recording."""
     rng = np.random.default_rng(11)
     n = 200_000
     z = rng.normal(size=(n + 49, 2))
     x = np.stack([np.convolve(z[:, 0], np.ones(50) / 7, "valid"), z[49:, 1]], 1).astype(np.float16)
-    out = cards.merge_parts([pass_parts(x, n, 20, 10, 64, 128)], n, 20, 10)
-    check_top(out, x, 20, 10)
-    part = pass_parts(x, n, 20, 10, 64, 128)
+    part = pass_parts(x, n, 20, 10, 64, 128, per=per)
+    check_top(cards.merge_parts([part], n, 20, 10), x, 20, 10)
     assert ((part["top_pos_keys"] > 0).sum(1) < 200).all()

@@ -57,11 +57,12 @@ def oracle(x: np.ndarray, lo: float, hi: float) -> dict[str, np.ndarray]:
     }
 
 
+@pytest.mark.parametrize("overview", [True, False])
 @pytest.mark.parametrize(("kind", "U", "T"), [("f", 37, 45), ("c", 16, 33), ("c", 53, 16), ("f", 5, 7), ("c", 48, 130)])
-def test_pass_equals_numpy_over_awkward_chunks(kind, U, T):
+def test_pass_equals_numpy_over_awkward_chunks(kind, U, T, overview):
     """Three chunks of 4 streams each, counts below T (one 0), rows at scattered positions: the tiles, the stats and
-    the overview's bin sums and bin extremes equal plain numpy over the valid rows (the sums exactly: they are exact in
-    float64)."""
+    (with an overview) the bins' sums and extremes equal plain numpy over the valid rows (the sums exactly: they are
+    exact in float64); the extremes come from the bins with an overview, from each stream's rows without."""
     rng = np.random.default_rng(U * T)
     lo, hi = (0.0, 1.0) if kind == "f" else (-3.0, 3.0)
     codes, fold = code_table(lo, hi, HIST_BINS, LOW, HIGH)
@@ -76,8 +77,8 @@ def test_pass_equals_numpy_over_awkward_chunks(kind, U, T):
         counts = np.array([T, T - 1, 0, max(T // 3, 1)], np.int64)
         starts = (chunk * 4 + np.arange(4)) * (T + 3)
         tiles = np.zeros((4, U * T), np.uint16)
-        stats_pass(x.view(np.uint16), counts, starts, codes, tiles, acc, extent, hist, True, 5, per, ov_sum, ov_count,
-                   ov_keys)  # fmt: skip
+        stats_pass(x.view(np.uint16), counts, starts, codes, tiles, acc, extent, hist, overview, 5, per, ov_sum,
+                   ov_count, ov_keys)  # fmt: skip
         for b in range(4):
             c = counts[b]
             np.testing.assert_array_equal(tiles[b, : U * c].reshape(U, c), x[b, :c].T.view(np.uint16))
@@ -92,6 +93,9 @@ def test_pass_equals_numpy_over_awkward_chunks(kind, U, T):
     np.testing.assert_array_equal(extent[1], want["max"])
     np.testing.assert_array_equal(folded[:, :HIST_BINS], want["hist"])
     np.testing.assert_array_equal(folded[:, HIST_BINS + 1 :].T, want["counts"])
+    if not overview:
+        assert not ov_count.any() and (ov_keys[:, 0] == cs.NO_KEY).all() and (ov_keys[:, 1] == -cs.NO_KEY).all()
+        return
     ok = ~np.isnan(values)
     bins = pos // per
     for b in np.unique(bins):

@@ -7,7 +7,9 @@ stream b's first ``c = counts[b]`` rows are valid. Per stream, in three loops ov
    vector registers (:func:`_block16`);
 2. 16 units at a time, over the stream's rows in order (:func:`_strip`, explicit 16-lane vectors): the sum and
    sum of squares of the finite values, the min and max order keys (:func:`lstmviz.f16keys.key`) of the finite
-   values, and, with an overview, per bin of rows the sum and count of the values that are not NaN;
+   values, and, with an overview, per bin of rows the sum and count of the values that are not NaN. With an
+   overview the min and max are taken per bin (the unit cards' blocks, :mod:`lstmviz.unit_sweep`), and the unit's
+   extent folds in the bins a stream touched;
 3. per unit, over its tile row (four units at a time): one table lookup and one increment per value into counts
    of *codes* (:func:`code_table`). A code stands for one class of float16 patterns: its histogram bin (or non-finite),
    ``x < LOW``, ``x > HIGH``, NaN, ±inf. So the bins, n_low, n_high, n_nan and n_inf all come out of one count per

@@ -46,7 +46,7 @@ class BinSums(NamedTuple):
     @property
     def blocks(self) -> Blocks:
         """The bins as the unit cards' blocks (their keys, shared: filled as the pass runs)."""
-        return Blocks(self.offset, self.per, self.keys)
+        return Blocks(self.offset, self.per, self.keys, self.sum, self.count)
 
 
 def bin_sums(offset: int, per: int, bins: int, units: int) -> BinSums:
