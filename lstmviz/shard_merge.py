@@ -162,7 +162,7 @@ def shard_observers(n_run: int, offset: int, n_shard: int, scratch_dir: Path):
         absolute = [th for th in DEFAULT_THRESHOLDS if not th.quantile]
         index = [IndexBuilder(act.name, act.units, n_shard, th, scratch_dir) for th in absolute]
         overview = GridOverview(act.name, act.units, n_run, offset)
-        cards = PassCards(act, n_run, offset=offset, n_local=n_shard, part=True, blocks=overview.overview_state.blocks)
+        cards = PassCards(act, n_run, offset=offset, n_local=n_shard, part=True, blocks=overview.overview_state)
         return [*index, overview, cards]
 
     return make

@@ -26,7 +26,7 @@ Per unit:
 A block's summary is the max and min raw keys of its values that are not NaN. In a recording the blocks are the
 overview's bins: the writer's stats pass takes each bin's min and max order keys of its finite values while it
 counts the bin's sums, with the values in cache and in the vector registers its min and max per stream already
-took (:class:`~lstmviz.store.stats.BinSums`), so the cards cost the writer's thread nothing there and the sweep
+took (:class:`~lstmviz.bins.BinSums`), so the cards cost the writer's thread nothing there and the sweep
 only a scan of the few blocks that reach the floor. ±inf are not finite, but a bin's sum says which it holds (+inf
 or −inf alone, NaN for both). A unit whose count of such values is not the stats pass's (rows never written, or
 written twice) and a file swept after its recording (:func:`lstmviz.cards.build_cards`: no bins) take the blocks'
@@ -38,38 +38,16 @@ row, rows c, element offset of unit 0's run, elements from one unit's run to the
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 from numba import njit
 
+from .bins import BinSums, no_keys
 from .f16keys import NO_KEY, POS_BITS, POS_MAX, key
 
 _JIT = {"error_model": "numpy", "cache": True, "nogil": True}
 LOWEST, HIGHEST = 0x03FF, 0xFC00  # the raw keys of −inf and +inf; beyond them lie NaN's patterns
 ZERO = 0x8000  # the raw key of both zeros
 BLOCK = 64  # rows per block where the sweep takes the blocks' extremes itself
-
-
-class Blocks(NamedTuple):
-    """The blocks of the cards' scan, an overview's bins as the writer's stats pass leaves them
-    (:attr:`lstmviz.store.stats.BinSums.blocks`): row r in block ``(origin + r) // per``; per block and unit, keys
-    int16 ``[blocks, 2, U]`` the min and max order keys (:func:`lstmviz.f16keys.key`) of the finite values
-    (``NO_KEY`` and ``−NO_KEY`` where none), sum float64 ``[blocks, U]`` the sum of the values that are not NaN
-    (±inf where the block holds that infinity, NaN where it holds both) and count int64 ``[blocks, U]`` how many."""
-
-    origin: int
-    per: int
-    keys: np.ndarray
-    sum: np.ndarray
-    count: np.ndarray
-
-
-def no_keys(blocks: int, units: int) -> np.ndarray:
-    """The keys of :class:`Blocks` with no value yet: int16 ``[blocks, 2, units]``, NO_KEY then −NO_KEY."""
-    keys = np.empty((blocks, 2, units), np.int16)
-    keys[:, 0], keys[:, 1] = NO_KEY, -NO_KEY
-    return keys
 
 
 def raw_key(bits: np.ndarray) -> np.ndarray:
@@ -185,7 +163,7 @@ def _rows(tiles: np.ndarray, origin: int, per: int, blocks: int) -> np.ndarray:
 
 @njit(**_JIT)
 def _summary(keys: np.ndarray, sums: np.ndarray, u: int, summary: np.ndarray) -> None:
-    """Unit u's blocks as the stats pass took them (:class:`Blocks` keys and sums) into summary int64
+    """Unit u's blocks as the stats pass took them (:class:`~lstmviz.bins.BinSums` keys and sums) into summary int64
     ``[2, blocks]``: the max and min raw keys of each block's values that are not NaN. The keys leave ±inf out; a
     block's sum is +inf where it holds +inf and no −inf, −inf for the converse, NaN where it holds both."""
     for b in range(summary.shape[1]):
@@ -317,7 +295,8 @@ def sweep(
     ``offset``), dens int64 ``[2, U]`` the counts of raw keys above ``above`` and below ``below`` (not NaN), and
     sample uint16 ``[U, S]`` the values at the sorted positions sample_pos int64 ``[S]`` (left as they are where no
     row holds one). The cards' blocks: row r in block ``(origin + r) // per``, of ``blocks`` blocks. Where the
-    stats pass took a unit's blocks (:class:`Blocks`: keys int16 ``[blocks, 2, U]``, sums float64 ``[blocks, U]``),
+    stats pass took a unit's blocks (:class:`~lstmviz.bins.BinSums`: keys int16 ``[blocks, 2, U]``, sums float64
+    ``[blocks, U]``),
     seen int64 ``[U]`` is how many values that are not NaN it saw; the sweep takes a unit's blocks itself where that
     is not the number the tiles hold (rows never written, or written twice) or where seen is −1 (no blocks given).
     """
@@ -406,7 +385,7 @@ class Sweep:
         self.units = units
         self.ranks: tuple[int, int] | None = None
         self.cards: tuple[int, int, int, int, int, int, np.ndarray] | None = None
-        self.blocks: Blocks | None = None
+        self.blocks: BinSums | None = None
         self.result: dict[str, np.ndarray] | None = None
         self.zeros = 0
 
@@ -425,7 +404,7 @@ class Sweep:
         above: int,
         below: int,
         sample_pos: np.ndarray,
-        blocks: Blocks | None = None,
+        blocks: BinSums | None = None,
     ) -> None:
         """The card keys of each sign that can be greedy picks (positions offset by ``offset``): the top m, and
         of those only the ones at or above the ``nth`` best bound of the blocks of at least ``span`` rows; the
@@ -457,7 +436,7 @@ class Sweep:
             tiles = np.ascontiguousarray(tiles, np.int64).reshape(-1, 4)
             rows = int((tiles[:, 0] + tiles[:, 1]).max(initial=0))
             if self.blocks is not None:
-                origin, per, keys, sums, count = self.blocks
+                origin, per, sums, count, keys = self.blocks
                 blocks, seen = len(keys), count.sum(0)
                 if m and (keys.shape[1:] != (2, U) or sums.shape != (blocks, U) or count.shape != (blocks, U)):
                     raise ValueError(f"blocks of keys {keys.shape}, sums {sums.shape}, counts {count.shape}: not U={U}")

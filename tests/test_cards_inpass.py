@@ -19,9 +19,10 @@ import lstmviz
 from lstmviz import cards
 from lstmviz import f16keys as cs
 from lstmviz.analysis import units as unit_cards
+from lstmviz.bins import bin_sums
 from lstmviz.store import Activation, RunWriter, open_run
 from lstmviz.store.format import tokens_frame
-from lstmviz.store.stats import Stats, bin_sums
+from lstmviz.store.stats import Stats
 
 
 def pass_parts(x, n_run, k, window, streams, chunk, order=None, offset=0, per=None) -> dict:
@@ -33,7 +34,7 @@ def pass_parts(x, n_run, k, window, streams, chunk, order=None, offset=0, per=No
     act = Activation.from_name("rnn.l0.fwd.f", x.shape[1])
     bins = None if per is None else bin_sums(offset, per, -(-n_run // per), x.shape[1])
     pc = cards.PassCards(act, n_run, k=k, window=window, offset=offset, n_local=len(x),
-                         blocks=None if bins is None else bins.blocks)  # fmt: skip
+                         blocks=bins)  # fmt: skip
     stats, pieces = Stats(act), []
     for starts, half, counts in streamed(x, streams, chunk, order):
         pieces += [(int(a), int(a + c)) for a, c in zip(starts, counts, strict=True) if c]

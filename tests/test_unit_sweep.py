@@ -16,6 +16,7 @@ import lstmviz
 from lstmviz import f16keys as cs
 from lstmviz import unit_sweep as us
 from lstmviz.analysis.match_pass import recording_observers
+from lstmviz.bins import BinSums, no_keys
 from lstmviz.cards.inpass import theta_keys
 from lstmviz.store import RunWriter, tokens_frame
 from lstmviz.store.format import Activation
@@ -124,7 +125,7 @@ def extremes(bits: np.ndarray, origin: int, per: int, blocks: int, finite: bool 
     (NO_KEY, −NO_KEY where none)."""
     x = bits.view(np.float16)
     keys = cs.key(bits).astype(np.int64)
-    out = us.no_keys(blocks, bits.shape[1])
+    out = no_keys(blocks, bits.shape[1])
     block = (origin + np.arange(len(bits))) // per
     for b in np.unique(block):
         ok, k = (np.isfinite if finite else lambda v: ~np.isnan(v))(x[block == b]), keys[block == b]
@@ -132,7 +133,7 @@ def extremes(bits: np.ndarray, origin: int, per: int, blocks: int, finite: bool 
     return out
 
 
-def given_bins(bits: np.ndarray, origin: int, per: int) -> us.Blocks:
+def given_bins(bits: np.ndarray, origin: int, per: int) -> BinSums:
     """An overview's bins of ``per`` rows from ``origin`` as the stats pass leaves them (the finite values'
     extremes, the sums and counts of those that are not NaN), and a bin or two past the rows."""
     blocks = (origin + len(bits) - 1) // per + 1 + int(origin % 2)
@@ -143,7 +144,7 @@ def given_bins(bits: np.ndarray, origin: int, per: int) -> us.Blocks:
     with np.errstate(invalid="ignore"):  # inf − inf
         np.add.at(sums, block, np.where(ok, x, 0))
     np.add.at(count, block, ok)
-    return us.Blocks(origin, per, extremes(bits, origin, per, blocks), sums, count)
+    return BinSums(origin, per, sums, count, extremes(bits, origin, per, blocks))
 
 
 def floor(bits: np.ndarray, origin: int, per: int, span: int, nth: int, sign: int) -> int:
@@ -179,7 +180,7 @@ def test_own_extremes_are_those_of_the_values():
         blocks = (origin + n - 1) // per + 1
         want = extremes(np.where(covered[:, None], bits, 0x7E00).astype(np.uint16), origin, per, blocks, False)
         for u in range(U):
-            keys = us.no_keys(blocks, 1)[:, :, 0].copy()
+            keys = no_keys(blocks, 1)[:, :, 0].copy()
             us._extents(values, tiles, u, origin, per, keys)
             np.testing.assert_array_equal(keys, want[:, :, u])
         rows = np.bincount((origin + np.flatnonzero(covered)) // per, minlength=blocks)

@@ -190,7 +190,7 @@ def recording_observers(n_tokens: int, cards: bool = False) -> Callable[[Activat
         overview = OverviewBuilder(act.name, act.units, n_tokens)
         builders.append(overview)
         if cards:  # the overview's bins, whose extremes the writer's stats pass takes, are the cards' blocks
-            builders.append(PassCards(act, n_tokens, sweep=sweep, blocks=overview.overview_state.blocks))
+            builders.append(PassCards(act, n_tokens, sweep=sweep, blocks=overview.overview_state))
         return builders
 
     return make

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..bins import bin_sums
 from ..store.reader import RunReader
-from ..store.stats import bin_sums
 
 VERSION = 1
 MAX_CELLS = 2_000_000

@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from .. import f16keys as _cs
+from ..bins import BinSums
 from ..store.format import Activation
-from ..unit_sweep import Blocks, Sweep, raw_key
+from ..unit_sweep import Sweep, raw_key
 from .build import (
     SAMPLE,
     SEED,
@@ -49,7 +50,7 @@ class PassCards:
     """The cards of one activation, from the writer's spill (``read_spill``), through ``sweep`` when one is given
     (the activation's :class:`~lstmviz.unit_sweep.Sweep`, shared with its other spill observers). ``blocks``: the
     bins of the activation's overview, whose extremes the writer's stats pass takes
-    (:attr:`lstmviz.store.stats.BinSums.blocks`), as the sweep's blocks (:meth:`.Sweep.want_cards`)."""
+    (its ``overview_state``), as the sweep's blocks (:meth:`.Sweep.want_cards`)."""
 
     def __init__(
         self,
@@ -61,7 +62,7 @@ class PassCards:
         n_local: int | None = None,
         part: bool = False,
         sweep: Sweep | None = None,
-        blocks: Blocks | None = None,
+        blocks: BinSums | None = None,
     ):
         self.act, self.n_run, self.k, self.window = act, n_run, k, window
         self.offset, self.n_local, self.part = offset, n_run if n_local is None else n_local, part

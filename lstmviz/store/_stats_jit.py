@@ -222,8 +222,8 @@ def _strip(src, s_off, n, U, sums, keys, u0, k_off, osum, ocount, o_off, overvie
     """Rows ``[r, r + n)`` of units ``u0 + [0, 16)`` of a stream, ``src`` its bits flattened ``[c·U]`` and
     ``s_off = r·U + u0``, into the stream's sums float64 ``[2·U]`` (sum, then sum of squares, of the finite values),
     into keys int16 at ``k_off + [0, 16)`` and ``k_off + U + [0, 16)`` (min, then max, order key of the finite
-    values: the stream's ``[2·U]``, or a bin's row of the overview's keys) and, with ``overview``, into ``osum``
-    float64 / ``ocount`` int64 at ``o_off + [0, 16)`` (a bin's row, flattened)."""
+    values: a bin's row of the overview's keys, or without one the single bin's ``[2·U]``) and, with ``overview``,
+    into ``osum`` float64 / ``ocount`` int64 at ``o_off + [0, 16)`` (a bin's row, flattened)."""
     if overview:
         _strip_overview(src, s_off, n, U, sums, keys, u0, k_off, osum, ocount, o_off)
     else:
@@ -248,10 +248,10 @@ def _transpose(src: np.ndarray, U: int, c: int, tile: np.ndarray) -> None:
 @njit(**_STRICT)
 def _tail_units(src, c, U, u1, sums, keys, pos0, per, osum, ocount, overview) -> None:
     """What :func:`_strip` counts, for units ``[u1, U)`` (fewer than 16), one value at a time, rows in order; keys
-    are the stream's, or with ``overview`` the overview's (flattened ``[bins, 2, U]``)."""
+    flattened ``[bins, 2, U]``, the overview's, or without one a single bin's."""
     for t in range(c):
         o = ((pos0 + t) // per) * U
-        q = 2 * o if overview else 0
+        q = 2 * o
         for u in range(u1, U):
             h = np.int32(src[t * U + u])
             mag = h & 0x7FFF
@@ -320,7 +320,10 @@ def stats_pass(
     per = ov_per if overview else 1 << 62
     osum, ocount, okeys = ov_sum.reshape(-1), ov_count.reshape(-1), ov_keys.reshape(-1)
     sums = np.empty(2 * U)
-    keys = np.empty(2 * U, np.int16)
+    keys = np.empty(2 * U, np.int16)  # without an overview, the extremes' one bin (per is beyond every position)
+    keys[:U] = NO_KEY
+    keys[U:] = -NO_KEY
+    into = okeys if overview else keys
     for b in range(B):
         c = counts[b]
         if c <= 0:
@@ -329,15 +332,12 @@ def stats_pass(
         tile = tiles[b]
         _transpose(src, U, c, tile)
         sums[:] = 0.0  # the stream's own sums, exact, added to the totals below as one number per unit
-        keys[:U] = NO_KEY
-        keys[U:] = -NO_KEY
         pos0 = ov_offset + starts[b]
-        into = okeys if overview else keys
         t = 0
         while t < c:  # runs of rows in one overview bin
             bin_ = (pos0 + t) // per
             t1 = min(c, (bin_ + 1) * per - pos0)
-            q = 2 * U * bin_ if overview else 0
+            q = 2 * U * bin_
             for u0 in range(0, u16, W):
                 _strip(src, t * U + u0, t1 - t, U, sums, into, u0, q + u0, osum, ocount, bin_ * U + u0, overview)
             t = t1
@@ -345,7 +345,7 @@ def stats_pass(
         for u in range(U):
             acc[0, u] += sums[u]
             acc[1, u] += sums[U + u]
-        for bin_ in range(pos0 // per if overview else 0, (pos0 + c - 1) // per + 1 if overview else 1):
+        for bin_ in range(pos0 // per, (pos0 + c - 1) // per + 1):  # min and max are idempotent: fold each bin
             q = 2 * U * bin_
             for u in range(U):
                 extent[0, u] = min(extent[0, u], into[q + u])

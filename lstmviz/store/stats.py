@@ -3,14 +3,12 @@ pass per chunk, :mod:`lstmviz.store._stats_jit`)."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 import pandas as pd
 
 from .. import f16keys as _cs
 from .. import names as _names
-from ..unit_sweep import Blocks, no_keys
+from ..bins import BinSums, bin_sums
 from . import _stats_jit
 from .format import Activation
 
@@ -27,31 +25,6 @@ def hist_range(kind: str, first: np.ndarray) -> tuple[float, float]:
     if kind in _names.TANH_KINDS or bound <= 1.0:
         return -1.0, 1.0
     return -1.5 * bound, 1.5 * bound
-
-
-class BinSums(NamedTuple):
-    """What an observer gives the stats pass to have its bin sums counted there (``overview_state``, e.g.
-    :class:`lstmviz.analysis.overview.OverviewBuilder`'s): row r of a chunk at run position ``offset + r`` goes to
-    bin ``(offset + r) // per`` of ``sum`` float64 / ``count`` int64 ``[bins, units]``, which add the values that
-    are not NaN in row order, and of ``keys`` int16 ``[bins, 2, units]``, the min and max order keys
-    (:func:`lstmviz.f16keys.key`) of its finite values (``NO_KEY`` and ``−NO_KEY`` in a bin with none), which the
-    stats pass takes anyway and the unit cards bound their blocks with (:mod:`lstmviz.unit_sweep`)."""
-
-    offset: int
-    per: int
-    sum: np.ndarray
-    count: np.ndarray
-    keys: np.ndarray
-
-    @property
-    def blocks(self) -> Blocks:
-        """The bins as the unit cards' blocks (their keys, shared: filled as the pass runs)."""
-        return Blocks(self.offset, self.per, self.keys, self.sum, self.count)
-
-
-def bin_sums(offset: int, per: int, bins: int, units: int) -> BinSums:
-    """Empty :class:`BinSums` of ``bins`` bins of ``per`` positions, from run position ``offset``."""
-    return BinSums(offset, per, np.zeros((bins, units)), np.zeros((bins, units), np.int64), no_keys(bins, units))
 
 
 _NO_BINS = bin_sums(0, 1, 1, 1)
