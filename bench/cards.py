@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from e2e import Char, record
+from e2e import Char, fresh, record
 
 import lstmviz
 from lstmviz import unit_sweep
@@ -120,6 +120,7 @@ def model_case(cell: str, a, tmp: Path, parts: Parts) -> dict[str, float]:
     runs: dict[bool, list[tuple[float, dict[str, float]]]] = {False: [], True: []}
     for r in range(a.rounds):
         for with_cards in (r % 2 == 0, r % 2 == 1):
+            fresh(tmp / cell)  # as bench/e2e.py: no deleting or writeback of the last run inside the timing
             parts.take()
             t0 = time.perf_counter()
             path = record(model, ids, a.streams, a.chunk, tmp / cell, cards=with_cards)

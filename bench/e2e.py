@@ -5,6 +5,7 @@
     python bench/e2e.py --only lstm --no-rss
     python bench/e2e.py --gates8 --record-threads 1   # also 8-bit gates, and recording on 1 torch thread
     python bench/e2e.py --tokens 50000 --cards-too --no-rss   # record without the unit cards and with them
+    python bench/e2e.py --only lstm --cards-too --control --rounds 6 --no-rss --no-codecs   # and the noise floor
 
 Prints ``metric: value`` lines, ratios first. "plain" is the char model's own forward (embedding, the 2-layer
 recurrent module, the decoder) fed the same ``[streams, chunk]`` chunks with the recurrent state carried, under
@@ -25,19 +26,26 @@ values/s over that forward): on 2 cores a recording's forward runs on 1 thread b
 loaded machine a plain forward on 2 threads can be far slower than on 1 (its threads wait for each other).
 ``--cards-too`` records without the unit cards (the plain lines) and with them (``_cards``, what a recording
 does by default; without ``--cards-too`` the plain lines are the default recording);
-``e2e_<model>_cards_over_record`` is the cost of the cards, the median of the two recordings' ratio in each round.
+``e2e_<model>_cards_over_record`` is the cost of the cards, the median of the two recordings' ratio in each round
+(``_lowest`` and ``_highest``: the extreme rounds). ``--control`` records the default recording twice in each round
+(``_again``): its ratio to the first is the noise floor of every ``_over_record`` line.
 ``write_floor_seconds`` writes the default recording's activation bytes into a fresh file with plain sequential
 writes, once per round, and ``e2e_*_over_plain_plus_write_floor`` sets each recording against the plain forward
 plus that: on a virtual machine whose fresh memory is slow to touch, the page cache the files fill is a floor of
-its own. The order of the runs in a round turns each round. The peak-RSS lines record a quarter of the tokens and
-all of them in fresh processes, and with ``--rss-4x`` also 4× them: the mapped files' pages are dropped from the
-resident set only once the bytes written reach the size of the pages being filled (1.6 GB for these models at
-64 streams), so a short recording holds all of its file and a long one at most twice that much.
+its own. The order of the runs turns by one place each round, so that over as many rounds as there are runs each has
+run in each place once (which is the place after a write floor, the place after a plain forward…). Every timed run
+starts with no other run on disk and no page left to write back (:func:`fresh`): on this project's virtual machines
+a recording beside another run's cached files, or during its writeback, took up to twice the kernel time, which
+swamped what the bench compares. The peak-RSS lines record a quarter of the tokens and all of them in fresh
+processes, and with ``--rss-4x`` also 4× them: the mapped files' pages are dropped from the resident set only once
+the bytes written reach the size of the pages being filled (1.6 GB for these models at 64 streams), so a short
+recording holds all of its file and a long one at most twice that much.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -80,12 +88,21 @@ def plain(model: Char, ids: np.ndarray, streams: int, chunk: int) -> None:
 
 
 def record(model: Char, ids: np.ndarray, streams: int, chunk: int, out: Path, threads: int = 0, **kw) -> Path:
-    """record_corpus into ``out``; ``threads`` > 0 runs it with that many torch threads (the plain forward keeps
-    the default), to measure where the writer's thread should sit on a machine the forward already fills."""
+    """record_corpus into ``out`` (emptied first: call :func:`fresh` before timing); ``threads`` > 0 runs it with
+    that many torch threads (the plain forward keeps the default), to measure where the writer's thread should sit
+    on a machine the forward already fills."""
     shutil.rmtree(out, ignore_errors=True)
     return with_threads(
         threads, lstmviz.record_corpus, model, ids, out, streams=streams, chunk=chunk, progress=False, **kw
     )
+
+
+def fresh(out: Path) -> None:
+    """Remove the run ``out`` and write every dirty page back, before a timed run: deleting a run's files and the
+    kernel's writeback of the last run's are work that the next timed run would otherwise pay for, more for some
+    runs than for others."""
+    shutil.rmtree(out, ignore_errors=True)
+    os.sync()
 
 
 def with_threads(threads: int, fn, *args, **kw):
@@ -107,34 +124,42 @@ def case(
     hidden: int,
     tmp: Path,
     variants: dict[str, dict],
+    with_codecs: bool = True,
 ) -> dict[str, dict]:
     """Interleaved rounds of plain and each recording variant (name → record() keywords) for one model; per
-    variant its ratios and throughput."""
+    variant its ratios and throughput, and (``with_codecs``) the codec lines of the default recording."""
     torch.manual_seed(0)
     model = Char(cell, hidden).eval()
     ids = np.random.default_rng(0).integers(0, 96, tokens)
     plain(model, ids[: streams * chunk * 2], streams, chunk)  # warm up: first-touch of torch's buffers, numba load
     for kw in (kw for kw in variants.values() if "plain_threads" not in kw):
         record(model, ids[: streams * chunk * 2], streams, chunk, tmp / "warm", **kw)
+    shutil.rmtree(tmp / "warm")
     times: dict[str, list[float]] = {k: [] for k in ("plain", *variants)}
     cpu: dict[str, list[float]] = {k: [] for k in times}
     sizes: dict[str, tuple[int, int]] = {}
     floor: list[float] = []
+    codec: dict[str, float] = {}
     for r in range(rounds):
-        for k in list(times)[:: 1 if r % 2 == 0 else -1]:  # the order turns each round: no variant always first
+        order = list(times)
+        for k in order[r % len(order) :] + order[: r % len(order)]:  # each run in each place once per len(order)
+            fresh(tmp / "run")  # one run on disk at a time, as for a user who records again
             t0, c0 = time.perf_counter(), time.process_time()
             if k == "plain":
                 plain(model, ids, streams, chunk)
             elif "plain_threads" in variants[k]:
                 with_threads(variants[k]["plain_threads"], plain, model, ids, streams, chunk)
             else:
-                path = record(model, ids, streams, chunk, tmp / k, **variants[k])
+                path = record(model, ids, streams, chunk, tmp / "run", **variants[k])
             times[k].append(time.perf_counter() - t0)
             cpu[k].append(time.process_time() - c0)
             if "plain_threads" not in variants.get(k, {"plain_threads": 0}):
                 run = lstmviz.open_run(path)
                 values = sum(run.units(n) for n in run.names) * tokens
                 sizes[k] = (values, sum(f.stat().st_size for f in (run.path / "acts").iterdir()))
+                if k == "record" and with_codecs and not codec:
+                    codec = codecs(run, tmp)
+        fresh(tmp / "run")
         floor.append(write_floor(sizes["record"][1], tmp))
     out: dict[str, dict] = {}
     for k in variants:
@@ -143,6 +168,8 @@ def case(
         out[k] = {
             "ratio": float(np.median(np.divide(times[k], times["plain"]))),
             "over_record": float(np.median(np.divide(times[k], times["record"]))),
+            "over_record_lo": float(np.min(np.divide(times[k], times["record"]))),
+            "over_record_hi": float(np.max(np.divide(times[k], times["record"]))),
             "cpu_over_record": float(np.median(np.divide(cpu[k], cpu["record"]))),
             "cpu_ratio": float(np.median(np.divide(cpu[k], cpu["plain"]))),
             "writer_vps": float(values / max(np.median(extra), 1e-9)),
@@ -157,6 +184,7 @@ def case(
         values = sizes["record"][0]  # on the threads the recording's own forward had
         out["record"][f"over_{k}"] = float(np.median(np.divide(times["record"], times[k])))
         out["record"][f"writer_vps_{k}"] = float(values / max(np.median(np.subtract(times["record"], times[k])), 1e-9))
+    out["codecs"] = codec
     return out
 
 
@@ -226,6 +254,7 @@ def main() -> None:
     ap.add_argument("--record-threads", type=int, nargs="*", default=[], help="also record with N torch threads")
     ap.add_argument("--no-codecs", action="store_true", help="skip the codec lines")
     ap.add_argument("--cards-too", action="store_true", help="record without and with the unit cards (*_cards lines)")
+    ap.add_argument("--control", action="store_true", help="record the default twice (*_again lines): the noise")
     args = ap.parse_args()
     cells = {"lstm": "LSTM", "gru": "GRU"}
     only = args.only or list(cells)
@@ -235,6 +264,8 @@ def main() -> None:
     if args.cards_too:  # side by side: the recording without the cards, and with them
         variants["record"] = {"cards": False}
         variants["cards"] = {"cards": True}
+    if args.control:  # the same recording again: its ratio to the first is what the bench cannot tell from 1
+        variants["again"] = dict(variants["record"])
     for n in args.record_threads:
         variants[f"threads{n}"] = {"threads": n}
         variants[f"plain_threads{n}"] = {"plain_threads": n}
@@ -243,16 +274,16 @@ def main() -> None:
         tmp = Path(d)
         res = {}
         for k in only:
-            res[k] = case(cells[k], args.tokens, args.rounds, args.streams, args.chunk, args.hidden, tmp, variants)
-            res[k]["codecs"] = {} if args.no_codecs else codecs(lstmviz.open_run(tmp / "record"), tmp)
-            for v in variants:
-                shutil.rmtree(tmp / v, ignore_errors=True)
+            res[k] = case(cells[k], args.tokens, args.rounds, args.streams, args.chunk, args.hidden, tmp, variants,
+                          not args.no_codecs)  # fmt: skip
         for k, r in res.items():
             for key in (key for key in r["record"] if key.startswith("over_plain_threads")):
                 print(f"e2e_{k}_{key}: {r['record'][key]:.3f}")
             for v in variants:
                 if v != "record" and "plain_threads" not in variants[v]:
                     print(f"e2e_{k}{tag[v]}_over_record: {r[v]['over_record']:.3f}")
+                    print(f"e2e_{k}{tag[v]}_over_record_lowest: {r[v]['over_record_lo']:.3f}")
+                    print(f"e2e_{k}{tag[v]}_over_record_highest: {r[v]['over_record_hi']:.3f}")
                     print(f"e2e_{k}{tag[v]}_cpu_time_over_record: {r[v]['cpu_over_record']:.3f}")
         for key, label in (
             ("ratio", "over_plain"),

@@ -126,6 +126,22 @@ def test_correlations_equal_numpy_corrcoef(tmp_path):
     assert len(runs) == 3 and all(isinstance(flat, np.memmap) for r in runs for flat, _, _ in r)  # read in place
 
 
+def test_correlations_are_the_same_on_any_number_of_threads(tmp_path, monkeypatch):
+    """The row groups' sums are added in corpus order whichever thread made them: one thread, and more threads
+    than groups in flight, give the same bits as each other and r as numpy."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(3 * 16384 + 5, 4)) @ rng.normal(size=(4, 7))
+    run = open_run(write_run(tmp_path / "r", ["a"] * len(x), {"rnn.l0.fwd.h": x}))
+    rows = {}
+    for threads in (1, 2, 5):
+        monkeypatch.setattr(cards.read, "THREADS", threads)
+        monkeypatch.setattr(cards.read, "_ROWS", {})
+        rows[threads] = np.stack([cards.correlation_row(run, "rnn.l0.fwd.h", u) for u in range(7)])
+    assert np.array_equal(rows[1], rows[2]) and np.array_equal(rows[1], rows[5])
+    want = np.corrcoef(run.activations("rnn.l0.fwd.h").astype(np.float64), rowvar=False)
+    np.testing.assert_allclose(rows[5], want, atol=1e-9)
+
+
 def test_correlations_nan_for_constant_or_non_finite_units(tmp_path):
     rng = np.random.default_rng(2)
     x = rng.normal(size=(300, 5))

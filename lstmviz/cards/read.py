@@ -3,10 +3,13 @@ answers made from them, :func:`top_contexts` and :func:`correlated_units`."""
 
 from __future__ import annotations
 
+import collections
 import functools
+import itertools
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -172,7 +175,7 @@ def correlation_row(run: RunReader, name: str, unit: int) -> np.ndarray:
     0 and cancels less), r = (Σy_u·y_v − Σy_u·Σy_v / n) / √((Σy_u² − (Σy_u)²/n)(Σy_v² − (Σy_v)²/n)), every sum
     in float64. A row of the U × U matrix costs 2 flops per stored value where the matrix costs 2·U, so none is
     kept in the cards; the pass reads the whole activation (about 0.3 s of compiled work per 1M tokens × 512
-    units, bench/cards.py), and rows are cached per process.
+    units, bench/cards.py), its row groups spread over the cores, and rows are cached per process.
     """
     files = tuple(run.path / f for f in expand(run.path, run.info(name)["file"]))
     key = (files, tuple(f.stat().st_mtime_ns for f in files), name, int(unit))
@@ -187,25 +190,18 @@ _ROWS: dict[tuple, np.ndarray] = {}
 
 
 def _correlation_row(run: RunReader, name: str, unit: int) -> np.ndarray:
-    from ._jit import block_sums
-
     n, U = run.n_tokens, run.units(name)
-    sums = np.zeros((U, 3))
-    shift = None
-    for _, R, runs in value_runs(run, name):
-        flat, starts, units = next(r for r in runs if (r[2] == unit).any())
-        at = starts[np.flatnonzero(units == unit)[0]]
-        column = flat[at : at + R]  # the unit's own values in this group
-        if shift is None:  # each unit's first value (non-finite as 0): shifted sums cancel less
-            shift = np.zeros(U)
-            for flat, starts, units in runs:
-                first = _cs.LUT[flat[starts]].astype(np.float64)
-                shift[units] = np.where(np.isfinite(first), first, 0.0)
-        a = _cs.LUT[column].astype(np.float64) - shift[unit]
-        for flat, starts, units in runs:
-            block_sums(a, flat, starts, units, _cs.LUT, shift, sums)
-    if n < 2 or shift is None:
+    groups = value_runs(run, name)
+    first = next(groups, None)
+    if n < 2 or first is None:
         return np.full(U, np.nan)
+    shift = np.zeros(U)  # each unit's first value (non-finite as 0): shifted sums cancel less
+    for flat, starts, units in first[2]:
+        v = _cs.LUT[flat[starts]].astype(np.float64)
+        shift[units] = np.where(np.isfinite(v), v, 0.0)
+    sums = np.zeros((U, 3))
+    for part in _in_threads(functools.partial(_group_sums, unit=unit, shift=shift), itertools.chain([first], groups)):
+        sums += part  # in corpus order, whatever thread summed the group: the row is the same on every call
     dot, s, ss = sums.T
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # a non-finite unit's sums
         var = ss - s * s / n
@@ -214,6 +210,39 @@ def _correlation_row(run: RunReader, name: str, unit: int) -> np.ndarray:
     if not np.isfinite(ss[unit]) or var[unit] <= 0:
         r[:] = np.nan
     return np.clip(r, -1, 1)
+
+
+def _group_sums(group: tuple[int, int, list], unit: int, shift: np.ndarray) -> np.ndarray:
+    """One row group's sums float64 ``[U, 3]`` (Σ y_u·y_v, Σ y_v, Σ y_v²) of a :func:`value_runs` group."""
+    from ._jit import block_sums
+
+    _, R, runs = group
+    flat, starts, units = next(r for r in runs if (r[2] == unit).any())
+    at = starts[np.flatnonzero(units == unit)[0]]
+    a = _cs.LUT[flat[at : at + R]].astype(np.float64) - shift[unit]  # the unit's own values in this group
+    out = np.zeros((len(shift), 3))
+    for flat, starts, units in runs:
+        block_sums(a, flat, starts, units, _cs.LUT, shift, out)
+    return out
+
+
+def _in_threads(fn: Callable, items: Iterator) -> Iterator:
+    """``map(fn, items)`` in order, on up to :data:`THREADS` threads (fn releases the GIL), with a few items read
+    ahead: a row group's work is compiled code over memory-mapped pages, so threads overlap both."""
+    if THREADS < 2:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(THREADS) as pool:
+        pending: collections.deque = collections.deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) > 2 * THREADS:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+THREADS = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
 def value_runs(run: RunReader, name: str) -> Iterator[tuple[int, int, list]]:
