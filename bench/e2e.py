@@ -32,10 +32,9 @@ does by default; without ``--cards-too`` the plain lines are the default recordi
 ``write_floor_seconds`` writes the default recording's activation bytes into a fresh file with plain sequential
 writes, once per round, and ``e2e_*_over_plain_plus_write_floor`` sets each recording against the plain forward
 plus that: on a virtual machine whose fresh memory is slow to touch, the page cache the files fill is a floor of
-its own. The order of the runs turns by one place each round, so that over as many rounds as there are runs each has
-run in each place once (which is the place after a write floor, the place after a plain forward…). Every timed run
-starts with no other run on disk and no page left to write back (:func:`fresh`): on this project's virtual machines
-a recording beside another run's cached files, or during its writeback, took up to twice the kernel time, which
+its own. The order of the runs in a round is a row of a Williams square (:func:`balanced`). Every timed run starts
+with no other run on disk and no page left to write back (:func:`fresh`): on this project's virtual machines a
+recording beside another run's cached files, or during its writeback, took up to twice the kernel time, which
 swamped what the bench compares. The peak-RSS lines record a quarter of the tokens and all of them in fresh
 processes, and with ``--rss-4x`` also 4× them: the mapped files' pages are dropped from the resident set only once
 the bytes written reach the size of the pages being filled (1.6 GB for these models at 64 streams), so a short
@@ -141,8 +140,7 @@ def case(
     floor: list[float] = []
     codec: dict[str, float] = {}
     for r in range(rounds):
-        order = list(times)
-        for k in order[r % len(order) :] + order[: r % len(order)]:  # each run in each place once per len(order)
+        for k in balanced(list(times), r):
             fresh(tmp / "run")  # one run on disk at a time, as for a user who records again
             t0, c0 = time.perf_counter(), time.process_time()
             if k == "plain":
@@ -188,6 +186,15 @@ def case(
     return out
 
 
+def balanced(runs: list[str], r: int) -> list[str]:
+    """Round r's order of ``runs``: row r of a Williams square, so that over n rounds (2n for an odd n) each run
+    comes first, and comes after each other run, equally often (a slow spell one run leaves falls on every other)."""
+    n = len(runs)
+    base = [0] + [(j + 1) // 2 if j % 2 else n - j // 2 for j in range(1, n)]
+    row = [runs[(b + r) % n] for b in base]
+    return row[::-1] if n % 2 and (r // n) % 2 else row
+
+
 def write_floor(size: int, tmp: Path) -> float:
     """Seconds to write ``size`` bytes into a fresh file with plain sequential writes from one reused buffer: what
     the page cache and the disk cost the activation files alone, measured in the same round."""
@@ -216,6 +223,7 @@ def codecs(run: lstmviz.Run, tmp: Path) -> dict[str, float]:
             kind = run.info(name)["kind"]
             out[f"{kind}_{codec}_bytes_per_value"] = (tmp / "codec.parquet").stat().st_size / values
             out[f"{kind}_{codec}_encode_values_per_second"] = values / seconds
+    (tmp / "codec.parquet").unlink()
     return out
 
 

@@ -142,6 +142,75 @@ def test_correlations_are_the_same_on_any_number_of_threads(tmp_path, monkeypatc
     np.testing.assert_allclose(rows[5], want, atol=1e-9)
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered in cast")  # the LUT's signalling NaN patterns
+def test_block_sums_against_float64_numpy():
+    """The compiled step of a correlation row against numpy in float64: runs at even and odd byte offsets, a
+    unit twice, an infinity and a NaN (their sums non-finite), and the checks on what the loop is given."""
+    from lstmviz import f16keys
+    from lstmviz.cards._sums import block_sums
+
+    rng = np.random.default_rng(6)
+    R, U = 1001, 5
+    raw = rng.normal(size=U * R + 8).astype(np.float16)
+    raw[3 * R + 17], raw[4 * R + 2] = np.inf, np.nan
+    lut = np.ascontiguousarray(f16keys.LUT, np.float32)
+    a, shift = rng.normal(size=R), rng.normal(size=U)
+    for parity in (0, 1):
+        flat = raw.view(np.uint8)[parity : parity + 2 * U * R].view(np.uint16)
+        starts, units = np.arange(U, dtype=np.int64) * R, np.array([0, 1, 2, 3, 4], np.int64)
+        starts, units = np.append(starts, 0), np.append(units, 1)  # unit 1 gets unit 0's run as well
+        out = np.ones((U, 3))
+        block_sums(a, flat, starts, units, lut, shift, out)
+        want = np.ones((U, 3))
+        for at, v in zip(starts, units, strict=True):
+            d = f16keys.LUT[flat[at : at + R]].astype(np.float64) - shift[v]
+            want[v] += [a @ d, d.sum(), (d * d).sum()]
+        finite = np.isfinite(want)
+        assert np.array_equal(finite, np.isfinite(out))
+        np.testing.assert_allclose(out[finite], want[finite], rtol=1e-12)
+    flat = raw.view(np.uint16)
+    ok = (a, flat, np.zeros(1, np.int64), np.zeros(1, np.int64), lut, shift, np.zeros((U, 3)))
+    for i, bad in [(0, a.astype(np.float32)), (1, flat[::2]), (2, np.array([len(flat) - R + 1])), (3, np.array([U])),
+                   (4, f16keys.LUT.astype(np.float64)), (6, np.zeros((U, 3), np.float32))]:  # fmt: skip
+        with pytest.raises(ValueError, match="block_sums"):
+            block_sums(*ok[:i], bad, *ok[i + 1 :])
+
+
+def test_row_groups_are_summed_in_order_and_a_bounded_few_at_a_time(monkeypatch):
+    """_in_threads on two threads: items that finish out of order come back in order, at most THREADS + 1 are
+    taken before the first is handed back, and stopping early cancels what has not started."""
+    import threading
+    import time
+
+    monkeypatch.setattr(cards.read, "THREADS", 2)
+    rng = np.random.default_rng(7)
+    delays = rng.uniform(0, 0.01, 16)
+    taken, started, lock = [], [], threading.Lock()
+
+    def items():
+        for i in range(16):
+            taken.append(i)
+            yield i
+
+    def work(i):
+        with lock:
+            started.append(i)
+        time.sleep(delays[i])
+        return i * i
+
+    out = []
+    for x in cards.read._in_threads(work, items()):
+        out.append((x, len(taken)))
+    assert [x for x, _ in out] == [i * i for i in range(16)]
+    assert all(seen <= i + 1 + 2 + 1 for i, (_, seen) in enumerate(out))  # item i, and THREADS + 1 ahead at most
+    taken.clear()
+    started.clear()
+    gen = cards.read._in_threads(work, items())
+    assert next(gen) == 0
+    gen.close()
+    assert len(started) <= 4 and len(taken) <= 4
+
+
 def test_correlations_nan_for_constant_or_non_finite_units(tmp_path):
     rng = np.random.default_rng(2)
     x = rng.normal(size=(300, 5))

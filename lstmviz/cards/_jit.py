@@ -51,34 +51,6 @@ def greedy(keys: np.ndarray, k: int, window: int, picked: np.ndarray, best: np.n
         best[u, count:] = 0
 
 
-@njit(cache=True, nogil=True, fastmath={"nsz", "arcp", "contract", "reassoc"}, error_model="numpy")
-def block_sums(
-    a: np.ndarray, flat: np.ndarray, starts: np.ndarray, units: np.ndarray, lut: np.ndarray, shift: np.ndarray,
-    out: np.ndarray,
-) -> None:  # fmt: skip
-    """Runs of float16 values against a float64 ``[R]``: unit ``units[i]``'s R values are the bit patterns
-    ``flat[starts[i] : starts[i] + R]`` (uint16, contiguous: a unit-major block or a file's pages), decoded by
-    ``lut`` float32 ``[2¹⁶]``. Into out float64 ``[U, 3]``, per unit v: += Σ a·(x − shift[v]), Σ (x − shift[v]),
-    Σ (x − shift[v])². A non-finite x makes the last sum non-finite (NaN or ±inf squared), which is how the caller
-    tells such a unit: no ninf/nnan here, so that holds."""
-    R = a.shape[0]
-    for i in range(units.shape[0]):
-        v = units[i]
-        row = flat[starts[i] : starts[i] + R]
-        sh = shift[v]
-        dot = 0.0
-        s = 0.0
-        ss = 0.0
-        for t in range(R):
-            d = np.float64(lut[row[t]]) - sh
-            dot += a[t] * d
-            s += d
-            ss += d * d
-        out[v, 0] += dot
-        out[v, 1] += s
-        out[v, 2] += ss
-
-
 @njit(cache=True, nogil=True)
 def nan_counts(sample: np.ndarray, rank: np.ndarray, out: np.ndarray) -> None:
     """out int64 ``[U]`` ← how many of each unit's float16 bit patterns sample uint16 ``[U, S]`` have rank key 0

@@ -25,6 +25,7 @@ from ..store.format import Activation
 from ..store.parquet_f16 import plain_chunks
 from ..store.reader import RunReader
 from ..validate import unit_ids
+from ._sums import block_sums
 from .build import WINDOW, candidates, card_file, greedy, key_values
 from .inpass import PassCards
 
@@ -177,6 +178,7 @@ def correlation_row(run: RunReader, name: str, unit: int) -> np.ndarray:
     kept in the cards; the pass reads the whole activation (about 0.3 s of compiled work per 1M tokens × 512
     units, bench/cards.py), its row groups spread over the cores, and rows are cached per process.
     """
+    (unit,) = unit_ids(unit, run.units(name), name)
     files = tuple(run.path / f for f in expand(run.path, run.info(name)["file"]))
     key = (files, tuple(f.stat().st_mtime_ns for f in files), name, int(unit))
     if key not in _ROWS:
@@ -199,8 +201,10 @@ def _correlation_row(run: RunReader, name: str, unit: int) -> np.ndarray:
     for flat, starts, units in first[2]:
         v = _cs.LUT[flat[starts]].astype(np.float64)
         shift[units] = np.where(np.isfinite(v), v, 0.0)
+    groups = itertools.chain([first], groups)
+    del first  # held by the chain until summed, no longer
     sums = np.zeros((U, 3))
-    for part in _in_threads(functools.partial(_group_sums, unit=unit, shift=shift), itertools.chain([first], groups)):
+    for part in _in_threads(functools.partial(_group_sums, unit=unit, shift=shift), groups):
         sums += part  # in corpus order, whatever thread summed the group: the row is the same on every call
     dot, s, ss = sums.T
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # a non-finite unit's sums
@@ -214,35 +218,41 @@ def _correlation_row(run: RunReader, name: str, unit: int) -> np.ndarray:
 
 def _group_sums(group: tuple[int, int, list], unit: int, shift: np.ndarray) -> np.ndarray:
     """One row group's sums float64 ``[U, 3]`` (Σ y_u·y_v, Σ y_v, Σ y_v²) of a :func:`value_runs` group."""
-    from ._jit import block_sums
-
     _, R, runs = group
-    flat, starts, units = next(r for r in runs if (r[2] == unit).any())
+    own = next((r for r in runs if (r[2] == unit).any()), None)
+    if own is None:
+        raise ValueError(f"unit {unit} is not among the row group's {sum(len(r[2]) for r in runs)} units")
+    flat, starts, units = own
     at = starts[np.flatnonzero(units == unit)[0]]
     a = _cs.LUT[flat[at : at + R]].astype(np.float64) - shift[unit]  # the unit's own values in this group
     out = np.zeros((len(shift), 3))
     for flat, starts, units in runs:
-        block_sums(a, flat, starts, units, _cs.LUT, shift, out)
+        block_sums(a, flat, starts, units, _LUT32, shift, out)
     return out
 
 
 def _in_threads(fn: Callable, items: Iterator) -> Iterator:
-    """``map(fn, items)`` in order, on up to :data:`THREADS` threads (fn releases the GIL), with a few items read
-    ahead: a row group's work is compiled code over memory-mapped pages, so threads overlap both."""
+    """``map(fn, items)`` in order, on up to :data:`THREADS` threads (fn releases the GIL), reading one item ahead
+    of them: a row group's work is compiled code over memory-mapped pages, so threads overlap both. Stopping early
+    cancels what has not started."""
     if THREADS < 2:
         yield from map(fn, items)
         return
-    with ThreadPoolExecutor(THREADS) as pool:
+    pool = ThreadPoolExecutor(THREADS)
+    try:
         pending: collections.deque = collections.deque()
         for item in items:
             pending.append(pool.submit(fn, item))
-            if len(pending) > 2 * THREADS:
+            if len(pending) > THREADS:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+    finally:
+        pool.shutdown(cancel_futures=True)
 
 
-THREADS = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+THREADS = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+_LUT32 = np.ascontiguousarray(_cs.LUT, np.float32)
 
 
 def value_runs(run: RunReader, name: str) -> Iterator[tuple[int, int, list]]:
