@@ -223,7 +223,7 @@ def codecs(run: lstmviz.Run, tmp: Path) -> dict[str, float]:
             kind = run.info(name)["kind"]
             out[f"{kind}_{codec}_bytes_per_value"] = (tmp / "codec.parquet").stat().st_size / values
             out[f"{kind}_{codec}_encode_values_per_second"] = values / seconds
-    (tmp / "codec.parquet").unlink()
+    (tmp / "codec.parquet").unlink(missing_ok=True)
     return out
 
 

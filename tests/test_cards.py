@@ -156,7 +156,9 @@ def test_block_sums_against_float64_numpy():
     lut = np.ascontiguousarray(f16keys.LUT, np.float32)
     a, shift = rng.normal(size=R), rng.normal(size=U)
     for parity in (0, 1):
-        flat = raw.view(np.uint8)[parity : parity + 2 * U * R].view(np.uint16)
+        buf = np.zeros(2 * U * R + 2, np.uint8)
+        buf[parity : parity + 2 * U * R] = raw[: U * R].view(np.uint8)  # the same values, at an odd address for 1
+        flat = buf[parity : parity + 2 * U * R].view(np.uint16)
         starts, units = np.arange(U, dtype=np.int64) * R, np.array([0, 1, 2, 3, 4], np.int64)
         starts, units = np.append(starts, 0), np.append(units, 1)  # unit 1 gets unit 0's run as well
         out = np.ones((U, 3))
@@ -166,26 +168,29 @@ def test_block_sums_against_float64_numpy():
             d = f16keys.LUT[flat[at : at + R]].astype(np.float64) - shift[v]
             want[v] += [a @ d, d.sum(), (d * d).sum()]
         finite = np.isfinite(want)
-        assert np.array_equal(finite, np.isfinite(out))
+        assert finite.sum() == 3 * (U - 2) and np.array_equal(finite, np.isfinite(out))  # units 3 and 4 not
         np.testing.assert_allclose(out[finite], want[finite], rtol=1e-12)
     flat = raw.view(np.uint16)
     ok = (a, flat, np.zeros(1, np.int64), np.zeros(1, np.int64), lut, shift, np.zeros((U, 3)))
     for i, bad in [(0, a.astype(np.float32)), (1, flat[::2]), (2, np.array([len(flat) - R + 1])), (3, np.array([U])),
-                   (4, f16keys.LUT.astype(np.float64)), (6, np.zeros((U, 3), np.float32))]:  # fmt: skip
+                   (2, np.array([2**63 - 5])), (4, f16keys.LUT.astype(np.float64)),
+                   (6, np.zeros((U, 3), np.float32))]:  # fmt: skip
         with pytest.raises(ValueError, match="block_sums"):
             block_sums(*ok[:i], bad, *ok[i + 1 :])
+    empty = np.zeros((U, 3))
+    block_sums(np.zeros(0), np.zeros(0, np.uint16), np.zeros(1, np.int64), np.zeros(1, np.int64), lut, shift, empty)
+    assert not empty.any()  # a row group of no rows sums nothing
 
 
 def test_row_groups_are_summed_in_order_and_a_bounded_few_at_a_time(monkeypatch):
-    """_in_threads on two threads: items that finish out of order come back in order, at most THREADS + 1 are
-    taken before the first is handed back, and stopping early cancels what has not started."""
+    """_in_threads on two threads: items that finish out of order come back in order, with exactly THREADS + 1
+    taken before each is handed back, and stopping early takes and starts nothing more."""
     import threading
     import time
 
     monkeypatch.setattr(cards.read, "THREADS", 2)
-    rng = np.random.default_rng(7)
-    delays = rng.uniform(0, 0.01, 16)
-    taken, started, lock = [], [], threading.Lock()
+    delays = np.random.default_rng(7).uniform(0, 0.01, 16)
+    taken, started = [], []
 
     def items():
         for i in range(16):
@@ -193,22 +198,30 @@ def test_row_groups_are_summed_in_order_and_a_bounded_few_at_a_time(monkeypatch)
             yield i
 
     def work(i):
-        with lock:
-            started.append(i)
+        started.append(i)
         time.sleep(delays[i])
         return i * i
 
-    out = []
-    for x in cards.read._in_threads(work, items()):
-        out.append((x, len(taken)))
-    assert [x for x, _ in out] == [i * i for i in range(16)]
-    assert all(seen <= i + 1 + 2 + 1 for i, (_, seen) in enumerate(out))  # item i, and THREADS + 1 ahead at most
+    out = [(x, len(taken)) for x in cards.read._in_threads(work, items())]
+    assert out == [(i * i, min(i + 3, 16)) for i in range(16)]
+
     taken.clear()
     started.clear()
-    gen = cards.read._in_threads(work, items())
-    assert next(gen) == 0
-    gen.close()
-    assert len(started) <= 4 and len(taken) <= 4
+    hold = threading.Event()
+
+    def held(i):
+        started.append(i)
+        if i:
+            hold.wait(10)
+        return i
+
+    gen = cards.read._in_threads(held, items())
+    assert next(gen) == 0  # items 1 and 2 are held on the two threads
+    timer = threading.Timer(0.2, hold.set)
+    timer.start()
+    gen.close()  # waits for items 1 and 2
+    timer.join()
+    assert sorted(started) == [0, 1, 2] and taken == [0, 1, 2]
 
 
 def test_correlations_nan_for_constant_or_non_finite_units(tmp_path):

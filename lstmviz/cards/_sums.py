@@ -83,7 +83,7 @@ exit:
 _P = ctypes.c_void_p
 _SIGNATURE = ctypes.CFUNCTYPE(None, _P, _P, _P, _P, ctypes.c_int64, ctypes.c_int64, _P, _P, _P)
 _LOCK = threading.Lock()
-_BUILT: list = []  # [the execution engine, which owns the code, and the function]: built once per process
+_BUILT: list = []  # [the LLVM context and execution engine, which own the code, and the function]: built once
 
 
 def _kernel() -> ctypes._CFuncPtr:
@@ -94,7 +94,8 @@ def _kernel() -> ctypes._CFuncPtr:
 
             llvm.initialize_native_target()
             llvm.initialize_native_asmprinter()
-            module = llvm.parse_assembly(IR)
+            context = llvm.create_context()  # its own: numba compiles in the global one, under a lock of its own
+            module = llvm.parse_assembly(IR, context=context)
             module.verify()
             try:
                 features = llvm.get_host_cpu_features().flatten()
@@ -108,8 +109,8 @@ def _kernel() -> ctypes._CFuncPtr:
             passes.getModulePassManager().run(module, passes)
             engine = llvm.create_mcjit_compiler(module, machine)
             engine.finalize_object()
-            _BUILT[:] = [engine, _SIGNATURE(engine.get_function_address("block_sums"))]
-        return _BUILT[1]
+            _BUILT[:] = [context, engine, _SIGNATURE(engine.get_function_address("block_sums"))]
+        return _BUILT[-1]
 
 
 def block_sums(
@@ -122,17 +123,18 @@ def block_sums(
     v: += Σ a·(x − shift[v]), Σ (x − shift[v]), Σ (x − shift[v])². The arguments are checked here, since the
     compiled loop reads whatever they point at."""
     R, k = len(a), len(units)
+    whole = [a, starts, units, lut, shift, out]  # read with their types' alignment; flat, a byte at a time
     if not (
-        a.dtype == np.float64 and a.ndim == 1 and a.flags.c_contiguous
-        and flat.dtype == np.uint16 and flat.ndim == 1 and flat.strides == (2,)
+        a.dtype == np.float64 and a.ndim == 1
+        and flat.dtype == np.uint16 and flat.ndim == 1 and flat.flags.c_contiguous
         and starts.dtype == units.dtype == np.int64 and starts.shape == units.shape == (k,)
-        and starts.flags.c_contiguous and units.flags.c_contiguous
-        and lut.dtype == np.float32 and lut.shape == (1 << 16,) and lut.flags.c_contiguous
-        and shift.dtype == np.float64 and shift.ndim == 1 and shift.flags.c_contiguous
-        and out.dtype == np.float64 and out.shape == (len(shift), 3) and out.flags.c_contiguous and out.flags.writeable
+        and lut.dtype == np.float32 and lut.shape == (1 << 16,)
+        and shift.dtype == np.float64 and shift.ndim == 1
+        and out.dtype == np.float64 and out.shape == (len(shift), 3) and out.flags.writeable
+        and all(x.flags.c_contiguous and x.flags.aligned for x in whole)
     ):  # fmt: skip
         raise ValueError("block_sums: arguments of the wrong dtype, shape or layout")
-    if k and (starts.min() < 0 or starts.max() + R > len(flat) or units.min() < 0 or units.max() >= len(shift)):
+    if k and (starts.min() < 0 or starts.max() > len(flat) - R or units.min() < 0 or units.max() >= len(shift)):
         raise ValueError(f"block_sums: runs of {R} values from {starts.min()}…{starts.max()} or units out of range")
     if k and R:
         _kernel()(a.ctypes.data, flat.ctypes.data, starts.ctypes.data, units.ctypes.data, k, R, lut.ctypes.data,

@@ -202,7 +202,7 @@ def _correlation_row(run: RunReader, name: str, unit: int) -> np.ndarray:
         v = _cs.LUT[flat[starts]].astype(np.float64)
         shift[units] = np.where(np.isfinite(v), v, 0.0)
     groups = itertools.chain([first], groups)
-    del first  # held by the chain until summed, no longer
+    del first, flat, starts, units, v  # group 0 is held by the chain until summed, no longer
     sums = np.zeros((U, 3))
     for part in _in_threads(functools.partial(_group_sums, unit=unit, shift=shift), groups):
         sums += part  # in corpus order, whatever thread summed the group: the row is the same on every call
@@ -221,7 +221,7 @@ def _group_sums(group: tuple[int, int, list], unit: int, shift: np.ndarray) -> n
     _, R, runs = group
     own = next((r for r in runs if (r[2] == unit).any()), None)
     if own is None:
-        raise ValueError(f"unit {unit} is not among the row group's {sum(len(r[2]) for r in runs)} units")
+        raise RunError(f"unit {unit} is not among the {sum(len(r[2]) for r in runs)} units of a row group")
     flat, starts, units = own
     at = starts[np.flatnonzero(units == unit)[0]]
     a = _cs.LUT[flat[at : at + R]].astype(np.float64) - shift[unit]  # the unit's own values in this group
@@ -234,7 +234,7 @@ def _group_sums(group: tuple[int, int, list], unit: int, shift: np.ndarray) -> n
 def _in_threads(fn: Callable, items: Iterator) -> Iterator:
     """``map(fn, items)`` in order, on up to :data:`THREADS` threads (fn releases the GIL), reading one item ahead
     of them: a row group's work is compiled code over memory-mapped pages, so threads overlap both. Stopping early
-    cancels what has not started."""
+    waits for the items running and starts no other."""
     if THREADS < 2:
         yield from map(fn, items)
         return
