@@ -197,12 +197,9 @@ def _correlation_row(run: RunReader, name: str, unit: int) -> np.ndarray:
     first = next(groups, None)
     if n < 2 or first is None:
         return np.full(U, np.nan)
-    shift = np.zeros(U)  # each unit's first value (non-finite as 0): shifted sums cancel less
-    for flat, starts, units in first[2]:
-        v = _cs.LUT[flat[starts]].astype(np.float64)
-        shift[units] = np.where(np.isfinite(v), v, 0.0)
+    shift = _first_values(first[2], U)  # shifted sums cancel less
     groups = itertools.chain([first], groups)
-    del first, flat, starts, units, v  # group 0 is held by the chain until summed, no longer
+    del first  # group 0 is held by the chain until summed, no longer
     sums = np.zeros((U, 3))
     for part in _in_threads(functools.partial(_group_sums, unit=unit, shift=shift), groups):
         sums += part  # in corpus order, whatever thread summed the group: the row is the same on every call
@@ -216,6 +213,15 @@ def _correlation_row(run: RunReader, name: str, unit: int) -> np.ndarray:
     return np.clip(r, -1, 1)
 
 
+def _first_values(runs: list, U: int) -> np.ndarray:
+    """Each unit's first value in a :func:`value_runs` group's runs, float64 ``[U]`` (a non-finite one as 0)."""
+    first = np.zeros(U)
+    for flat, starts, units in runs:
+        v = _cs.LUT[flat[starts]].astype(np.float64)
+        first[units] = np.where(np.isfinite(v), v, 0.0)
+    return first
+
+
 def _group_sums(group: tuple[int, int, list], unit: int, shift: np.ndarray) -> np.ndarray:
     """One row group's sums float64 ``[U, 3]`` (Σ y_u·y_v, Σ y_v, Σ y_v²) of a :func:`value_runs` group."""
     _, R, runs = group
@@ -227,7 +233,7 @@ def _group_sums(group: tuple[int, int, list], unit: int, shift: np.ndarray) -> n
     a = _cs.LUT[flat[at : at + R]].astype(np.float64) - shift[unit]  # the unit's own values in this group
     out = np.zeros((len(shift), 3))
     for flat, starts, units in runs:
-        block_sums(a, flat, starts, units, _LUT32, shift, out)
+        block_sums(a, flat, starts, units, _cs.LUT, shift, out)
     return out
 
 
@@ -252,7 +258,6 @@ def _in_threads(fn: Callable, items: Iterator) -> Iterator:
 
 
 THREADS = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
-_LUT32 = np.ascontiguousarray(_cs.LUT, np.float32)
 
 
 def value_runs(run: RunReader, name: str) -> Iterator[tuple[int, int, list]]:
